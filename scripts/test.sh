@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Runs every test: setup/build, the unit + llama.cpp judge tests (CTest), the parser
+# tests again under AddressSanitizer + UndefinedBehaviorSanitizer, and each libFuzzer
+# target for a fixed time on its seed corpus.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${LOWBIT_FUZZ_SECONDS:-20}
+
+bash scripts/setup.sh
+
+echo "== unit and judge tests (Release)"
+ctest --test-dir build --output-on-failure -j2 -LE parser
+
+echo "== parser tests under ASan + UBSan"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DLOWBIT_SANITIZE=ON \
+      -DCMAKE_CXX_COMPILER=clang++ -DLOWBIT_FUZZ=ON >/dev/null
+cmake --build build-asan -j"$(nproc)"
+ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j2 -L parser
+
+echo "== fuzzing (${FUZZ_SECONDS}s per target)"
+for target in build-asan/fuzz/fuzz_*; do
+  name=$(basename "$target")
+  corpus=$(mktemp -d)
+  cp fuzz/corpus/"${name#fuzz_}"/* "$corpus"/ 2>/dev/null || true
+  echo "-- $name"
+  "$target" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 "$corpus" 2>&1 | tail -n 2
+  rm -rf "$corpus"
+done
+echo "all tests passed"

@@ -1,0 +1,93 @@
+#include "lowbit/tensor.h"
+
+#include <cstring>
+
+#include "lowbit/error.h"
+#include "lowbit/float_convert.h"
+
+namespace lowbit {
+
+std::string shape_string(const std::vector<uint64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + "]";
+}
+
+void to_f32(const TensorView& t, float* out) {
+  const uint64_t n = t.n_values();
+  const uint8_t* p = t.data;
+  switch (t.dtype) {
+    case DType::F32:
+      std::memcpy(out, p, n * 4);
+      return;
+    case DType::F16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = f16_to_f32(h);
+      }
+      return;
+    case DType::BF16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, p + 2 * i, 2);
+        out[i] = bf16_to_f32(h);
+      }
+      return;
+    case DType::F64:
+      for (uint64_t i = 0; i < n; ++i) {
+        double d;
+        std::memcpy(&d, p + 8 * i, 8);
+        out[i] = static_cast<float>(d);
+      }
+      return;
+    case DType::F8_E4M3:
+      for (uint64_t i = 0; i < n; ++i) out[i] = e4m3_to_f32(p[i]);
+      return;
+    case DType::F8_E5M2:
+      for (uint64_t i = 0; i < n; ++i) out[i] = e5m2_to_f32(p[i]);
+      return;
+    default:
+      fail(ErrorKind::Unsupported, "tensor '{}': cannot convert dtype {} to f32", t.name,
+           dtype_name(t.dtype));
+  }
+}
+
+std::vector<float> to_f32(const TensorView& t) {
+  std::vector<float> out(t.n_values());
+  to_f32(t, out.data());
+  return out;
+}
+
+std::vector<uint8_t> from_f32(const float* x, uint64_t n, DType dtype) {
+  std::vector<uint8_t> out(n * traits(dtype).type_size);
+  uint8_t* p = out.data();
+  switch (dtype) {
+    case DType::F32:
+      std::memcpy(p, x, n * 4);
+      break;
+    case DType::F16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h = f32_to_f16(x[i]);
+        std::memcpy(p + 2 * i, &h, 2);
+      }
+      break;
+    case DType::BF16:
+      for (uint64_t i = 0; i < n; ++i) {
+        uint16_t h = f32_to_bf16(x[i]);
+        std::memcpy(p + 2 * i, &h, 2);
+      }
+      break;
+    case DType::F8_E4M3:
+      for (uint64_t i = 0; i < n; ++i) p[i] = f32_to_e4m3(x[i]);
+      break;
+    case DType::F8_E5M2:
+      for (uint64_t i = 0; i < n; ++i) p[i] = f32_to_e5m2(x[i]);
+      break;
+    default:
+      fail(ErrorKind::Unsupported, "cannot encode f32 values as {}", dtype_name(dtype));
+  }
+  return out;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,69 @@
+#include "test_support.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace lowbit::test {
+
+namespace fs = std::filesystem;
+
+std::string shared_path(const std::string& rel) {
+  const char* env = std::getenv("LOWBIT_SHARED");
+  fs::path root = env && *env ? fs::path(env) : fs::path(LOWBIT_SHARED_DEFAULT);
+  fs::path p = root / rel;
+  if (!fs::exists(p)) {
+    ADD_FAILURE() << "missing shared asset " << p << " (set LOWBIT_SHARED to the shared/ directory)";
+    throw std::runtime_error("missing shared asset " + p.string());
+  }
+  return fs::absolute(p).lexically_normal().string();
+}
+
+TempDir::TempDir() {
+  std::string tmpl = (fs::temp_directory_path() / "lowbit-test-XXXXXX").string();
+  if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
+  path_ = tmpl;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+static std::string quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+CliResult run_cli(const std::vector<std::string>& args) {
+  TempDir tmp;
+  std::string cmd = quote(LOWBIT_CLI_PATH);
+  for (const auto& a : args) cmd += " " + quote(a);
+  cmd += " >" + tmp.file("out") + " 2>" + tmp.file("err");
+  int status = std::system(cmd.c_str());
+  CliResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  r.out = read_file(tmp.file("out"));
+  r.err = read_file(tmp.file("err"));
+  return r;
+}
+
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::ostringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+}  // namespace lowbit::test

@@ -1,0 +1,35 @@
+// Helpers shared by the tests: shared asset paths, temporary directories, running the CLI.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace lowbit::test {
+
+// Absolute path of `rel` inside ../shared (or $LOWBIT_SHARED). A missing asset fails the
+// test loudly instead of skipping it.
+std::string shared_path(const std::string& rel);
+
+// A fresh directory under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+struct CliResult {
+  int exit_code;
+  std::string out, err;
+};
+// Runs the lowbit binary with `args` (shell-quoted here) and captures its output.
+CliResult run_cli(const std::vector<std::string>& args);
+
+void write_file(const std::string& path, const std::string& bytes);
+std::string read_file(const std::string& path);
+
+}  // namespace lowbit::test

@@ -1,0 +1,37 @@
+// lowbit: make large language models small and fast.
+#include <fmt/core.h>
+
+#include <map>
+
+#include "commands.h"
+#include "lowbit/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"lowbit: quantize, convert, evaluate and run Llama-family models on the CPU"};
+  app.require_subcommand(1);
+  std::map<CLI::App*, lowbit::cli::Action> actions;
+  auto reg = [&](lowbit::cli::Action (*add)(CLI::App&)) {
+    size_t before = app.get_subcommands({}).size();
+    auto action = add(app);
+    actions[app.get_subcommands({})[before]] = std::move(action);
+  };
+  reg(lowbit::cli::add_convert);
+  reg(lowbit::cli::add_inspect);
+  reg(lowbit::cli::add_tokenize);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const lowbit::Error& e) {
+    fmt::print(stderr, "lowbit: error: {}\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "lowbit: internal error: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -24,7 +24,8 @@ for target in build-asan/fuzz/fuzz_*; do
   corpus=$(mktemp -d)
   cp fuzz/corpus/"${name#fuzz_}"/* "$corpus"/ 2>/dev/null || true
   echo "-- $name"
-  "$target" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 "$corpus" 2>&1 | tail -n 2
+  "$target" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 \
+    -artifact_prefix=build-asan/ "$corpus" 2>&1 | tail -n 2
   rm -rf "$corpus"
 done
 echo "all tests passed"

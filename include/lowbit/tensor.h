@@ -50,3 +50,10 @@ std::vector<float> to_f32(const TensorView& t);
 std::vector<uint8_t> from_f32(const float* x, uint64_t n, DType dtype);
 
 }  // namespace lowbit
+
+namespace lowbit {
+// Dequantizes rows [row0, row0 + n_rows) of a 2-D (or 1-D) tensor into f32 `out`
+// ([n_rows, row_len]). Plain float types here; block-quantized types through the quant
+// library's traits.
+void dequantize_rows(const TensorView& t, uint64_t row0, uint64_t n_rows, float* out);
+}  // namespace lowbit

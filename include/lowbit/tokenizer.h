@@ -58,7 +58,8 @@ class Tokenizer {
  protected:
   explicit Tokenizer(Vocab v);
   void init_index(const std::string& source);  // fills token_to_id_ and special_by_length_
-  virtual void encode_fragment(std::string_view text, bool first_fragment, std::vector<int32_t>& out) const = 0;
+  // at_start: the fragment begins the text or follows a special token.
+  virtual void encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out) const = 0;
   Vocab vocab_;
   std::unordered_map<std::string, int32_t> token_to_id_;
   std::vector<int32_t> special_by_length_;  // control + user-defined, longest first

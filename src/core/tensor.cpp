@@ -91,3 +91,20 @@ std::vector<uint8_t> from_f32(const float* x, uint64_t n, DType dtype) {
 }
 
 }  // namespace lowbit
+
+namespace lowbit {
+
+void dequantize_rows(const TensorView& t, uint64_t row0, uint64_t n_rows, float* out) {
+  const uint64_t row_len = t.row_len();
+  const auto& tr = traits(t.dtype);
+  const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
+  TensorView slice;
+  slice.name = t.name;
+  slice.dtype = t.dtype;
+  slice.shape = {n_rows, row_len};
+  slice.data = t.data + row0 * row_bytes;
+  slice.nbytes = n_rows * row_bytes;
+  to_f32(slice, out);
+}
+
+}  // namespace lowbit

@@ -46,12 +46,14 @@ int32_t get_token_id(const json& j, const char* key, int32_t dflt) {
 json parse_json(const std::string& text, const std::string& src) {
   try {
     return json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: not valid JSON: {}", src, e.what());
   }
 }
 
 }  // namespace
+
+ModelConfig parse_hf_config_json(const json& j, const std::string& src);
 
 void ModelConfig::validate(const std::string& src) const {
   auto positive = [&](uint32_t v, const char* what) {
@@ -70,7 +72,14 @@ void ModelConfig::validate(const std::string& src) const {
 }
 
 ModelConfig parse_hf_config(const std::string& text, const std::string& src) {
-  json j = parse_json(text, src);
+  try {
+    return parse_hf_config_json(parse_json(text, src), src);
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: unexpected JSON content: {}", src, e.what());
+  }
+}
+
+ModelConfig parse_hf_config_json(const json& j, const std::string& src) {
   if (!j.is_object()) fail(ErrorKind::Format, "{}: expected a JSON object", src);
   ModelConfig c;
   std::string mt = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";

@@ -33,7 +33,7 @@ json parse_header_json(const std::string& path, const char* begin, const char* e
   json j;
   try {
     j = json::parse(begin, end, cb);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: header is not valid JSON: {}", path, e.what());
   }
   if (!dup.empty()) fail(ErrorKind::Format, "{}: tensor '{}' appears twice in the header", path, dup);
@@ -142,7 +142,7 @@ std::unique_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open_dir(const std
     const std::string text = read_text_file(index_path.string());
     try {
       idx = json::parse(text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
       fail(ErrorKind::Format, "{}: not valid JSON: {}", index_path.string(), e.what());
     }
     if (!idx.is_object() || !idx.contains("weight_map") || !idx["weight_map"].is_object())

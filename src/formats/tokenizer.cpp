@@ -64,7 +64,8 @@ int32_t Tokenizer::find(std::string_view token) const {
 std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
   // Split the text around special tokens: fragments are either raw text or one id.
   struct Fragment { std::string_view text; int32_t id; };
-  std::vector<Fragment> frags{{text, -1}};
+  std::vector<Fragment> frags;
+  if (!text.empty()) frags.push_back({text, -1});
   for (int32_t id : special_by_length_) {
     if (!parse_special && vocab_.types[id] == TokenType::Control) continue;
     const std::string& tok = vocab_.tokens[id];
@@ -86,14 +87,13 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
   }
   std::vector<int32_t> out;
   if (add_special && vocab_.add_bos && vocab_.bos >= 0) out.push_back(vocab_.bos);
-  bool first = true;
+  // As llama.cpp does, a text fragment at the start or right after a special token
+  // counts as the start of text (SentencePiece then prepends its space).
+  bool after_special = true;
   for (const auto& f : frags) {
-    if (f.id >= 0) {
-      out.push_back(f.id);
-    } else {
-      encode_fragment(f.text, first, out);
-    }
-    first = false;
+    if (f.id >= 0) out.push_back(f.id);
+    else encode_fragment(f.text, after_special, out);
+    after_special = f.id >= 0;
   }
   if (add_special && vocab_.add_eos && vocab_.eos >= 0) out.push_back(vocab_.eos);
   return out;

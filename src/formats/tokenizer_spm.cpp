@@ -23,9 +23,9 @@ class SpmTokenizer : public Tokenizer {
   }
 
  protected:
-  void encode_fragment(std::string_view fragment, bool first, std::vector<int32_t>& out) const override {
+  void encode_fragment(std::string_view fragment, bool at_start, std::vector<int32_t>& out) const override {
     std::string text;
-    if (first && vocab_.add_space_prefix) text = "\xe2\x96\x81";
+    if (at_start && vocab_.add_space_prefix) text = "\xe2\x96\x81";
     for (char c : fragment) {
       if (c == ' ') text += "\xe2\x96\x81";
       else text += c;

@@ -18,7 +18,7 @@ using nlohmann::json;
 json parse_json_file(const std::string& path) {
   try {
     return json::parse(read_text_file(path));
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: not valid JSON: {}", path, e.what());
   }
 }
@@ -141,11 +141,21 @@ void check_merges(const Vocab& v, const std::string& src) {
 
 }  // namespace
 
+Vocab parse_hf_tokenizer_json_impl(const std::string& text, const std::string& src);
+
 Vocab parse_hf_tokenizer_json(const std::string& text, const std::string& src) {
+  try {
+    return parse_hf_tokenizer_json_impl(text, src);
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: unexpected JSON content: {}", src, e.what());
+  }
+}
+
+Vocab parse_hf_tokenizer_json_impl(const std::string& text, const std::string& src) {
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
     fail(ErrorKind::Format, "{}: not valid JSON: {}", src, e.what());
   }
   if (!j.is_object() || !j.contains("model") || !j["model"].is_object()) fail(ErrorKind::Format, "{}: missing object key 'model'", src);
@@ -180,7 +190,17 @@ Vocab parse_hf_tokenizer_json(const std::string& text, const std::string& src) {
   return v;
 }
 
+Vocab read_hf_bpe_impl(const std::string& dir);
+
 Vocab read_hf_bpe(const std::string& dir) {
+  try {
+    return read_hf_bpe_impl(dir);
+  } catch (const json::exception& e) {
+    fail(ErrorKind::Format, "{}: unexpected JSON content: {}", dir, e.what());
+  }
+}
+
+Vocab read_hf_bpe_impl(const std::string& dir) {
   const fs::path tj = fs::path(dir) / "tokenizer.json";
   Vocab v;
   if (fs::exists(tj)) {
@@ -216,7 +236,11 @@ Vocab read_hf_dir_vocab(const std::string& dir) {
   const fs::path spm = fs::path(dir) / "tokenizer.model";
   if (fs::exists(spm)) {
     Vocab v = read_spm_model(spm.string());
-    apply_tokenizer_config(v, dir);
+    try {
+      apply_tokenizer_config(v, dir);
+    } catch (const json::exception& e) {
+      fail(ErrorKind::Format, "{}/tokenizer_config.json: unexpected JSON content: {}", dir, e.what());
+    }
     return v;
   }
   return read_hf_bpe(dir);

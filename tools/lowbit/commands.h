@@ -12,5 +12,7 @@ using Action = std::function<int()>;
 Action add_convert(CLI::App& app);
 Action add_inspect(CLI::App& app);
 Action add_tokenize(CLI::App& app);
+Action add_run(CLI::App& app);
+Action add_perplexity(CLI::App& app);
 
 }  // namespace lowbit::cli

@@ -18,6 +18,8 @@ int main(int argc, char** argv) {
   reg(lowbit::cli::add_convert);
   reg(lowbit::cli::add_inspect);
   reg(lowbit::cli::add_tokenize);
+  reg(lowbit::cli::add_run);
+  reg(lowbit::cli::add_perplexity);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,54 @@
+// The fp32 reference forward pass of a Llama-family decoder (llama, mistral, qwen2, qwen3).
+//
+// Activations are fp32 row-major [n_tokens, features]. Every linear layer computes
+// y[n, out] = x[n, in] · W[out, in]ᵀ through BLAS sgemm; weights stored in another type are
+// dequantized a tile of rows at a time into scratch memory, so the model is never copied
+// whole. A KV cache [n_ctx, n_head_kv · head_dim] per layer lets generation reuse the prompt.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+
+struct EngineOptions {
+  int n_threads = 2;
+  uint32_t n_ctx = 0;  // 0: the model's context length
+};
+
+// Called with the input of a linear layer: `weight` is its GGUF name (e.g.
+// "blk.3.ffn_down.weight"), x is [n_tokens, in_features]. The same input feeds q/k/v
+// (and gate/up); the hook is called once per weight.
+using LinearInputHook = std::function<void(const std::string& weight, const float* x, size_t n_tokens, size_t in_features)>;
+
+class Engine {
+ public:
+  Engine(const Model& model, EngineOptions opts = {});
+  ~Engine();
+
+  // Runs `n` tokens at positions n_past() .. n_past()+n-1 and appends them to the cache.
+  // logits: [n, n_vocab] when all_logits, else [n_vocab] for the last token only.
+  void eval(const int32_t* tokens, size_t n, std::vector<float>& logits, bool all_logits);
+  void reset() { n_past_ = 0; }
+  size_t n_past() const { return n_past_; }
+  uint32_t n_ctx() const { return n_ctx_; }
+  const Model& model() const { return model_; }
+  void set_linear_input_hook(LinearInputHook hook) { hook_ = std::move(hook); }
+
+ private:
+  struct Impl;
+  const Model& model_;
+  uint32_t n_ctx_;
+  size_t n_past_ = 0;
+  LinearInputHook hook_;
+  std::unique_ptr<Impl> impl_;
+};
+
+// y[n, rows] = x[n, cols] · W[rows, cols]ᵀ for a weight in any supported type.
+void linear_forward(const TensorView& w, const float* x, size_t n, float* y);
+
+}  // namespace lowbit

@@ -1,0 +1,220 @@
+#include "lowbit/engine.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "lowbit/error.h"
+
+namespace lowbit {
+namespace {
+
+// RMSNorm as llama.cpp computes it: sum of squares in double, scale in float.
+void rms_norm(const float* x, const float* w, float* y, size_t n_rows, size_t d, float eps) {
+  for (size_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * d;
+    double sum = 0;
+    for (size_t i = 0; i < d; ++i) sum += static_cast<double>(xr[i]) * xr[i];
+    const float scale = 1.0f / std::sqrt(static_cast<float>(sum / d) + eps);
+    float* yr = y + r * d;
+    for (size_t i = 0; i < d; ++i) yr[i] = xr[i] * scale * w[i];
+  }
+}
+
+// Rotates each head of x [n, n_heads * hd] by its token's position.
+void apply_rope(float* x, size_t n, uint32_t n_heads, uint32_t hd, size_t pos0, const std::vector<double>& inv_freq, RopeLayout layout) {
+  const uint32_t half = hd / 2;
+  for (size_t t = 0; t < n; ++t) {
+    const double pos = static_cast<double>(pos0 + t);
+    for (uint32_t i = 0; i < half; ++i) {
+      const double theta = pos * inv_freq[i];
+      const float c = static_cast<float>(std::cos(theta)), s = static_cast<float>(std::sin(theta));
+      for (uint32_t h = 0; h < n_heads; ++h) {
+        float* head = x + (t * n_heads + h) * hd;
+        float* a = layout == RopeLayout::Halves ? head + i : head + 2 * i;
+        float* b = layout == RopeLayout::Halves ? head + i + half : head + 2 * i + 1;
+        const float x0 = *a, x1 = *b;
+        *a = x0 * c - x1 * s;
+        *b = x0 * s + x1 * c;
+      }
+    }
+  }
+}
+
+std::vector<float> vector_of(const Model& m, const std::string& name) { return to_f32(m.tensor(name)); }
+
+}  // namespace
+
+void linear_forward(const TensorView& w, const float* x, size_t n, float* y) {
+  const size_t rows = w.shape[0], cols = w.row_len();
+  if (w.dtype == DType::F32) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols,
+                reinterpret_cast<const float*>(w.data), cols, 0.0f, y, rows);
+    return;
+  }
+  // Dequantize ~2 MB of rows at a time and multiply them; y columns [r0, r0 + tile).
+  thread_local std::vector<float> tile;
+  const size_t tile_rows = std::max<size_t>(1, std::min<size_t>(rows, (1u << 19) / std::max<size_t>(cols, 1)));
+  tile.resize(tile_rows * cols);
+  for (size_t r0 = 0; r0 < rows; r0 += tile_rows) {
+    const size_t nr = std::min(tile_rows, rows - r0);
+    dequantize_rows(w, r0, nr, tile.data());
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, cols, 1.0f, x, cols, tile.data(), cols, 0.0f, y + r0, rows);
+  }
+}
+
+struct Engine::Impl {
+  struct Layer {
+    const TensorView *wq, *wk, *wv, *wo, *wgate, *wup, *wdown;
+    std::vector<float> attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
+    std::string prefix;
+    std::vector<float> k_cache, v_cache;  // [n_ctx, kv_dim]
+  };
+  std::vector<Layer> layers;
+  std::vector<float> output_norm;
+  const TensorView* embd;
+  const TensorView* output;
+  std::vector<double> inv_freq;
+  // scratch, sized for the largest batch seen
+  std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;
+};
+
+Engine::Engine(const Model& m, EngineOptions opts) : model_(m), impl_(std::make_unique<Impl>()) {
+  const ModelConfig& c = m.config;
+  n_ctx_ = opts.n_ctx ? opts.n_ctx : c.n_ctx;
+  openblas_set_num_threads(std::max(1, opts.n_threads));
+  Impl& s = *impl_;
+  s.embd = &m.tensor("token_embd.weight");
+  s.output = c.tied_embeddings ? s.embd : &m.tensor("output.weight");
+  s.output_norm = vector_of(m, "output_norm.weight");
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    Impl::Layer L;
+    L.prefix = "blk." + std::to_string(l) + ".";
+    auto w = [&](const char* n) { return &m.tensor(L.prefix + n); };
+    L.wq = w("attn_q.weight");
+    L.wk = w("attn_k.weight");
+    L.wv = w("attn_v.weight");
+    L.wo = w("attn_output.weight");
+    L.wgate = w("ffn_gate.weight");
+    L.wup = w("ffn_up.weight");
+    L.wdown = w("ffn_down.weight");
+    L.attn_norm = vector_of(m, L.prefix + "attn_norm.weight");
+    L.ffn_norm = vector_of(m, L.prefix + "ffn_norm.weight");
+    if (c.attn_bias) {
+      L.bq = vector_of(m, L.prefix + "attn_q.bias");
+      L.bk = vector_of(m, L.prefix + "attn_k.bias");
+      L.bv = vector_of(m, L.prefix + "attn_v.bias");
+    }
+    if (c.qk_norm) {
+      L.q_norm = vector_of(m, L.prefix + "attn_q_norm.weight");
+      L.k_norm = vector_of(m, L.prefix + "attn_k_norm.weight");
+    }
+    L.k_cache.assign(static_cast<size_t>(n_ctx_) * c.kv_dim(), 0.0f);
+    L.v_cache.assign(static_cast<size_t>(n_ctx_) * c.kv_dim(), 0.0f);
+    s.layers.push_back(std::move(L));
+  }
+  ModelConfig base = c;
+  if (!m.rope_freq_factors.empty()) base.rope_scaling = {};  // the factors already carry the scaling
+  auto f = rope_inv_freq(base);
+  for (size_t i = 0; i < f.size(); ++i)
+    s.inv_freq.push_back(static_cast<double>(f[i]) / (m.rope_freq_factors.empty() ? 1.0 : m.rope_freq_factors[i]));
+}
+
+Engine::~Engine() = default;
+
+void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, bool all_logits) {
+  const ModelConfig& c = model_.config;
+  Impl& s = *impl_;
+  if (n == 0) fail(ErrorKind::Argument, "eval: no tokens");
+  if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
+  const size_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.n_vocab, hd = c.head_dim;
+  const size_t T = n_past_ + n;  // keys visible to the last token
+  s.x.resize(n * D);
+  s.h.resize(n * D);
+  s.q.resize(n * Q);
+  s.k.resize(n * KV);
+  s.v.resize(n * KV);
+  s.attn.resize(n * Q);
+  s.scores.resize(n * T);
+  s.gate.resize(n * F);
+  s.up.resize(n * F);
+  s.ffn.resize(n * D);
+  for (size_t t = 0; t < n; ++t) {
+    if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= c.n_vocab)
+      fail(ErrorKind::Argument, "eval: token id {} is outside the vocabulary of {}", tokens[t], c.n_vocab);
+    dequantize_rows(*s.embd, tokens[t], 1, &s.x[t * D]);
+  }
+  auto hook = [&](const TensorView* w, const float* in, size_t in_dim) {
+    if (hook_) hook_(w->name, in, n, in_dim);
+  };
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const uint32_t group = c.n_head / c.n_head_kv;
+  for (auto& L : s.layers) {
+    // attention block
+    rms_norm(s.x.data(), L.attn_norm.data(), s.h.data(), n, D, c.norm_eps);
+    for (const TensorView* w : {L.wq, L.wk, L.wv}) hook(w, s.h.data(), D);
+    linear_forward(*L.wq, s.h.data(), n, s.q.data());
+    linear_forward(*L.wk, s.h.data(), n, s.k.data());
+    linear_forward(*L.wv, s.h.data(), n, s.v.data());
+    if (c.attn_bias)
+      for (size_t t = 0; t < n; ++t) {
+        for (size_t i = 0; i < Q; ++i) s.q[t * Q + i] += L.bq[i];
+        for (size_t i = 0; i < KV; ++i) s.k[t * KV + i] += L.bk[i];
+        for (size_t i = 0; i < KV; ++i) s.v[t * KV + i] += L.bv[i];
+      }
+    if (c.qk_norm) {
+      rms_norm(s.q.data(), L.q_norm.data(), s.q.data(), n * c.n_head, hd, c.norm_eps);
+      rms_norm(s.k.data(), L.k_norm.data(), s.k.data(), n * c.n_head_kv, hd, c.norm_eps);
+    }
+    apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
+    apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
+    std::copy(s.k.begin(), s.k.end(), L.k_cache.begin() + n_past_ * KV);
+    std::copy(s.v.begin(), s.v.end(), L.v_cache.begin() + n_past_ * KV);
+    for (uint32_t head = 0; head < c.n_head; ++head) {
+      const size_t kvh = head / group;
+      // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
+                  L.k_cache.data() + kvh * hd, KV, 0.0f, s.scores.data(), T);
+      for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
+        float* row = s.scores.data() + t * T;
+        const size_t visible = n_past_ + t + 1;
+        const float mx = *std::max_element(row, row + visible);
+        double sum = 0;
+        for (size_t j = 0; j < visible; ++j) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
+        }
+        const float inv = static_cast<float>(1.0 / sum);
+        for (size_t j = 0; j < visible; ++j) row[j] *= inv;
+        std::fill(row + visible, row + T, 0.0f);
+      }
+      // out_head[n, hd] = scores[n, T] · V_head[T, hd]
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
+                  L.v_cache.data() + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
+    }
+    hook(L.wo, s.attn.data(), Q);
+    linear_forward(*L.wo, s.attn.data(), n, s.ffn.data());
+    for (size_t i = 0; i < n * D; ++i) s.x[i] += s.ffn[i];
+    // SwiGLU feed-forward block
+    rms_norm(s.x.data(), L.ffn_norm.data(), s.h.data(), n, D, c.norm_eps);
+    for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
+    linear_forward(*L.wgate, s.h.data(), n, s.gate.data());
+    linear_forward(*L.wup, s.h.data(), n, s.up.data());
+    for (size_t i = 0; i < n * F; ++i) {
+      const float g = s.gate[i];
+      s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
+    }
+    hook(L.wdown, s.gate.data(), F);
+    linear_forward(*L.wdown, s.gate.data(), n, s.ffn.data());
+    for (size_t i = 0; i < n * D; ++i) s.x[i] += s.ffn[i];
+  }
+  const size_t first = all_logits ? 0 : n - 1, rows = n - first;
+  rms_norm(s.x.data() + first * D, s.output_norm.data(), s.h.data(), rows, D, c.norm_eps);
+  logits.resize(rows * V);
+  hook(s.output, s.h.data(), D);
+  linear_forward(*s.output, s.h.data(), rows, logits.data());
+  n_past_ += n;
+}
+
+}  // namespace lowbit

@@ -3,7 +3,7 @@
 //
 //   node llama_judge.mjs tokenize MODEL.gguf TEXT_FILE
 //       -> {"tokens": [...]}  llama.cpp's tokenization (BOS as the vocabulary asks, no special parsing)
-//   node llama_judge.mjs perplexity MODEL.gguf TOKENS_JSON CTX CHUNKS [DIST_OUT]
+//   node llama_judge.mjs perplexity MODEL.gguf TOKENS_JSON CTX CHUNKS [DIST_OUT N_VOCAB]
 //       -> {"ppl": x, "nll": [...]}  llama.cpp's perplexity protocol over the given tokens:
 //          windows of CTX tokens, BOS first, second half scored. With DIST_OUT, also writes the
 //          full next-token distributions of the scored positions (float32, row-major).
@@ -21,8 +21,7 @@ if (cmd === "tokenize") {
   process.stdout.write(JSON.stringify({tokens}));
 } else if (cmd === "perplexity") {
   const tokens = JSON.parse(fs.readFileSync(rest[0], "utf8")).tokens;
-  const ctx = Number(rest[1]), chunks = Number(rest[2]), distOut = rest[3];
-  const nVocab = model.tokens.vocabularySize ?? model.fileInsights.tensorInfo?.length;
+  const ctx = Number(rest[1]), chunks = Number(rest[2]), distOut = rest[3], nVocab = Number(rest[4] ?? 0);
   const context = await model.createContext({contextSize: ctx, batchSize: ctx, threads: 2});
   const seq = context.getSequence();
   const nll = [];
@@ -32,17 +31,17 @@ if (cmd === "tokenize") {
     if (win.length < ctx) break;
     win[0] = model.tokens.bos;
     const first = ctx >> 1;
-    const input = win.map((t, i) => i >= first - 1 && i < ctx - 1
+    const input = win.map((t, i) => i >= first && i < ctx - 1
         ? [t, {generateNext: {probabilities: true, options: {temperature: 1, topK: 0, topP: 1, minP: 0}}}]
         : t);
     await seq.clearHistory();
     const out = await seq.controlledEvaluate(input);
-    for (let i = first - 1; i < ctx - 1; ++i) {
+    for (let i = first; i < ctx - 1; ++i) {
       const probs = out[i].next.probabilities;
       const p = probs.get(win[i + 1]) ?? 0;
       nll.push(-Math.log(p));
       if (distOut) {
-        const row = new Float32Array(model.tokens.vocabularySize ?? probs.size);
+        const row = new Float32Array(nVocab);
         for (const [tok, pr] of probs) row[tok] = pr;
         distChunks.push(Buffer.from(row.buffer));
       }

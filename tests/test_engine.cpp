@@ -1,0 +1,134 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <regex>
+
+#include "lowbit/engine.h"
+#include "lowbit/eval.h"
+#include "lowbit/file_io.h"
+#include "lowbit/generate.h"
+#include "lowbit/model.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+using test::shared_path;
+using test::TempDir;
+
+// expected_greedy_output.txt holds a Python bytes literal: expected_stdout = b'...'
+std::string parse_python_bytes(const std::string& text) {
+  const size_t a = text.find("b'"), b = text.rfind('\'');
+  std::string s = text.substr(a + 2, b - a - 2), out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '\\') {
+      out += s[i];
+      continue;
+    }
+    const char e = s[++i];
+    out += e == 'n' ? '\n' : e == 't' ? '\t' : e;
+  }
+  return out;
+}
+
+TEST(Engine, Stories260kGreedyOutputMatchesLlama2c) {
+  Model m = load_model(shared_path("models/stories260K/stories260K.bin"));
+  auto tok = Tokenizer::create(m.vocab);
+  Engine engine(m);
+  GenerateOptions g;
+  g.n_predict = 200;
+  g.sampler.temperature = 0;
+  g.stop_at_eos = false;
+  auto out = generate(engine, {m.vocab.bos}, g);
+  ASSERT_EQ(out.size(), 200u);
+  const std::string want = parse_python_bytes(read_text_file(shared_path("models/stories260K/expected_greedy_output.txt")));
+  EXPECT_EQ(tok->decode(out), want);
+}
+
+// The same weights through two loaders must give the same logits.
+void expect_same_logits(const Model& a, const Model& b, const std::vector<int32_t>& tokens) {
+  Engine ea(a), eb(b);
+  std::vector<float> la, lb;
+  ea.eval(tokens.data(), tokens.size(), la, true);
+  eb.eval(tokens.data(), tokens.size(), lb, true);
+  ASSERT_EQ(la.size(), lb.size());
+  double max_diff = 0, max_abs = 0;
+  for (size_t i = 0; i < la.size(); ++i) {
+    max_diff = std::max(max_diff, static_cast<double>(std::fabs(la[i] - lb[i])));
+    max_abs = std::max(max_abs, static_cast<double>(std::fabs(la[i])));
+  }
+  EXPECT_LT(max_diff, 1e-4 * std::max(1.0, max_abs)) << "largest logit difference " << max_diff;
+}
+
+TEST(Engine, HfDirectoryAndGgufGiveTheSameLogits) {
+  TempDir dir;
+  Model hf = load_model(shared_path("models/tinyllm-8m"));
+  write_model_gguf(hf, dir.file("m.gguf"), DType::F32);
+  Model gg = load_model(dir.file("m.gguf"));
+  auto tokens = Tokenizer::create(hf.vocab)->encode("The history of the United States began with the arrival of");
+  expect_same_logits(hf, gg, tokens);
+}
+
+TEST(Engine, Llama2cAndGgufGiveTheSameLogits) {
+  TempDir dir;
+  Model l2c = load_model(shared_path("models/stories260K/stories260K.bin"));
+  write_model_gguf(l2c, dir.file("s.gguf"), DType::F32);
+  Model gg = load_model(dir.file("s.gguf"));
+  auto tokens = Tokenizer::create(l2c.vocab)->encode("Once upon a time, a cat sat on the mat.");
+  expect_same_logits(l2c, gg, tokens);
+}
+
+TEST(Engine, KvCacheGenerationEqualsOneBatch) {
+  Model m = load_model(shared_path("models/tinyllm-8m"));
+  auto tokens = Tokenizer::create(m.vocab)->encode("It was the best of times, it was the worst of times");
+  Engine batch(m), step(m);
+  std::vector<float> all, one;
+  batch.eval(tokens.data(), tokens.size(), all, true);
+  const size_t V = m.config.n_vocab;
+  for (size_t t = 0; t < tokens.size(); ++t) {
+    step.eval(&tokens[t], 1, one, false);
+    for (size_t i = 0; i < V; i += 97) ASSERT_NEAR(one[i], all[t * V + i], 1e-4) << "token " << t;
+  }
+}
+
+TEST(Engine, HfProtocolScoresEveryToken) {
+  Model m = load_model(shared_path("models/stories260K/stories260K.bin"));
+  auto tokens = Tokenizer::create(m.vocab)->encode(std::string(3000, 'a') + " Once upon a time there was a dog.");
+  Engine e(m);
+  PerplexityOptions o;
+  o.n_ctx = 64;
+  o.max_chunks = 3;
+  o.protocol = PplProtocol::Hf;
+  auto hf = evaluate_perplexity(e, tokens, o);
+  EXPECT_EQ(hf.n_tokens, 3u * 63u);
+  o.protocol = PplProtocol::LlamaCpp;
+  auto ll = evaluate_perplexity(e, tokens, o);
+  EXPECT_EQ(ll.n_tokens, 3u * 31u);
+}
+
+TEST(Engine, KldOfAModelAgainstItselfIsZero) {
+  TempDir dir;
+  Model m = load_model(shared_path("models/stories260K/stories260K.bin"));
+  auto tokens = Tokenizer::create(m.vocab)->encode(read_text_file(shared_path("data/calibration/calib-en-1mb.txt")).substr(0, 5000));
+  Engine e(m);
+  PerplexityOptions o;
+  o.n_ctx = 128;
+  o.max_chunks = 4;
+  o.save_logits = dir.file("base.bin");
+  auto base = evaluate_perplexity(e, tokens, o);
+  for (uint32_t k : {0u, 16u}) {  // full (f16) and top-k files
+    o.save_top_k = k;
+    evaluate_perplexity(e, tokens, o);
+    PerplexityOptions q;
+    q.kl_base = dir.file("base.bin");
+    auto r = evaluate_perplexity(e, {}, q);
+    ASSERT_TRUE(r.kld.has_value());
+    EXPECT_EQ(r.kld->n, base.n_tokens);
+    EXPECT_LT(r.kld->mean, 1e-4) << "top_k " << k;  // only the file's rounding
+    EXPECT_EQ(r.kld->same_top1, 1.0);
+    EXPECT_NEAR(r.kld->ppl_ratio, 1.0, 1e-3);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit

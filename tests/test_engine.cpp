@@ -60,22 +60,21 @@ void expect_same_logits(const Model& a, const Model& b, const std::vector<int32_
   EXPECT_LT(max_diff, 1e-4 * std::max(1.0, max_abs)) << "largest logit difference " << max_diff;
 }
 
-TEST(Engine, HfDirectoryAndGgufGiveTheSameLogits) {
+// Loads `path`, converts it to an f32 GGUF and compares the logits of both on `text`.
+void expect_gguf_copy_gives_same_logits(const std::string& path, const std::string& text) {
   TempDir dir;
-  Model hf = load_model(shared_path("models/tinyllm-8m"));
-  write_model_gguf(hf, dir.file("m.gguf"), DType::F32);
-  Model gg = load_model(dir.file("m.gguf"));
-  auto tokens = Tokenizer::create(hf.vocab)->encode("The history of the United States began with the arrival of");
-  expect_same_logits(hf, gg, tokens);
+  Model original = load_model(path);
+  write_model_gguf(original, dir.file("m.gguf"), DType::F32);
+  Model gguf = load_model(dir.file("m.gguf"));
+  expect_same_logits(original, gguf, Tokenizer::create(original.vocab)->encode(text));
+}
+
+TEST(Engine, HfDirectoryAndGgufGiveTheSameLogits) {
+  expect_gguf_copy_gives_same_logits(shared_path("models/tinyllm-8m"), "The history of the United States began with the arrival of");
 }
 
 TEST(Engine, Llama2cAndGgufGiveTheSameLogits) {
-  TempDir dir;
-  Model l2c = load_model(shared_path("models/stories260K/stories260K.bin"));
-  write_model_gguf(l2c, dir.file("s.gguf"), DType::F32);
-  Model gg = load_model(dir.file("s.gguf"));
-  auto tokens = Tokenizer::create(l2c.vocab)->encode("Once upon a time, a cat sat on the mat.");
-  expect_same_logits(l2c, gg, tokens);
+  expect_gguf_copy_gives_same_logits(shared_path("models/stories260K/stories260K.bin"), "Once upon a time, a cat sat on the mat.");
 }
 
 TEST(Engine, KvCacheGenerationEqualsOneBatch) {

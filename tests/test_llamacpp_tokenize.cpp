@@ -56,20 +56,20 @@ ModelConfig tiny_config(const std::string& arch, uint32_t n_vocab) {
   return c;
 }
 
-TEST(LlamaCppJudge, QwenByteLevelBpeTokenizesIdentically) {
+// A one-layer model with random weights carries the vocabulary into a GGUF for llama.cpp.
+void expect_vocab_tokenizes_identically(const Vocab& v, const std::string& arch, uint32_t n_vocab) {
   TempDir dir;
-  Vocab v = read_hf_bpe(shared_path("tokenizers/qwen2.5"));
-  Model m = make_synthetic_model(tiny_config("qwen2", 151936), v, 7, DType::F16);
-  write_model_gguf(m, dir.file("qwen.gguf"), DType::F16);
-  expect_same_tokens(dir.file("qwen.gguf"));
+  Model m = make_synthetic_model(tiny_config(arch, n_vocab), v, 7, DType::F16);
+  write_model_gguf(m, dir.file("vocab.gguf"), DType::F16);
+  expect_same_tokens(dir.file("vocab.gguf"));
+}
+
+TEST(LlamaCppJudge, QwenByteLevelBpeTokenizesIdentically) {
+  expect_vocab_tokenizes_identically(read_hf_bpe(shared_path("tokenizers/qwen2.5")), "qwen2", 151936);
 }
 
 TEST(LlamaCppJudge, Llama2SentencePieceTokenizesIdentically) {
-  TempDir dir;
-  Vocab v = read_spm_model(shared_path("tokenizers/llama2/tokenizer.model"));
-  Model m = make_synthetic_model(tiny_config("llama", 32000), v, 7, DType::F16);
-  write_model_gguf(m, dir.file("llama2.gguf"), DType::F16);
-  expect_same_tokens(dir.file("llama2.gguf"));
+  expect_vocab_tokenizes_identically(read_spm_model(shared_path("tokenizers/llama2/tokenizer.model")), "llama", 32000);
 }
 
 }  // namespace

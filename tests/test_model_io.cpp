@@ -18,15 +18,7 @@ namespace fs = std::filesystem;
 using test::shared_path;
 using test::TempDir;
 
-std::string expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected lowbit::Error";
-  return "";
-}
+using test::expect_error;
 
 TEST(ModelIo, LoadsTinyllmDirectory) {
   Model m = load_model(shared_path("models/tinyllm-8m"));

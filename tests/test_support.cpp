@@ -1,5 +1,7 @@
 #include "test_support.h"
 
+#include "lowbit/error.h"
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -52,6 +54,16 @@ CliResult run_cli(const std::vector<std::string>& args) {
   r.out = read_file(tmp.file("out"));
   r.err = read_file(tmp.file("err"));
   return r;
+}
+
+std::string expect_error(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  ADD_FAILURE() << "expected lowbit::Error";
+  return "";
 }
 
 void write_file(const std::string& path, const std::string& bytes) {

@@ -1,6 +1,7 @@
 // Helpers shared by the tests: shared asset paths, temporary directories, running the CLI.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,9 @@ struct CliResult {
 };
 // Runs the lowbit binary with `args` (shell-quoted here) and captures its output.
 CliResult run_cli(const std::vector<std::string>& args);
+
+// Runs f, which must throw lowbit::Error; returns its message (fails the test otherwise).
+std::string expect_error(const std::function<void()>& f);
 
 void write_file(const std::string& path, const std::string& bytes);
 std::string read_file(const std::string& path);

@@ -18,15 +18,7 @@ const char* kTricky =
     "Hello world, it's a TEST. They'll say \"don't\" -- 12345 and 3.14!\n\n"
     "  Indented  text\twith\ttabs\r\nUnicode: caf\xc3\xa9, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, emoji \xf0\x9f\x98\x80.\n";
 
-std::string expect_error(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected lowbit::Error";
-  return "";
-}
+using test::expect_error;
 
 TEST(Tokenizer, SpmTinyllmRoundTripsWikitext) {
   auto tok = Tokenizer::create(read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model")));

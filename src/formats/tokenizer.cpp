@@ -3,6 +3,7 @@
 #include "lowbit/tokenizer.h"
 
 #include <algorithm>
+#include <queue>
 #include <set>
 
 #include "lowbit/error.h"
@@ -161,6 +162,41 @@ const ByteMap& byte_map() {
   return m;
 }
 }  // namespace
+
+std::vector<std::string_view> merge_pairs(std::string_view text, const PairPriority& priority) {
+  struct Symbol { size_t pos, len; int prev, next; };
+  std::vector<Symbol> sym;
+  for (auto ch : utf8_chars(text)) {
+    const int i = static_cast<int>(sym.size());
+    sym.push_back({static_cast<size_t>(ch.data() - text.data()), ch.size(), i - 1, i + 1});
+  }
+  if (sym.empty()) return {};
+  sym.back().next = -1;
+  struct Pair { int left, right; double priority; size_t len; };
+  auto worse = [](const Pair& a, const Pair& b) { return a.priority < b.priority || (a.priority == b.priority && a.left > b.left); };
+  std::priority_queue<Pair, std::vector<Pair>, decltype(worse)> queue(worse);
+  auto try_add = [&](int l, int r) {
+    if (l < 0 || r < 0) return;
+    auto p = priority(text.substr(sym[l].pos, sym[l].len), text.substr(sym[r].pos, sym[r].len));
+    if (p) queue.push({l, r, *p, sym[l].len + sym[r].len});
+  };
+  for (size_t i = 1; i < sym.size(); ++i) try_add(static_cast<int>(i) - 1, static_cast<int>(i));
+  while (!queue.empty()) {
+    const Pair b = queue.top();
+    queue.pop();
+    Symbol &l = sym[b.left], &r = sym[b.right];
+    if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;  // stale: a side merged since
+    l.len += r.len;
+    r.len = 0;
+    l.next = r.next;
+    if (r.next >= 0) sym[r.next].prev = b.left;
+    try_add(l.prev, b.left);
+    try_add(b.left, l.next);
+  }
+  std::vector<std::string_view> pieces;
+  for (int i = 0; i != -1; i = sym[i].next) pieces.push_back(text.substr(sym[i].pos, sym[i].len));
+  return pieces;
+}
 
 const std::string& byte_to_unicode(uint8_t b) { return byte_map().to[b]; }
 int byte_from_unicode(std::string_view ch) {

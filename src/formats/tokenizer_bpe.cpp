@@ -5,7 +5,6 @@
 #include <pcre2.h>
 
 #include <map>
-#include <queue>
 
 #include "lowbit/error.h"
 #include "tokenizer_impl.h"
@@ -95,43 +94,17 @@ class BpeTokenizer : public Tokenizer {
   void encode_word(std::string_view word, std::vector<int32_t>& out) const {
     std::string text;
     for (char c : word) text += byte_to_unicode(static_cast<uint8_t>(c));
-    struct Symbol { size_t pos, len; int prev, next; };
-    std::vector<Symbol> sym;
-    int idx = 0;
-    for (auto ch : utf8_chars(text)) {
-      sym.push_back({static_cast<size_t>(ch.data() - text.data()), ch.size(), idx - 1, idx + 1});
-      ++idx;
-    }
-    if (sym.empty()) return;
-    sym.back().next = -1;
-    struct Bigram { int left, right; int32_t rank; size_t len; };
-    auto worse = [](const Bigram& a, const Bigram& b) { return a.rank > b.rank || (a.rank == b.rank && a.left > b.left); };
-    std::priority_queue<Bigram, std::vector<Bigram>, decltype(worse)> queue(worse);
+    // Adjacent pieces merge when "left right" is in the merge list; the lowest rank wins.
     std::string key;
-    auto try_add = [&](int l, int r) {
-      if (l < 0 || r < 0) return;
-      key.assign(text, sym[l].pos, sym[l].len);
+    auto pieces = merge_pairs(text, [&](std::string_view l, std::string_view r) -> std::optional<double> {
+      key.assign(l);
       key += ' ';
-      key.append(text, sym[r].pos, sym[r].len);
+      key += r;
       auto it = merge_rank_.find(key);
-      if (it == merge_rank_.end()) return;
-      queue.push({l, r, it->second, sym[l].len + sym[r].len});
-    };
-    for (size_t i = 1; i < sym.size(); ++i) try_add(static_cast<int>(i) - 1, static_cast<int>(i));
-    while (!queue.empty()) {
-      Bigram b = queue.top();
-      queue.pop();
-      Symbol &l = sym[b.left], &r = sym[b.right];
-      if (l.len == 0 || r.len == 0 || l.len + r.len != b.len) continue;
-      l.len += r.len;
-      r.len = 0;
-      l.next = r.next;
-      if (r.next >= 0) sym[r.next].prev = b.left;
-      try_add(l.prev, b.left);
-      try_add(b.left, l.next);
-    }
-    for (int i = 0; i != -1; i = sym[i].next) {
-      std::string_view piece = std::string_view(text).substr(sym[i].pos, sym[i].len);
+      if (it == merge_rank_.end()) return std::nullopt;
+      return -static_cast<double>(it->second);
+    });
+    for (auto piece : pieces) {
       int32_t id = find(piece);
       if (id >= 0) {
         out.push_back(id);

@@ -22,7 +22,8 @@ fi
 # llama.cpp as an independent judge: prebuilt libraries shipped in the npm package.
 if [ ! -d tests/judge/node_modules/node-llama-cpp ] || [ tests/judge/package-lock.json -nt tests/judge/node_modules ]; then
   echo "setup: installing node-llama-cpp (tests/judge)"
-  (cd tests/judge && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --no-audit --no-fund --loglevel=error)
+  # npm install, not npm ci: the lockfile lacks other platforms' optional binaries, which npm ci rejects.
+  (cd tests/judge && NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --no-audit --no-fund --loglevel=error)
   touch tests/judge/node_modules
 fi
 

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <regex>
 
 #include "lowbit/engine.h"
@@ -129,5 +130,26 @@ TEST(Engine, KldOfAModelAgainstItselfIsZero) {
   }
 }
 
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+TEST(Engine, LinearInputHookSeesEveryWeightWithItsInput) {
+  Model m = load_model(test::shared_path("models/stories260K/stories260K.bin"));
+  Engine e(m);
+  std::map<std::string, std::pair<size_t, size_t>> seen;  // weight -> (n_tokens, in_features)
+  e.set_linear_input_hook([&](const std::string& w, const float* x, size_t n, size_t in) {
+    EXPECT_TRUE(std::isfinite(x[n * in - 1]));
+    seen[w] = {n, in};
+  });
+  std::vector<int32_t> toks = {1, 20, 30, 40};
+  std::vector<float> logits;
+  e.eval(toks.data(), toks.size(), logits, false);
+  EXPECT_EQ(seen.size(), 5u * 7u + 1u);  // 7 linears per layer + the tied output head
+  EXPECT_EQ(seen["blk.2.ffn_down.weight"], std::make_pair(size_t{4}, size_t{172}));
+  EXPECT_EQ(seen["blk.0.attn_q.weight"], std::make_pair(size_t{4}, size_t{64}));
+  EXPECT_EQ(seen["token_embd.weight"], std::make_pair(size_t{1}, size_t{64}));  // only the last token's logits
+}
 }  // namespace
 }  // namespace lowbit

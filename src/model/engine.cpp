@@ -212,7 +212,7 @@ void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, b
   const size_t first = all_logits ? 0 : n - 1, rows = n - first;
   rms_norm(s.x.data() + first * D, s.output_norm.data(), s.h.data(), rows, D, c.norm_eps);
   logits.resize(rows * V);
-  hook(s.output, s.h.data(), D);
+  if (hook_) hook_(s.output->name, s.h.data(), rows, D);
   linear_forward(*s.output, s.h.data(), rows, logits.data());
   n_past_ += n;
 }

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 #include <random>
 
 #include "judge_support.h"
@@ -33,34 +32,10 @@ void expect_engine_matches_llama_cpp(ModelConfig c) {
   auto judge = test::run_llama_judge({"perplexity", dir.file("m.gguf"), dir.file("tokens.json"), std::to_string(kCtx),
                                       std::to_string(kChunks), dir.file("dist.bin"), std::to_string(c.n_vocab)});
   Engine engine(g, {2, kCtx});
-  std::ifstream dist(dir.file("dist.bin"), std::ios::binary);
-  std::vector<float> p(c.n_vocab), logits;
-  double kld_sum = 0, entropy_sum = 0;
-  size_t n = 0;
-  for (size_t ch = 0; ch < kChunks; ++ch) {
-    std::vector<int32_t> win(tokens.begin() + ch * kCtx, tokens.begin() + (ch + 1) * kCtx);
-    win[0] = g.vocab.bos;
-    engine.reset();
-    engine.eval(win.data(), kCtx, logits, true);
-    for (size_t j = kCtx / 2; j + 1 < kCtx; ++j) {
-      dist.read(reinterpret_cast<char*>(p.data()), p.size() * 4);
-      ASSERT_TRUE(dist);
-      const float* row = logits.data() + j * c.n_vocab;
-      const double mx = *std::max_element(row, row + c.n_vocab);
-      double sum = 0;
-      for (size_t i = 0; i < c.n_vocab; ++i) sum += std::exp(row[i] - mx);
-      const double lse = mx + std::log(sum);
-      for (size_t i = 0; i < c.n_vocab; ++i)
-        if (p[i] > 0) {
-          kld_sum += p[i] * (std::log(static_cast<double>(p[i])) - (row[i] - lse));
-          entropy_sum -= p[i] * std::log(static_cast<double>(p[i]));
-        }
-      ++n;
-    }
-  }
+  const auto k = test::kld_against_judge(engine, tokens, kCtx, kChunks, dir.file("dist.bin"));
   // The distributions must be informative (entropy well below uniform) for the check to mean anything.
-  EXPECT_LT(entropy_sum / n, 0.8 * std::log(static_cast<double>(c.n_vocab)));
-  EXPECT_LT(kld_sum / n, 1e-4) << c.arch;
+  EXPECT_LT(k.mean_entropy, 0.8 * std::log(static_cast<double>(c.n_vocab)));
+  EXPECT_LT(k.mean_kld, 1e-4) << c.arch;
 }
 
 ModelConfig small(const std::string& arch) {

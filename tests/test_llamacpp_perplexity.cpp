@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
 
 #include "judge_support.h"
 #include "lowbit/engine.h"
@@ -39,32 +38,9 @@ TEST(LlamaCppJudge, TinyllmPerplexityAndDistributionsMatchLlamaCpp) {
   EXPECT_LT(std::fabs(ours.ppl / theirs - 1), 1e-3) << "lowbit " << ours.ppl << " llama.cpp " << theirs;
 
   // KL(llama.cpp || lowbit) at every scored position, from llama.cpp's full distributions.
-  std::ifstream dist(dir.file("dist.bin"), std::ios::binary);
-  const size_t V = m.config.n_vocab;
-  std::vector<float> p(V), logits;
-  double kld_sum = 0;
-  size_t n = 0;
-  for (size_t c = 0; c < kChunks; ++c) {
-    std::vector<int32_t> win(tokens.begin() + c * kCtx, tokens.begin() + (c + 1) * kCtx);
-    win[0] = m.vocab.bos;
-    engine.reset();
-    engine.eval(win.data(), kCtx, logits, true);
-    for (size_t j = kCtx / 2; j + 1 < kCtx; ++j) {
-      dist.read(reinterpret_cast<char*>(p.data()), V * 4);
-      ASSERT_TRUE(dist) << "llama.cpp distributions end early";
-      const float* row = logits.data() + j * V;
-      const double mx = *std::max_element(row, row + V);
-      double sum = 0;
-      for (size_t i = 0; i < V; ++i) sum += std::exp(row[i] - mx);
-      const double lse = mx + std::log(sum);
-      double kld = 0;
-      for (size_t i = 0; i < V; ++i)
-        if (p[i] > 0) kld += p[i] * (std::log(static_cast<double>(p[i])) - (row[i] - lse));
-      kld_sum += kld;
-      ++n;
-    }
-  }
-  const double mean_kld = kld_sum / n;
+  const auto k = test::kld_against_judge(engine, tokens, kCtx, kChunks, dir.file("dist.bin"));
+  const double mean_kld = k.mean_kld;
+  const size_t n = k.positions;
   RecordProperty("mean_kld", std::to_string(mean_kld));
   EXPECT_LT(mean_kld, 1e-4) << "mean KLD between llama.cpp and lowbit";
   std::printf("lowbit PPL %.5f, llama.cpp PPL %.5f, mean KLD %.3g over %zu positions\n", ours.ppl, theirs, mean_kld, n);

@@ -1,13 +1,13 @@
 #include "judge_support.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "lowbit/engine.h"
+#include "lowbit/eval.h"
 
 #include "test_support.h"
 
@@ -16,15 +16,12 @@ namespace lowbit::test {
 nlohmann::json run_llama_judge(const std::vector<std::string>& args) {
   const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/judge";
   if (!std::filesystem::exists(dir + "/node_modules/node-llama-cpp"))
-    throw std::runtime_error("llama.cpp judge not installed: run scripts/setup.sh (npm ci in tests/judge)");
-  TempDir tmp;
-  std::string cmd = "node " + dir + "/llama_judge.mjs";
-  for (const auto& a : args) cmd += " '" + a + "'";
-  cmd += " >" + tmp.file("out") + " 2>" + tmp.file("err");
-  int status = std::system(cmd.c_str());
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw std::runtime_error("llama.cpp judge failed: " + cmd + "\n" + read_file(tmp.file("err")));
-  return nlohmann::json::parse(read_file(tmp.file("out")));
+    throw std::runtime_error("llama.cpp judge not installed: run scripts/setup.sh (npm install in tests/judge)");
+  std::vector<std::string> argv{"node", dir + "/llama_judge.mjs"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  CliResult r = run_process(argv);
+  if (r.exit_code != 0) throw std::runtime_error("llama.cpp judge failed (exit " + std::to_string(r.exit_code) + "):\n" + r.err);
+  return nlohmann::json::parse(r.out);
 }
 
 JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, size_t n_ctx, size_t n_chunks,
@@ -43,10 +40,7 @@ JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, s
       dist.read(reinterpret_cast<char*>(p.data()), V * 4);
       if (!dist) throw std::runtime_error(dist_path + ": llama.cpp distributions end early");
       const float* row = logits.data() + j * V;
-      const double mx = *std::max_element(row, row + V);
-      double sum = 0;
-      for (size_t i = 0; i < V; ++i) sum += std::exp(row[i] - mx);
-      const double lse = mx + std::log(sum);
+      const double lse = log_sum_exp(row, V);
       for (size_t i = 0; i < V; ++i)
         if (p[i] > 0) {
           const double lp = std::log(static_cast<double>(p[i]));

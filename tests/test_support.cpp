@@ -43,10 +43,10 @@ static std::string quote(const std::string& s) {
   return q + "'";
 }
 
-CliResult run_cli(const std::vector<std::string>& args) {
+CliResult run_process(const std::vector<std::string>& argv) {
   TempDir tmp;
-  std::string cmd = quote(LOWBIT_CLI_PATH);
-  for (const auto& a : args) cmd += " " + quote(a);
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + quote(a);
   cmd += " >" + tmp.file("out") + " 2>" + tmp.file("err");
   int status = std::system(cmd.c_str());
   CliResult r;
@@ -54,6 +54,12 @@ CliResult run_cli(const std::vector<std::string>& args) {
   r.out = read_file(tmp.file("out"));
   r.err = read_file(tmp.file("err"));
   return r;
+}
+
+CliResult run_cli(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{LOWBIT_CLI_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_process(argv);
 }
 
 std::string expect_error(const std::function<void()>& f) {

@@ -27,7 +27,9 @@ struct CliResult {
   int exit_code;
   std::string out, err;
 };
-// Runs the lowbit binary with `args` (shell-quoted here) and captures its output.
+// Runs argv[0] with the rest as arguments (each shell-quoted) and captures its output.
+CliResult run_process(const std::vector<std::string>& argv);
+// Runs the lowbit binary with `args`.
 CliResult run_cli(const std::vector<std::string>& args);
 
 // Runs f, which must throw lowbit::Error; returns its message (fails the test otherwise).

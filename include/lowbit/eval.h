@@ -52,6 +52,9 @@ struct PerplexityOptions {
 // that file are used instead and `tokens` may be empty.
 PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>& tokens, const PerplexityOptions& opts);
 
+// log Σ exp(x[i]), computed in double around the maximum.
+double log_sum_exp(const float* x, size_t n);
+
 // Percentile by nearest rank on a sorted vector: sorted[floor(q * (n - 1))].
 double percentile_sorted(const std::vector<double>& sorted, double q);
 

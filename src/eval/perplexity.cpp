@@ -57,6 +57,13 @@ double position_kld(const BaseRecord& b, const std::vector<double>& logp, bool f
 
 }  // namespace
 
+double log_sum_exp(const float* x, size_t n) {
+  const double mx = *std::max_element(x, x + n);
+  double sum = 0;
+  for (size_t i = 0; i < n; ++i) sum += std::exp(x[i] - mx);
+  return mx + std::log(sum);
+}
+
 double percentile_sorted(const std::vector<double>& s, double q) {
   if (s.empty()) return 0;
   return s[static_cast<size_t>(std::floor(q * (s.size() - 1)))];
@@ -98,7 +105,7 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
   Moments nll, nll_base, kld_m, dp_m;
   std::vector<double> klds, dps;
   size_t same_top1 = 0;
-  std::vector<float> logits, lp_f;
+  std::vector<float> logits, lp_f, all(static_cast<size_t>(n_ctx) * n_vocab);  // one window's logits
   std::vector<double> logp(n_vocab);
   BaseRecord rec;
   const auto t0 = std::chrono::steady_clock::now();
@@ -106,7 +113,6 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
     std::vector<int32_t> win(tokens.begin() + c * n_ctx, tokens.begin() + (c + 1) * n_ctx);
     if (protocol == PplProtocol::LlamaCpp && model.vocab.bos >= 0) win[0] = model.vocab.bos;
     engine.reset();
-    std::vector<float> all(static_cast<size_t>(n_ctx) * n_vocab);
     for (size_t b = 0; b < n_ctx; b += o.batch) {
       const size_t nb = std::min<size_t>(o.batch, n_ctx - b);
       engine.eval(win.data() + b, nb, logits, true);
@@ -114,10 +120,7 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
     }
     for (size_t j = first; j + 1 < n_ctx; ++j) {
       const float* row = all.data() + j * n_vocab;
-      const double mx = *std::max_element(row, row + n_vocab);
-      double sum = 0;
-      for (size_t i = 0; i < n_vocab; ++i) sum += std::exp(row[i] - mx);
-      const double lse = mx + std::log(sum);
+      const double lse = log_sum_exp(row, n_vocab);
       for (size_t i = 0; i < n_vocab; ++i) logp[i] = row[i] - lse;
       const int32_t target = win[j + 1];
       nll.add(-logp[target]);

@@ -121,12 +121,12 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
 
 namespace lowbit {
 
+size_t utf8_sequence_length(uint8_t c) { return c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0; }
+
 std::vector<std::string_view> utf8_chars(std::string_view s) {
   std::vector<std::string_view> out;
   for (size_t i = 0; i < s.size();) {
-    const uint8_t c = static_cast<uint8_t>(s[i]);
-    size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 1;
-    n = std::min(n, s.size() - i);
+    const size_t n = std::min(std::max<size_t>(1, utf8_sequence_length(static_cast<uint8_t>(s[i]))), s.size() - i);
     out.push_back(s.substr(i, n));
     i += n;
   }

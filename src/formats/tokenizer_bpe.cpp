@@ -82,8 +82,7 @@ class BpeTokenizer : public Tokenizer {
  private:
   static bool valid_utf8(std::string_view s) {
     for (auto ch : utf8_chars(s)) {
-      const uint8_t c = static_cast<uint8_t>(ch[0]);
-      size_t want = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+      const size_t want = utf8_sequence_length(static_cast<uint8_t>(ch[0]));
       if (want == 0 || ch.size() != want) return false;
       for (size_t i = 1; i < ch.size(); ++i)
         if ((static_cast<uint8_t>(ch[i]) & 0xc0) != 0x80) return false;

@@ -15,7 +15,9 @@ namespace lowbit {
 std::unique_ptr<Tokenizer> make_spm_tokenizer(Vocab v, const std::string& source);
 std::unique_ptr<Tokenizer> make_bpe_tokenizer(Vocab v, const std::string& source);
 
-// Splits UTF-8 text into characters (a malformed lead byte counts as one byte).
+// Length of the UTF-8 sequence a lead byte starts (1-4), 0 for a byte that cannot lead.
+size_t utf8_sequence_length(uint8_t lead);
+// Splits UTF-8 text into characters (a byte that cannot lead counts as one character).
 std::vector<std::string_view> utf8_chars(std::string_view s);
 // GPT-2's reversible byte <-> printable unicode mapping used by byte-level BPE.
 const std::string& byte_to_unicode(uint8_t b);

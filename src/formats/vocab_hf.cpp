@@ -62,7 +62,8 @@ int32_t id_of(const Vocab& v, const json& cfg, const char* key) {
   return -1;
 }
 
-void fill_missing(Vocab& v, const std::string& src) {
+// Ids no file named (holes in the id space) become "[PAD<id>]" user-defined tokens.
+void fill_missing(Vocab& v) {
   for (size_t i = 0; i < v.tokens.size(); ++i)
     if (v.types[i] == TokenType::Undefined) {
       v.tokens[i] = "[PAD" + std::to_string(i) + "]";
@@ -87,7 +88,7 @@ void apply_tokenizer_config(Vocab& v, const std::string& dir) {
       }
       add_token(v, n, tok["content"].get<std::string>(), tok.value("special", false), p.string());
     }
-  fill_missing(v, p.string());
+  fill_missing(v);
   if (cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) v.add_bos = cfg["add_bos_token"].get<bool>();
   if (cfg.contains("add_eos_token") && cfg["add_eos_token"].is_boolean()) v.add_eos = cfg["add_eos_token"].get<bool>();
   if (int32_t id = id_of(v, cfg, "bos_token"); id >= 0) v.bos = id;
@@ -178,7 +179,7 @@ Vocab parse_hf_tokenizer_json_impl(const std::string& text, const std::string& s
         fail(ErrorKind::Format, "{}: key 'added_tokens': entry {} needs integer 'id' and string 'content'", src, t.dump());
       add_token(v, t["id"].get<int64_t>(), t["content"].get<std::string>(), t.value("special", false), src);
     }
-  fill_missing(v, src);
+  fill_missing(v);
   std::string regex = j.contains("pre_tokenizer") ? find_split_regex(j["pre_tokenizer"]) : "";
   if (!regex.empty()) {
     v.pre = pre_from_regex(regex);
@@ -218,7 +219,7 @@ Vocab read_hf_bpe_impl(const std::string& dir) {
       if (line.empty() || (n == 1 && line.rfind("#version", 0) == 0)) continue;
       v.merges.push_back(line);
     }
-    fill_missing(v, vj.string());
+    fill_missing(v);
     check_merges(v, mt.string());
   }
   apply_tokenizer_config(v, dir);

@@ -13,6 +13,16 @@
 
 namespace lowbit::test {
 
+void run_llamacpp_native(const std::vector<std::string>& args) {
+  const std::string lib_dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/judge/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+  if (!std::filesystem::exists(lib_dir + "/libggml-base.so"))
+    throw std::runtime_error("llama.cpp libraries missing at " + lib_dir + " (run scripts/setup.sh)");
+  std::vector<std::string> argv = {LLAMACPP_NATIVE_PATH, lib_dir};
+  argv.insert(argv.end(), args.begin(), args.end());
+  const CliResult r = run_process(argv);
+  if (r.exit_code != 0) throw std::runtime_error("llamacpp_native failed: " + r.err);
+}
+
 nlohmann::json run_llama_judge(const std::vector<std::string>& args) {
   const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/judge";
   if (!std::filesystem::exists(dir + "/node_modules/node-llama-cpp"))

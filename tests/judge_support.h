@@ -25,4 +25,8 @@ JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, s
 // Throws (failing the test loudly) when node or the judge's node_modules are missing.
 nlohmann::json run_llama_judge(const std::vector<std::string>& args);
 
+// Runs tests/judge/llamacpp_native (dlopen bridge to llama.cpp's own libraries) with `args`
+// after the library directory; throws when the libraries are missing or the command fails.
+void run_llamacpp_native(const std::vector<std::string>& args);
+
 }  // namespace lowbit::test

@@ -4,6 +4,7 @@
 
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
+#include "lowbit/quant.h"
 
 namespace lowbit {
 
@@ -48,6 +49,10 @@ void to_f32(const TensorView& t, float* out) {
       for (uint64_t i = 0; i < n; ++i) out[i] = e5m2_to_f32(p[i]);
       return;
     default:
+      if (can_dequantize(t.dtype)) {
+        dequantize_values(t.dtype, p, n, out);
+        return;
+      }
       fail(ErrorKind::Unsupported, "tensor '{}': cannot convert dtype {} to f32", t.name,
            dtype_name(t.dtype));
   }
@@ -97,14 +102,10 @@ namespace lowbit {
 void dequantize_rows(const TensorView& t, uint64_t row0, uint64_t n_rows, float* out) {
   const uint64_t row_len = t.row_len();
   const auto& tr = traits(t.dtype);
+  if (!can_dequantize(t.dtype))
+    fail(ErrorKind::Unsupported, "tensor '{}': cannot dequantize dtype {}", t.name, tr.name);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
-  TensorView slice;
-  slice.name = t.name;
-  slice.dtype = t.dtype;
-  slice.shape = {n_rows, row_len};
-  slice.data = t.data + row0 * row_bytes;
-  slice.nbytes = n_rows * row_bytes;
-  to_f32(slice, out);
+  dequantize_values(t.dtype, t.data + row0 * row_bytes, n_rows * row_len, out);
 }
 
 }  // namespace lowbit

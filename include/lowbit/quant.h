@@ -1,0 +1,25 @@
+// Row quantization into the GGUF block types and back (reference scalar code).
+// Rows are `row_len` consecutive f32 values; a quantized row is row_len / block_size blocks.
+// `importance` has one entry per column (row_len values, llama.cpp imatrix semantics:
+// the mean of x^2 of that input channel); null weighs every value equally.
+#pragma once
+
+#include <cstdint>
+
+#include "lowbit/dtype.h"
+
+namespace lowbit {
+
+// Types `quantize_rows` can produce: F32, F16, BF16 and the GGUF block types except the
+// activation-only Q8_1 / Q8_K.
+bool can_quantize_to(DType t);
+// Types `dequantize_values` can read: the above plus the other plain float types.
+bool can_dequantize(DType t);
+
+// Quantizes n_rows rows into `out` (n_rows * row_len / block_size * type_size bytes).
+// Throws Argument when row_len is not a multiple of the block size.
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, uint8_t* out);
+// Decodes `n` values (a multiple of the block size) stored as `t`.
+void dequantize_values(DType t, const uint8_t* in, uint64_t n, float* out);
+
+}  // namespace lowbit

@@ -1,0 +1,60 @@
+// Byte layouts of the GGUF block types, identical to what llama.cpp reads (ggml-common.h).
+// All multi-byte fields are little-endian; `uint16_t` scale fields hold IEEE f16 bits.
+// Each block covers `block_size` consecutive values of one row:
+//   32 values:  Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL
+//   256 values (a "super-block" of 8 or 16 sub-blocks): Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS
+// The comment on each struct says which bits of which byte hold value e (0-based in block).
+#pragma once
+
+#include <cstdint>
+
+namespace lowbit::quant {
+
+inline constexpr int kQK = 32;    // legacy block
+inline constexpr int kQKK = 256;  // K super-block
+
+// value e = d * (code - 8); code of e<16 is qs[e] & 15, of e>=16 is qs[e-16] >> 4.
+struct BlockQ4_0 { uint16_t d; uint8_t qs[16]; };
+// value e = d * code + m; codes as Q4_0.
+struct BlockQ4_1 { uint16_t d, m; uint8_t qs[16]; };
+// 5-bit code: low 4 bits as Q4_0, bit 4 is bit e of the little-endian u32 qh. value = d*(code-16).
+struct BlockQ5_0 { uint16_t d; uint8_t qh[4]; uint8_t qs[16]; };
+// value = d * code + m; codes as Q5_0.
+struct BlockQ5_1 { uint16_t d, m; uint8_t qh[4]; uint8_t qs[16]; };
+// value e = d * qs[e].
+struct BlockQ8_0 { uint16_t d; int8_t qs[32]; };
+// value e = d * kIq4nlValues[code]; codes as Q4_0.
+struct BlockIQ4_NL { uint16_t d; uint8_t qs[16]; };
+
+// 16 sub-blocks of 16; sub-block s = e/16 has scale d*(scales[s]&15) and min dmin*(scales[s]>>4).
+// e = 128h + 32k + l: 2-bit code is (qs[32h + l] >> 2k) & 3. value = scale*code - min.
+struct BlockQ2_K { uint8_t scales[16]; uint8_t qs[64]; uint16_t d, dmin; };
+// 16 sub-blocks of 16 with signed 6-bit scales (stored +32, packed, see blocks_k.cpp).
+// e = 128h + 32k + l: low 2 bits (qs[32h + l] >> 2k) & 3, high bit hmask[l] bit (4h + k);
+// value = d * (scale - 32) * (low2 - (high ? 0 : 4)).
+struct BlockQ3_K { uint8_t hmask[32]; uint8_t qs[64]; uint8_t scales[12]; uint16_t d; };
+// 8 sub-blocks of 32 with 6-bit scale and min packed in 12 bytes (see blocks_k.cpp).
+// e = 64g + l (l<32) is the low nibble of qs[32g + l], e = 64g + 32 + l its high nibble.
+// value = d*scale*code - dmin*min.
+struct BlockQ4_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qs[128]; };
+// As Q4_K with a fifth bit: bit (e/32) of qh[e%32].
+struct BlockQ5_K { uint16_t d, dmin; uint8_t scales[12]; uint8_t qh[32]; uint8_t qs[128]; };
+// 16 sub-blocks of 16 with int8 scales; 6-bit codes stored +32.
+// e = 128h + 32k + l: low 4 bits from ql[64h + 32(k&1) + l] (low nibble if k<2, else high),
+// high 2 bits (qh[32h + l] >> 2k) & 3. value = d * scales[e/16] * (code - 32).
+struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t d; };
+// 8 sub-blocks of 32; 6-bit scale of sub-block b: low 4 bits nibble (b&1) of scales_l[b/2],
+// high 2 bits (scales_h >> 2b) & 3; value = d*(scale-32)*kIq4nlValues[code], codes of
+// sub-block b in qs[16b..16b+15] laid out as Q4_0.
+struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
+
+static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
+              sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockIQ4_NL) == 18);
+static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
+              sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_XS) == 136);
+
+// The 16 non-uniform levels of IQ4_NL / IQ4_XS (denser near zero, like a normal distribution).
+inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
+                                            1,    13,   25,  38,  53,  69,  89,  113};
+
+}  // namespace lowbit::quant

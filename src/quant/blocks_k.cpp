@@ -1,0 +1,334 @@
+// The 256-value "K" super-block types: Q2_K, Q3_K, Q4_K, Q5_K, Q6_K and IQ4_XS.
+// A super-block holds 8 or 16 sub-blocks, each with its own small integer scale (and min)
+// multiplied by one f16 super-scale. Quantization:
+//   1. fit float parameters per sub-block (scale_fit.h);
+//   2. try a few super-scales near max/range, and for each sub-block the integer scales
+//      next to the rounded one, keeping the combination with the lowest weighted error;
+//   3. round every value under the stored parameters.
+// Step 2 is where this differs from a plain "round the scales" quantizer: the integer
+// scales are chosen by the error they cause, not by their distance to the float scale.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "lowbit/float_convert.h"
+#include "quant/block_codecs.h"
+#include "quant/block_layouts.h"
+#include "quant/scale_fit.h"
+
+namespace lowbit::quant {
+namespace {
+
+float f16_round(float f) { return f16_to_f32(f32_to_f16(f)); }
+const float* sub(const float* w, int off) { return w ? w + off : nullptr; }
+
+constexpr float kSuperScaleFactors[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f};
+
+// --- affine sub-blocks (Q2_K, Q4_K, Q5_K): value = d*sc*q - dmin*mn, q in [0, qmax] ---
+struct AffineK {
+  float d = 0, dmin = 0;
+  int sc[16] = {}, mn[16] = {};
+};
+
+AffineK choose_affine_k(const float* x, const float* w, int n_sub, int len, int qmax, int smax) {
+  float s[16], m[16], max_s = 0, max_m = 0;
+  for (int j = 0; j < n_sub; ++j) {
+    const AffineFit f = fit_affine(x + j * len, sub(w, j * len), len, qmax, true);
+    s[j] = f.scale;
+    m[j] = -f.offset;
+    max_s = std::max(max_s, s[j]);
+    max_m = std::max(max_m, m[j]);
+  }
+  AffineK best;
+  float best_err = INFINITY;
+  for (float fd : kSuperScaleFactors) {
+    for (float fm : {1.0f, 0.94f}) {
+      AffineK cand;
+      cand.d = f16_round(max_s / smax * fd);
+      cand.dmin = f16_round(max_m / smax * fm);
+      float err = 0;
+      for (int j = 0; j < n_sub; ++j) {
+        const int rs = cand.d > 0 ? round_clamp(s[j] / cand.d, 0, smax) : 0;
+        const int rm = cand.dmin > 0 ? round_clamp(m[j] / cand.dmin, 0, smax) : 0;
+        float ej = INFINITY;
+        for (int a = std::max(rs - 1, 0); a <= std::min(rs + 1, smax); ++a)
+          for (int b = std::max(rm - 1, 0); b <= std::min(rm + 1, smax); ++b) {
+            const float e = error_affine(x + j * len, sub(w, j * len), len, cand.d * a, -cand.dmin * b, qmax);
+            if (e < ej) { ej = e; cand.sc[j] = a; cand.mn[j] = b; }
+          }
+        err += ej;
+      }
+      if (err < best_err) { best_err = err; best = cand; }
+    }
+  }
+  return best;
+}
+
+// Codes of every value under the chosen affine parameters.
+void affine_codes(const float* x, const AffineK& p, int n_sub, int len, int qmax, int* codes) {
+  for (int j = 0; j < n_sub; ++j) {
+    const float scale = p.d * p.sc[j], offset = -p.dmin * p.mn[j];
+    const float is = scale > 0 ? 1.0f / scale : 0.0f;
+    for (int i = 0; i < len; ++i) codes[j * len + i] = round_clamp((x[j * len + i] - offset) * is, 0, qmax);
+  }
+}
+
+// --- symmetric sub-blocks (Q3_K, Q6_K, IQ4_XS): value = d*sc*level(q) ---
+// `table` null means integer levels qmin..qmax; otherwise non-uniform levels.
+struct SymmetricK {
+  float d = 0;
+  int sc[16] = {};
+};
+
+struct SymSpec {
+  int n_sub, len, qmin, qmax;  // code range (ignored with a table)
+  int smin, smax;              // integer sub-block scale range
+  const int8_t* table;
+};
+
+float sub_error(const SymSpec& p, const float* x, const float* w, float scale) {
+  return p.table ? error_table(x, w, p.len, scale, p.table, 16) : error_symmetric(x, w, p.len, scale, p.qmin, p.qmax);
+}
+
+SymmetricK choose_symmetric_k(const float* x, const float* w, const SymSpec& p) {
+  float s[16] = {};
+  int imax = 0;
+  for (int j = 0; j < p.n_sub; ++j) {
+    s[j] = p.table ? fit_table(x + j * p.len, sub(w, j * p.len), p.len, p.table, 16)
+                   : fit_symmetric(x + j * p.len, sub(w, j * p.len), p.len, p.qmin, p.qmax);
+    if (std::fabs(s[j]) > std::fabs(s[imax])) imax = j;
+  }
+  SymmetricK best;
+  if (s[imax] == 0) return best;
+  float best_err = INFINITY;
+  auto evaluate = [&](float d) {
+    SymmetricK cand;
+    cand.d = f16_round(d);
+    if (cand.d == 0) return;
+    float err = 0;
+    for (int j = 0; j < p.n_sub; ++j) {
+      const int r = round_clamp(s[j] / cand.d, p.smin, p.smax);
+      float ej = INFINITY;
+      for (int a = std::max(r - 1, p.smin); a <= std::min(r + 1, p.smax); ++a) {
+        const float e = sub_error(p, x + j * p.len, sub(w, j * p.len), cand.d * a);
+        if (e < ej) { ej = e; cand.sc[j] = a; }
+      }
+      err += ej;
+    }
+    if (err < best_err) { best_err = err; best = cand; }
+  };
+  // The largest sub-block scale lands on the negative end (one more level) or the positive end.
+  for (float f : kSuperScaleFactors) evaluate(s[imax] / p.smin * f);
+  evaluate(s[imax] / p.smax);
+  return best;
+}
+
+void symmetric_codes(const float* x, const SymmetricK& k, const SymSpec& p, int* codes) {
+  for (int j = 0; j < p.n_sub; ++j) {
+    const float scale = k.d * k.sc[j];
+    const float is = scale != 0 ? 1.0f / scale : 0.0f;
+    for (int i = 0; i < p.len; ++i) {
+      const float v = x[j * p.len + i] * is;
+      codes[j * p.len + i] = p.table ? nearest_level(v, p.table, 16) : round_clamp(v, p.qmin, p.qmax) - p.qmin;
+    }
+  }
+}
+
+// Q4_K/Q5_K: eight 6-bit scales and mins in 12 bytes. Scales/mins 0-3 use the low 6 bits
+// of bytes 0-3 / 4-7; 4-7 keep their low nibbles in bytes 8-11 and their top 2 bits in the
+// spare top bits of bytes 0-3 (scales) / 4-7 (mins).
+void pack_scale_min_k4(const int* sc, const int* mn, uint8_t* q) {
+  std::memset(q, 0, 12);
+  for (int j = 0; j < 4; ++j) {
+    q[j] = static_cast<uint8_t>(sc[j]);
+    q[j + 4] = static_cast<uint8_t>(mn[j]);
+  }
+  for (int j = 4; j < 8; ++j) {
+    q[j + 4] = static_cast<uint8_t>((sc[j] & 15) | ((mn[j] & 15) << 4));
+    q[j - 4] |= static_cast<uint8_t>((sc[j] >> 4) << 6);
+    q[j] |= static_cast<uint8_t>((mn[j] >> 4) << 6);
+  }
+}
+void unpack_scale_min_k4(int j, const uint8_t* q, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *mn = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+    *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Q3_K: sixteen 6-bit values (scale + 32). Low nibbles: values 0-7 in the low nibbles of
+// bytes 0-7, values 8-15 in their high nibbles. Top 2 bits of value i: byte 8 + i%4, bit 2*(i/4).
+void pack_scales_q3k(const int* sc, uint8_t* q) {
+  std::memset(q, 0, 12);
+  for (int i = 0; i < 16; ++i) {
+    const int v = sc[i] + 32;
+    q[i % 8] |= static_cast<uint8_t>((v & 15) << (i < 8 ? 0 : 4));
+    q[8 + i % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (i / 4)));
+  }
+}
+int unpack_scale_q3k(const uint8_t* q, int i) {
+  const int low = (q[i % 8] >> (i < 8 ? 0 : 4)) & 15;
+  const int high = (q[8 + i % 4] >> (2 * (i / 4))) & 3;
+  return (low | high << 4) - 32;
+}
+
+constexpr SymSpec kQ3K{16, 16, -4, 3, -32, 31, nullptr};
+constexpr SymSpec kQ6K{16, 16, -32, 31, -128, 127, nullptr};
+constexpr SymSpec kIQ4XS{8, 32, 0, 0, -32, 31, kIq4nlValues};
+
+}  // namespace
+
+void quantize_q2_k(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ2_K*>(out);
+  const AffineK p = choose_affine_k(x, w, 16, 16, 3, 15);
+  int codes[kQKK];
+  affine_codes(x, p, 16, 16, 3, codes);
+  b->d = f32_to_f16(p.d);
+  b->dmin = f32_to_f16(p.dmin);
+  for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<uint8_t>(p.sc[j] | (p.mn[j] << 4));
+  std::memset(b->qs, 0, sizeof b->qs);
+  for (int e = 0; e < kQKK; ++e) b->qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>(codes[e] << (2 * ((e % 128) / 32)));
+}
+void dequantize_q2_k(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ2_K*>(in);
+  const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+  for (int e = 0; e < kQKK; ++e) {
+    const int q = (b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+    const uint8_t s = b->scales[e / 16];
+    y[e] = d * (s & 15) * q - dmin * (s >> 4);
+  }
+}
+
+void quantize_q3_k(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ3_K*>(out);
+  const SymmetricK p = choose_symmetric_k(x, w, kQ3K);
+  int codes[kQKK];  // 0..7 = code + 4
+  symmetric_codes(x, p, kQ3K, codes);
+  b->d = f32_to_f16(p.d);
+  pack_scales_q3k(p.sc, b->scales);
+  std::memset(b->qs, 0, sizeof b->qs);
+  std::memset(b->hmask, 0, sizeof b->hmask);
+  for (int e = 0; e < kQKK; ++e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    b->qs[32 * h + l] |= static_cast<uint8_t>((codes[e] & 3) << (2 * k));
+    if (codes[e] >= 4) b->hmask[l] |= static_cast<uint8_t>(1 << (4 * h + k));
+  }
+}
+void dequantize_q3_k(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ3_K*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int e = 0; e < kQKK; ++e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const int low = (b->qs[32 * h + l] >> (2 * k)) & 3;
+    const int q = low - ((b->hmask[l] >> (4 * h + k)) & 1 ? 0 : 4);
+    y[e] = d * unpack_scale_q3k(b->scales, e / 16) * q;
+  }
+}
+
+void quantize_q4_k(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ4_K*>(out);
+  const AffineK p = choose_affine_k(x, w, 8, 32, 15, 63);
+  int codes[kQKK];
+  affine_codes(x, p, 8, 32, 15, codes);
+  b->d = f32_to_f16(p.d);
+  b->dmin = f32_to_f16(p.dmin);
+  pack_scale_min_k4(p.sc, p.mn, b->scales);
+  for (int g = 0; g < 4; ++g)
+    for (int l = 0; l < 32; ++l) b->qs[32 * g + l] = static_cast<uint8_t>(codes[64 * g + l] | (codes[64 * g + 32 + l] << 4));
+}
+void dequantize_q4_k(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ4_K*>(in);
+  const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+  for (int e = 0; e < kQKK; ++e) {
+    int sc, mn;
+    unpack_scale_min_k4(e / 32, b->scales, &sc, &mn);
+    const int q = (b->qs[32 * (e / 64) + e % 32] >> (e % 64 < 32 ? 0 : 4)) & 15;
+    y[e] = d * sc * q - dmin * mn;
+  }
+}
+
+void quantize_q5_k(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ5_K*>(out);
+  const AffineK p = choose_affine_k(x, w, 8, 32, 31, 63);
+  int codes[kQKK];
+  affine_codes(x, p, 8, 32, 31, codes);
+  b->d = f32_to_f16(p.d);
+  b->dmin = f32_to_f16(p.dmin);
+  pack_scale_min_k4(p.sc, p.mn, b->scales);
+  std::memset(b->qh, 0, sizeof b->qh);
+  for (int g = 0; g < 4; ++g)
+    for (int l = 0; l < 32; ++l)
+      b->qs[32 * g + l] = static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
+  for (int e = 0; e < kQKK; ++e) b->qh[e % 32] |= static_cast<uint8_t>((codes[e] >> 4) << (e / 32));
+}
+void dequantize_q5_k(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ5_K*>(in);
+  const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
+  for (int e = 0; e < kQKK; ++e) {
+    int sc, mn;
+    unpack_scale_min_k4(e / 32, b->scales, &sc, &mn);
+    const int low = (b->qs[32 * (e / 64) + e % 32] >> (e % 64 < 32 ? 0 : 4)) & 15;
+    const int q = low | (((b->qh[e % 32] >> (e / 32)) & 1) << 4);
+    y[e] = d * sc * q - dmin * mn;
+  }
+}
+
+void quantize_q6_k(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ6_K*>(out);
+  const SymmetricK p = choose_symmetric_k(x, w, kQ6K);
+  int codes[kQKK];  // 0..63 = code + 32
+  symmetric_codes(x, p, kQ6K, codes);
+  b->d = f32_to_f16(p.d);
+  for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<int8_t>(p.sc[j]);
+  std::memset(b->ql, 0, sizeof b->ql);
+  std::memset(b->qh, 0, sizeof b->qh);
+  for (int e = 0; e < kQKK; ++e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    b->ql[64 * h + 32 * (k & 1) + l] |= static_cast<uint8_t>((codes[e] & 15) << (k < 2 ? 0 : 4));
+    b->qh[32 * h + l] |= static_cast<uint8_t>((codes[e] >> 4) << (2 * k));
+  }
+}
+void dequantize_q6_k(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ6_K*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int e = 0; e < kQKK; ++e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const int low = (b->ql[64 * h + 32 * (k & 1) + l] >> (k < 2 ? 0 : 4)) & 15;
+    const int q = low | (((b->qh[32 * h + l] >> (2 * k)) & 3) << 4);
+    y[e] = d * b->scales[e / 16] * (q - 32);
+  }
+}
+
+void quantize_iq4_xs(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockIQ4_XS*>(out);
+  const SymmetricK p = choose_symmetric_k(x, w, kIQ4XS);
+  int codes[kQKK];
+  symmetric_codes(x, p, kIQ4XS, codes);
+  b->d = f32_to_f16(p.d);
+  b->scales_h = 0;
+  std::memset(b->scales_l, 0, sizeof b->scales_l);
+  for (int j = 0; j < 8; ++j) {
+    const int v = p.sc[j] + 32;
+    b->scales_l[j / 2] |= static_cast<uint8_t>((v & 15) << (4 * (j % 2)));
+    b->scales_h |= static_cast<uint16_t>((v >> 4) << (2 * j));
+    for (int l = 0; l < 16; ++l)
+      b->qs[16 * j + l] = static_cast<uint8_t>(codes[32 * j + l] | (codes[32 * j + 16 + l] << 4));
+  }
+}
+void dequantize_iq4_xs(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockIQ4_XS*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int j = 0; j < 8; ++j) {
+    const int ls = ((b->scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((b->scales_h >> (2 * j)) & 3) << 4);
+    const float dl = d * (ls - 32);
+    for (int l = 0; l < 16; ++l) {
+      y[32 * j + l] = dl * kIq4nlValues[b->qs[16 * j + l] & 15];
+      y[32 * j + 16 + l] = dl * kIq4nlValues[b->qs[16 * j + l] >> 4];
+    }
+  }
+}
+
+}  // namespace lowbit::quant

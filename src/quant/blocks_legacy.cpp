@@ -1,0 +1,135 @@
+// The 32-value block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (layouts in block_layouts.h).
+// Each quantizer fits the float scale (and offset) with the searches of scale_fit.h, stores
+// it as f16, and rounds every code under the stored value, so what is decoded is what was
+// optimised.
+#include <cstring>
+
+#include "lowbit/float_convert.h"
+#include "quant/block_codecs.h"
+#include "quant/block_layouts.h"
+#include "quant/scale_fit.h"
+
+namespace lowbit::quant {
+namespace {
+
+// Stores f as f16 and returns the value the decoder will see.
+float store_f16(float f, uint16_t* dst) {
+  *dst = f32_to_f16(f);
+  return f16_to_f32(*dst);
+}
+
+// Nibble layout shared by the 32-value types: value e<16 in the low nibble of qs[e],
+// value e>=16 in the high nibble of qs[e-16].
+void pack_nibbles(const int* codes, uint8_t* qs) {
+  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>((codes[j] & 15) | ((codes[j + 16] & 15) << 4));
+}
+int nibble(const uint8_t* qs, int e) { return e < 16 ? qs[e] & 15 : qs[e - 16] >> 4; }
+
+// Fifth bits of Q5_0/Q5_1 as a little-endian u32.
+void pack_high_bits(const int* codes, uint8_t* qh) {
+  uint32_t h = 0;
+  for (int e = 0; e < kQK; ++e) h |= static_cast<uint32_t>((codes[e] >> 4) & 1) << e;
+  std::memcpy(qh, &h, 4);
+}
+int high_bit(const uint8_t* qh, int e) {
+  uint32_t h;
+  std::memcpy(&h, qh, 4);
+  return (h >> e) & 1;
+}
+
+// Symmetric codes in [qmin, qmax] with a stored f16 scale; codes returned with `bias` added.
+float quantize_symmetric(const float* x, const float* w, int qmin, int qmax, int bias, uint16_t* d16, int* codes) {
+  const float d = store_f16(fit_symmetric(x, w, kQK, qmin, qmax), d16);
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  for (int e = 0; e < kQK; ++e) codes[e] = round_clamp(x[e] * id, qmin, qmax) + bias;
+  return d;
+}
+
+// Affine codes in [0, qmax] with stored f16 scale and offset.
+void quantize_affine(const float* x, const float* w, int qmax, uint16_t* d16, uint16_t* m16, int* codes) {
+  const AffineFit f = fit_affine(x, w, kQK, qmax, false);
+  const float m = store_f16(f.offset, m16);
+  const float d = store_f16(f.scale, d16);
+  const float id = d > 0 ? 1.0f / d : 0.0f;
+  for (int e = 0; e < kQK; ++e) codes[e] = round_clamp((x[e] - m) * id, 0, qmax);
+}
+
+}  // namespace
+
+void quantize_q4_0(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ4_0*>(out);
+  int codes[kQK];
+  quantize_symmetric(x, w, -8, 7, 8, &b->d, codes);
+  pack_nibbles(codes, b->qs);
+}
+void dequantize_q4_0(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ4_0*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int e = 0; e < kQK; ++e) y[e] = d * (nibble(b->qs, e) - 8);
+}
+
+void quantize_q4_1(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ4_1*>(out);
+  int codes[kQK];
+  quantize_affine(x, w, 15, &b->d, &b->m, codes);
+  pack_nibbles(codes, b->qs);
+}
+void dequantize_q4_1(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ4_1*>(in);
+  const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
+  for (int e = 0; e < kQK; ++e) y[e] = d * nibble(b->qs, e) + m;
+}
+
+void quantize_q5_0(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ5_0*>(out);
+  int codes[kQK];
+  quantize_symmetric(x, w, -16, 15, 16, &b->d, codes);
+  pack_nibbles(codes, b->qs);
+  pack_high_bits(codes, b->qh);
+}
+void dequantize_q5_0(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ5_0*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int e = 0; e < kQK; ++e) y[e] = d * ((nibble(b->qs, e) | high_bit(b->qh, e) << 4) - 16);
+}
+
+void quantize_q5_1(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ5_1*>(out);
+  int codes[kQK];
+  quantize_affine(x, w, 31, &b->d, &b->m, codes);
+  pack_nibbles(codes, b->qs);
+  pack_high_bits(codes, b->qh);
+}
+void dequantize_q5_1(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ5_1*>(in);
+  const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
+  for (int e = 0; e < kQK; ++e) y[e] = d * (nibble(b->qs, e) | high_bit(b->qh, e) << 4) + m;
+}
+
+void quantize_q8_0(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ8_0*>(out);
+  int codes[kQK];
+  quantize_symmetric(x, w, -127, 127, 0, &b->d, codes);
+  for (int e = 0; e < kQK; ++e) b->qs[e] = static_cast<int8_t>(codes[e]);
+}
+void dequantize_q8_0(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockQ8_0*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int e = 0; e < kQK; ++e) y[e] = d * b->qs[e];
+}
+
+void quantize_iq4_nl(const float* x, const float* w, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockIQ4_NL*>(out);
+  const float d = store_f16(fit_table(x, w, kQK, kIq4nlValues, 16), &b->d);
+  const float id = d != 0 ? 1.0f / d : 0.0f;
+  int codes[kQK];
+  for (int e = 0; e < kQK; ++e) codes[e] = nearest_level(x[e] * id, kIq4nlValues, 16);
+  pack_nibbles(codes, b->qs);
+}
+void dequantize_iq4_nl(const uint8_t* in, float* y) {
+  const auto* b = reinterpret_cast<const BlockIQ4_NL*>(in);
+  const float d = f16_to_f32(b->d);
+  for (int e = 0; e < kQK; ++e) y[e] = d * kIq4nlValues[nibble(b->qs, e)];
+}
+
+}  // namespace lowbit::quant

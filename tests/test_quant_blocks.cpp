@@ -1,0 +1,189 @@
+// Block types: round trips over the traits table, byte layouts judged by llama.cpp's own
+// decoder, and quantization error compared with llama.cpp's quantizer on the same rows.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include "judge_support.h"
+#include "lowbit/quant.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+std::vector<DType> block_types() {
+  std::vector<DType> out;
+  for (int i = 0; i < static_cast<int>(DType::Count); ++i) {
+    const DType t = static_cast<DType>(i);
+    if (can_quantize_to(t) && traits(t).block_size > 1) out.push_back(t);
+  }
+  return out;
+}
+
+uint64_t row_bytes(DType t, uint64_t row_len) { return row_len / traits(t).block_size * traits(t).type_size; }
+
+std::vector<float> round_trip(DType t, const std::vector<float>& x, uint64_t row_len, const float* imp = nullptr) {
+  const uint64_t rows = x.size() / row_len;
+  std::vector<uint8_t> q(rows * row_bytes(t, row_len));
+  quantize_rows(t, x.data(), rows, row_len, imp, q.data());
+  std::vector<float> y(x.size());
+  dequantize_values(t, q.data(), x.size(), y.data());
+  return y;
+}
+
+double rel_rms(const std::vector<float>& x, const std::vector<float>& y, const float* imp = nullptr, uint64_t row_len = 1) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double w = imp ? imp[i % row_len] : 1.0;
+    num += w * (x[i] - y[i]) * (x[i] - y[i]);
+    den += w * x[i] * x[i];
+  }
+  return std::sqrt(num / den);
+}
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float stddev = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> dist(0.0f, stddev);
+  std::vector<float> v(n);
+  for (auto& x : v) x = dist(rng);
+  return v;
+}
+
+// Relative RMS error window for Gaussian rows: a floor (the type really quantizes) and a
+// ceiling (it quantizes well). Bits per weight in comments.
+struct Window { double lo, hi; };
+Window error_window(DType t) {
+  switch (t) {
+    case DType::Q8_0: return {0.002, 0.006};    // 8.5
+    case DType::Q6_K: return {0.01, 0.03};      // 6.56
+    case DType::Q5_0: return {0.02, 0.06};      // 5.5
+    case DType::Q5_1: return {0.02, 0.06};      // 6.0
+    case DType::Q5_K: return {0.02, 0.06};      // 5.5
+    case DType::Q4_0: return {0.05, 0.12};      // 4.5
+    case DType::Q4_1: return {0.05, 0.12};      // 5.0
+    case DType::Q4_K: return {0.05, 0.12};      // 4.5
+    case DType::IQ4_NL: return {0.05, 0.12};    // 4.5
+    case DType::IQ4_XS: return {0.05, 0.12};    // 4.25
+    case DType::Q3_K: return {0.1, 0.25};       // 3.44
+    case DType::Q2_K: return {0.2, 0.45};       // 2.63
+    default: return {0, 0};
+  }
+}
+
+TEST(QuantBlocks, EveryBlockTypeRoundTripsGaussianRowsInsideItsErrorWindow) {
+  const uint64_t row_len = 512;
+  const auto x = gaussian(row_len * 16, 1, 0.02f);
+  for (DType t : block_types()) {
+    const double e = rel_rms(x, round_trip(t, x, row_len));
+    const Window w = error_window(t);
+    EXPECT_GT(e, w.lo) << dtype_name(t);
+    EXPECT_LT(e, w.hi) << dtype_name(t);
+  }
+}
+
+TEST(QuantBlocks, AllZeroRowsDecodeToExactZeros) {
+  const std::vector<float> x(512, 0.0f);
+  for (DType t : block_types())
+    for (float y : round_trip(t, x, 256)) ASSERT_EQ(y, 0.0f) << dtype_name(t);
+}
+
+TEST(QuantBlocks, ConstantRowsDecodeClose) {
+  for (float c : {0.75f, -0.003f}) {
+    const std::vector<float> x(512, c);
+    for (DType t : block_types()) {
+      const auto y = round_trip(t, x, 256);
+      for (float v : y) ASSERT_NEAR(v, c, std::fabs(c) * 0.02) << dtype_name(t) << " constant " << c;
+    }
+  }
+}
+
+TEST(QuantBlocks, OutlierHeavyRowsStayFiniteAndKeepTheOutliers) {
+  const uint64_t row_len = 256;
+  auto x = gaussian(row_len * 8, 2, 0.01f);
+  for (size_t i = 0; i < x.size(); i += 37) x[i] *= 60.0f;  // ~3% outliers, 60 sigma
+  for (DType t : block_types()) {
+    const auto y = round_trip(t, x, row_len);
+    for (float v : y) ASSERT_TRUE(std::isfinite(v)) << dtype_name(t);
+    // The outliers dominate the energy and stretch the block scales: 2.5 times the Gaussian ceiling.
+    EXPECT_LT(rel_rms(x, y), 2.5 * error_window(t).hi) << dtype_name(t);
+  }
+}
+
+TEST(QuantBlocks, ImportanceLowersTheWeightedError) {
+  const uint64_t row_len = 256;
+  const auto x = gaussian(row_len * 32, 3);
+  std::vector<float> imp(row_len);
+  std::mt19937 rng(4);
+  std::lognormal_distribution<float> ln(0.0f, 1.5f);
+  for (auto& v : imp) v = ln(rng);
+  for (DType t : block_types()) {
+    const double plain = rel_rms(x, round_trip(t, x, row_len), imp.data(), row_len);
+    const double weighted = rel_rms(x, round_trip(t, x, row_len, imp.data()), imp.data(), row_len);
+    EXPECT_LT(weighted, plain) << dtype_name(t);
+  }
+}
+
+TEST(QuantBlocks, RowLengthNotAMultipleOfTheBlockIsAnArgumentError) {
+  std::vector<float> x(100, 1.0f);
+  std::vector<uint8_t> out(1024);
+  const std::string msg = test::expect_error([&] { quantize_rows(DType::Q4_K, x.data(), 1, 100, nullptr, out.data()); });
+  EXPECT_NE(msg.find("block size 256"), std::string::npos) << msg;
+}
+
+// llama.cpp decodes the bytes lowbit wrote to exactly the values lowbit decodes.
+TEST(QuantBlocksLlamaCpp, LlamaCppDecodesLowbitBlocksIdentically) {
+  test::TempDir dir;
+  const uint64_t row_len = 512, rows = 8;
+  const auto x = gaussian(row_len * rows, 5, 0.05f);
+  for (DType t : block_types()) {
+    std::vector<uint8_t> q(rows * row_bytes(t, row_len));
+    quantize_rows(t, x.data(), rows, row_len, nullptr, q.data());
+    std::vector<float> ours(x.size());
+    dequantize_values(t, q.data(), x.size(), ours.data());
+    test::write_file(dir.file("q.bin"), std::string(reinterpret_cast<char*>(q.data()), q.size()));
+    test::run_llamacpp_native({"dequantize", std::to_string(traits(t).ggml_id), std::to_string(x.size()),
+                               dir.file("q.bin"), dir.file("y.f32")});
+    const std::string theirs = test::read_file(dir.file("y.f32"));
+    ASSERT_EQ(theirs.size(), x.size() * 4) << dtype_name(t);
+    std::vector<float> y(x.size());
+    std::memcpy(y.data(), theirs.data(), theirs.size());
+    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(ours[i], y[i], 1e-6f * std::fabs(y[i]) + 1e-12f) << dtype_name(t) << " value " << i;
+  }
+}
+
+// On the same rows (with and without an importance vector) lowbit's quantizer has no
+// larger weighted error than llama.cpp's for any type.
+TEST(QuantBlocksLlamaCpp, ErrorIsNoWorseThanLlamaCppQuantizer) {
+  test::TempDir dir;
+  const uint64_t row_len = 1024, rows = 24;
+  auto x = gaussian(row_len * rows, 6, 0.02f);
+  for (size_t i = 0; i < x.size(); i += 97) x[i] *= 8.0f;  // some heavy tails, as in real weights
+  std::vector<float> imp(row_len);
+  std::mt19937 rng(7);
+  std::lognormal_distribution<float> ln(0.0f, 1.0f);
+  for (auto& v : imp) v = ln(rng);
+  test::write_file(dir.file("x.f32"), std::string(reinterpret_cast<const char*>(x.data()), x.size() * 4));
+  test::write_file(dir.file("imp.f32"), std::string(reinterpret_cast<const char*>(imp.data()), imp.size() * 4));
+  for (bool with_imp : {false, true}) {
+    for (DType t : block_types()) {
+      std::vector<std::string> args = {"quantize-rows", std::to_string(traits(t).ggml_id), std::to_string(rows),
+                                       std::to_string(row_len), dir.file("x.f32"), dir.file("q.bin")};
+      if (with_imp) args.push_back(dir.file("imp.f32"));
+      test::run_llamacpp_native(args);
+      const std::string q = test::read_file(dir.file("q.bin"));
+      std::vector<float> theirs(x.size());
+      dequantize_values(t, reinterpret_cast<const uint8_t*>(q.data()), x.size(), theirs.data());
+      const float* w = with_imp ? imp.data() : nullptr;
+      const double e_them = rel_rms(x, theirs, w, row_len);
+      const double e_us = rel_rms(x, round_trip(t, x, row_len, w), w, row_len);
+      EXPECT_LE(e_us, e_them * 1.0001) << dtype_name(t) << (with_imp ? " with importance" : "");
+      std::printf("%-7s %s lowbit %.5f llama.cpp %.5f (%.1f%%)\n", dtype_name(t), with_imp ? "imp  " : "plain", e_us,
+                  e_them, 100.0 * (e_us / e_them - 1));
+    }
+  }
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -5,6 +5,7 @@
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
 #include "lowbit/safetensors.h"
+#include "formats/model_writer.h"
 
 namespace lowbit {
 namespace {
@@ -12,6 +13,8 @@ namespace {
 bool is_q_or_k(const std::string& gguf_name) {
   return gguf_name.find(".attn_q.") != std::string::npos || gguf_name.find(".attn_k.") != std::string::npos;
 }
+
+}  // namespace
 
 // Converts a tensor to f32 and, for q/k weights, moves its rows between RoPE layouts.
 std::vector<float> load_rows(const Model& m, const TensorView& t, RopeLayout target) {
@@ -22,6 +25,8 @@ std::vector<float> load_rows(const Model& m, const TensorView& t, RopeLayout tar
   permute_rope_rows(x.data(), y.data(), t.shape[0], t.shape.size() > 1 ? t.shape[1] : 1, heads, target == RopeLayout::Interleaved);
   return y;
 }
+
+namespace {
 
 // llama.cpp's llama_ftype numbers for general.file_type.
 uint32_t file_type_for(DType t) {
@@ -35,15 +40,16 @@ uint32_t file_type_for(DType t) {
 
 }  // namespace
 
-void write_model_gguf(const Model& m, const std::string& path, DType matrix_type) {
-  if (matrix_type != DType::F32 && matrix_type != DType::F16 && matrix_type != DType::BF16)
-    fail(ErrorKind::Argument, "convert: --type must be f32, f16 or bf16, got {}", dtype_name(matrix_type));
+RopeLayout gguf_rope_layout(const ModelConfig& c) {
+  return c.arch == "llama" ? RopeLayout::Interleaved : RopeLayout::Halves;
+}
+
+void set_model_metadata(const Model& m, GgufWriter& w, uint32_t file_type) {
   const ModelConfig& c = m.config;
   const std::string a = c.arch + ".";
-  GgufWriter w;
   w.set("general.architecture", GgufValue::of_string(c.arch));
   w.set("general.name", GgufValue::of_string(c.name.empty() ? "lowbit model" : c.name));
-  w.set("general.file_type", GgufValue::of_u32(file_type_for(matrix_type)));
+  w.set("general.file_type", GgufValue::of_u32(file_type));
   w.set("general.alignment", GgufValue::of_u32(32));
   w.set(a + "context_length", GgufValue::of_u32(c.n_ctx));
   w.set(a + "embedding_length", GgufValue::of_u32(c.n_embd));
@@ -64,15 +70,24 @@ void write_model_gguf(const Model& m, const std::string& path, DType matrix_type
   }
   w.set(a + "vocab_size", GgufValue::of_u32(c.n_vocab));
   write_gguf_vocab(m.vocab, w);
+}
 
-  const RopeLayout target = c.arch == "llama" ? RopeLayout::Interleaved : RopeLayout::Halves;
-  if (!m.rope_freq_factors.empty()) {
-    OutputTensor t;
-    t.info = {"rope_freqs.weight", DType::F32, {m.rope_freq_factors.size()}};
-    t.nbytes = m.rope_freq_factors.size() * 4;
-    t.produce = [&m](std::vector<uint8_t>& out) { out = from_f32(m.rope_freq_factors.data(), m.rope_freq_factors.size(), DType::F32); };
-    w.add_tensor(std::move(t));
-  }
+void add_rope_freqs(const Model& m, GgufWriter& w) {
+  if (m.rope_freq_factors.empty()) return;
+  OutputTensor t;
+  t.info = {"rope_freqs.weight", DType::F32, {m.rope_freq_factors.size()}};
+  t.nbytes = m.rope_freq_factors.size() * 4;
+  t.produce = [&m](std::vector<uint8_t>& out) { out = from_f32(m.rope_freq_factors.data(), m.rope_freq_factors.size(), DType::F32); };
+  w.add_tensor(std::move(t));
+}
+
+void write_model_gguf(const Model& m, const std::string& path, DType matrix_type) {
+  if (matrix_type != DType::F32 && matrix_type != DType::F16 && matrix_type != DType::BF16)
+    fail(ErrorKind::Argument, "convert: --type must be f32, f16 or bf16, got {}", dtype_name(matrix_type));
+  GgufWriter w;
+  set_model_metadata(m, w, file_type_for(matrix_type));
+  add_rope_freqs(m, w);
+  const RopeLayout target = gguf_rope_layout(m.config);
   for (const TensorView& src : m.tensors) {
     OutputTensor t;
     t.info = src;

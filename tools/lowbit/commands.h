@@ -14,5 +14,6 @@ Action add_inspect(CLI::App& app);
 Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_perplexity(CLI::App& app);
+Action add_quantize(CLI::App& app);
 
 }  // namespace lowbit::cli

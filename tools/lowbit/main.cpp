@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   reg(lowbit::cli::add_tokenize);
   reg(lowbit::cli::add_run);
   reg(lowbit::cli::add_perplexity);
+  reg(lowbit::cli::add_quantize);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,106 @@
+// Whole-model quantization: presets named as in llama.cpp / Ollama, the per-tensor type
+// plan (preset rule table + user overrides + block-size fallbacks) and the streaming
+// GGUF writer that carries it out.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/dtype.h"
+#include "lowbit/model.h"
+
+namespace lowbit {
+
+// Which layers a preset rule covers (i = layer index, n = number of layers).
+enum class LayerSet {
+  All,
+  FirstEighth,     // i < n/8
+  FirstSixteenth,  // i < n/16
+  FirstTwo,        // i < 2
+  FirstFour,       // i < 4
+  MoreBits,        // i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2  (first, last and every third)
+};
+
+// One line of a preset's mix: tensors whose role (the GGUF name without "blk.N." and
+// ".weight", e.g. "attn_v", "ffn_down") matches get `type` in the selected layers.
+struct PresetRule {
+  const char* role;
+  LayerSet layers;
+  DType type;
+  bool needs_gqa4 = false;        // only when n_head / n_head_kv >= 4
+  bool without_importance = false;  // only when no importance vector is given
+};
+
+struct Preset {
+  const char* name;       // "Q4_K_M"
+  uint32_t file_type;     // llama.cpp's llama_ftype, written as general.file_type
+  DType base;             // type of every matrix no rule names
+  DType output;           // output.weight (token_embd.weight when the head is tied)
+  std::vector<PresetRule> rules;  // first match wins
+};
+
+const std::vector<Preset>& presets();
+const Preset* find_preset(const std::string& name);  // case-insensitive; nullptr if unknown
+bool layer_selected(LayerSet s, uint32_t i, uint32_t n);
+
+struct TypeOverride {
+  std::string pattern;  // ECMAScript regex matched against the whole GGUF tensor name
+  DType type;
+};
+
+struct QuantizePlanOptions {
+  std::string preset = "Q4_K_M";
+  std::vector<TypeOverride> tensor_types;  // first matching pattern wins
+  std::optional<DType> output_type, token_embedding_type;
+  bool pure = false;            // base type everywhere (no mix); overrides still apply
+  bool has_importance = false;  // an importance vector will be supplied
+};
+
+struct TensorPlan {
+  std::string name;
+  DType type;
+  std::string note;  // why it is not the base type, or the fallback taken
+};
+
+// Chooses the type of every tensor of `m`. 1-D tensors stay F32. Throws Argument for an
+// unknown preset or a --tensor-type pattern that matches no tensor.
+std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOptions& o);
+
+// The type used when rows of `row_len` values do not fit `t`'s block size: the next
+// type (as llama.cpp chooses) whose block divides row_len, or F16.
+DType fallback_type(DType t, uint64_t row_len);
+
+struct TensorReport {
+  std::string name;
+  std::vector<uint64_t> shape;
+  DType type;
+  uint64_t bytes = 0;
+  double rel_rms_error = 0;  // ||W - Q(W)|| / ||W||, 0 for 1-D tensors kept in F32
+  std::string note;
+};
+
+struct QuantizeReport {
+  std::vector<TensorReport> tensors;
+  uint64_t total_bytes = 0;    // tensor data bytes
+  uint64_t file_bytes = 0;     // size of the written file
+  uint64_t n_weights = 0;
+  double bits_per_weight = 0;  // 8 * total_bytes / n_weights
+  double seconds = 0;
+};
+
+struct QuantizeOptions {
+  QuantizePlanOptions plan;
+  int n_threads = 0;  // 0: hardware concurrency
+  // importance[name] = one value per input column; empty = none.
+  std::function<const std::vector<float>*(const std::string& name)> importance;
+  // Called after each tensor is written (index, count, its report).
+  std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
+};
+
+// Quantizes `m` into a GGUF file that llama.cpp loads, one tensor in memory at a time.
+QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o);
+
+}  // namespace lowbit

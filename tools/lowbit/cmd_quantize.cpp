@@ -1,0 +1,101 @@
+// lowbit quantize MODEL -o OUT.gguf --type Q4_K_M [--tensor-type REGEX=TYPE]...
+//                [--output-tensor-type T] [--token-embedding-type T] [--pure] [-t N] [--json]
+#include <fmt/core.h>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "lowbit/error.h"
+#include "lowbit/model.h"
+#include "lowbit/quant.h"
+#include "lowbit/quantize.h"
+
+namespace lowbit::cli {
+namespace {
+
+DType parse_storage_type(const std::string& flag, const std::string& name) {
+  auto t = dtype_from_name(name);
+  if (!t || !can_quantize_to(*t))
+    fail(ErrorKind::Argument, "{} '{}': not a tensor type lowbit can write (Q4_K, Q6_K, Q8_0, F16, ...)", flag, name);
+  return *t;
+}
+
+TypeOverride parse_override(const std::string& spec) {
+  const size_t eq = spec.rfind('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == spec.size())
+    fail(ErrorKind::Argument, "--tensor-type '{}': expected REGEX=TYPE, e.g. 'blk\\.0\\..*=Q8_0'", spec);
+  return {spec.substr(0, eq), parse_storage_type("--tensor-type", spec.substr(eq + 1))};
+}
+
+void print_summary(const QuantizeReport& r) {
+  fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}\n", "tensor", "shape", "type", "bpw", "rel.RMS");
+  for (const TensorReport& t : r.tensors) {
+    const double bpw = 8.0 * t.bytes / std::max<uint64_t>(1, [&] { uint64_t n = 1; for (auto d : t.shape) n *= d; return n; }());
+    fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}\n", t.name, shape_string(t.shape), dtype_name(t.type), bpw,
+               t.rel_rms_error, t.note.empty() ? "" : "  " + t.note);
+  }
+  fmt::print("\n{} weights, {:.2f} MiB of tensors, {:.3f} bits per weight, file {:.2f} MiB, {:.1f} s\n", r.n_weights,
+             r.total_bytes / 1048576.0, r.bits_per_weight, r.file_bytes / 1048576.0, r.seconds);
+}
+
+nlohmann::json summary_json(const QuantizeReport& r, const std::string& out) {
+  nlohmann::json tensors = nlohmann::json::array();
+  for (const TensorReport& t : r.tensors)
+    tensors.push_back({{"name", t.name}, {"shape", t.shape}, {"type", dtype_name(t.type)}, {"bytes", t.bytes},
+                       {"rel_rms_error", t.rel_rms_error}, {"note", t.note}});
+  return {{"output", out}, {"n_weights", r.n_weights}, {"tensor_bytes", r.total_bytes}, {"file_bytes", r.file_bytes},
+          {"bits_per_weight", r.bits_per_weight}, {"seconds", r.seconds}, {"tensors", tensors}};
+}
+
+}  // namespace
+
+Action add_quantize(CLI::App& app) {
+  struct Opts {
+    std::string model, out, type = "Q4_K_M", tokenizer, output_type, embd_type;
+    std::vector<std::string> overrides;
+    bool pure = false, json = false, quiet = false;
+    int threads = 0;
+  };
+  auto o = std::make_shared<Opts>();
+  auto* c = app.add_subcommand("quantize", "Quantize a model to a GGUF file (round-to-nearest, llama.cpp presets)");
+  c->add_option("model", o->model, "model directory, .gguf file or llama2.c .bin")->required();
+  c->add_option("-o,--output", o->out, "output .gguf file")->required();
+  c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16")
+      ->capture_default_str();
+  c->add_option("--tensor-type", o->overrides, "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
+  c->add_option("--output-tensor-type", o->output_type, "type of output.weight");
+  c->add_option("--token-embedding-type", o->embd_type, "type of token_embd.weight");
+  c->add_flag("--pure", o->pure, "no preset mix: the base type for every matrix");
+  c->add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
+  c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
+  c->add_flag("--json", o->json, "print the summary as JSON on stdout");
+  c->add_flag("-q,--quiet", o->quiet, "no progress or table");
+  return [o]() {
+    QuantizeOptions q;
+    q.plan.preset = o->type;
+    if (!find_preset(o->type)) plan_quantization(Model{}, q.plan);  // throws the unknown-type message
+    for (const auto& spec : o->overrides) q.plan.tensor_types.push_back(parse_override(spec));
+    if (!o->output_type.empty()) q.plan.output_type = parse_storage_type("--output-tensor-type", o->output_type);
+    if (!o->embd_type.empty()) q.plan.token_embedding_type = parse_storage_type("--token-embedding-type", o->embd_type);
+    q.plan.pure = o->pure;
+    q.n_threads = o->threads;
+    if (o->out.size() < 5 || o->out.compare(o->out.size() - 5, 5, ".gguf") != 0)
+      fail(ErrorKind::Argument, "-o '{}': the output name must end in .gguf", o->out);
+    Model m = load_model(o->model, {o->tokenizer});
+    if (!o->quiet)
+      q.on_tensor = [](size_t i, size_t n, const TensorReport& t) {
+        const int width = 30, done = static_cast<int>(width * (i + 1) / n);
+        fmt::print(stderr, "\r[{}{}] {:>4}/{} {:<40}", std::string(done, '#'), std::string(width - done, '.'), i + 1, n,
+                   t.name + " " + dtype_name(t.type));
+        if (i + 1 == n) fmt::print(stderr, "\n");
+      };
+    const QuantizeReport r = quantize_model_gguf(m, o->out, q);
+    for (const TensorReport& t : r.tensors)
+      if (t.note.rfind("fallback", 0) == 0) fmt::print(stderr, "note: {}: {}\n", t.name, t.note);
+    if (o->json) fmt::print("{}\n", summary_json(r, o->out).dump(2));
+    else if (!o->quiet) print_summary(r);
+    return 0;
+  };
+}
+
+}  // namespace lowbit::cli

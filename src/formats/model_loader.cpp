@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "lowbit/affine.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/gguf.h"
@@ -36,6 +37,14 @@ const std::pair<const char*, const char*> kGlobalNames[] = {
     {"lm_head.weight", "output.weight"},
 };
 
+bool is_affine_part(const std::string& name) {
+  for (const char* suffix : {".qweight", ".scales", ".zeros"}) {
+    const size_t n = std::strlen(suffix);
+    if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) return true;
+  }
+  return false;
+}
+
 Model load_hf_dir(const std::string& dir) {
   Model m;
   m.format = ModelFormat::HfDir;
@@ -55,7 +64,13 @@ Model load_hf_dir(const std::string& dir) {
   m.rope_layout = RopeLayout::Halves;
   std::shared_ptr<SafetensorsCheckpoint> ck = SafetensorsCheckpoint::open_dir(dir);
   m.storage.push_back(ck);
+  const auto affine = ck->metadata().find("lowbit.affine");
+  std::vector<TensorView> affine_parts;
   for (const auto& t : ck->tensors()) {
+    if (affine != ck->metadata().end() && is_affine_part(t.name)) {
+      affine_parts.push_back(t);
+      continue;
+    }
     std::string name = hf_to_gguf_name(t.name);
     if (name.empty()) {
       if (t.name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed from rope_theta
@@ -65,6 +80,7 @@ Model load_hf_dir(const std::string& dir) {
     v.name = name;
     m.tensors.push_back(v);
   }
+  if (affine != ck->metadata().end()) load_affine_tensors(m, affine_parts, affine->second);
   if (m.config.rope_scaling.type == RopeScaling::Type::Llama3) {
     ModelConfig plain = m.config;
     plain.rope_scaling = {};

@@ -1,10 +1,12 @@
 // lowbit quantize MODEL -o OUT.gguf --type Q4_K_M [--tensor-type REGEX=TYPE]...
 //                [--output-tensor-type T] [--token-embedding-type T] [--pure] [-t N] [--json]
+// lowbit quantize HF_DIR -o OUT_DIR --type int4 [--group 128] [--sym|--asym] [--range minmax|percentile|mse]
 #include <fmt/core.h>
 
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "lowbit/affine.h"
 #include "lowbit/error.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
@@ -27,11 +29,16 @@ TypeOverride parse_override(const std::string& spec) {
   return {spec.substr(0, eq), parse_storage_type("--tensor-type", spec.substr(eq + 1))};
 }
 
+// Affine tensors are stored as U8 codes; show their "intN" name instead.
+std::string type_label(const TensorReport& t) {
+  return t.type == DType::U8 && !t.note.empty() ? t.note.substr(0, t.note.find(' ')) : dtype_name(t.type);
+}
+
 void print_summary(const QuantizeReport& r) {
   fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}\n", "tensor", "shape", "type", "bpw", "rel.RMS");
   for (const TensorReport& t : r.tensors) {
     const double bpw = 8.0 * t.bytes / std::max<uint64_t>(1, [&] { uint64_t n = 1; for (auto d : t.shape) n *= d; return n; }());
-    fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}\n", t.name, shape_string(t.shape), dtype_name(t.type), bpw,
+    fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}\n", t.name, shape_string(t.shape), type_label(t), bpw,
                t.rel_rms_error, t.note.empty() ? "" : "  " + t.note);
   }
   fmt::print("\n{} weights, {:.2f} MiB of tensors, {:.3f} bits per weight, file {:.2f} MiB, {:.1f} s\n", r.n_weights,
@@ -41,7 +48,7 @@ void print_summary(const QuantizeReport& r) {
 nlohmann::json summary_json(const QuantizeReport& r, const std::string& out) {
   nlohmann::json tensors = nlohmann::json::array();
   for (const TensorReport& t : r.tensors)
-    tensors.push_back({{"name", t.name}, {"shape", t.shape}, {"type", dtype_name(t.type)}, {"bytes", t.bytes},
+    tensors.push_back({{"name", t.name}, {"shape", t.shape}, {"type", type_label(t)}, {"bytes", t.bytes},
                        {"rel_rms_error", t.rel_rms_error}, {"note", t.note}});
   return {{"output", out}, {"n_weights", r.n_weights}, {"tensor_bytes", r.total_bytes}, {"file_bytes", r.file_bytes},
           {"bits_per_weight", r.bits_per_weight}, {"seconds", r.seconds}, {"tensors", tensors}};
@@ -53,14 +60,17 @@ Action add_quantize(CLI::App& app) {
   struct Opts {
     std::string model, out, type = "Q4_K_M", tokenizer, output_type, embd_type;
     std::vector<std::string> overrides;
-    bool pure = false, json = false, quiet = false;
+    bool pure = false, json = false, quiet = false, sym = false, asym = false;
     int threads = 0;
+    int64_t group = 128;
+    std::string range = "minmax";
+    double percentile = 99.9;
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("quantize", "Quantize a model to a GGUF file (round-to-nearest, llama.cpp presets)");
   c->add_option("model", o->model, "model directory, .gguf file or llama2.c .bin")->required();
-  c->add_option("-o,--output", o->out, "output .gguf file")->required();
-  c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16")
+  c->add_option("-o,--output", o->out, "output .gguf file (a directory for int2..int8)")->required();
+  c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, or int2..int8 (affine safetensors)")
       ->capture_default_str();
   c->add_option("--tensor-type", o->overrides, "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
   c->add_option("--output-tensor-type", o->output_type, "type of output.weight");
@@ -68,9 +78,38 @@ Action add_quantize(CLI::App& app) {
   c->add_flag("--pure", o->pure, "no preset mix: the base type for every matrix");
   c->add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
+  c->add_option("--group", o->group, "int types: values per scale group (0: per channel, -1: per tensor)")->capture_default_str();
+  c->add_flag("--sym", o->sym, "int types: symmetric codes (default)");
+  c->add_flag("--asym", o->asym, "int types: asymmetric codes with integer zero points");
+  c->add_option("--range", o->range, "int types: range choice")->check(CLI::IsMember({"minmax", "percentile", "mse"}))->capture_default_str();
+  c->add_option("--percentile", o->percentile, "int types with --range percentile: clip percentile")->capture_default_str();
   c->add_flag("--json", o->json, "print the summary as JSON on stdout");
   c->add_flag("-q,--quiet", o->quiet, "no progress or table");
   return [o]() {
+    auto progress = [o](size_t i, size_t n, const TensorReport& t) {
+      if (o->quiet) return;
+      const int width = 30, done = static_cast<int>(width * (i + 1) / n);
+      fmt::print(stderr, "\r[{}{}] {:>4}/{} {:<40}", std::string(done, '#'), std::string(width - done, '.'), i + 1, n,
+                 t.name + " " + (t.note.empty() ? dtype_name(t.type) : t.note));
+      if (i + 1 == n) fmt::print(stderr, "\n");
+    };
+    auto finish = [o](const QuantizeReport& r) {
+      if (o->json) fmt::print("{}\n", summary_json(r, o->out).dump(2));
+      else if (!o->quiet) print_summary(r);
+      return 0;
+    };
+    if (o->type.size() == 4 && (o->type.rfind("int", 0) == 0 || o->type.rfind("INT", 0) == 0) && std::isdigit(o->type[3])) {
+      if (o->sym && o->asym) fail(ErrorKind::Argument, "--sym and --asym exclude each other");
+      AffineSpec spec;
+      spec.bits = o->type[3] - '0';
+      spec.group = o->group;
+      spec.symmetric = !o->asym;
+      spec.range = o->range == "mse" ? RangeMethod::Mse : o->range == "percentile" ? RangeMethod::Percentile : RangeMethod::MinMax;
+      spec.percentile = o->percentile;
+      validate(spec);
+      Model m = load_model(o->model, {o->tokenizer});
+      return finish(write_affine_model(m, o->out, spec, o->threads, progress));
+    }
     QuantizeOptions q;
     q.plan.preset = o->type;
     if (!find_preset(o->type)) plan_quantization(Model{}, q.plan);  // throws the unknown-type message
@@ -82,19 +121,11 @@ Action add_quantize(CLI::App& app) {
     if (o->out.size() < 5 || o->out.compare(o->out.size() - 5, 5, ".gguf") != 0)
       fail(ErrorKind::Argument, "-o '{}': the output name must end in .gguf", o->out);
     Model m = load_model(o->model, {o->tokenizer});
-    if (!o->quiet)
-      q.on_tensor = [](size_t i, size_t n, const TensorReport& t) {
-        const int width = 30, done = static_cast<int>(width * (i + 1) / n);
-        fmt::print(stderr, "\r[{}{}] {:>4}/{} {:<40}", std::string(done, '#'), std::string(width - done, '.'), i + 1, n,
-                   t.name + " " + dtype_name(t.type));
-        if (i + 1 == n) fmt::print(stderr, "\n");
-      };
+    q.on_tensor = progress;
     const QuantizeReport r = quantize_model_gguf(m, o->out, q);
     for (const TensorReport& t : r.tensors)
       if (t.note.rfind("fallback", 0) == 0) fmt::print(stderr, "note: {}: {}\n", t.name, t.note);
-    if (o->json) fmt::print("{}\n", summary_json(r, o->out).dump(2));
-    else if (!o->quiet) print_summary(r);
-    return 0;
+    return finish(r);
   };
 }
 

@@ -1,0 +1,72 @@
+// Textbook linear (affine) integer quantization, for research and for the GPTQ/AWQ-style
+// safetensors layout:  q = clamp(round(x / s) + z, 0, 2^bits - 1),  x ≈ s * (q - z).
+// Symmetric: z = 2^(bits-1) fixed (codes are offset-binary signed integers).
+// Asymmetric: z is an integer per group, chosen with s from the group's range.
+// Granularity: per tensor (one group), per channel (one group per output row) or per group
+// of `group` consecutive values along the input dimension of each row.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace lowbit {
+
+enum class RangeMethod {
+  MinMax,      // the group's full range
+  Percentile,  // clip at a percentile of the values (|x| when symmetric)
+  Mse,         // shrink the range over a grid, keep the smallest squared error
+};
+
+struct AffineSpec {
+  int bits = 4;            // 2..8
+  int64_t group = 128;     // > 0: values per group; 0: per channel (whole row); -1: per tensor
+  bool symmetric = true;
+  RangeMethod range = RangeMethod::MinMax;
+  double percentile = 99.9;  // for RangeMethod::Percentile
+
+  int64_t group_len(uint64_t cols) const { return group > 0 ? group : static_cast<int64_t>(cols); }
+  uint64_t groups_per_row(uint64_t cols) const {
+    return group < 0 ? 1 : (cols + group_len(cols) - 1) / group_len(cols);
+  }
+  std::string describe() const;  // e.g. "int4 g128 sym minmax"
+};
+
+// Quantized [rows, cols] tensor. scales/zeros: [rows, groups_per_row] (per tensor: [1, 1]).
+// codes: each row packed on its own, LSB first, ceil(cols * bits / 8) bytes per row.
+struct AffineTensor {
+  std::vector<uint8_t> codes;
+  std::vector<float> scales;
+  std::vector<uint8_t> zeros;  // integer zero points (also filled for symmetric: 2^(bits-1))
+};
+
+// Throws Argument for bits outside 2..8 or a group size that does not divide into rows.
+void validate(const AffineSpec& spec);
+AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& spec);
+void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& spec, float* out);
+
+uint64_t packed_row_bytes(uint64_t cols, int bits);
+// Packs n codes of `bits` bits (1..8) LSB first; unpack is the inverse.
+void pack_bits(const uint8_t* codes, uint64_t n, int bits, uint8_t* out);
+void unpack_bits(const uint8_t* in, uint64_t n, int bits, uint8_t* codes);
+
+}  // namespace lowbit
+
+#include "lowbit/model.h"
+#include "lowbit/quantize.h"
+
+namespace lowbit {
+
+// Writes a Hugging Face directory (model.safetensors + config.json + tokenizer files) whose
+// decoder-layer linear weights are affine-quantized (layout in docs/FORMATS.md):
+//   <weight>.qweight U8 [rows, ceil(cols*bits/8)], <weight>.scales F16 [rows, groups],
+//   <weight>.zeros U8 [rows, groups]; embeddings and head stay F16, norms F32.
+// The source must be a Hugging Face directory. The output appears only when complete.
+QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
+                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {});
+
+// Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
+// weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
+void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);
+
+}  // namespace lowbit

@@ -1,0 +1,209 @@
+// The affine (int2..int8) safetensors checkpoint: writer and loader.
+// The safetensors `__metadata__` key "lowbit.affine" holds JSON:
+//   {"bits":4,"group_size":128,"sym":true,"range":"mse","columns":{"<weight base name>":cols,...}}
+// because the packed row length alone does not determine the column count.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <random>
+
+#include "core/parallel.h"
+#include "formats/model_writer.h"
+#include "lowbit/affine.h"
+#include "lowbit/error.h"
+#include "lowbit/safetensors.h"
+
+namespace lowbit {
+namespace {
+
+namespace fs = std::filesystem;
+
+bool is_layer_matrix(const TensorView& t) { return t.shape.size() == 2 && t.name.rfind("blk.", 0) == 0; }
+
+std::string base_of(const std::string& hf_weight_name) {
+  return hf_weight_name.substr(0, hf_weight_name.size() - std::string(".weight").size());
+}
+
+// Quantizes all rows of one weight with `n_threads` threads (rows split between them).
+AffineTensor quantize_parallel(const std::vector<float>& x, uint64_t rows, uint64_t cols, const AffineSpec& s, int n_threads) {
+  if (s.group < 0) return affine_quantize(x.data(), rows, cols, s);  // one scale for all rows
+  AffineTensor out;
+  const uint64_t rb = packed_row_bytes(cols, s.bits), gpr = s.groups_per_row(cols);
+  out.codes.resize(rows * rb);
+  out.scales.resize(rows * gpr);
+  out.zeros.resize(rows * gpr);
+  parallel_for(rows, n_threads, [&](uint64_t r0, uint64_t r1) {
+    AffineTensor part = affine_quantize(x.data() + r0 * cols, r1 - r0, cols, s);
+    std::copy(part.codes.begin(), part.codes.end(), out.codes.begin() + r0 * rb);
+    std::copy(part.scales.begin(), part.scales.end(), out.scales.begin() + r0 * gpr);
+    std::copy(part.zeros.begin(), part.zeros.end(), out.zeros.begin() + r0 * gpr);
+  });
+  return out;
+}
+
+const char* range_name(RangeMethod r) {
+  return r == RangeMethod::MinMax ? "minmax" : r == RangeMethod::Percentile ? "percentile" : "mse";
+}
+
+}  // namespace
+
+QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
+                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor) {
+  validate(spec);
+  if (m.format != ModelFormat::HfDir)
+    fail(ErrorKind::Argument, "{}: integer (affine) output is a Hugging Face directory; the source must be one too", m.source);
+  const auto t0 = std::chrono::steady_clock::now();
+  n_threads = resolve_threads(n_threads);
+  QuantizeReport report;
+  report.tensors.resize(m.tensors.size());
+  nlohmann::json columns = nlohmann::json::object();
+  std::vector<OutputTensor> out;
+  // Quantized triples are produced together: the .qweight producer fills a cache that the
+  // .scales and .zeros producers (written right after it) consume.
+  auto cache = std::make_shared<AffineTensor>();
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const TensorView& src = m.tensors[i];
+    const std::string hf = gguf_to_hf_name(src.name);
+    TensorReport& rep = report.tensors[i];
+    rep.name = src.name;
+    rep.shape = src.shape;
+    report.n_weights += src.n_values();
+    auto done = [&report, i, n = m.tensors.size(), on_tensor] { if (on_tensor) on_tensor(i, n, report.tensors[i]); };
+    if (!is_layer_matrix(src)) {
+      rep.type = src.shape.size() == 1 ? DType::F32 : DType::F16;
+      rep.bytes = src.n_values() * traits(rep.type).type_size;
+      OutputTensor t{{hf, rep.type, src.shape}, rep.bytes, {}};
+      t.produce = [&m, &src, dt = rep.type, done, &rep](std::vector<uint8_t>& bytes) {
+        const auto x = load_rows(m, src, RopeLayout::Halves);
+        bytes = from_f32(x.data(), x.size(), dt);
+        if (dt != DType::F32) {
+          const auto y = to_f32(TensorView{{src.name, dt, src.shape}, bytes.data(), bytes.size()});
+          double e = 0, s = 0;
+          for (size_t k = 0; k < x.size(); ++k) e += (x[k] - y[k]) * (x[k] - y[k]), s += x[k] * x[k];
+          rep.rel_rms_error = s > 0 ? std::sqrt(e / s) : 0;
+        }
+        done();
+      };
+      out.push_back(std::move(t));
+      report.total_bytes += rep.bytes;
+      continue;
+    }
+    const uint64_t rows = src.shape[0], cols = src.shape[1];
+    const uint64_t gpr = spec.groups_per_row(cols), n_params = spec.group < 0 ? 1 : rows * gpr;
+    const std::vector<uint64_t> param_shape = spec.group < 0 ? std::vector<uint64_t>{1, 1} : std::vector<uint64_t>{rows, gpr};
+    const std::string base = base_of(hf);
+    columns[base] = cols;
+    rep.type = DType::U8;
+    rep.note = spec.describe();
+    rep.bytes = rows * packed_row_bytes(cols, spec.bits) + n_params * 3;
+    report.total_bytes += rep.bytes;
+    OutputTensor q{{base + ".qweight", DType::U8, {rows, packed_row_bytes(cols, spec.bits)}}, rows * packed_row_bytes(cols, spec.bits), {}};
+    q.produce = [&m, &src, &rep, spec, n_threads, cache, rows, cols](std::vector<uint8_t>& bytes) {
+      const auto x = load_rows(m, src, RopeLayout::Halves);
+      *cache = quantize_parallel(x, rows, cols, spec, n_threads);
+      std::vector<float> y(x.size());
+      affine_dequantize(*cache, rows, cols, spec, y.data());
+      double e = 0, s = 0;
+      for (size_t k = 0; k < x.size(); ++k) e += (x[k] - y[k]) * (x[k] - y[k]), s += x[k] * x[k];
+      rep.rel_rms_error = s > 0 ? std::sqrt(e / s) : 0;
+      bytes = cache->codes;
+    };
+    OutputTensor sc{{base + ".scales", DType::F16, param_shape}, n_params * 2, {}};
+    sc.produce = [cache](std::vector<uint8_t>& bytes) { bytes = from_f32(cache->scales.data(), cache->scales.size(), DType::F16); };
+    OutputTensor z{{base + ".zeros", DType::U8, param_shape}, n_params, {}};
+    z.produce = [cache, done](std::vector<uint8_t>& bytes) {
+      bytes = cache->zeros;
+      done();
+    };
+    out.push_back(std::move(q));
+    out.push_back(std::move(sc));
+    out.push_back(std::move(z));
+  }
+  const nlohmann::json meta = {{"bits", spec.bits}, {"group_size", spec.group}, {"sym", spec.symmetric},
+                               {"range", range_name(spec.range)}, {"columns", columns}};
+
+  // Build the directory beside its final place, then rename it in one step.
+  const fs::path final_dir(out_dir);
+  const fs::path parent = final_dir.has_parent_path() ? final_dir.parent_path() : fs::path(".");
+  if (!fs::is_directory(parent)) fail(ErrorKind::Io, "{}: cannot create output: {} is not a directory", out_dir, parent.string());
+  if (fs::exists(final_dir) && !fs::is_empty(final_dir))
+    fail(ErrorKind::Io, "{}: output directory exists and is not empty", out_dir);
+  const fs::path tmp = parent / (final_dir.filename().string() + ".lowbit-tmp-" + std::to_string(std::random_device{}()));
+  std::error_code ec;
+  fs::create_directory(tmp, ec);
+  if (ec) fail(ErrorKind::Io, "{}: cannot create output directory: {}", tmp.string(), ec.message());
+  try {
+    write_safetensors((tmp / "model.safetensors").string(), out, {{"format", "pt"}, {"lowbit.affine", meta.dump()}});
+    // config.json with a quantization_config; tokenizer files copied unchanged.
+    std::ifstream cin(fs::path(m.source) / "config.json");
+    nlohmann::json cfg = nlohmann::json::parse(cin);
+    cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits}, {"group_size", spec.group},
+                                  {"sym", spec.symmetric}, {"range", range_name(spec.range)}};
+    std::ofstream(tmp / "config.json") << cfg.dump(2) << "\n";
+    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                          "special_tokens_map.json", "vocab.json", "merges.txt"})
+      if (fs::exists(fs::path(m.source) / f)) fs::copy_file(fs::path(m.source) / f, tmp / f);
+    if (fs::exists(final_dir)) fs::remove(final_dir);
+    fs::rename(tmp, final_dir);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  report.file_bytes = fs::file_size(final_dir / "model.safetensors");
+  report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return report;
+}
+
+void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json) {
+  nlohmann::json meta;
+  AffineSpec spec;
+  try {
+    meta = nlohmann::json::parse(meta_json);
+    spec.bits = meta.at("bits").get<int>();
+    spec.group = meta.at("group_size").get<int64_t>();
+    spec.symmetric = meta.at("sym").get<bool>();
+  } catch (const nlohmann::json::exception& e) {
+    fail(ErrorKind::Format, "{}: metadata 'lowbit.affine' is not valid: {}", m.source, e.what());
+  }
+  validate(spec);
+  std::map<std::string, const TensorView*> by_name;
+  for (const TensorView& t : raw) by_name[t.name] = &t;
+  auto part = [&](const std::string& base, const char* suffix, DType dt) -> const TensorView& {
+    auto it = by_name.find(base + suffix);
+    if (it == by_name.end()) fail(ErrorKind::Format, "{}: tensor '{}{}' is missing", m.source, base, suffix);
+    if (it->second->dtype != dt) fail(ErrorKind::Format, "{}: tensor '{}{}' must be {}", m.source, base, suffix, dtype_name(dt));
+    return *it->second;
+  };
+  for (auto& [base, cols_json] : meta.at("columns").items()) {
+    const uint64_t cols = cols_json.get<uint64_t>();
+    const TensorView& q = part(base, ".qweight", DType::U8);
+    const TensorView& sc = part(base, ".scales", DType::F16);
+    const TensorView& z = part(base, ".zeros", DType::U8);
+    const uint64_t rows = q.shape.empty() ? 0 : q.shape[0];
+    const uint64_t n_params = spec.group < 0 ? 1 : rows * spec.groups_per_row(cols);
+    if (q.shape.size() != 2 || q.shape[1] != packed_row_bytes(cols, spec.bits) || sc.n_values() != n_params || z.n_values() != n_params)
+      fail(ErrorKind::Format, "{}: tensor '{}.qweight' {} does not match {} columns of {}", m.source, base,
+           shape_string(q.shape), cols, spec.describe());
+    AffineTensor t;
+    t.codes.assign(q.data, q.data + q.nbytes);
+    t.scales = to_f32(sc);
+    t.zeros.assign(z.data, z.data + z.nbytes);
+    auto buf = std::make_shared<std::vector<float>>(rows * cols);
+    affine_dequantize(t, rows, cols, spec, buf->data());
+    m.storage.push_back(buf);
+    TensorView v;
+    v.name = hf_to_gguf_name(base + ".weight");
+    if (v.name.empty()) fail(ErrorKind::Format, "{}: '{}' is not a weight of the model", m.source, base);
+    v.dtype = DType::F32;
+    v.shape = {rows, cols};
+    v.data = reinterpret_cast<const uint8_t*>(buf->data());
+    v.nbytes = buf->size() * 4;
+    m.tensors.push_back(v);
+  }
+}
+
+}  // namespace lowbit

@@ -19,13 +19,7 @@ namespace fs = std::filesystem;
 using test::shared_path;
 using test::TempDir;
 
-std::vector<float> gaussian(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.0f, 1.0f);
-  std::vector<float> v(n);
-  for (auto& x : v) x = d(rng);
-  return v;
-}
+using test::gaussian;
 
 double rel_error(const std::vector<float>& x, uint64_t rows, uint64_t cols, const AffineSpec& s) {
   const AffineTensor t = affine_quantize(x.data(), rows, cols, s);

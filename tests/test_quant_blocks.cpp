@@ -43,13 +43,7 @@ double rel_rms(const std::vector<float>& x, const std::vector<float>& y, const f
   return std::sqrt(num / den);
 }
 
-std::vector<float> gaussian(size_t n, uint32_t seed, float stddev = 1.0f) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> dist(0.0f, stddev);
-  std::vector<float> v(n);
-  for (auto& x : v) x = dist(rng);
-  return v;
-}
+using test::gaussian;
 
 // Relative RMS error window for Gaussian rows: a floor (the type really quantizes) and a
 // ceiling (it quantizes well). Bits per weight in comments.

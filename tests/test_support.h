@@ -36,6 +36,8 @@ CliResult run_cli(const std::vector<std::string>& args);
 std::string expect_error(const std::function<void()>& f);
 
 void write_file(const std::string& path, const std::string& bytes);
+// n samples of N(0, stddev²) from a fixed seed.
+std::vector<float> gaussian(size_t n, uint32_t seed, float stddev = 1.0f);
 std::string read_file(const std::string& path);
 
 }  // namespace lowbit::test

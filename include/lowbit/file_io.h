@@ -10,6 +10,11 @@
 namespace lowbit {
 
 // A whole file mapped read-only. Move-only; unmapped on destruction.
+// Tells the kernel the pages under [p, p + n) will not be needed soon, so they leave this
+// process's resident set; their contents are kept (file pages are read again if touched).
+// Used after a streamed tensor is processed, so peak RSS stays near one tensor.
+void release_mapped_pages(const void* p, size_t n);
+
 class MappedFile {
  public:
   static std::shared_ptr<MappedFile> open(const std::string& path);

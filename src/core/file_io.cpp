@@ -88,4 +88,16 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+void release_mapped_pages(const void* p, size_t n) {
+  static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);  // whole pages only
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
+  // MADV_PAGEOUT (Linux 5.4) reclaims the pages but keeps their contents, so it is also
+  // harmless on heap memory (synthetic models); older kernels ignore the unknown advice.
+#ifndef MADV_PAGEOUT
+#define MADV_PAGEOUT 21
+#endif
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_PAGEOUT);
+}
+
 }  // namespace lowbit

@@ -12,10 +12,11 @@
 namespace lowbit {
 
 void Vocab::pad_to(size_t n) {
+  if (kind == VocabKind::Spm && scores.size() < tokens.size()) scores.resize(tokens.size(), 0.0f);
   while (tokens.size() < n) {
     tokens.push_back("[PAD" + std::to_string(tokens.size()) + "]");
     types.push_back(TokenType::UserDefined);
-    if (!scores.empty()) scores.push_back(0.0f);
+    if (!scores.empty() || kind == VocabKind::Spm) scores.push_back(0.0f);  // SPM needs one score per token
   }
 }
 

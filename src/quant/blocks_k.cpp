@@ -228,52 +228,51 @@ void dequantize_q3_k(const uint8_t* in, float* y) {
   }
 }
 
-void quantize_q4_k(const float* x, const float* w, uint8_t* out) {
-  auto* b = reinterpret_cast<BlockQ4_K*>(out);
-  const AffineK p = choose_affine_k(x, w, 8, 32, 15, 63);
-  int codes[kQKK];
-  affine_codes(x, p, 8, 32, 15, codes);
+// Q4_K and Q5_K share the parameter search, the 12-byte scale packing and the nibble
+// layout; Q5_K adds the fifth bits in qh.
+template <typename Block>
+void quantize_k4_family(const float* x, const float* w, int qmax, Block* b, int* codes) {
+  const AffineK p = choose_affine_k(x, w, 8, 32, qmax, 63);
+  affine_codes(x, p, 8, 32, qmax, codes);
   b->d = f32_to_f16(p.d);
   b->dmin = f32_to_f16(p.dmin);
   pack_scale_min_k4(p.sc, p.mn, b->scales);
   for (int g = 0; g < 4; ++g)
-    for (int l = 0; l < 32; ++l) b->qs[32 * g + l] = static_cast<uint8_t>(codes[64 * g + l] | (codes[64 * g + 32 + l] << 4));
+    for (int l = 0; l < 32; ++l)
+      b->qs[32 * g + l] = static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
 }
-void dequantize_q4_k(const uint8_t* in, float* y) {
-  const auto* b = reinterpret_cast<const BlockQ4_K*>(in);
+
+// qh: Q5_K's fifth bits, or null for Q4_K.
+template <typename Block>
+void dequantize_k4_family(const Block* b, const uint8_t* qh, float* y) {
   const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
   for (int e = 0; e < kQKK; ++e) {
     int sc, mn;
     unpack_scale_min_k4(e / 32, b->scales, &sc, &mn);
-    const int q = (b->qs[32 * (e / 64) + e % 32] >> (e % 64 < 32 ? 0 : 4)) & 15;
+    int q = (b->qs[32 * (e / 64) + e % 32] >> (e % 64 < 32 ? 0 : 4)) & 15;
+    if (qh) q |= ((qh[e % 32] >> (e / 32)) & 1) << 4;
     y[e] = d * sc * q - dmin * mn;
   }
 }
 
+void quantize_q4_k(const float* x, const float* w, uint8_t* out) {
+  int codes[kQKK];
+  quantize_k4_family(x, w, 15, reinterpret_cast<BlockQ4_K*>(out), codes);
+}
+void dequantize_q4_k(const uint8_t* in, float* y) {
+  dequantize_k4_family(reinterpret_cast<const BlockQ4_K*>(in), nullptr, y);
+}
+
 void quantize_q5_k(const float* x, const float* w, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ5_K*>(out);
-  const AffineK p = choose_affine_k(x, w, 8, 32, 31, 63);
   int codes[kQKK];
-  affine_codes(x, p, 8, 32, 31, codes);
-  b->d = f32_to_f16(p.d);
-  b->dmin = f32_to_f16(p.dmin);
-  pack_scale_min_k4(p.sc, p.mn, b->scales);
+  quantize_k4_family(x, w, 31, b, codes);
   std::memset(b->qh, 0, sizeof b->qh);
-  for (int g = 0; g < 4; ++g)
-    for (int l = 0; l < 32; ++l)
-      b->qs[32 * g + l] = static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
   for (int e = 0; e < kQKK; ++e) b->qh[e % 32] |= static_cast<uint8_t>((codes[e] >> 4) << (e / 32));
 }
 void dequantize_q5_k(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ5_K*>(in);
-  const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
-  for (int e = 0; e < kQKK; ++e) {
-    int sc, mn;
-    unpack_scale_min_k4(e / 32, b->scales, &sc, &mn);
-    const int low = (b->qs[32 * (e / 64) + e % 32] >> (e % 64 < 32 ? 0 : 4)) & 15;
-    const int q = low | (((b->qh[e % 32] >> (e / 32)) & 1) << 4);
-    y[e] = d * sc * q - dmin * mn;
-  }
+  dequantize_k4_family(b, b->qh, y);
 }
 
 void quantize_q6_k(const float* x, const float* w, uint8_t* out) {

@@ -9,6 +9,7 @@
 #include "core/parallel.h"
 #include "formats/model_writer.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
 
@@ -84,6 +85,7 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
         fail(ErrorKind::Argument, "importance vector for '{}' has {} values, the tensor has {} columns", s.name,
              imp->size(), s.row_len());
       r.rel_rms_error = quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, n_threads, out);
+      release_mapped_pages(s.data, s.nbytes);
       if (o.on_tensor) o.on_tensor(i, plan.size(), r);
     };
     w.add_tensor(std::move(t));

@@ -1,0 +1,40 @@
+// Writes a GGUF model with random weights and realistic shapes, for measurements where
+// the weights must not fit in cache or memory must be watched:
+//   lowbit_make_synthetic OUT.gguf [llama-1b|llama-8m] [f32|f16|bf16]
+// llama-1b: hidden 2048, 16 layers, FFN 8192, 32 heads / 8 KV heads, vocab 128256, tied
+// embeddings (1.24 B weights, the shape of Llama-3.2-1B).
+#include <fmt/core.h>
+
+#include <string>
+
+#include "lowbit/error.h"
+#include "lowbit/model.h"
+#include "lowbit/synthetic.h"
+
+int main(int argc, char** argv) {
+  using namespace lowbit;
+  try {
+    if (argc < 2) fail(ErrorKind::Argument, "usage: lowbit_make_synthetic OUT.gguf [llama-1b|llama-8m] [f32|f16|bf16]");
+    const std::string shape = argc > 2 ? argv[2] : "llama-1b";
+    const auto dtype = dtype_from_name(argc > 3 ? argv[3] : "bf16");
+    if (!dtype) fail(ErrorKind::Argument, "unknown type '{}'", argv[3]);
+    ModelConfig c;
+    c.arch = "llama";
+    if (shape == "llama-1b") {
+      c.n_vocab = 128256; c.n_embd = 2048; c.n_layer = 16; c.n_head = 32; c.n_head_kv = 8; c.head_dim = 64; c.n_ff = 8192;
+      c.tied_embeddings = true;
+    } else if (shape == "llama-8m") {
+      c.n_vocab = 4096; c.n_embd = 256; c.n_layer = 8; c.n_head = 8; c.n_head_kv = 4; c.head_dim = 32; c.n_ff = 768;
+    } else {
+      fail(ErrorKind::Argument, "unknown shape '{}' (llama-1b, llama-8m)", shape);
+    }
+    c.n_ctx = 2048;
+    const Model m = make_synthetic_model(c, Vocab{}, 1, *dtype);
+    write_model_gguf(m, argv[1], *dtype);
+    fmt::print("wrote {} ({} tensors)\n", argv[1], m.tensors.size());
+    return 0;
+  } catch (const Error& e) {
+    fmt::print(stderr, "error: {}\n", e.what());
+    return 1;
+  }
+}

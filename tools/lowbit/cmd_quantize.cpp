@@ -3,10 +3,12 @@
 // lowbit quantize HF_DIR -o OUT_DIR --type int4 [--group 128] [--sym|--asym] [--range minmax|percentile|mse]
 #include <fmt/core.h>
 
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "lowbit/affine.h"
+#include "lowbit/calibration.h"
 #include "lowbit/error.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
@@ -65,6 +67,8 @@ Action add_quantize(CLI::App& app) {
     int64_t group = 128;
     std::string range = "minmax";
     double percentile = 99.9;
+    std::string method, stats;
+    CalibrationFlags calib;
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("quantize", "Quantize a model to a GGUF file (round-to-nearest, llama.cpp presets)");
@@ -72,6 +76,11 @@ Action add_quantize(CLI::App& app) {
   c->add_option("-o,--output", o->out, "output .gguf file (a directory for int2..int8)")->required();
   c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, or int2..int8 (affine safetensors)")
       ->capture_default_str();
+  c->add_option("--method", o->method, "rtn, or imatrix (importance-weighted; the default when statistics are given)")
+      ->check(CLI::IsMember({"rtn", "imatrix"}));
+  c->add_option("--imatrix,--stats", o->stats, "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
+  c->add_option("--calib", o->calib.text, "calibration text: collect statistics before quantizing");
+  add_calibration_flags(c, o->calib);
   c->add_option("--tensor-type", o->overrides, "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
   c->add_option("--output-tensor-type", o->output_type, "type of output.weight");
   c->add_option("--token-embedding-type", o->embd_type, "type of token_embd.weight");
@@ -122,6 +131,23 @@ Action add_quantize(CLI::App& app) {
       fail(ErrorKind::Argument, "-o '{}': the output name must end in .gguf", o->out);
     Model m = load_model(o->model, {o->tokenizer});
     q.on_tensor = progress;
+    if (!o->stats.empty() && !o->calib.text.empty()) fail(ErrorKind::Argument, "give --imatrix or --calib, not both");
+    const bool has_stats = !o->stats.empty() || !o->calib.text.empty();
+    const std::string method = o->method.empty() ? (has_stats ? "imatrix" : "rtn") : o->method;
+    if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
+    auto stats = std::make_shared<CalibrationStats>();
+    auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
+    if (method == "imatrix") {
+      *stats = o->stats.empty() ? calibrate_from_text(m, o->model, o->calib, o->quiet) : read_calibration_stats(o->stats);
+      for (const auto& [name, st] : stats->by_weight)
+        if (m.find(name)) (*importance)[name] = st.importance();
+      if (importance->empty())
+        fail(ErrorKind::Argument, "{}: the statistics name none of this model's weights", o->stats.empty() ? o->calib.text : o->stats);
+      q.importance = [importance](const std::string& name) -> const std::vector<float>* {
+        auto it = importance->find(name);
+        return it == importance->end() ? nullptr : &it->second;
+      };
+    }
     const QuantizeReport r = quantize_model_gguf(m, o->out, q);
     for (const TensorReport& t : r.tensors)
       if (t.note.rfind("fallback", 0) == 0) fmt::print(stderr, "note: {}: {}\n", t.name, t.note);

@@ -4,10 +4,27 @@
 
 #include <CLI/CLI.hpp>
 #include <functional>
+#include <string>
+
+namespace lowbit {
+struct CalibrationStats;
+struct Model;
+}  // namespace lowbit
 
 namespace lowbit::cli {
 
 using Action = std::function<int()>;
+
+// Calibration flags shared by `calibrate` and `quantize`.
+struct CalibrationFlags {
+  std::string text;
+  size_t samples = 128, ctx = 512;
+  uint64_t seed = 1;
+  int threads = 2;
+};
+void add_calibration_flags(CLI::App* c, CalibrationFlags& f);
+// Tokenizes the calibration text with the model's tokenizer and collects statistics.
+CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet);
 
 Action add_convert(CLI::App& app);
 Action add_inspect(CLI::App& app);
@@ -15,5 +32,6 @@ Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_perplexity(CLI::App& app);
 Action add_quantize(CLI::App& app);
+Action add_calibrate(CLI::App& app);
 
 }  // namespace lowbit::cli

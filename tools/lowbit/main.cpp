@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
   reg(lowbit::cli::add_run);
   reg(lowbit::cli::add_perplexity);
   reg(lowbit::cli::add_quantize);
+  reg(lowbit::cli::add_calibrate);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

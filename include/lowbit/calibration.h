@@ -1,0 +1,53 @@
+// Calibration statistics of the inputs of every linear layer, collected by running the
+// fp32 reference engine over windows of calibration text, and their files:
+//   - lowbit writes them as a GGUF "imatrix" file that llama.cpp's tools also read
+//     (per weight: "<name>.in_sum2" = Σx² per input column, "<name>.counts" = rows seen);
+//   - lowbit reads that format (also with llama.cpp's older ".sums" name) and llama.cpp's
+//     legacy binary imatrix.dat.
+// The importance of input column j is mean(x_j²) (llama.cpp imatrix semantics).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+
+struct InputStats {
+  uint64_t count = 0;            // input rows (tokens) accumulated
+  std::vector<double> sum_sq;    // Σ x_j², one per input column
+  std::vector<float> absmax;     // max |x_j| (empty when read from a llama.cpp file)
+  std::vector<float> importance() const;  // sum_sq / count
+};
+
+struct CalibrationStats {
+  std::map<std::string, InputStats> by_weight;  // GGUF weight name -> stats of its input
+  uint64_t n_windows = 0, window_len = 0;
+  std::string dataset;  // the calibration text's file name
+};
+
+struct CalibrationOptions {
+  size_t n_samples = 128;  // windows
+  size_t n_ctx = 512;      // tokens per window (BOS first)
+  uint64_t seed = 1;
+  int n_threads = 2;
+  std::function<void(size_t done, size_t total)> on_window;
+};
+
+// `n` windows of `len` tokens from seeded random offsets in `tokens` (BOS replaces the first
+// token when bos >= 0). Fewer when the text is short; throws Argument when it is shorter
+// than one window.
+std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n, size_t len, uint64_t seed,
+                                                 int32_t bos);
+
+CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens, const CalibrationOptions& o);
+
+void write_calibration_stats(const CalibrationStats& s, const std::string& path);
+// Reads a GGUF imatrix (lowbit's or llama.cpp's) or a legacy llama.cpp imatrix.dat.
+CalibrationStats read_calibration_stats(const std::string& path);
+
+}  // namespace lowbit

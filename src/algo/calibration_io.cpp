@@ -1,0 +1,133 @@
+// Calibration statistics files: GGUF imatrix (written and read) and llama.cpp's legacy
+// imatrix.dat (read): int32 n_entries, then per entry {int32 name_len, name, int32 ncall,
+// int32 nval, float values[nval]} (values are Σx² / (ncall·chunk) scaled sums; their
+// ratios are what matters), then int32 chunk_count and the dataset name.
+#include <cstring>
+#include <filesystem>
+
+#include "lowbit/calibration.h"
+#include "lowbit/error.h"
+#include "lowbit/file_io.h"
+#include "lowbit/gguf.h"
+
+namespace lowbit {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+CalibrationStats read_gguf_stats(const std::string& path) {
+  auto g = GgufFile::open(path);
+  CalibrationStats s;
+  if (auto v = g->get_uint_opt("imatrix.chunk_count")) s.n_windows = *v;
+  if (auto v = g->get_uint_opt("imatrix.chunk_size")) s.window_len = *v;
+  for (const GgufTensorInfo& ti : g->tensors()) {
+    const std::string& name = ti.view.name;
+    std::string base;
+    for (const char* suffix : {".in_sum2", ".sums"})
+      if (ends_with(name, suffix)) base = name.substr(0, name.size() - std::strlen(suffix));
+    if (base.empty()) continue;
+    const TensorView* counts = g->find_tensor(base + ".counts");
+    if (!counts) fail(ErrorKind::Format, "{}: tensor '{}' has no matching '{}.counts'", path, name, base);
+    if (ti.view.dtype != DType::F32 || counts->dtype != DType::F32)
+      fail(ErrorKind::Format, "{}: imatrix tensors of '{}' must be F32", path, base);
+    if (ti.view.shape.size() != 1 || counts->n_values() != 1)
+      fail(ErrorKind::Unsupported, "{}: '{}' holds statistics for several experts; only dense models are supported", path, base);
+    InputStats st;
+    const auto sums = to_f32(ti.view);
+    const float c = to_f32(*counts)[0];
+    if (!(c > 0)) fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a positive count", path, base, c);
+    st.count = static_cast<uint64_t>(c);
+    st.sum_sq.assign(sums.begin(), sums.end());
+    // Keep mean = sum / count exact even when the count was rounded to an integer.
+    for (auto& v : st.sum_sq) v *= static_cast<double>(st.count) / c;
+    if (const TensorView* am = g->find_tensor(base + ".in_absmax")) st.absmax = to_f32(*am);
+    s.by_weight[base] = std::move(st);
+  }
+  if (s.by_weight.empty()) fail(ErrorKind::Format, "{}: no imatrix tensors ('<weight>.in_sum2' + '<weight>.counts')", path);
+  return s;
+}
+
+// Bounded little-endian reader over the legacy file.
+struct Cursor {
+  const MappedFile& f;
+  size_t pos = 0;
+  const uint8_t* take(size_t n, const char* what) {
+    if (n > f.size() - pos) fail(ErrorKind::Format, "{}: truncated while reading {}", f.path(), what);
+    const uint8_t* p = f.data() + pos;
+    pos += n;
+    return p;
+  }
+  int32_t i32(const char* what) {
+    int32_t v;
+    std::memcpy(&v, take(4, what), 4);
+    return v;
+  }
+};
+
+CalibrationStats read_legacy_dat(const std::string& path) {
+  auto f = MappedFile::open(path);
+  Cursor c{*f};
+  CalibrationStats s;
+  const int32_t n = c.i32("entry count");
+  if (n <= 0) fail(ErrorKind::Format, "{}: entry count {} is not positive", path, n);
+  for (int32_t e = 0; e < n; ++e) {
+    const int32_t len = c.i32("name length");
+    if (len <= 0 || len > 4096) fail(ErrorKind::Format, "{}: entry {}: name length {} out of range", path, e, len);
+    const std::string name(reinterpret_cast<const char*>(c.take(len, "entry name")), len);
+    const int32_t ncall = c.i32("call count"), nval = c.i32("value count");
+    if (ncall <= 0 || nval <= 0) fail(ErrorKind::Format, "{}: entry '{}': call count {} / value count {} must be positive", path, name, ncall, nval);
+    const uint8_t* p = c.take(static_cast<size_t>(nval) * 4, "values");
+    InputStats st;
+    st.count = static_cast<uint64_t>(ncall);
+    st.sum_sq.resize(nval);
+    for (int32_t j = 0; j < nval; ++j) {
+      float v;
+      std::memcpy(&v, p + 4 * j, 4);
+      st.sum_sq[j] = v;
+    }
+    s.by_weight[name] = std::move(st);
+  }
+  if (c.pos + 4 <= f->size()) s.n_windows = static_cast<uint64_t>(std::max(0, c.i32("chunk count")));
+  return s;
+}
+
+}  // namespace
+
+void write_calibration_stats(const CalibrationStats& s, const std::string& path) {
+  GgufWriter w;
+  w.set("general.type", GgufValue::of_string("imatrix"));
+  w.set("imatrix.chunk_count", GgufValue::of_u32(static_cast<uint32_t>(s.n_windows)));
+  w.set("imatrix.chunk_size", GgufValue::of_u32(static_cast<uint32_t>(s.window_len)));
+  w.set("lowbit.calibration.dataset", GgufValue::of_string(s.dataset));
+  for (const auto& [name, st] : s.by_weight) {
+    const uint64_t cols = st.sum_sq.size();
+    OutputTensor sums{{name + ".in_sum2", DType::F32, {cols}}, cols * 4, {}};
+    sums.produce = [&st](std::vector<uint8_t>& b) {
+      std::vector<float> v(st.sum_sq.begin(), st.sum_sq.end());
+      b = from_f32(v.data(), v.size(), DType::F32);
+    };
+    OutputTensor counts{{name + ".counts", DType::F32, {1}}, 4, {}};
+    counts.produce = [&st](std::vector<uint8_t>& b) {
+      const float c = static_cast<float>(st.count);
+      b = from_f32(&c, 1, DType::F32);
+    };
+    w.add_tensor(std::move(sums));
+    w.add_tensor(std::move(counts));
+    if (!st.absmax.empty()) {
+      OutputTensor am{{name + ".in_absmax", DType::F32, {cols}}, cols * 4, {}};
+      am.produce = [&st](std::vector<uint8_t>& b) { b = from_f32(st.absmax.data(), st.absmax.size(), DType::F32); };
+      w.add_tensor(std::move(am));
+    }
+  }
+  w.write(path);
+}
+
+CalibrationStats read_calibration_stats(const std::string& path) {
+  auto f = MappedFile::open(path);
+  if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0) return read_gguf_stats(path);
+  return read_legacy_dat(path);
+}
+
+}  // namespace lowbit

@@ -45,6 +45,14 @@ void validate(const AffineSpec& spec);
 AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& spec);
 void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& spec, float* out);
 
+// One group's parameters and the rounding of a value onto its grid (for GPTQ's sweep).
+struct AffineParams { float scale; int zero; };
+AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec);
+inline int affine_code(float x, AffineParams p, int bits) {
+  const int q = static_cast<int>(__builtin_nearbyintf(x / p.scale)) + p.zero, qmax = (1 << bits) - 1;
+  return q < 0 ? 0 : (q > qmax ? qmax : q);
+}
+
 uint64_t packed_row_bytes(uint64_t cols, int bits);
 // Packs n codes of `bits` bits (1..8) LSB first; unpack is the inverse.
 void pack_bits(const uint8_t* codes, uint64_t n, int bits, uint8_t* out);

@@ -10,7 +10,7 @@
 namespace lowbit {
 namespace {
 
-struct Params { float scale; int zero; };
+using Params = AffineParams;
 
 // Scales are stored as f16; round them here so the codes are chosen for the stored value.
 float storable_scale(float s) { return std::max(f16_to_f32(f32_to_f16(s)), 1.0f / (1 << 24)); }
@@ -81,6 +81,8 @@ Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
 }
 
 }  // namespace
+
+AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec) { return choose_params(x, n, spec); }
 
 std::string AffineSpec::describe() const {
   const char* r = range == RangeMethod::MinMax ? "minmax" : range == RangeMethod::Percentile ? "percentile" : "mse";

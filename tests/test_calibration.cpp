@@ -56,8 +56,8 @@ CalibrationStats small_stats() {
   s.n_windows = 2;
   s.window_len = 16;
   s.dataset = "x.txt";
-  s.by_weight["blk.0.attn_q.weight"] = {32, {1.0, 4.0, 9.0}, {1.0f, 2.0f, 3.0f}};
-  s.by_weight["output.weight"] = {32, {2.0, 2.0}, {0.5f, 0.5f}};
+  s.by_weight["blk.0.attn_q.weight"] = {32, {1.0, 4.0, 9.0}, {1.0f, 2.0f, 3.0f}, {}};
+  s.by_weight["output.weight"] = {32, {2.0, 2.0}, {0.5f, 0.5f}, {}};
   return s;
 }
 
@@ -128,7 +128,7 @@ TEST(Cli, CalibrateThenQuantizeWithTheStatistics) {
   EXPECT_NE(r.err.find("--method imatrix needs --imatrix FILE or --calib TEXT"), std::string::npos) << r.err;
   write_calibration_stats(small_stats(), dir.file("other.gguf"));
   CalibrationStats foreign;
-  foreign.by_weight["enc.layer.0.weight"] = {1, {1.0}, {}};
+  foreign.by_weight["enc.layer.0.weight"] = {1, {1.0}, {}, {}};
   write_calibration_stats(foreign, dir.file("foreign.gguf"));
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--imatrix", dir.file("foreign.gguf")});
   EXPECT_EQ(r.exit_code, 1);

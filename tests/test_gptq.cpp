@@ -5,7 +5,10 @@
 #include <cmath>
 #include <random>
 
+#include <nlohmann/json.hpp>
+
 #include "lowbit/gptq.h"
+#include "lowbit/model.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -83,6 +86,37 @@ TEST(Gptq, SingularHessianIsDampedAndDeadInputsAreZeroed) {
   EXPECT_NE(test::expect_error([&] { gptq_quantize_affine(w.data(), rows, cols, std::vector<double>(3), s, {}); })
                 .find("Hessian has 3 values"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(Cli, QuantizeIntWithGptqBeatsRtnOnTheLayerError) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
+  auto rtn = test::run_cli({"quantize", model, "-o", dir.file("rtn"), "--type", "int4", "--group", "64", "--json", "-q"});
+  auto gptq = test::run_cli({"quantize", model, "-o", dir.file("gptq"), "--type", "int4", "--group", "64", "--method", "gptq",
+                             "--calib", calib, "--calib-samples", "4", "--calib-ctx", "128", "--json", "-q"});
+  ASSERT_EQ(rtn.exit_code, 0) << rtn.err;
+  ASSERT_EQ(gptq.exit_code, 0) << gptq.err;
+  // GPTQ trades weight error for output error: its plain weight error is larger.
+  const auto a = nlohmann::json::parse(rtn.out)["tensors"], b = nlohmann::json::parse(gptq.out)["tensors"];
+  for (size_t i = 0; i < a.size(); ++i)
+    if (a[i]["name"] == "blk.1.ffn_down.weight") {
+      EXPECT_GT(b[i]["rel_rms_error"].get<double>(), a[i]["rel_rms_error"].get<double>());
+    }
+  const Model m = load_model(dir.file("gptq"));
+  EXPECT_EQ(m.tensor("blk.1.ffn_down.weight").shape, (std::vector<uint64_t>{256, 768}));
+  auto bad = test::run_cli({"quantize", model, "-o", dir.file("x"), "--type", "int4", "--method", "gptq"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("--method gptq needs --calib TEXT"), std::string::npos) << bad.err;
+  bad = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("not for GGUF types"), std::string::npos) << bad.err;
 }
 
 }  // namespace

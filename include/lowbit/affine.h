@@ -70,8 +70,12 @@ namespace lowbit {
 //   <weight>.qweight U8 [rows, ceil(cols*bits/8)], <weight>.scales F16 [rows, groups],
 //   <weight>.zeros U8 [rows, groups]; embeddings and head stay F16, norms F32.
 // The source must be a Hugging Face directory. The output appears only when complete.
+// `quantizer` (optional) replaces round-to-nearest for a weight, e.g. GPTQ with that
+// weight's Hessian: (GGUF name, f32 weight [rows, cols] in HF layout, rows, cols) -> codes.
+using AffineQuantizer = std::function<AffineTensor(const std::string&, const std::vector<float>&, uint64_t, uint64_t)>;
 QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
-                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {});
+                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {},
+                                  const AffineQuantizer& quantizer = {}, const std::string& method = "rtn");
 
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.

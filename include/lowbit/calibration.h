@@ -21,7 +21,9 @@ struct InputStats {
   uint64_t count = 0;            // input rows (tokens) accumulated
   std::vector<double> sum_sq;    // Σ x_j², one per input column
   std::vector<float> absmax;     // max |x_j| (empty when read from a llama.cpp file)
+  std::vector<double> xtx;       // Σ x xᵀ, [cols, cols] row-major; only with CalibrationOptions::hessian
   std::vector<float> importance() const;  // sum_sq / count
+  std::vector<double> hessian() const;    // xtx / count: the GPTQ proxy H (empty without xtx)
 };
 
 struct CalibrationStats {
@@ -35,6 +37,7 @@ struct CalibrationOptions {
   size_t n_ctx = 512;      // tokens per window (BOS first)
   uint64_t seed = 1;
   int n_threads = 2;
+  bool hessian = false;  // also accumulate Σ x xᵀ per weight (cols² doubles each)
   std::function<void(size_t done, size_t total)> on_window;
 };
 

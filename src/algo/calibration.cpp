@@ -1,6 +1,8 @@
 // Collects the input statistics of every linear layer through the engine's input hook.
 #include <algorithm>
 #include <cmath>
+#include <cblas.h>
+
 #include <random>
 
 #include "lowbit/calibration.h"
@@ -13,6 +15,12 @@ std::vector<float> InputStats::importance() const {
   std::vector<float> out(sum_sq.size());
   for (size_t j = 0; j < out.size(); ++j) out[j] = count ? static_cast<float>(sum_sq[j] / count) : 0.0f;
   return out;
+}
+
+std::vector<double> InputStats::hessian() const {
+  std::vector<double> h(xtx.size());
+  for (size_t i = 0; i < h.size(); ++i) h[i] = count ? xtx[i] / count : 0.0;
+  return h;
 }
 
 std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n, size_t len, uint64_t seed,
@@ -38,11 +46,30 @@ CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int
   stats.n_windows = windows.size();
   stats.window_len = o.n_ctx;
   Engine engine(m, {o.n_threads, static_cast<uint32_t>(std::max<size_t>(o.n_ctx, m.config.n_ctx))});
+  // q/k/v (and gate/up) see the same input buffer: its x^T x is computed once and reused.
+  const float* last_x = nullptr;
+  size_t last_rows = 0;
+  std::vector<float> xtx(0);
   engine.set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
     InputStats& s = stats.by_weight[name];
     if (s.sum_sq.empty()) {
       s.sum_sq.assign(cols, 0.0);
       s.absmax.assign(cols, 0.0f);
+      if (o.hessian) s.xtx.assign(cols * cols, 0.0);
+    }
+    if (o.hessian) {
+      if (x != last_x || rows != last_rows || xtx.size() != cols * cols) {
+        xtx.assign(cols * cols, 0.0f);
+        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(cols), static_cast<int>(rows), 1.0f, x,
+                    static_cast<int>(cols), 0.0f, xtx.data(), static_cast<int>(cols));
+        last_x = x;
+        last_rows = rows;
+      }
+      for (size_t i = 0; i < cols; ++i)
+        for (size_t j = i; j < cols; ++j) {
+          s.xtx[i * cols + j] += xtx[i * cols + j];
+          if (j != i) s.xtx[j * cols + i] += xtx[i * cols + j];
+        }
     }
     for (size_t r = 0; r < rows; ++r)
       for (size_t j = 0; j < cols; ++j) {

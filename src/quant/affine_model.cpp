@@ -51,7 +51,8 @@ const char* range_name(RangeMethod r) {
 }  // namespace
 
 QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
-                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor) {
+                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor,
+                                  const AffineQuantizer& quantizer, const std::string& method) {
   validate(spec);
   if (m.format != ModelFormat::HfDir)
     fail(ErrorKind::Argument, "{}: integer (affine) output is a Hugging Face directory; the source must be one too", m.source);
@@ -97,13 +98,13 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     const std::string base = base_of(hf);
     columns[base] = cols;
     rep.type = DType::U8;
-    rep.note = spec.describe();
+    rep.note = spec.describe() + (method == "rtn" ? "" : " " + method);
     rep.bytes = rows * packed_row_bytes(cols, spec.bits) + n_params * 3;
     report.total_bytes += rep.bytes;
     OutputTensor q{{base + ".qweight", DType::U8, {rows, packed_row_bytes(cols, spec.bits)}}, rows * packed_row_bytes(cols, spec.bits), {}};
-    q.produce = [&m, &src, &rep, spec, n_threads, cache, rows, cols](std::vector<uint8_t>& bytes) {
+    q.produce = [&m, &src, &rep, spec, n_threads, cache, rows, cols, &quantizer](std::vector<uint8_t>& bytes) {
       const auto x = load_rows(m, src, RopeLayout::Halves);
-      *cache = quantize_parallel(x, rows, cols, spec, n_threads);
+      *cache = quantizer ? quantizer(src.name, x, rows, cols) : quantize_parallel(x, rows, cols, spec, n_threads);
       std::vector<float> y(x.size());
       affine_dequantize(*cache, rows, cols, spec, y.data());
       double e = 0, s = 0;
@@ -123,7 +124,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     out.push_back(std::move(z));
   }
   const nlohmann::json meta = {{"bits", spec.bits}, {"group_size", spec.group}, {"sym", spec.symmetric},
-                               {"range", range_name(spec.range)}, {"columns", columns}};
+                               {"range", range_name(spec.range)}, {"method", method}, {"columns", columns}};
 
   // Build the directory beside its final place, then rename it in one step.
   const fs::path final_dir(out_dir);
@@ -141,7 +142,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     std::ifstream cin(fs::path(m.source) / "config.json");
     nlohmann::json cfg = nlohmann::json::parse(cin);
     cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits}, {"group_size", spec.group},
-                                  {"sym", spec.symmetric}, {"range", range_name(spec.range)}};
+                                  {"sym", spec.symmetric}, {"range", range_name(spec.range)}, {"method", method}};
     std::ofstream(tmp / "config.json") << cfg.dump(2) << "\n";
     for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
                           "special_tokens_map.json", "vocab.json", "merges.txt"})

@@ -11,13 +11,15 @@
 
 namespace lowbit::cli {
 
-CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet) {
+CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet,
+                                     bool hessian) {
   const auto tokens = Tokenizer::create(m.vocab, model_path)->encode(read_text_file(f.text), false);
   CalibrationOptions o;
   o.n_samples = f.samples;
   o.n_ctx = f.ctx;
   o.seed = f.seed;
   o.n_threads = f.threads;
+  o.hessian = hessian;
   if (!quiet)
     o.on_window = [](size_t i, size_t n) {
       fmt::print(stderr, "\rcalibrating: window {}/{}", i, n);
@@ -47,7 +49,7 @@ Action add_calibrate(CLI::App& app) {
   c->add_flag("-q,--quiet", o->quiet, "no progress");
   return [o]() {
     Model m = load_model(o->model, {o->tokenizer});
-    const CalibrationStats s = calibrate_from_text(m, o->model, o->calib, o->quiet);
+    const CalibrationStats s = calibrate_from_text(m, o->model, o->calib, o->quiet, false);
     write_calibration_stats(s, o->out);
     if (!o->quiet)
       fmt::print(stderr, "wrote {}: {} weights, {} windows of {} tokens\n", o->out, s.by_weight.size(), s.n_windows, s.window_len);

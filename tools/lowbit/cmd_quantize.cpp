@@ -10,6 +10,7 @@
 #include "lowbit/affine.h"
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
+#include "lowbit/gptq.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
@@ -76,8 +77,8 @@ Action add_quantize(CLI::App& app) {
   c->add_option("-o,--output", o->out, "output .gguf file (a directory for int2..int8)")->required();
   c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, or int2..int8 (affine safetensors)")
       ->capture_default_str();
-  c->add_option("--method", o->method, "rtn, or imatrix (importance-weighted; the default when statistics are given)")
-      ->check(CLI::IsMember({"rtn", "imatrix"}));
+  c->add_option("--method", o->method, "rtn; imatrix (importance-weighted, the default when statistics are given); gptq (int types, needs --calib)")
+      ->check(CLI::IsMember({"rtn", "imatrix", "gptq"}));
   c->add_option("--imatrix,--stats", o->stats, "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
   c->add_option("--calib", o->calib.text, "calibration text: collect statistics before quantizing");
   add_calibration_flags(c, o->calib);
@@ -117,7 +118,17 @@ Action add_quantize(CLI::App& app) {
       spec.percentile = o->percentile;
       validate(spec);
       Model m = load_model(o->model, {o->tokenizer});
-      return finish(write_affine_model(m, o->out, spec, o->threads, progress));
+      const std::string method = o->method.empty() ? "rtn" : o->method;
+      if (method == "imatrix") fail(ErrorKind::Argument, "--method imatrix applies to the GGUF types; int types take rtn or gptq");
+      if (method == "rtn") return finish(write_affine_model(m, o->out, spec, o->threads, progress));
+      if (o->calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
+      auto stats = std::make_shared<CalibrationStats>(calibrate_from_text(m, o->model, o->calib, o->quiet, true));
+      AffineQuantizer gptq = [stats, spec](const std::string& name, const std::vector<float>& x, uint64_t rows, uint64_t cols) {
+        auto it = stats->by_weight.find(name);
+        if (it == stats->by_weight.end()) fail(ErrorKind::Argument, "GPTQ: no calibration statistics for '{}'", name);
+        return gptq_quantize_affine(x.data(), rows, cols, it->second.hessian(), spec, GptqOptions{});
+      };
+      return finish(write_affine_model(m, o->out, spec, o->threads, progress, gptq, "gptq"));
     }
     QuantizeOptions q;
     q.plan.preset = o->type;
@@ -134,11 +145,12 @@ Action add_quantize(CLI::App& app) {
     if (!o->stats.empty() && !o->calib.text.empty()) fail(ErrorKind::Argument, "give --imatrix or --calib, not both");
     const bool has_stats = !o->stats.empty() || !o->calib.text.empty();
     const std::string method = o->method.empty() ? (has_stats ? "imatrix" : "rtn") : o->method;
+    if (method == "gptq") fail(ErrorKind::Argument, "--method gptq is available for int2..int8 so far, not for GGUF types");
     if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
     auto stats = std::make_shared<CalibrationStats>();
     auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
     if (method == "imatrix") {
-      *stats = o->stats.empty() ? calibrate_from_text(m, o->model, o->calib, o->quiet) : read_calibration_stats(o->stats);
+      *stats = o->stats.empty() ? calibrate_from_text(m, o->model, o->calib, o->quiet, false) : read_calibration_stats(o->stats);
       for (const auto& [name, st] : stats->by_weight)
         if (m.find(name)) (*importance)[name] = st.importance();
       if (importance->empty())

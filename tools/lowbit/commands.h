@@ -24,7 +24,9 @@ struct CalibrationFlags {
 };
 void add_calibration_flags(CLI::App* c, CalibrationFlags& f);
 // Tokenizes the calibration text with the model's tokenizer and collects statistics.
-CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet);
+// With `hessian`, also accumulates Σ x xᵀ of every linear input (for GPTQ).
+CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet,
+                                     bool hessian);
 
 Action add_convert(CLI::App& app);
 Action add_inspect(CLI::App& app);

@@ -101,7 +101,9 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
   w.set("imatrix.chunk_count", GgufValue::of_u32(static_cast<uint32_t>(s.n_windows)));
   w.set("imatrix.chunk_size", GgufValue::of_u32(static_cast<uint32_t>(s.window_len)));
   w.set("lowbit.calibration.dataset", GgufValue::of_string(s.dataset));
-  for (const auto& [name, st] : s.by_weight) {
+  for (const auto& entry : s.by_weight) {  // not a structured binding: clang 14 cannot capture those
+    const std::string& name = entry.first;
+    const InputStats& st = entry.second;
     const uint64_t cols = st.sum_sq.size();
     OutputTensor sums{{name + ".in_sum2", DType::F32, {cols}}, cols * 4, {}};
     sums.produce = [&st](std::vector<uint8_t>& b) {

@@ -44,6 +44,8 @@ struct Preset {
 
 const std::vector<Preset>& presets();
 const Preset* find_preset(const std::string& name);  // case-insensitive; nullptr if unknown
+// As find_preset, but an unknown name throws Argument listing the preset names.
+const Preset& require_preset(const std::string& name);
 bool layer_selected(LayerSet s, uint32_t i, uint32_t n);
 
 struct TypeOverride {

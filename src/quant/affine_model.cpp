@@ -3,10 +3,8 @@
 //   {"bits":4,"group_size":128,"sym":true,"range":"mse","columns":{"<weight base name>":cols,...}}
 // because the packed row length alone does not determine the column count.
 #include <chrono>
-#include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -15,6 +13,7 @@
 #include "lowbit/affine.h"
 #include "lowbit/error.h"
 #include "lowbit/safetensors.h"
+#include "quant/error_sums.h"
 
 namespace lowbit {
 namespace {
@@ -42,6 +41,12 @@ AffineTensor quantize_parallel(const std::vector<float>& x, uint64_t rows, uint6
     std::copy(part.zeros.begin(), part.zeros.end(), out.zeros.begin() + r0 * gpr);
   });
   return out;
+}
+
+double relative_rms_error(const std::vector<float>& x, const std::vector<float>& y) {
+  ErrorSums e;
+  e.add(x.data(), y.data(), x.size());
+  return e.relative_rms();
 }
 
 const char* range_name(RangeMethod r) {
@@ -82,9 +87,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
         bytes = from_f32(x.data(), x.size(), dt);
         if (dt != DType::F32) {
           const auto y = to_f32(TensorView{{src.name, dt, src.shape}, bytes.data(), bytes.size()});
-          double e = 0, s = 0;
-          for (size_t k = 0; k < x.size(); ++k) e += (x[k] - y[k]) * (x[k] - y[k]), s += x[k] * x[k];
-          rep.rel_rms_error = s > 0 ? std::sqrt(e / s) : 0;
+          rep.rel_rms_error = relative_rms_error(x, y);
         }
         done();
       };
@@ -99,17 +102,16 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     columns[base] = cols;
     rep.type = DType::U8;
     rep.note = spec.describe() + (method == "rtn" ? "" : " " + method);
-    rep.bytes = rows * packed_row_bytes(cols, spec.bits) + n_params * 3;
+    const uint64_t row_bytes = packed_row_bytes(cols, spec.bits);
+    rep.bytes = rows * row_bytes + n_params * 3;  // codes + f16 scales + u8 zeros
     report.total_bytes += rep.bytes;
-    OutputTensor q{{base + ".qweight", DType::U8, {rows, packed_row_bytes(cols, spec.bits)}}, rows * packed_row_bytes(cols, spec.bits), {}};
+    OutputTensor q{{base + ".qweight", DType::U8, {rows, row_bytes}}, rows * row_bytes, {}};
     q.produce = [&m, &src, &rep, spec, n_threads, cache, rows, cols, &quantizer](std::vector<uint8_t>& bytes) {
       const auto x = load_rows(m, src, RopeLayout::Halves);
       *cache = quantizer ? quantizer(src.name, x, rows, cols) : quantize_parallel(x, rows, cols, spec, n_threads);
       std::vector<float> y(x.size());
       affine_dequantize(*cache, rows, cols, spec, y.data());
-      double e = 0, s = 0;
-      for (size_t k = 0; k < x.size(); ++k) e += (x[k] - y[k]) * (x[k] - y[k]), s += x[k] * x[k];
-      rep.rel_rms_error = s > 0 ? std::sqrt(e / s) : 0;
+      rep.rel_rms_error = relative_rms_error(x, y);
       bytes = cache->codes;
     };
     OutputTensor sc{{base + ".scales", DType::F16, param_shape}, n_params * 2, {}};

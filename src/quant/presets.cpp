@@ -108,13 +108,15 @@ DType fallback_type(DType t, uint64_t row_len) {
   return t;
 }
 
+const Preset& require_preset(const std::string& name) {
+  if (const Preset* p = find_preset(name)) return *p;
+  std::string names;
+  for (const Preset& p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
+  fail(ErrorKind::Argument, "unknown quantization type '{}' (expected one of {})", name, names);
+}
+
 std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOptions& o) {
-  const Preset* preset = find_preset(o.preset);
-  if (!preset) {
-    std::string names;
-    for (const Preset& p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
-    fail(ErrorKind::Argument, "unknown quantization type '{}' (expected one of {})", o.preset, names);
-  }
+  const Preset& preset = require_preset(o.preset);
   std::vector<std::regex> patterns;
   std::vector<bool> pattern_used(o.tensor_types.size(), false);
   for (const TypeOverride& t : o.tensor_types) {
@@ -137,18 +139,18 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
     }
     const NameParts parts = split_name(t.name);
     const bool is_output = t.name == "output.weight" || (!has_output && t.name == "token_embd.weight");
-    p.type = preset->base;
+    p.type = preset.base;
     if (!o.pure) {
       if (is_output) {
-        p.type = preset->output;
-        if (p.type != preset->base) p.note = "output head";
+        p.type = preset.output;
+        if (p.type != preset.base) p.note = "output head";
       } else if (parts.layer >= 0) {
-        for (const PresetRule& r : preset->rules) {
+        for (const PresetRule& r : preset.rules) {
           if (parts.role != r.role || !layer_selected(r.layers, parts.layer, n_layer)) continue;
           if (r.needs_gqa4 && gqa < 4) continue;
           if (r.without_importance && o.has_importance) continue;
           p.type = r.type;
-          p.note = std::string(preset->name) + " mix";
+          p.note = std::string(preset.name) + " mix";
           break;
         }
       }

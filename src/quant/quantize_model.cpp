@@ -2,7 +2,6 @@
 // which is loaded as f32, quantized by all threads (rows split between them), measured
 // and released. Peak memory is about one tensor in f32 plus its quantized bytes.
 #include <chrono>
-#include <cmath>
 #include <filesystem>
 #include <mutex>
 
@@ -12,6 +11,7 @@
 #include "lowbit/file_io.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
+#include "quant/error_sums.h"
 
 namespace lowbit {
 namespace {
@@ -23,25 +23,20 @@ double quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len
   const auto& tr = traits(type);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
   out.resize(n_rows * row_bytes);
-  double err = 0, energy = 0;
+  ErrorSums total;
   std::mutex mu;
   parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
     quantize_rows(type, x.data() + r0 * row_len, r1 - r0, row_len, importance, out.data() + r0 * row_bytes);
     std::vector<float> y(row_len);
-    double e = 0, s = 0;
+    ErrorSums part;
     for (uint64_t r = r0; r < r1; ++r) {
       dequantize_values(type, out.data() + r * row_bytes, row_len, y.data());
-      for (uint64_t i = 0; i < row_len; ++i) {
-        const double xi = x[r * row_len + i], d = xi - y[i];
-        e += d * d;
-        s += xi * xi;
-      }
+      part.add(x.data() + r * row_len, y.data(), row_len);
     }
     std::lock_guard<std::mutex> lock(mu);
-    err += e;
-    energy += s;
+    total.add(part);
   });
-  return energy > 0 ? std::sqrt(err / energy) : 0.0;
+  return total.relative_rms();
 }
 
 }  // namespace
@@ -51,13 +46,13 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
   QuantizePlanOptions plan_opts = o.plan;
   plan_opts.has_importance = static_cast<bool>(o.importance);
   const std::vector<TensorPlan> plan = plan_quantization(m, plan_opts);
-  const Preset* preset = find_preset(plan_opts.preset);
+  const Preset& preset = require_preset(plan_opts.preset);
   const int n_threads = resolve_threads(o.n_threads);
 
   GgufWriter w;
-  set_model_metadata(m, w, preset->file_type);
+  set_model_metadata(m, w, preset.file_type);
   w.set("general.quantization_version", GgufValue::of_u32(2));
-  w.set("lowbit.quantize.preset", GgufValue::of_string(preset->name));
+  w.set("lowbit.quantize.preset", GgufValue::of_string(preset.name));
   w.set("lowbit.quantize.method", GgufValue::of_string(o.importance ? "rtn-importance" : "rtn"));
   add_rope_freqs(m, w);
 

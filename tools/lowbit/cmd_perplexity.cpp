@@ -67,10 +67,8 @@ Action add_perplexity(CLI::App& app) {
     Engine engine(m, {o->threads, std::max(o->p.n_ctx, m.config.n_ctx)});
     if (!o->quiet)
       o->p.on_chunk = [o](size_t c, size_t n, double ppl, double tps) {
-        const int width = 30, done = static_cast<int>(width * c / n);
         const double eta = tps > 0 ? (n - c) * o->p.n_ctx / tps : 0;
-        fmt::print(stderr, "\r[{}{}] {}/{} chunks  PPL {:.4f}  {:.0f} tok/s  ETA {:.0f}s ", std::string(done, '#'),
-                   std::string(width - done, '.'), c, n, ppl, tps, eta);
+        fmt::print(stderr, "\r{} {}/{} chunks  PPL {:.4f}  {:.0f} tok/s  ETA {:.0f}s ", progress_bar(c, n), c, n, ppl, tps, eta);
         if (c == n) fmt::print(stderr, "\n");
       };
     PerplexityResult r = evaluate_perplexity(engine, tokens, o->p);

@@ -40,7 +40,7 @@ std::string type_label(const TensorReport& t) {
 void print_summary(const QuantizeReport& r) {
   fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}\n", "tensor", "shape", "type", "bpw", "rel.RMS");
   for (const TensorReport& t : r.tensors) {
-    const double bpw = 8.0 * t.bytes / std::max<uint64_t>(1, [&] { uint64_t n = 1; for (auto d : t.shape) n *= d; return n; }());
+    const double bpw = 8.0 * t.bytes / std::max<uint64_t>(1, TensorInfo{t.name, t.type, t.shape}.n_values());
     fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}\n", t.name, shape_string(t.shape), type_label(t), bpw,
                t.rel_rms_error, t.note.empty() ? "" : "  " + t.note);
   }
@@ -98,8 +98,7 @@ Action add_quantize(CLI::App& app) {
   return [o]() {
     auto progress = [o](size_t i, size_t n, const TensorReport& t) {
       if (o->quiet) return;
-      const int width = 30, done = static_cast<int>(width * (i + 1) / n);
-      fmt::print(stderr, "\r[{}{}] {:>4}/{} {:<40}", std::string(done, '#'), std::string(width - done, '.'), i + 1, n,
+      fmt::print(stderr, "\r{} {:>4}/{} {:<40}", progress_bar(i + 1, n), i + 1, n,
                  t.name + " " + (t.note.empty() ? dtype_name(t.type) : t.note));
       if (i + 1 == n) fmt::print(stderr, "\n");
     };
@@ -132,7 +131,7 @@ Action add_quantize(CLI::App& app) {
     }
     QuantizeOptions q;
     q.plan.preset = o->type;
-    if (!find_preset(o->type)) plan_quantization(Model{}, q.plan);  // throws the unknown-type message
+    require_preset(o->type);  // an unknown name fails before the model is loaded
     for (const auto& spec : o->overrides) q.plan.tensor_types.push_back(parse_override(spec));
     if (!o->output_type.empty()) q.plan.output_type = parse_storage_type("--output-tensor-type", o->output_type);
     if (!o->embd_type.empty()) q.plan.token_embedding_type = parse_storage_type("--token-embedding-type", o->embd_type);
@@ -147,11 +146,11 @@ Action add_quantize(CLI::App& app) {
     const std::string method = o->method.empty() ? (has_stats ? "imatrix" : "rtn") : o->method;
     if (method == "gptq") fail(ErrorKind::Argument, "--method gptq is available for int2..int8 so far, not for GGUF types");
     if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
-    auto stats = std::make_shared<CalibrationStats>();
     auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
     if (method == "imatrix") {
-      *stats = o->stats.empty() ? calibrate_from_text(m, o->model, o->calib, o->quiet, false) : read_calibration_stats(o->stats);
-      for (const auto& [name, st] : stats->by_weight)
+      const CalibrationStats stats =
+          o->stats.empty() ? calibrate_from_text(m, o->model, o->calib, o->quiet, false) : read_calibration_stats(o->stats);
+      for (const auto& [name, st] : stats.by_weight)
         if (m.find(name)) (*importance)[name] = st.importance();
       if (importance->empty())
         fail(ErrorKind::Argument, "{}: the statistics name none of this model's weights", o->stats.empty() ? o->calib.text : o->stats);

@@ -15,6 +15,12 @@ namespace lowbit::cli {
 
 using Action = std::function<int()>;
 
+// "[#####.........]" for `done` of `total` steps, as the progress lines on stderr show it.
+inline std::string progress_bar(size_t done, size_t total, size_t width = 30) {
+  const size_t filled = total ? width * done / total : width;
+  return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
+}
+
 // Calibration flags shared by `calibrate` and `quantize`.
 struct CalibrationFlags {
   std::string text;

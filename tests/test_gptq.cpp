@@ -3,12 +3,21 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <random>
 
 #include <nlohmann/json.hpp>
 
+#include "lowbit/affine.h"
 #include "lowbit/gptq.h"
 #include "lowbit/model.h"
+#include "lowbit/calibration.h"
+#include "lowbit/file_io.h"
+#include "lowbit/gguf.h"
+#include "lowbit/quant.h"
+#include "lowbit/quantize.h"
+#include "lowbit/tokenizer.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -20,8 +29,11 @@ struct Layer {
   std::vector<double> h;    // X^T X / n
 };
 
-Layer make_layer() {
+Layer make_layer(uint64_t rows = 48, uint64_t cols = 128, uint64_t n = 1024) {
   Layer L;
+  L.rows = rows;
+  L.cols = cols;
+  L.n = n;
   L.w = test::gaussian(L.rows * L.cols, 11);
   // Correlated inputs with uneven channel scales, as activations are: x = z A, with a few loud channels.
   const auto z = test::gaussian(L.n * L.cols, 12), a = test::gaussian(L.cols * L.cols, 13, 0.3f);
@@ -72,6 +84,32 @@ TEST(Gptq, BeatsRoundToNearestOnTheLayerOutput) {
   }
 }
 
+// The GGUF block types: parameters per block chosen first, then GPTQ rounds onto their grid.
+// The reference is lowbit's own (error-optimal) round-to-nearest with the same importance.
+TEST(Gptq, BlockTypesBeatRoundToNearestOnTheLayerOutput) {
+  const Layer L = make_layer(32, 512, 2048);
+  std::vector<float> diag(L.cols);
+  for (uint64_t j = 0; j < L.cols; ++j) diag[j] = static_cast<float>(L.h[j * L.cols + j]);
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q2_K, DType::Q3_K,
+                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS}) {
+    for (bool act_order : {false, true}) {
+      const uint64_t bytes = L.rows * L.cols / traits(t).block_size * traits(t).type_size;
+      std::vector<uint8_t> a(bytes), b(bytes);
+      quantize_rows(t, L.w.data(), L.rows, L.cols, diag.data(), a.data());
+      GptqOptions o;
+      o.act_order = act_order;
+      o.batch = 64;  // smaller than a K block: batches must still hold whole blocks
+      gptq_quantize_rows(t, L.w.data(), L.rows, L.cols, L.h, nullptr, o, b.data());
+      std::vector<float> rtn(L.w.size()), gq(L.w.size());
+      dequantize_values(t, a.data(), rtn.size(), rtn.data());
+      dequantize_values(t, b.data(), gq.size(), gq.data());
+      const double ratio = std::sqrt(output_error(L, gq) / output_error(L, rtn));
+      EXPECT_LT(ratio, 0.9) << dtype_name(t) << (act_order ? " act-order" : "");
+      std::printf("%-7s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", dtype_name(t), act_order, ratio);
+    }
+  }
+}
+
 TEST(Gptq, SingularHessianIsDampedAndDeadInputsAreZeroed) {
   const uint64_t rows = 4, cols = 8;
   const auto w = test::gaussian(rows * cols, 3);
@@ -114,9 +152,65 @@ TEST(Cli, QuantizeIntWithGptqBeatsRtnOnTheLayerError) {
   auto bad = test::run_cli({"quantize", model, "-o", dir.file("x"), "--type", "int4", "--method", "gptq"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("--method gptq needs --calib TEXT"), std::string::npos) << bad.err;
-  bad = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib});
+  bad = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.err.find("not for GGUF types"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("--method gptq needs --calib TEXT"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
+}
+
+// GPTQ onto GGUF blocks through the model writer: every block-type tensor with calibration
+// inputs gets an output error (GPTQ's objective) below plain rounding's on the same Hessian.
+TEST(GptqModel, GgufPresetHasALowerOutputErrorThanRounding) {
+  test::TempDir dir;
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
+  CalibrationOptions co;
+  co.n_samples = 8;
+  co.n_ctx = 128;
+  co.hessian = true;
+  const CalibrationStats stats = collect_calibration_stats(m, tokens, co);
+  std::map<std::string, std::vector<double>> h;
+  for (const auto& [name, st] : stats.by_weight) h[name] = st.hessian();
+  QuantizeOptions q;
+  q.plan.preset = "Q3_K_M";
+  q.hessian = [&](const std::string& name) -> const std::vector<double>* {
+    auto it = h.find(name);
+    return it == h.end() ? nullptr : &it->second;
+  };
+  q.gptq.act_order = false;
+  q.gptq.damp = 0.1;
+  const QuantizeReport rtn = quantize_model_gguf(m, dir.file("r.gguf"), q);
+  q.use_gptq = true;
+  const QuantizeReport gptq = quantize_model_gguf(m, dir.file("g.gguf"), q);
+  ASSERT_EQ(rtn.tensors.size(), gptq.tensors.size());
+  EXPECT_EQ(rtn.total_bytes, gptq.total_bytes);
+  int compared = 0;
+  for (size_t i = 0; i < gptq.tensors.size(); ++i) {
+    const TensorReport &g = gptq.tensors[i], &r = rtn.tensors[i];
+    if (!h.count(g.name)) continue;
+    EXPECT_GT(r.rel_output_error, 0.0) << g.name;
+    EXPECT_LT(g.rel_output_error, 0.95 * r.rel_output_error) << g.name;
+    EXPECT_GT(g.rel_rms_error, r.rel_rms_error) << g.name;  // it trades weight error for output error
+    ++compared;
+  }
+  EXPECT_EQ(compared, 8 * 7 + 1);  // every linear of every layer, and the output head
+  EXPECT_EQ(GgufFile::open(dir.file("g.gguf"))->get_string("lowbit.quantize.method"), "gptq");
+  EXPECT_EQ(GgufFile::open(dir.file("r.gguf"))->get_string("lowbit.quantize.method"), "rtn");
+}
+
+TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
+  auto r = test::run_cli({"quantize", model, "-o", dir.file("g.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib",
+                          calib, "--calib-samples", "4", "--calib-ctx", "64", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(GgufFile::open(dir.file("g.gguf"))->get_string("lowbit.quantize.method"),
+            "gptq damp=0.1 act_order=0 calib=4x64");
+  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib,
+                     "--act-order", "--no-act-order"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("exclude each other"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -1,24 +1,39 @@
-// GPTQ (Frantar et al. 2023) onto the generic affine layout: columns are rounded one at a
-// time in order of decreasing Hessian diagonal (act-order) or left to right, and each
-// column's rounding error is spread over the columns not yet rounded, weighted by the
-// inverse Hessian, so that ||(W - Q) X|| (not ||W - Q||) is minimised.
+// GPTQ (Frantar et al. 2023): columns are rounded one at a time, in order of decreasing
+// Hessian diagonal (act-order) or left to right, and each column's rounding error is spread
+// over the columns not yet rounded, weighted by the inverse Hessian, so that ||(W - Q) Xᵀ||
+// (not ||W - Q||) is minimised. Two targets share the sweep:
+//   - the generic affine layout (affine.h): scale/zero per group of columns;
+//   - the GGUF block types: each block's parameters (f16 scales, sub-block scales and mins)
+//     are chosen when the sweep reaches the block's first column (or all up front with
+//     act-order: "static groups"), then every column is rounded onto that block's grid.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
-#include "lowbit/affine.h"
+#include "lowbit/dtype.h"
 
 namespace lowbit {
 
+struct AffineSpec;    // lowbit/affine.h (which includes quantize.h, which includes this)
+struct AffineTensor;
+
 struct GptqOptions {
   double damp = 0.01;     // added to the diagonal: damp * mean(diag(H)); raised x10 if Cholesky fails
-  bool act_order = true;  // with groups, implies static groups (parameters from the original W)
+  bool act_order = true;  // with groups or blocks, implies static groups (parameters from the original W)
+  int n_threads = 0;      // rows are swept in parallel; 0 = all cores
+  uint64_t batch = 128;   // columns per lazy update (the trailing columns are updated by one GEMM per batch)
 };
 
 // W: [rows, cols] row-major. H: [cols, cols] symmetric, the proxy X^T X / n of the inputs.
 // Returns the quantized tensor; `dequantized` (optional) receives Q as f32 [rows, cols].
 AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
                                   const AffineSpec& spec, const GptqOptions& o, std::vector<float>* dequantized = nullptr);
+
+// GGUF block types: writes rows x (cols / block_size) blocks of `type` to `out`, the layout of
+// quantize_rows. `importance` (cols values, or null) weights the choice of block parameters;
+// null uses diag(H). Throws Argument when cols is not a multiple of the block size.
+void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
+                        const float* importance, const GptqOptions& o, uint8_t* out);
 
 }  // namespace lowbit

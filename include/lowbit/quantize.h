@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "lowbit/dtype.h"
+#include "lowbit/gptq.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -81,6 +82,9 @@ struct TensorReport {
   DType type;
   uint64_t bytes = 0;
   double rel_rms_error = 0;  // ||W - Q(W)|| / ||W||, 0 for 1-D tensors kept in F32
+  // sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)) with Δ = W - Q(W): the error of the layer's output on the
+  // calibration inputs; 0 when no Hessian was given.
+  double rel_output_error = 0;
   std::string note;
 };
 
@@ -98,6 +102,12 @@ struct QuantizeOptions {
   int n_threads = 0;  // 0: hardware concurrency
   // importance[name] = one value per input column; empty = none.
   std::function<const std::vector<float>*(const std::string& name)> importance;
+  // hessian[name] = H of the weight's input ([cols, cols]), or null: with it the report gives
+  // the output error, and with use_gptq the block-type tensors are rounded by GPTQ.
+  std::function<const std::vector<double>*(const std::string& name)> hessian;
+  bool use_gptq = false;
+  GptqOptions gptq;
+  std::string method;  // written as lowbit.quantize.method; empty = derived from the above
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
 };

@@ -1,76 +1,55 @@
-#include "lowbit/gptq.h"
+// The GPTQ sweep (gptq_sweep.h) and its affine target. Per row tile:
+//   1. permute the columns (act-order) and factor the damped inverse Hessian, U (upper);
+//   2. in batches of columns: round each column of the batch, scale its error by 1/U[i,i],
+//      subtract err * U[i, k] from the batch's later columns k;
+//   3. apply the batch's errors to all later columns at once: W[:, after] -= E · U[batch, after]
+//      (one SGEMM; this is GPTQ's "lazy batch" update, the same result in far fewer passes).
+#include <cblas.h>
 
 #include <algorithm>
-#include <cmath>
 #include <numeric>
 
+#include "algo/gptq_sweep.h"
+#include "lowbit/affine.h"
+#include "core/parallel.h"
 #include "lowbit/error.h"
 
-namespace lowbit {
-namespace {
-
-// In-place lower Cholesky factor of the n x n matrix a (row-major); false if not positive definite.
-bool cholesky_lower(std::vector<double>& a, uint64_t n) {
-  for (uint64_t j = 0; j < n; ++j) {
-    double d = a[j * n + j];
-    for (uint64_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
-    if (!(d > 0)) return false;
-    d = std::sqrt(d);
-    a[j * n + j] = d;
-    for (uint64_t i = j + 1; i < n; ++i) {
-      double s = a[i * n + j];
-      for (uint64_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
-      a[i * n + j] = s / d;
-    }
-    for (uint64_t k = j + 1; k < n; ++k) a[j * n + k] = 0;
-  }
-  return true;
+extern "C" {
+void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
+void dpotri_(const char* uplo, const int* n, double* a, const int* lda, int* info);
 }
 
-// Upper factor U of H^-1 = U^T U, the quantity GPTQ's sweep uses (row i of U gives the
-// update of the later columns when column i is rounded). Retries with more damping.
+namespace lowbit::gptq {
+
+// LAPACK is column-major: on our row-major symmetric arrays "U" means the lower triangle.
 std::vector<double> inverse_hessian_factor(std::vector<double> h, uint64_t n, double damp) {
   double mean_diag = 0;
   for (uint64_t j = 0; j < n; ++j) mean_diag += h[j * n + j];
   mean_diag = n ? mean_diag / n : 0;
   if (!(mean_diag > 0)) mean_diag = 1;
+  const int ni = static_cast<int>(n);
   for (int attempt = 0; attempt < 6; ++attempt, damp *= 10) {
-    std::vector<double> l = h;
-    for (uint64_t j = 0; j < n; ++j) l[j * n + j] += damp * mean_diag;
-    if (!cholesky_lower(l, n)) continue;
-    // Inverse of L (lower), column by column, then H^-1 = L^-T L^-1.
-    std::vector<double> li(n * n, 0.0);
-    for (uint64_t c = 0; c < n; ++c) {
-      li[c * n + c] = 1.0 / l[c * n + c];
-      for (uint64_t i = c + 1; i < n; ++i) {
-        double s = 0;
-        for (uint64_t k = c; k < i; ++k) s += l[i * n + k] * li[k * n + c];
-        li[i * n + c] = -s / l[i * n + i];
-      }
-    }
-    std::vector<double> hinv(n * n, 0.0);
+    std::vector<double> a = h;
+    for (uint64_t j = 0; j < n; ++j) a[j * n + j] += damp * mean_diag;
+    int info = 0;
+    dpotrf_("U", &ni, a.data(), &ni, &info);  // row-major lower L, H = L Lᵀ
+    if (info != 0) continue;
+    dpotri_("U", &ni, a.data(), &ni, &info);  // H^-1 in the row-major lower triangle
+    if (info != 0) continue;
     for (uint64_t i = 0; i < n; ++i)
-      for (uint64_t j = 0; j <= i; ++j) {
-        double s = 0;
-        for (uint64_t k = i; k < n; ++k) s += li[k * n + i] * li[k * n + j];
-        hinv[i * n + j] = hinv[j * n + i] = s;
-      }
-    if (!cholesky_lower(hinv, n)) continue;
-    std::vector<double> u(n * n);
+      for (uint64_t j = 0; j < i; ++j) a[j * n + i] = a[i * n + j];
+    dpotrf_("L", &ni, a.data(), &ni, &info);  // row-major upper U, H^-1 = Uᵀ U
+    if (info != 0) continue;
     for (uint64_t i = 0; i < n; ++i)
-      for (uint64_t j = 0; j < n; ++j) u[i * n + j] = hinv[j * n + i];
-    return u;
+      for (uint64_t j = 0; j < i; ++j) a[i * n + j] = 0;
+    return a;
   }
   fail(ErrorKind::Argument, "GPTQ: the Hessian stays singular after damping up to {}", damp);
 }
 
-}  // namespace
-
-AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
-                                  const AffineSpec& spec, const GptqOptions& o, std::vector<float>* dequantized) {
-  validate(spec);
+void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, const std::vector<double>& H, const GptqOptions& o,
+           GridRounder& rounder) {
   if (H.size() != cols * cols) fail(ErrorKind::Argument, "GPTQ: Hessian has {} values, expected {}x{}", H.size(), cols, cols);
-  std::vector<float> W(w, w + rows * cols);
   std::vector<double> h = H;
   for (uint64_t j = 0; j < cols; ++j)
     if (h[j * cols + j] == 0) {  // a dead input: any value works, keep it zero
@@ -85,42 +64,107 @@ AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, 
   for (uint64_t i = 0; i < cols; ++i)
     for (uint64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
   const std::vector<double> U = inverse_hessian_factor(std::move(hp), cols, o.damp);
+  const std::vector<float> Uf(U.begin(), U.end());
 
-  const uint64_t gpr = spec.groups_per_row(cols), glen = spec.group_len(cols);
-  const bool static_groups = o.act_order || spec.group < 0;
-  AffineTensor out;
-  out.scales.resize(spec.group < 0 ? 1 : rows * gpr);
-  out.zeros.resize(out.scales.size());
-  std::vector<AffineParams> params(out.scales.size());
-  auto param_index = [&](uint64_t r, uint64_t col) { return spec.group < 0 ? 0 : r * gpr + col / glen; };
-  auto set_params = [&](uint64_t r, uint64_t g) {  // from the current W
-    const uint64_t c0 = g * glen, c1 = std::min(cols, c0 + glen);
-    params[r * gpr + g] = affine_group_params(&W[r * cols + c0], c1 - c0, spec);
-  };
-  if (spec.group < 0) params[0] = affine_group_params(W.data(), W.size(), spec);
-  else if (static_groups)
-    for (uint64_t r = 0; r < rows; ++r)
-      for (uint64_t g = 0; g < gpr; ++g) set_params(r, g);
+  const uint64_t blen = std::min(rounder.block_len(), cols);
+  const uint64_t n_blocks = (cols + blen - 1) / blen;
+  const bool static_grids = o.act_order || blen == cols;
+  // Without static grids a block's parameters are chosen from values that have received every
+  // earlier column's update, so a batch must hold whole blocks.
+  const uint64_t batch = static_grids ? std::max<uint64_t>(1, o.batch) : (std::max(o.batch, blen) + blen - 1) / blen * blen;
+  const int threads = resolve_threads(o.n_threads);
+  const uint64_t tile = 512;
+  std::vector<float> Wp(std::min(rows, tile) * cols), E(std::min(rows, tile) * batch);
 
-  std::vector<uint8_t> codes(rows * cols);
-  for (uint64_t i = 0; i < cols; ++i) {
-    const uint64_t j = perm[i];
-    for (uint64_t r = 0; r < rows; ++r) {
-      if (!static_groups && j % glen == 0) set_params(r, j / glen);
-      const AffineParams p = params[param_index(r, j)];
-      const int q = affine_code(W[r * cols + j], p, spec.bits);
-      codes[r * cols + j] = static_cast<uint8_t>(q);
-      const double err = (W[r * cols + j] - p.scale * (q - p.zero)) / U[i * cols + i];
-      for (uint64_t k = i + 1; k < cols; ++k) W[r * cols + perm[k]] -= static_cast<float>(err * U[i * cols + k]);
+  for (uint64_t r0 = 0; r0 < rows; r0 += tile) {
+    const uint64_t r1 = std::min(rows, r0 + tile), tr = r1 - r0;
+    rounder.begin_rows(r0, r1);
+    parallel_for(tr, threads, [&](uint64_t a, uint64_t b) {
+      for (uint64_t rr = a; rr < b; ++rr) {
+        const float* src = &W[(r0 + rr) * cols];
+        if (static_grids)
+          for (uint64_t g = 0; g < n_blocks; ++g) rounder.choose(r0 + rr, g, src + g * blen);
+        for (uint64_t i = 0; i < cols; ++i) Wp[rr * cols + i] = src[perm[i]];
+      }
+    });
+    for (uint64_t i1 = 0; i1 < cols; i1 += batch) {
+      const uint64_t i2 = std::min(cols, i1 + batch), nb = i2 - i1;
+      parallel_for(tr, threads, [&](uint64_t a, uint64_t b) {
+        for (uint64_t rr = a; rr < b; ++rr) {
+          float* wr = &Wp[rr * cols];
+          for (uint64_t i = i1; i < i2; ++i) {
+            const uint64_t j = perm[i];
+            if (!static_grids && j % blen == 0) rounder.choose(r0 + rr, j / blen, wr + i);  // identity perm here
+            const float q = rounder.round(r0 + rr, j, wr[i]);
+            const double err = (wr[i] - q) / U[i * cols + i];
+            E[rr * nb + (i - i1)] = static_cast<float>(err);
+            for (uint64_t k = i + 1; k < i2; ++k) wr[k] -= static_cast<float>(err * U[i * cols + k]);
+          }
+        }
+      });
+      if (i2 < cols)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tr), static_cast<int>(cols - i2),
+                    static_cast<int>(nb), -1.0f, E.data(), static_cast<int>(nb), &Uf[i1 * cols + i2],
+                    static_cast<int>(cols), 1.0f, &Wp[i2], static_cast<int>(cols));
     }
+    rounder.end_rows(r0, r1);
   }
-  for (size_t k = 0; k < params.size(); ++k) {
-    out.scales[k] = params[k].scale;
-    out.zeros[k] = static_cast<uint8_t>(params[k].zero);
+}
+
+namespace {
+
+// Affine groups: params per (row, group), or one set for the tensor (chosen up front).
+class AffineRounder final : public GridRounder {
+ public:
+  AffineRounder(const float* w, uint64_t rows, uint64_t cols, const AffineSpec& spec)
+      : spec_(spec), cols_(cols), glen_(spec.group_len(cols)), gpr_(spec.groups_per_row(cols)), codes_(rows * cols) {
+    if (spec.group < 0) params_.assign(1, affine_group_params(w, rows * cols, spec));
+    else params_.resize(rows * gpr_);
   }
-  const uint64_t rb = packed_row_bytes(cols, spec.bits);
-  out.codes.resize(rows * rb);
-  for (uint64_t r = 0; r < rows; ++r) pack_bits(&codes[r * cols], cols, spec.bits, &out.codes[r * rb]);
+  uint64_t block_len() const override { return glen_; }
+  void begin_rows(uint64_t, uint64_t) override {}
+  void choose(uint64_t row, uint64_t g, const float* values) override {
+    if (spec_.group >= 0) params_[row * gpr_ + g] = affine_group_params(values, std::min(glen_, cols_ - g * glen_), spec_);
+  }
+  float round(uint64_t row, uint64_t col, float v) override {
+    const AffineParams p = params_[spec_.group < 0 ? 0 : row * gpr_ + col / glen_];
+    const int q = affine_code(v, p, spec_.bits);
+    codes_[row * cols_ + col] = static_cast<uint8_t>(q);
+    return p.scale * (q - p.zero);
+  }
+  void end_rows(uint64_t, uint64_t) override {}
+
+  AffineTensor tensor(uint64_t rows) const {
+    AffineTensor out;
+    for (const AffineParams& p : params_) {
+      out.scales.push_back(p.scale);
+      out.zeros.push_back(static_cast<uint8_t>(p.zero));
+    }
+    const uint64_t rb = packed_row_bytes(cols_, spec_.bits);
+    out.codes.resize(rows * rb);
+    for (uint64_t r = 0; r < rows; ++r) pack_bits(&codes_[r * cols_], cols_, spec_.bits, &out.codes[r * rb]);
+    return out;
+  }
+
+ private:
+  AffineSpec spec_;
+  uint64_t cols_, glen_, gpr_;
+  std::vector<AffineParams> params_;
+  std::vector<uint8_t> codes_;
+};
+
+}  // namespace
+}  // namespace lowbit::gptq
+
+namespace lowbit {
+
+AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
+                                  const AffineSpec& spec, const GptqOptions& o, std::vector<float>* dequantized) {
+  validate(spec);
+  std::vector<float> W(w, w + rows * cols);
+  gptq::AffineRounder rounder(w, rows, cols, spec);
+  gptq::sweep(W, rows, cols, H, o, rounder);
+  AffineTensor out = rounder.tensor(rows);
   if (dequantized) {
     dequantized->resize(rows * cols);
     affine_dequantize(out, rows, cols, spec, dequantized->data());

@@ -6,25 +6,35 @@
 #include "lowbit/quant.h"
 #include "lowbit/tensor.h"
 #include "quant/block_codecs.h"
+#include "quant/block_layouts.h"
+#include "quant/scale_fit.h"
 
 namespace lowbit {
 namespace quant {
 
+int BlockGrid::nearest(int e, float x) const {
+  const float t = scale[e] != 0 ? (x - offset[e]) / scale[e] : 0.0f;
+  if (table) return nearest_level(t, table, n_codes);
+  return round_clamp(t, -level_bias, n_codes - 1 - level_bias) + level_bias;
+}
+
+void BlockCodec::quantize(const float* x, const float* w, uint8_t* block) const {
+  BlockGrid g;
+  choose(x, w, block, &g);
+  int codes[kQKK];
+  const int n = traits(type).block_size;
+  for (int e = 0; e < n; ++e) codes[e] = g.nearest(e, x[e]);
+  set_codes(codes, block);
+}
+
 const BlockCodec* block_codec(DType t) {
+#define LOWBIT_CODEC(T, name) {DType::T, choose_##name, set_codes_##name, dequantize_##name}
   static constexpr std::array<BlockCodec, 12> kCodecs = {{
-      {DType::Q4_0, quantize_q4_0, dequantize_q4_0},
-      {DType::Q4_1, quantize_q4_1, dequantize_q4_1},
-      {DType::Q5_0, quantize_q5_0, dequantize_q5_0},
-      {DType::Q5_1, quantize_q5_1, dequantize_q5_1},
-      {DType::Q8_0, quantize_q8_0, dequantize_q8_0},
-      {DType::IQ4_NL, quantize_iq4_nl, dequantize_iq4_nl},
-      {DType::Q2_K, quantize_q2_k, dequantize_q2_k},
-      {DType::Q3_K, quantize_q3_k, dequantize_q3_k},
-      {DType::Q4_K, quantize_q4_k, dequantize_q4_k},
-      {DType::Q5_K, quantize_q5_k, dequantize_q5_k},
-      {DType::Q6_K, quantize_q6_k, dequantize_q6_k},
-      {DType::IQ4_XS, quantize_iq4_xs, dequantize_iq4_xs},
+      LOWBIT_CODEC(Q4_0, q4_0), LOWBIT_CODEC(Q4_1, q4_1),     LOWBIT_CODEC(Q5_0, q5_0), LOWBIT_CODEC(Q5_1, q5_1),
+      LOWBIT_CODEC(Q8_0, q8_0), LOWBIT_CODEC(IQ4_NL, iq4_nl), LOWBIT_CODEC(Q2_K, q2_k), LOWBIT_CODEC(Q3_K, q3_k),
+      LOWBIT_CODEC(Q4_K, q4_k), LOWBIT_CODEC(Q5_K, q5_k),     LOWBIT_CODEC(Q6_K, q6_k), LOWBIT_CODEC(IQ4_XS, iq4_xs),
   }};
+#undef LOWBIT_CODEC
   for (const auto& c : kCodecs)
     if (c.type == t) return &c;
   return nullptr;

@@ -1,5 +1,10 @@
-// One quantize/dequantize pair per GGUF block type, operating on a single block.
-// quantize: x = block_size values, w = their importance weights (null = uniform).
+// One codec per GGUF block type, operating on a single block, split in two steps so that
+// rounding can be done by someone else (GPTQ) on the grid the parameters define:
+//   choose     fits the block's parameters (f16 scales, mins, sub-block scales) to the values
+//              x (importance w, null = uniform), writes them into the block and describes the
+//              grid of values every position can take;
+//   set_codes  writes one code per position into a block whose parameters are set.
+// Plain round-to-nearest is choose, then each value's nearest grid point, then set_codes.
 #pragma once
 
 #include <cstdint>
@@ -8,30 +13,55 @@
 
 namespace lowbit::quant {
 
-using QuantizeBlockFn = void (*)(const float* x, const float* w, uint8_t* block);
+// The values position e of a block can decode to once its parameters are fixed:
+//   value(e, c) = scale[e] * level(c) + offset[e],  c in [0, n_codes)
+//   level(c) = table ? table[c] : c - level_bias
+struct BlockGrid {
+  int n_codes = 0;
+  int level_bias = 0;
+  const int8_t* table = nullptr;  // sorted ascending, n_codes entries
+  float scale[256];
+  float offset[256];
+
+  float level(int c) const { return table ? table[c] : static_cast<float>(c - level_bias); }
+  float value(int e, int c) const { return scale[e] * level(c) + offset[e]; }
+  int nearest(int e, float x) const;  // code of the grid value closest to x
+};
+
+using ChooseGridFn = void (*)(const float* x, const float* w, uint8_t* block, BlockGrid* grid);
+using SetCodesFn = void (*)(const int* codes, uint8_t* block);
 using DequantizeBlockFn = void (*)(const uint8_t* block, float* y);
 
 struct BlockCodec {
   DType type;
-  QuantizeBlockFn quantize;
+  ChooseGridFn choose;
+  SetCodesFn set_codes;
   DequantizeBlockFn dequantize;
+
+  // Round-to-nearest: x = block_size values, w = their importance weights (null = uniform).
+  void quantize(const float* x, const float* w, uint8_t* block) const;
 };
 
 // nullptr when the type has no block codec (plain floats, integers, Q8_1/Q8_K).
 const BlockCodec* block_codec(DType t);
 
-// Defined in blocks_legacy.cpp and blocks_k.cpp.
-void quantize_q4_0(const float*, const float*, uint8_t*);   void dequantize_q4_0(const uint8_t*, float*);
-void quantize_q4_1(const float*, const float*, uint8_t*);   void dequantize_q4_1(const uint8_t*, float*);
-void quantize_q5_0(const float*, const float*, uint8_t*);   void dequantize_q5_0(const uint8_t*, float*);
-void quantize_q5_1(const float*, const float*, uint8_t*);   void dequantize_q5_1(const uint8_t*, float*);
-void quantize_q8_0(const float*, const float*, uint8_t*);   void dequantize_q8_0(const uint8_t*, float*);
-void quantize_iq4_nl(const float*, const float*, uint8_t*); void dequantize_iq4_nl(const uint8_t*, float*);
-void quantize_q2_k(const float*, const float*, uint8_t*);   void dequantize_q2_k(const uint8_t*, float*);
-void quantize_q3_k(const float*, const float*, uint8_t*);   void dequantize_q3_k(const uint8_t*, float*);
-void quantize_q4_k(const float*, const float*, uint8_t*);   void dequantize_q4_k(const uint8_t*, float*);
-void quantize_q5_k(const float*, const float*, uint8_t*);   void dequantize_q5_k(const uint8_t*, float*);
-void quantize_q6_k(const float*, const float*, uint8_t*);   void dequantize_q6_k(const uint8_t*, float*);
-void quantize_iq4_xs(const float*, const float*, uint8_t*); void dequantize_iq4_xs(const uint8_t*, float*);
+// Defined in blocks_legacy.cpp and blocks_k.cpp: choose_X, set_codes_X, dequantize_X.
+#define LOWBIT_DECLARE_CODEC(type)                                                   \
+  void choose_##type(const float* x, const float* w, uint8_t* block, BlockGrid* g); \
+  void set_codes_##type(const int* codes, uint8_t* block);                           \
+  void dequantize_##type(const uint8_t* block, float* y);
+LOWBIT_DECLARE_CODEC(q4_0)
+LOWBIT_DECLARE_CODEC(q4_1)
+LOWBIT_DECLARE_CODEC(q5_0)
+LOWBIT_DECLARE_CODEC(q5_1)
+LOWBIT_DECLARE_CODEC(q8_0)
+LOWBIT_DECLARE_CODEC(iq4_nl)
+LOWBIT_DECLARE_CODEC(q2_k)
+LOWBIT_DECLARE_CODEC(q3_k)
+LOWBIT_DECLARE_CODEC(q4_k)
+LOWBIT_DECLARE_CODEC(q5_k)
+LOWBIT_DECLARE_CODEC(q6_k)
+LOWBIT_DECLARE_CODEC(iq4_xs)
+#undef LOWBIT_DECLARE_CODEC
 
 }  // namespace lowbit::quant

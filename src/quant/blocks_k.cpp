@@ -4,7 +4,7 @@
 //   1. fit float parameters per sub-block (scale_fit.h);
 //   2. try a few super-scales near max/range, and for each sub-block the integer scales
 //      next to the rounded one, keeping the combination with the lowest weighted error;
-//   3. round every value under the stored parameters.
+//   3. report the grid of the stored parameters (block_codecs.h), on which values are rounded.
 // Step 2 is where this differs from a plain "round the scales" quantizer: the integer
 // scales are chosen by the error they cause, not by their distance to the float scale.
 #include <algorithm>
@@ -64,13 +64,14 @@ AffineK choose_affine_k(const float* x, const float* w, int n_sub, int len, int 
   return best;
 }
 
-// Codes of every value under the chosen affine parameters.
-void affine_codes(const float* x, const AffineK& p, int n_sub, int len, int qmax, int* codes) {
-  for (int j = 0; j < n_sub; ++j) {
-    const float scale = p.d * p.sc[j], offset = -p.dmin * p.mn[j];
-    const float is = scale > 0 ? 1.0f / scale : 0.0f;
-    for (int i = 0; i < len; ++i) codes[j * len + i] = round_clamp((x[j * len + i] - offset) * is, 0, qmax);
-  }
+// The grid of the chosen affine parameters: value = (d*sc)*code - dmin*mn, codes [0, qmax].
+void affine_grid(const AffineK& p, int n_sub, int len, int qmax, BlockGrid* g) {
+  g->n_codes = qmax + 1;
+  for (int j = 0; j < n_sub; ++j)
+    for (int i = 0; i < len; ++i) {
+      g->scale[j * len + i] = p.d * p.sc[j];
+      g->offset[j * len + i] = -(p.dmin * p.mn[j]);
+    }
 }
 
 // --- symmetric sub-blocks (Q3_K, Q6_K, IQ4_XS): value = d*sc*level(q) ---
@@ -123,15 +124,17 @@ SymmetricK choose_symmetric_k(const float* x, const float* w, const SymSpec& p) 
   return best;
 }
 
-void symmetric_codes(const float* x, const SymmetricK& k, const SymSpec& p, int* codes) {
-  for (int j = 0; j < p.n_sub; ++j) {
-    const float scale = k.d * k.sc[j];
-    const float is = scale != 0 ? 1.0f / scale : 0.0f;
+// The grid of the chosen symmetric parameters: value = (d*sc)*level, codes [0, qmax-qmin]
+// standing for levels qmin..qmax, or table indexes.
+void symmetric_grid(const SymmetricK& k, const SymSpec& p, BlockGrid* g) {
+  g->n_codes = p.table ? 16 : p.qmax - p.qmin + 1;
+  g->level_bias = p.table ? 0 : -p.qmin;
+  g->table = p.table;
+  for (int j = 0; j < p.n_sub; ++j)
     for (int i = 0; i < p.len; ++i) {
-      const float v = x[j * p.len + i] * is;
-      codes[j * p.len + i] = p.table ? nearest_level(v, p.table, 16) : round_clamp(v, p.qmin, p.qmax) - p.qmin;
+      g->scale[j * p.len + i] = k.d * k.sc[j];
+      g->offset[j * p.len + i] = 0;
     }
-  }
 }
 
 // Q4_K/Q5_K: eight 6-bit scales and mins in 12 bytes. Scales/mins 0-3 use the low 6 bits
@@ -181,14 +184,16 @@ constexpr SymSpec kIQ4XS{8, 32, 0, 0, -32, 31, kIq4nlValues};
 
 }  // namespace
 
-void quantize_q2_k(const float* x, const float* w, uint8_t* out) {
+void choose_q2_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ2_K*>(out);
   const AffineK p = choose_affine_k(x, w, 16, 16, 3, 15);
-  int codes[kQKK];
-  affine_codes(x, p, 16, 16, 3, codes);
+  affine_grid(p, 16, 16, 3, g);
   b->d = f32_to_f16(p.d);
   b->dmin = f32_to_f16(p.dmin);
   for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<uint8_t>(p.sc[j] | (p.mn[j] << 4));
+}
+void set_codes_q2_k(const int* codes, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ2_K*>(out);
   std::memset(b->qs, 0, sizeof b->qs);
   for (int e = 0; e < kQKK; ++e) b->qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>(codes[e] << (2 * ((e % 128) / 32)));
 }
@@ -202,13 +207,15 @@ void dequantize_q2_k(const uint8_t* in, float* y) {
   }
 }
 
-void quantize_q3_k(const float* x, const float* w, uint8_t* out) {
+void choose_q3_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ3_K*>(out);
   const SymmetricK p = choose_symmetric_k(x, w, kQ3K);
-  int codes[kQKK];  // 0..7 = code + 4
-  symmetric_codes(x, p, kQ3K, codes);
+  symmetric_grid(p, kQ3K, g);
   b->d = f32_to_f16(p.d);
   pack_scales_q3k(p.sc, b->scales);
+}
+void set_codes_q3_k(const int* codes, uint8_t* out) {  // codes 0..7 = level + 4
+  auto* b = reinterpret_cast<BlockQ3_K*>(out);
   std::memset(b->qs, 0, sizeof b->qs);
   std::memset(b->hmask, 0, sizeof b->hmask);
   for (int e = 0; e < kQKK; ++e) {
@@ -231,15 +238,17 @@ void dequantize_q3_k(const uint8_t* in, float* y) {
 // Q4_K and Q5_K share the parameter search, the 12-byte scale packing and the nibble
 // layout; Q5_K adds the fifth bits in qh.
 template <typename Block>
-void quantize_k4_family(const float* x, const float* w, int qmax, Block* b, int* codes) {
+void choose_k4_family(const float* x, const float* w, int qmax, Block* b, BlockGrid* g) {
   const AffineK p = choose_affine_k(x, w, 8, 32, qmax, 63);
-  affine_codes(x, p, 8, 32, qmax, codes);
+  affine_grid(p, 8, 32, qmax, g);
   b->d = f32_to_f16(p.d);
   b->dmin = f32_to_f16(p.dmin);
   pack_scale_min_k4(p.sc, p.mn, b->scales);
+}
+void pack_low_nibbles_k4(const int* codes, uint8_t* qs) {
   for (int g = 0; g < 4; ++g)
     for (int l = 0; l < 32; ++l)
-      b->qs[32 * g + l] = static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
+      qs[32 * g + l] = static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
 }
 
 // qh: Q5_K's fifth bits, or null for Q4_K.
@@ -255,18 +264,20 @@ void dequantize_k4_family(const Block* b, const uint8_t* qh, float* y) {
   }
 }
 
-void quantize_q4_k(const float* x, const float* w, uint8_t* out) {
-  int codes[kQKK];
-  quantize_k4_family(x, w, 15, reinterpret_cast<BlockQ4_K*>(out), codes);
+void choose_q4_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_k4_family(x, w, 15, reinterpret_cast<BlockQ4_K*>(out), g);
 }
+void set_codes_q4_k(const int* codes, uint8_t* out) { pack_low_nibbles_k4(codes, reinterpret_cast<BlockQ4_K*>(out)->qs); }
 void dequantize_q4_k(const uint8_t* in, float* y) {
   dequantize_k4_family(reinterpret_cast<const BlockQ4_K*>(in), nullptr, y);
 }
 
-void quantize_q5_k(const float* x, const float* w, uint8_t* out) {
+void choose_q5_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_k4_family(x, w, 31, reinterpret_cast<BlockQ5_K*>(out), g);
+}
+void set_codes_q5_k(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ5_K*>(out);
-  int codes[kQKK];
-  quantize_k4_family(x, w, 31, b, codes);
+  pack_low_nibbles_k4(codes, b->qs);
   std::memset(b->qh, 0, sizeof b->qh);
   for (int e = 0; e < kQKK; ++e) b->qh[e % 32] |= static_cast<uint8_t>((codes[e] >> 4) << (e / 32));
 }
@@ -275,13 +286,15 @@ void dequantize_q5_k(const uint8_t* in, float* y) {
   dequantize_k4_family(b, b->qh, y);
 }
 
-void quantize_q6_k(const float* x, const float* w, uint8_t* out) {
+void choose_q6_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ6_K*>(out);
   const SymmetricK p = choose_symmetric_k(x, w, kQ6K);
-  int codes[kQKK];  // 0..63 = code + 32
-  symmetric_codes(x, p, kQ6K, codes);
+  symmetric_grid(p, kQ6K, g);
   b->d = f32_to_f16(p.d);
   for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<int8_t>(p.sc[j]);
+}
+void set_codes_q6_k(const int* codes, uint8_t* out) {  // codes 0..63 = level + 32
+  auto* b = reinterpret_cast<BlockQ6_K*>(out);
   std::memset(b->ql, 0, sizeof b->ql);
   std::memset(b->qh, 0, sizeof b->qh);
   for (int e = 0; e < kQKK; ++e) {
@@ -301,11 +314,10 @@ void dequantize_q6_k(const uint8_t* in, float* y) {
   }
 }
 
-void quantize_iq4_xs(const float* x, const float* w, uint8_t* out) {
+void choose_iq4_xs(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockIQ4_XS*>(out);
   const SymmetricK p = choose_symmetric_k(x, w, kIQ4XS);
-  int codes[kQKK];
-  symmetric_codes(x, p, kIQ4XS, codes);
+  symmetric_grid(p, kIQ4XS, g);
   b->d = f32_to_f16(p.d);
   b->scales_h = 0;
   std::memset(b->scales_l, 0, sizeof b->scales_l);
@@ -313,9 +325,13 @@ void quantize_iq4_xs(const float* x, const float* w, uint8_t* out) {
     const int v = p.sc[j] + 32;
     b->scales_l[j / 2] |= static_cast<uint8_t>((v & 15) << (4 * (j % 2)));
     b->scales_h |= static_cast<uint16_t>((v >> 4) << (2 * j));
+  }
+}
+void set_codes_iq4_xs(const int* codes, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockIQ4_XS*>(out);
+  for (int j = 0; j < 8; ++j)
     for (int l = 0; l < 16; ++l)
       b->qs[16 * j + l] = static_cast<uint8_t>(codes[32 * j + l] | (codes[32 * j + 16 + l] << 4));
-  }
 }
 void dequantize_iq4_xs(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockIQ4_XS*>(in);

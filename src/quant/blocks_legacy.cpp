@@ -1,7 +1,7 @@
 // The 32-value block types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL (layouts in block_layouts.h).
-// Each quantizer fits the float scale (and offset) with the searches of scale_fit.h, stores
-// it as f16, and rounds every code under the stored value, so what is decoded is what was
-// optimised.
+// Each `choose` fits the float scale (and offset) with the searches of scale_fit.h and stores
+// it as f16; the grid it reports uses the stored value, so codes are rounded under what the
+// decoder will see.
 #include <cstring>
 
 #include "lowbit/float_convert.h"
@@ -37,53 +37,51 @@ int high_bit(const uint8_t* qh, int e) {
   return (h >> e) & 1;
 }
 
-// Symmetric codes in [qmin, qmax] with a stored f16 scale; codes returned with `bias` added.
-float quantize_symmetric(const float* x, const float* w, int qmin, int qmax, int bias, uint16_t* d16, int* codes) {
+// Symmetric grid: value = d*(code - bias), levels [qmin, qmax] = codes - bias, f16 d.
+void choose_symmetric(const float* x, const float* w, int qmin, int qmax, uint16_t* d16, BlockGrid* g) {
   const float d = store_f16(fit_symmetric(x, w, kQK, qmin, qmax), d16);
-  const float id = d != 0 ? 1.0f / d : 0.0f;
-  for (int e = 0; e < kQK; ++e) codes[e] = round_clamp(x[e] * id, qmin, qmax) + bias;
-  return d;
+  g->n_codes = qmax - qmin + 1;
+  g->level_bias = -qmin;
+  for (int e = 0; e < kQK; ++e) g->scale[e] = d, g->offset[e] = 0;
 }
 
-// Affine codes in [0, qmax] with stored f16 scale and offset.
-void quantize_affine(const float* x, const float* w, int qmax, uint16_t* d16, uint16_t* m16, int* codes) {
+// Affine grid: value = d*code + m, codes [0, qmax], f16 d and m.
+void choose_affine(const float* x, const float* w, int qmax, uint16_t* d16, uint16_t* m16, BlockGrid* g) {
   const AffineFit f = fit_affine(x, w, kQK, qmax, false);
   const float m = store_f16(f.offset, m16);
   const float d = store_f16(f.scale, d16);
-  const float id = d > 0 ? 1.0f / d : 0.0f;
-  for (int e = 0; e < kQK; ++e) codes[e] = round_clamp((x[e] - m) * id, 0, qmax);
+  g->n_codes = qmax + 1;
+  for (int e = 0; e < kQK; ++e) g->scale[e] = d, g->offset[e] = m;
 }
 
 }  // namespace
 
-void quantize_q4_0(const float* x, const float* w, uint8_t* out) {
-  auto* b = reinterpret_cast<BlockQ4_0*>(out);
-  int codes[kQK];
-  quantize_symmetric(x, w, -8, 7, 8, &b->d, codes);
-  pack_nibbles(codes, b->qs);
+void choose_q4_0(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_symmetric(x, w, -8, 7, &reinterpret_cast<BlockQ4_0*>(out)->d, g);
 }
+void set_codes_q4_0(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockQ4_0*>(out)->qs); }
 void dequantize_q4_0(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ4_0*>(in);
   const float d = f16_to_f32(b->d);
   for (int e = 0; e < kQK; ++e) y[e] = d * (nibble(b->qs, e) - 8);
 }
 
-void quantize_q4_1(const float* x, const float* w, uint8_t* out) {
+void choose_q4_1(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ4_1*>(out);
-  int codes[kQK];
-  quantize_affine(x, w, 15, &b->d, &b->m, codes);
-  pack_nibbles(codes, b->qs);
+  choose_affine(x, w, 15, &b->d, &b->m, g);
 }
+void set_codes_q4_1(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockQ4_1*>(out)->qs); }
 void dequantize_q4_1(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ4_1*>(in);
   const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
   for (int e = 0; e < kQK; ++e) y[e] = d * nibble(b->qs, e) + m;
 }
 
-void quantize_q5_0(const float* x, const float* w, uint8_t* out) {
+void choose_q5_0(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_symmetric(x, w, -16, 15, &reinterpret_cast<BlockQ5_0*>(out)->d, g);
+}
+void set_codes_q5_0(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ5_0*>(out);
-  int codes[kQK];
-  quantize_symmetric(x, w, -16, 15, 16, &b->d, codes);
   pack_nibbles(codes, b->qs);
   pack_high_bits(codes, b->qh);
 }
@@ -93,10 +91,12 @@ void dequantize_q5_0(const uint8_t* in, float* y) {
   for (int e = 0; e < kQK; ++e) y[e] = d * ((nibble(b->qs, e) | high_bit(b->qh, e) << 4) - 16);
 }
 
-void quantize_q5_1(const float* x, const float* w, uint8_t* out) {
+void choose_q5_1(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ5_1*>(out);
-  int codes[kQK];
-  quantize_affine(x, w, 31, &b->d, &b->m, codes);
+  choose_affine(x, w, 31, &b->d, &b->m, g);
+}
+void set_codes_q5_1(const int* codes, uint8_t* out) {
+  auto* b = reinterpret_cast<BlockQ5_1*>(out);
   pack_nibbles(codes, b->qs);
   pack_high_bits(codes, b->qh);
 }
@@ -106,11 +106,13 @@ void dequantize_q5_1(const uint8_t* in, float* y) {
   for (int e = 0; e < kQK; ++e) y[e] = d * (nibble(b->qs, e) | high_bit(b->qh, e) << 4) + m;
 }
 
-void quantize_q8_0(const float* x, const float* w, uint8_t* out) {
+// Codes 0..254 stand for levels -127..127 (llama.cpp never uses -128).
+void choose_q8_0(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_symmetric(x, w, -127, 127, &reinterpret_cast<BlockQ8_0*>(out)->d, g);
+}
+void set_codes_q8_0(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ8_0*>(out);
-  int codes[kQK];
-  quantize_symmetric(x, w, -127, 127, 0, &b->d, codes);
-  for (int e = 0; e < kQK; ++e) b->qs[e] = static_cast<int8_t>(codes[e]);
+  for (int e = 0; e < kQK; ++e) b->qs[e] = static_cast<int8_t>(codes[e] - 127);
 }
 void dequantize_q8_0(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ8_0*>(in);
@@ -118,14 +120,14 @@ void dequantize_q8_0(const uint8_t* in, float* y) {
   for (int e = 0; e < kQK; ++e) y[e] = d * b->qs[e];
 }
 
-void quantize_iq4_nl(const float* x, const float* w, uint8_t* out) {
+void choose_iq4_nl(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockIQ4_NL*>(out);
   const float d = store_f16(fit_table(x, w, kQK, kIq4nlValues, 16), &b->d);
-  const float id = d != 0 ? 1.0f / d : 0.0f;
-  int codes[kQK];
-  for (int e = 0; e < kQK; ++e) codes[e] = nearest_level(x[e] * id, kIq4nlValues, 16);
-  pack_nibbles(codes, b->qs);
+  g->n_codes = 16;
+  g->table = kIq4nlValues;
+  for (int e = 0; e < kQK; ++e) g->scale[e] = d, g->offset[e] = 0;
 }
+void set_codes_iq4_nl(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockIQ4_NL*>(out)->qs); }
 void dequantize_iq4_nl(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockIQ4_NL*>(in);
   const float d = f16_to_f32(b->d);

@@ -1,7 +1,10 @@
 // Streams a model into a quantized GGUF file: the writer asks for one tensor at a time,
 // which is loaded as f32, quantized by all threads (rows split between them), measured
 // and released. Peak memory is about one tensor in f32 plus its quantized bytes.
+#include <cblas.h>
+
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <mutex>
 
@@ -16,27 +19,65 @@
 namespace lowbit {
 namespace {
 
-// Quantizes rows of x into out with all threads; returns ||x - dq(q(x))|| / ||x||.
-double quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, const float* importance,
-                       int n_threads, std::vector<uint8_t>& out) {
+struct TensorErrors {
+  double weight = 0;  // ||W - Q|| / ||W||
+  double output = 0;  // sqrt(tr((W-Q) H (W-Q)ᵀ) / tr(W H Wᵀ)), the layer-output error; 0 without H
+};
+
+// Both errors of the quantized rows `out` against x [rows, row_len], with all threads.
+// The output error takes one SGEMM per chunk of rows: (W-Q)·H, then a row-wise dot.
+TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
+                            const std::vector<double>* hessian, int n_threads) {
+  const uint64_t n_rows = x.size() / row_len, row_bytes = out.size() / n_rows;
+  const bool with_h = hessian && hessian->size() == row_len * row_len;
+  const std::vector<float> h = with_h ? std::vector<float>(hessian->begin(), hessian->end()) : std::vector<float>();
+  ErrorSums weight;
+  double out_err = 0, out_ref = 0;
+  std::mutex mu;
+  parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
+    constexpr uint64_t kChunk = 64;
+    std::vector<float> y(kChunk * row_len), d(kChunk * row_len), dh(with_h ? kChunk * row_len : 0);
+    ErrorSums part;
+    double e = 0, ref = 0;
+    for (uint64_t c0 = r0; c0 < r1; c0 += kChunk) {
+      const uint64_t n = std::min(kChunk, r1 - c0);
+      const float* xr = x.data() + c0 * row_len;
+      for (uint64_t r = 0; r < n; ++r) dequantize_values(type, out.data() + (c0 + r) * row_bytes, row_len, &y[r * row_len]);
+      part.add(xr, y.data(), n * row_len);
+      if (!with_h) continue;
+      for (uint64_t i = 0; i < n * row_len; ++i) d[i] = xr[i] - y[i];
+      const int k = static_cast<int>(row_len);
+      for (const auto& [m, acc] : {std::pair{d.data(), &e}, std::pair{const_cast<float*>(xr), &ref}}) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), k, k, 1.0f, m, k, h.data(), k, 0.0f,
+                    dh.data(), k);
+        for (uint64_t i = 0; i < n * row_len; ++i) *acc += static_cast<double>(dh[i]) * m[i];
+      }
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    weight.add(part);
+    out_err += e;
+    out_ref += ref;
+  });
+  return {weight.relative_rms(), out_ref > 0 ? std::sqrt(std::max(0.0, out_err) / out_ref) : 0.0};
+}
+
+// Quantizes rows of x into out: GPTQ when `gptq` and H are given and the type is a block
+// type, round to nearest otherwise.
+void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, const float* importance,
+                     const std::vector<double>* hessian, const GptqOptions* gptq, int n_threads, std::vector<uint8_t>& out) {
   const uint64_t n_rows = x.size() / row_len;
   const auto& tr = traits(type);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
   out.resize(n_rows * row_bytes);
-  ErrorSums total;
-  std::mutex mu;
-  parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
-    quantize_rows(type, x.data() + r0 * row_len, r1 - r0, row_len, importance, out.data() + r0 * row_bytes);
-    std::vector<float> y(row_len);
-    ErrorSums part;
-    for (uint64_t r = r0; r < r1; ++r) {
-      dequantize_values(type, out.data() + r * row_bytes, row_len, y.data());
-      part.add(x.data() + r * row_len, y.data(), row_len);
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    total.add(part);
-  });
-  return total.relative_rms();
+  if (gptq && hessian && !hessian->empty() && !tr.is_float) {
+    GptqOptions g = *gptq;
+    g.n_threads = n_threads;
+    gptq_quantize_rows(type, x.data(), n_rows, row_len, *hessian, importance, g, out.data());
+  } else {
+    parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
+      quantize_rows(type, x.data() + r0 * row_len, r1 - r0, row_len, importance, out.data() + r0 * row_bytes);
+    });
+  }
 }
 
 }  // namespace
@@ -53,7 +94,8 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
   set_model_metadata(m, w, preset.file_type);
   w.set("general.quantization_version", GgufValue::of_u32(2));
   w.set("lowbit.quantize.preset", GgufValue::of_string(preset.name));
-  w.set("lowbit.quantize.method", GgufValue::of_string(o.importance ? "rtn-importance" : "rtn"));
+  const std::string method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
+  w.set("lowbit.quantize.method", GgufValue::of_string(method));
   add_rope_freqs(m, w);
 
   QuantizeReport report;
@@ -62,7 +104,7 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
   for (size_t i = 0; i < plan.size(); ++i) {
     const TensorView& src = m.tensors[i];
     TensorReport& rep = report.tensors[i];
-    rep = {src.name, src.shape, plan[i].type, 0, 0, plan[i].note};
+    rep = {src.name, src.shape, plan[i].type, 0, 0, 0, plan[i].note};
     if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
       fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
     report.total_bytes += rep.bytes;
@@ -79,7 +121,14 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
       if (imp && imp->size() != s.row_len())
         fail(ErrorKind::Argument, "importance vector for '{}' has {} values, the tensor has {} columns", s.name,
              imp->size(), s.row_len());
-      r.rel_rms_error = quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, n_threads, out);
+      const std::vector<double>* h = o.hessian ? o.hessian(s.name) : nullptr;
+      if (h && !h->empty() && h->size() != s.row_len() * s.row_len())
+        fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
+             s.row_len());
+      quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, h, o.use_gptq ? &o.gptq : nullptr, n_threads, out);
+      const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h, n_threads);
+      r.rel_rms_error = e.weight;
+      r.rel_output_error = e.output;
       release_mapped_pages(s.data, s.nbytes);
       if (o.on_tensor) o.on_tensor(i, plan.size(), r);
     };

@@ -1,0 +1,76 @@
+// GPTQ onto the GGUF block types: the sweep of gptq_sweep.h with a rounder that asks the
+// block codec (quant/block_codecs.h) to choose a block's parameters and report its grid,
+// rounds single values onto that grid, and packs the codes when a tile of rows is done.
+#include <algorithm>
+
+#include "algo/gptq_sweep.h"
+#include "lowbit/error.h"
+#include "quant/block_codecs.h"
+
+namespace lowbit {
+namespace {
+
+class BlockRounder final : public gptq::GridRounder {
+ public:
+  BlockRounder(const quant::BlockCodec& codec, uint64_t cols, const float* importance, uint8_t* out)
+      : codec_(codec),
+        blen_(traits(codec.type).block_size),
+        bytes_(traits(codec.type).type_size),
+        cols_(cols),
+        bpr_(cols / blen_),
+        importance_(importance),
+        out_(out) {}
+
+  uint64_t block_len() const override { return blen_; }
+  void begin_rows(uint64_t r0, uint64_t r1) override {
+    r0_ = r0;
+    grids_.resize((r1 - r0) * bpr_);
+    codes_.assign((r1 - r0) * cols_, 0);
+  }
+  void choose(uint64_t row, uint64_t b, const float* values) override {
+    codec_.choose(values, importance_ ? importance_ + b * blen_ : nullptr, block(row, b), &grids_[(row - r0_) * bpr_ + b]);
+  }
+  float round(uint64_t row, uint64_t col, float v) override {
+    const quant::BlockGrid& g = grids_[(row - r0_) * bpr_ + col / blen_];
+    const int e = static_cast<int>(col % blen_), c = g.nearest(e, v);
+    codes_[(row - r0_) * cols_ + col] = c;
+    return g.value(e, c);
+  }
+  void end_rows(uint64_t r0, uint64_t r1) override {
+    for (uint64_t r = r0; r < r1; ++r)
+      for (uint64_t b = 0; b < bpr_; ++b) codec_.set_codes(&codes_[(r - r0) * cols_ + b * blen_], block(r, b));
+  }
+
+ private:
+  uint8_t* block(uint64_t row, uint64_t b) const { return out_ + (row * bpr_ + b) * bytes_; }
+
+  const quant::BlockCodec& codec_;
+  uint64_t blen_, bytes_, cols_, bpr_;
+  const float* importance_;
+  uint8_t* out_;
+  uint64_t r0_ = 0;
+  std::vector<quant::BlockGrid> grids_;  // [rows of the tile, blocks per row]
+  std::vector<int> codes_;               // [rows of the tile, cols]
+};
+
+}  // namespace
+
+void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
+                        const float* importance, const GptqOptions& o, uint8_t* out) {
+  const quant::BlockCodec* codec = quant::block_codec(type);
+  if (!codec) fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)", dtype_name(type));
+  const auto& tr = traits(type);
+  if (cols % tr.block_size != 0)
+    fail(ErrorKind::Argument, "GPTQ: rows of {} values do not divide into {} blocks of {}", cols, tr.name, tr.block_size);
+  std::vector<float> diag;
+  if (!importance) {
+    diag.resize(cols);
+    for (uint64_t j = 0; j < cols; ++j) diag[j] = static_cast<float>(H.size() == cols * cols ? H[j * cols + j] : 1.0);
+    importance = diag.data();
+  }
+  std::vector<float> W(w, w + rows * cols);
+  BlockRounder rounder(*codec, cols, importance, out);
+  gptq::sweep(W, rows, cols, H, o, rounder);
+}
+
+}  // namespace lowbit

@@ -17,6 +17,7 @@
 #include "lowbit/gguf.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
+#include "lowbit/sequential.h"
 #include "lowbit/tokenizer.h"
 #include "test_support.h"
 
@@ -198,6 +199,58 @@ TEST(GptqModel, GgufPresetHasALowerOutputErrorThanRounding) {
   EXPECT_EQ(GgufFile::open(dir.file("r.gguf"))->get_string("lowbit.quantize.method"), "rtn");
 }
 
+// tr((W - Q) H (W - Q)ᵀ) / tr(W H Wᵀ) for a weight and its quantized bytes.
+double output_error(const Model& m, const std::string& name, DType t, const std::vector<uint8_t>& bytes,
+                    const std::vector<double>& h) {
+  const TensorView& w = m.tensor(name);
+  const uint64_t rows = w.shape[0], cols = w.row_len();
+  const std::vector<float> x = to_f32(w);
+  std::vector<float> q(x.size());
+  dequantize_values(t, bytes.data(), q.size(), q.data());
+  double e = 0, ref = 0;
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t i = 0; i < cols; ++i)
+      for (uint64_t j = 0; j < cols; ++j) {
+        const double hij = h[i * cols + j];
+        e += (x[r * cols + i] - q[r * cols + i]) * hij * (x[r * cols + j] - q[r * cols + j]);
+        ref += x[r * cols + i] * hij * x[r * cols + j];
+      }
+  return e / ref;
+}
+
+// The block-by-block driver: every planned weight is quantized, the embedding by rounding,
+// the linears with a lower output error than rounding under the Hessian they were given,
+// and the activations kept are windows x ctx x n_embd floats.
+TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
+  QuantizePlanOptions po;
+  po.preset = "Q4_K_M";
+  std::map<std::string, DType> types;
+  for (const TensorPlan& p : plan_quantization(m, po)) types[p.name] = p.type;
+  SequentialOptions o;
+  o.calib.n_samples = 4;
+  o.calib.n_ctx = 64;
+  o.gptq.act_order = false;
+  o.gptq.damp = 0.1;
+  const SequentialResult res = quantize_sequential(m, tokens, types, o);
+  EXPECT_EQ(res.activation_bytes, 4u * 64 * 256 * 4);
+  EXPECT_EQ(res.layer_seconds.size(), 8u);
+  EXPECT_EQ(res.bytes.size(), 8u * 7 + 2);  // the linears, the head and the embedding
+  const TensorView& e = m.tensor("token_embd.weight");
+  std::vector<uint8_t> rtn(res.bytes.at(e.name).size());
+  quantize_rows(types.at(e.name), to_f32(e).data(), e.shape[0], e.row_len(), nullptr, rtn.data());
+  EXPECT_EQ(res.bytes.at(e.name), rtn);
+  for (const char* name : {"blk.0.attn_q.weight", "blk.3.ffn_gate.weight", "blk.7.ffn_down.weight", "output.weight"}) {
+    const TensorView& w = m.tensor(name);
+    const DType t = types.at(name);
+    std::vector<uint8_t> plain(res.bytes.at(name).size());
+    quantize_rows(t, to_f32(w).data(), w.shape[0], w.row_len(), nullptr, plain.data());
+    const auto& h = res.hessian.at(name);
+    EXPECT_LT(output_error(m, name, t, res.bytes.at(name), h), 0.9 * output_error(m, name, t, plain, h)) << name;
+  }
+}
+
 TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
@@ -206,7 +259,7 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
                           calib, "--calib-samples", "4", "--calib-ctx", "64", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(GgufFile::open(dir.file("g.gguf"))->get_string("lowbit.quantize.method"),
-            "gptq damp=0.1 act_order=0 calib=4x64");
+            "gptq sequential damp=0.1 act_order=0 calib=4x64");
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib,
                      "--act-order", "--no-act-order"});
   EXPECT_EQ(r.exit_code, 1);

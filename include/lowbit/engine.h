@@ -39,7 +39,19 @@ class Engine {
   const Model& model() const { return model_; }
   void set_linear_input_hook(LinearInputHook hook) { hook_ = std::move(hook); }
 
+  // The steps of eval, for drivers that move activations one block at a time
+  // (sequential calibration). x is [n, n_embd]; positions start at n_past(), which
+  // forward_layer does not advance (eval does, after the last layer).
+  void embed(const int32_t* tokens, size_t n, float* x) const;
+  void forward_layer(uint32_t layer, float* x, size_t n);  // x += attention, then x += FFN
+  void head(const float* x, size_t n, std::vector<float>& logits);  // final norm + output: [n, n_vocab]
+  void final_norm(const float* x, size_t n, float* h) const;        // the output head's input
+  // Makes a weight (e.g. "blk.3.attn_q.weight", "token_embd.weight") read from `w` instead, e.g. its
+  // quantized version; `w` must outlive the engine and have the same shape.
+  void replace_weight(const std::string& name, const TensorView* w);
+
  private:
+  void reserve(size_t n);
   struct Impl;
   const Model& model_;
   uint32_t n_ctx_;

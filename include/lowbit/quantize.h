@@ -107,6 +107,9 @@ struct QuantizeOptions {
   std::function<const std::vector<double>*(const std::string& name)> hessian;
   bool use_gptq = false;
   GptqOptions gptq;
+  // Bytes already quantized to the planned type (e.g. by sequential GPTQ), rows in the
+  // model's own layout; null = quantize here.
+  std::function<const std::vector<uint8_t>*(const std::string& name)> precomputed;
   std::string method;  // written as lowbit.quantize.method; empty = derived from the above
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;

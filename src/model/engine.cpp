@@ -123,97 +123,145 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), impl_(std::make_
 
 Engine::~Engine() = default;
 
-void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, bool all_logits) {
+void Engine::reserve(size_t n) {
   const ModelConfig& c = model_.config;
   Impl& s = *impl_;
-  if (n == 0) fail(ErrorKind::Argument, "eval: no tokens");
-  if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
-  const size_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.n_vocab, hd = c.head_dim;
-  const size_t T = n_past_ + n;  // keys visible to the last token
+  const size_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
   s.x.resize(n * D);
   s.h.resize(n * D);
   s.q.resize(n * Q);
   s.k.resize(n * KV);
   s.v.resize(n * KV);
   s.attn.resize(n * Q);
-  s.scores.resize(n * T);
+  s.scores.resize(n * (n_past_ + n));
   s.gate.resize(n * F);
   s.up.resize(n * F);
   s.ffn.resize(n * D);
+}
+
+void Engine::embed(const int32_t* tokens, size_t n, float* x) const {
+  const ModelConfig& c = model_.config;
   for (size_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= c.n_vocab)
       fail(ErrorKind::Argument, "eval: token id {} is outside the vocabulary of {}", tokens[t], c.n_vocab);
-    dequantize_rows(*s.embd, tokens[t], 1, &s.x[t * D]);
+    dequantize_rows(*impl_->embd, tokens[t], 1, &x[t * c.n_embd]);
   }
+}
+
+void Engine::replace_weight(const std::string& name, const TensorView* w) {
+  std::vector<const TensorView**> slots = {&impl_->embd, &impl_->output};  // the same tensor when tied
+  for (auto& L : impl_->layers)
+    for (const TensorView** slot : {&L.wq, &L.wk, &L.wv, &L.wo, &L.wgate, &L.wup, &L.wdown}) slots.push_back(slot);
+  bool found = false;
+  for (const TensorView** slot : slots) {
+    if ((*slot)->name != name) continue;
+    if (w->shape != (*slot)->shape)
+      fail(ErrorKind::Argument, "replace_weight: '{}' is {}, the replacement {}", name, shape_string((*slot)->shape),
+           shape_string(w->shape));
+    *slot = w;
+    found = true;
+  }
+  if (!found) fail(ErrorKind::Argument, "replace_weight: the model has no weight '{}'", name);
+}
+
+void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
+  const ModelConfig& c = model_.config;
+  Impl& s = *impl_;
+  if (layer >= s.layers.size()) fail(ErrorKind::Argument, "forward_layer: layer {} of {}", layer, s.layers.size());
+  if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
+  reserve(n);
+  const size_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, hd = c.head_dim;
+  const size_t T = n_past_ + n;  // keys visible to the last token
   auto hook = [&](const TensorView* w, const float* in, size_t in_dim) {
     if (hook_) hook_(w->name, in, n, in_dim);
   };
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
   const uint32_t group = c.n_head / c.n_head_kv;
-  for (auto& L : s.layers) {
-    // attention block
-    rms_norm(s.x.data(), L.attn_norm.data(), s.h.data(), n, D, c.norm_eps);
-    for (const TensorView* w : {L.wq, L.wk, L.wv}) hook(w, s.h.data(), D);
-    linear_forward(*L.wq, s.h.data(), n, s.q.data());
-    linear_forward(*L.wk, s.h.data(), n, s.k.data());
-    linear_forward(*L.wv, s.h.data(), n, s.v.data());
-    if (c.attn_bias)
-      for (size_t t = 0; t < n; ++t) {
-        for (size_t i = 0; i < Q; ++i) s.q[t * Q + i] += L.bq[i];
-        for (size_t i = 0; i < KV; ++i) s.k[t * KV + i] += L.bk[i];
-        for (size_t i = 0; i < KV; ++i) s.v[t * KV + i] += L.bv[i];
-      }
-    if (c.qk_norm) {
-      rms_norm(s.q.data(), L.q_norm.data(), s.q.data(), n * c.n_head, hd, c.norm_eps);
-      rms_norm(s.k.data(), L.k_norm.data(), s.k.data(), n * c.n_head_kv, hd, c.norm_eps);
+  Impl::Layer& L = s.layers[layer];
+  // attention block
+  rms_norm(x, L.attn_norm.data(), s.h.data(), n, D, c.norm_eps);
+  for (const TensorView* w : {L.wq, L.wk, L.wv}) hook(w, s.h.data(), D);
+  linear_forward(*L.wq, s.h.data(), n, s.q.data());
+  linear_forward(*L.wk, s.h.data(), n, s.k.data());
+  linear_forward(*L.wv, s.h.data(), n, s.v.data());
+  if (c.attn_bias)
+    for (size_t t = 0; t < n; ++t) {
+      for (size_t i = 0; i < Q; ++i) s.q[t * Q + i] += L.bq[i];
+      for (size_t i = 0; i < KV; ++i) s.k[t * KV + i] += L.bk[i];
+      for (size_t i = 0; i < KV; ++i) s.v[t * KV + i] += L.bv[i];
     }
-    apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
-    apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
-    std::copy(s.k.begin(), s.k.end(), L.k_cache.begin() + n_past_ * KV);
-    std::copy(s.v.begin(), s.v.end(), L.v_cache.begin() + n_past_ * KV);
-    for (uint32_t head = 0; head < c.n_head; ++head) {
-      const size_t kvh = head / group;
-      // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
-                  L.k_cache.data() + kvh * hd, KV, 0.0f, s.scores.data(), T);
-      for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
-        float* row = s.scores.data() + t * T;
-        const size_t visible = n_past_ + t + 1;
-        const float mx = *std::max_element(row, row + visible);
-        double sum = 0;
-        for (size_t j = 0; j < visible; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const float inv = static_cast<float>(1.0 / sum);
-        for (size_t j = 0; j < visible; ++j) row[j] *= inv;
-        std::fill(row + visible, row + T, 0.0f);
-      }
-      // out_head[n, hd] = scores[n, T] · V_head[T, hd]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
-                  L.v_cache.data() + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
-    }
-    hook(L.wo, s.attn.data(), Q);
-    linear_forward(*L.wo, s.attn.data(), n, s.ffn.data());
-    for (size_t i = 0; i < n * D; ++i) s.x[i] += s.ffn[i];
-    // SwiGLU feed-forward block
-    rms_norm(s.x.data(), L.ffn_norm.data(), s.h.data(), n, D, c.norm_eps);
-    for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
-    linear_forward(*L.wgate, s.h.data(), n, s.gate.data());
-    linear_forward(*L.wup, s.h.data(), n, s.up.data());
-    for (size_t i = 0; i < n * F; ++i) {
-      const float g = s.gate[i];
-      s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
-    }
-    hook(L.wdown, s.gate.data(), F);
-    linear_forward(*L.wdown, s.gate.data(), n, s.ffn.data());
-    for (size_t i = 0; i < n * D; ++i) s.x[i] += s.ffn[i];
+  if (c.qk_norm) {
+    rms_norm(s.q.data(), L.q_norm.data(), s.q.data(), n * c.n_head, hd, c.norm_eps);
+    rms_norm(s.k.data(), L.k_norm.data(), s.k.data(), n * c.n_head_kv, hd, c.norm_eps);
   }
-  const size_t first = all_logits ? 0 : n - 1, rows = n - first;
-  rms_norm(s.x.data() + first * D, s.output_norm.data(), s.h.data(), rows, D, c.norm_eps);
-  logits.resize(rows * V);
-  if (hook_) hook_(s.output->name, s.h.data(), rows, D);
-  linear_forward(*s.output, s.h.data(), rows, logits.data());
+  apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
+  apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
+  std::copy(s.k.begin(), s.k.begin() + n * KV, L.k_cache.begin() + n_past_ * KV);
+  std::copy(s.v.begin(), s.v.begin() + n * KV, L.v_cache.begin() + n_past_ * KV);
+  for (uint32_t head = 0; head < c.n_head; ++head) {
+    const size_t kvh = head / group;
+    // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
+                L.k_cache.data() + kvh * hd, KV, 0.0f, s.scores.data(), T);
+    for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
+      float* row = s.scores.data() + t * T;
+      const size_t visible = n_past_ + t + 1;
+      const float mx = *std::max_element(row, row + visible);
+      double sum = 0;
+      for (size_t j = 0; j < visible; ++j) {
+        row[j] = std::exp(row[j] - mx);
+        sum += row[j];
+      }
+      const float inv = static_cast<float>(1.0 / sum);
+      for (size_t j = 0; j < visible; ++j) row[j] *= inv;
+      std::fill(row + visible, row + T, 0.0f);
+    }
+    // out_head[n, hd] = scores[n, T] · V_head[T, hd]
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
+                L.v_cache.data() + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
+  }
+  hook(L.wo, s.attn.data(), Q);
+  linear_forward(*L.wo, s.attn.data(), n, s.ffn.data());
+  for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
+  // SwiGLU feed-forward block
+  rms_norm(x, L.ffn_norm.data(), s.h.data(), n, D, c.norm_eps);
+  for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
+  linear_forward(*L.wgate, s.h.data(), n, s.gate.data());
+  linear_forward(*L.wup, s.h.data(), n, s.up.data());
+  for (size_t i = 0; i < n * F; ++i) {
+    const float g = s.gate[i];
+    s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
+  }
+  hook(L.wdown, s.gate.data(), F);
+  linear_forward(*L.wdown, s.gate.data(), n, s.ffn.data());
+  for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
+}
+
+void Engine::final_norm(const float* x, size_t n, float* h) const {
+  const ModelConfig& c = model_.config;
+  rms_norm(x, impl_->output_norm.data(), h, n, c.n_embd, c.norm_eps);
+}
+
+void Engine::head(const float* x, size_t n, std::vector<float>& logits) {
+  const ModelConfig& c = model_.config;
+  Impl& s = *impl_;
+  std::vector<float> h(n * c.n_embd);
+  final_norm(x, n, h.data());
+  logits.resize(n * c.n_vocab);
+  if (hook_) hook_(s.output->name, h.data(), n, c.n_embd);
+  linear_forward(*s.output, h.data(), n, logits.data());
+}
+
+void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, bool all_logits) {
+  const ModelConfig& c = model_.config;
+  Impl& s = *impl_;
+  if (n == 0) fail(ErrorKind::Argument, "eval: no tokens");
+  if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
+  std::vector<float> x(n * c.n_embd);
+  embed(tokens, n, x.data());
+  for (uint32_t l = 0; l < s.layers.size(); ++l) forward_layer(l, x.data(), n);
+  const size_t first = all_logits ? 0 : n - 1;
+  head(x.data() + first * c.n_embd, n - first, logits);
   n_past_ += n;
 }
 

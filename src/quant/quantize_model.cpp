@@ -80,6 +80,24 @@ void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, 
   }
 }
 
+// Quantized rows of `t` (model layout) with the q/k rows moved to `target` as load_rows does.
+std::vector<uint8_t> rows_in_layout(const Model& m, const TensorView& t, const std::vector<uint8_t>& bytes, RopeLayout target) {
+  const uint64_t rows = t.shape[0];
+  std::vector<float> index(rows), moved(rows);
+  for (uint64_t r = 0; r < rows; ++r) index[r] = static_cast<float>(r);
+  TensorView one_column = t;
+  one_column.shape = {rows};
+  one_column.dtype = DType::F32;
+  one_column.data = reinterpret_cast<const uint8_t*>(index.data());
+  one_column.nbytes = rows * sizeof(float);
+  moved = load_rows(m, one_column, target);  // moved[r] = source row of row r
+  const uint64_t rb = bytes.size() / rows;
+  std::vector<uint8_t> out(bytes.size());
+  for (uint64_t r = 0; r < rows; ++r)
+    std::copy_n(bytes.begin() + static_cast<uint64_t>(moved[r]) * rb, rb, out.begin() + r * rb);
+  return out;
+}
+
 }  // namespace
 
 QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o) {
@@ -125,7 +143,12 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
       if (h && !h->empty() && h->size() != s.row_len() * s.row_len())
         fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
              s.row_len());
-      quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, h, o.use_gptq ? &o.gptq : nullptr, n_threads, out);
+      if (const std::vector<uint8_t>* done = o.precomputed ? o.precomputed(s.name) : nullptr) {
+        if (done->size() != r.bytes) fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", s.name, done->size(), r.bytes);
+        out = rows_in_layout(m, s, *done, target);
+      } else {
+        quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, h, o.use_gptq ? &o.gptq : nullptr, n_threads, out);
+      }
       const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h, n_threads);
       r.rel_rms_error = e.weight;
       r.rel_output_error = e.output;

@@ -3,6 +3,7 @@
 // lowbit quantize HF_DIR -o OUT_DIR --type int4 [--group 128] [--sym|--asym] [--range minmax|percentile|mse]
 #include <fmt/core.h>
 
+#include <chrono>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -10,10 +11,13 @@
 #include "lowbit/affine.h"
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 #include "lowbit/gptq.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
+#include "lowbit/sequential.h"
+#include "lowbit/tokenizer.h"
 
 namespace lowbit::cli {
 namespace {
@@ -61,22 +65,63 @@ nlohmann::json summary_json(const QuantizeReport& r, const std::string& out) {
           {"bits_per_weight", r.bits_per_weight}, {"seconds", r.seconds}, {"tensors", tensors}};
 }
 
+struct QuantizeFlags {
+  std::string model, out, type = "Q4_K_M", tokenizer, output_type, embd_type;
+  std::vector<std::string> overrides;
+  bool pure = false, json = false, quiet = false, sym = false, asym = false;
+  int threads = 0;
+  int64_t group = 128;
+  std::string range = "minmax";
+  double percentile = 99.9;
+  std::string method, stats;
+  CalibrationFlags calib;
+  double damp = -1;  // -1: the target's default
+  bool act_order = false, no_act_order = false, fp_targets = false;
+};
+
+// GPTQ onto a GGUF preset, one block at a time (lowbit/sequential.h), then the usual writer
+// with the quantized bytes and the Hessians (for the output-error column of the report).
+QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, QuantizeOptions q, const GptqOptions& g) {
+  SequentialOptions so;
+  so.calib.n_samples = f.calib.samples;
+  so.calib.n_ctx = f.calib.ctx;
+  so.calib.seed = f.calib.seed;
+  so.calib.n_threads = f.threads;  // 0: all cores
+  so.gptq = g;
+  so.fp_targets = f.fp_targets;
+  if (!f.quiet)
+    so.on_layer = [](uint32_t l, uint32_t n, double sec) {
+      fmt::print(stderr, "\r{} block {}/{} quantized ({:.1f} s)", progress_bar(l + 1, n), l + 1, n, sec);
+      if (l + 1 == n) fmt::print(stderr, "\n");
+    };
+  std::map<std::string, DType> types;
+  for (const TensorPlan& p : plan_quantization(m, q.plan)) types[p.name] = p.type;
+  const auto tokens = Tokenizer::create(m.vocab, f.model)->encode(read_text_file(f.calib.text), false);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto res = std::make_shared<SequentialResult>(quantize_sequential(m, tokens, types, so));
+  const double driver_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!f.quiet)
+    fmt::print(stderr, "calibration activations kept between blocks: {:.1f} MiB ({} windows x {} tokens x {} x 4 B{})\n",
+               res->activation_bytes / 1048576.0, f.calib.samples, f.calib.ctx, m.config.n_embd, f.fp_targets ? " x 2" : "");
+  q.hessian = [res](const std::string& name) -> const std::vector<double>* {
+    auto it = res->hessian.find(name);
+    return it == res->hessian.end() ? nullptr : &it->second;
+  };
+  q.precomputed = [res](const std::string& name) -> const std::vector<uint8_t>* {
+    auto it = res->bytes.find(name);
+    return it == res->bytes.end() ? nullptr : &it->second;
+  };
+  q.method = fmt::format("gptq sequential{} damp={} act_order={} calib={}x{}", f.fp_targets ? " fp-targets" : "", g.damp,
+                         g.act_order ? 1 : 0, f.calib.samples, f.calib.ctx);
+  QuantizeReport r = quantize_model_gguf(m, f.out, q);
+  r.seconds += driver_seconds;
+  return r;
+}
+
 }  // namespace
 
 Action add_quantize(CLI::App& app) {
-  struct Opts {
-    std::string model, out, type = "Q4_K_M", tokenizer, output_type, embd_type;
-    std::vector<std::string> overrides;
-    bool pure = false, json = false, quiet = false, sym = false, asym = false;
-    int threads = 0;
-    int64_t group = 128;
-    std::string range = "minmax";
-    double percentile = 99.9;
-    std::string method, stats;
-    CalibrationFlags calib;
-    double damp = -1;         // -1: the target's default
-    bool act_order = false, no_act_order = false;
-  };
+  using Opts = QuantizeFlags;
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("quantize", "Quantize a model to a GGUF file (round-to-nearest, llama.cpp presets)");
   c->add_option("model", o->model, "model directory, .gguf file or llama2.c .bin")->required();
@@ -90,6 +135,7 @@ Action add_quantize(CLI::App& app) {
   add_calibration_flags(c, o->calib);
   c->add_option("--damp", o->damp, "gptq: dampening as a fraction of the mean Hessian diagonal (default 0.1 for GGUF types, 0.01 for int types)");
   c->add_flag("--act-order", o->act_order, "gptq: columns by decreasing Hessian diagonal, scales fixed up front (default for int types)");
+  c->add_flag("--fp-targets", o->fp_targets, "gptq, GGUF types: match the unquantized model's layer outputs from the quantized inputs (GPTAQ)");
   c->add_flag("--no-act-order", o->no_act_order, "gptq: columns left to right, each block's scales chosen when reached (default for GGUF types)");
   c->add_option("--tensor-type", o->overrides, "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
   c->add_option("--output-tensor-type", o->output_type, "type of output.weight");
@@ -107,6 +153,7 @@ Action add_quantize(CLI::App& app) {
   // Measured on tinyllm-8m: act-order with static groups wins for the affine layout, the
   // left-to-right sweep with scales chosen from the updated weights for the GGUF blocks.
   auto gptq_options = [](const Opts& o, bool act_order, double damp) {
+    if (o.calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
     if (o.act_order && o.no_act_order) fail(ErrorKind::Argument, "--act-order and --no-act-order exclude each other");
     GptqOptions g;
     g.act_order = o.act_order || (act_order && !o.no_act_order);
@@ -139,7 +186,6 @@ Action add_quantize(CLI::App& app) {
       const std::string method = o->method.empty() ? "rtn" : o->method;
       if (method == "imatrix") fail(ErrorKind::Argument, "--method imatrix applies to the GGUF types; int types take rtn or gptq");
       if (method == "rtn") return finish(write_affine_model(m, o->out, spec, o->threads, progress));
-      if (o->calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
       const GptqOptions g = gptq_options(*o, true, 0.01);
       auto stats = std::make_shared<CalibrationStats>(calibrate_from_text(m, o->model, o->calib, o->quiet, true));
       AffineQuantizer gptq = [stats, spec, g](const std::string& name, const std::vector<float>& x, uint64_t rows, uint64_t cols) {
@@ -164,21 +210,7 @@ Action add_quantize(CLI::App& app) {
     if (!o->stats.empty() && !o->calib.text.empty()) fail(ErrorKind::Argument, "give --imatrix or --calib, not both");
     const bool has_stats = !o->stats.empty() || !o->calib.text.empty();
     const std::string method = o->method.empty() ? (has_stats ? "imatrix" : "rtn") : o->method;
-    if (method == "gptq") {
-      if (o->calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
-      q.gptq = gptq_options(*o, false, 0.1);
-      auto stats = std::make_shared<CalibrationStats>(calibrate_from_text(m, o->model, o->calib, o->quiet, true));
-      auto hessians = std::make_shared<std::map<std::string, std::vector<double>>>();
-      for (const auto& [name, st] : stats->by_weight) (*hessians)[name] = st.hessian();
-      q.hessian = [hessians](const std::string& name) -> const std::vector<double>* {
-        auto it = hessians->find(name);
-        return it == hessians->end() ? nullptr : &it->second;
-      };
-      q.use_gptq = true;
-      q.method = fmt::format("gptq damp={} act_order={} calib={}x{}", q.gptq.damp, q.gptq.act_order ? 1 : 0,
-                             stats->n_windows, stats->window_len);
-      return finish(quantize_model_gguf(m, o->out, q));
-    }
+    if (method == "gptq") return finish(quantize_gguf_sequential(m, *o, q, gptq_options(*o, false, 0.1)));
     if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
     auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
     if (method == "imatrix") {

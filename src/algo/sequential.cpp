@@ -1,0 +1,192 @@
+// The sequential GPTQ driver (lowbit/sequential.h).
+#include "lowbit/sequential.h"
+
+#include <cblas.h>
+
+#include <chrono>
+
+#include "core/parallel.h"
+#include "lowbit/engine.h"
+#include "lowbit/error.h"
+#include "lowbit/quant.h"
+
+extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b, const int* ldb,
+                       int* info);
+
+namespace lowbit {
+namespace {
+
+// Σ over calibration tokens of one linear input: H = X̃ᵀX̃ and, with fp targets, C = XᵀX̃.
+struct InputSums {
+  uint64_t count = 0;
+  std::vector<double> h, c;
+};
+
+// tmp[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features, then acc += tmp.
+void add_product(std::vector<double>& acc, const float* a, const float* b, size_t rows, size_t cols, std::vector<float>& tmp) {
+  tmp.resize(cols * cols);
+  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(cols), static_cast<int>(cols), static_cast<int>(rows),
+              1.0f, a, static_cast<int>(cols), b, static_cast<int>(cols), 0.0f, tmp.data(), static_cast<int>(cols));
+  if (acc.empty()) acc.assign(cols * cols, 0.0);
+  for (size_t i = 0; i < cols * cols; ++i) acc[i] += tmp[i];
+}
+
+// W' = W (C + λ)(H + λ)⁻¹: the weights whose output on X̃ best matches W's output on X.
+std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows, uint64_t cols, std::vector<double> h,
+                                     const std::vector<double>& c, double damp) {
+  double mean = 0;
+  for (uint64_t j = 0; j < cols; ++j) mean += h[j * cols + j];
+  mean = mean > 0 ? mean / cols : 1.0;
+  // Damping pulls W' towards W, not towards 0: minimise ||X Wᵀ - X̃ W'ᵀ||² + λ||W' - W||², so
+  // W' (H + λ) = W (C + λ), which gives W' = W exactly when X̃ = X.
+  std::vector<double> b = c;
+  for (uint64_t j = 0; j < cols; ++j) h[j * cols + j] += damp * mean, b[j * cols + j] += damp * mean;
+  // LAPACK is column-major: the row-major array B = C + λ reads as Bᵀ, so dposv solves
+  // (H + λ) X = Bᵀ and leaves X = (H + λ)⁻¹Bᵀ, which read back row-major is B (H + λ)⁻¹.
+  const int n = static_cast<int>(cols);
+  int info = 0;
+  dposv_("U", &n, &n, h.data(), &n, b.data(), &n, &info);
+  if (info != 0) fail(ErrorKind::Argument, "sequential GPTQ: the damped Hessian is not positive definite (info {})", info);
+  std::vector<double> wd(w.begin(), w.end()), out(rows * cols);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0, wd.data(), n, b.data(), n, 0.0,
+              out.data(), n);
+  return std::vector<float>(out.begin(), out.end());
+}
+
+TensorView view_of(const TensorView& src, DType type, const std::vector<uint8_t>& bytes) {
+  TensorView v;
+  static_cast<TensorInfo&>(v) = src;
+  v.dtype = type;
+  v.data = bytes.data();
+  v.nbytes = bytes.size();
+  return v;
+}
+
+}  // namespace
+
+SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>& tokens,
+                                     const std::map<std::string, DType>& types, const SequentialOptions& o) {
+  const ModelConfig& c = m.config;
+  const auto windows = sample_windows(tokens, o.calib.n_samples, o.calib.n_ctx, o.calib.seed, m.vocab.bos);
+  const size_t W = windows.size(), T = o.calib.n_ctx, D = c.n_embd;
+  const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(std::max<size_t>(T, c.n_ctx))};
+  Engine quant(m, eo), fp(m, eo);  // the quantized path (weights replaced as they are done) and the reference
+  SequentialResult res;
+  std::map<std::string, TensorView> views;  // what `quant` reads for the weights done so far
+  auto planned = [&](const std::string& name) -> const DType* {
+    auto it = types.find(name);
+    return it != types.end() && !traits(it->second).is_float && can_quantize_to(it->second) ? &it->second : nullptr;
+  };
+  auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes) {
+    res.bytes[src.name] = std::move(bytes);
+    views[src.name] = view_of(src, type, res.bytes[src.name]);
+    quant.replace_weight(src.name, &views[src.name]);
+  };
+
+  // Statistics of the current block's linear inputs, filled by the hooks window by window.
+  std::map<std::string, InputSums> sums;
+  std::map<std::string, std::vector<float>> fp_inputs;  // this window's reference inputs, per weight
+  std::vector<float> tmp;
+  const float* last_x = nullptr;
+  std::vector<double> last_h, last_c;  // q/k/v (and gate/up) share one input: its products are reused
+  bool collect = false;
+  auto on_input = [&](const std::string& name, const float* x, size_t rows, size_t cols) {
+    if (!collect) return;
+    if (x != last_x) {
+      last_h.clear();
+      add_product(last_h, x, x, rows, cols, tmp);
+      last_c.clear();
+      if (o.fp_targets) add_product(last_c, fp_inputs.at(name).data(), x, rows, cols, tmp);
+      last_x = x;
+    }
+    InputSums& s = sums[name];
+    if (s.h.empty()) s.h.assign(cols * cols, 0.0), s.c.assign(o.fp_targets ? cols * cols : 0, 0.0);
+    for (size_t i = 0; i < last_h.size(); ++i) s.h[i] += last_h[i];
+    for (size_t i = 0; i < last_c.size(); ++i) s.c[i] += last_c[i];
+    s.count += rows;
+  };
+  quant.set_linear_input_hook(on_input);
+  fp.set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
+    if (collect) fp_inputs[name].assign(x, x + rows * cols);
+  });
+  auto gptq_all = [&]() {
+    for (auto& [name, s] : sums) {
+      const TensorView& src = m.tensor(name);
+      const DType* type = planned(name);
+      if (!type) continue;
+      const uint64_t rows = src.shape[0], cols = src.row_len();
+      std::vector<double> h(s.h.size());
+      for (size_t i = 0; i < h.size(); ++i) h[i] = s.h[i] / s.count;
+      std::vector<float> w = to_f32(src);
+      if (o.fp_targets) {
+        std::vector<double> cc(s.c.size());
+        for (size_t i = 0; i < cc.size(); ++i) cc[i] = s.c[i] / s.count;
+        w = fp_target_weights(w, rows, cols, h, cc, o.gptq.damp);
+      }
+      std::vector<uint8_t> bytes(rows * cols / traits(*type).block_size * traits(*type).type_size);
+      gptq_quantize_rows(*type, w.data(), rows, cols, h, nullptr, o.gptq, bytes.data());
+      res.hessian[name] = std::move(h);
+      install(src, *type, std::move(bytes));
+    }
+    sums.clear();
+    last_x = nullptr;
+  };
+
+  // The embedding has no input statistics: it is rounded, and the quantized path starts from it.
+  const TensorView& embd = m.tensor("token_embd.weight");
+  if (const DType* t = planned(embd.name)) {
+    const std::vector<float> x = to_f32(embd);
+    std::vector<uint8_t> bytes(embd.shape[0] * embd.row_len() / traits(*t).block_size * traits(*t).type_size);
+    quantize_rows(*t, x.data(), embd.shape[0], embd.row_len(), nullptr, bytes.data());
+    install(embd, *t, std::move(bytes));
+  }
+  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(o.fp_targets ? W : 0, std::vector<float>(T * D));
+  for (size_t i = 0; i < W; ++i) {
+    quant.embed(windows[i].data(), T, xq[i].data());
+    if (o.fp_targets) fp.embed(windows[i].data(), T, xf[i].data());
+  }
+  res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
+
+  std::vector<float> scratch(T * D);
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    const auto t0 = std::chrono::steady_clock::now();
+    collect = true;  // 1. statistics of block l on the quantized path (reference inputs alongside)
+    for (size_t i = 0; i < W; ++i) {
+      if (o.fp_targets) {
+        fp.reset();
+        fp.forward_layer(l, xf[i].data(), T);  // also moves the reference activations on
+      }
+      scratch = xq[i];
+      quant.reset();
+      quant.forward_layer(l, scratch.data(), T);
+    }
+    collect = false;
+    gptq_all();  // 2. quantize the block's linears
+    for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
+      quant.reset();
+      quant.forward_layer(l, xq[i].data(), T);
+    }
+    res.layer_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    if (o.on_layer) o.on_layer(l, c.n_layer, res.layer_seconds.back());
+  }
+  // The output head, on the final hidden states of the quantized path.
+  const std::string head = c.tied_embeddings ? "" : "output.weight";
+  if (!head.empty() && planned(head)) {
+    std::vector<float> hq(T * D), hf(T * D);
+    collect = true;
+    for (size_t i = 0; i < W; ++i) {
+      quant.final_norm(xq[i].data(), T, hq.data());
+      if (o.fp_targets) {
+        fp.final_norm(xf[i].data(), T, hf.data());
+        fp_inputs[head] = hf;
+      }
+      last_x = nullptr;
+      on_input(head, hq.data(), T, D);
+    }
+    collect = false;
+    gptq_all();
+  }
+  return res;
+}
+
+}  // namespace lowbit

@@ -61,6 +61,35 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
   }
 }
 
+// The calibrated methods change only codes, scales and (AWQ) norm weights: their files must
+// load in llama.cpp and compute what lowbit computes, like the plain presets.
+TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
+  constexpr size_t kCtx = 512, kChunks = 4;
+  TempDir dir;
+  const std::string model = shared_path("models/tinyllm-8m");
+  const Model src = load_model(model);
+  auto tokens = Tokenizer::create(src.vocab)->encode(read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")));
+  tokens.resize(kCtx * kChunks);
+  test::write_file(dir.file("tokens.json"), nlohmann::json({{"tokens", tokens}}).dump());
+  PerplexityOptions po;
+  po.n_ctx = kCtx;
+  po.max_chunks = kChunks;
+  for (const char* method : {"gptq", "awq+gptq"}) {
+    SCOPED_TRACE(method);
+    const std::string path = dir.file(std::string("m") + (method[0] == 'g' ? "g" : "a") + ".gguf");
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q3_K_M", "--method", method, "--calib",
+                            shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "8", "--calib-ctx", "128",
+                            "--awq-grid", "4", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto judge = test::run_llama_judge({"perplexity", path, dir.file("tokens.json"), std::to_string(kCtx), std::to_string(kChunks)});
+    Model qm = load_model(path);
+    Engine engine(qm);
+    const double ours = evaluate_perplexity(engine, tokens, po).ppl, theirs = judge["ppl"].get<double>();
+    EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
+    std::printf("Q3_K_M %-8s lowbit PPL %.4f  llama.cpp PPL %.4f\n", method, ours, theirs);
+  }
+}
+
 TEST(LlamaCppJudge, PresetMixesGiveEveryTensorLlamaCppsType) {
   TempDir dir;
   const Model src = load_model(shared_path("models/tinyllm-8m"));

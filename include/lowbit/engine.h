@@ -49,6 +49,8 @@ class Engine {
   // Makes a weight (e.g. "blk.3.attn_q.weight", "token_embd.weight") read from `w` instead, e.g. its
   // quantized version; `w` must outlive the engine and have the same shape.
   void replace_weight(const std::string& name, const TensorView* w);
+  // Replaces a layer's RMSNorm weight ("blk.N.attn_norm.weight" / "blk.N.ffn_norm.weight").
+  void set_norm(const std::string& name, std::vector<float> w);
 
  private:
   void reserve(size_t n);

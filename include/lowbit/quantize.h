@@ -85,6 +85,7 @@ struct TensorReport {
   // sqrt(tr(ΔHΔᵀ) / tr(WHWᵀ)) with Δ = W - Q(W): the error of the layer's output on the
   // calibration inputs; 0 when no Hessian was given.
   double rel_output_error = 0;
+  double rel_output_error_rtn = 0;  // sequential methods: the same for plain rounding
   std::string note;
 };
 
@@ -97,6 +98,14 @@ struct QuantizeReport {
   double seconds = 0;
 };
 
+// A tensor quantized elsewhere: its bytes in the planned type, rows in the model's own
+// layout (the writer moves q/k rows to GGUF's), and its errors.
+struct PrecomputedTensor {
+  std::vector<uint8_t> bytes;
+  double rel_rms_error = 0, rel_output_error = 0;
+  double rel_output_error_rtn = 0;  // the output error plain rounding would have had
+};
+
 struct QuantizeOptions {
   QuantizePlanOptions plan;
   int n_threads = 0;  // 0: hardware concurrency
@@ -107,9 +116,8 @@ struct QuantizeOptions {
   std::function<const std::vector<double>*(const std::string& name)> hessian;
   bool use_gptq = false;
   GptqOptions gptq;
-  // Bytes already quantized to the planned type (e.g. by sequential GPTQ), rows in the
-  // model's own layout; null = quantize here.
-  std::function<const std::vector<uint8_t>*(const std::string& name)> precomputed;
+  // Tensors already quantized to the planned type (e.g. by sequential GPTQ); null = quantize here.
+  std::function<const PrecomputedTensor*(const std::string& name)> precomputed;
   std::string method;  // written as lowbit.quantize.method; empty = derived from the above
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;

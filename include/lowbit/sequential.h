@@ -9,6 +9,7 @@
 //      (and, with fp targets, C = XᵀX̃ against the inputs X of the unquantized model);
 //   2. quantize its linears with GPTQ onto their planned types;
 //   3. run it again with the quantized weights to produce the next block's X̃.
+// With AWQ each group of linears sharing an input is first rescaled (lowbit/awq.h).
 // With fp targets each linear minimises ||X Wᵀ - X̃ Qᵀ|| (it matches the unquantized model's
 // output from the inputs it will really see): GPTQ runs on W' = W C H⁻¹ with H (the
 // asymmetric calibration of GPTAQ, Li et al. 2025).
@@ -24,19 +25,25 @@
 #include "lowbit/dtype.h"
 #include "lowbit/gptq.h"
 #include "lowbit/model.h"
+#include "lowbit/quantize.h"
 
 namespace lowbit {
 
 struct SequentialOptions {
   CalibrationOptions calib;  // windows, their length, seed, threads (0: all cores)
   GptqOptions gptq;
-  bool fp_targets = false;   // match the unquantized model's outputs (GPTAQ), not the quantized path's own
+  bool gptq_rounding = true;  // GPTQ; false = round to nearest (e.g. AWQ alone)
+  bool fp_targets = false;    // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own
+  bool awq = false;           // AWQ scales per group of linears sharing an input (lowbit/awq.h), before rounding
+  int awq_grid = 20;          // α tried at 0, 1/grid, ..., 1
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
 };
 
 struct SequentialResult {
-  std::map<std::string, std::vector<uint8_t>> bytes;   // quantized weight, rows in the model's layout
-  std::map<std::string, std::vector<double>> hessian;  // H used for each weight (for reports)
+  // Quantized weights (rows in the model's layout) with their errors; with AWQ also the
+  // rescaled RMSNorm weights (F32 bytes).
+  std::map<std::string, PrecomputedTensor> tensors;
+  std::map<std::string, double> awq_alpha;             // AWQ: α chosen per group, keyed by its first weight
   uint64_t activation_bytes = 0;                       // the activations kept between blocks
   std::vector<double> layer_seconds;
 };

@@ -4,11 +4,16 @@
 #include <cblas.h>
 
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <functional>
 
 #include "core/parallel.h"
+#include "lowbit/awq.h"
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
+#include "quant/tensor_errors.h"
 
 extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b, const int* ldb,
                        int* info);
@@ -19,7 +24,7 @@ namespace {
 // Σ over calibration tokens of one linear input: H = X̃ᵀX̃ and, with fp targets, C = XᵀX̃.
 struct InputSums {
   uint64_t count = 0;
-  std::vector<double> h, c;
+  std::vector<double> h, c, abs_sum;  // abs_sum: Σ|x_j| (AWQ's activation scale)
 };
 
 // tmp[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features, then acc += tmp.
@@ -77,9 +82,22 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     auto it = types.find(name);
     return it != types.end() && !traits(it->second).is_float && can_quantize_to(it->second) ? &it->second : nullptr;
   };
-  auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes) {
-    res.bytes[src.name] = std::move(bytes);
-    views[src.name] = view_of(src, type, res.bytes[src.name]);
+  const int n_threads = resolve_threads(o.calib.n_threads);
+  // Stores a quantized weight with its errors against `w` (what was quantized: the weight,
+  // scaled by AWQ if it was) and points the quantized path at it.
+  auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes, const std::vector<float>& w,
+                     const std::vector<double>* h) {
+    PrecomputedTensor& t = res.tensors[src.name];
+    const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, h, n_threads);
+    t.rel_rms_error = e.weight;
+    t.rel_output_error = e.output;
+    if (h) {  // plain rounding of the same weights, for comparison
+      std::vector<uint8_t> plain(bytes.size());
+      quantize_rows(type, w.data(), src.shape[0], src.row_len(), nullptr, plain.data());
+      t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, h, n_threads).output;
+    }
+    t.bytes = std::move(bytes);
+    views[src.name] = view_of(src, type, t.bytes);
     quant.replace_weight(src.name, &views[src.name]);
   };
 
@@ -103,30 +121,89 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     if (s.h.empty()) s.h.assign(cols * cols, 0.0), s.c.assign(o.fp_targets ? cols * cols : 0, 0.0);
     for (size_t i = 0; i < last_h.size(); ++i) s.h[i] += last_h[i];
     for (size_t i = 0; i < last_c.size(); ++i) s.c[i] += last_c[i];
+    if (s.abs_sum.empty()) s.abs_sum.assign(cols, 0.0);
+    for (size_t t = 0; t < rows; ++t)
+      for (size_t j = 0; j < cols; ++j) s.abs_sum[j] += std::fabs(x[t * cols + j]);
     s.count += rows;
   };
   quant.set_linear_input_hook(on_input);
   fp.set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (collect) fp_inputs[name].assign(x, x + rows * cols);
   });
-  auto gptq_all = [&]() {
-    for (auto& [name, s] : sums) {
-      const TensorView& src = m.tensor(name);
-      const DType* type = planned(name);
-      if (!type) continue;
-      const uint64_t rows = src.shape[0], cols = src.row_len();
-      std::vector<double> h(s.h.size());
-      for (size_t i = 0; i < h.size(); ++i) h[i] = s.h[i] / s.count;
-      std::vector<float> w = to_f32(src);
-      if (o.fp_targets) {
-        std::vector<double> cc(s.c.size());
-        for (size_t i = 0; i < cc.size(); ++i) cc[i] = s.c[i] / s.count;
-        w = fp_target_weights(w, rows, cols, h, cc, o.gptq.damp);
+  // AWQ on one block: each group of linears sharing an input gets its own scales, folded
+  // into what produces that input (the RMSNorm weight, or ffn_up's rows for ffn_down).
+  auto apply_awq = [&](const std::string& p, std::map<std::string, std::vector<float>>& w,
+                       std::map<std::string, std::vector<double>>& h) {
+    auto group = [&](std::vector<std::string> members, const std::function<void(const std::vector<float>&)>& fold) {
+      std::vector<AwqWeight> ws;
+      for (std::string& n : members) {
+        n = p + n;
+        if (!w.count(n)) return;  // a member kept in floats: leave the group unscaled
+        const TensorView& t = m.tensor(n);
+        ws.push_back({&w[n], t.shape[0], t.row_len(), *planned(n)});
       }
-      std::vector<uint8_t> bytes(rows * cols / traits(*type).block_size * traits(*type).type_size);
-      gptq_quantize_rows(*type, w.data(), rows, cols, h, nullptr, o.gptq, bytes.data());
-      res.hessian[name] = std::move(h);
-      install(src, *type, std::move(bytes));
+      const InputSums& st = sums.at(members[0]);
+      std::vector<double> mean_abs(st.abs_sum.size());
+      for (size_t j = 0; j < mean_abs.size(); ++j) mean_abs[j] = st.abs_sum[j] / st.count;
+      const AwqScales sc = awq_search(ws, h[members[0]], mean_abs, o.awq_grid);
+      res.awq_alpha[members[0]] = sc.alpha;
+      if (sc.alpha == 0) return;
+      for (size_t k = 0; k < members.size(); ++k) {
+        awq_scale_columns(w[members[k]], ws[k].rows, ws[k].cols, sc.s);
+        awq_unscale_hessian(h[members[k]], sc.s);
+      }
+      fold(sc.s);
+    };
+    auto fold_into_norm = [&](const std::string& norm) {
+      return [&, norm](const std::vector<float>& s) {
+        std::vector<float> g = to_f32(m.tensor(norm));
+        awq_unscale_norm(g, s);
+        quant.set_norm(norm, g);
+        PrecomputedTensor& t = res.tensors[norm];
+        t.bytes.resize(g.size() * sizeof(float));
+        std::memcpy(t.bytes.data(), g.data(), t.bytes.size());
+      };
+    };
+    group({"attn_q.weight", "attn_k.weight", "attn_v.weight"}, fold_into_norm(p + "attn_norm.weight"));
+    group({"ffn_gate.weight", "ffn_up.weight"}, fold_into_norm(p + "ffn_norm.weight"));
+    const std::string up = p + "ffn_up.weight";
+    if (w.count(up))
+      group({"ffn_down.weight"}, [&](const std::vector<float>& s) {
+        const TensorView& t = m.tensor(up);
+        awq_unscale_rows(w[up], t.shape[0], t.row_len(), s);
+      });
+  };
+
+  // Quantizes the weights whose statistics were just collected (one block, or the head).
+  auto quantize_collected = [&](const std::string& prefix) {
+    std::map<std::string, std::vector<float>> w;
+    std::map<std::string, std::vector<double>> h;
+    for (auto& [name, st] : sums) {
+      if (!planned(name)) continue;
+      w[name] = to_f32(m.tensor(name));
+      auto& hn = h[name];
+      hn.resize(st.h.size());
+      for (size_t i = 0; i < hn.size(); ++i) hn[i] = st.h[i] / st.count;
+    }
+    if (o.awq && !prefix.empty()) apply_awq(prefix, w, h);
+    for (auto& [name, wn] : w) {
+      const TensorView& src = m.tensor(name);
+      const DType type = *planned(name);
+      const uint64_t rows = src.shape[0], cols = src.row_len();
+      std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
+      if (!o.gptq_rounding) {
+        quantize_rows(type, wn.data(), rows, cols, nullptr, bytes.data());
+      } else {
+        std::vector<float> target = wn;
+        if (o.fp_targets) {
+          const InputSums& st = sums.at(name);
+          std::vector<double> cc(st.c.size());
+          for (size_t i = 0; i < cc.size(); ++i) cc[i] = st.c[i] / st.count;
+          target = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
+        }
+        gptq_quantize_rows(type, target.data(), rows, cols, h[name], nullptr, o.gptq, bytes.data());
+      }
+      install(src, type, std::move(bytes), wn, &h[name]);
     }
     sums.clear();
     last_x = nullptr;
@@ -138,7 +215,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     const std::vector<float> x = to_f32(embd);
     std::vector<uint8_t> bytes(embd.shape[0] * embd.row_len() / traits(*t).block_size * traits(*t).type_size);
     quantize_rows(*t, x.data(), embd.shape[0], embd.row_len(), nullptr, bytes.data());
-    install(embd, *t, std::move(bytes));
+    install(embd, *t, std::move(bytes), x, nullptr);
   }
   std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(o.fp_targets ? W : 0, std::vector<float>(T * D));
   for (size_t i = 0; i < W; ++i) {
@@ -150,6 +227,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   std::vector<float> scratch(T * D);
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     const auto t0 = std::chrono::steady_clock::now();
+    const std::string block_prefix = "blk." + std::to_string(l) + ".";
     collect = true;  // 1. statistics of block l on the quantized path (reference inputs alongside)
     for (size_t i = 0; i < W; ++i) {
       if (o.fp_targets) {
@@ -161,7 +239,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       quant.forward_layer(l, scratch.data(), T);
     }
     collect = false;
-    gptq_all();  // 2. quantize the block's linears
+    quantize_collected(block_prefix);  // 2. quantize the block's linears
     for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
       quant.reset();
       quant.forward_layer(l, xq[i].data(), T);
@@ -172,6 +250,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // The output head, on the final hidden states of the quantized path.
   const std::string head = c.tied_embeddings ? "" : "output.weight";
   if (!head.empty() && planned(head)) {
+    const std::string block_prefix;  // no AWQ for the head
     std::vector<float> hq(T * D), hf(T * D);
     collect = true;
     for (size_t i = 0; i < W; ++i) {
@@ -184,7 +263,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       on_input(head, hq.data(), T, D);
     }
     collect = false;
-    gptq_all();
+    quantize_collected(block_prefix);
   }
   return res;
 }

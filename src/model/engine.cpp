@@ -164,6 +164,17 @@ void Engine::replace_weight(const std::string& name, const TensorView* w) {
   if (!found) fail(ErrorKind::Argument, "replace_weight: the model has no weight '{}'", name);
 }
 
+void Engine::set_norm(const std::string& name, std::vector<float> w) {
+  for (auto& L : impl_->layers)
+    for (std::vector<float>* norm : {&L.attn_norm, &L.ffn_norm})
+      if (name == L.prefix + (norm == &L.attn_norm ? "attn_norm.weight" : "ffn_norm.weight")) {
+        if (w.size() != norm->size()) fail(ErrorKind::Argument, "set_norm: '{}' has {} values, got {}", name, norm->size(), w.size());
+        *norm = std::move(w);
+        return;
+      }
+  fail(ErrorKind::Argument, "set_norm: the model has no layer norm '{}'", name);
+}
+
 void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   const ModelConfig& c = model_.config;
   Impl& s = *impl_;

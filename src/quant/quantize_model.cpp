@@ -15,51 +15,10 @@
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
 #include "quant/error_sums.h"
+#include "quant/tensor_errors.h"
 
 namespace lowbit {
 namespace {
-
-struct TensorErrors {
-  double weight = 0;  // ||W - Q|| / ||W||
-  double output = 0;  // sqrt(tr((W-Q) H (W-Q)ᵀ) / tr(W H Wᵀ)), the layer-output error; 0 without H
-};
-
-// Both errors of the quantized rows `out` against x [rows, row_len], with all threads.
-// The output error takes one SGEMM per chunk of rows: (W-Q)·H, then a row-wise dot.
-TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            const std::vector<double>* hessian, int n_threads) {
-  const uint64_t n_rows = x.size() / row_len, row_bytes = out.size() / n_rows;
-  const bool with_h = hessian && hessian->size() == row_len * row_len;
-  const std::vector<float> h = with_h ? std::vector<float>(hessian->begin(), hessian->end()) : std::vector<float>();
-  ErrorSums weight;
-  double out_err = 0, out_ref = 0;
-  std::mutex mu;
-  parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
-    constexpr uint64_t kChunk = 64;
-    std::vector<float> y(kChunk * row_len), d(kChunk * row_len), dh(with_h ? kChunk * row_len : 0);
-    ErrorSums part;
-    double e = 0, ref = 0;
-    for (uint64_t c0 = r0; c0 < r1; c0 += kChunk) {
-      const uint64_t n = std::min(kChunk, r1 - c0);
-      const float* xr = x.data() + c0 * row_len;
-      for (uint64_t r = 0; r < n; ++r) dequantize_values(type, out.data() + (c0 + r) * row_bytes, row_len, &y[r * row_len]);
-      part.add(xr, y.data(), n * row_len);
-      if (!with_h) continue;
-      for (uint64_t i = 0; i < n * row_len; ++i) d[i] = xr[i] - y[i];
-      const int k = static_cast<int>(row_len);
-      for (const auto& [m, acc] : {std::pair{d.data(), &e}, std::pair{const_cast<float*>(xr), &ref}}) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), k, k, 1.0f, m, k, h.data(), k, 0.0f,
-                    dh.data(), k);
-        for (uint64_t i = 0; i < n * row_len; ++i) *acc += static_cast<double>(dh[i]) * m[i];
-      }
-    }
-    std::lock_guard<std::mutex> lock(mu);
-    weight.add(part);
-    out_err += e;
-    out_ref += ref;
-  });
-  return {weight.relative_rms(), out_ref > 0 ? std::sqrt(std::max(0.0, out_err) / out_ref) : 0.0};
-}
 
 // Quantizes rows of x into out: GPTQ when `gptq` and H are given and the type is a block
 // type, round to nearest otherwise.
@@ -122,7 +81,7 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
   for (size_t i = 0; i < plan.size(); ++i) {
     const TensorView& src = m.tensors[i];
     TensorReport& rep = report.tensors[i];
-    rep = {src.name, src.shape, plan[i].type, 0, 0, 0, plan[i].note};
+    rep = {src.name, src.shape, plan[i].type, 0, 0, 0, 0, plan[i].note};
     if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
       fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
     report.total_bytes += rep.bytes;
@@ -143,15 +102,19 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
       if (h && !h->empty() && h->size() != s.row_len() * s.row_len())
         fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
              s.row_len());
-      if (const std::vector<uint8_t>* done = o.precomputed ? o.precomputed(s.name) : nullptr) {
-        if (done->size() != r.bytes) fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", s.name, done->size(), r.bytes);
-        out = rows_in_layout(m, s, *done, target);
+      if (const PrecomputedTensor* done = o.precomputed ? o.precomputed(s.name) : nullptr) {
+        if (done->bytes.size() != r.bytes)
+          fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", s.name, done->bytes.size(), r.bytes);
+        out = rows_in_layout(m, s, done->bytes, target);
+        r.rel_rms_error = done->rel_rms_error;
+        r.rel_output_error = done->rel_output_error;
+        r.rel_output_error_rtn = done->rel_output_error_rtn;
       } else {
         quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, h, o.use_gptq ? &o.gptq : nullptr, n_threads, out);
+        const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h, n_threads);
+        r.rel_rms_error = e.weight;
+        r.rel_output_error = e.output;
       }
-      const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h, n_threads);
-      r.rel_rms_error = e.weight;
-      r.rel_output_error = e.output;
       release_mapped_pages(s.data, s.nbytes);
       if (o.on_tensor) o.on_tensor(i, plan.size(), r);
     };

@@ -77,12 +77,18 @@ struct QuantizeFlags {
   CalibrationFlags calib;
   double damp = -1;  // -1: the target's default
   bool act_order = false, no_act_order = false, fp_targets = false;
+  int awq_grid = 20;
 };
 
 // GPTQ onto a GGUF preset, one block at a time (lowbit/sequential.h), then the usual writer
 // with the quantized bytes and the Hessians (for the output-error column of the report).
-QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, QuantizeOptions q, const GptqOptions& g) {
+QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, QuantizeOptions q, const GptqOptions& g,
+                                        const std::string& method) {
   SequentialOptions so;
+  so.awq = method == "awq" || method == "awq+gptq";
+  so.awq_grid = f.awq_grid;
+  so.gptq_rounding = method != "awq";
+  if (so.awq && f.fp_targets) fail(ErrorKind::Argument, "--fp-targets does not combine with AWQ");
   so.calib.n_samples = f.calib.samples;
   so.calib.n_ctx = f.calib.ctx;
   so.calib.seed = f.calib.seed;
@@ -103,16 +109,19 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
   if (!f.quiet)
     fmt::print(stderr, "calibration activations kept between blocks: {:.1f} MiB ({} windows x {} tokens x {} x 4 B{})\n",
                res->activation_bytes / 1048576.0, f.calib.samples, f.calib.ctx, m.config.n_embd, f.fp_targets ? " x 2" : "");
-  q.hessian = [res](const std::string& name) -> const std::vector<double>* {
-    auto it = res->hessian.find(name);
-    return it == res->hessian.end() ? nullptr : &it->second;
+  q.precomputed = [res](const std::string& name) -> const PrecomputedTensor* {
+    auto it = res->tensors.find(name);
+    return it == res->tensors.end() ? nullptr : &it->second;
   };
-  q.precomputed = [res](const std::string& name) -> const std::vector<uint8_t>* {
-    auto it = res->bytes.find(name);
-    return it == res->bytes.end() ? nullptr : &it->second;
-  };
-  q.method = fmt::format("gptq sequential{} damp={} act_order={} calib={}x{}", f.fp_targets ? " fp-targets" : "", g.damp,
-                         g.act_order ? 1 : 0, f.calib.samples, f.calib.ctx);
+  if (so.awq && !f.quiet) {
+    fmt::print(stderr, "AWQ alpha per group:");
+    for (const auto& [name, a] : res->awq_alpha) fmt::print(stderr, " {}={:g}", name.substr(0, name.size() - 7), a);
+    fmt::print(stderr, "\n");
+  }
+  q.method = fmt::format("{} sequential calib={}x{}", method, f.calib.samples, f.calib.ctx);
+  if (so.gptq_rounding)
+    q.method += fmt::format(" damp={} act_order={}{}", g.damp, g.act_order ? 1 : 0, f.fp_targets ? " fp_targets=1" : "");
+  if (so.awq) q.method += fmt::format(" awq_grid={}", so.awq_grid);
   QuantizeReport r = quantize_model_gguf(m, f.out, q);
   r.seconds += driver_seconds;
   return r;
@@ -128,13 +137,14 @@ Action add_quantize(CLI::App& app) {
   c->add_option("-o,--output", o->out, "output .gguf file (a directory for int2..int8)")->required();
   c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, or int2..int8 (affine safetensors)")
       ->capture_default_str();
-  c->add_option("--method", o->method, "rtn; imatrix (importance-weighted, the default when statistics are given); gptq (needs --calib)")
-      ->check(CLI::IsMember({"rtn", "imatrix", "gptq"}));
+  c->add_option("--method", o->method, "rtn; imatrix (importance-weighted, the default when statistics are given); gptq, awq, awq+gptq (need --calib; awq: GGUF types)")
+      ->check(CLI::IsMember({"rtn", "imatrix", "gptq", "awq", "awq+gptq"}));
   c->add_option("--imatrix,--stats", o->stats, "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
   c->add_option("--calib", o->calib.text, "calibration text: collect statistics before quantizing");
   add_calibration_flags(c, o->calib);
   c->add_option("--damp", o->damp, "gptq: dampening as a fraction of the mean Hessian diagonal (default 0.1 for GGUF types, 0.01 for int types)");
   c->add_flag("--act-order", o->act_order, "gptq: columns by decreasing Hessian diagonal, scales fixed up front (default for int types)");
+  c->add_option("--awq-grid", o->awq_grid, "awq: alpha is tried at 0, 1/N, ..., 1")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--fp-targets", o->fp_targets, "gptq, GGUF types: match the unquantized model's layer outputs from the quantized inputs (GPTAQ)");
   c->add_flag("--no-act-order", o->no_act_order, "gptq: columns left to right, each block's scales chosen when reached (default for GGUF types)");
   c->add_option("--tensor-type", o->overrides, "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
@@ -210,7 +220,10 @@ Action add_quantize(CLI::App& app) {
     if (!o->stats.empty() && !o->calib.text.empty()) fail(ErrorKind::Argument, "give --imatrix or --calib, not both");
     const bool has_stats = !o->stats.empty() || !o->calib.text.empty();
     const std::string method = o->method.empty() ? (has_stats ? "imatrix" : "rtn") : o->method;
-    if (method == "gptq") return finish(quantize_gguf_sequential(m, *o, q, gptq_options(*o, false, 0.1)));
+    if (method == "gptq" || method == "awq" || method == "awq+gptq") {
+      if (o->calib.text.empty()) fail(ErrorKind::Argument, "--method {} needs --calib TEXT (statistics of every layer input)", method);
+      return finish(quantize_gguf_sequential(m, *o, q, gptq_options(*o, false, 0.1), method));
+    }
     if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
     auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
     if (method == "imatrix") {

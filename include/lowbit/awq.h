@@ -1,0 +1,43 @@
+// AWQ (Lin et al. 2024): activation-aware per-input-channel scaling. A linear's input
+// channel j is multiplied by s_j inside the weights (W·diag(s)) and divided by s_j where the
+// input is produced (the preceding RMSNorm weight, or the rows of the preceding linear), so
+// the fp32 model computes exactly the same function, but the channels that carry large
+// activations get finer quantization steps. s = mean|x|^α (normalised so max·min = 1), with
+// α chosen on a grid to minimise the output error of the quantized weights on the
+// calibration inputs, tr(ΔHΔᵀ) with Δ = W - Q(W·diag(s))·diag(1/s).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/dtype.h"
+
+namespace lowbit {
+
+// One weight fed by the scaled input: [rows, cols] f32 and the type it will be stored in.
+struct AwqWeight {
+  const std::vector<float>* w;
+  uint64_t rows, cols;
+  DType type;
+};
+
+struct AwqScales {
+  std::vector<float> s;        // per input column; all 1 when α = 0 wins
+  double alpha = 0;
+  double error_plain = 0;      // Σ tr(ΔHΔᵀ) with s = 1 (plain rounding)
+  double error_scaled = 0;     // the same with the chosen s (never above error_plain)
+};
+
+// H: [cols, cols] of the shared input; mean_abs: mean |x_j| per column. α is tried at
+// 0, 1/grid, ..., 1; at most `max_rows` evenly spread rows of each weight are used to score.
+AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<double>& H, const std::vector<double>& mean_abs,
+                     int grid = 20, uint64_t max_rows = 256);
+
+// Folding, exact in fp32 up to rounding:
+void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s);  // W·diag(s)
+void awq_unscale_norm(std::vector<float>& gamma, const std::vector<float>& s);                           // γ / s
+void awq_unscale_rows(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s);  // diag(1/s)·W
+// H of the scaled input x/s: diag(1/s) H diag(1/s).
+void awq_unscale_hessian(std::vector<double>& h, const std::vector<float>& s);
+
+}  // namespace lowbit

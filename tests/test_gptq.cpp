@@ -237,7 +237,7 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
                           calib, "--calib-samples", "4", "--calib-ctx", "64", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(GgufFile::open(dir.file("g.gguf"))->get_string("lowbit.quantize.method"),
-            "gptq sequential damp=0.1 act_order=0 calib=4x64");
+            "gptq sequential calib=4x64 damp=0.1 act_order=0");
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib,
                      "--act-order", "--no-act-order"});
   EXPECT_EQ(r.exit_code, 1);

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +60,7 @@ struct QuantizePlanOptions {
   std::vector<TypeOverride> tensor_types;  // first matching pattern wins
   std::optional<DType> output_type, token_embedding_type;
   bool pure = false;            // base type everywhere (no mix); overrides still apply
+  std::map<std::string, DType> recipe;  // tensor -> type from a budget solve or a recipe file (overrides still win)
   bool has_importance = false;  // an importance vector will be supplied
 };
 

@@ -130,6 +130,8 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
   const uint32_t n_layer = m.config.n_layer;
   const uint32_t gqa = m.config.n_head_kv ? m.config.n_head / m.config.n_head_kv : 1;
 
+  for (const auto& [name, type] : o.recipe)
+    if (!m.find(name)) fail(ErrorKind::Argument, "recipe: the model {} has no tensor '{}'", m.source, name);
   std::vector<TensorPlan> plan;
   for (const TensorView& t : m.tensors) {
     TensorPlan p{t.name, DType::F32, ""};
@@ -155,6 +157,7 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
         }
       }
     }
+    if (auto r = o.recipe.find(t.name); r != o.recipe.end()) p = {t.name, r->second, "recipe"};
     if (is_output && o.output_type) p = {t.name, *o.output_type, "--output-tensor-type"};
     if (t.name == "token_embd.weight" && o.token_embedding_type) p = {t.name, *o.token_embedding_type, "--token-embedding-type"};
     for (size_t i = 0; i < patterns.size(); ++i) {

@@ -8,11 +8,13 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "quantize_flow.h"
 #include "lowbit/affine.h"
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/gptq.h"
+#include "lowbit/mixed.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
@@ -65,68 +67,6 @@ nlohmann::json summary_json(const QuantizeReport& r, const std::string& out) {
           {"bits_per_weight", r.bits_per_weight}, {"seconds", r.seconds}, {"tensors", tensors}};
 }
 
-struct QuantizeFlags {
-  std::string model, out, type = "Q4_K_M", tokenizer, output_type, embd_type;
-  std::vector<std::string> overrides;
-  bool pure = false, json = false, quiet = false, sym = false, asym = false;
-  int threads = 0;
-  int64_t group = 128;
-  std::string range = "minmax";
-  double percentile = 99.9;
-  std::string method, stats;
-  CalibrationFlags calib;
-  double damp = -1;  // -1: the target's default
-  bool act_order = false, no_act_order = false, fp_targets = false;
-  int awq_grid = 20;
-};
-
-// GPTQ onto a GGUF preset, one block at a time (lowbit/sequential.h), then the usual writer
-// with the quantized bytes and the Hessians (for the output-error column of the report).
-QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, QuantizeOptions q, const GptqOptions& g,
-                                        const std::string& method) {
-  SequentialOptions so;
-  so.awq = method == "awq" || method == "awq+gptq";
-  so.awq_grid = f.awq_grid;
-  so.gptq_rounding = method != "awq";
-  if (so.awq && f.fp_targets) fail(ErrorKind::Argument, "--fp-targets does not combine with AWQ");
-  so.calib.n_samples = f.calib.samples;
-  so.calib.n_ctx = f.calib.ctx;
-  so.calib.seed = f.calib.seed;
-  so.calib.n_threads = f.threads;  // 0: all cores
-  so.gptq = g;
-  so.fp_targets = f.fp_targets;
-  if (!f.quiet)
-    so.on_layer = [](uint32_t l, uint32_t n, double sec) {
-      fmt::print(stderr, "\r{} block {}/{} quantized ({:.1f} s)", progress_bar(l + 1, n), l + 1, n, sec);
-      if (l + 1 == n) fmt::print(stderr, "\n");
-    };
-  std::map<std::string, DType> types;
-  for (const TensorPlan& p : plan_quantization(m, q.plan)) types[p.name] = p.type;
-  const auto tokens = Tokenizer::create(m.vocab, f.model)->encode(read_text_file(f.calib.text), false);
-  const auto t0 = std::chrono::steady_clock::now();
-  auto res = std::make_shared<SequentialResult>(quantize_sequential(m, tokens, types, so));
-  const double driver_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  if (!f.quiet)
-    fmt::print(stderr, "calibration activations kept between blocks: {:.1f} MiB ({} windows x {} tokens x {} x 4 B{})\n",
-               res->activation_bytes / 1048576.0, f.calib.samples, f.calib.ctx, m.config.n_embd, f.fp_targets ? " x 2" : "");
-  q.precomputed = [res](const std::string& name) -> const PrecomputedTensor* {
-    auto it = res->tensors.find(name);
-    return it == res->tensors.end() ? nullptr : &it->second;
-  };
-  if (so.awq && !f.quiet) {
-    fmt::print(stderr, "AWQ alpha per group:");
-    for (const auto& [name, a] : res->awq_alpha) fmt::print(stderr, " {}={:g}", name.substr(0, name.size() - 7), a);
-    fmt::print(stderr, "\n");
-  }
-  q.method = fmt::format("{} sequential calib={}x{}", method, f.calib.samples, f.calib.ctx);
-  if (so.gptq_rounding)
-    q.method += fmt::format(" damp={} act_order={}{}", g.damp, g.act_order ? 1 : 0, f.fp_targets ? " fp_targets=1" : "");
-  if (so.awq) q.method += fmt::format(" awq_grid={}", so.awq_grid);
-  QuantizeReport r = quantize_model_gguf(m, f.out, q);
-  r.seconds += driver_seconds;
-  return r;
-}
-
 }  // namespace
 
 Action add_quantize(CLI::App& app) {
@@ -147,6 +87,11 @@ Action add_quantize(CLI::App& app) {
   c->add_option("--awq-grid", o->awq_grid, "awq: alpha is tried at 0, 1/N, ..., 1")->capture_default_str()->check(CLI::Range(1, 1000));
   c->add_flag("--fp-targets", o->fp_targets, "gptq, GGUF types: match the unquantized model's layer outputs from the quantized inputs (GPTAQ)");
   c->add_flag("--no-act-order", o->no_act_order, "gptq: columns left to right, each block's scales chosen when reached (default for GGUF types)");
+  c->add_option("--bpw", o->bpw, "budget: the best mix at this many bits per weight (needs --calib)");
+  c->add_option("--max-size", o->max_size, "budget: the best mix whose tensors fit in this size (e.g. 4.2MB, 3GiB; needs --calib)");
+  add_sensitivity_flags(c, *o);
+  c->add_option("--save-recipe", o->save_recipe, "budget: write the chosen mix as a JSON recipe");
+  c->add_option("--recipe", o->recipe, "replay a JSON recipe (tensor -> type) instead of the preset mix");
   c->add_option("--tensor-type", o->overrides, "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
   c->add_option("--output-tensor-type", o->output_type, "type of output.weight");
   c->add_option("--token-embedding-type", o->embd_type, "type of token_embd.weight");
@@ -160,18 +105,7 @@ Action add_quantize(CLI::App& app) {
   c->add_option("--percentile", o->percentile, "int types with --range percentile: clip percentile")->capture_default_str();
   c->add_flag("--json", o->json, "print the summary as JSON on stdout");
   c->add_flag("-q,--quiet", o->quiet, "no progress or table");
-  // Measured on tinyllm-8m: act-order with static groups wins for the affine layout, the
-  // left-to-right sweep with scales chosen from the updated weights for the GGUF blocks.
-  auto gptq_options = [](const Opts& o, bool act_order, double damp) {
-    if (o.calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
-    if (o.act_order && o.no_act_order) fail(ErrorKind::Argument, "--act-order and --no-act-order exclude each other");
-    GptqOptions g;
-    g.act_order = o.act_order || (act_order && !o.no_act_order);
-    g.damp = o.damp >= 0 ? o.damp : damp;
-    g.n_threads = o.threads;
-    return g;
-  };
-  return [o, gptq_options]() {
+  return [o]() {
     auto progress = [o](size_t i, size_t n, const TensorReport& t) {
       if (o->quiet) return;
       fmt::print(stderr, "\r{} {:>4}/{} {:<40}", progress_bar(i + 1, n), i + 1, n,
@@ -196,7 +130,7 @@ Action add_quantize(CLI::App& app) {
       const std::string method = o->method.empty() ? "rtn" : o->method;
       if (method == "imatrix") fail(ErrorKind::Argument, "--method imatrix applies to the GGUF types; int types take rtn or gptq");
       if (method == "rtn") return finish(write_affine_model(m, o->out, spec, o->threads, progress));
-      const GptqOptions g = gptq_options(*o, true, 0.01);
+      const GptqOptions g = gptq_options(*o, true, 0.01);  // act-order with static groups wins for affine
       auto stats = std::make_shared<CalibrationStats>(calibrate_from_text(m, o->model, o->calib, o->quiet, true));
       AffineQuantizer gptq = [stats, spec, g](const std::string& name, const std::vector<float>& x, uint64_t rows, uint64_t cols) {
         auto it = stats->by_weight.find(name);
@@ -218,27 +152,14 @@ Action add_quantize(CLI::App& app) {
     Model m = load_model(o->model, {o->tokenizer});
     q.on_tensor = progress;
     if (!o->stats.empty() && !o->calib.text.empty()) fail(ErrorKind::Argument, "give --imatrix or --calib, not both");
-    const bool has_stats = !o->stats.empty() || !o->calib.text.empty();
-    const std::string method = o->method.empty() ? (has_stats ? "imatrix" : "rtn") : o->method;
-    if (method == "gptq" || method == "awq" || method == "awq+gptq") {
-      if (o->calib.text.empty()) fail(ErrorKind::Argument, "--method {} needs --calib TEXT (statistics of every layer input)", method);
-      return finish(quantize_gguf_sequential(m, *o, q, gptq_options(*o, false, 0.1), method));
+    if (!o->recipe.empty()) q.plan.recipe = read_recipe(o->recipe);
+    if (o->bpw > 0 || !o->max_size.empty()) {
+      if (!o->recipe.empty()) fail(ErrorKind::Argument, "give one of --bpw, --max-size and --recipe");
+      if (o->bpw > 0 && !o->max_size.empty()) fail(ErrorKind::Argument, "give one of --bpw, --max-size and --recipe");
+      const uint64_t budget = o->bpw > 0 ? bytes_at_bpw(m, o->bpw) : parse_byte_size(o->max_size);
+      q.plan.recipe = recipe_for_budget(m, measure_mix_sensitivity(m, *o, q.plan), budget, o->save_recipe, o->quiet);
     }
-    if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
-    auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
-    if (method == "imatrix") {
-      const CalibrationStats stats =
-          o->stats.empty() ? calibrate_from_text(m, o->model, o->calib, o->quiet, false) : read_calibration_stats(o->stats);
-      for (const auto& [name, st] : stats.by_weight)
-        if (m.find(name)) (*importance)[name] = st.importance();
-      if (importance->empty())
-        fail(ErrorKind::Argument, "{}: the statistics name none of this model's weights", o->stats.empty() ? o->calib.text : o->stats);
-      q.importance = [importance](const std::string& name) -> const std::vector<float>* {
-        auto it = importance->find(name);
-        return it == importance->end() ? nullptr : &it->second;
-      };
-    }
-    const QuantizeReport r = quantize_model_gguf(m, o->out, q);
+    const QuantizeReport r = quantize_gguf(m, *o, q);
     for (const TensorReport& t : r.tensors)
       if (t.note.rfind("fallback", 0) == 0) fmt::print(stderr, "note: {}: {}\n", t.name, t.note);
     return finish(r);

@@ -41,5 +41,6 @@ Action add_run(CLI::App& app);
 Action add_perplexity(CLI::App& app);
 Action add_quantize(CLI::App& app);
 Action add_calibrate(CLI::App& app);
+Action add_sweep(CLI::App& app);
 
 }  // namespace lowbit::cli

@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   reg(lowbit::cli::add_perplexity);
   reg(lowbit::cli::add_quantize);
   reg(lowbit::cli::add_calibrate);
+  reg(lowbit::cli::add_sweep);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

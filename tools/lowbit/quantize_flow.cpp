@@ -1,0 +1,149 @@
+#include "quantize_flow.h"
+
+#include <fmt/core.h>
+
+#include <chrono>
+
+#include "lowbit/calibration.h"
+#include "lowbit/error.h"
+#include "lowbit/file_io.h"
+#include "lowbit/sequential.h"
+#include "lowbit/tokenizer.h"
+
+namespace lowbit::cli {
+namespace {
+
+// GPTQ onto a GGUF preset, one block at a time (lowbit/sequential.h), then the usual writer
+// with the quantized bytes and the Hessians (for the output-error column of the report).
+QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, QuantizeOptions q, const GptqOptions& g,
+                                        const std::string& method) {
+  SequentialOptions so;
+  so.awq = method == "awq" || method == "awq+gptq";
+  so.awq_grid = f.awq_grid;
+  so.gptq_rounding = method != "awq";
+  if (so.awq && f.fp_targets) fail(ErrorKind::Argument, "--fp-targets does not combine with AWQ");
+  so.calib.n_samples = f.calib.samples;
+  so.calib.n_ctx = f.calib.ctx;
+  so.calib.seed = f.calib.seed;
+  so.calib.n_threads = f.threads;  // 0: all cores
+  so.gptq = g;
+  so.fp_targets = f.fp_targets;
+  if (!f.quiet)
+    so.on_layer = [](uint32_t l, uint32_t n, double sec) {
+      fmt::print(stderr, "\r{} block {}/{} quantized ({:.1f} s)", progress_bar(l + 1, n), l + 1, n, sec);
+      if (l + 1 == n) fmt::print(stderr, "\n");
+    };
+  std::map<std::string, DType> types;
+  for (const TensorPlan& p : plan_quantization(m, q.plan)) types[p.name] = p.type;
+  const auto tokens = Tokenizer::create(m.vocab, f.model)->encode(read_text_file(f.calib.text), false);
+  const auto t0 = std::chrono::steady_clock::now();
+  auto res = std::make_shared<SequentialResult>(quantize_sequential(m, tokens, types, so));
+  const double driver_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  if (!f.quiet)
+    fmt::print(stderr, "calibration activations kept between blocks: {:.1f} MiB ({} windows x {} tokens x {} x 4 B{})\n",
+               res->activation_bytes / 1048576.0, f.calib.samples, f.calib.ctx, m.config.n_embd, f.fp_targets ? " x 2" : "");
+  q.precomputed = [res](const std::string& name) -> const PrecomputedTensor* {
+    auto it = res->tensors.find(name);
+    return it == res->tensors.end() ? nullptr : &it->second;
+  };
+  if (so.awq && !f.quiet) {
+    fmt::print(stderr, "AWQ alpha per group:");
+    for (const auto& [name, a] : res->awq_alpha) fmt::print(stderr, " {}={:g}", name.substr(0, name.size() - 7), a);
+    fmt::print(stderr, "\n");
+  }
+  q.method = fmt::format("{} sequential calib={}x{}", method, f.calib.samples, f.calib.ctx);
+  if (so.gptq_rounding)
+    q.method += fmt::format(" damp={} act_order={}{}", g.damp, g.act_order ? 1 : 0, f.fp_targets ? " fp_targets=1" : "");
+  if (so.awq) q.method += fmt::format(" awq_grid={}", so.awq_grid);
+  QuantizeReport r = quantize_model_gguf(m, f.out, q);
+  r.seconds += driver_seconds;
+  return r;
+}
+
+}  // namespace
+
+std::vector<MixTensor> measure_mix_sensitivity(const Model& m, const QuantizeFlags& f, const QuantizePlanOptions& plan) {
+  if (f.calib.text.empty()) fail(ErrorKind::Argument, "--bpw / --max-size need --calib TEXT (sensitivity is measured on it)");
+  const CalibrationStats stats = calibrate_from_text(m, f.model, f.calib, f.quiet, true);
+  std::map<std::string, std::vector<double>> h;
+  for (const auto& [name, st] : stats.by_weight) h[name] = st.hessian();
+  SensitivityOptions so;
+  so.mode = f.sensitivity == "measured" ? SensitivityMode::Measured : SensitivityMode::Proxy;
+  so.seed = f.calib.seed;
+  so.n_windows = f.sensitivity_windows;
+  so.n_ctx = f.sensitivity_ctx;
+  so.n_threads = f.threads;
+  if (!f.quiet)
+    so.on_step = [](size_t i, size_t n) {
+      fmt::print(stderr, "\r{} sensitivity {}/{}", progress_bar(i, n), i, n);
+      if (i == n) fmt::print(stderr, "\n");
+    };
+  const auto tokens = Tokenizer::create(m.vocab, f.model)->encode(read_text_file(f.calib.text), false);
+  return measure_sensitivity(m, tokens, plan, [&h](const std::string& name) -> const std::vector<double>* {
+    auto it = h.find(name);
+    return it == h.end() ? nullptr : &it->second;
+  }, so);
+}
+
+uint64_t bytes_at_bpw(const Model& m, double bpw) {
+  uint64_t n_weights = 0;
+  for (const TensorView& t : m.tensors) n_weights += t.n_values();
+  return static_cast<uint64_t>(bpw * n_weights / 8);
+}
+
+std::map<std::string, DType> recipe_for_budget(const Model& m, const std::vector<MixTensor>& tensors, uint64_t budget,
+                                               const std::string& save_path, bool quiet) {
+  uint64_t n_weights = 0;
+  for (const TensorView& t : m.tensors) n_weights += t.n_values();
+  const MixSolution s = solve_budget(tensors, budget);
+  if (!quiet)
+    fmt::print(stderr, "budget {} bytes ({:.3f} bpw): mix of {} bytes, estimated KLD {:.6f}\n", budget, 8.0 * budget / n_weights,
+               s.bytes, s.loss);
+  if (!save_path.empty()) write_recipe(save_path, tensors, s, budget);
+  std::map<std::string, DType> recipe;
+  for (size_t i = 0; i < tensors.size(); ++i) recipe[tensors[i].name] = tensors[i].options[s.choice[i]].type;
+  return recipe;
+}
+
+void add_sensitivity_flags(CLI::App* c, QuantizeFlags& f) {
+  c->add_option("--sensitivity", f.sensitivity, "budget: proxy (KLD measured at Q3_K per tensor, scaled by the Hessian error) or measured (every type)")
+      ->check(CLI::IsMember({"proxy", "measured"}))->capture_default_str();
+  c->add_option("--sensitivity-windows", f.sensitivity_windows, "budget: calibration windows the KLD is measured on")->capture_default_str();
+  c->add_option("--sensitivity-ctx", f.sensitivity_ctx, "budget: tokens per sensitivity window")->capture_default_str();
+}
+
+GptqOptions gptq_options(const QuantizeFlags& f, bool act_order, double damp) {
+  if (f.calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
+  if (f.act_order && f.no_act_order) fail(ErrorKind::Argument, "--act-order and --no-act-order exclude each other");
+  GptqOptions g;
+  g.act_order = f.act_order || (act_order && !f.no_act_order);
+  g.damp = f.damp >= 0 ? f.damp : damp;
+  g.n_threads = f.threads;
+  return g;
+}
+
+QuantizeReport quantize_gguf(const Model& m, const QuantizeFlags& f, QuantizeOptions q) {
+  const bool has_stats = !f.stats.empty() || !f.calib.text.empty();
+  const std::string method = f.method.empty() ? (has_stats ? "imatrix" : "rtn") : f.method;
+  if (method == "gptq" || method == "awq" || method == "awq+gptq") {
+    if (f.calib.text.empty()) fail(ErrorKind::Argument, "--method {} needs --calib TEXT (statistics of every layer input)", method);
+    return quantize_gguf_sequential(m, f, q, gptq_options(f, false, 0.1), method);
+  }
+  if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");
+  auto importance = std::make_shared<std::map<std::string, std::vector<float>>>();
+  if (method == "imatrix") {
+    const CalibrationStats stats =
+        f.stats.empty() ? calibrate_from_text(m, f.model, f.calib, f.quiet, false) : read_calibration_stats(f.stats);
+    for (const auto& [name, st] : stats.by_weight)
+      if (m.find(name)) (*importance)[name] = st.importance();
+    if (importance->empty())
+      fail(ErrorKind::Argument, "{}: the statistics name none of this model's weights", f.stats.empty() ? f.calib.text : f.stats);
+    q.importance = [importance](const std::string& name) -> const std::vector<float>* {
+      auto it = importance->find(name);
+      return it == importance->end() ? nullptr : &it->second;
+    };
+  }
+  return quantize_model_gguf(m, f.out, q);
+}
+
+}  // namespace lowbit::cli

@@ -4,18 +4,10 @@
 # (ctx 512), with each run's wall time and peak RSS. The calibrated methods use
 # SAMPLES x 512-token windows of the calibration text.
 # Usage: scripts/compare_methods.sh [CHUNKS] [SAMPLES] [PRESET...]   (run after setup.sh)
-set -euo pipefail
-cd "$(dirname "$0")/.."
-SHARED=${LOWBIT_SHARED:-../shared}
-MODEL=$SHARED/models/tinyllm-8m
-TEXT=$SHARED/data/wikitext-2/wikitext-2-test.txt
-CALIB=$SHARED/data/calibration/calib-en-1mb.txt
 CHUNKS=${1:-40}; SAMPLES=${2:-128}; shift 2 || true
 PRESETS=${*:-"Q4_K_M Q3_K_M Q2_K"}
 METHODS=${METHODS:-"rtn imatrix gptq awq awq+gptq"}
-LB=build/lowbit
-W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
-$LB perplexity "$MODEL" -f "$TEXT" --chunks "$CHUNKS" --save-logits "$W/base.bin" -q --json >/dev/null
+source "$(dirname "$0")/tinyllm_eval.sh"
 printf "%-7s %-9s | %9s %9s %9s %7s | %8s %8s\n" preset method bytes ppl kld top1 seconds peak_MB
 for p in $PRESETS; do
   for m in $METHODS; do
@@ -23,10 +15,8 @@ for p in $PRESETS; do
     [ "$m" != rtn ] && args+=(--calib "$CALIB" --calib-samples "$SAMPLES")
     /usr/bin/time -f "%e %M" -o "$W/time" $LB quantize "$MODEL" -o "$W/q.gguf" "${args[@]}" > "$W/report.json"
     read -r secs kb < "$W/time"
-    bytes=$(python3 -c "import json; print(json.load(open('$W/report.json'))['tensor_bytes'])")
-    $LB perplexity "$W/q.gguf" --kl-divergence "$W/base.bin" -q --json |
-      python3 -c "import json,sys; j=json.load(sys.stdin); print(f\"{j['ppl']:.4f} {j['kld_mean']:.6f} {100*j['same_top1']:.2f}\")" > "$W/stats"
-    read -r ppl kld top < "$W/stats"
+    bytes=$(tensor_bytes "$W/report.json")
+    read -r ppl kld top < <(eval_stats "$W/q.gguf")
     printf "%-7s %-9s | %9s %9s %9s %7s | %8s %8d\n" "$p" "$m" "$bytes" "$ppl" "$kld" "$top" "$secs" "$((kb / 1024))"
   done
 done

@@ -174,6 +174,9 @@ TEST(Cli, SweepWritesCsvAndPlot) {
   EXPECT_NE(svg.find("<polyline"), std::string::npos);
   EXPECT_NE(svg.find(">Q4_K_M</text>"), std::string::npos);
   EXPECT_FALSE(std::filesystem::exists(dir.file("base.logits")));
+  const std::string sens = test::read_file(dir.file("sensitivity.csv"));
+  EXPECT_EQ(sens.rfind("tensor,type,bytes,loss,proxy,measured_kld\n", 0), 0u);
+  EXPECT_NE(sens.find("\nblk.0.ffn_up.weight,Q3_K,"), std::string::npos);
   r = test::run_cli({"sweep", "x", "--calib", "y", "-f", "z", "-o", dir.path(), "--bpw", "5:3:1"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("expected FROM:TO:STEP"), std::string::npos) << r.err;

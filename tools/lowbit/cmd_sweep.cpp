@@ -135,7 +135,17 @@ Action add_sweep(CLI::App& app) {
     QuantizePlanOptions plan;
     plan.preset = "Q4_K_M";  // only its fixed tensors matter to the mix (1-D stay F32)
     const std::vector<MixTensor> tensors = measure_mix_sensitivity(m, o->q, plan);
-    if (!o->q.quiet) fmt::print(stderr, "proxy/measured rank correlation: {:.3f}\n", proxy_rank_correlation(tensors));
+    {  // the sensitivities, reviewable: one row per (tensor, candidate type)
+      std::string csv = "tensor,type,bytes,loss,proxy,measured_kld\n";
+      for (const MixTensor& t : tensors)
+        if (t.options.size() > 1)
+          for (const MixOption& x : t.options)
+            csv += fmt::format("{},{},{},{:.6g},{:.6g},{:.6g}\n", t.name, dtype_name(x.type), x.bytes, x.loss, x.proxy, x.measured);
+      AtomicFileWriter f(o->out_dir + "/sensitivity.csv");
+      f.write(csv);
+      f.commit();
+      if (!o->q.quiet) fmt::print(stderr, "Hessian proxy vs measured KLD, rank correlation: {:.3f}\n", proxy_rank_correlation(tensors));
+    }
 
     std::vector<SweepPoint> points;
     auto run = [&](const std::string& kind, const std::string& name, QuantizeOptions q) {

@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "algo/gptq_sweep.h"
 #include "lowbit/affine.h"
 #include "lowbit/gptq.h"
 #include "lowbit/model.h"
@@ -109,6 +110,29 @@ TEST(Gptq, BlockTypesBeatRoundToNearestOnTheLayerOutput) {
       std::printf("%-7s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", dtype_name(t), act_order, ratio);
     }
   }
+}
+
+// The factor the sweep uses: Uᵀ U = (H + λ)⁻¹ with U upper triangular.
+TEST(Gptq, InverseHessianFactorIsTheUpperCholeskyOfTheInverse) {
+  const Layer L = make_layer(4, 40, 200);
+  const uint64_t n = L.cols;
+  const double damp = 0.01;
+  const std::vector<double> u = gptq::inverse_hessian_factor(L.h, n, damp);
+  double mean = 0;
+  for (uint64_t j = 0; j < n; ++j) mean += L.h[j * n + j] / n;
+  double worst = 0;
+  for (uint64_t i = 0; i < n; ++i)
+    for (uint64_t j = 0; j < n; ++j) {
+      if (i > j) EXPECT_EQ(u[i * n + j], 0.0);
+      double s = 0;  // ((UᵀU)(H + λ))[i][j]
+      for (uint64_t k = 0; k < n; ++k) {
+        double utu = 0;
+        for (uint64_t r = 0; r <= std::min(i, k); ++r) utu += u[r * n + i] * u[r * n + k];
+        s += utu * (L.h[k * n + j] + (k == j ? damp * mean : 0.0));
+      }
+      worst = std::max(worst, std::fabs(s - (i == j ? 1.0 : 0.0)));
+    }
+  EXPECT_LT(worst, 1e-8);
 }
 
 TEST(Gptq, SingularHessianIsDampedAndDeadInputsAreZeroed) {

@@ -93,7 +93,10 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     t.rel_output_error = e.output;
     if (h) {  // plain rounding of the same weights, for comparison
       std::vector<uint8_t> plain(bytes.size());
-      quantize_rows(type, w.data(), src.shape[0], src.row_len(), nullptr, plain.data());
+      const uint64_t cols = src.row_len(), row_bytes = bytes.size() / src.shape[0];
+      parallel_for(src.shape[0], n_threads, [&](uint64_t r0, uint64_t r1) {
+        quantize_rows(type, w.data() + r0 * cols, r1 - r0, cols, nullptr, plain.data() + r0 * row_bytes);
+      });
       t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, h, n_threads).output;
     }
     t.bytes = std::move(bytes);

@@ -77,7 +77,7 @@ struct Engine::Impl {
   const TensorView* output;
   std::vector<double> inv_freq;
   // scratch, sized for the largest batch seen
-  std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;
+  std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;  // x: eval's residual stream
 };
 
 Engine::Engine(const Model& m, EngineOptions opts) : model_(m), impl_(std::make_unique<Impl>()) {
@@ -127,7 +127,6 @@ void Engine::reserve(size_t n) {
   const ModelConfig& c = model_.config;
   Impl& s = *impl_;
   const size_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff;
-  s.x.resize(n * D);
   s.h.resize(n * D);
   s.q.resize(n * Q);
   s.k.resize(n * KV);
@@ -268,7 +267,8 @@ void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, b
   Impl& s = *impl_;
   if (n == 0) fail(ErrorKind::Argument, "eval: no tokens");
   if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
-  std::vector<float> x(n * c.n_embd);
+  std::vector<float>& x = s.x;  // forward_layer resizes the other scratch buffers, not this one
+  x.resize(n * c.n_embd);
   embed(tokens, n, x.data());
   for (uint32_t l = 0; l < s.layers.size(); ++l) forward_layer(l, x.data(), n);
   const size_t first = all_logits ? 0 : n - 1;

@@ -44,13 +44,16 @@ std::string type_label(const TensorReport& t) {
 }
 
 void print_summary(const QuantizeReport& r) {
-  bool with_output = false;
-  for (const TensorReport& t : r.tensors) with_output |= t.rel_output_error > 0;
-  fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}{}\n", "tensor", "shape", "type", "bpw", "rel.RMS", with_output ? "  out.RMS" : "");
+  bool with_output = false, with_rtn = false;
+  for (const TensorReport& t : r.tensors) with_output |= t.rel_output_error > 0, with_rtn |= t.rel_output_error_rtn > 0;
+  // out.RMS: the layer's output error on the calibration inputs; rtn.out: the same for plain rounding
+  fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}{}{}\n", "tensor", "shape", "type", "bpw", "rel.RMS", with_output ? "   out.RMS" : "",
+             with_rtn ? "   rtn.out" : "");
   for (const TensorReport& t : r.tensors) {
     const double bpw = 8.0 * t.bytes / std::max<uint64_t>(1, TensorInfo{t.name, t.type, t.shape}.n_values());
     fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}{}\n", t.name, shape_string(t.shape), type_label(t), bpw,
                t.rel_rms_error, with_output ? fmt::format(" {:>9.5f}", t.rel_output_error) : "",
+               with_rtn ? fmt::format(" {:>9.5f}", t.rel_output_error_rtn) : "",
                t.note.empty() ? "" : "  " + t.note);
   }
   fmt::print("\n{} weights, {:.2f} MiB of tensors, {:.3f} bits per weight, file {:.2f} MiB, {:.1f} s\n", r.n_weights,
@@ -62,6 +65,7 @@ nlohmann::json summary_json(const QuantizeReport& r, const std::string& out) {
   for (const TensorReport& t : r.tensors)
     tensors.push_back({{"name", t.name}, {"shape", t.shape}, {"type", type_label(t)}, {"bytes", t.bytes},
                        {"rel_rms_error", t.rel_rms_error}, {"rel_output_error", t.rel_output_error},
+                       {"rel_output_error_rtn", t.rel_output_error_rtn},
                        {"note", t.note}});
   return {{"output", out}, {"n_weights", r.n_weights}, {"tensor_bytes", r.total_bytes}, {"file_bytes", r.file_bytes},
           {"bits_per_weight", r.bits_per_weight}, {"seconds", r.seconds}, {"tensors", tensors}};

@@ -62,10 +62,13 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, const std::vecto
   std::iota(perm.begin(), perm.end(), 0);
   if (o.act_order)
     std::stable_sort(perm.begin(), perm.end(), [&](uint64_t a, uint64_t b) { return h[a * cols + a] > h[b * cols + b]; });
-  std::vector<double> hp(cols * cols);
-  for (uint64_t i = 0; i < cols; ++i)
-    for (uint64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
-  const std::vector<double> U = inverse_hessian_factor(std::move(hp), cols, o.damp);
+  if (o.act_order) {  // H in the sweep's column order
+    std::vector<double> hp(cols * cols);
+    for (uint64_t i = 0; i < cols; ++i)
+      for (uint64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
+    h = std::move(hp);
+  }
+  const std::vector<double> U = inverse_hessian_factor(std::move(h), cols, o.damp);
   const std::vector<float> Uf(U.begin(), U.end());
 
   const uint64_t blen = std::min(rounder.block_len(), cols);

@@ -12,6 +12,7 @@
 #include "lowbit/awq.h"
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 #include "lowbit/quant.h"
 #include "quant/tensor_errors.h"
 
@@ -102,6 +103,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     t.bytes = std::move(bytes);
     views[src.name] = view_of(src, type, t.bytes);
     quant.replace_weight(src.name, &views[src.name]);
+    if (!o.fp_targets) release_mapped_pages(src.data, src.nbytes);  // only the reference engine reads it again
   };
 
   // Statistics of the current block's linear inputs, filled by the hooks window by window.
@@ -185,8 +187,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       if (!planned(name)) continue;
       w[name] = to_f32(m.tensor(name));
       auto& hn = h[name];
-      hn.resize(st.h.size());
-      for (size_t i = 0; i < hn.size(); ++i) hn[i] = st.h[i] / st.count;
+      hn = std::move(st.h);  // H = Σxxᵀ / n, in place: an 8192-wide input's H is 512 MB
+      for (double& v : hn) v /= st.count;
     }
     if (o.awq && !prefix.empty()) apply_awq(prefix, w, h);
     for (auto& [name, wn] : w) {
@@ -242,6 +244,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       quant.forward_layer(l, scratch.data(), T);
     }
     collect = false;
+    std::vector<double>().swap(last_h);  // free the per-window products before quantizing
+    std::vector<double>().swap(last_c);
+    std::vector<float>().swap(tmp);
     quantize_collected(block_prefix);  // 2. quantize the block's linears
     for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
       quant.reset();

@@ -88,16 +88,15 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
       continue;
     }
     const std::vector<float> x = to_f32(t);
-    const std::vector<double>* h = hessian ? hessian(t.name) : nullptr;
-    if (h && h->size() != t.row_len() * t.row_len()) h = nullptr;
+    const std::vector<float> h = hessian_f32(hessian ? hessian(t.name) : nullptr, t.row_len());  // empty: none
     std::vector<std::vector<uint8_t>> quantized;
     for (DType type : o.candidates) {
       MixOption opt{type};
       if (t.row_len() % traits(type).block_size != 0 || !bytes_of(type, &opt.bytes)) continue;
       std::vector<uint8_t> q(opt.bytes);
       quantize_rows(type, x.data(), t.shape[0], t.row_len(), nullptr, q.data());
-      const TensorErrors e = measure_errors(type, x, t.row_len(), q, h, threads);
-      opt.proxy = h ? e.output * e.output : e.weight * e.weight;
+      const TensorErrors e = measure_errors(type, x, t.row_len(), q, h.empty() ? nullptr : &h, threads);
+      opt.proxy = h.empty() ? e.weight * e.weight : e.output * e.output;
       mt.options.push_back(opt);
       quantized.push_back(std::move(q));
     }

@@ -89,7 +89,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes, const std::vector<float>& w,
                      const std::vector<double>* h) {
     PrecomputedTensor& t = res.tensors[src.name];
-    const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, h, n_threads);
+    const std::vector<float> hf = hessian_f32(h, src.row_len());
+    const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, h ? &hf : nullptr, n_threads);
     t.rel_rms_error = e.weight;
     t.rel_output_error = e.output;
     if (h) {  // plain rounding of the same weights, for comparison
@@ -98,7 +99,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       parallel_for(src.shape[0], n_threads, [&](uint64_t r0, uint64_t r1) {
         quantize_rows(type, w.data() + r0 * cols, r1 - r0, cols, nullptr, plain.data() + r0 * row_bytes);
       });
-      t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, h, n_threads).output;
+      t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, &hf, n_threads).output;
     }
     t.bytes = std::move(bytes);
     views[src.name] = view_of(src, type, t.bytes);

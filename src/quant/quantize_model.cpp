@@ -111,7 +111,8 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
         r.rel_output_error_rtn = done->rel_output_error_rtn;
       } else {
         quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, h, o.use_gptq ? &o.gptq : nullptr, n_threads, out);
-        const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h, n_threads);
+        const std::vector<float> hf = hessian_f32(h, s.row_len());
+        const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h ? &hf : nullptr, n_threads);
         r.rel_rms_error = e.weight;
         r.rel_output_error = e.output;
       }

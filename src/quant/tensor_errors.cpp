@@ -14,10 +14,11 @@ namespace lowbit {
 
 // The output error takes one SGEMM per chunk of rows: (W-Q)·H, then a row-wise dot.
 TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            const std::vector<double>* hessian, int n_threads) {
+                            const std::vector<float>* hessian, int n_threads) {
   const uint64_t n_rows = x.size() / row_len, row_bytes = out.size() / n_rows;
   const bool with_h = hessian && hessian->size() == row_len * row_len;
-  const std::vector<float> h = with_h ? std::vector<float>(hessian->begin(), hessian->end()) : std::vector<float>();
+  static const std::vector<float> kNone;
+  const std::vector<float>& h = with_h ? *hessian : kNone;
   ErrorSums weight;
   double out_err = 0, out_ref = 0;
   std::mutex mu;
@@ -48,5 +49,10 @@ TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t ro
   return {weight.relative_rms(), out_ref > 0 ? std::sqrt(std::max(0.0, out_err) / out_ref) : 0.0};
 }
 
+
+std::vector<float> hessian_f32(const std::vector<double>* h, uint64_t row_len) {
+  if (!h || h->size() != row_len * row_len) return {};
+  return std::vector<float>(h->begin(), h->end());
+}
 
 }  // namespace lowbit

@@ -14,8 +14,12 @@ struct TensorErrors {
   double output = 0;  // sqrt(tr((W-Q) H (W-Q)ᵀ) / tr(W H Wᵀ)); 0 without H
 };
 
-// x: [rows, row_len] f32; out: the quantized rows of `type`; hessian: [row_len²] or null.
+// x: [rows, row_len] f32; out: the quantized rows of `type`; hessian: [row_len²] in f32 (the
+// SGEMM's precision; callers measuring several quantizations convert once), or null.
 TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            const std::vector<double>* hessian, int n_threads);
+                            const std::vector<float>* hessian, int n_threads);
+
+// H as measure_errors takes it: f32, or empty when `h` is null or not [row_len²].
+std::vector<float> hessian_f32(const std::vector<double>* h, uint64_t row_len);
 
 }  // namespace lowbit

@@ -123,7 +123,9 @@ TEST(Gptq, InverseHessianFactorIsTheUpperCholeskyOfTheInverse) {
   double worst = 0;
   for (uint64_t i = 0; i < n; ++i)
     for (uint64_t j = 0; j < n; ++j) {
-      if (i > j) EXPECT_EQ(u[i * n + j], 0.0);
+      if (i > j) {
+        EXPECT_EQ(u[i * n + j], 0.0);
+      }
       double s = 0;  // ((UᵀU)(H + λ))[i][j]
       for (uint64_t k = 0; k < n; ++k) {
         double utu = 0;

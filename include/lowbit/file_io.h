@@ -57,5 +57,7 @@ class AtomicFileWriter {
 };
 
 std::string read_text_file(const std::string& path);
+// Writes `bytes` as the whole of `path` through an AtomicFileWriter (temp file, then rename).
+void write_file_atomic(const std::string& path, std::string_view bytes);
 
 }  // namespace lowbit

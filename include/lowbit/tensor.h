@@ -42,6 +42,10 @@ struct OutputTensor {
 
 std::string shape_string(const std::vector<uint64_t>& shape);
 
+// `info` (name, shape) read as `type` from `bytes`, which must outlive the view: a tensor
+// quantized in memory, e.g. to swap into an Engine with replace_weight.
+TensorView view_of_bytes(const TensorInfo& info, DType type, const std::vector<uint8_t>& bytes);
+
 // Converts plain float tensors (F32/F16/BF16/F64/F8) to f32. Quantized types are
 // handled by the quant library. Throws Unsupported for integer types.
 void to_f32(const TensorView& t, float* out);

@@ -92,7 +92,7 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
     std::vector<std::vector<uint8_t>> quantized;
     for (DType type : o.candidates) {
       MixOption opt{type};
-      if (t.row_len() % traits(type).block_size != 0 || !bytes_of(type, &opt.bytes)) continue;
+      if (!bytes_of(type, &opt.bytes)) continue;  // false too when the block does not fit the rows
       std::vector<uint8_t> q(opt.bytes);
       quantize_rows(type, x.data(), t.shape[0], t.row_len(), nullptr, q.data());
       const TensorErrors e = measure_errors(type, x, t.row_len(), q, h.empty() ? nullptr : &h, threads);
@@ -102,10 +102,7 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
     }
     if (mt.options.empty()) fail(ErrorKind::Argument, "tensor '{}': no candidate type fits rows of {}", t.name, t.row_len());
     auto measure = [&](size_t k) {
-      TensorView v = t;
-      v.dtype = mt.options[k].type;
-      v.data = quantized[k].data();
-      v.nbytes = quantized[k].size();
+      const TensorView v = view_of_bytes(t, mt.options[k].type, quantized[k]);
       engine.replace_weight(t.name, &v);
       mt.options[k].measured = probe.kld();
       engine.replace_weight(t.name, &t);

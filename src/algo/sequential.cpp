@@ -59,15 +59,6 @@ std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows,
   return std::vector<float>(out.begin(), out.end());
 }
 
-TensorView view_of(const TensorView& src, DType type, const std::vector<uint8_t>& bytes) {
-  TensorView v;
-  static_cast<TensorInfo&>(v) = src;
-  v.dtype = type;
-  v.data = bytes.data();
-  v.nbytes = bytes.size();
-  return v;
-}
-
 }  // namespace
 
 SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>& tokens,
@@ -102,7 +93,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, &hf, n_threads).output;
     }
     t.bytes = std::move(bytes);
-    views[src.name] = view_of(src, type, t.bytes);
+    views[src.name] = view_of_bytes(src, type, t.bytes);
     quant.replace_weight(src.name, &views[src.name]);
     if (!o.fp_targets) release_mapped_pages(src.data, src.nbytes);  // only the reference engine reads it again
   };

@@ -88,6 +88,12 @@ std::string read_text_file(const std::string& path) {
   return ss.str();
 }
 
+void write_file_atomic(const std::string& path, std::string_view bytes) {
+  AtomicFileWriter f(path);
+  f.write(bytes);
+  f.commit();
+}
+
 void release_mapped_pages(const void* p, size_t n) {
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);  // whole pages only

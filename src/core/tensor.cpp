@@ -8,6 +8,15 @@
 
 namespace lowbit {
 
+TensorView view_of_bytes(const TensorInfo& info, DType type, const std::vector<uint8_t>& bytes) {
+  TensorView v;
+  static_cast<TensorInfo&>(v) = info;
+  v.dtype = type;
+  v.data = bytes.data();
+  v.nbytes = bytes.size();
+  return v;
+}
+
 std::string shape_string(const std::vector<uint64_t>& shape) {
   std::string s = "[";
   for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);

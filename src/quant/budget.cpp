@@ -105,9 +105,7 @@ void write_recipe(const std::string& path, const std::vector<MixTensor>& tensors
   }
   const nlohmann::json j = {{"format", "lowbit-recipe"}, {"version", 1},          {"budget_bytes", budget},
                             {"total_bytes", s.bytes},    {"estimated_kld", s.loss}, {"tensors", list}};
-  AtomicFileWriter f(path);
-  f.write(j.dump(1) + "\n");
-  f.commit();
+  write_file_atomic(path, j.dump(1) + "\n");
 }
 
 std::map<std::string, DType> read_recipe(const std::string& path) {

@@ -3,8 +3,6 @@
 // lowbit quantize HF_DIR -o OUT_DIR --type int4 [--group 128] [--sym|--asym] [--range minmax|percentile|mse]
 #include <fmt/core.h>
 
-#include <chrono>
-#include <map>
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
@@ -12,14 +10,11 @@
 #include "lowbit/affine.h"
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
-#include "lowbit/file_io.h"
 #include "lowbit/gptq.h"
 #include "lowbit/mixed.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
-#include "lowbit/sequential.h"
-#include "lowbit/tokenizer.h"
 
 namespace lowbit::cli {
 namespace {

@@ -120,11 +120,12 @@ Action add_sweep(CLI::App& app) {
     for (const auto& p : presets) require_preset(p);
     if (o->q.method.empty()) o->q.method = "rtn";
     std::filesystem::create_directories(o->out_dir);
+    const int eval_threads = o->q.threads > 0 ? o->q.threads : 2;  // the engine's threads, as `perplexity` uses
     const Model m = load_model(o->q.model);
     const std::string base = o->out_dir + "/base.logits";
     {
       const auto tokens = Tokenizer::create(m.vocab, o->q.model)->encode(read_text_file(o->eval_text), true);
-      Engine engine(m, {o->q.threads > 0 ? o->q.threads : 2, std::max(o->ctx, m.config.n_ctx)});
+      Engine engine(m, {eval_threads, std::max(o->ctx, m.config.n_ctx)});
       PerplexityOptions po;
       po.n_ctx = o->ctx;
       po.max_chunks = o->chunks;
@@ -141,9 +142,7 @@ Action add_sweep(CLI::App& app) {
         if (t.options.size() > 1)
           for (const MixOption& x : t.options)
             csv += fmt::format("{},{},{},{:.6g},{:.6g},{:.6g}\n", t.name, dtype_name(x.type), x.bytes, x.loss, x.proxy, x.measured);
-      AtomicFileWriter f(o->out_dir + "/sensitivity.csv");
-      f.write(csv);
-      f.commit();
+      write_file_atomic(o->out_dir + "/sensitivity.csv", csv);
       if (!o->q.quiet) fmt::print(stderr, "Hessian proxy vs measured KLD, rank correlation: {:.3f}\n", proxy_rank_correlation(tensors));
     }
 
@@ -155,7 +154,7 @@ Action add_sweep(CLI::App& app) {
       q.n_threads = f.threads;
       const QuantizeReport r = quantize_gguf(m, f, q);
       const Model qm = load_model(f.out);
-      Engine e(qm, {o->q.threads > 0 ? o->q.threads : 2, std::max(o->ctx, qm.config.n_ctx)});
+      Engine e(qm, {eval_threads, std::max(o->ctx, qm.config.n_ctx)});
       PerplexityOptions po;
       po.kl_base = base;
       const PerplexityResult pr = evaluate_perplexity(e, {}, po);
@@ -184,13 +183,11 @@ Action add_sweep(CLI::App& app) {
     std::string csv = "kind,name,bits_per_weight,tensor_bytes,ppl,kld_mean,same_top1\n";
     for (const auto& p : points)
       csv += fmt::format("{},{},{:.4f},{},{:.4f},{:.6f},{:.4f}\n", p.kind, p.name, p.bpw, p.bytes, p.ppl, p.kld, p.top1);
-    AtomicFileWriter fc(o->out_dir + "/sweep.csv");
-    fc.write(csv);
-    fc.commit();
-    AtomicFileWriter fs(o->out_dir + "/sweep.svg");
-    fs.write(plot_svg(points, fmt::format("{}: {} ({} windows of {} tokens)",
-                                          std::filesystem::path(o->q.model).filename().string(), o->q.method, o->chunks, o->ctx)));
-    fs.commit();
+    write_file_atomic(o->out_dir + "/sweep.csv", csv);
+    write_file_atomic(o->out_dir + "/sweep.svg",
+                      plot_svg(points, fmt::format("{}: {} ({} windows of {} tokens)",
+                                                   std::filesystem::path(o->q.model).filename().string(), o->q.method,
+                                                   o->chunks, o->ctx)));
     std::filesystem::remove(base);
     fmt::print("{}", csv);
     return 0;

@@ -85,16 +85,19 @@ std::vector<MixTensor> measure_mix_sensitivity(const Model& m, const QuantizeFla
   }, so);
 }
 
-uint64_t bytes_at_bpw(const Model& m, double bpw) {
-  uint64_t n_weights = 0;
-  for (const TensorView& t : m.tensors) n_weights += t.n_values();
-  return static_cast<uint64_t>(bpw * n_weights / 8);
+namespace {
+uint64_t count_weights(const Model& m) {  // every value, as the quantize report counts bits per weight
+  uint64_t n = 0;
+  for (const TensorView& t : m.tensors) n += t.n_values();
+  return n;
 }
+}  // namespace
+
+uint64_t bytes_at_bpw(const Model& m, double bpw) { return static_cast<uint64_t>(bpw * count_weights(m) / 8); }
 
 std::map<std::string, DType> recipe_for_budget(const Model& m, const std::vector<MixTensor>& tensors, uint64_t budget,
                                                const std::string& save_path, bool quiet) {
-  uint64_t n_weights = 0;
-  for (const TensorView& t : m.tensors) n_weights += t.n_values();
+  const uint64_t n_weights = count_weights(m);
   const MixSolution s = solve_budget(tensors, budget);
   if (!quiet)
     fmt::print(stderr, "budget {} bytes ({:.3f} bpw): mix of {} bytes, estimated KLD {:.6f}\n", budget, 8.0 * budget / n_weights,

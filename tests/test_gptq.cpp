@@ -153,12 +153,6 @@ TEST(Gptq, SingularHessianIsDampedAndDeadInputsAreZeroed) {
             std::string::npos);
 }
 
-}  // namespace
-}  // namespace lowbit
-
-namespace lowbit {
-namespace {
-
 TEST(Cli, QuantizeIntWithGptqBeatsRtnOnTheLayerError) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");

@@ -27,21 +27,39 @@ std::map<std::string, DType> tensor_types(const std::string& path) {
   return out;
 }
 
+// The first `chunks` WikiText-2 windows of `ctx` tokens, scored by lowbit's engine and by
+// llama.cpp (through the judge) with the same protocol.
+struct JudgedWindows {
+  size_t ctx, chunks;
+  std::vector<int32_t> tokens;
+  std::string tokens_json;  // the tokens as the judge reads them
+  PerplexityOptions po;
+
+  JudgedWindows(const Model& m, const TempDir& dir, size_t ctx_, size_t chunks_) : ctx(ctx_), chunks(chunks_) {
+    tokens = Tokenizer::create(m.vocab)->encode(read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")));
+    tokens.resize(ctx * chunks);
+    tokens_json = dir.file("tokens.json");
+    test::write_file(tokens_json, nlohmann::json({{"tokens", tokens}}).dump());
+    po.n_ctx = static_cast<uint32_t>(ctx);
+    po.max_chunks = chunks;
+  }
+  double lowbit_ppl(const Model& m) const {
+    Engine engine(m);
+    return evaluate_perplexity(engine, tokens, po).ppl;
+  }
+  double llama_ppl(const std::string& gguf) const {
+    return test::run_llama_judge({"perplexity", gguf, tokens_json, std::to_string(ctx), std::to_string(chunks)})["ppl"].get<double>();
+  }
+};
+
 // llama.cpp rounds activations to 8 bits inside its quantized dot products, so single
 // positions differ slightly; over 10 windows (2550 scored tokens) the perplexities agree to
 // better than 0.07% for every preset, while a wrong byte layout changes them by far more.
 TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
-  constexpr size_t kCtx = 512, kChunks = 10;
   TempDir dir;
   const Model src = load_model(shared_path("models/tinyllm-8m"));
-  auto tokens = Tokenizer::create(src.vocab)->encode(read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")));
-  tokens.resize(kCtx * kChunks);
-  test::write_file(dir.file("tokens.json"), nlohmann::json({{"tokens", tokens}}).dump());
-  PerplexityOptions po;
-  po.n_ctx = kCtx;
-  po.max_chunks = kChunks;
-  Engine f32_engine(src);
-  const double base_ppl = evaluate_perplexity(f32_engine, tokens, po).ppl;
+  const JudgedWindows windows(src, dir, 512, 10);
+  const double base_ppl = windows.lowbit_ppl(src);
 
   for (const Preset& p : presets()) {
     SCOPED_TRACE(p.name);
@@ -50,10 +68,7 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
     qo.plan.preset = p.name;
     qo.n_threads = 2;
     quantize_model_gguf(src, path, qo);
-    const auto judge = test::run_llama_judge({"perplexity", path, dir.file("tokens.json"), std::to_string(kCtx), std::to_string(kChunks)});
-    Model qm = load_model(path);
-    Engine engine(qm);
-    const double ours = evaluate_perplexity(engine, tokens, po).ppl, theirs = judge["ppl"].get<double>();
+    const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     // A consistent but wrong quantizer would pass the line above; the model must still work.
     EXPECT_LT(ours / base_ppl, 1.12) << "PPL " << ours << " vs unquantized " << base_ppl;
@@ -64,27 +79,18 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
 // The calibrated methods change only codes, scales and (AWQ) norm weights: their files must
 // load in llama.cpp and compute what lowbit computes, like the plain presets.
 TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
-  constexpr size_t kCtx = 512, kChunks = 4;
   TempDir dir;
   const std::string model = shared_path("models/tinyllm-8m");
-  const Model src = load_model(model);
-  auto tokens = Tokenizer::create(src.vocab)->encode(read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")));
-  tokens.resize(kCtx * kChunks);
-  test::write_file(dir.file("tokens.json"), nlohmann::json({{"tokens", tokens}}).dump());
-  PerplexityOptions po;
-  po.n_ctx = kCtx;
-  po.max_chunks = kChunks;
+  const JudgedWindows windows(load_model(model), dir, 512, 4);
+  int k = 0;
   for (const char* method : {"gptq", "awq+gptq"}) {
     SCOPED_TRACE(method);
-    const std::string path = dir.file(std::string("m") + (method[0] == 'g' ? "g" : "a") + ".gguf");
+    const std::string path = dir.file("method" + std::to_string(k++) + ".gguf");
     auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q3_K_M", "--method", method, "--calib",
                             shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "8", "--calib-ctx", "128",
                             "--awq-grid", "4", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
-    const auto judge = test::run_llama_judge({"perplexity", path, dir.file("tokens.json"), std::to_string(kCtx), std::to_string(kChunks)});
-    Model qm = load_model(path);
-    Engine engine(qm);
-    const double ours = evaluate_perplexity(engine, tokens, po).ppl, theirs = judge["ppl"].get<double>();
+    const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     std::printf("Q3_K_M %-8s lowbit PPL %.4f  llama.cpp PPL %.4f\n", method, ours, theirs);
   }

@@ -112,12 +112,6 @@ TEST(Budget, RecipeRoundTripsAndCorruptRecipesNameTheEntry) {
   }
 }
 
-}  // namespace
-}  // namespace lowbit
-
-namespace lowbit {
-namespace {
-
 TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");

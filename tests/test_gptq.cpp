@@ -249,6 +249,25 @@ TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
   }
 }
 
+// With fp targets the driver keeps the reference activations too and still quantizes every
+// planned weight (the targets move W, so no bound against rounding W itself is expected).
+TEST(GptqModel, SequentialDriverWithFpTargetsKeepsBothActivationSets) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
+  QuantizePlanOptions po;
+  po.preset = "Q4_K_M";
+  std::map<std::string, DType> types;
+  for (const TensorPlan& p : plan_quantization(m, po)) types[p.name] = p.type;
+  SequentialOptions o;
+  o.calib.n_samples = 2;
+  o.calib.n_ctx = 64;
+  o.fp_targets = true;
+  const SequentialResult res = quantize_sequential(m, tokens, types, o);
+  EXPECT_EQ(res.activation_bytes, 2u * 2 * 64 * 256 * 4);
+  EXPECT_EQ(res.tensors.size(), 8u * 7 + 2);
+  for (const auto& [name, t] : res.tensors) EXPECT_GT(t.rel_rms_error, 0.0) << name;
+}
+
 TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <optional>
 
 #include "core/parallel.h"
 #include "lowbit/awq.h"
@@ -67,7 +68,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   const auto windows = sample_windows(tokens, o.calib.n_samples, o.calib.n_ctx, o.calib.seed, m.vocab.bos);
   const size_t W = windows.size(), T = o.calib.n_ctx, D = c.n_embd;
   const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(std::max<size_t>(T, c.n_ctx))};
-  Engine quant(m, eo), fp(m, eo);  // the quantized path (weights replaced as they are done) and the reference
+  Engine quant(m, eo);  // the quantized path: weights replaced as they are done
+  std::optional<Engine> ref;  // the unquantized reference, only for fp targets (it has its own KV cache)
+  if (o.fp_targets) ref.emplace(m, eo);
   SequentialResult res;
   std::map<std::string, TensorView> views;  // what `quant` reads for the weights done so far
   auto planned = [&](const std::string& name) -> const DType* {
@@ -124,7 +127,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     s.count += rows;
   };
   quant.set_linear_input_hook(on_input);
-  fp.set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
+  if (ref) ref->set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (collect) fp_inputs[name].assign(x, x + rows * cols);
   });
   // AWQ on one block: each group of linears sharing an input gets its own scales, folded
@@ -217,7 +220,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(o.fp_targets ? W : 0, std::vector<float>(T * D));
   for (size_t i = 0; i < W; ++i) {
     quant.embed(windows[i].data(), T, xq[i].data());
-    if (o.fp_targets) fp.embed(windows[i].data(), T, xf[i].data());
+    if (ref) ref->embed(windows[i].data(), T, xf[i].data());
   }
   res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
 
@@ -228,8 +231,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     collect = true;  // 1. statistics of block l on the quantized path (reference inputs alongside)
     for (size_t i = 0; i < W; ++i) {
       if (o.fp_targets) {
-        fp.reset();
-        fp.forward_layer(l, xf[i].data(), T);  // also moves the reference activations on
+        ref->reset();
+        ref->forward_layer(l, xf[i].data(), T);  // also moves the reference activations on
       }
       scratch = xq[i];
       quant.reset();
@@ -256,7 +259,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     for (size_t i = 0; i < W; ++i) {
       quant.final_norm(xq[i].data(), T, hq.data());
       if (o.fp_targets) {
-        fp.final_norm(xf[i].data(), T, hf.data());
+        ref->final_norm(xf[i].data(), T, hf.data());
         fp_inputs[head] = hf;
       }
       last_x = nullptr;

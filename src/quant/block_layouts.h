@@ -57,4 +57,25 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(Bloc
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
                                             1,    13,   25,  38,  53,  69,  89,  113};
 
+// Q4_K / Q5_K: 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes:
+// j < 4 in the low 6 bits of q[j] / q[j+4]; j >= 4 low nibbles from q[j+4], top 2 bits
+// from the top of q[j-4] / q[j].
+inline void unpack_scale_min_k4(int j, const uint8_t* q, int* sc, int* mn) {
+  if (j < 4) {
+    *sc = q[j] & 63;
+    *mn = q[j + 4] & 63;
+  } else {
+    *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
+    *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+  }
+}
+
+// Q3_K: signed scale of sub-block i (0..15), stored +32 in 6 bits: low nibble of q[i % 8]
+// (high nibble for i >= 8), top 2 bits at bit 2*(i/4) of q[8 + i%4].
+inline int unpack_scale_q3k(const uint8_t* q, int i) {
+  const int low = (q[i % 8] >> (i < 8 ? 0 : 4)) & 15;
+  const int high = (q[8 + i % 4] >> (2 * (i / 4))) & 3;
+  return (low | high << 4) - 32;
+}
+
 }  // namespace lowbit::quant

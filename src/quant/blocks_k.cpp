@@ -152,15 +152,6 @@ void pack_scale_min_k4(const int* sc, const int* mn, uint8_t* q) {
     q[j] |= static_cast<uint8_t>((mn[j] >> 4) << 6);
   }
 }
-void unpack_scale_min_k4(int j, const uint8_t* q, int* sc, int* mn) {
-  if (j < 4) {
-    *sc = q[j] & 63;
-    *mn = q[j + 4] & 63;
-  } else {
-    *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4);
-    *mn = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
-  }
-}
 
 // Q3_K: sixteen 6-bit values (scale + 32). Low nibbles: values 0-7 in the low nibbles of
 // bytes 0-7, values 8-15 in their high nibbles. Top 2 bits of value i: byte 8 + i%4, bit 2*(i/4).
@@ -171,11 +162,6 @@ void pack_scales_q3k(const int* sc, uint8_t* q) {
     q[i % 8] |= static_cast<uint8_t>((v & 15) << (i < 8 ? 0 : 4));
     q[8 + i % 4] |= static_cast<uint8_t>((v >> 4) << (2 * (i / 4)));
   }
-}
-int unpack_scale_q3k(const uint8_t* q, int i) {
-  const int low = (q[i % 8] >> (i < 8 ? 0 : 4)) & 15;
-  const int high = (q[8 + i % 4] >> (2 * (i / 4))) & 3;
-  return (low | high << 4) - 32;
 }
 
 constexpr SymSpec kQ3K{16, 16, -4, 3, -32, 31, nullptr};

@@ -1,0 +1,71 @@
+// Fast matrix-vector kernels on quantized weights.
+//
+// A weight row stored in a GGUF block type is multiplied by an activation row quantized on
+// the fly to 8-bit integers (as llama.cpp does with Q8_0 / Q8_K): 32-value activation blocks
+// for the 32-value weight types, 256-value blocks for the K types and IQ4_XS. The products
+// of integer codes are summed exactly in int32 and scaled once per weight block. F32, F16
+// and BF16 weights are converted to f32 in registers and multiplied by f32 activations.
+//
+// Every type has a scalar reference (dot_reference) and a SIMD version (Highway, chosen at
+// start-up for the best instruction set the CPU has). LOWBIT_FORCE_SCALAR=1 in the
+// environment, or force_scalar(true), makes every call use the scalar reference.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "lowbit/dtype.h"
+
+namespace lowbit::kernels {
+
+// Activations for the integer kernels: rows of `row_len` values, each row cut into blocks of
+// `block` values with one f32 scale d; value ≈ d * q, q in [-127, 127] (held as int16 so the
+// kernels multiply without widening). sum16 holds Σq over every 16 consecutive values, for
+// the weight types whose blocks carry a minimum (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K).
+struct QuantizedActs {
+  uint32_t block = 0;  // 32 or 256
+  size_t n_rows = 0, row_len = 0;
+  std::vector<int16_t> q;      // [n_rows, row_len]
+  std::vector<float> d;        // [n_rows, row_len / block]
+  std::vector<int32_t> sum16;  // [n_rows, row_len / 16]
+};
+
+// One activation row as the kernels read it: quantized (q, d, sum16) or f32 (x).
+struct ActRow {
+  const int16_t* q = nullptr;
+  const float* d = nullptr;
+  const int32_t* sum16 = nullptr;
+  const float* x = nullptr;
+};
+ActRow act_row(const QuantizedActs& a, size_t row);
+
+// True when `t` has a kernel: the GGUF block types (except the activation-only Q8_1/Q8_K),
+// F32, F16 and BF16.
+bool has_kernel(DType t);
+// Activation block the weight type expects: 32, 256, or 0 for float weights (f32 activations).
+uint32_t act_block(DType t);
+
+// Quantizes n_rows rows of x [n_rows, row_len] (row_len a multiple of block) to `out`.
+void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block, QuantizedActs& out);
+
+// y[r] = Σ_i w[r, i] · a[i] for the n_rows consecutive rows of w (row_bytes apart), each of
+// row_len values stored as `t`.
+void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
+// The scalar reference of dot_rows, whatever force_scalar says.
+void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
+
+// The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
+// sets the initial value).
+void force_scalar(bool on);
+bool scalar_forced();
+// Name of the instruction set dot_rows uses now, e.g. "AVX3", "AVX2", "scalar (forced)".
+std::string active_isa();
+// Instruction sets this CPU supports that the SIMD kernels were compiled for (Highway target
+// bits), and a way to restrict dispatch to one of them (tests; 0 restores all).
+std::vector<int64_t> available_isas();
+std::string isa_name(int64_t isa);
+void restrict_isa(int64_t isa);
+
+}  // namespace lowbit::kernels

@@ -1,0 +1,122 @@
+// Scalar reference kernels, activation quantization and the choice between the reference
+// and the SIMD kernels (dot_simd.cpp).
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "kernels/block_ints.h"
+#include "kernels/dot_simd.h"
+#include "lowbit/error.h"
+#include "lowbit/kernels.h"
+
+namespace lowbit::kernels {
+namespace {
+
+bool g_force_scalar = [] {
+  const char* env = std::getenv("LOWBIT_FORCE_SCALAR");
+  return env && *env && std::string(env) != "0";
+}();
+
+float float_weight(DType t, const uint8_t* w, size_t i) {
+  switch (t) {
+    case DType::F32: return reinterpret_cast<const float*>(w)[i];
+    case DType::F16: return f16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]);
+    default: return bf16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]);
+  }
+}
+
+// Σ over one row of blocks: integer sums per sub-block, scaled by d·d_act and dmin·d_act.
+float dot_row_blocks(DType t, const uint8_t* w, size_t row_len, const ActRow& a) {
+  const DTypeTraits& tr = traits(t);
+  BlockHeader h;
+  int16_t v[256];
+  double y = 0;
+  for (size_t b = 0; b < row_len / tr.block_size; ++b) {
+    const uint8_t* blk = w + b * tr.type_size;
+    const int16_t* q = a.q + b * tr.block_size;
+    block_header(t, blk, h);
+    block_values(t, blk, v);
+    int64_t isum = 0, msum = 0;
+    for (int s = 0; s < h.n_sub; ++s) {
+      int64_t part = 0;
+      for (int e = s * h.sub; e < (s + 1) * h.sub; ++e) part += int64_t{v[e]} * q[e];
+      isum += part * h.scale[s];
+      if (h.has_min) {
+        int64_t qsum = 0;
+        for (int k = 0; k < h.sub / 16; ++k) qsum += a.sum16[(b * tr.block_size + s * h.sub) / 16 + k];
+        msum += qsum * h.min[s];
+      }
+    }
+    const float ad = a.d[b];  // activation blocks are the weight's block size
+    y += static_cast<double>(h.d * ad) * isum - static_cast<double>(h.dmin * ad) * msum;
+  }
+  return static_cast<float>(y);
+}
+
+}  // namespace
+
+ActRow act_row(const QuantizedActs& a, size_t row) {
+  return {a.q.data() + row * a.row_len, a.d.data() + row * (a.row_len / a.block), a.sum16.data() + row * (a.row_len / 16), nullptr};
+}
+
+bool has_kernel(DType t) {
+  switch (t) {
+    case DType::F32: case DType::F16: case DType::BF16:
+    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::IQ4_NL:
+    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
+      return true;
+    default: return false;
+  }
+}
+
+uint32_t act_block(DType t) {
+  if (!has_kernel(t)) fail(ErrorKind::Unsupported, "kernels: no dot product for {} weights", dtype_name(t));
+  return traits(t).is_float ? 0 : traits(t).block_size;
+}
+
+void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block, QuantizedActs& out) {
+  if (block != 32 && block != 256) fail(ErrorKind::Argument, "quantize_acts: block {} (32 or 256)", block);
+  if (row_len % block) fail(ErrorKind::Argument, "quantize_acts: row of {} values is not a multiple of {}", row_len, block);
+  out.block = block, out.n_rows = n_rows, out.row_len = row_len;
+  out.q.resize(n_rows * row_len);
+  out.d.resize(n_rows * row_len / block);
+  out.sum16.resize(n_rows * row_len / 16);
+  for (size_t b = 0; b < n_rows * row_len / block; ++b) {
+    const float* xb = x + b * block;
+    float amax = 0;
+    for (uint32_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    out.d[b] = d;
+    int16_t* q = out.q.data() + b * block;
+    for (uint32_t i = 0; i < block; ++i) q[i] = static_cast<int16_t>(std::lrintf(xb[i] * id));
+    for (uint32_t g = 0; g < block / 16; ++g) {
+      int32_t s = 0;
+      for (int i = 0; i < 16; ++i) s += q[16 * g + i];
+      out.sum16[b * (block / 16) + g] = s;
+    }
+  }
+}
+
+void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+  for (size_t r = 0; r < n_rows; ++r) {
+    const uint8_t* row = w + r * row_bytes;
+    if (traits(t).is_float) {
+      double s = 0;
+      for (size_t i = 0; i < row_len; ++i) s += static_cast<double>(float_weight(t, row, i)) * a.x[i];
+      y[r] = static_cast<float>(s);
+    } else {
+      y[r] = dot_row_blocks(t, row, row_len, a);
+    }
+  }
+}
+
+void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+  if (g_force_scalar) return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
+  dot_rows_simd(t, w, row_bytes, n_rows, row_len, a, y);
+}
+
+void force_scalar(bool on) { g_force_scalar = on; }
+bool scalar_forced() { return g_force_scalar; }
+std::string active_isa() { return g_force_scalar ? "scalar (forced)" : simd_target_name(); }
+
+}  // namespace lowbit::kernels

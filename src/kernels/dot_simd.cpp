@@ -1,0 +1,268 @@
+// SIMD dot products of quantized weight rows with 8-bit activations (Highway, compiled once
+// per instruction set and chosen at run time).
+//
+// Integer types: a block's values v (block_ints.h) are decoded in registers, N at a time
+// (N = 16 int16 lanes on AVX2/AVX-512, 8 on SSE4/NEON), multiplied by the sub-block scale
+// in int16 and multiply-added with the int16 activations into int32 lanes (pmaddwd). One f32
+// multiply-add per block applies d·d_act; the minimum term uses the activations' 16-value
+// sums. Bounds: |v·scale| ≤ 4096 and |q| ≤ 127, so 256 products fit easily in int32.
+// Float types: f16/bf16 are widened to f32 in registers.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/dot_simd.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <cstring>
+#include <type_traits>
+
+#include "kernels/block_ints.h"
+#include "kernels/dot_simd.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace lowbit::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
+
+// No vector unit worth the name: the scalar reference.
+void DotRows(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+  dot_rows_reference(static_cast<DType>(t), w, row_bytes, n_rows, row_len, a, y);
+}
+
+#else
+
+using D16 = hn::CappedTag<int16_t, 16>;
+using D32 = hn::Repartition<int32_t, D16>;
+using DF32 = hn::Rebind<float, D32>;
+using V16 = hn::Vec<D16>;
+
+// N bytes from p, zero-extended to int16 lanes.
+HWY_INLINE V16 LoadBytes(const uint8_t* p) {
+  return hn::PromoteTo(D16(), hn::LoadU(hn::Rebind<uint8_t, D16>(), p));
+}
+HWY_INLINE V16 LowNibbles(V16 v) { return hn::And(v, hn::Set(D16(), 15)); }
+HWY_INLINE V16 HighNibbles(V16 v) { return hn::ShiftRight<4>(v); }
+HWY_INLINE V16 Bits(V16 v, int shift, int16_t mask) { return hn::And(hn::ShiftRightSame(v, shift), hn::Set(D16(), mask)); }
+
+// Decoders: v[e0 .. e0+N) of one block, with e0 a multiple of N inside one sub-block.
+struct Q4_0 {
+  static V16 Values(const uint8_t* b, int e) {
+    const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_0*>(b)->qs + e % 16);
+    return hn::Sub(e < 16 ? LowNibbles(q) : HighNibbles(q), hn::Set(D16(), 8));
+  }
+};
+struct Q4_1 {
+  static V16 Values(const uint8_t* b, int e) {
+    const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_1*>(b)->qs + e % 16);
+    return e < 16 ? LowNibbles(q) : HighNibbles(q);
+  }
+};
+// Fifth bit: bit e of the 32-bit qh, spread over the lanes by a per-lane bit mask.
+HWY_INLINE V16 FifthBit(const uint8_t* qh, int e) {
+  alignas(32) static constexpr uint16_t kLaneBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  uint32_t bits;
+  std::memcpy(&bits, qh, 4);
+  const D16 d;
+  const V16 lane_bit = hn::BitCast(d, hn::Load(hn::Rebind<uint16_t, D16>(), kLaneBit));
+  const V16 set = hn::And(hn::Set(d, static_cast<int16_t>(bits >> e)), lane_bit);
+  return hn::IfThenElseZero(hn::Ne(set, hn::Zero(d)), hn::Set(d, 16));
+}
+template <class Block, int kOffset>
+struct Q5 {
+  static V16 Values(const uint8_t* b, int e) {
+    const auto* blk = reinterpret_cast<const Block*>(b);
+    const V16 q = LoadBytes(blk->qs + e % 16);
+    return hn::Sub(hn::Or(e < 16 ? LowNibbles(q) : HighNibbles(q), FifthBit(blk->qh, e)), hn::Set(D16(), kOffset));
+  }
+};
+struct Q8_0 {
+  static V16 Values(const uint8_t* b, int e) {
+    return hn::PromoteTo(D16(), hn::LoadU(hn::Rebind<int8_t, D16>(), reinterpret_cast<const quant::BlockQ8_0*>(b)->qs + e));
+  }
+};
+struct Q2_K {
+  static V16 Values(const uint8_t* b, int e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    return Bits(LoadBytes(reinterpret_cast<const quant::BlockQ2_K*>(b)->qs + 32 * h + l), 2 * k, 3);
+  }
+};
+struct Q3_K {
+  static V16 Values(const uint8_t* b, int e) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ3_K*>(b);
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const V16 low = Bits(LoadBytes(blk->qs + 32 * h + l), 2 * k, 3);
+    const V16 high = Bits(LoadBytes(blk->hmask + l), 4 * h + k, 1);
+    return hn::Sub(hn::Or(low, hn::ShiftLeft<2>(high)), hn::Set(D16(), 4));  // low - 4 unless the high bit is set
+  }
+};
+struct Q4_K {
+  static V16 Values(const uint8_t* b, int e) {
+    const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_K*>(b)->qs + 32 * (e / 64) + e % 32);
+    return e % 64 < 32 ? LowNibbles(q) : HighNibbles(q);
+  }
+};
+struct Q5_K {
+  static V16 Values(const uint8_t* b, int e) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ5_K*>(b);
+    const V16 q = LoadBytes(blk->qs + 32 * (e / 64) + e % 32);
+    const V16 high = Bits(LoadBytes(blk->qh + e % 32), e / 32, 1);
+    return hn::Or(e % 64 < 32 ? LowNibbles(q) : HighNibbles(q), hn::ShiftLeft<4>(high));
+  }
+};
+struct Q6_K {
+  static V16 Values(const uint8_t* b, int e) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ6_K*>(b);
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const V16 lo = LoadBytes(blk->ql + 64 * h + 32 * (k & 1) + l);
+    const V16 high = Bits(LoadBytes(blk->qh + 32 * h + l), 2 * k, 3);
+    return hn::Sub(hn::Or(k < 2 ? LowNibbles(lo) : HighNibbles(lo), hn::ShiftLeft<4>(high)), hn::Set(D16(), 32));
+  }
+};
+
+// One row: Σ over blocks of d·d_act·Σ_s scale_s·(v·q) − dmin·d_act·Σ_s min_s·Σq.
+// kBlock values per block; kScaled: the sub-block scales are not all 1.
+template <DType kType, class Decoder, int kBlock, bool kScaled>
+float DotRow(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+  const D16 d16;
+  const D32 d32;
+  const DF32 df;
+  const size_t N = hn::Lanes(d16);
+  const size_t block_bytes = traits(kType).type_size;
+  auto facc = hn::Zero(df);
+  double min_sum = 0;
+  BlockHeader h;
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const uint8_t* blk = w + b * block_bytes;
+    const int16_t* q = a.q + b * kBlock;
+    block_header(kType, blk, h);
+    auto acc = hn::Zero(d32), unused = hn::Zero(d32);
+    for (int s = 0; s < h.n_sub; ++s) {
+      const V16 scale = hn::Set(d16, static_cast<int16_t>(h.scale[s]));
+      for (int e = s * h.sub; e < (s + 1) * h.sub; e += static_cast<int>(N)) {
+        V16 v = Decoder::Values(blk, e);
+        if (kScaled) v = hn::Mul(v, scale);
+        acc = hn::ReorderWidenMulAccumulate(d32, v, hn::LoadU(d16, q + e), acc, unused);
+      }
+    }
+    const float ad = a.d[b];
+    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, h.d * ad), facc);
+    if (h.has_min) {
+      const int32_t* sums = a.sum16 + b * (kBlock / 16);
+      int64_t m = 0;
+      for (int s = 0; s < h.n_sub; ++s)
+        for (int k = 0; k < h.sub / 16; ++k) m += int64_t{h.min[s]} * sums[s * h.sub / 16 + k];
+      min_sum += static_cast<double>(h.dmin * ad) * m;
+    }
+  }
+  return hn::GetLane(hn::SumOfLanes(df, facc)) - static_cast<float>(min_sum);
+}
+
+// Types whose values are table lookups (IQ4_NL, IQ4_XS): decoded to int16 with the scalar
+// code, then multiplied as above.
+template <DType kType, int kBlock>
+float DotRowDecoded(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+  const D16 d16;
+  const D32 d32;
+  const DF32 df;
+  const size_t N = hn::Lanes(d16);
+  const size_t block_bytes = traits(kType).type_size;
+  alignas(64) int16_t v[kBlock];
+  auto facc = hn::Zero(df);
+  BlockHeader h;
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const uint8_t* blk = w + b * block_bytes;
+    const int16_t* q = a.q + b * kBlock;
+    block_header(kType, blk, h);
+    block_values(kType, blk, v);
+    auto acc = hn::Zero(d32), unused = hn::Zero(d32);
+    for (int s = 0; s < h.n_sub; ++s) {
+      const V16 scale = hn::Set(d16, static_cast<int16_t>(h.scale[s]));
+      for (int e = s * h.sub; e < (s + 1) * h.sub; e += static_cast<int>(N))
+        acc = hn::ReorderWidenMulAccumulate(d32, hn::Mul(hn::Load(d16, v + e), scale), hn::LoadU(d16, q + e), acc, unused);
+    }
+    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, h.d * a.d[b]), facc);
+  }
+  return hn::GetLane(hn::SumOfLanes(df, facc));
+}
+
+// f32 / f16 / bf16 weights times f32 activations, the tail in scalar code.
+template <class T>
+float DotRowFloat(const T* w, size_t n, const float* x) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<T, decltype(df)> dw;
+  const size_t N = hn::Lanes(df);
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  size_t i = 0;
+  auto load = [&](size_t at) {
+    if constexpr (std::is_same_v<T, float>) return hn::LoadU(df, w + at);
+    else return hn::PromoteTo(df, hn::LoadU(dw, w + at));
+  };
+  for (; i + 2 * N <= n; i += 2 * N) {
+    acc0 = hn::MulAdd(load(i), hn::LoadU(df, x + i), acc0);
+    acc1 = hn::MulAdd(load(i + N), hn::LoadU(df, x + i + N), acc1);
+  }
+  for (; i + N <= n; i += N) acc0 = hn::MulAdd(load(i), hn::LoadU(df, x + i), acc0);
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+  for (; i < n; ++i) {
+    if constexpr (std::is_same_v<T, float>) s += w[i] * x[i];
+    else if constexpr (std::is_same_v<T, hwy::float16_t>) s += f16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]) * x[i];
+    else s += bf16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]) * x[i];
+  }
+  return s;
+}
+
+template <class Fn>
+void ForRows(const uint8_t* w, size_t row_bytes, size_t n_rows, float* y, Fn fn) {
+  for (size_t r = 0; r < n_rows; ++r) y[r] = fn(w + r * row_bytes);
+}
+
+void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+  const DType t = static_cast<DType>(type);
+  const size_t nb32 = row_len / 32, nb256 = row_len / 256;
+  switch (t) {
+    case DType::F32: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const float*>(r), row_len, a.x); });
+    case DType::F16: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const hwy::float16_t*>(r), row_len, a.x); });
+    case DType::BF16: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const hwy::bfloat16_t*>(r), row_len, a.x); });
+    case DType::Q4_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_0, Q4_0, 32, false>(r, nb32, a); });
+    case DType::Q4_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_1, Q4_1, 32, false>(r, nb32, a); });
+    case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
+    case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
+    case DType::Q8_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q8_0, Q8_0, 32, false>(r, nb32, a); });
+    case DType::IQ4_NL: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowDecoded<DType::IQ4_NL, 32>(r, nb32, a); });
+    case DType::Q2_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a); });
+    case DType::Q3_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a); });
+    case DType::Q4_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_K, Q4_K, 256, true>(r, nb256, a); });
+    case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
+    case DType::Q6_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q6_K, Q6_K, 256, true>(r, nb256, a); });
+    case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowDecoded<DType::IQ4_XS, 256>(r, nb256, a); });
+    default: return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
+  }
+}
+
+#endif  // vector targets
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace lowbit::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace lowbit::kernels {
+
+HWY_EXPORT(DotRows);
+HWY_EXPORT(TargetName);
+
+void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+  HWY_DYNAMIC_DISPATCH(DotRows)(static_cast<int>(t), w, row_bytes, n_rows, row_len, a, y);
+}
+
+std::string simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+std::vector<int64_t> available_isas() { return hwy::SupportedAndGeneratedTargets(); }
+std::string isa_name(int64_t isa) { return hwy::TargetName(isa); }
+void restrict_isa(int64_t isa) { hwy::SetSupportedTargetsForTest(isa); }
+
+}  // namespace lowbit::kernels
+#endif

@@ -1,0 +1,169 @@
+// Dot-product kernels: the scalar reference against the dequantized weights, and every SIMD
+// kernel against the scalar reference on each instruction set this CPU has, with odd row
+// counts, odd block counts and (float types) lengths that leave a tail.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "lowbit/float_convert.h"
+#include "lowbit/kernels.h"
+#include "lowbit/quant.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+using test::gaussian;
+
+std::vector<DType> kernel_types() {
+  std::vector<DType> out;
+  for (int i = 0; i < static_cast<int>(DType::Count); ++i)
+    if (kernels::has_kernel(static_cast<DType>(i))) out.push_back(static_cast<DType>(i));
+  return out;
+}
+
+// Rows of Gaussian weights with a few outliers (so blocks use their whole code range),
+// stored as t.
+struct Weights {
+  DType type;
+  size_t rows, row_len, row_bytes;
+  std::vector<uint8_t> bytes;
+  std::vector<float> values;  // dequantized, [rows, row_len]
+};
+Weights make_weights(DType t, size_t rows, size_t row_len, uint32_t seed) {
+  Weights w{t, rows, row_len, row_len / traits(t).block_size * traits(t).type_size, {}, {}};
+  auto x = gaussian(rows * row_len, seed);
+  for (size_t i = 0; i < x.size(); i += 97) x[i] *= 6;
+  w.bytes.resize(rows * w.row_bytes);
+  quantize_rows(t, x.data(), rows, row_len, nullptr, w.bytes.data());
+  w.values.resize(x.size());
+  dequantize_values(t, w.bytes.data(), x.size(), w.values.data());
+  return w;
+}
+
+struct Acts {
+  std::vector<float> x;
+  kernels::QuantizedActs q;
+  kernels::ActRow row;
+};
+Acts make_acts(DType t, size_t row_len, uint32_t seed) {
+  Acts a;
+  a.x = gaussian(row_len, seed);
+  a.x[row_len / 3] = 9;  // an activation outlier
+  const uint32_t block = kernels::act_block(t);
+  if (block) {
+    kernels::quantize_acts(a.x.data(), 1, row_len, block, a.q);
+    a.row = kernels::act_row(a.q, 0);
+  } else {
+    a.row.x = a.x.data();
+  }
+  return a;
+}
+
+// The activation values the kernel sees: d·q for integer types, x for float types.
+std::vector<double> seen_acts(const Acts& a, size_t row_len) {
+  std::vector<double> v(row_len);
+  for (size_t i = 0; i < row_len; ++i) v[i] = a.row.q ? double{a.row.d[i / a.q.block]} * a.row.q[i] : a.x[i];
+  return v;
+}
+
+// Row lengths: an odd number of blocks; float types also get lengths with a SIMD tail.
+std::vector<size_t> row_lengths(DType t) {
+  const size_t b = traits(t).block_size;
+  if (b == 1) return {1, 7, 37, 100, 1029};
+  return {b, 3 * b, 9 * b};
+}
+
+TEST(Kernels, ReferenceEqualsTheDequantizedDotProduct) {
+  for (DType t : kernel_types())
+    for (size_t n : row_lengths(t)) {
+      SCOPED_TRACE(std::string(dtype_name(t)) + " row " + std::to_string(n));
+      const Weights w = make_weights(t, 5, n, 1);
+      const Acts a = make_acts(t, n, 2);
+      const auto act = seen_acts(a, n);
+      std::vector<float> y(w.rows);
+      kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, w.rows, n, a.row, y.data());
+      for (size_t r = 0; r < w.rows; ++r) {
+        double want = 0, scale = 0;
+        for (size_t i = 0; i < n; ++i) {
+          want += w.values[r * n + i] * act[i];
+          scale += std::fabs(w.values[r * n + i] * act[i]);
+        }
+        EXPECT_NEAR(y[r], want, 1e-5 * scale + 1e-6) << "row " << r;
+      }
+    }
+}
+
+// Every SIMD path against the reference, on each instruction set the CPU has.
+TEST(Kernels, SimdEqualsTheReferenceOnEveryInstructionSet) {
+  const auto isas = kernels::available_isas();
+  ASSERT_FALSE(isas.empty());
+  for (int64_t isa : isas) {
+    kernels::restrict_isa(isa);
+    SCOPED_TRACE("isa " + kernels::isa_name(isa) + " (running " + kernels::active_isa() + ")");
+    EXPECT_EQ(kernels::active_isa(), kernels::isa_name(isa));
+    for (DType t : kernel_types())
+      for (size_t n : row_lengths(t)) {
+        SCOPED_TRACE(std::string(dtype_name(t)) + " row " + std::to_string(n));
+        const Weights w = make_weights(t, 7, n, 3 + static_cast<uint32_t>(n));
+        const Acts a = make_acts(t, n, 4);
+        std::vector<float> fast(w.rows), ref(w.rows);
+        kernels::dot_rows(t, w.bytes.data(), w.row_bytes, w.rows, n, a.row, fast.data());
+        kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, w.rows, n, a.row, ref.data());
+        const auto act = seen_acts(a, n);
+        for (size_t r = 0; r < w.rows; ++r) {
+          double scale = 0;
+          for (size_t i = 0; i < n; ++i) scale += std::fabs(w.values[r * n + i] * act[i]);
+          EXPECT_NEAR(fast[r], ref[r], 2e-6 * scale + 1e-6) << "row " << r;
+        }
+      }
+  }
+  kernels::restrict_isa(0);
+}
+
+// The forced scalar path is the reference, bit for bit; a SIMD path is not (it sums in
+// another order), which shows the switch really switches.
+TEST(Kernels, ForcedScalarIsTheReference) {
+  const DType t = DType::Q4_K;
+  const Weights w = make_weights(t, 9, 2048, 5);
+  const Acts a = make_acts(t, 2048, 6);
+  std::vector<float> forced(w.rows), ref(w.rows), simd(w.rows);
+  kernels::force_scalar(true);
+  EXPECT_EQ(kernels::active_isa(), "scalar (forced)");
+  kernels::dot_rows(t, w.bytes.data(), w.row_bytes, w.rows, 2048, a.row, forced.data());
+  kernels::force_scalar(false);
+  kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, w.rows, 2048, a.row, ref.data());
+  kernels::dot_rows(t, w.bytes.data(), w.row_bytes, w.rows, 2048, a.row, simd.data());
+  EXPECT_EQ(forced, ref);
+  EXPECT_NE(simd, ref) << "the SIMD kernel summed exactly like the reference: is it dispatched at all?";
+}
+
+TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
+  const size_t n = 512;
+  auto x = gaussian(2 * n, 7);
+  x[300] = -40;
+  for (uint32_t block : {32u, 256u}) {
+    kernels::QuantizedActs q;
+    kernels::quantize_acts(x.data(), 2, n, block, q);
+    ASSERT_EQ(q.q.size(), 2 * n);
+    ASSERT_EQ(q.d.size(), 2 * n / block);
+    for (size_t i = 0; i < 2 * n; ++i) {
+      const float d = q.d[i / block];
+      EXPECT_LE(std::abs(q.q[i]), 127);
+      EXPECT_LE(std::fabs(x[i] - d * q.q[i]), 0.5f * d * 1.0001f) << i;
+    }
+    EXPECT_EQ(q.q[300], -127);  // the block's absmax maps to the end of the range
+    for (size_t g = 0; g < 2 * n / 16; ++g) {
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += q.q[16 * g + i];
+      EXPECT_EQ(q.sum16[g], s);
+    }
+  }
+  kernels::QuantizedActs q;
+  EXPECT_NE(test::expect_error([&] { kernels::quantize_acts(x.data(), 1, 100, 32, q); }).find("not a multiple of 32"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit

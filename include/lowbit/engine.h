@@ -18,6 +18,12 @@ namespace lowbit {
 struct EngineOptions {
   int n_threads = 2;
   uint32_t n_ctx = 0;  // 0: the model's context length
+  // Fast path: linear layers through the kernels of lowbit/kernels.h (activations quantized to
+  // 8 bits for quantized weights, rows split over a thread pool). Off: the fp32 reference
+  // (weights dequantized, BLAS sgemm).
+  bool fast = false;
+  // Types of the KV cache: F32, F16 or Q8_0 (Q8_0 needs n_head_kv·head_dim divisible by 32).
+  DType cache_type_k = DType::F32, cache_type_v = DType::F32;
 };
 
 // Called with the input of a linear layer: `weight` is its GGUF name (e.g.
@@ -54,8 +60,10 @@ class Engine {
 
  private:
   void reserve(size_t n);
+  void linear(const TensorView& w, const float* x, size_t n, float* y);  // fast or reference
   struct Impl;
   const Model& model_;
+  EngineOptions opts_;
   uint32_t n_ctx_;
   size_t n_past_ = 0;
   LinearInputHook hook_;
@@ -64,5 +72,9 @@ class Engine {
 
 // y[n, rows] = x[n, cols] · W[rows, cols]ᵀ for a weight in any supported type.
 void linear_forward(const TensorView& w, const float* x, size_t n, float* y);
+
+// Bytes of weights a forward pass of one token reads: every matrix, and the token embedding
+// only when it doubles as the output head (otherwise one row of it is read).
+uint64_t weight_bytes_per_token(const Model& m);
 
 }  // namespace lowbit

@@ -3,9 +3,13 @@
 #include <cblas.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cmath>
 
+#include "core/thread_pool.h"
 #include "lowbit/error.h"
+#include "lowbit/kernels.h"
+#include "lowbit/quant.h"
 
 namespace lowbit {
 namespace {
@@ -44,6 +48,32 @@ void apply_rope(float* x, size_t n, uint32_t n_heads, uint32_t hd, size_t pos0, 
 
 std::vector<float> vector_of(const Model& m, const std::string& name) { return to_f32(m.tensor(name)); }
 
+uint64_t row_bytes_of(DType t, uint64_t row_len) { return row_len / traits(t).block_size * traits(t).type_size; }
+
+// Rows of the KV cache in F32, F16 or Q8_0: stored in that type, read back as f32.
+struct CacheRows {
+  DType type = DType::F32;
+  size_t row_len = 0, row_bytes = 0;
+  std::vector<uint8_t> bytes;  // [n_ctx, row_bytes]
+
+  void init(DType t, size_t n_ctx, size_t len) {
+    type = t, row_len = len, row_bytes = row_bytes_of(t, len);
+    bytes.assign(n_ctx * row_bytes, 0);
+  }
+  void store(size_t pos, const float* x, size_t n) {
+    uint8_t* dst = bytes.data() + pos * row_bytes;
+    if (type == DType::F32) std::memcpy(dst, x, n * row_bytes);
+    else quantize_rows(type, x, n, row_len, nullptr, dst);
+  }
+  // Rows [0, n) as f32: the cache itself when it is F32, else decoded into scratch.
+  const float* rows(size_t n, std::vector<float>& scratch) const {
+    if (type == DType::F32) return reinterpret_cast<const float*>(bytes.data());
+    scratch.resize(n * row_len);
+    dequantize_values(type, bytes.data(), n * row_len, scratch.data());
+    return scratch.data();
+  }
+};
+
 }  // namespace
 
 void linear_forward(const TensorView& w, const float* x, size_t n, float* y) {
@@ -64,12 +94,19 @@ void linear_forward(const TensorView& w, const float* x, size_t n, float* y) {
   }
 }
 
+uint64_t weight_bytes_per_token(const Model& m) {
+  uint64_t total = 0;
+  for (const TensorView& t : m.tensors)
+    if (t.shape.size() == 2 && (t.name != "token_embd.weight" || m.config.tied_embeddings)) total += t.nbytes;
+  return total;
+}
+
 struct Engine::Impl {
   struct Layer {
     const TensorView *wq, *wk, *wv, *wo, *wgate, *wup, *wdown;
     std::vector<float> attn_norm, ffn_norm, bq, bk, bv, q_norm, k_norm;
     std::string prefix;
-    std::vector<float> k_cache, v_cache;  // [n_ctx, kv_dim]
+    CacheRows k_cache, v_cache;  // [n_ctx, kv_dim]
   };
   std::vector<Layer> layers;
   std::vector<float> output_norm;
@@ -78,13 +115,24 @@ struct Engine::Impl {
   std::vector<double> inv_freq;
   // scratch, sized for the largest batch seen
   std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;  // x: eval's residual stream
+  std::vector<float> k_rows, v_rows;  // decoded cache rows (F16 / Q8_0 caches)
+  std::unique_ptr<ThreadPool> pool;   // fast path only
+  kernels::QuantizedActs acts;        // fast path: the current linear layer's input
 };
 
-Engine::Engine(const Model& m, EngineOptions opts) : model_(m), impl_(std::make_unique<Impl>()) {
+Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), impl_(std::make_unique<Impl>()) {
   const ModelConfig& c = m.config;
   n_ctx_ = opts.n_ctx ? opts.n_ctx : c.n_ctx;
   openblas_set_num_threads(std::max(1, opts.n_threads));
   Impl& s = *impl_;
+  for (DType t : {opts.cache_type_k, opts.cache_type_v}) {
+    if (t != DType::F32 && t != DType::F16 && t != DType::Q8_0)
+      fail(ErrorKind::Argument, "KV cache type {}: use f32, f16 or q8_0", dtype_name(t));
+    if (c.kv_dim() % traits(t).block_size)
+      fail(ErrorKind::Argument, "KV cache type {}: rows of {} values are not a multiple of {}", dtype_name(t), c.kv_dim(),
+           traits(t).block_size);
+  }
+  if (opts.fast) s.pool = std::make_unique<ThreadPool>(std::max(1, opts.n_threads));
   s.embd = &m.tensor("token_embd.weight");
   s.output = c.tied_embeddings ? s.embd : &m.tensor("output.weight");
   s.output_norm = vector_of(m, "output_norm.weight");
@@ -110,8 +158,8 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), impl_(std::make_
       L.q_norm = vector_of(m, L.prefix + "attn_q_norm.weight");
       L.k_norm = vector_of(m, L.prefix + "attn_k_norm.weight");
     }
-    L.k_cache.assign(static_cast<size_t>(n_ctx_) * c.kv_dim(), 0.0f);
-    L.v_cache.assign(static_cast<size_t>(n_ctx_) * c.kv_dim(), 0.0f);
+    L.k_cache.init(opts.cache_type_k, n_ctx_, c.kv_dim());
+    L.v_cache.init(opts.cache_type_v, n_ctx_, c.kv_dim());
     s.layers.push_back(std::move(L));
   }
   ModelConfig base = c;
@@ -136,6 +184,28 @@ void Engine::reserve(size_t n) {
   s.gate.resize(n * F);
   s.up.resize(n * F);
   s.ffn.resize(n * D);
+}
+
+// The fast path: the input quantized once per call to the weight's activation blocks, then
+// tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
+// over them) handed out to the pool's threads.
+void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
+  if (!opts_.fast || !kernels::has_kernel(w.dtype)) return linear_forward(w, x, n, y);
+  Impl& s = *impl_;
+  const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
+  const uint32_t block = kernels::act_block(w.dtype);
+  if (block) kernels::quantize_acts(x, n, cols, block, s.acts);
+  constexpr size_t kTile = 16;
+  auto task = [&](size_t tile) {
+    const size_t r0 = tile * kTile, nr = std::min(kTile, rows - r0);
+    for (size_t t = 0; t < n; ++t) {
+      kernels::ActRow a;
+      if (block) a = kernels::act_row(s.acts, t);
+      else a.x = x + t * cols;
+      kernels::dot_rows(w.dtype, w.data + r0 * row_bytes, row_bytes, nr, cols, a, y + t * rows + r0);
+    }
+  };
+  s.pool->run((rows + kTile - 1) / kTile, task);
 }
 
 void Engine::embed(const int32_t* tokens, size_t n, float* x) const {
@@ -191,9 +261,9 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   // attention block
   rms_norm(x, L.attn_norm.data(), s.h.data(), n, D, c.norm_eps);
   for (const TensorView* w : {L.wq, L.wk, L.wv}) hook(w, s.h.data(), D);
-  linear_forward(*L.wq, s.h.data(), n, s.q.data());
-  linear_forward(*L.wk, s.h.data(), n, s.k.data());
-  linear_forward(*L.wv, s.h.data(), n, s.v.data());
+  linear(*L.wq, s.h.data(), n, s.q.data());
+  linear(*L.wk, s.h.data(), n, s.k.data());
+  linear(*L.wv, s.h.data(), n, s.v.data());
   if (c.attn_bias)
     for (size_t t = 0; t < n; ++t) {
       for (size_t i = 0; i < Q; ++i) s.q[t * Q + i] += L.bq[i];
@@ -206,13 +276,15 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   }
   apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
   apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
-  std::copy(s.k.begin(), s.k.begin() + n * KV, L.k_cache.begin() + n_past_ * KV);
-  std::copy(s.v.begin(), s.v.begin() + n * KV, L.v_cache.begin() + n_past_ * KV);
+  L.k_cache.store(n_past_, s.k.data(), n);
+  L.v_cache.store(n_past_, s.v.data(), n);
+  const float* keys = L.k_cache.rows(T, s.k_rows);
+  const float* values = L.v_cache.rows(T, s.v_rows);
   for (uint32_t head = 0; head < c.n_head; ++head) {
     const size_t kvh = head / group;
     // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
-                L.k_cache.data() + kvh * hd, KV, 0.0f, s.scores.data(), T);
+                keys + kvh * hd, KV, 0.0f, s.scores.data(), T);
     for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
       float* row = s.scores.data() + t * T;
       const size_t visible = n_past_ + t + 1;
@@ -228,22 +300,22 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     }
     // out_head[n, hd] = scores[n, T] · V_head[T, hd]
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
-                L.v_cache.data() + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
+                values + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
   }
   hook(L.wo, s.attn.data(), Q);
-  linear_forward(*L.wo, s.attn.data(), n, s.ffn.data());
+  linear(*L.wo, s.attn.data(), n, s.ffn.data());
   for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
   // SwiGLU feed-forward block
   rms_norm(x, L.ffn_norm.data(), s.h.data(), n, D, c.norm_eps);
   for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
-  linear_forward(*L.wgate, s.h.data(), n, s.gate.data());
-  linear_forward(*L.wup, s.h.data(), n, s.up.data());
+  linear(*L.wgate, s.h.data(), n, s.gate.data());
+  linear(*L.wup, s.h.data(), n, s.up.data());
   for (size_t i = 0; i < n * F; ++i) {
     const float g = s.gate[i];
     s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
   }
   hook(L.wdown, s.gate.data(), F);
-  linear_forward(*L.wdown, s.gate.data(), n, s.ffn.data());
+  linear(*L.wdown, s.gate.data(), n, s.ffn.data());
   for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
 }
 
@@ -259,7 +331,7 @@ void Engine::head(const float* x, size_t n, std::vector<float>& logits) {
   final_norm(x, n, h.data());
   logits.resize(n * c.n_vocab);
   if (hook_) hook_(s.output->name, h.data(), n, c.n_embd);
-  linear_forward(*s.output, h.data(), n, logits.data());
+  linear(*s.output, h.data(), n, logits.data());
 }
 
 void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, bool all_logits) {

@@ -128,4 +128,38 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
   return report;
 }
 
+Model quantize_model_in_memory(const Model& m, const QuantizePlanOptions& plan, int n_threads) {
+  std::map<std::string, DType> type_of;
+  for (const TensorPlan& p : plan_quantization(m, plan)) type_of[p.name] = p.type;
+  Model out = m;
+  for (TensorView& t : out.tensors) {
+    const auto it = type_of.find(t.name);
+    if (it == type_of.end() || t.dtype == it->second || t.shape.size() < 2) continue;
+    auto bytes = std::make_shared<std::vector<uint8_t>>();
+    quantize_tensor(it->second, to_f32(t), t.row_len(), nullptr, nullptr, nullptr, resolve_threads(n_threads), *bytes);
+    t = view_of_bytes(t, it->second, *bytes);
+    out.storage.push_back(bytes);
+  }
+  out.index();
+  return out;
+}
+
+QuantizePlanOptions plan_for_type_or_preset(const std::string& name) {
+  QuantizePlanOptions plan;
+  if (const Preset* p = find_preset(name)) {
+    plan.preset = p->name;
+    return plan;
+  }
+  const auto type = dtype_from_name(name);
+  for (const Preset& p : presets())
+    if (type && p.base == *type) {
+      plan.preset = p.name;
+      plan.pure = true;
+      return plan;
+    }
+  std::string names;
+  for (const Preset& p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
+  fail(ErrorKind::Argument, "--quantize {}: not a preset or a type one could be made of ({})", name, names);
+}
+
 }  // namespace lowbit

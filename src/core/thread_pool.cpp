@@ -1,0 +1,77 @@
+#include "core/thread_pool.h"
+
+#include <algorithm>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define LOWBIT_PAUSE() _mm_pause()
+#else
+#define LOWBIT_PAUSE() std::this_thread::yield()
+#endif
+
+namespace lowbit {
+namespace {
+constexpr int kSpins = 1 << 14;  // ~50-100 µs of polling before a worker sleeps
+}
+
+ThreadPool::ThreadPool(int n_threads) {
+  for (int i = 1; i < std::max(1, n_threads); ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+    generation_.fetch_add(1);
+  }
+  wake_.notify_all();
+  for (auto& w : workers_) w.join();
+}
+
+void ThreadPool::work() {
+  for (size_t i; (i = next_.fetch_add(1, std::memory_order_relaxed)) < n_tasks_;) {
+    try {
+      call_(ctx_, i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+}
+
+void ThreadPool::worker_loop() {
+  uint64_t seen = 0;
+  for (;;) {
+    int spins = 0;
+    while (generation_.load(std::memory_order_acquire) == seen && ++spins < kSpins) LOWBIT_PAUSE();
+    if (generation_.load(std::memory_order_acquire) == seen) {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return generation_.load() != seen; });
+    }
+    seen = generation_.load(std::memory_order_acquire);
+    if (stop_) return;
+    work();
+    running_.fetch_sub(1, std::memory_order_acq_rel);
+  }
+}
+
+void ThreadPool::run_job(size_t n_tasks, Call call, void* ctx) {
+  if (n_tasks == 0) return;
+  if (workers_.empty() || n_tasks == 1) {
+    for (size_t i = 0; i < n_tasks; ++i) call(ctx, i);
+    return;
+  }
+  n_tasks_ = n_tasks, call_ = call, ctx_ = ctx, error_ = nullptr;
+  next_.store(0, std::memory_order_relaxed);
+  running_.store(static_cast<int>(workers_.size()), std::memory_order_relaxed);
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // a worker between its check and wait() sees this
+    generation_.fetch_add(1, std::memory_order_acq_rel);
+  }
+  wake_.notify_all();
+  work();
+  while (running_.load(std::memory_order_acquire) > 0) LOWBIT_PAUSE();
+  if (error_) std::rethrow_exception(error_);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,54 @@
+// A fixed set of worker threads that run the tasks 0 .. n-1 of one job at a time, claimed
+// dynamically, with the calling thread working as one of them. run() allocates nothing:
+// the job is a pointer to the caller's callable. Idle workers spin briefly (the next matrix
+// of a token usually follows within microseconds), then sleep on a condition variable so
+// they leave the cores to BLAS and the rest of the program.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace lowbit {
+
+class ThreadPool {
+ public:
+  explicit ThreadPool(int n_threads);  // n_threads - 1 workers; the caller of run() is the last
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int size() const { return static_cast<int>(workers_.size()) + 1; }
+
+  // Calls fn(i) once for every i in [0, n_tasks) across the threads; returns when all are
+  // done. An exception from a task is rethrown here (the other tasks still run).
+  template <class Fn>
+  void run(size_t n_tasks, Fn& fn) {
+    run_job(n_tasks, [](void* ctx, size_t i) { (*static_cast<Fn*>(ctx))(i); }, &fn);
+  }
+
+ private:
+  using Call = void (*)(void*, size_t);
+  void run_job(size_t n_tasks, Call call, void* ctx);
+  void work();            // claim tasks of the current job until none is left
+  void worker_loop();
+
+  std::vector<std::thread> workers_;
+  std::atomic<uint64_t> generation_{0};  // bumped once per job
+  std::atomic<size_t> next_{0};          // next unclaimed task
+  std::atomic<int> running_{0};          // workers still inside the current job
+  size_t n_tasks_ = 0;
+  Call call_ = nullptr;
+  void* ctx_ = nullptr;
+  std::exception_ptr error_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  bool stop_ = false;
+};
+
+}  // namespace lowbit

@@ -1,0 +1,124 @@
+// The engine's fast path (integer kernels, thread pool) against the fp32 reference path on
+// the real tinyllm-8m, quantized in memory; KV cache types; in-flight quantization.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+#include "core/thread_pool.h"
+#include "lowbit/eval.h"
+#include "lowbit/file_io.h"
+#include "lowbit/kernels.h"
+#include "lowbit/quantize.h"
+#include "lowbit/tokenizer.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+using test::shared_path;
+
+const Model& tinyllm() {
+  static const Model m = load_model(shared_path("models/tinyllm-8m"));
+  return m;
+}
+
+const std::vector<int32_t>& wikitext_tokens() {
+  static const auto tokens = [] {
+    auto text = read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")).substr(0, 200000);
+    return Tokenizer::create(tinyllm().vocab)->encode(text);
+  }();
+  return tokens;
+}
+
+double perplexity(const Model& m, EngineOptions o, size_t chunks = 6) {
+  o.n_ctx = 512;
+  Engine e(m, o);
+  PerplexityOptions p;
+  p.max_chunks = chunks;
+  return evaluate_perplexity(e, wikitext_tokens(), p).ppl;
+}
+
+TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
+  ThreadPool pool(3);
+  for (size_t n : {0u, 1u, 2u, 7u, 1000u}) {
+    std::vector<std::atomic<int>> hits(n);
+    auto fn = [&](size_t i) { hits[i].fetch_add(1); };
+    pool.run(n, fn);
+    for (size_t i = 0; i < n; ++i) ASSERT_EQ(hits[i].load(), 1) << "task " << i << " of " << n;
+  }
+  auto bad = [](size_t i) {
+    if (i == 5) throw std::runtime_error("task 5 failed");
+  };
+  try {
+    pool.run(10, bad);
+    ADD_FAILURE() << "no exception";
+  } catch (const std::runtime_error& e) {
+    EXPECT_STREQ(e.what(), "task 5 failed");
+  }
+}
+
+// The acceptance bar: quantized perplexity through the fast path within 0.1% of the
+// reference path, for the main presets.
+TEST(FastEngine, PerplexityEqualsTheReferenceWithinATenthOfAPercent) {
+  for (const char* preset : {"Q4_K_M", "Q8_0", "Q3_K_M"}) {
+    SCOPED_TRACE(preset);
+    const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset(preset), 2);
+    EngineOptions ref, fast;
+    fast.fast = true;
+    const double p_ref = perplexity(q, ref), p_fast = perplexity(q, fast);
+    EXPECT_LT(std::fabs(p_fast / p_ref - 1), 1e-3) << "reference " << p_ref << ", fast " << p_fast;
+    std::printf("%s: reference %.4f, fast %.4f (%+.4f%%)\n", preset, p_ref, p_fast, 100 * (p_fast / p_ref - 1));
+    EXPECT_NE(p_fast, p_ref) << "the fast path gave the reference's exact value: was it used?";
+  }
+}
+
+// Generation (one token per call) takes the same path as a batch: the logits of a prompt fed
+// token by token equal those of the prompt fed at once.
+TEST(FastEngine, TokenByTokenEqualsOneBatch) {
+  const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset("Q4_K_M"), 2);
+  EngineOptions o;
+  o.fast = true, o.n_ctx = 64;
+  Engine batch(q, o), steps(q, o);
+  const std::vector<int32_t> prompt(wikitext_tokens().begin(), wikitext_tokens().begin() + 24);
+  std::vector<float> all, one;
+  batch.eval(prompt.data(), prompt.size(), all, true);
+  const size_t V = q.config.n_vocab;
+  for (size_t t = 0; t < prompt.size(); ++t) {
+    steps.eval(&prompt[t], 1, one, false);
+    for (size_t i = 0; i < V; i += 97) ASSERT_NEAR(one[i], all[t * V + i], 1e-3) << "token " << t << " logit " << i;
+  }
+}
+
+TEST(FastEngine, KvCacheTypesChangePerplexityLittle) {
+  const double f32 = perplexity(tinyllm(), {}, 4);
+  for (DType t : {DType::F16, DType::Q8_0}) {
+    EngineOptions o;
+    o.cache_type_k = o.cache_type_v = t;
+    const double p = perplexity(tinyllm(), o, 4);
+    EXPECT_NE(p, f32) << dtype_name(t) << ": the cache type changed nothing";
+    EXPECT_LT(std::fabs(p / f32 - 1), t == DType::F16 ? 1e-4 : 3e-3) << dtype_name(t) << ": " << p << " vs f32 " << f32;
+    std::printf("KV cache %s: %.4f vs f32 %.4f (%+.4f%%)\n", dtype_name(t), p, f32, 100 * (p / f32 - 1));
+  }
+  EngineOptions bad;
+  bad.cache_type_k = DType::Q4_K;
+  EXPECT_NE(test::expect_error([&] { Engine e(tinyllm(), bad); }).find("KV cache type Q4_K"), std::string::npos);
+}
+
+TEST(InFlightQuantization, QuantizesMatricesOnlyAndRejectsUnknownNames) {
+  const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset("Q4_K"), 2);
+  size_t q4k = 0;
+  for (const TensorView& t : q.tensors) {
+    if (t.shape.size() == 1) EXPECT_EQ(t.dtype, tinyllm().tensor(t.name).dtype) << t.name;
+    q4k += t.dtype == DType::Q4_K;
+    uint64_t want = 0;
+    ASSERT_TRUE(tensor_bytes(t.dtype, t.row_len(), t.n_values(), &want));
+    EXPECT_EQ(t.nbytes, want) << t.name;
+  }
+  EXPECT_GT(q4k, 7u);
+  EXPECT_NE(test::expect_error([] { plan_for_type_or_preset("Q9_X"); }).find("Q4_K_M"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit

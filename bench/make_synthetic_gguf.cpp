@@ -18,17 +18,7 @@ int main(int argc, char** argv) {
     const std::string shape = argc > 2 ? argv[2] : "llama-1b";
     const auto dtype = dtype_from_name(argc > 3 ? argv[3] : "bf16");
     if (!dtype) fail(ErrorKind::Argument, "unknown type '{}'", argv[3]);
-    ModelConfig c;
-    c.arch = "llama";
-    if (shape == "llama-1b") {
-      c.n_vocab = 128256; c.n_embd = 2048; c.n_layer = 16; c.n_head = 32; c.n_head_kv = 8; c.head_dim = 64; c.n_ff = 8192;
-      c.tied_embeddings = true;
-    } else if (shape == "llama-8m") {
-      c.n_vocab = 4096; c.n_embd = 256; c.n_layer = 8; c.n_head = 8; c.n_head_kv = 4; c.head_dim = 32; c.n_ff = 768;
-    } else {
-      fail(ErrorKind::Argument, "unknown shape '{}' (llama-1b, llama-8m)", shape);
-    }
-    c.n_ctx = 2048;
+    const ModelConfig c = synthetic_shape(shape);
     const Model m = make_synthetic_model(c, Vocab{}, 1, *dtype);
     write_model_gguf(m, argv[1], *dtype);
     fmt::print("wrote {} ({} tensors)\n", argv[1], m.tensors.size());

@@ -129,8 +129,8 @@ struct QuantizeOptions {
 QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o);
 
 // In-flight quantization: a copy of `m` whose matrices are rounded to nearest in memory as
-// `plan` says (no file is written). Tensors that keep their type share `m`'s storage, so
-// `m` must outlive the copy.
+// `plan` says (no file is written). Tensors that keep their type share `m`'s storage (the
+// copy holds it alive too).
 Model quantize_model_in_memory(const Model& m, const QuantizePlanOptions& plan, int n_threads);
 // The plan for `lowbit run --quantize NAME`: a preset name (Q4_K_M) as it stands, or a type
 // name (Q4_K) for that type everywhere. Throws Argument naming the choices otherwise.

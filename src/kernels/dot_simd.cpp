@@ -10,6 +10,7 @@
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/dot_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/cache_control.h>
 #include <hwy/highway.h>
 
 #include <cstring>
@@ -76,11 +77,6 @@ struct Q5 {
     return hn::Sub(hn::Or(e < 16 ? LowNibbles(q) : HighNibbles(q), FifthBit(blk->qh, e)), hn::Set(D16(), kOffset));
   }
 };
-struct Q8_0 {
-  static V16 Values(const uint8_t* b, int e) {
-    return hn::PromoteTo(D16(), hn::LoadU(hn::Rebind<int8_t, D16>(), reinterpret_cast<const quant::BlockQ8_0*>(b)->qs + e));
-  }
-};
 struct Q2_K {
   static V16 Values(const uint8_t* b, int e) {
     const int h = e / 128, k = (e % 128) / 32, l = e % 32;
@@ -96,12 +92,6 @@ struct Q3_K {
     return hn::Sub(hn::Or(low, hn::ShiftLeft<2>(high)), hn::Set(D16(), 4));  // low - 4 unless the high bit is set
   }
 };
-struct Q4_K {
-  static V16 Values(const uint8_t* b, int e) {
-    const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_K*>(b)->qs + 32 * (e / 64) + e % 32);
-    return e % 64 < 32 ? LowNibbles(q) : HighNibbles(q);
-  }
-};
 struct Q5_K {
   static V16 Values(const uint8_t* b, int e) {
     const auto* blk = reinterpret_cast<const quant::BlockQ5_K*>(b);
@@ -110,15 +100,10 @@ struct Q5_K {
     return hn::Or(e % 64 < 32 ? LowNibbles(q) : HighNibbles(q), hn::ShiftLeft<4>(high));
   }
 };
-struct Q6_K {
-  static V16 Values(const uint8_t* b, int e) {
-    const auto* blk = reinterpret_cast<const quant::BlockQ6_K*>(b);
-    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
-    const V16 lo = LoadBytes(blk->ql + 64 * h + 32 * (k & 1) + l);
-    const V16 high = Bits(LoadBytes(blk->qh + 32 * h + l), 2 * k, 3);
-    return hn::Sub(hn::Or(k < 2 ? LowNibbles(lo) : HighNibbles(lo), hn::ShiftLeft<4>(high)), hn::Set(D16(), 32));
-  }
-};
+
+// Weight bytes are requested this far ahead of the block being multiplied: the kernels do
+// enough work per byte that the hardware prefetcher alone falls behind.
+constexpr size_t kPrefetchAhead = 1024;
 
 // One row: Σ over blocks of d·d_act·Σ_s scale_s·(v·q) − dmin·d_act·Σ_s min_s·Σq.
 // kBlock values per block; kScaled: the sub-block scales are not all 1.
@@ -135,6 +120,7 @@ float DotRow(const uint8_t* w, size_t n_blocks, const ActRow& a) {
   for (size_t b = 0; b < n_blocks; ++b) {
     const uint8_t* blk = w + b * block_bytes;
     const int16_t* q = a.q + b * kBlock;
+    for (size_t off = 0; off < block_bytes; off += 64) hwy::Prefetch(blk + kPrefetchAhead + off);
     block_header(kType, blk, h);
     auto acc = hn::Zero(d32), unused = hn::Zero(d32);
     for (int s = 0; s < h.n_sub; ++s) {
@@ -156,6 +142,114 @@ float DotRow(const uint8_t* w, size_t n_blocks, const ActRow& a) {
     }
   }
   return hn::GetLane(hn::SumOfLanes(df, facc)) - static_cast<float>(min_sum);
+}
+
+// The three types of the common presets (Q8_0; Q4_K and Q6_K of Q4_K_M) get kernels with a
+// fixed structure at the full vector width (32 int16 lanes on AVX-512, 16 on AVX2, 8 on
+// SSE4): whole 32-value runs per step, no per-value index arithmetic.
+using DW = hn::ScalableTag<int16_t>;
+using DW32 = hn::Repartition<int32_t, DW>;
+using DWF = hn::Rebind<float, DW32>;
+using VW = hn::Vec<DW>;
+constexpr size_t kW = hn::MaxLanes(DW());
+
+// f16 bits to f32: the F16C instruction where the target has it (AVX2 and up).
+HWY_INLINE float F16(uint16_t h) {
+#if HWY_TARGET <= HWY_AVX2
+  return _cvtsh_ss(h);
+#else
+  return f16_to_f32(h);
+#endif
+}
+
+HWY_INLINE VW LoadBytesW(const uint8_t* p) { return hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<uint8_t, DW>(), p)); }
+HWY_INLINE auto MulAddPairs(VW w, const int16_t* q, hn::Vec<DW32> acc) {
+  auto unused = hn::Zero(DW32());
+  return hn::ReorderWidenMulAccumulate(DW32(), w, hn::LoadU(DW(), q), acc, unused);
+}
+// Lanes [0, 16) of a run take scale a, lanes [16, 32) scale b (16-value sub-blocks).
+HWY_INLINE VW TwoScales(int a, int b, size_t lane0) {
+  if constexpr (kW >= 32) {
+    const hn::Half<DW> dh;
+    return hn::Combine(DW(), hn::Set(dh, static_cast<int16_t>(b)), hn::Set(dh, static_cast<int16_t>(a)));
+  } else {
+    return hn::Set(DW(), static_cast<int16_t>(lane0 < 16 ? a : b));
+  }
+}
+
+float DotRowQ8_0(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+  const DW32 d32;
+  const DWF df;
+  auto facc0 = hn::Zero(df), facc1 = hn::Zero(df);
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ8_0*>(w) + b;
+    hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead);
+    auto acc = hn::Zero(d32);
+    for (size_t j = 0; j < 32; j += kW)
+      acc = MulAddPairs(hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<int8_t, DW>(), blk->qs + j)), a.q + 32 * b + j, acc);
+    const auto scaled = hn::ConvertTo(df, acc);
+    const auto d = hn::Set(df, F16(blk->d) * a.d[b]);
+    if (b & 1) facc1 = hn::MulAdd(scaled, d, facc1);
+    else facc0 = hn::MulAdd(scaled, d, facc0);
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(facc0, facc1)));
+}
+
+float DotRowQ4_K(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+  const DW32 d32;
+  const DWF df;
+  const VW low4 = hn::Set(DW(), 15);
+  auto facc = hn::Zero(df);
+  double min_sum = 0;
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ4_K*>(w) + b;
+    for (size_t off = 0; off < sizeof(*blk); off += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
+    const int16_t* q = a.q + 256 * b;
+    const int32_t* sums = a.sum16 + 16 * b;
+    int sc[8], mn[8];
+    for (int j = 0; j < 8; ++j) quant::unpack_scale_min_k4(j, blk->scales, &sc[j], &mn[j]);
+    auto acc = hn::Zero(d32);
+    for (int g = 0; g < 4; ++g) {  // 64 values: low nibbles are sub-block 2g, high nibbles 2g+1
+      const VW s_lo = hn::Set(DW(), static_cast<int16_t>(sc[2 * g])), s_hi = hn::Set(DW(), static_cast<int16_t>(sc[2 * g + 1]));
+      for (size_t j = 0; j < 32; j += kW) {
+        const VW codes = LoadBytesW(blk->qs + 32 * g + j);
+        acc = MulAddPairs(hn::Mul(hn::And(codes, low4), s_lo), q + 64 * g + j, acc);
+        acc = MulAddPairs(hn::Mul(hn::ShiftRight<4>(codes), s_hi), q + 64 * g + 32 + j, acc);
+      }
+    }
+    int32_t m = 0;
+    for (int j = 0; j < 8; ++j) m += mn[j] * (sums[2 * j] + sums[2 * j + 1]);
+    const float ad = a.d[b];
+    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, F16(blk->d) * ad), facc);
+    min_sum += static_cast<double>(F16(blk->dmin) * ad) * m;
+  }
+  return hn::GetLane(hn::SumOfLanes(df, facc)) - static_cast<float>(min_sum);
+}
+
+float DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+  const DW32 d32;
+  const DWF df;
+  const VW low4 = hn::Set(DW(), 15), two = hn::Set(DW(), 3), offset = hn::Set(DW(), 32);
+  auto facc = hn::Zero(df);
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ6_K*>(w) + b;
+    for (size_t off = 0; off < sizeof(*blk); off += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
+    const int16_t* q = a.q + 256 * b;
+    auto acc = hn::Zero(d32);
+    for (int h = 0; h < 2; ++h)      // values 128h + 32k + l
+      for (int k = 0; k < 4; ++k) {  // 32 values, sub-blocks 8h + 2k and 8h + 2k + 1
+        const int sub = 8 * h + 2 * k;
+        for (size_t j = 0; j < 32; j += kW) {
+          const VW ql = LoadBytesW(blk->ql + 64 * h + 32 * (k & 1) + j);
+          const VW lo = k < 2 ? hn::And(ql, low4) : hn::ShiftRight<4>(ql);
+          const VW hi = hn::And(hn::ShiftRightSame(LoadBytesW(blk->qh + 32 * h + j), 2 * k), two);
+          const VW v = hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), offset);
+          acc = MulAddPairs(hn::Mul(v, TwoScales(blk->scales[sub], blk->scales[sub + 1], j)), q + 128 * h + 32 * k + j, acc);
+        }
+      }
+    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, F16(blk->d) * a.d[b]), facc);
+  }
+  return hn::GetLane(hn::SumOfLanes(df, facc));
 }
 
 // Types whose values are table lookups (IQ4_NL, IQ4_XS): decoded to int16 with the scalar
@@ -228,13 +322,13 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q4_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_1, Q4_1, 32, false>(r, nb32, a); });
     case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
     case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
-    case DType::Q8_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q8_0, Q8_0, 32, false>(r, nb32, a); });
+    case DType::Q8_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ8_0(r, nb32, a); });
     case DType::IQ4_NL: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowDecoded<DType::IQ4_NL, 32>(r, nb32, a); });
     case DType::Q2_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a); });
     case DType::Q3_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a); });
-    case DType::Q4_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_K, Q4_K, 256, true>(r, nb256, a); });
+    case DType::Q4_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ4_K(r, nb256, a); });
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
-    case DType::Q6_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q6_K, Q6_K, 256, true>(r, nb256, a); });
+    case DType::Q6_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ6_K(r, nb256, a); });
     case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowDecoded<DType::IQ4_XS, 256>(r, nb256, a); });
     default: return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   }

@@ -195,7 +195,8 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);
   if (block) kernels::quantize_acts(x, n, cols, block, s.acts);
-  constexpr size_t kTile = 16;
+  // One token: tiles of 64 rows, long contiguous streams for the prefetchers.
+  const size_t kTile = n == 1 ? 64 : 16;
   auto task = [&](size_t tile) {
     const size_t r0 = tile * kTile, nr = std::min(kTile, rows - r0);
     for (size_t t = 0; t < n; ++t) {

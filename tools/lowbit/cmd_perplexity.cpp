@@ -39,7 +39,7 @@ Action add_perplexity(CLI::App& app) {
   struct Opts {
     std::string model, file, tokenizer, protocol = "llama";
     PerplexityOptions p;
-    int threads = 2;
+    EngineFlags engine;
     bool json = false, quiet = false;
   };
   auto o = std::make_shared<Opts>();
@@ -54,17 +54,17 @@ Action add_perplexity(CLI::App& app) {
   c->add_option("--save-logits", o->p.save_logits, "store this model's distributions for later --kl-divergence");
   c->add_option("--save-top-k", o->p.save_top_k, "with --save-logits: keep only the top k (0: full, f16)")->capture_default_str();
   c->add_option("--kl-divergence", o->p.kl_base, "compare with distributions saved by --save-logits");
-  c->add_option("-t,--threads", o->threads, "threads")->capture_default_str();
+  add_engine_flags(c, o->engine, "reference");
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
   c->add_flag("--json", o->json, "print the results as JSON on stdout");
   c->add_flag("-q,--quiet", o->quiet, "no progress on stderr");
   return [o]() {
     if (o->file.empty() && o->p.kl_base.empty()) fail(ErrorKind::Argument, "perplexity: give a text with -f (or --kl-divergence FILE)");
     o->p.protocol = o->protocol == "hf" ? PplProtocol::Hf : PplProtocol::LlamaCpp;
-    Model m = load_model(o->model, {o->tokenizer});
+    const Model m = prepare_model(load_model(o->model, {o->tokenizer}), o->engine);
     std::vector<int32_t> tokens;
     if (!o->file.empty()) tokens = Tokenizer::create(m.vocab, o->model)->encode(read_text_file(o->file), true);
-    Engine engine(m, {o->threads, std::max(o->p.n_ctx, m.config.n_ctx)});
+    Engine engine(m, engine_options(o->engine, std::max(o->p.n_ctx, m.config.n_ctx)));
     if (!o->quiet)
       o->p.on_chunk = [o](size_t c, size_t n, double ppl, double tps) {
         const double eta = tps > 0 ? (n - c) * o->p.n_ctx / tps : 0;

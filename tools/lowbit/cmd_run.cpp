@@ -1,19 +1,58 @@
 // lowbit run MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--tokenizer T]
+//            [--quantize Q8_0|Q4_K|PRESET] [--kernels fast|reference] [--cache-type-k/-v f32|f16|q8_0]
 #include <fmt/core.h>
 
 #include <chrono>
 
 #include "commands.h"
+#include "lowbit/error.h"
 #include "lowbit/generate.h"
+#include "lowbit/kernels.h"
 #include "lowbit/model.h"
+#include "lowbit/quantize.h"
 
 namespace lowbit::cli {
+
+void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels) {
+  f.kernels = default_kernels;
+  c->add_option("-t,--threads", f.threads, "threads")->capture_default_str();
+  c->add_option("--kernels", f.kernels, "fast (integer dot products on 8-bit activations, SIMD) or reference (fp32, BLAS)")
+      ->check(CLI::IsMember({"fast", "reference"}))->capture_default_str();
+  c->add_option("--cache-type-k", f.cache_k, "KV cache type of keys: f32, f16, q8_0")->capture_default_str();
+  c->add_option("--cache-type-v", f.cache_v, "KV cache type of values: f32, f16, q8_0")->capture_default_str();
+  c->add_option("--quantize", f.quantize, "quantize the weights in memory at load time: a preset (Q4_K_M) or a type (Q8_0, Q4_K)");
+}
+
+EngineOptions engine_options(const EngineFlags& f, uint32_t n_ctx) {
+  EngineOptions o;
+  o.n_threads = f.threads;
+  o.n_ctx = n_ctx;
+  o.fast = f.kernels == "fast";
+  auto cache_type = [](const std::string& name, const char* flag) {
+    const auto t = dtype_from_name(name);
+    if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::Q8_0))
+      fail(ErrorKind::Argument, "{} {}: use f32, f16 or q8_0", flag, name);
+    return *t;
+  };
+  o.cache_type_k = cache_type(f.cache_k, "--cache-type-k");
+  o.cache_type_v = cache_type(f.cache_v, "--cache-type-v");
+  return o;
+}
+
+Model prepare_model(Model m, const EngineFlags& f) {
+  if (f.quantize.empty()) return m;
+  const auto t0 = std::chrono::steady_clock::now();
+  Model q = quantize_model_in_memory(m, plan_for_type_or_preset(f.quantize), f.threads);
+  fmt::print(stderr, "[quantized in memory to {} in {:.1f} s]\n", f.quantize,
+             std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  return q;
+}
 
 Action add_run(CLI::App& app) {
   struct Opts {
     std::string model, prompt, tokenizer;
     GenerateOptions gen;
-    int threads = 2;
+    EngineFlags engine;
     bool no_bos = false;
   };
   auto o = std::make_shared<Opts>();
@@ -25,13 +64,13 @@ Action add_run(CLI::App& app) {
   c->add_option("--top-k", o->gen.sampler.top_k, "sample from the k most likely tokens (0: all)")->capture_default_str();
   c->add_option("--top-p", o->gen.sampler.top_p, "nucleus sampling mass")->capture_default_str();
   c->add_option("--seed", o->gen.sampler.seed, "random seed")->capture_default_str();
-  c->add_option("-t,--threads", o->threads, "threads")->capture_default_str();
+  add_engine_flags(c, o->engine, "fast");
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
   c->add_flag("--ignore-eos", [o](int64_t) { o->gen.stop_at_eos = false; }, "keep generating after EOS");
   return [o]() {
-    Model m = load_model(o->model, {o->tokenizer});
+    const Model m = prepare_model(load_model(o->model, {o->tokenizer}), o->engine);
     auto tok = Tokenizer::create(m.vocab, o->model);
-    Engine engine(m, {o->threads, 0});
+    Engine engine(m, engine_options(o->engine, 0));
     auto prompt = tok->encode(o->prompt, true);
     if (prompt.empty()) prompt.push_back(m.vocab.bos);
     fmt::print("{}", o->prompt);

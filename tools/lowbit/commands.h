@@ -6,9 +6,10 @@
 #include <functional>
 #include <string>
 
+#include "lowbit/engine.h"
+
 namespace lowbit {
 struct CalibrationStats;
-struct Model;
 }  // namespace lowbit
 
 namespace lowbit::cli {
@@ -34,6 +35,20 @@ void add_calibration_flags(CLI::App* c, CalibrationFlags& f);
 CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet,
                                      bool hessian);
 
+// Engine flags shared by `run`, `perplexity` and `bench`: threads, kernels (fast or
+// reference), KV cache types and in-flight quantization.
+struct EngineFlags {
+  int threads = 2;
+  std::string kernels;  // "fast" or "reference"
+  std::string cache_k = "f32", cache_v = "f32";
+  std::string quantize;  // preset or type name; empty: the model's own types
+};
+void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels);
+EngineOptions engine_options(const EngineFlags& f, uint32_t n_ctx);
+// The model as the engine should run it: quantized in memory when --quantize was given
+// (progress on stderr).
+Model prepare_model(Model m, const EngineFlags& f);
+
 Action add_convert(CLI::App& app);
 Action add_inspect(CLI::App& app);
 Action add_tokenize(CLI::App& app);
@@ -42,5 +57,6 @@ Action add_perplexity(CLI::App& app);
 Action add_quantize(CLI::App& app);
 Action add_calibrate(CLI::App& app);
 Action add_sweep(CLI::App& app);
+Action add_bench(CLI::App& app);
 
 }  // namespace lowbit::cli

@@ -23,6 +23,7 @@ int main(int argc, char** argv) {
   reg(lowbit::cli::add_quantize);
   reg(lowbit::cli::add_calibrate);
   reg(lowbit::cli::add_sweep);
+  reg(lowbit::cli::add_bench);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -190,7 +190,9 @@ void Engine::reserve(size_t n) {
 // tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
 // over them) handed out to the pool's threads.
 void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
-  if (!opts_.fast || !kernels::has_kernel(w.dtype)) return linear_forward(w, x, n, y);
+  // Float weights in batches: BLAS on dequantized tiles beats converting in registers per token.
+  const bool float_batch = traits(w.dtype).is_float && n >= 8;
+  if (!opts_.fast || !kernels::has_kernel(w.dtype) || float_batch) return linear_forward(w, x, n, y);
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);

@@ -159,7 +159,7 @@ QuantizePlanOptions plan_for_type_or_preset(const std::string& name) {
     }
   std::string names;
   for (const Preset& p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
-  fail(ErrorKind::Argument, "--quantize {}: not a preset or a type one could be made of ({})", name, names);
+  fail(ErrorKind::Argument, "'{}' is not a preset or a type (presets: {})", name, names);
 }
 
 }  // namespace lowbit

@@ -46,14 +46,19 @@ HWY_INLINE V16 LowNibbles(V16 v) { return hn::And(v, hn::Set(D16(), 15)); }
 HWY_INLINE V16 HighNibbles(V16 v) { return hn::ShiftRight<4>(v); }
 HWY_INLINE V16 Bits(V16 v, int shift, int16_t mask) { return hn::And(hn::ShiftRightSame(v, shift), hn::Set(D16(), mask)); }
 
+// Decoders that read the block's bytes directly need no preparation per block.
+struct InRegisters {
+  static void Prepare(const uint8_t*) {}
+};
+
 // Decoders: v[e0 .. e0+N) of one block, with e0 a multiple of N inside one sub-block.
-struct Q4_0 {
+struct Q4_0 : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_0*>(b)->qs + e % 16);
     return hn::Sub(e < 16 ? LowNibbles(q) : HighNibbles(q), hn::Set(D16(), 8));
   }
 };
-struct Q4_1 {
+struct Q4_1 : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_1*>(b)->qs + e % 16);
     return e < 16 ? LowNibbles(q) : HighNibbles(q);
@@ -70,20 +75,20 @@ HWY_INLINE V16 FifthBit(const uint8_t* qh, int e) {
   return hn::IfThenElseZero(hn::Ne(set, hn::Zero(d)), hn::Set(d, 16));
 }
 template <class Block, int kOffset>
-struct Q5 {
+struct Q5 : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const auto* blk = reinterpret_cast<const Block*>(b);
     const V16 q = LoadBytes(blk->qs + e % 16);
     return hn::Sub(hn::Or(e < 16 ? LowNibbles(q) : HighNibbles(q), FifthBit(blk->qh, e)), hn::Set(D16(), kOffset));
   }
 };
-struct Q2_K {
+struct Q2_K : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const int h = e / 128, k = (e % 128) / 32, l = e % 32;
     return Bits(LoadBytes(reinterpret_cast<const quant::BlockQ2_K*>(b)->qs + 32 * h + l), 2 * k, 3);
   }
 };
-struct Q3_K {
+struct Q3_K : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const auto* blk = reinterpret_cast<const quant::BlockQ3_K*>(b);
     const int h = e / 128, k = (e % 128) / 32, l = e % 32;
@@ -92,7 +97,7 @@ struct Q3_K {
     return hn::Sub(hn::Or(low, hn::ShiftLeft<2>(high)), hn::Set(D16(), 4));  // low - 4 unless the high bit is set
   }
 };
-struct Q5_K {
+struct Q5_K : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const auto* blk = reinterpret_cast<const quant::BlockQ5_K*>(b);
     const V16 q = LoadBytes(blk->qs + 32 * (e / 64) + e % 32);
@@ -101,6 +106,14 @@ struct Q5_K {
   }
 };
 
+// Types whose values are table lookups (IQ4_NL, IQ4_XS): Prepare decodes the block to int16
+// with the scalar code, Values reads it back.
+template <DType kType>
+struct TableDecoded {
+  static inline thread_local int16_t v[256];
+  static void Prepare(const uint8_t* b) { block_values(kType, b, v); }
+  static V16 Values(const uint8_t*, int e) { return hn::LoadU(D16(), v + e); }
+};
 // Weight bytes are requested this far ahead of the block being multiplied: the kernels do
 // enough work per byte that the hardware prefetcher alone falls behind.
 constexpr size_t kPrefetchAhead = 4096;
@@ -122,6 +135,7 @@ float DotRow(const uint8_t* w, size_t n_blocks, const ActRow& a) {
     const int16_t* q = a.q + b * kBlock;
     for (size_t off = 0; off < block_bytes; off += 64) hwy::Prefetch(blk + kPrefetchAhead + off);
     block_header(kType, blk, h);
+    Decoder::Prepare(blk);
     auto acc = hn::Zero(d32), unused = hn::Zero(d32);
     for (int s = 0; s < h.n_sub; ++s) {
       const V16 scale = hn::Set(d16, static_cast<int16_t>(h.scale[s]));
@@ -255,34 +269,6 @@ float DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow& a) {
   return hn::GetLane(hn::SumOfLanes(df, facc));
 }
 
-// Types whose values are table lookups (IQ4_NL, IQ4_XS): decoded to int16 with the scalar
-// code, then multiplied as above.
-template <DType kType, int kBlock>
-float DotRowDecoded(const uint8_t* w, size_t n_blocks, const ActRow& a) {
-  const D16 d16;
-  const D32 d32;
-  const DF32 df;
-  const size_t N = hn::Lanes(d16);
-  const size_t block_bytes = traits(kType).type_size;
-  alignas(64) int16_t v[kBlock];
-  auto facc = hn::Zero(df);
-  BlockHeader h;
-  for (size_t b = 0; b < n_blocks; ++b) {
-    const uint8_t* blk = w + b * block_bytes;
-    const int16_t* q = a.q + b * kBlock;
-    block_header(kType, blk, h);
-    block_values(kType, blk, v);
-    auto acc = hn::Zero(d32), unused = hn::Zero(d32);
-    for (int s = 0; s < h.n_sub; ++s) {
-      const V16 scale = hn::Set(d16, static_cast<int16_t>(h.scale[s]));
-      for (int e = s * h.sub; e < (s + 1) * h.sub; e += static_cast<int>(N))
-        acc = hn::ReorderWidenMulAccumulate(d32, hn::Mul(hn::Load(d16, v + e), scale), hn::LoadU(d16, q + e), acc, unused);
-    }
-    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, h.d * a.d[b]), facc);
-  }
-  return hn::GetLane(hn::SumOfLanes(df, facc));
-}
-
 // f32 / f16 / bf16 weights times f32 activations, the tail in scalar code.
 template <class T>
 float DotRowFloat(const T* w, size_t n, const float* x) {
@@ -326,13 +312,13 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
     case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
     case DType::Q8_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ8_0(r, nb32, a); });
-    case DType::IQ4_NL: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowDecoded<DType::IQ4_NL, 32>(r, nb32, a); });
+    case DType::IQ4_NL: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_NL, TableDecoded<DType::IQ4_NL>, 32, false>(r, nb32, a); });
     case DType::Q2_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a); });
     case DType::Q3_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a); });
     case DType::Q4_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ4_K(r, nb256, a); });
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
     case DType::Q6_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ6_K(r, nb256, a); });
-    case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowDecoded<DType::IQ4_XS, 256>(r, nb256, a); });
+    case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_XS, TableDecoded<DType::IQ4_XS>, 256, true>(r, nb256, a); });
     default: return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   }
 }

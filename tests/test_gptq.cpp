@@ -219,16 +219,25 @@ TEST(GptqModel, GgufPresetHasALowerOutputErrorThanRounding) {
   EXPECT_EQ(GgufFile::open(dir.file("r.gguf"))->get_string("lowbit.quantize.method"), "rtn");
 }
 
+// The calibration text in tinyllm's tokens, and the Q4_K_M plan as the sequential driver takes it.
+std::vector<int32_t> calibration_tokens(const Model& m) {
+  return Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
+}
+std::map<std::string, DType> q4_k_m_types(const Model& m) {
+  QuantizePlanOptions po;
+  po.preset = "Q4_K_M";
+  std::map<std::string, DType> types;
+  for (const TensorPlan& p : plan_quantization(m, po)) types[p.name] = p.type;
+  return types;
+}
+
 // The block-by-block driver: every planned weight is quantized, the embedding by rounding,
 // the linears with a lower output error than rounding under the Hessian they were given,
 // and the activations kept are windows x ctx x n_embd floats.
 TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
-  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
-  QuantizePlanOptions po;
-  po.preset = "Q4_K_M";
-  std::map<std::string, DType> types;
-  for (const TensorPlan& p : plan_quantization(m, po)) types[p.name] = p.type;
+  const auto tokens = calibration_tokens(m);
+  const auto types = q4_k_m_types(m);
   SequentialOptions o;
   o.calib.n_samples = 4;
   o.calib.n_ctx = 64;
@@ -253,11 +262,8 @@ TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
 // planned weight (the targets move W, so no bound against rounding W itself is expected).
 TEST(GptqModel, SequentialDriverWithFpTargetsKeepsBothActivationSets) {
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
-  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
-  QuantizePlanOptions po;
-  po.preset = "Q4_K_M";
-  std::map<std::string, DType> types;
-  for (const TensorPlan& p : plan_quantization(m, po)) types[p.name] = p.type;
+  const auto tokens = calibration_tokens(m);
+  const auto types = q4_k_m_types(m);
   SequentialOptions o;
   o.calib.n_samples = 2;
   o.calib.n_ctx = 64;

@@ -15,19 +15,6 @@
 namespace lowbit {
 namespace {
 
-// Replaces tensor `name` of m with owned f32 values.
-void set_f32(Model& m, const std::string& name, std::vector<float> values) {
-  auto owned = std::make_shared<std::vector<float>>(std::move(values));
-  for (TensorView& t : m.tensors)
-    if (t.name == name) {
-      ASSERT_EQ(owned->size(), t.n_values()) << name;
-      t.dtype = DType::F32;
-      t.data = reinterpret_cast<const uint8_t*>(owned->data());
-      t.nbytes = owned->size() * sizeof(float);
-    }
-  m.storage.push_back(owned);
-}
-
 TEST(Awq, FoldedScalesLeaveTheFp32OutputUnchanged) {
   const Model base = load_model(test::shared_path("models/tinyllm-8m"));
   Model scaled = load_model(test::shared_path("models/tinyllm-8m"));
@@ -42,25 +29,25 @@ TEST(Awq, FoldedScalesLeaveTheFp32OutputUnchanged) {
     const auto s_attn = positive_scales(D, 1 + l), s_ffn = positive_scales(D, 2 + l), s_down = positive_scales(F, 3 + l);
     auto g = to_f32(base.tensor(p + "attn_norm.weight"));
     awq_unscale_norm(g, s_attn);
-    set_f32(scaled, p + "attn_norm.weight", g);
+    scaled.set_f32(p + "attn_norm.weight", g);
     for (const char* n : {"attn_q.weight", "attn_k.weight", "attn_v.weight"}) {
       const TensorView& t = base.tensor(p + n);
       auto w = to_f32(t);
       awq_scale_columns(w, t.shape[0], t.row_len(), s_attn);
-      set_f32(scaled, p + n, w);
+      scaled.set_f32(p + n, w);
     }
     g = to_f32(base.tensor(p + "ffn_norm.weight"));
     awq_unscale_norm(g, s_ffn);
-    set_f32(scaled, p + "ffn_norm.weight", g);
+    scaled.set_f32(p + "ffn_norm.weight", g);
     auto gate = to_f32(base.tensor(p + "ffn_gate.weight")), up = to_f32(base.tensor(p + "ffn_up.weight"));
     auto down = to_f32(base.tensor(p + "ffn_down.weight"));
     awq_scale_columns(gate, F, D, s_ffn);
     awq_scale_columns(up, F, D, s_ffn);
     awq_unscale_rows(up, F, D, s_down);
     awq_scale_columns(down, D, F, s_down);
-    set_f32(scaled, p + "ffn_gate.weight", gate);
-    set_f32(scaled, p + "ffn_up.weight", up);
-    set_f32(scaled, p + "ffn_down.weight", down);
+    scaled.set_f32(p + "ffn_gate.weight", gate);
+    scaled.set_f32(p + "ffn_up.weight", up);
+    scaled.set_f32(p + "ffn_down.weight", down);
   }
   scaled.index();
   const std::vector<int32_t> tokens = {1, 450, 3974, 338, 263, 2217, 2989, 322, 278, 1095};
@@ -68,13 +55,7 @@ TEST(Awq, FoldedScalesLeaveTheFp32OutputUnchanged) {
   std::vector<float> la, lb;
   a.eval(tokens.data(), tokens.size(), la, true);
   b.eval(tokens.data(), tokens.size(), lb, true);
-  ASSERT_EQ(la.size(), lb.size());
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < la.size(); ++i) {
-    diff = std::max<double>(diff, std::fabs(la[i] - lb[i]));
-    norm = std::max<double>(norm, std::fabs(la[i]));
-  }
-  EXPECT_LT(diff, 1e-4 * norm) << "max |Δlogit| " << diff << " of max |logit| " << norm;
+  EXPECT_LT(test::max_relative_difference(la, lb), 1e-4);
 }
 
 TEST(Awq, SearchNeverDoesWorseThanPlainRounding) {

@@ -110,7 +110,7 @@ TEST(InFlightQuantization, QuantizesMatricesOnlyAndRejectsUnknownNames) {
   const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset("Q4_K"), 2);
   size_t q4k = 0;
   for (const TensorView& t : q.tensors) {
-    if (t.shape.size() == 1) EXPECT_EQ(t.dtype, tinyllm().tensor(t.name).dtype) << t.name;
+    if (t.shape.size() == 1) { EXPECT_EQ(t.dtype, tinyllm().tensor(t.name).dtype) << t.name; }
     q4k += t.dtype == DType::Q4_K;
     uint64_t want = 0;
     ASSERT_TRUE(tensor_bytes(t.dtype, t.row_len(), t.n_values(), &want));

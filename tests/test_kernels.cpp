@@ -165,5 +165,57 @@ TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
   EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"), std::string::npos);
 }
 
+// The W8A8 GEMM: every instruction set gives the reference's exact int32 sums, for tile
+// edges (rows and tokens not multiples of the micro-tile) and row tails (cols not a
+// multiple of the vector width), including the extreme codes ±127.
+TEST(Kernels, Int8GemmEqualsTheReferenceExactly) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<int> code(-127, 127);
+  const auto isas = kernels::available_isas();
+  for (int64_t isa : isas) {
+    kernels::restrict_isa(isa);
+    SCOPED_TRACE("isa " + kernels::isa_name(isa));
+    for (size_t cols : {1, 15, 64, 100, 2048})
+      for (size_t n_tok : {1, 3, 4, 9})
+        for (size_t rows : {1, 2, 5, 33}) {
+          SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + " times " + std::to_string(n_tok) + " tokens");
+          std::vector<int8_t> w(rows * cols), x(n_tok * cols);
+          for (auto& v : w) v = static_cast<int8_t>(code(rng));
+          for (auto& v : x) v = static_cast<int8_t>(code(rng));
+          w[0] = x[0] = 127;
+          w.back() = -127, x.back() = -127;
+          const size_t ld = rows + 3;  // output rows wider than the tile
+          std::vector<int32_t> fast(n_tok * ld, -1), ref(n_tok * ld, -1);
+          kernels::gemm_i8(w.data(), rows, cols, x.data(), n_tok, fast.data(), ld);
+          kernels::gemm_i8_reference(w.data(), rows, cols, x.data(), n_tok, ref.data(), ld);
+          EXPECT_EQ(fast, ref);
+          int32_t want = 0;  // the reference itself: token 0 · row 0
+          for (size_t i = 0; i < cols; ++i) want += int32_t{w[i]} * x[i];
+          EXPECT_EQ(ref[0], want);
+          EXPECT_EQ(ref[rows], -1) << "wrote past the rows of the output";
+        }
+  }
+  kernels::restrict_isa(0);
+}
+
+TEST(Kernels, Int8ActivationsPerTokenAndStatic) {
+  const size_t cols = 100;
+  auto x = gaussian(3 * cols, 9);
+  x[cols + 7] = -30;  // token 1's largest value
+  std::vector<int8_t> q(3 * cols);
+  std::vector<float> s(3);
+  kernels::quantize_acts_i8(x.data(), 3, cols, 0, q.data(), s.data());
+  EXPECT_FLOAT_EQ(s[1], 30.0f / 127);
+  EXPECT_EQ(q[cols + 7], -127);
+  for (size_t t = 0; t < 3; ++t)
+    for (size_t i = 0; i < cols; ++i) EXPECT_LE(std::fabs(x[t * cols + i] - s[t] * q[t * cols + i]), 0.5f * s[t] * 1.0001f);
+  // Static: one scale for every token; values beyond 127 steps clamp.
+  kernels::quantize_acts_i8(x.data(), 3, cols, 0.1f, q.data(), s.data());
+  EXPECT_EQ(s, std::vector<float>(3, 0.1f));
+  EXPECT_EQ(q[cols + 7], -127);
+  for (size_t i = 0; i < 3 * cols; ++i)
+    if (std::fabs(x[i]) < 12.7f) { EXPECT_LE(std::fabs(x[i] - 0.1f * q[i]), 0.05f * 1.0001f) << i; }
+}
+
 }  // namespace
 }  // namespace lowbit

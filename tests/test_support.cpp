@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -91,6 +93,16 @@ std::vector<float> gaussian(size_t n, uint32_t seed, float stddev) {
   std::vector<float> v(n);
   for (auto& x : v) x = dist(rng);
   return v;
+}
+
+double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    diff = std::max<double>(diff, std::fabs(a[i] - b[i]));
+    norm = std::max<double>(norm, std::fabs(a[i]));
+  }
+  return norm > 0 ? diff / norm : diff;
 }
 
 }  // namespace lowbit::test

@@ -39,5 +39,8 @@ void write_file(const std::string& path, const std::string& bytes);
 // n samples of N(0, stddev²) from a fixed seed.
 std::vector<float> gaussian(size_t n, uint32_t seed, float stddev = 1.0f);
 std::string read_file(const std::string& path);
+// max |a - b| over max |a|: how far two sets of logits are apart (fails the test when their
+// sizes differ).
+double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b);
 
 }  // namespace lowbit::test

@@ -75,8 +75,13 @@ namespace lowbit {
 using AffineQuantizer = std::function<AffineTensor(const std::string&, const std::vector<float>&, uint64_t, uint64_t)>;
 QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
                                   const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {},
-                                  const AffineQuantizer& quantizer = {}, const std::string& method = "rtn");
+                                  const AffineQuantizer& quantizer = {}, const std::string& method = "rtn",
+                                  const W8A8Activations* int8_activations = nullptr);
 
+// int8_activations (int8 per-channel symmetric weights only) makes it a W8A8 checkpoint: the
+// metadata adds "activations": {"bits":8,"scheme":"per-token"|"static","input_scales":{...}}
+// and the loader fills Model::int8_weights.
+//
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
 void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);

@@ -56,6 +56,16 @@ void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
 // The scalar reference of dot_rows, whatever force_scalar says.
 void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
 
+// W8A8 (SmoothQuant): out[t, r] = Σ_i w[r, i] · x[t, i] for int8 weights w [n_rows, cols]
+// and int8 activations x [n_tok, cols], exact in int32; out rows are ld_out apart. Values
+// must lie in [-127, 127].
+void gemm_i8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
+void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
+// Activations to int8, q = clamp(round(x / s), -127, 127): one scale per row, s = max|x_row| /
+// 127 (dynamic, per token) when static_scale is 0, else s = static_scale for every row.
+// scales: [n_rows]; q: [n_rows, cols].
+void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q, float* scales);
+
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).
 void force_scalar(bool on);

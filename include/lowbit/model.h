@@ -11,6 +11,7 @@
 #include "lowbit/model_config.h"
 #include "lowbit/tensor.h"
 #include "lowbit/tokenizer.h"
+#include "lowbit/w8a8.h"
 
 namespace lowbit {
 
@@ -25,11 +26,17 @@ struct Model {
   std::vector<TensorView> tensors;              // in file order
   std::vector<float> rope_freq_factors;         // GGUF rope_freqs.weight (llama3), else empty
   std::vector<std::shared_ptr<const void>> storage;  // keeps mapped files alive
+  // W8A8 checkpoints: the int8 form of their linear weights (GGUF names), which the engine
+  // multiplies with int8 activations; `tensors` holds the same weights dequantized.
+  std::map<std::string, Int8Weight> int8_weights;
 
   const TensorView* find(const std::string& name) const;
   const TensorView& tensor(const std::string& name) const;  // throws Format naming the tensor
 
   void index();  // rebuilds the name index after tensors change
+  // Replaces tensor `name` by f32 values the model owns (same number of values; throws
+  // Argument naming the tensor otherwise), e.g. weights rescaled by AWQ or SmoothQuant.
+  void set_f32(const std::string& name, std::vector<float> values);
  private:
   std::map<std::string, size_t> index_;
 };

@@ -250,6 +250,19 @@ const TensorView& Model::tensor(const std::string& name) const {
   return *t;
 }
 
+void Model::set_f32(const std::string& name, std::vector<float> values) {
+  auto it = index_.find(name);
+  if (it == index_.end()) fail(ErrorKind::Argument, "{}: no tensor '{}' to replace", source, name);
+  TensorView& t = tensors[it->second];
+  if (values.size() != t.n_values())
+    fail(ErrorKind::Argument, "{}: tensor '{}' has {} values, the replacement {}", source, name, t.n_values(), values.size());
+  auto owned = std::make_shared<std::vector<float>>(std::move(values));
+  t.dtype = DType::F32;
+  t.data = reinterpret_cast<const uint8_t*>(owned->data());
+  t.nbytes = owned->size() * sizeof(float);
+  storage.push_back(std::move(owned));
+}
+
 void Model::index() {
   index_.clear();
   for (size_t i = 0; i < tensors.size(); ++i)

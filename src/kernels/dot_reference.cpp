@@ -115,6 +115,35 @@ void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
   dot_rows_simd(t, w, row_bytes, n_rows, row_len, a, y);
 }
 
+void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+  for (size_t t = 0; t < n_tok; ++t)
+    for (size_t r = 0; r < n_rows; ++r) {
+      int32_t s = 0;
+      for (size_t i = 0; i < cols; ++i) s += int32_t{w[r * cols + i]} * x[t * cols + i];
+      out[t * ld_out + r] = s;
+    }
+}
+
+void gemm_i8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+  if (g_force_scalar) return gemm_i8_reference(w, n_rows, cols, x, n_tok, out, ld_out);
+  gemm_i8_simd(w, n_rows, cols, x, n_tok, out, ld_out);
+}
+
+void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q, float* scales) {
+  for (size_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * cols;
+    float s = static_scale;
+    if (s == 0) {
+      float amax = 0;
+      for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(xr[i]));
+      s = amax / 127.0f;
+    }
+    scales[r] = s;
+    const float inv = s > 0 ? 1.0f / s : 0.0f;
+    for (size_t i = 0; i < cols; ++i) q[r * cols + i] = static_cast<int8_t>(std::clamp(std::lrintf(xr[i] * inv), -127L, 127L));
+  }
+}
+
 void force_scalar(bool on) { g_force_scalar = on; }
 bool scalar_forced() { return g_force_scalar; }
 std::string active_isa() { return g_force_scalar ? "scalar (forced)" : simd_target_name(); }

@@ -118,6 +118,10 @@ struct Engine::Impl {
   std::vector<float> k_rows, v_rows;  // decoded cache rows (F16 / Q8_0 caches)
   std::unique_ptr<ThreadPool> pool;   // fast path only
   kernels::QuantizedActs acts;        // fast path: the current linear layer's input
+  std::vector<int8_t> acts_i8;        // W8A8: the input as int8 [n, cols] ...
+  std::vector<float> acts_i8_scale;   // ... with one scale per token [n]
+  std::vector<float> acts_i8_values;  // W8A8 reference: the rounded input as f32 [n, cols]
+  std::vector<int32_t> sums_i32;      // W8A8 fast: integer sums [n, rows]
 };
 
 Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), impl_(std::make_unique<Impl>()) {
@@ -190,6 +194,11 @@ void Engine::reserve(size_t n) {
 // tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
 // over them) handed out to the pool's threads.
 void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
+  if (!model_.int8_weights.empty()) {
+    auto it = model_.int8_weights.find(w.name);
+    if (it != model_.int8_weights.end() && it->second.rows == w.shape[0] && it->second.cols == w.row_len())
+      return linear_w8a8(it->second, w, x, n, y);
+  }
   // Float weights in batches: BLAS on dequantized tiles beats converting in registers per token.
   const bool float_batch = traits(w.dtype).is_float && n >= 8;
   if (!opts_.fast || !kernels::has_kernel(w.dtype) || float_batch) return linear_forward(w, x, n, y);
@@ -207,6 +216,29 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
       else a.x = x + t * cols;
       kernels::dot_rows(w.dtype, w.data + r0 * row_bytes, row_bytes, nr, cols, a, y + t * rows + r0);
     }
+  };
+  s.pool->run((rows + kTile - 1) / kTile, task);
+}
+
+void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y) {
+  Impl& s = *impl_;
+  const size_t rows = q.rows, cols = q.cols;
+  s.acts_i8.resize(n * cols);
+  s.acts_i8_scale.resize(n);
+  kernels::quantize_acts_i8(x, n, cols, q.input_scale, s.acts_i8.data(), s.acts_i8_scale.data());
+  if (!opts_.fast) {
+    s.acts_i8_values.resize(n * cols);
+    for (size_t t = 0; t < n; ++t)
+      for (size_t i = 0; i < cols; ++i) s.acts_i8_values[t * cols + i] = s.acts_i8_scale[t] * s.acts_i8[t * cols + i];
+    return linear_forward(w, s.acts_i8_values.data(), n, y);
+  }
+  s.sums_i32.resize(n * rows);
+  constexpr size_t kTile = 32;
+  auto task = [&](size_t tile) {
+    const size_t r0 = tile * kTile, nr = std::min(kTile, rows - r0);
+    kernels::gemm_i8(q.q.data() + r0 * cols, nr, cols, s.acts_i8.data(), n, s.sums_i32.data() + r0, rows);
+    for (size_t t = 0; t < n; ++t)
+      for (size_t r = r0; r < r0 + nr; ++r) y[t * rows + r] = static_cast<float>(s.sums_i32[t * rows + r]) * (s.acts_i8_scale[t] * q.scale[r]);
   };
   s.pool->run((rows + kTile - 1) / kTile, task);
 }

@@ -43,6 +43,8 @@ AffineTensor quantize_parallel(const std::vector<float>& x, uint64_t rows, uint6
   return out;
 }
 
+bool is_w8(const AffineSpec& s) { return s.bits == 8 && s.group == 0 && s.symmetric; }
+
 double relative_rms_error(const std::vector<float>& x, const std::vector<float>& y) {
   ErrorSums e;
   e.add(x.data(), y.data(), x.size());
@@ -57,8 +59,11 @@ const char* range_name(RangeMethod r) {
 
 QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
                                   const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor,
-                                  const AffineQuantizer& quantizer, const std::string& method) {
+                                  const AffineQuantizer& quantizer, const std::string& method,
+                                  const W8A8Activations* int8_activations) {
   validate(spec);
+  if (int8_activations && !is_w8(spec))
+    fail(ErrorKind::Argument, "W8A8 needs int8 per-channel symmetric weights, not {}", spec.describe());
   if (m.format != ModelFormat::HfDir)
     fail(ErrorKind::Argument, "{}: integer (affine) output is a Hugging Face directory; the source must be one too", m.source);
   const auto t0 = std::chrono::steady_clock::now();
@@ -125,8 +130,14 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     out.push_back(std::move(sc));
     out.push_back(std::move(z));
   }
-  const nlohmann::json meta = {{"bits", spec.bits}, {"group_size", spec.group}, {"sym", spec.symmetric},
+  nlohmann::json meta = {{"bits", spec.bits}, {"group_size", spec.group}, {"sym", spec.symmetric},
                                {"range", range_name(spec.range)}, {"method", method}, {"columns", columns}};
+  nlohmann::json acts_meta;
+  if (int8_activations) {
+    nlohmann::json scales = nlohmann::json::object();
+    for (const auto& [name, s] : int8_activations->input_scales) scales[base_of(gguf_to_hf_name(name))] = s;
+    acts_meta = {{"bits", 8}, {"scheme", int8_activations->static_scales ? "static" : "per-token"}, {"input_scales", scales}};
+  }
 
   // Build the directory beside its final place, then rename it in one step.
   const fs::path final_dir(out_dir);
@@ -139,12 +150,14 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
   fs::create_directory(tmp, ec);
   if (ec) fail(ErrorKind::Io, "{}: cannot create output directory: {}", tmp.string(), ec.message());
   try {
+    if (int8_activations) meta["activations"] = acts_meta;
     write_safetensors((tmp / "model.safetensors").string(), out, {{"format", "pt"}, {"lowbit.affine", meta.dump()}});
     // config.json with a quantization_config; tokenizer files copied unchanged.
     std::ifstream cin(fs::path(m.source) / "config.json");
     nlohmann::json cfg = nlohmann::json::parse(cin);
     cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits}, {"group_size", spec.group},
                                   {"sym", spec.symmetric}, {"range", range_name(spec.range)}, {"method", method}};
+    if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
     std::ofstream(tmp / "config.json") << cfg.dump(2) << "\n";
     for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
                           "special_tokens_map.json", "vocab.json", "merges.txt"})
@@ -173,6 +186,23 @@ void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std
     fail(ErrorKind::Format, "{}: metadata 'lowbit.affine' is not valid: {}", m.source, e.what());
   }
   validate(spec);
+  // W8A8: the activation scheme, and the int8 weights kept for the engine.
+  const bool w8a8 = meta.contains("activations");
+  bool static_acts = false;
+  nlohmann::json input_scales = nlohmann::json::object();
+  if (w8a8) {
+    try {
+      const auto& a = meta.at("activations");
+      const std::string scheme = a.at("scheme").get<std::string>();
+      if (a.at("bits").get<int>() != 8 || (scheme != "per-token" && scheme != "static"))
+        fail(ErrorKind::Format, "{}: 'lowbit.affine' activations must be 8 bits, per-token or static; got {}", m.source, a.dump());
+      static_acts = scheme == "static";
+      if (static_acts) input_scales = a.at("input_scales");
+    } catch (const nlohmann::json::exception& e) {
+      fail(ErrorKind::Format, "{}: metadata 'lowbit.affine' activations are not valid: {}", m.source, e.what());
+    }
+    if (!is_w8(spec)) fail(ErrorKind::Format, "{}: W8A8 activations need int8 per-channel symmetric weights, not {}", m.source, spec.describe());
+  }
   std::map<std::string, const TensorView*> by_name;
   for (const TensorView& t : raw) by_name[t.name] = &t;
   auto part = [&](const std::string& base, const char* suffix, DType dt) -> const TensorView& {
@@ -206,6 +236,18 @@ void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std
     v.data = reinterpret_cast<const uint8_t*>(buf->data());
     v.nbytes = buf->size() * 4;
     m.tensors.push_back(v);
+    if (w8a8) {
+      Int8Weight& q8 = m.int8_weights[v.name];
+      q8.rows = rows, q8.cols = cols, q8.scale = t.scales;
+      q8.q.resize(rows * cols);
+      for (uint64_t r = 0; r < rows; ++r)
+        for (uint64_t i = 0; i < cols; ++i) q8.q[r * cols + i] = static_cast<int8_t>(int{t.codes[r * cols + i]} - t.zeros[r]);
+      if (static_acts) {
+        if (!input_scales.contains(base) || !input_scales[base].is_number() || !(input_scales[base].get<float>() > 0))
+          fail(ErrorKind::Format, "{}: static W8A8 checkpoint has no positive input scale for '{}'", m.source, base);
+        q8.input_scale = input_scales[base].get<float>();
+      }
+    }
   }
 }
 

@@ -76,8 +76,12 @@ Action add_quantize(CLI::App& app) {
   c->add_option("-o,--output", o->out, "output .gguf file (a directory for int2..int8)")->required();
   c->add_option("--type", o->type, "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, or int2..int8 (affine safetensors)")
       ->capture_default_str();
-  c->add_option("--method", o->method, "rtn; imatrix (importance-weighted, the default when statistics are given); gptq, awq, awq+gptq (need --calib; awq: GGUF types)")
-      ->check(CLI::IsMember({"rtn", "imatrix", "gptq", "awq", "awq+gptq"}));
+  c->add_option("--method", o->method, "rtn; imatrix (importance-weighted, the default when statistics are given); gptq, awq, awq+gptq (need --calib; awq: GGUF types); smoothquant, w8a8 (--type int8: int8 weights and activations)")
+      ->check(CLI::IsMember({"rtn", "imatrix", "gptq", "awq", "awq+gptq", "smoothquant", "w8a8"}));
+  c->add_option("--sq-alpha", o->sq_alpha, "smoothquant: migration strength (0: activations unchanged, 1: flattened)")
+      ->capture_default_str()->check(CLI::Range(0.0, 1.0));
+  c->add_option("--act-scheme", o->act_scheme, "smoothquant, w8a8: int8 activation scales per token (dynamic) or one per layer from calibration (static)")
+      ->capture_default_str()->check(CLI::IsMember({"per-token", "static"}));
   c->add_option("--imatrix,--stats", o->stats, "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
   c->add_option("--calib", o->calib.text, "calibration text: collect statistics before quantizing");
   add_calibration_flags(c, o->calib);
@@ -104,7 +108,7 @@ Action add_quantize(CLI::App& app) {
   c->add_option("--percentile", o->percentile, "int types with --range percentile: clip percentile")->capture_default_str();
   c->add_flag("--json", o->json, "print the summary as JSON on stdout");
   c->add_flag("-q,--quiet", o->quiet, "no progress or table");
-  return [o]() {
+  return [o, c]() {
     auto progress = [o](size_t i, size_t n, const TensorReport& t) {
       if (o->quiet) return;
       fmt::print(stderr, "\r{} {:>4}/{} {:<40}", progress_bar(i + 1, n), i + 1, n,
@@ -128,6 +132,13 @@ Action add_quantize(CLI::App& app) {
       Model m = load_model(o->model, {o->tokenizer});
       const std::string method = o->method.empty() ? "rtn" : o->method;
       if (method == "imatrix") fail(ErrorKind::Argument, "--method imatrix applies to the GGUF types; int types take rtn or gptq");
+      if (method == "smoothquant" || method == "w8a8") {
+        if (spec.bits != 8 || !spec.symmetric) fail(ErrorKind::Argument, "--method {} writes int8 symmetric weights: use --type int8", method);
+        if (c->get_option("--group")->count() && spec.group != 0)
+          fail(ErrorKind::Argument, "--method {}: weights have one scale per output channel (W8A8); drop --group", method);
+        spec.group = 0;
+        return finish(write_w8a8(m, *o, spec, method, progress));
+      }
       if (method == "rtn") return finish(write_affine_model(m, o->out, spec, o->threads, progress));
       const GptqOptions g = gptq_options(*o, true, 0.01);  // act-order with static groups wins for affine
       auto stats = std::make_shared<CalibrationStats>(calibrate_from_text(m, o->model, o->calib, o->quiet, true));

@@ -8,6 +8,7 @@
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/sequential.h"
+#include "lowbit/smoothquant.h"
 #include "lowbit/tokenizer.h"
 
 namespace lowbit::cli {
@@ -123,6 +124,31 @@ GptqOptions gptq_options(const QuantizeFlags& f, bool act_order, double damp) {
   g.damp = f.damp >= 0 ? f.damp : damp;
   g.n_threads = f.threads;
   return g;
+}
+
+QuantizeReport write_w8a8(const Model& m, const QuantizeFlags& f, const AffineSpec& spec, const std::string& method,
+                          const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor) {
+  SmoothQuantOptions so;
+  so.alpha = f.sq_alpha;
+  so.smooth = method == "smoothquant";
+  so.static_acts = f.act_scheme == "static";
+  if (!so.smooth && !so.static_acts) {  // plain W8A8 with per-token scales: nothing to calibrate
+    W8A8Activations acts;
+    return write_affine_model(m, f.out, spec, f.threads, on_tensor, {}, "w8a8 per-token", &acts);
+  }
+  if (f.calib.text.empty())
+    fail(ErrorKind::Argument, "--method {}{} needs --calib TEXT (the largest input of every channel)", method,
+         so.static_acts ? " --act-scheme static" : "");
+  const CalibrationStats stats = calibrate_from_text(m, f.model, f.calib, f.quiet, false);
+  const SmoothQuantResult r = smooth_model(m, stats, so);
+  if (!f.quiet && so.smooth) {
+    double before = 0, after = 0;
+    for (const auto& [name, sp] : r.spikiness) before = std::max(before, sp.first), after = std::max(after, sp.second);
+    fmt::print(stderr, "smoothquant alpha={}: largest channel max / mean channel max of a linear input {:.1f} -> {:.1f}\n",
+               so.alpha, before, after);
+  }
+  const std::string label = so.smooth ? fmt::format("smoothquant alpha={} {}", so.alpha, f.act_scheme) : "w8a8 " + f.act_scheme;
+  return write_affine_model(r.model, f.out, spec, f.threads, on_tensor, {}, label, &r.acts);
 }
 
 QuantizeReport quantize_gguf(const Model& m, const QuantizeFlags& f, QuantizeOptions q) {

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "lowbit/affine.h"
 #include "lowbit/gptq.h"
 #include "lowbit/mixed.h"
 #include "lowbit/model.h"
@@ -27,6 +28,8 @@ struct QuantizeFlags {
   double damp = -1;  // -1: the target's default
   bool act_order = false, no_act_order = false, fp_targets = false;
   int awq_grid = 20;
+  double sq_alpha = 0.5;                  // smoothquant: migration strength
+  std::string act_scheme = "per-token";  // w8a8 / smoothquant: per-token or static activation scales
   double bpw = 0;
   std::string max_size, recipe, save_recipe, sensitivity = "proxy";
   size_t sensitivity_windows = 4, sensitivity_ctx = 256;
@@ -38,6 +41,11 @@ void add_sensitivity_flags(CLI::App* c, QuantizeFlags& f);
 // GPTQ settings from the flags; the defaults differ per target (measured on tinyllm-8m:
 // act-order with static groups for the affine layout, left to right for GGUF blocks).
 GptqOptions gptq_options(const QuantizeFlags& f, bool act_order, double damp);
+
+// W8A8 (--type int8 --method smoothquant|w8a8): SmoothQuant's scales from the calibration
+// maxima (smoothquant only), then int8 per-channel weights and the activation scheme.
+QuantizeReport write_w8a8(const Model& m, const QuantizeFlags& f, const AffineSpec& spec, const std::string& method,
+                          const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor);
 
 // Quantizes m to f.out with f's method; q carries the plan and callbacks.
 QuantizeReport quantize_gguf(const Model& m, const QuantizeFlags& f, QuantizeOptions q);

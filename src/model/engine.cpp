@@ -97,7 +97,10 @@ void linear_forward(const TensorView& w, const float* x, size_t n, float* y) {
 uint64_t weight_bytes_per_token(const Model& m) {
   uint64_t total = 0;
   for (const TensorView& t : m.tensors)
-    if (t.shape.size() == 2 && (t.name != "token_embd.weight" || m.config.tied_embeddings)) total += t.nbytes;
+    if (t.shape.size() == 2 && (t.name != "token_embd.weight" || m.config.tied_embeddings)) {
+      auto q8 = m.int8_weights.find(t.name);  // W8A8: the engine reads the int8 form
+      total += q8 == m.int8_weights.end() ? t.nbytes : q8->second.q.size() + q8->second.scale.size() * sizeof(float);
+    }
   return total;
 }
 

@@ -217,5 +217,38 @@ TEST(Kernels, Int8ActivationsPerTokenAndStatic) {
     if (std::fabs(x[i]) < 12.7f) { EXPECT_LE(std::fabs(x[i] - 0.1f * q[i]), 0.05f * 1.0001f) << i; }
 }
 
+// Several tokens at once (prompt processing): every type and instruction set, token counts
+// around the four-token kernels, outputs at their ld_y place and nowhere else.
+TEST(Kernels, MultiTokenRowsEqualTheReferencePerToken) {
+  for (int64_t isa : kernels::available_isas()) {
+    kernels::restrict_isa(isa);
+    SCOPED_TRACE("isa " + kernels::isa_name(isa));
+    for (DType t : kernel_types()) {
+      SCOPED_TRACE(dtype_name(t));
+      const size_t n = row_lengths(t)[1], rows = 5, ld = rows + 2;
+      const Weights w = make_weights(t, rows, n, 21);
+      for (size_t n_acts : {1, 3, 4, 6, 9}) {
+        std::vector<Acts> acts;
+        std::vector<kernels::ActRow> rows_of_acts;
+        for (size_t i = 0; i < n_acts; ++i) acts.push_back(make_acts(t, n, 30 + static_cast<uint32_t>(i)));
+        for (const Acts& a : acts) rows_of_acts.push_back(a.row);
+        std::vector<float> y(n_acts * ld, -7.0f), ref(rows);
+        kernels::dot_rows_multi(t, w.bytes.data(), w.row_bytes, rows, n, rows_of_acts.data(), n_acts, y.data(), ld);
+        for (size_t i = 0; i < n_acts; ++i) {
+          kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, rows, n, acts[i].row, ref.data());
+          const auto act = seen_acts(acts[i], n);
+          for (size_t r = 0; r < rows; ++r) {
+            double scale = 0;
+            for (size_t k = 0; k < n; ++k) scale += std::fabs(w.values[r * n + k] * act[k]);
+            EXPECT_NEAR(y[i * ld + r], ref[r], 2e-6 * scale + 1e-6) << n_acts << " tokens, token " << i << " row " << r;
+          }
+          EXPECT_EQ(y[i * ld + rows], -7.0f) << "wrote between the output rows";
+        }
+      }
+    }
+  }
+  kernels::restrict_isa(0);
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -144,6 +144,12 @@ void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_s
   }
 }
 
+void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
+                    size_t n_acts, float* y, size_t ld_y) {
+  if (!g_force_scalar) return dot_rows_multi_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
+  for (size_t i = 0; i < n_acts; ++i) dot_rows_reference(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
+}
+
 void force_scalar(bool on) { g_force_scalar = on; }
 bool scalar_forced() { return g_force_scalar; }
 std::string active_isa() { return g_force_scalar ? "scalar (forced)" : simd_target_name(); }

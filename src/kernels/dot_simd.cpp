@@ -30,6 +30,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 void DotRows(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
   dot_rows_reference(static_cast<DType>(t), w, row_bytes, n_rows, row_len, a, y);
 }
+void DotRowsMulti(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts, size_t n_acts,
+                  float* y, size_t ld_y) {
+  for (size_t i = 0; i < n_acts; ++i) dot_rows_reference(static_cast<DType>(t), w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
+}
 
 #else
 
@@ -191,68 +195,101 @@ HWY_INLINE VW TwoScales(int a, int b, size_t lane0) {
   }
 }
 
-float DotRowQ8_0(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+// Each kernel multiplies one weight row with kT activation rows (tokens): a weight vector
+// is decoded once and multiply-added with every token's codes, so prompt processing decodes
+// each row kT times less often. y[t * ld_y] receives token t's sum.
+template <size_t kT>
+void DotRowQ8_0(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, size_t ld_y) {
   const DW32 d32;
   const DWF df;
-  auto facc0 = hn::Zero(df), facc1 = hn::Zero(df);
+  hn::Vec<DWF> facc[2][kT];  // two chains per token: alternate blocks (latency with kT = 1)
+  for (size_t t = 0; t < kT; ++t) facc[0][t] = facc[1][t] = hn::Zero(df);
   for (size_t b = 0; b < n_blocks; ++b) {
     const auto* blk = reinterpret_cast<const quant::BlockQ8_0*>(w) + b;
     if (b % 2 == 0) {  // two blocks are 68 bytes: one line, sometimes the start of the next
       hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead);
       hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + 64);
     }
-    auto acc = hn::Zero(d32);
-    for (size_t j = 0; j < 32; j += kW)
-      acc = MulAddPairs(hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<int8_t, DW>(), blk->qs + j)), a.q + 32 * b + j, acc);
-    const auto scaled = hn::ConvertTo(df, acc);
-    const auto d = hn::Set(df, F16(blk->d) * a.d[b]);
-    if (b & 1) facc1 = hn::MulAdd(scaled, d, facc1);
-    else facc0 = hn::MulAdd(scaled, d, facc0);
+    hn::Vec<DW32> acc[kT];
+    for (size_t t = 0; t < kT; ++t) acc[t] = hn::Zero(d32);
+    for (size_t j = 0; j < 32; j += kW) {
+      const VW v = hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<int8_t, DW>(), blk->qs + j));
+      for (size_t t = 0; t < kT; ++t) acc[t] = MulAddPairs(v, a[t].q + 32 * b + j, acc[t]);
+    }
+    const float dw = F16(blk->d);
+    for (size_t t = 0; t < kT; ++t)
+      facc[b & 1][t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[b & 1][t]);
   }
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(facc0, facc1)));
+  for (size_t t = 0; t < kT; ++t) y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, hn::Add(facc[0][t], facc[1][t])));
 }
 
-float DotRowQ4_K(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+// The minimum term of Q4_K, −dmin·d_act·Σ_j min_j·Σq(sub-block j), is kept in f32 lanes:
+// the activations' 16 sums of 16 times each sub-block's min (spread over its two sums),
+// converted and multiply-added per block, reduced once per row.
+using DM = hn::CappedTag<int32_t, 16>;
+using DMF = hn::Rebind<float, DM>;
+
+template <size_t kT>
+void DotRowQ4_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, size_t ld_y) {
   const DW32 d32;
   const DWF df;
+  const DM dm;
+  const DMF dmf;
+  const size_t NM = hn::Lanes(dm);
   const VW low4 = hn::Set(DW(), 15);
-  auto facc = hn::Zero(df);
-  double min_sum = 0;
+  hn::Vec<DWF> facc[kT];
+  hn::Vec<DMF> fmin[kT];
+  for (size_t t = 0; t < kT; ++t) facc[t] = hn::Zero(df), fmin[t] = hn::Zero(dmf);
   for (size_t b = 0; b < n_blocks; ++b) {
     const auto* blk = reinterpret_cast<const quant::BlockQ4_K*>(w) + b;
     for (size_t off = 0; off < sizeof(*blk); off += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
-    const int16_t* q = a.q + 256 * b;
-    const int32_t* sums = a.sum16 + 16 * b;
-    int sc[8], mn[8];
-    for (int j = 0; j < 8; ++j) quant::unpack_scale_min_k4(j, blk->scales, &sc[j], &mn[j]);
-    auto acc = hn::Zero(d32);
+    int sc[8];
+    alignas(64) int32_t mn16[16];  // min of sub-block j at 2j and 2j + 1
+    for (int j = 0; j < 8; ++j) {
+      int mn;
+      quant::unpack_scale_min_k4(j, blk->scales, &sc[j], &mn);
+      mn16[2 * j] = mn16[2 * j + 1] = mn;
+    }
+    hn::Vec<DW32> acc[kT];
+    for (size_t t = 0; t < kT; ++t) acc[t] = hn::Zero(d32);
     for (int g = 0; g < 4; ++g) {  // 64 values: low nibbles are sub-block 2g, high nibbles 2g+1
       const VW s_lo = hn::Set(DW(), static_cast<int16_t>(sc[2 * g])), s_hi = hn::Set(DW(), static_cast<int16_t>(sc[2 * g + 1]));
       for (size_t j = 0; j < 32; j += kW) {
         const VW codes = LoadBytesW(blk->qs + 32 * g + j);
-        acc = MulAddPairs(hn::Mul(hn::And(codes, low4), s_lo), q + 64 * g + j, acc);
-        acc = MulAddPairs(hn::Mul(hn::ShiftRight<4>(codes), s_hi), q + 64 * g + 32 + j, acc);
+        const VW lo = hn::Mul(hn::And(codes, low4), s_lo), hi = hn::Mul(hn::ShiftRight<4>(codes), s_hi);
+        for (size_t t = 0; t < kT; ++t) {
+          const int16_t* q = a[t].q + 256 * b + 64 * g + j;
+          acc[t] = MulAddPairs(hi, q + 32, MulAddPairs(lo, q, acc[t]));
+        }
       }
     }
-    int32_t m = 0;
-    for (int j = 0; j < 8; ++j) m += mn[j] * (sums[2 * j] + sums[2 * j + 1]);
-    const float ad = a.d[b];
-    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, F16(blk->d) * ad), facc);
-    min_sum += static_cast<double>(F16(blk->dmin) * ad) * m;
+    const float dw = F16(blk->d), dmin = F16(blk->dmin);
+    for (size_t t = 0; t < kT; ++t) {
+      const float ad = a[t].d[b];
+      facc[t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * ad), facc[t]);
+      const auto dm_ad = hn::Set(dmf, dmin * ad);
+      for (size_t k = 0; k < 16; k += NM) {
+        const auto m = hn::Mul(hn::LoadU(dm, a[t].sum16 + 16 * b + k), hn::Load(dm, mn16 + k));
+        fmin[t] = hn::MulAdd(hn::ConvertTo(dmf, m), dm_ad, fmin[t]);
+      }
+    }
   }
-  return hn::GetLane(hn::SumOfLanes(df, facc)) - static_cast<float>(min_sum);
+  for (size_t t = 0; t < kT; ++t)
+    y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, facc[t])) - hn::GetLane(hn::SumOfLanes(dmf, fmin[t]));
 }
 
-float DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow& a) {
+template <size_t kT>
+void DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, size_t ld_y) {
   const DW32 d32;
   const DWF df;
   const VW low4 = hn::Set(DW(), 15), two = hn::Set(DW(), 3), offset = hn::Set(DW(), 32);
-  auto facc = hn::Zero(df);
+  hn::Vec<DWF> facc[kT];
+  for (size_t t = 0; t < kT; ++t) facc[t] = hn::Zero(df);
   for (size_t b = 0; b < n_blocks; ++b) {
     const auto* blk = reinterpret_cast<const quant::BlockQ6_K*>(w) + b;
     for (size_t off = 0; off < sizeof(*blk); off += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
-    const int16_t* q = a.q + 256 * b;
-    auto acc = hn::Zero(d32);
+    hn::Vec<DW32> acc[kT];
+    for (size_t t = 0; t < kT; ++t) acc[t] = hn::Zero(d32);
     for (int h = 0; h < 2; ++h)      // values 128h + 32k + l
       for (int k = 0; k < 4; ++k) {  // 32 values, sub-blocks 8h + 2k and 8h + 2k + 1
         const int sub = 8 * h + 2 * k;
@@ -260,13 +297,27 @@ float DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow& a) {
           const VW ql = LoadBytesW(blk->ql + 64 * h + 32 * (k & 1) + j);
           const VW lo = k < 2 ? hn::And(ql, low4) : hn::ShiftRight<4>(ql);
           const VW hi = hn::And(hn::ShiftRightSame(LoadBytesW(blk->qh + 32 * h + j), 2 * k), two);
-          const VW v = hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), offset);
-          acc = MulAddPairs(hn::Mul(v, TwoScales(blk->scales[sub], blk->scales[sub + 1], j)), q + 128 * h + 32 * k + j, acc);
+          const VW v = hn::Mul(hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), offset), TwoScales(blk->scales[sub], blk->scales[sub + 1], j));
+          for (size_t t = 0; t < kT; ++t) acc[t] = MulAddPairs(v, a[t].q + 256 * b + 128 * h + 32 * k + j, acc[t]);
         }
       }
-    facc = hn::MulAdd(hn::ConvertTo(df, acc), hn::Set(df, F16(blk->d) * a.d[b]), facc);
+    const float dw = F16(blk->d);
+    for (size_t t = 0; t < kT; ++t) facc[t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[t]);
   }
-  return hn::GetLane(hn::SumOfLanes(df, facc));
+  for (size_t t = 0; t < kT; ++t) y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, facc[t]));
+}
+
+// Rows [0, n_rows) times tokens [0, n_acts): tokens four at a time, the rows of the tile
+// inside (a tile of weight rows stays in L1/L2 while each group of four tokens passes).
+template <void (*kRow1)(const uint8_t*, size_t, const ActRow*, float*, size_t),
+          void (*kRow4)(const uint8_t*, size_t, const ActRow*, float*, size_t)>
+void MultiRows(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks, const ActRow* acts, size_t n_acts, float* y,
+               size_t ld_y) {
+  size_t t = 0;
+  for (; t + 4 <= n_acts; t += 4)
+    for (size_t r = 0; r < n_rows; ++r) kRow4(w + r * row_bytes, n_blocks, acts + t, y + t * ld_y + r, ld_y);
+  for (; t < n_acts; ++t)
+    for (size_t r = 0; r < n_rows; ++r) kRow1(w + r * row_bytes, n_blocks, acts + t, y + t * ld_y + r, ld_y);
 }
 
 // f32 / f16 / bf16 weights times f32 activations, the tail in scalar code.
@@ -311,15 +362,27 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q4_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_1, Q4_1, 32, false>(r, nb32, a); });
     case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
     case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
-    case DType::Q8_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ8_0(r, nb32, a); });
+    case DType::Q8_0: return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4>>(w, row_bytes, n_rows, nb32, &a, 1, y, 0);
     case DType::IQ4_NL: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_NL, TableDecoded<DType::IQ4_NL>, 32, false>(r, nb32, a); });
     case DType::Q2_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a); });
     case DType::Q3_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a); });
-    case DType::Q4_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ4_K(r, nb256, a); });
+    case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
-    case DType::Q6_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowQ6_K(r, nb256, a); });
+    case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_XS, TableDecoded<DType::IQ4_XS>, 256, true>(r, nb256, a); });
     default: return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
+  }
+}
+
+// Several tokens: the multi-token kernels where a type has them, else one token at a time.
+void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
+                  size_t n_acts, float* y, size_t ld_y) {
+  switch (static_cast<DType>(type)) {
+    case DType::Q8_0: return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4>>(w, row_bytes, n_rows, row_len / 32, acts, n_acts, y, ld_y);
+    case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
+    case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
+    default:
+      for (size_t t = 0; t < n_acts; ++t) DotRows(type, w, row_bytes, n_rows, row_len, acts[t], y + t * ld_y);
   }
 }
 
@@ -335,10 +398,16 @@ HWY_AFTER_NAMESPACE();
 namespace lowbit::kernels {
 
 HWY_EXPORT(DotRows);
+HWY_EXPORT(DotRowsMulti);
 HWY_EXPORT(TargetName);
 
 void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
   HWY_DYNAMIC_DISPATCH(DotRows)(static_cast<int>(t), w, row_bytes, n_rows, row_len, a, y);
+}
+
+void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
+                         size_t n_acts, float* y, size_t ld_y) {
+  HWY_DYNAMIC_DISPATCH(DotRowsMulti)(static_cast<int>(t), w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
 }
 
 std::string simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }

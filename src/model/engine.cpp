@@ -121,6 +121,7 @@ struct Engine::Impl {
   std::vector<float> k_rows, v_rows;  // decoded cache rows (F16 / Q8_0 caches)
   std::unique_ptr<ThreadPool> pool;   // fast path only
   kernels::QuantizedActs acts;        // fast path: the current linear layer's input
+  std::vector<kernels::ActRow> act_rows;  // ... one view per token
   std::vector<int8_t> acts_i8;        // W8A8: the input as int8 [n, cols] ...
   std::vector<float> acts_i8_scale;   // ... with one scale per token [n]
   std::vector<float> acts_i8_values;  // W8A8 reference: the rounded input as f32 [n, cols]
@@ -211,14 +212,14 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   if (block) kernels::quantize_acts(x, n, cols, block, s.acts);
   // One token: tiles of 64 rows, long contiguous streams for the prefetchers.
   const size_t kTile = n == 1 ? 64 : 16;
+  s.act_rows.resize(n);
+  for (size_t t = 0; t < n; ++t) {
+    if (block) s.act_rows[t] = kernels::act_row(s.acts, t);
+    else s.act_rows[t] = {nullptr, nullptr, nullptr, x + t * cols};
+  }
   auto task = [&](size_t tile) {
     const size_t r0 = tile * kTile, nr = std::min(kTile, rows - r0);
-    for (size_t t = 0; t < n; ++t) {
-      kernels::ActRow a;
-      if (block) a = kernels::act_row(s.acts, t);
-      else a.x = x + t * cols;
-      kernels::dot_rows(w.dtype, w.data + r0 * row_bytes, row_bytes, nr, cols, a, y + t * rows + r0);
-    }
+    kernels::dot_rows_multi(w.dtype, w.data + r0 * row_bytes, row_bytes, nr, cols, s.act_rows.data(), n, y + r0, rows);
   };
   s.pool->run((rows + kTile - 1) / kTile, task);
 }

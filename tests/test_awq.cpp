@@ -1,15 +1,20 @@
 // AWQ: the folded scales leave the fp32 model's function unchanged, the search never does
-// worse than plain rounding on its own objective, and `quantize --method awq+gptq` writes a
-// file whose rescaled norms travel with it.
+// worse than plain rounding on its own objective (per linear and per block), the clip
+// search lowers a layer's output error, and `quantize --method awq+gptq` writes a file whose
+// rescaled norms travel with it.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <memory>
 
+#include "algo/awq_block.h"
 #include "lowbit/awq.h"
 #include "lowbit/engine.h"
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
+#include "lowbit/quant.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -82,12 +87,89 @@ TEST(Awq, SearchNeverDoesWorseThanPlainRounding) {
   EXPECT_NE(msg.find("statistics of 256 columns"), std::string::npos) << msg;
 }
 
+// tr(E H Eᵀ), E = W − dequant(Q): the layer's mean squared output error on the inputs behind H.
+double layer_error(DType t, const std::vector<float>& w, const std::vector<uint8_t>& q, uint64_t rows, uint64_t cols,
+                   const std::vector<double>& h) {
+  std::vector<float> d(rows * cols);
+  dequantize_values(t, q.data(), d.size(), d.data());
+  double e = 0;
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t i = 0; i < cols; ++i) {
+      const double ei = w[r * cols + i] - d[r * cols + i];
+      double acc = 0;
+      for (uint64_t j = 0; j < cols; ++j) acc += h[i * cols + j] * (w[r * cols + j] - d[r * cols + j]);
+      e += ei * acc;
+    }
+  return e;
+}
+
+TEST(Awq, ClipSearchLowersTheLayerOutputErrorBelowRounding) {
+  // Correlated inputs (each channel mixes its neighbour) with a few loud channels.
+  const uint64_t rows = 32, cols = 512, n = 1024;
+  const auto w = test::gaussian(rows * cols, 7);
+  const auto z = test::gaussian(n * cols, 8);
+  std::vector<double> h(cols * cols, 0.0);
+  std::vector<float> x(cols);
+  for (uint64_t t = 0; t < n; ++t) {
+    for (uint64_t j = 0; j < cols; ++j) x[j] = z[t * cols + j] + 0.8f * z[t * cols + (j + 1) % cols];
+    for (uint64_t j = 0; j < cols; j += 37) x[j] *= 10.0f;
+    for (uint64_t i = 0; i < cols; ++i)
+      for (uint64_t j = 0; j < cols; ++j) h[i * cols + j] += double(x[i]) * x[j] / n;
+  }
+  for (DType t : {DType::Q4_K, DType::Q3_K, DType::Q2_K, DType::Q4_0}) {
+    const uint64_t bytes = rows * cols / traits(t).block_size * traits(t).type_size;
+    std::vector<uint8_t> rtn(bytes), clip(bytes);
+    quantize_rows(t, w.data(), rows, cols, nullptr, rtn.data());
+    awq_clip_quantize_rows(t, w.data(), rows, cols, h, AwqClipOptions{}, 2, clip.data());
+    const double e_rtn = layer_error(t, w, rtn, rows, cols, h), e_clip = layer_error(t, w, clip, rows, cols, h);
+    EXPECT_LT(e_clip, 0.97 * e_rtn) << dtype_name(t) << " rtn " << e_rtn << " clip " << e_clip;
+  }
+  std::vector<uint8_t> out(rows * cols / 256 * traits(DType::Q4_K).type_size);
+  const std::string msg = test::expect_error(
+      [&] { awq_clip_quantize_rows(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, AwqClipOptions{}, 1, out.data()); });
+  EXPECT_NE(msg.find("H has 2 values"), std::string::npos) << msg;
+}
+
+TEST(Awq, BlockSearchLeavesItsWinnerInTheEngine) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const uint32_t D = m.config.n_embd;
+  const size_t T = 64;
+  Engine engine(m);
+  std::vector<std::vector<float>> inputs{test::gaussian(T * D, 11), test::gaussian(T * D, 12)}, targets = inputs;
+  for (auto& y : targets) {  // the unquantized block's outputs
+    engine.reset();
+    engine.forward_layer(1, y.data(), T);
+  }
+  const std::string p = "blk.1.";
+  const AwqGroup g{{p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, p + "attn_norm.weight", ""};
+  std::map<std::string, std::vector<float>> w;
+  std::map<std::string, DType> types;
+  for (const std::string& n : g.weights) w[n] = to_f32(m.tensor(n)), types[n] = DType::Q3_K;
+  std::vector<double> mean_abs(D, 0.0);  // of the normed input, roughly: |x|·γ
+  const std::vector<float> gamma = to_f32(m.tensor(g.norm));
+  for (const auto& x : inputs)
+    for (size_t k = 0; k < x.size(); ++k) mean_abs[k % D] += std::fabs(x[k] * gamma[k % D]) / (T * inputs.size());
+
+  AwqBlockSearch search(engine, m, 1, inputs, targets, T, 2);
+  const AwqScales s = search.search(g, w, types, mean_abs, 8);
+  EXPECT_GT(s.error_plain, 0.0);
+  EXPECT_LE(s.error_scaled, s.error_plain);
+  double now = 0;  // the block error with what the engine holds now
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::vector<float> y = inputs[i];
+    engine.reset();
+    engine.forward_layer(1, y.data(), T);
+    for (size_t k = 0; k < y.size(); ++k) now += (double(y[k]) - targets[i][k]) * (double(y[k]) - targets[i][k]);
+  }
+  EXPECT_NEAR(now, s.error_scaled, 1e-9 * s.error_scaled);
+}
+
 TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
   auto r = test::run_cli({"quantize", model, "-o", dir.file("a.gguf"), "--type", "Q4_K_M", "--method", "awq+gptq", "--calib",
                           test::shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "8", "--calib-ctx",
-                          "128", "--awq-grid", "4", "-q"});
+                          "128", "--awq-grid", "4", "--awq-windows", "2", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Model q = load_model(dir.file("a.gguf")), base = load_model(model);
   int changed = 0;
@@ -99,9 +181,21 @@ TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
   EXPECT_GT(changed, 0);  // at least one group chose alpha > 0
   const std::string method = GgufFile::open(dir.file("a.gguf"))->get_string("lowbit.quantize.method");
   EXPECT_EQ(method.rfind("awq+gptq sequential calib=8x128", 0), 0u) << method;
+  EXPECT_NE(method.find("awq_grid=4 awq_objective=block awq_windows=2"), std::string::npos) << method;
+  r = test::run_cli({"quantize", model, "-o", dir.file("d.gguf"), "--type", "Q4_K_M", "--method", "awq", "--awq-clip",
+                     "--awq-objective", "layer", "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"),
+                     "--calib-samples", "4", "--calib-ctx", "128", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string clip_method = GgufFile::open(dir.file("d.gguf"))->get_string("lowbit.quantize.method");
+  EXPECT_NE(clip_method.find("awq_objective=layer awq_clip=1"), std::string::npos) << clip_method;
   r = test::run_cli({"quantize", model, "-o", dir.file("b.gguf"), "--method", "awq"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--method awq needs --calib TEXT"), std::string::npos) << r.err;
+  r = test::run_cli({"quantize", model, "-o", dir.file("c.gguf"), "--method", "gptq", "--awq-clip", "--calib",
+                     test::shared_path("data/calibration/calib-en-1mb.txt")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--awq-clip chooses a rounding to nearest: it needs --method awq, not gptq"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("c.gguf")));
 }
 
 }  // namespace

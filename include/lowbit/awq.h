@@ -33,6 +33,27 @@ struct AwqScales {
 AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<double>& H, const std::vector<double>& mean_abs,
                      int grid = 20, uint64_t max_rows = 256);
 
+// s_j = mean|x_j|^α, normalised so that max·min = 1 (all 1 at α = 0).
+std::vector<float> awq_scales_for(const std::vector<double>& mean_abs, double alpha);
+
+// AWQ's weight-clip search, scored by the layer's output error. For each row, block by
+// block (32 or 256 columns of `type`), the values are clipped to ±r·max|w| for a few ratios
+// r and rounded to nearest; the rounding kept is the one that adds least to the row's
+// output error eᵀHe (H = XᵀX/n), given the blocks already decided:
+//     e_bᵀ H_bb e_b + 2 e_bᵀ Σ_{c<b} H_bc e_c,   e = w − dequant(q).
+// r = 1 is plain rounding. Each candidate is also rounded weighted by diag(H) (the
+// importance matrix), so the search decides per block which of the two to trust. Unlike
+// GPTQ, no value is moved to absorb another's error: only whole-block roundings are chosen.
+struct AwqClipOptions {
+  int steps = 6;             // ratios 1, 1 − step, ..., 1 − steps·step
+  float step = 0.05f;
+  bool try_importance = true; // also round each candidate weighted by diag(H)
+};
+
+// w: [rows, cols] f32; h: [cols, cols] (row-major, fp64); out: rows in `type`'s blocks.
+void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h,
+                            const AwqClipOptions& o, int n_threads, uint8_t* out);
+
 // Folding, exact in fp32 up to rounding:
 void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s);  // W·diag(s)
 void awq_unscale_norm(std::vector<float>& gamma, const std::vector<float>& s);                           // γ / s

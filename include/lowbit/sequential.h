@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/awq.h"
 #include "lowbit/calibration.h"
 #include "lowbit/dtype.h"
 #include "lowbit/gptq.h"
@@ -29,6 +30,11 @@
 
 namespace lowbit {
 
+// What AWQ's α minimises: the whole block's output error on a few calibration windows
+// (run in fp32 with the group rounded; the objective of the AWQ paper), or the cheaper
+// per-linear output error tr(ΔHΔᵀ) from the Hessians.
+enum class AwqObjective { Block, Layer };
+
 struct SequentialOptions {
   CalibrationOptions calib;  // windows, their length, seed, threads (0: all cores)
   GptqOptions gptq;
@@ -36,6 +42,10 @@ struct SequentialOptions {
   bool fp_targets = false;    // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own
   bool awq = false;           // AWQ scales per group of linears sharing an input (lowbit/awq.h), before rounding
   int awq_grid = 20;          // α tried at 0, 1/grid, ..., 1
+  AwqObjective awq_objective = AwqObjective::Block;
+  int awq_windows = 4;        // Block: calibration windows the block output is scored on
+  bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error (src/algo/awq_clip.h)
+  AwqClipOptions awq_clip_options;
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
 };
 

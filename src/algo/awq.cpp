@@ -68,15 +68,7 @@ AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<do
   best.error_plain = best.error_scaled = scaled_error(samples, weights, best.s, h);
   for (int g = 1; g <= grid; ++g) {
     const double alpha = static_cast<double>(g) / grid;
-    std::vector<float> s(cols);
-    double lo = INFINITY, hi = 0;
-    for (uint64_t j = 0; j < cols; ++j) {
-      s[j] = static_cast<float>(std::pow(std::max(mean_abs[j], 1e-8), alpha));
-      lo = std::min<double>(lo, s[j]);
-      hi = std::max<double>(hi, s[j]);
-    }
-    const float norm = static_cast<float>(1.0 / std::sqrt(lo * hi));
-    for (float& v : s) v *= norm;
+    std::vector<float> s = awq_scales_for(mean_abs, alpha);
     const double e = scaled_error(samples, weights, s, h);
     if (e < best.error_scaled) {
       best.error_scaled = e;
@@ -85,6 +77,19 @@ AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<do
     }
   }
   return best;
+}
+
+std::vector<float> awq_scales_for(const std::vector<double>& mean_abs, double alpha) {
+  std::vector<float> s(mean_abs.size());
+  double lo = INFINITY, hi = 0;
+  for (size_t j = 0; j < s.size(); ++j) {
+    s[j] = static_cast<float>(std::pow(std::max(mean_abs[j], 1e-8), alpha));
+    lo = std::min<double>(lo, s[j]);
+    hi = std::max<double>(hi, s[j]);
+  }
+  const float norm = static_cast<float>(1.0 / std::sqrt(lo * hi));
+  for (float& v : s) v *= norm;
+  return s;
 }
 
 void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s) {

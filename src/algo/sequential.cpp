@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 
+#include "awq_block.h"
 #include "core/parallel.h"
 #include "lowbit/awq.h"
 #include "lowbit/engine.h"
@@ -132,50 +133,48 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   });
   // AWQ on one block: each group of linears sharing an input gets its own scales, folded
   // into what produces that input (the RMSNorm weight, or ffn_up's rows for ffn_down).
+  // `block` scores α by the block output (awq_block.h); without it, by each linear's output.
   auto apply_awq = [&](const std::string& p, std::map<std::string, std::vector<float>>& w,
-                       std::map<std::string, std::vector<double>>& h) {
-    auto group = [&](std::vector<std::string> members, const std::function<void(const std::vector<float>&)>& fold) {
+                       std::map<std::string, std::vector<double>>& h, AwqBlockSearch* block) {
+    auto group = [&](AwqGroup g) {
       std::vector<AwqWeight> ws;
-      for (std::string& n : members) {
-        n = p + n;
+      for (const std::string& n : g.weights) {
         if (!w.count(n)) return;  // a member kept in floats: leave the group unscaled
         const TensorView& t = m.tensor(n);
         ws.push_back({&w[n], t.shape[0], t.row_len(), *planned(n)});
       }
-      const InputSums& st = sums.at(members[0]);
+      if (!g.producer.empty() && !w.count(g.producer)) return;
+      const InputSums& st = sums.at(g.weights[0]);
       std::vector<double> mean_abs(st.abs_sum.size());
       for (size_t j = 0; j < mean_abs.size(); ++j) mean_abs[j] = st.abs_sum[j] / st.count;
-      const AwqScales sc = awq_search(ws, h[members[0]], mean_abs, o.awq_grid);
-      res.awq_alpha[members[0]] = sc.alpha;
+      const AwqScales sc = block ? block->search(g, w, types, mean_abs, o.awq_grid) : awq_search(ws, h[g.weights[0]], mean_abs, o.awq_grid);
+      res.awq_alpha[g.weights[0]] = sc.alpha;
       if (sc.alpha == 0) return;
-      for (size_t k = 0; k < members.size(); ++k) {
-        awq_scale_columns(w[members[k]], ws[k].rows, ws[k].cols, sc.s);
-        awq_unscale_hessian(h[members[k]], sc.s);
+      for (size_t k = 0; k < ws.size(); ++k) {
+        awq_scale_columns(w[g.weights[k]], ws[k].rows, ws[k].cols, sc.s);
+        awq_unscale_hessian(h[g.weights[k]], sc.s);
       }
-      fold(sc.s);
+      if (!g.producer.empty()) {
+        const TensorView& t = m.tensor(g.producer);
+        awq_unscale_rows(w[g.producer], t.shape[0], t.row_len(), sc.s);
+      }
+      if (!g.norm.empty()) {
+        std::vector<float> gamma = to_f32(m.tensor(g.norm));
+        awq_unscale_norm(gamma, sc.s);
+        quant.set_norm(g.norm, gamma);
+        PrecomputedTensor& t = res.tensors[g.norm];
+        t.bytes.resize(gamma.size() * sizeof(float));
+        std::memcpy(t.bytes.data(), gamma.data(), t.bytes.size());
+      }
     };
-    auto fold_into_norm = [&](const std::string& norm) {
-      return [&, norm](const std::vector<float>& s) {
-        std::vector<float> g = to_f32(m.tensor(norm));
-        awq_unscale_norm(g, s);
-        quant.set_norm(norm, g);
-        PrecomputedTensor& t = res.tensors[norm];
-        t.bytes.resize(g.size() * sizeof(float));
-        std::memcpy(t.bytes.data(), g.data(), t.bytes.size());
-      };
-    };
-    group({"attn_q.weight", "attn_k.weight", "attn_v.weight"}, fold_into_norm(p + "attn_norm.weight"));
-    group({"ffn_gate.weight", "ffn_up.weight"}, fold_into_norm(p + "ffn_norm.weight"));
-    const std::string up = p + "ffn_up.weight";
-    if (w.count(up))
-      group({"ffn_down.weight"}, [&](const std::vector<float>& s) {
-        const TensorView& t = m.tensor(up);
-        awq_unscale_rows(w[up], t.shape[0], t.row_len(), s);
-      });
+    group({{p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, p + "attn_norm.weight", ""});
+    group({{p + "ffn_gate.weight", p + "ffn_up.weight"}, p + "ffn_norm.weight", ""});
+    group({{p + "ffn_down.weight"}, "", p + "ffn_up.weight"});
   };
 
   // Quantizes the weights whose statistics were just collected (one block, or the head).
-  auto quantize_collected = [&](const std::string& prefix) {
+  std::vector<std::vector<float>> awq_inputs, awq_targets;  // block-scored AWQ: scoring windows in and out
+  auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
     std::map<std::string, std::vector<double>> h;
     for (auto& [name, st] : sums) {
@@ -185,13 +184,18 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       hn = std::move(st.h);  // H = Σxxᵀ / n, in place: an 8192-wide input's H is 512 MB
       for (double& v : hn) v /= st.count;
     }
-    if (o.awq && !prefix.empty()) apply_awq(prefix, w, h);
+    std::optional<AwqBlockSearch> block;  // its rounded weights stay in the engine until replaced below
+    if (o.awq && !prefix.empty() && o.awq_objective == AwqObjective::Block)
+      block.emplace(quant, m, layer, awq_inputs, awq_targets, T, n_threads);
+    if (o.awq && !prefix.empty()) apply_awq(prefix, w, h, block ? &*block : nullptr);
     for (auto& [name, wn] : w) {
       const TensorView& src = m.tensor(name);
       const DType type = *planned(name);
       const uint64_t rows = src.shape[0], cols = src.row_len();
       std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
-      if (!o.gptq_rounding) {
+      if (!o.gptq_rounding && o.awq_clip) {
+        awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
+      } else if (!o.gptq_rounding) {
         quantize_rows(type, wn.data(), rows, cols, nullptr, bytes.data());
       } else {
         std::vector<float> target = wn;
@@ -225,6 +229,10 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
 
   std::vector<float> scratch(T * D);
+  if (o.awq && o.awq_objective == AwqObjective::Block) {
+    awq_inputs.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
+    awq_targets.resize(awq_inputs.size());
+  }
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string block_prefix = "blk." + std::to_string(l) + ".";
@@ -237,12 +245,13 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       scratch = xq[i];
       quant.reset();
       quant.forward_layer(l, scratch.data(), T);
+      if (i < awq_inputs.size()) awq_inputs[i] = xq[i], awq_targets[i] = scratch;
     }
     collect = false;
     std::vector<double>().swap(last_h);  // free the per-window products before quantizing
     std::vector<double>().swap(last_c);
     std::vector<float>().swap(tmp);
-    quantize_collected(block_prefix);  // 2. quantize the block's linears
+    quantize_collected(block_prefix, l);  // 2. quantize the block's linears
     for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
       quant.reset();
       quant.forward_layer(l, xq[i].data(), T);
@@ -266,7 +275,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       on_input(head, hq.data(), T, D);
     }
     collect = false;
-    quantize_collected(block_prefix);
+    quantize_collected(block_prefix, c.n_layer);
   }
   return res;
 }

@@ -88,6 +88,13 @@ Action add_quantize(CLI::App& app) {
   c->add_option("--damp", o->damp, "gptq: dampening as a fraction of the mean Hessian diagonal (default 0.1 for GGUF types, 0.01 for int types)");
   c->add_flag("--act-order", o->act_order, "gptq: columns by decreasing Hessian diagonal, scales fixed up front (default for int types)");
   c->add_option("--awq-grid", o->awq_grid, "awq: alpha is tried at 0, 1/N, ..., 1")->capture_default_str()->check(CLI::Range(1, 1000));
+  c->add_option("--awq-objective", o->awq_objective, "awq: alpha minimises the block output error (block) or each linear's output error (layer, cheaper)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"block", "layer"}));
+  c->add_option("--awq-windows", o->awq_windows, "awq, block objective: calibration windows the block output is scored on")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  c->add_flag("--awq-clip", o->awq_clip, "awq (rounded to nearest): choose each block's clipping by the layer output error");
   c->add_flag("--fp-targets", o->fp_targets, "gptq, GGUF types: match the unquantized model's layer outputs from the quantized inputs (GPTAQ)");
   c->add_flag("--no-act-order", o->no_act_order, "gptq: columns left to right, each block's scales chosen when reached (default for GGUF types)");
   c->add_option("--bpw", o->bpw, "budget: the best mix at this many bits per weight (needs --calib)");

@@ -21,6 +21,9 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
   SequentialOptions so;
   so.awq = method == "awq" || method == "awq+gptq";
   so.awq_grid = f.awq_grid;
+  so.awq_objective = f.awq_objective == "layer" ? AwqObjective::Layer : AwqObjective::Block;
+  so.awq_windows = f.awq_windows;
+  so.awq_clip = f.awq_clip;
   so.gptq_rounding = method != "awq";
   if (so.awq && f.fp_targets) fail(ErrorKind::Argument, "--fp-targets does not combine with AWQ");
   so.calib.n_samples = f.calib.samples;
@@ -55,7 +58,11 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
   q.method = fmt::format("{} sequential calib={}x{}", method, f.calib.samples, f.calib.ctx);
   if (so.gptq_rounding)
     q.method += fmt::format(" damp={} act_order={}{}", g.damp, g.act_order ? 1 : 0, f.fp_targets ? " fp_targets=1" : "");
-  if (so.awq) q.method += fmt::format(" awq_grid={}", so.awq_grid);
+  if (so.awq) {
+    q.method += fmt::format(" awq_grid={} awq_objective={}", so.awq_grid, f.awq_objective);
+    if (so.awq_objective == AwqObjective::Block) q.method += fmt::format(" awq_windows={}", std::min<size_t>(so.awq_windows, f.calib.samples));
+    if (so.awq_clip) q.method += " awq_clip=1";
+  }
   QuantizeReport r = quantize_model_gguf(m, f.out, q);
   r.seconds += driver_seconds;
   return r;
@@ -154,6 +161,7 @@ QuantizeReport write_w8a8(const Model& m, const QuantizeFlags& f, const AffineSp
 QuantizeReport quantize_gguf(const Model& m, const QuantizeFlags& f, QuantizeOptions q) {
   const bool has_stats = !f.stats.empty() || !f.calib.text.empty();
   const std::string method = f.method.empty() ? (has_stats ? "imatrix" : "rtn") : f.method;
+  if (f.awq_clip && method != "awq") fail(ErrorKind::Argument, "--awq-clip chooses a rounding to nearest: it needs --method awq, not {}", method);
   if (method == "gptq" || method == "awq" || method == "awq+gptq") {
     if (f.calib.text.empty()) fail(ErrorKind::Argument, "--method {} needs --calib TEXT (statistics of every layer input)", method);
     return quantize_gguf_sequential(m, f, q, gptq_options(f, false, 0.1), method);

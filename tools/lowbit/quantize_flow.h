@@ -28,6 +28,9 @@ struct QuantizeFlags {
   double damp = -1;  // -1: the target's default
   bool act_order = false, no_act_order = false, fp_targets = false;
   int awq_grid = 20;
+  std::string awq_objective = "block";  // block | layer (lowbit/sequential.h)
+  int awq_windows = 4;
+  bool awq_clip = false;
   double sq_alpha = 0.5;                  // smoothquant: migration strength
   std::string act_scheme = "per-token";  // w8a8 / smoothquant: per-token or static activation scales
   double bpw = 0;

@@ -210,8 +210,10 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);
   if (block) kernels::quantize_acts(x, n, cols, block, s.acts);
-  // One token: tiles of 64 rows, long contiguous streams for the prefetchers.
-  const size_t kTile = n == 1 ? 64 : 16;
+  // One token: one contiguous range of rows per thread (at least 64), a single long stream
+  // for the prefetchers; 64-row tiles handed out in turn made each thread jump every 139 KB
+  // of Q8_0 and start each tile cold (synthetic 1B, Q8_0: 14.5 -> 15.0 tokens/s, 2 threads).
+  const size_t kTile = n == 1 ? std::max<size_t>(64, (rows + opts_.n_threads - 1) / opts_.n_threads) : 16;
   s.act_rows.resize(n);
   for (size_t t = 0; t < n; ++t) {
     if (block) s.act_rows[t] = kernels::act_row(s.acts, t);

@@ -19,6 +19,9 @@ bool can_dequantize(DType t);
 // Quantizes n_rows rows into `out` (n_rows * row_len / block_size * type_size bytes).
 // Throws Argument when row_len is not a multiple of the block size.
 void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, uint8_t* out);
+// The same with the rows split over n_threads threads (0: all cores); the bytes are identical.
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, int n_threads,
+                   uint8_t* out);
 // Decodes `n` values (a multiple of the block size) stored as `t`.
 void dequantize_values(DType t, const uint8_t* in, uint64_t n, float* out);
 

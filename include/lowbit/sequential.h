@@ -44,7 +44,7 @@ struct SequentialOptions {
   int awq_grid = 20;          // α tried at 0, 1/grid, ..., 1
   AwqObjective awq_objective = AwqObjective::Block;
   int awq_windows = 4;        // Block: calibration windows the block output is scored on
-  bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error (src/algo/awq_clip.h)
+  bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error (awq_clip_quantize_rows, lowbit/awq.h)
   AwqClipOptions awq_clip_options;
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
 };

@@ -3,30 +3,15 @@
 
 #include <algorithm>
 
-#include "core/parallel.h"
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
 
 namespace lowbit {
-namespace {
-
-// Round-to-nearest of a [rows, cols] f32 matrix into `type`, rows split over threads.
-std::vector<uint8_t> round_rows(DType type, const std::vector<float>& w, uint64_t rows, uint64_t cols, int n_threads) {
-  const auto& tr = traits(type);
-  const uint64_t row_bytes = cols / tr.block_size * tr.type_size;
-  std::vector<uint8_t> out(rows * row_bytes);
-  parallel_for(rows, n_threads, [&](uint64_t r0, uint64_t r1) {
-    quantize_rows(type, w.data() + r0 * cols, r1 - r0, cols, nullptr, out.data() + r0 * row_bytes);
-  });
-  return out;
-}
-
-}  // namespace
 
 AwqBlockSearch::AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer, const std::vector<std::vector<float>>& inputs,
                                const std::vector<std::vector<float>>& targets, size_t n_tokens, int n_threads)
     : engine_(engine), model_(m), layer_(layer), inputs_(inputs), targets_(targets), n_tokens_(n_tokens), n_threads_(n_threads) {
-  if (inputs.empty() || inputs.size() != targets.size())
+  if (targets.empty() || inputs.size() < targets.size())
     fail(ErrorKind::Argument, "AWQ block search: {} input windows and {} targets", inputs.size(), targets.size());
 }
 
@@ -35,8 +20,10 @@ void AwqBlockSearch::install(const AwqGroup& g, const std::map<std::string, std:
   auto put = [&](const std::string& name, const std::vector<float>& values) {
     const TensorView& src = model_.tensor(name);
     const DType type = types.at(name);
-    out[name] = round_rows(type, values, src.shape[0], src.row_len(), n_threads_);
-    views_[name] = view_of_bytes(src, type, out[name]);
+    std::vector<uint8_t>& bytes = out[name];
+    bytes.resize(src.shape[0] * src.row_len() / traits(type).block_size * traits(type).type_size);
+    quantize_rows(type, values.data(), src.shape[0], src.row_len(), nullptr, n_threads_, bytes.data());
+    views_[name] = view_of_bytes(src, type, bytes);
     engine_.replace_weight(name, &views_[name]);
   };
   for (const std::string& name : g.weights) {  // W·diag(s)
@@ -61,7 +48,7 @@ void AwqBlockSearch::install(const AwqGroup& g, const std::map<std::string, std:
 double AwqBlockSearch::block_error() {
   std::vector<float> x;
   double e = 0;
-  for (size_t i = 0; i < inputs_.size(); ++i) {
+  for (size_t i = 0; i < targets_.size(); ++i) {
     x = inputs_[i];
     engine_.reset();
     engine_.forward_layer(layer_, x.data(), n_tokens_);

@@ -26,8 +26,8 @@ struct AwqGroup {
 
 class AwqBlockSearch {
  public:
-  // inputs: the block's inputs on the scoring windows, [n_tokens, n_embd] each; targets: the
-  // unquantized block's outputs on them. The engine is the quantized path: weights and norms
+  // inputs: the block's inputs on the calibration windows, [n_tokens, n_embd] each; targets:
+  // the unquantized block's outputs on the first targets.size() of them, the scoring windows. The engine is the quantized path: weights and norms
   // are replaced in it while scoring, and the chosen ones stay.
   AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer, const std::vector<std::vector<float>>& inputs,
                  const std::vector<std::vector<float>>& targets, size_t n_tokens, int n_threads);

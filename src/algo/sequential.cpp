@@ -90,10 +90,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     t.rel_output_error = e.output;
     if (h) {  // plain rounding of the same weights, for comparison
       std::vector<uint8_t> plain(bytes.size());
-      const uint64_t cols = src.row_len(), row_bytes = bytes.size() / src.shape[0];
-      parallel_for(src.shape[0], n_threads, [&](uint64_t r0, uint64_t r1) {
-        quantize_rows(type, w.data() + r0 * cols, r1 - r0, cols, nullptr, plain.data() + r0 * row_bytes);
-      });
+      quantize_rows(type, w.data(), src.shape[0], src.row_len(), nullptr, n_threads, plain.data());
       t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, &hf, n_threads).output;
     }
     t.bytes = std::move(bytes);
@@ -173,7 +170,10 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   };
 
   // Quantizes the weights whose statistics were just collected (one block, or the head).
-  std::vector<std::vector<float>> awq_inputs, awq_targets;  // block-scored AWQ: scoring windows in and out
+  // The calibration windows' activations at the current block's input: quantized path (and
+  // the unquantized one, for fp targets).
+  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(o.fp_targets ? W : 0, std::vector<float>(T * D));
+  std::vector<std::vector<float>> awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
     std::map<std::string, std::vector<double>> h;
@@ -185,9 +185,10 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       for (double& v : hn) v /= st.count;
     }
     std::optional<AwqBlockSearch> block;  // its rounded weights stay in the engine until replaced below
-    if (o.awq && !prefix.empty() && o.awq_objective == AwqObjective::Block)
-      block.emplace(quant, m, layer, awq_inputs, awq_targets, T, n_threads);
-    if (o.awq && !prefix.empty()) apply_awq(prefix, w, h, block ? &*block : nullptr);
+    if (o.awq && !prefix.empty()) {
+      if (o.awq_objective == AwqObjective::Block) block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
+      apply_awq(prefix, w, h, block ? &*block : nullptr);
+    }
     for (auto& [name, wn] : w) {
       const TensorView& src = m.tensor(name);
       const DType type = *planned(name);
@@ -196,7 +197,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       if (!o.gptq_rounding && o.awq_clip) {
         awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
       } else if (!o.gptq_rounding) {
-        quantize_rows(type, wn.data(), rows, cols, nullptr, bytes.data());
+        quantize_rows(type, wn.data(), rows, cols, nullptr, n_threads, bytes.data());
       } else {
         std::vector<float> target = wn;
         if (o.fp_targets) {
@@ -221,7 +222,6 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     quantize_rows(*t, x.data(), embd.shape[0], embd.row_len(), nullptr, bytes.data());
     install(embd, *t, std::move(bytes), x, nullptr);
   }
-  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(o.fp_targets ? W : 0, std::vector<float>(T * D));
   for (size_t i = 0; i < W; ++i) {
     quant.embed(windows[i].data(), T, xq[i].data());
     if (ref) ref->embed(windows[i].data(), T, xf[i].data());
@@ -229,10 +229,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
 
   std::vector<float> scratch(T * D);
-  if (o.awq && o.awq_objective == AwqObjective::Block) {
-    awq_inputs.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
-    awq_targets.resize(awq_inputs.size());
-  }
+  if (o.awq && o.awq_objective == AwqObjective::Block) awq_targets.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string block_prefix = "blk." + std::to_string(l) + ".";
@@ -245,7 +242,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       scratch = xq[i];
       quant.reset();
       quant.forward_layer(l, scratch.data(), T);
-      if (i < awq_inputs.size()) awq_inputs[i] = xq[i], awq_targets[i] = scratch;
+      if (i < awq_targets.size()) awq_targets[i] = scratch;
     }
     collect = false;
     std::vector<double>().swap(last_h);  // free the per-window products before quantizing

@@ -2,6 +2,7 @@
 #include <array>
 #include <cstring>
 
+#include "core/parallel.h"
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
 #include "lowbit/tensor.h"
@@ -67,6 +68,15 @@ void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, c
       codec->quantize(x + r * row_len + col, importance ? importance + col : nullptr,
                       out + (r * blocks_per_row + b) * tr.type_size);
     }
+}
+
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, int n_threads,
+                   uint8_t* out) {
+  const auto& tr = traits(t);
+  const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
+  parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
+    quantize_rows(t, x + r0 * row_len, r1 - r0, row_len, importance, out + r0 * row_bytes);
+  });
 }
 
 void dequantize_values(DType t, const uint8_t* in, uint64_t n, float* out) {

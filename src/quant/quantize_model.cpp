@@ -33,9 +33,7 @@ void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, 
     g.n_threads = n_threads;
     gptq_quantize_rows(type, x.data(), n_rows, row_len, *hessian, importance, g, out.data());
   } else {
-    parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
-      quantize_rows(type, x.data() + r0 * row_len, r1 - r0, row_len, importance, out.data() + r0 * row_bytes);
-    });
+    quantize_rows(type, x.data(), n_rows, row_len, importance, n_threads, out.data());
   }
 }
 

@@ -258,6 +258,26 @@ TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
   }
 }
 
+// AWQ records, per group, the α it chose and how far apart its input channels' mean|x| are.
+TEST(GptqModel, SequentialAwqRecordsAlphaAndInputSpreadPerGroup) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const auto tokens = calibration_tokens(m);
+  SequentialOptions o;
+  o.calib.n_samples = 2;
+  o.calib.n_ctx = 64;
+  o.awq = true;
+  o.awq_objective = AwqObjective::Layer;
+  o.awq_grid = 4;
+  const SequentialResult res = quantize_sequential(m, tokens, q4_k_m_types(m), o);
+  ASSERT_EQ(res.awq_alpha.size(), 8u * 3);  // q/k/v, gate/up and down in each block
+  ASSERT_EQ(res.awq_input_spread.size(), res.awq_alpha.size());
+  for (const auto& [name, a] : res.awq_alpha) {
+    EXPECT_TRUE(a >= 0 && a <= 1) << name;
+    const double spread = res.awq_input_spread.at(name);
+    EXPECT_TRUE(std::isfinite(spread) && spread >= 1) << name << ": " << spread;
+  }
+}
+
 // With fp targets the driver keeps the reference activations too and still quantizes every
 // planned weight (the targets move W, so no bound against rounding W itself is expected).
 TEST(GptqModel, SequentialDriverWithFpTargetsKeepsBothActivationSets) {

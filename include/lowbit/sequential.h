@@ -54,6 +54,8 @@ struct SequentialResult {
   // rescaled RMSNorm weights (F32 bytes).
   std::map<std::string, PrecomputedTensor> tensors;
   std::map<std::string, double> awq_alpha;             // AWQ: α chosen per group, keyed by its first weight
+  std::map<std::string, double> awq_input_spread;      // AWQ: max/min of mean|x_j| at each group's input (same keys);
+                                                       // near 1 means no outlier channels, so little for AWQ to protect
   uint64_t activation_bytes = 0;                       // the activations kept between blocks
   std::vector<double> layer_seconds;
 };

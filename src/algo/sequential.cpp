@@ -144,6 +144,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       const InputSums& st = sums.at(g.weights[0]);
       std::vector<double> mean_abs(st.abs_sum.size());
       for (size_t j = 0; j < mean_abs.size(); ++j) mean_abs[j] = st.abs_sum[j] / st.count;
+      const auto [lo, hi] = std::minmax_element(mean_abs.begin(), mean_abs.end());
+      res.awq_input_spread[g.weights[0]] = *hi / std::max(*lo, 1e-12);
       const AwqScales sc = block ? block->search(g, w, types, mean_abs, o.awq_grid) : awq_search(ws, h[g.weights[0]], mean_abs, o.awq_grid);
       res.awq_alpha[g.weights[0]] = sc.alpha;
       if (sc.alpha == 0) return;

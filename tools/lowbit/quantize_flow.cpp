@@ -51,9 +51,17 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
     return it == res->tensors.end() ? nullptr : &it->second;
   };
   if (so.awq && !f.quiet) {
-    fmt::print(stderr, "AWQ alpha per group:");
-    for (const auto& [name, a] : res->awq_alpha) fmt::print(stderr, " {}={:g}", name.substr(0, name.size() - 7), a);
+    fmt::print(stderr, "AWQ alpha per group (input channels' max/min mean|x|):");
+    size_t flat = 0;  // AWQ protects channels whose activations stand out; in a flat input none do
+    for (const auto& [name, a] : res->awq_alpha) {
+      const double spread = res->awq_input_spread.at(name);
+      flat += spread < 2;
+      fmt::print(stderr, " {}={:g} ({:.1f})", name.substr(0, name.size() - 7), a, spread);
+    }
     fmt::print(stderr, "\n");
+    if (flat)
+      fmt::print(stderr, "note: {} of {} groups have no outlier input channels (max/min mean|x| < 2): AWQ has little to protect there\n",
+                 flat, res->awq_alpha.size());
   }
   q.method = fmt::format("{} sequential calib={}x{}", method, f.calib.samples, f.calib.ctx);
   if (so.gptq_rounding)

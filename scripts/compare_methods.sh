@@ -5,7 +5,7 @@
 # SAMPLES x 512-token windows of the calibration text.
 # Usage: scripts/compare_methods.sh [CHUNKS] [SAMPLES] [PRESET...]   (run after setup.sh)
 # METHODS lists the methods; a method's extra flags follow it after commas
-# (METHODS="awq awq,--awq-clip").
+# (METHODS="awq awq,--awq-clip"); a method given --stats FILE is not handed the calibration text.
 CHUNKS=${1:-40}; SAMPLES=${2:-128}; shift 2 || true
 PRESETS=${*:-"Q4_K_M Q3_K_M Q2_K"}
 METHODS=${METHODS:-"rtn imatrix gptq awq awq+gptq"}
@@ -16,7 +16,7 @@ for p in $PRESETS; do
     IFS=, read -r -a parts <<< "$spec"
     m=${parts[0]}
     args=(--type "$p" --method "$m" "${parts[@]:1}" -q --json)
-    [ "$m" != rtn ] && args+=(--calib "$CALIB" --calib-samples "$SAMPLES")
+    [ "$m" != rtn ] && [[ " ${parts[*]} " != *" --stats "* ]] && args+=(--calib "$CALIB" --calib-samples "$SAMPLES")
     /usr/bin/time -f "%e %M" -o "$W/time" $LB quantize "$MODEL" -o "$W/q.gguf" "${args[@]}" > "$W/report.json"
     read -r secs kb < "$W/time"
     bytes=$(tensor_bytes "$W/report.json")

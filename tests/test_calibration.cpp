@@ -4,6 +4,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "lowbit/calibration.h"
 #include "lowbit/file_io.h"
@@ -75,6 +76,36 @@ TEST(Calibration, GgufStatsRoundTrip) {
   EXPECT_FLOAT_EQ(q.importance()[2], 9.0f / 32);
 }
 
+TEST(Calibration, GgufStatsKeepTheHessianAndCheckItsShape) {
+  TempDir dir;
+  CalibrationStats s = small_stats();
+  InputStats& q = s.by_weight.at("blk.0.attn_q.weight");
+  q.xtx = {32, 1, 2, 1, 64, 3, 2, 3, 96};  // Σ x xᵀ over count = 32 rows
+  write_calibration_stats(s, dir.file("h.gguf"));
+  const CalibrationStats r = read_calibration_stats(dir.file("h.gguf"));
+  const std::vector<double> want = q.hessian(), got = r.by_weight.at("blk.0.attn_q.weight").hessian();
+  ASSERT_EQ(got.size(), 9u);
+  for (size_t i = 0; i < 9; ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << i;
+  EXPECT_DOUBLE_EQ(got[4], 2.0);
+  EXPECT_TRUE(r.by_weight.at("output.weight").xtx.empty());  // written without one
+
+  // A Hessian whose size disagrees with the weight's column count names its tensor.
+  auto f32 = [](const std::string& name, std::vector<uint64_t> shape, std::vector<float> v) {
+    OutputTensor t;
+    t.info = {name, DType::F32, std::move(shape)};
+    t.nbytes = v.size() * 4;
+    t.produce = [v](std::vector<uint8_t>& b) { b = from_f32(v.data(), v.size(), DType::F32); };
+    return t;
+  };
+  GgufWriter w;
+  w.add_tensor(f32("blk.0.attn_q.weight.in_sum2", {3}, {1, 2, 3}));
+  w.add_tensor(f32("blk.0.attn_q.weight.counts", {1}, {4}));
+  w.add_tensor(f32("blk.0.attn_q.weight.in_hessian", {2, 2}, {1, 0, 0, 1}));
+  w.write(dir.file("bad.gguf"));
+  const std::string msg = test::expect_error([&] { read_calibration_stats(dir.file("bad.gguf")); });
+  EXPECT_NE(msg.find("tensor 'blk.0.attn_q.weight.in_hessian' must be F32 [3, 3]"), std::string::npos) << msg;
+}
+
 TEST(Calibration, ReadsLlamaCppLegacyDat) {
   TempDir dir;
   std::string bytes;
@@ -133,6 +164,40 @@ TEST(Cli, CalibrateThenQuantizeWithTheStatistics) {
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--imatrix", dir.file("foreign.gguf")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("the statistics name none of this model's weights"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
+}
+
+TEST(Cli, GptqFromSavedHessiansBeatsRoundingOnEveryLayerOutput) {
+  TempDir dir;
+  const std::string model = shared_path("models/tinyllm-8m"), calib = shared_path("data/calibration/calib-en-1mb.txt");
+  auto r = test::run_cli({"calibrate", model, "--calib", calib, "-o", dir.file("h.gguf"), "--calib-samples", "8", "--calib-ctx",
+                          "128", "--hessian", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli({"quantize", model, "-o", dir.file("q.gguf"), "--type", "Q3_K_M", "--method", "gptq", "--stats",
+                     dir.file("h.gguf"), "-q", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(GgufFile::open(dir.file("q.gguf"))->get_string("lowbit.quantize.method").rfind("gptq static stats=h.gguf calib=8x128", 0), 0u);
+  size_t compared = 0;
+  double gptq = 0, rtn = 0;
+  const nlohmann::json report = nlohmann::json::parse(r.out);
+  for (const auto& t : report["tensors"]) {
+    if (t["rel_output_error_rtn"].get<double>() == 0) continue;
+    ++compared;
+    gptq += t["rel_output_error"].get<double>();
+    rtn += t["rel_output_error_rtn"].get<double>();
+  }
+  EXPECT_EQ(compared, 7u * 8 + 1);  // every linear weight and the head
+  EXPECT_LT(gptq, 0.9 * rtn);
+
+  // The affine layout takes the same file; statistics without Hessians are refused by name.
+  r = test::run_cli({"quantize", model, "-o", dir.file("a.gguf"), "--type", "int4", "--method", "gptq", "--stats", dir.file("h.gguf"), "-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli({"calibrate", model, "--calib", calib, "-o", dir.file("s.gguf"), "--calib-samples", "2", "--calib-ctx", "64", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--method", "gptq", "--stats", dir.file("s.gguf")});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("s.gguf: --method gptq needs the Hessian of"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("lowbit calibrate --hessian"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
 }
 

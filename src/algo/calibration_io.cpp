@@ -2,6 +2,7 @@
 // imatrix.dat (read): int32 n_entries, then per entry {int32 name_len, name, int32 ncall,
 // int32 nval, float values[nval]} (values are Σx² / (ncall·chunk) scaled sums; their
 // ratios are what matters), then int32 chunk_count and the dataset name.
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -15,6 +16,20 @@ namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// "<weight>.in_hessian": F32 [cols, cols], the mean Σ x xᵀ / count; returned as the sum.
+std::vector<double> read_hessian(const std::string& path, const TensorView& t, uint64_t cols, uint64_t count) {
+  if (t.dtype != DType::F32 || t.shape.size() != 2 || t.shape[0] != cols || t.shape[1] != cols)
+    fail(ErrorKind::Format, "{}: tensor '{}' must be F32 [{}, {}] (the weight has {} input columns), found {} {}", path, t.name, cols,
+         cols, cols, dtype_name(t.dtype), shape_string(t.shape));
+  const std::vector<float> mean = to_f32(t);
+  std::vector<double> sum(mean.size());
+  for (size_t i = 0; i < sum.size(); ++i) {
+    if (!std::isfinite(mean[i])) fail(ErrorKind::Format, "{}: tensor '{}' holds a non-finite value at {}", path, t.name, i);
+    sum[i] = static_cast<double>(mean[i]) * static_cast<double>(count);
+  }
+  return sum;
 }
 
 CalibrationStats read_gguf_stats(const std::string& path) {
@@ -43,6 +58,7 @@ CalibrationStats read_gguf_stats(const std::string& path) {
     // Keep mean = sum / count exact even when the count was rounded to an integer.
     for (auto& v : st.sum_sq) v *= static_cast<double>(st.count) / c;
     if (const TensorView* am = g->find_tensor(base + ".in_absmax")) st.absmax = to_f32(*am);
+    if (const TensorView* h = g->find_tensor(base + ".in_hessian")) st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
     s.by_weight[base] = std::move(st);
   }
   if (s.by_weight.empty()) fail(ErrorKind::Format, "{}: no imatrix tensors ('<weight>.in_sum2' + '<weight>.counts')", path);
@@ -121,6 +137,15 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
       OutputTensor am{{name + ".in_absmax", DType::F32, {cols}}, cols * 4, {}};
       am.produce = [&st](std::vector<uint8_t>& b) { b = from_f32(st.absmax.data(), st.absmax.size(), DType::F32); };
       w.add_tensor(std::move(am));
+    }
+    if (!st.xtx.empty()) {  // mean x xᵀ, so that it stays in float range whatever the count
+      OutputTensor h{{name + ".in_hessian", DType::F32, {cols, cols}}, cols * cols * 4, {}};
+      h.produce = [&st](std::vector<uint8_t>& b) {
+        const std::vector<double> mean = st.hessian();
+        const std::vector<float> v(mean.begin(), mean.end());
+        b = from_f32(v.data(), v.size(), DType::F32);
+      };
+      w.add_tensor(std::move(h));
     }
   }
   w.write(path);

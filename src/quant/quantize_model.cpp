@@ -113,6 +113,11 @@ QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, cons
         const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h ? &hf : nullptr, n_threads);
         r.rel_rms_error = e.weight;
         r.rel_output_error = e.output;
+        if (o.use_gptq && !hf.empty() && !traits(r.type).is_float) {  // what plain rounding would have cost, for the report
+          std::vector<uint8_t> rtn;
+          quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, nullptr, nullptr, n_threads, rtn);
+          r.rel_output_error_rtn = measure_errors(r.type, x, s.row_len(), rtn, &hf, n_threads).output;
+        }
       }
       release_mapped_pages(s.data, s.nbytes);
       if (o.on_tensor) o.on_tensor(i, plan.size(), r);

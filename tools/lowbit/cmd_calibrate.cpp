@@ -1,4 +1,4 @@
-// lowbit calibrate MODEL --calib TEXT -o STATS.gguf [--calib-samples 128] [--calib-ctx 512] [--seed 1]
+// lowbit calibrate MODEL --calib TEXT -o STATS.gguf [--calib-samples 128] [--calib-ctx 512] [--seed 1] [--hessian]
 #include <fmt/core.h>
 
 #include <filesystem>
@@ -37,7 +37,7 @@ void add_calibration_flags(CLI::App* c, CalibrationFlags& f) {
 }
 
 Action add_calibrate(CLI::App& app) {
-  struct Opts { std::string model, out, tokenizer; CalibrationFlags calib; bool quiet = false; };
+  struct Opts { std::string model, out, tokenizer; CalibrationFlags calib; bool quiet = false, hessian = false; };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("calibrate", "Collect per-layer input statistics (an importance matrix) from calibration text");
   c->add_option("model", o->model, "model directory, .gguf file or llama2.c .bin")->required();
@@ -46,10 +46,11 @@ Action add_calibrate(CLI::App& app) {
   add_calibration_flags(c, o->calib);
   c->add_option("-t,--threads", o->calib.threads, "threads")->capture_default_str();
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
+  c->add_flag("--hessian", o->hessian, "also save mean x xT of every linear input (cols^2 floats per weight), for quantize --method gptq --stats");
   c->add_flag("-q,--quiet", o->quiet, "no progress");
   return [o]() {
     Model m = load_model(o->model, {o->tokenizer});
-    const CalibrationStats s = calibrate_from_text(m, o->model, o->calib, o->quiet, false);
+    const CalibrationStats s = calibrate_from_text(m, o->model, o->calib, o->quiet, o->hessian);
     write_calibration_stats(s, o->out);
     if (!o->quiet)
       fmt::print(stderr, "wrote {}: {} weights, {} windows of {} tokens\n", o->out, s.by_weight.size(), s.n_windows, s.window_len);

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include <chrono>
+#include <filesystem>
 
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
@@ -78,9 +79,29 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
 
 }  // namespace
 
+CalibrationStats hessian_stats(const Model& m, const QuantizeFlags& f, const std::string& what) {
+  if (f.stats.empty()) {
+    if (f.calib.text.empty())
+      fail(ErrorKind::Argument, "{} needs --calib TEXT or --stats FILE from `lowbit calibrate --hessian`", what);
+    return calibrate_from_text(m, f.model, f.calib, f.quiet, true);
+  }
+  CalibrationStats s = read_calibration_stats(f.stats);
+  for (const TensorView& t : m.tensors) {
+    auto it = s.by_weight.find(t.name);
+    if (it == s.by_weight.end()) continue;
+    if (it->second.xtx.empty())
+      fail(ErrorKind::Argument, "{}: {} needs the Hessian of '{}', which this file lacks (write it with `lowbit calibrate --hessian`)",
+           f.stats, what, t.name);
+    if (it->second.sum_sq.size() != t.row_len())
+      fail(ErrorKind::Argument, "{}: statistics of '{}' have {} columns, the model's tensor has {}", f.stats, t.name,
+           it->second.sum_sq.size(), t.row_len());
+  }
+  return s;
+}
+
 std::vector<MixTensor> measure_mix_sensitivity(const Model& m, const QuantizeFlags& f, const QuantizePlanOptions& plan) {
   if (f.calib.text.empty()) fail(ErrorKind::Argument, "--bpw / --max-size need --calib TEXT (sensitivity is measured on it)");
-  const CalibrationStats stats = calibrate_from_text(m, f.model, f.calib, f.quiet, true);
+  const CalibrationStats stats = hessian_stats(m, f, "--bpw / --max-size");
   std::map<std::string, std::vector<double>> h;
   for (const auto& [name, st] : stats.by_weight) h[name] = st.hessian();
   SensitivityOptions so;
@@ -132,7 +153,6 @@ void add_sensitivity_flags(CLI::App* c, QuantizeFlags& f) {
 }
 
 GptqOptions gptq_options(const QuantizeFlags& f, bool act_order, double damp) {
-  if (f.calib.text.empty()) fail(ErrorKind::Argument, "--method gptq needs --calib TEXT (the Hessian of every layer input)");
   if (f.act_order && f.no_act_order) fail(ErrorKind::Argument, "--act-order and --no-act-order exclude each other");
   GptqOptions g;
   g.act_order = f.act_order || (act_order && !f.no_act_order);
@@ -170,8 +190,24 @@ QuantizeReport quantize_gguf(const Model& m, const QuantizeFlags& f, QuantizeOpt
   const bool has_stats = !f.stats.empty() || !f.calib.text.empty();
   const std::string method = f.method.empty() ? (has_stats ? "imatrix" : "rtn") : f.method;
   if (f.awq_clip && method != "awq") fail(ErrorKind::Argument, "--awq-clip chooses a rounding to nearest: it needs --method awq, not {}", method);
+  if (method == "gptq" && !f.stats.empty()) {  // static GPTQ: every layer's H from the fp32 model, saved once
+    auto stats = std::make_shared<CalibrationStats>(hessian_stats(m, f, "--method gptq"));
+    auto h = std::make_shared<std::map<std::string, std::vector<double>>>();
+    for (const auto& [name, st] : stats->by_weight) (*h)[name] = st.hessian();
+    q.use_gptq = true;
+    q.gptq = gptq_options(f, false, 0.1);
+    q.hessian = [h](const std::string& name) -> const std::vector<double>* {
+      auto it = h->find(name);
+      return it == h->end() ? nullptr : &it->second;
+    };
+    q.method = fmt::format("gptq static stats={} calib={}x{} damp={} act_order={}", std::filesystem::path(f.stats).filename().string(),
+                           stats->n_windows, stats->window_len, q.gptq.damp, q.gptq.act_order ? 1 : 0);
+    return quantize_model_gguf(m, f.out, q);
+  }
   if (method == "gptq" || method == "awq" || method == "awq+gptq") {
-    if (f.calib.text.empty()) fail(ErrorKind::Argument, "--method {} needs --calib TEXT (statistics of every layer input)", method);
+    if (f.calib.text.empty())
+      fail(ErrorKind::Argument, "--method {} needs --calib TEXT (statistics of every layer input){}", method,
+           method == "gptq" ? ", or --stats FILE from `lowbit calibrate --hessian`" : "");
     return quantize_gguf_sequential(m, f, q, gptq_options(f, false, 0.1), method);
   }
   if (method == "imatrix" && !has_stats) fail(ErrorKind::Argument, "--method imatrix needs --imatrix FILE or --calib TEXT");

@@ -45,6 +45,11 @@ void add_sensitivity_flags(CLI::App* c, QuantizeFlags& f);
 // act-order with static groups for the affine layout, left to right for GGUF blocks).
 GptqOptions gptq_options(const QuantizeFlags& f, bool act_order, double damp);
 
+// Statistics with the Hessian of every linear input, for GPTQ without the sequential driver
+// and for the budget's sensitivity: read from f.stats (written by `lowbit calibrate
+// --hessian`) or measured on f.calib.text. `what` names the user of the Hessians in errors.
+CalibrationStats hessian_stats(const Model& m, const QuantizeFlags& f, const std::string& what);
+
 // W8A8 (--type int8 --method smoothquant|w8a8): SmoothQuant's scales from the calibration
 // maxima (smoothquant only), then int8 per-channel weights and the activation scheme.
 QuantizeReport write_w8a8(const Model& m, const QuantizeFlags& f, const AffineSpec& spec, const std::string& method,

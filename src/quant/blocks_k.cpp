@@ -50,12 +50,19 @@ AffineK choose_affine_k(const float* x, const float* w, int n_sub, int len, int 
       for (int j = 0; j < n_sub; ++j) {
         const int rs = cand.d > 0 ? round_clamp(s[j] / cand.d, 0, smax) : 0;
         const int rm = cand.dmin > 0 ? round_clamp(m[j] / cand.dmin, 0, smax) : 0;
-        float ej = INFINITY;
+        // The integer scale and min next to the rounded ones, scored side by side.
+        AffineFit fits[9];
+        int codes[9][2], k = 0;
         for (int a = std::max(rs - 1, 0); a <= std::min(rs + 1, smax); ++a)
           for (int b = std::max(rm - 1, 0); b <= std::min(rm + 1, smax); ++b) {
-            const float e = error_affine(x + j * len, sub(w, j * len), len, cand.d * a, -cand.dmin * b, qmax);
-            if (e < ej) { ej = e; cand.sc[j] = a; cand.mn[j] = b; }
+            fits[k] = {cand.d * a, -cand.dmin * b};
+            codes[k][0] = a;
+            codes[k++][1] = b;
           }
+        float errs[9], ej = INFINITY;
+        error_affine_batch(x + j * len, sub(w, j * len), len, fits, k, qmax, errs);
+        for (int c = 0; c < k; ++c)
+          if (errs[c] < ej) { ej = errs[c]; cand.sc[j] = codes[c][0]; cand.mn[j] = codes[c][1]; }
         err += ej;
       }
       if (err < best_err) { best_err = err; best = cand; }

@@ -53,15 +53,100 @@ float fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax) {
   return best_d;
 }
 
-float error_affine(const float* x, const float* w, int n, float scale, float offset, int qmax) {
-  const float is = scale > 0 ? 1.0f / scale : 0.0f;
-  float err = 0;
+void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k, int qmax, float* errs) {
+  // Four candidates per vector (GCC vector extensions: SSE2 on the x86-64 baseline, NEON on
+  // arm64). Each lane does exactly the scalar operations of error_affine, in the same order
+  // and without fused multiply-adds, so every sum is bit-identical to the scalar one.
+  using V = float __attribute__((vector_size(16)));
+  constexpr int kLanes = 4, kVecs = (kMaxAffineBatch + kLanes - 1) / kLanes;
+  V scale[kVecs], offset[kVecs], is[kVecs], acc[kVecs];
+  const int nv = (k + kLanes - 1) / kLanes;
+  for (int v = 0; v < nv; ++v)
+    for (int l = 0; l < kLanes; ++l) {
+      const int c = v * kLanes + l;
+      const AffineFit f = c < k ? fits[c] : AffineFit{};  // padding lanes: scale 0, their sums unused
+      scale[v][l] = f.scale;
+      offset[v][l] = f.offset;
+      is[v][l] = f.scale > 0 ? 1.0f / f.scale : 0.0f;
+      acc[v][l] = 0;
+    }
+  constexpr float kMagic = 12582912.0f;  // round_clamp_f's
+  const V zero = V{} + 0.0f, hi = zero + static_cast<float>(qmax), magic = zero + kMagic;
   for (int i = 0; i < n; ++i) {
-    const float e = x[i] - (scale * round_clamp((x[i] - offset) * is, 0, qmax) + offset);
-    err += weight_at(w, i) * e * e;
+    const V xi = zero + x[i], wi = zero + weight_at(w, i);
+    for (int v = 0; v < nv; ++v) {
+      V t = (xi - offset[v]) * is[v];
+      t = t < zero ? zero : (t > hi ? hi : t);
+      const V q = (t + magic) - magic;
+      const V e = xi - (scale[v] * q + offset[v]);
+      acc[v] += wi * e * e;
+    }
   }
+  for (int c = 0; c < k; ++c) errs[c] = acc[c / kLanes][c % kLanes];
+}
+
+float error_affine(const float* x, const float* w, int n, float scale, float offset, int qmax) {
+  const AffineFit f{scale, offset};
+  float err;
+  error_affine_batch(x, w, n, &f, 1, qmax, &err);
   return err;
 }
+
+namespace {
+
+// Least-squares (scale, offset) for fixed codes q_i = round_clamp((x_i - shift) * inv, 0, qmax),
+// for k (shift, inv) pairs in one pass; keeps the K-quant constraint offset <= 0 when asked.
+// A failed fit (singular system) gets scale -1. Codes are made four candidates per float
+// vector and summed two per double vector, with the scalar operations in the scalar order.
+void refit_affine_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int qmax,
+                        bool offset_nonpositive, AffineFit* out) {
+  using V4 = float __attribute__((vector_size(16)));
+  using D2 = double __attribute__((vector_size(16)));
+  constexpr int kVecs = (kMaxAffineBatch + 3) / 4;
+  const int nv = (k + 3) / 4;
+  V4 vshift[kVecs] = {}, vinv[kVecs] = {};
+  D2 sq[2 * kVecs] = {}, sqq[2 * kVecs] = {}, sxq[2 * kVecs] = {};
+  for (int v = 0; v < nv; ++v)
+    for (int l = 0; l < 4; ++l) {
+      const int c = v * 4 + l;
+      vshift[v][l] = c < k ? shift[c] : 0.0f;
+      vinv[v][l] = c < k ? inv[c] : 0.0f;
+    }
+  const V4 zero = V4{} + 0.0f, hi = zero + static_cast<float>(qmax), magic = zero + 12582912.0f;
+  double sw = 0, sx = 0;  // the same for every candidate
+  for (int i = 0; i < n; ++i) {
+    const double wi = weight_at(w, i), wx = wi * x[i];
+    sw += wi;
+    sx += wx;
+    const V4 xi = zero + x[i];
+    const D2 dwi = D2{} + wi, dwx = D2{} + wx;
+    for (int v = 0; v < nv; ++v) {
+      V4 t = (xi - vshift[v]) * vinv[v];
+      t = t < zero ? zero : (t > hi ? hi : t);
+      const V4 qf = (t + magic) - magic;
+      for (int h = 0; h < 2; ++h) {
+        const D2 q = {qf[2 * h], qf[2 * h + 1]};
+        D2& a = sq[2 * v + h];
+        a += dwi * q;
+        sqq[2 * v + h] += dwi * q * q;
+        sxq[2 * v + h] += dwx * q;
+      }
+    }
+  }
+  for (int c = 0; c < k; ++c) {
+    const double q1 = sq[c / 2][c % 2], q2 = sqq[c / 2][c % 2], xq = sxq[c / 2][c % 2];
+    const double det = sw * q2 - q1 * q1;
+    if (det <= 0) {
+      out[c] = {-1, 0};
+      continue;
+    }
+    AffineFit f{static_cast<float>((sw * xq - q1 * sx) / det), static_cast<float>((q2 * sx - q1 * xq) / det)};
+    if (offset_nonpositive && f.offset > 0) f = {static_cast<float>(q2 > 0 ? xq / q2 : 0), 0.0f};
+    out[c] = f;
+  }
+}
+
+}  // namespace
 
 AffineFit fit_affine(const float* x, const float* w, int n, int qmax, bool offset_nonpositive) {
   float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);
@@ -69,34 +154,29 @@ AffineFit fit_affine(const float* x, const float* w, int n, int qmax, bool offse
   if (hi <= lo) return {0.0f, offset_nonpositive ? std::min(lo, 0.0f) : lo};
   AffineFit best{(hi - lo) / qmax, lo};
   float best_err = error_affine(x, w, n, best.scale, best.offset, qmax);
-  // Least-squares (scale, offset) for fixed codes; keeps the constraints.
-  auto refit = [&](auto code_of) -> AffineFit {
-    double sw = 0, sq = 0, sqq = 0, sx = 0, sxq = 0;
-    for (int i = 0; i < n; ++i) {
-      const double wi = weight_at(w, i), q = code_of(i);
-      sw += wi; sq += wi * q; sqq += wi * q * q; sx += wi * x[i]; sxq += wi * x[i] * q;
-    }
-    const double det = sw * sqq - sq * sq;
-    if (det <= 0) return {-1, 0};
-    AffineFit f{static_cast<float>((sw * sxq - sq * sx) / det), static_cast<float>((sqq * sx - sq * sxq) / det)};
-    if (offset_nonpositive && f.offset > 0) f = {static_cast<float>(sqq > 0 ? sxq / sqq : 0), 0.0f};
-    return f;
+  auto consider = [&](const AffineFit& f, float err) {
+    if (f.scale > 0 && err < best_err) { best_err = err; best = f; }
   };
-  auto consider = [&](AffineFit f) {
-    if (!(f.scale > 0)) return;
-    const float err = error_affine(x, w, n, f.scale, f.offset, qmax);
-    if (err < best_err) { best_err = err; best = f; }
-  };
-  for (int k = -12; k <= 12; ++k) {
-    const float iscale = (qmax + 0.06f * k) / (hi - lo);
-    AffineFit f = refit([&](int i) { return round_clamp((x[i] - lo) * iscale, 0, qmax); });
-    consider(f);
+  // Codes from inverse scales around qmax / range, refitted by least squares; the 25
+  // candidates are independent, so they are fitted and scored side by side (same sums,
+  // same order of comparison as one after another).
+  constexpr int kSteps = 25;
+  static_assert(kSteps <= kMaxAffineBatch);
+  float shift[kSteps], inv[kSteps], errs[kSteps];
+  AffineFit fits[kSteps];
+  for (int k = 0; k < kSteps; ++k) {
+    shift[k] = lo;
+    inv[k] = (qmax + 0.06f * (k - 12)) / (hi - lo);
   }
+  refit_affine_batch(x, w, n, shift, inv, kSteps, qmax, offset_nonpositive, fits);
+  error_affine_batch(x, w, n, fits, kSteps, qmax, errs);
+  for (int k = 0; k < kSteps; ++k) consider(fits[k], errs[k]);
   // Polish: re-round the codes under the best parameters and refit twice.
   for (int it = 0; it < 2; ++it) {
-    const AffineFit cur = best;
-    const float is = 1.0f / cur.scale;
-    consider(refit([&](int i) { return round_clamp((x[i] - cur.offset) * is, 0, qmax); }));
+    const float cur_shift = best.offset, cur_inv = 1.0f / best.scale;
+    AffineFit f;
+    refit_affine_batch(x, w, n, &cur_shift, &cur_inv, 1, qmax, offset_nonpositive, &f);
+    if (f.scale > 0) consider(f, error_affine(x, w, n, f.scale, f.offset, qmax));
   }
   return best;
 }

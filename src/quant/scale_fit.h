@@ -10,9 +10,18 @@
 
 namespace lowbit::quant {
 
+// Nearest code in [lo, hi], ties to even: what std::nearbyint gives in the default rounding
+// mode, but inline. The x86-64 baseline has no SSE4.1 round instruction, so nearbyintf is a
+// libm call, and the scale searches below round ~50 values per weight. Clamping first keeps
+// |c| far below 2^22, where adding and subtracting 1.5·2^23 rounds exactly (the sum's ulp is 1).
+// round_clamp_f returns the code as a float, so that loops over many values vectorize.
+inline float round_clamp_f(float v, float lo, float hi) {
+  const float c = v < lo ? lo : (v > hi ? hi : v);
+  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
+  return (c + kMagic) - kMagic;
+}
 inline int round_clamp(float v, int lo, int hi) {
-  int q = static_cast<int>(std::nearbyint(v));
-  return q < lo ? lo : (q > hi ? hi : q);
+  return static_cast<int>(round_clamp_f(v, static_cast<float>(lo), static_cast<float>(hi)));
 }
 inline float weight_at(const float* w, int i) { return w ? w[i] : 1.0f; }
 
@@ -33,6 +42,11 @@ int nearest_level(float v, const int8_t* table, int n_levels);
 // Weighted error of a group under fixed parameters, codes chosen by nearest rounding.
 float error_symmetric(const float* x, const float* w, int n, float d, int qmin, int qmax);
 float error_affine(const float* x, const float* w, int n, float scale, float offset, int qmax);
+// error_affine of k <= kMaxAffineBatch parameter sets in one pass over the group. Each sum
+// runs in the same order as error_affine's (identical results); the k chains of dependent
+// additions are independent, so the CPU overlaps them instead of waiting on one.
+constexpr int kMaxAffineBatch = 25;
+void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k, int qmax, float* errs);
 float error_table(const float* x, const float* w, int n, float d, const int8_t* table, int n_levels);
 
 }  // namespace lowbit::quant

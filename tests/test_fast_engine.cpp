@@ -67,11 +67,36 @@ TEST(FastEngine, PerplexityEqualsTheReferenceWithinATenthOfAPercent) {
     const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset(preset), 2);
     EngineOptions ref, fast;
     fast.fast = true;
+    fast.blas_batch = 0;  // the integer kernels for the whole window, not BLAS
     const double p_ref = perplexity(q, ref), p_fast = perplexity(q, fast);
     EXPECT_LT(std::fabs(p_fast / p_ref - 1), 1e-3) << "reference " << p_ref << ", fast " << p_fast;
     std::printf("%s: reference %.4f, fast %.4f (%+.4f%%)\n", preset, p_ref, p_fast, 100 * (p_fast / p_ref - 1));
     EXPECT_NE(p_fast, p_ref) << "the fast path gave the reference's exact value: was it used?";
   }
+}
+
+// From blas_batch tokens on, the fast path multiplies dequantized tiles with BLAS as the
+// reference does: its logits are then (nearly) the reference's, while below the threshold the
+// integer kernels' 8-bit activations leave a visible difference.
+TEST(FastEngine, BatchesFromBlasBatchTokensTakeTheBlasPath) {
+  const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset("Q4_K_M"), 2);
+  const std::vector<int32_t> prompt(wikitext_tokens().begin(), wikitext_tokens().begin() + 40);
+  auto logits = [&](bool fast, uint32_t blas_batch) {
+    EngineOptions o;
+    o.fast = fast, o.blas_batch = blas_batch, o.n_ctx = 64;
+    Engine e(q, o);
+    std::vector<float> out;
+    e.eval(prompt.data(), prompt.size(), out, true);
+    return out;
+  };
+  const auto ref = logits(false, 0), blas = logits(true, 32), ints = logits(true, 41);  // 40 tokens < 41: integer kernels
+  double d_blas = 0, d_ints = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    d_blas = std::max(d_blas, static_cast<double>(std::fabs(blas[i] - ref[i])));
+    d_ints = std::max(d_ints, static_cast<double>(std::fabs(ints[i] - ref[i])));
+  }
+  EXPECT_GT(d_ints, 1e-3) << "the integer kernels matched the reference exactly: were they used?";
+  EXPECT_LT(d_blas, d_ints / 20) << "BLAS path " << d_blas << ", integer kernels " << d_ints;
 }
 
 // Generation (one token per call) takes the same path as a batch: the logits of a prompt fed

@@ -203,9 +203,10 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
     if (it != model_.int8_weights.end() && it->second.rows == w.shape[0] && it->second.cols == w.row_len())
       return linear_w8a8(it->second, w, x, n, y);
   }
-  // Float weights in batches: BLAS on dequantized tiles beats converting in registers per token.
-  const bool float_batch = traits(w.dtype).is_float && n >= 8;
-  if (!opts_.fast || !kernels::has_kernel(w.dtype) || float_batch) return linear_forward(w, x, n, y);
+  // Batches through BLAS on dequantized tiles: for float weights from 8 tokens (converting in
+  // registers per token loses), for quantized ones from opts_.blas_batch (see EngineOptions).
+  const bool blas = traits(w.dtype).is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
+  if (!opts_.fast || !kernels::has_kernel(w.dtype) || blas) return linear_forward(w, x, n, y);
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);

@@ -40,6 +40,7 @@ CalibrationStats calibrate_from_text(const Model& m, const std::string& model_pa
 struct EngineFlags {
   int threads = 2;
   std::string kernels;  // "fast" or "reference"
+  uint32_t blas_batch = 256;  // EngineOptions::blas_batch
   std::string cache_k = "f32", cache_v = "f32";
   std::string quantize;  // preset or type name; empty: the model's own types
 };

@@ -45,7 +45,7 @@ int main(int argc, char** argv) {
     const auto plan = plan_quantization(m, po);
     std::vector<double> layer_seconds;
     if (method == "rtn" || method == "imatrix") {
-      // Quantize every planned tensor in memory, one at a time, as the writer would.
+      // Quantize every planned tensor in memory, one at a time on all threads, as the writer would.
       CalibrationStats stats;
       if (method == "imatrix") {
         CalibrationOptions co;
@@ -63,7 +63,7 @@ int main(int argc, char** argv) {
         std::vector<uint8_t> out(bytes);
         auto it = stats.by_weight.find(p.name);
         const std::vector<float> imp = it == stats.by_weight.end() ? std::vector<float>() : it->second.importance();
-        quantize_rows(p.type, x.data(), t.shape[0], t.row_len(), imp.empty() ? nullptr : imp.data(), out.data());
+        quantize_rows(p.type, x.data(), t.shape[0], t.row_len(), imp.empty() ? nullptr : imp.data(), threads, out.data());
       }
     } else {
       std::map<std::string, DType> types;

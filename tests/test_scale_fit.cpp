@@ -58,6 +58,38 @@ AffineFit reference_fit_affine(const float* x, const float* w, int n, int qmax, 
   return best;
 }
 
+// The search of fit_symmetric written one candidate at a time.
+float reference_fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax) {
+  int arg = 0;
+  for (int i = 1; i < n; ++i)
+    if (std::fabs(x[i]) > std::fabs(x[arg])) arg = i;
+  const float amax = x[arg];
+  if (amax == 0) return 0;
+  float best_d = 0, best_score = -1;
+  for (int end : {qmax, qmin}) {
+    if (end == 0) continue;
+    for (int k = -10; k <= 10; ++k) {
+      const float iscale = (end + 0.1f * k * (end > 0 ? 1 : -1)) / amax;
+      double sxq = 0, sqq = 0;
+      for (int i = 0; i < n; ++i) {
+        const int q = reference_round_clamp(x[i] * iscale, qmin, qmax);
+        const double wi = w ? w[i] : 1.0;
+        sxq += wi * x[i] * q;
+        sqq += wi * q * q;
+      }
+      if (sqq <= 0) continue;
+      const double score = sxq * sxq / sqq;
+      if (score > best_score) {
+        best_score = static_cast<float>(score);
+        best_d = static_cast<float>(sxq / sqq);
+      }
+    }
+  }
+  return best_d;
+}
+
+constexpr int kRepeats = 50;  // random groups per configuration: rare near-ties must come up
+
 bool same_bits(float a, float b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 
 // Values with ties (x.5 after scaling), repeats, a constant run and wide magnitudes.
@@ -113,9 +145,9 @@ TEST(ScaleFit, FitAffineEqualsTheOneCandidateAtATimeSearch) {
   int checked = 0;
   for (int n : {5, 16, 32, 37}) {
     for (int qmax : {3, 15, 31}) {
-      for (int kind = 0; kind < 4; ++kind) {
+      for (int kind = 0; kind < 4 * kRepeats; ++kind) {
         for (bool nonpositive : {true, false}) {
-          const std::vector<float> x = group(rng, n, kind);
+          const std::vector<float> x = group(rng, n, kind % 4);
           std::vector<float> w(n);
           for (float& v : w) v = u(rng);
           for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
@@ -130,7 +162,32 @@ TEST(ScaleFit, FitAffineEqualsTheOneCandidateAtATimeSearch) {
       }
     }
   }
-  EXPECT_EQ(checked, 4 * 3 * 4 * 2 * 2);
+  EXPECT_EQ(checked, 4 * 3 * 4 * kRepeats * 2 * 2);
+}
+
+TEST(ScaleFit, FitSymmetricEqualsTheOneCandidateAtATimeSearch) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(0.1f, 3.0f);
+  int checked = 0;
+  // Q3_K's, Q6_K's and IQ4-style ranges, and one with qmin = 0 (only the qmax end is tried).
+  const int ranges[][2] = {{-4, 3}, {-32, 31}, {-8, 7}, {0, 15}};
+  for (int n : {5, 16, 32, 37}) {
+    for (const auto& r : ranges) {
+      for (int kind = 0; kind < 4 * kRepeats; ++kind) {
+        const std::vector<float> x = group(rng, n, kind % 4);
+        std::vector<float> w(n);
+        for (float& v : w) v = u(rng);
+        for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+          const float got = fit_symmetric(x.data(), wp, n, r[0], r[1]);
+          const float want = reference_fit_symmetric(x.data(), wp, n, r[0], r[1]);
+          ASSERT_TRUE(same_bits(got, want)) << "n=" << n << " range [" << r[0] << ", " << r[1] << "] kind=" << kind << ": "
+                                            << got << " vs " << want;
+          ++checked;
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 4 * 4 * 4 * kRepeats * 2);
 }
 
 }  // namespace

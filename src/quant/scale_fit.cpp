@@ -14,6 +14,80 @@ int argmax_abs(const float* x, int n) {
   return best;
 }
 
+// Candidates of one batched search: at most kMaxAffineBatch (affine) or 42 (symmetric).
+constexpr int kMaxCandidates = 44;
+
+// For k candidate code maps q_c(x) = round_clamp((x - shift_c) * inv_c, lo, hi), the sums
+// over the group that a least-squares fit needs: Σw·q, Σw·q², Σw·x·q per candidate, and
+// Σw, Σw·x once (the same for all). Codes are made four candidates per float vector, the
+// sums two per double vector (GCC vector extensions), each lane doing the scalar operations
+// in the scalar order, so every sum equals the one-candidate loop's bit for bit.
+struct CodeSums {
+  double sw = 0, sx = 0;
+  double sq[kMaxCandidates], sqq[kMaxCandidates], sxq[kMaxCandidates];
+};
+void code_sums_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int lo, int hi,
+                     CodeSums& out) {
+  using V4 = float __attribute__((vector_size(16)));
+  using D2 = double __attribute__((vector_size(16)));
+  constexpr int kVecs = kMaxCandidates / 4;
+  const int nv = (k + 3) / 4;
+  V4 vshift[kVecs] = {}, vinv[kVecs] = {};
+  D2 sq[2 * kVecs] = {}, sqq[2 * kVecs] = {}, sxq[2 * kVecs] = {};
+  for (int c = 0; c < k; ++c) {
+    vshift[c / 4][c % 4] = shift[c];
+    vinv[c / 4][c % 4] = inv[c];
+  }
+  const V4 zero = V4{} + 0.0f, vlo = zero + static_cast<float>(lo), vhi = zero + static_cast<float>(hi),
+           magic = zero + 12582912.0f;  // round_clamp_f's
+  double sw = 0, sx = 0;
+  for (int i = 0; i < n; ++i) {
+    const double wi = weight_at(w, i), wx = wi * x[i];
+    sw += wi;
+    sx += wx;
+    const V4 xi = zero + x[i];
+    const D2 dwi = D2{} + wi, dwx = D2{} + wx;
+    for (int v = 0; v < nv; ++v) {
+      V4 t = (xi - vshift[v]) * vinv[v];
+      t = t < vlo ? vlo : (t > vhi ? vhi : t);
+      const V4 qf = (t + magic) - magic;
+      for (int h = 0; h < 2; ++h) {
+        const D2 q = {qf[2 * h], qf[2 * h + 1]};
+        sq[2 * v + h] += dwi * q;
+        sqq[2 * v + h] += dwi * q * q;
+        sxq[2 * v + h] += dwx * q;
+      }
+    }
+  }
+  out.sw = sw;
+  out.sx = sx;
+  for (int c = 0; c < k; ++c) {
+    out.sq[c] = sq[c / 2][c % 2];
+    out.sqq[c] = sqq[c / 2][c % 2];
+    out.sxq[c] = sxq[c / 2][c % 2];
+  }
+}
+
+// Least-squares (scale, offset) for fixed codes q_i = round_clamp((x_i - shift) * inv, 0, qmax),
+// for k (shift, inv) pairs in one pass; keeps the K-quant constraint offset <= 0 when asked.
+// A failed fit (singular system) gets scale -1.
+void refit_affine_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int qmax,
+                        bool offset_nonpositive, AffineFit* out) {
+  CodeSums s;
+  code_sums_batch(x, w, n, shift, inv, k, 0, qmax, s);
+  for (int c = 0; c < k; ++c) {
+    const double q1 = s.sq[c], q2 = s.sqq[c], xq = s.sxq[c];
+    const double det = s.sw * q2 - q1 * q1;
+    if (det <= 0) {
+      out[c] = {-1, 0};
+      continue;
+    }
+    AffineFit f{static_cast<float>((s.sw * xq - q1 * s.sx) / det), static_cast<float>((q2 * s.sx - q1 * xq) / det)};
+    if (offset_nonpositive && f.offset > 0) f = {static_cast<float>(q2 > 0 ? xq / q2 : 0), 0.0f};
+    out[c] = f;
+  }
+}
+
 }  // namespace
 
 float error_symmetric(const float* x, const float* w, int n, float d, int qmin, int qmax) {
@@ -29,25 +103,23 @@ float error_symmetric(const float* x, const float* w, int n, float d, int qmin, 
 float fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax) {
   const float amax = x[argmax_abs(x, n)];
   if (amax == 0) return 0;
-  float best_d = 0, best_score = -1;
-  // The extreme value lands on qmax or on qmin (negative d), nudged by up to one step.
+  // The extreme value lands on qmax or on qmin (negative d), nudged by up to one step: up to
+  // 42 inverse scales, their sums made side by side, then compared in the scalar order.
+  float shift[kMaxCandidates] = {}, inv[kMaxCandidates];
+  int k = 0;
   for (int end : {qmax, qmin}) {
     if (end == 0) continue;
-    for (int k = -10; k <= 10; ++k) {
-      const float iscale = (end + 0.1f * k * (end > 0 ? 1 : -1)) / amax;
-      double sxq = 0, sqq = 0;
-      for (int i = 0; i < n; ++i) {
-        const int q = round_clamp(x[i] * iscale, qmin, qmax);
-        const double wi = weight_at(w, i);
-        sxq += wi * x[i] * q;
-        sqq += wi * q * q;
-      }
-      if (sqq <= 0) continue;
-      const double score = sxq * sxq / sqq;  // error = sum w x^2 - score
-      if (score > best_score) {
-        best_score = static_cast<float>(score);
-        best_d = static_cast<float>(sxq / sqq);
-      }
+    for (int step = -10; step <= 10; ++step) inv[k++] = (end + 0.1f * step * (end > 0 ? 1 : -1)) / amax;
+  }
+  CodeSums s;
+  code_sums_batch(x, w, n, shift, inv, k, qmin, qmax, s);
+  float best_d = 0, best_score = -1;
+  for (int c = 0; c < k; ++c) {
+    if (s.sqq[c] <= 0) continue;
+    const double score = s.sxq[c] * s.sxq[c] / s.sqq[c];  // error = sum w x^2 - score
+    if (score > best_score) {
+      best_score = static_cast<float>(score);
+      best_d = static_cast<float>(s.sxq[c] / s.sqq[c]);
     }
   }
   return best_d;
@@ -92,61 +164,6 @@ float error_affine(const float* x, const float* w, int n, float scale, float off
   return err;
 }
 
-namespace {
-
-// Least-squares (scale, offset) for fixed codes q_i = round_clamp((x_i - shift) * inv, 0, qmax),
-// for k (shift, inv) pairs in one pass; keeps the K-quant constraint offset <= 0 when asked.
-// A failed fit (singular system) gets scale -1. Codes are made four candidates per float
-// vector and summed two per double vector, with the scalar operations in the scalar order.
-void refit_affine_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int qmax,
-                        bool offset_nonpositive, AffineFit* out) {
-  using V4 = float __attribute__((vector_size(16)));
-  using D2 = double __attribute__((vector_size(16)));
-  constexpr int kVecs = (kMaxAffineBatch + 3) / 4;
-  const int nv = (k + 3) / 4;
-  V4 vshift[kVecs] = {}, vinv[kVecs] = {};
-  D2 sq[2 * kVecs] = {}, sqq[2 * kVecs] = {}, sxq[2 * kVecs] = {};
-  for (int v = 0; v < nv; ++v)
-    for (int l = 0; l < 4; ++l) {
-      const int c = v * 4 + l;
-      vshift[v][l] = c < k ? shift[c] : 0.0f;
-      vinv[v][l] = c < k ? inv[c] : 0.0f;
-    }
-  const V4 zero = V4{} + 0.0f, hi = zero + static_cast<float>(qmax), magic = zero + 12582912.0f;
-  double sw = 0, sx = 0;  // the same for every candidate
-  for (int i = 0; i < n; ++i) {
-    const double wi = weight_at(w, i), wx = wi * x[i];
-    sw += wi;
-    sx += wx;
-    const V4 xi = zero + x[i];
-    const D2 dwi = D2{} + wi, dwx = D2{} + wx;
-    for (int v = 0; v < nv; ++v) {
-      V4 t = (xi - vshift[v]) * vinv[v];
-      t = t < zero ? zero : (t > hi ? hi : t);
-      const V4 qf = (t + magic) - magic;
-      for (int h = 0; h < 2; ++h) {
-        const D2 q = {qf[2 * h], qf[2 * h + 1]};
-        D2& a = sq[2 * v + h];
-        a += dwi * q;
-        sqq[2 * v + h] += dwi * q * q;
-        sxq[2 * v + h] += dwx * q;
-      }
-    }
-  }
-  for (int c = 0; c < k; ++c) {
-    const double q1 = sq[c / 2][c % 2], q2 = sqq[c / 2][c % 2], xq = sxq[c / 2][c % 2];
-    const double det = sw * q2 - q1 * q1;
-    if (det <= 0) {
-      out[c] = {-1, 0};
-      continue;
-    }
-    AffineFit f{static_cast<float>((sw * xq - q1 * sx) / det), static_cast<float>((q2 * sx - q1 * xq) / det)};
-    if (offset_nonpositive && f.offset > 0) f = {static_cast<float>(q2 > 0 ? xq / q2 : 0), 0.0f};
-    out[c] = f;
-  }
-}
-
-}  // namespace
 
 AffineFit fit_affine(const float* x, const float* w, int n, int qmax, bool offset_nonpositive) {
   float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);

@@ -14,6 +14,15 @@ int argmax_abs(const float* x, int n) {
   return best;
 }
 
+// Four floats per vector (GCC vector extensions: SSE2 on the x86-64 baseline, NEON on arm64).
+using V4 = float __attribute__((vector_size(16)));
+// round_clamp_f in every lane: the same comparisons and the same rounding additions.
+inline V4 round_clamp_v(V4 t, V4 lo, V4 hi) {
+  const V4 magic = V4{} + kRoundMagic;
+  t = t < lo ? lo : (t > hi ? hi : t);
+  return (t + magic) - magic;
+}
+
 // Candidates of one batched search: at most kMaxAffineBatch (affine) or 42 (symmetric).
 constexpr int kMaxCandidates = 44;
 
@@ -28,7 +37,6 @@ struct CodeSums {
 };
 void code_sums_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int lo, int hi,
                      CodeSums& out) {
-  using V4 = float __attribute__((vector_size(16)));
   using D2 = double __attribute__((vector_size(16)));
   constexpr int kVecs = kMaxCandidates / 4;
   const int nv = (k + 3) / 4;
@@ -38,8 +46,7 @@ void code_sums_batch(const float* x, const float* w, int n, const float* shift, 
     vshift[c / 4][c % 4] = shift[c];
     vinv[c / 4][c % 4] = inv[c];
   }
-  const V4 zero = V4{} + 0.0f, vlo = zero + static_cast<float>(lo), vhi = zero + static_cast<float>(hi),
-           magic = zero + 12582912.0f;  // round_clamp_f's
+  const V4 zero = V4{} + 0.0f, vlo = zero + static_cast<float>(lo), vhi = zero + static_cast<float>(hi);
   double sw = 0, sx = 0;
   for (int i = 0; i < n; ++i) {
     const double wi = weight_at(w, i), wx = wi * x[i];
@@ -48,9 +55,7 @@ void code_sums_batch(const float* x, const float* w, int n, const float* shift, 
     const V4 xi = zero + x[i];
     const D2 dwi = D2{} + wi, dwx = D2{} + wx;
     for (int v = 0; v < nv; ++v) {
-      V4 t = (xi - vshift[v]) * vinv[v];
-      t = t < vlo ? vlo : (t > vhi ? vhi : t);
-      const V4 qf = (t + magic) - magic;
+      const V4 qf = round_clamp_v((xi - vshift[v]) * vinv[v], vlo, vhi);
       for (int h = 0; h < 2; ++h) {
         const D2 q = {qf[2 * h], qf[2 * h + 1]};
         sq[2 * v + h] += dwi * q;
@@ -126,10 +131,10 @@ float fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax) {
 }
 
 void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k, int qmax, float* errs) {
-  // Four candidates per vector (GCC vector extensions: SSE2 on the x86-64 baseline, NEON on
-  // arm64). Each lane does exactly the scalar operations of error_affine, in the same order
-  // and without fused multiply-adds, so every sum is bit-identical to the scalar one.
-  using V = float __attribute__((vector_size(16)));
+  // Four candidates per vector. Each lane does exactly the scalar operations of error_affine,
+  // in the same order and without fused multiply-adds, so every sum is bit-identical to the
+  // scalar one.
+  using V = V4;
   constexpr int kLanes = 4, kVecs = (kMaxAffineBatch + kLanes - 1) / kLanes;
   V scale[kVecs], offset[kVecs], is[kVecs], acc[kVecs];
   const int nv = (k + kLanes - 1) / kLanes;
@@ -142,14 +147,11 @@ void error_affine_batch(const float* x, const float* w, int n, const AffineFit* 
       is[v][l] = f.scale > 0 ? 1.0f / f.scale : 0.0f;
       acc[v][l] = 0;
     }
-  constexpr float kMagic = 12582912.0f;  // round_clamp_f's
-  const V zero = V{} + 0.0f, hi = zero + static_cast<float>(qmax), magic = zero + kMagic;
+  const V zero = V{} + 0.0f, hi = zero + static_cast<float>(qmax);
   for (int i = 0; i < n; ++i) {
     const V xi = zero + x[i], wi = zero + weight_at(w, i);
     for (int v = 0; v < nv; ++v) {
-      V t = (xi - offset[v]) * is[v];
-      t = t < zero ? zero : (t > hi ? hi : t);
-      const V q = (t + magic) - magic;
+      const V q = round_clamp_v((xi - offset[v]) * is[v], zero, hi);
       const V e = xi - (scale[v] * q + offset[v]);
       acc[v] += wi * e * e;
     }
@@ -163,7 +165,6 @@ float error_affine(const float* x, const float* w, int n, float scale, float off
   error_affine_batch(x, w, n, &f, 1, qmax, &err);
   return err;
 }
-
 
 AffineFit fit_affine(const float* x, const float* w, int n, int qmax, bool offset_nonpositive) {
   float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);

@@ -15,10 +15,10 @@ namespace lowbit::quant {
 // libm call, and the scale searches below round ~50 values per weight. Clamping first keeps
 // |c| far below 2^22, where adding and subtracting 1.5·2^23 rounds exactly (the sum's ulp is 1).
 // round_clamp_f returns the code as a float, so that loops over many values vectorize.
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23
 inline float round_clamp_f(float v, float lo, float hi) {
   const float c = v < lo ? lo : (v > hi ? hi : v);
-  constexpr float kMagic = 12582912.0f;  // 1.5 * 2^23
-  return (c + kMagic) - kMagic;
+  return (c + kRoundMagic) - kRoundMagic;
 }
 inline int round_clamp(float v, int lo, int hi) {
   return static_cast<int>(round_clamp_f(v, static_cast<float>(lo), static_cast<float>(hi)));

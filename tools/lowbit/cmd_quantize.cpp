@@ -148,7 +148,6 @@ Action add_quantize(CLI::App& app) {
       }
       if (method == "rtn") return finish(write_affine_model(m, o->out, spec, o->threads, progress));
       const GptqOptions g = gptq_options(*o, true, 0.01);  // act-order with static groups wins for affine
-      if (!o->stats.empty() && !o->calib.text.empty()) fail(ErrorKind::Argument, "give --stats or --calib, not both");
       auto stats = std::make_shared<CalibrationStats>(hessian_stats(m, *o, "--method gptq"));
       AffineQuantizer gptq = [stats, spec, g](const std::string& name, const std::vector<float>& x, uint64_t rows, uint64_t cols) {
         auto it = stats->by_weight.find(name);

@@ -80,6 +80,7 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
 }  // namespace
 
 CalibrationStats hessian_stats(const Model& m, const QuantizeFlags& f, const std::string& what) {
+  if (!f.stats.empty() && !f.calib.text.empty()) fail(ErrorKind::Argument, "give --stats or --calib, not both");
   if (f.stats.empty()) {
     if (f.calib.text.empty())
       fail(ErrorKind::Argument, "{} needs --calib TEXT or --stats FILE from `lowbit calibrate --hessian`", what);
@@ -99,11 +100,28 @@ CalibrationStats hessian_stats(const Model& m, const QuantizeFlags& f, const std
   return s;
 }
 
+namespace {
+using HessianLookup = std::function<const std::vector<double>*(const std::string& name)>;
+
+// name -> H (the mean x xᵀ of the weight's input) as the quantizers look it up, null when
+// the statistics have none. Each weight's sums are released once its H is made, so the
+// Hessians are held once, not twice.
+HessianLookup hessian_lookup(CalibrationStats&& stats) {
+  auto h = std::make_shared<std::map<std::string, std::vector<double>>>();
+  for (auto& [name, st] : stats.by_weight) {
+    (*h)[name] = st.hessian();
+    std::vector<double>().swap(st.xtx);
+  }
+  return [h](const std::string& name) -> const std::vector<double>* {
+    auto it = h->find(name);
+    return it == h->end() ? nullptr : &it->second;
+  };
+}
+}  // namespace
+
 std::vector<MixTensor> measure_mix_sensitivity(const Model& m, const QuantizeFlags& f, const QuantizePlanOptions& plan) {
   if (f.calib.text.empty()) fail(ErrorKind::Argument, "--bpw / --max-size need --calib TEXT (sensitivity is measured on it)");
-  const CalibrationStats stats = hessian_stats(m, f, "--bpw / --max-size");
-  std::map<std::string, std::vector<double>> h;
-  for (const auto& [name, st] : stats.by_weight) h[name] = st.hessian();
+  const HessianLookup hessian = hessian_lookup(hessian_stats(m, f, "--bpw / --max-size"));
   SensitivityOptions so;
   so.mode = f.sensitivity == "measured" ? SensitivityMode::Measured : SensitivityMode::Proxy;
   so.seed = f.calib.seed;
@@ -116,10 +134,7 @@ std::vector<MixTensor> measure_mix_sensitivity(const Model& m, const QuantizeFla
       if (i == n) fmt::print(stderr, "\n");
     };
   const auto tokens = Tokenizer::create(m.vocab, f.model)->encode(read_text_file(f.calib.text), false);
-  return measure_sensitivity(m, tokens, plan, [&h](const std::string& name) -> const std::vector<double>* {
-    auto it = h.find(name);
-    return it == h.end() ? nullptr : &it->second;
-  }, so);
+  return measure_sensitivity(m, tokens, plan, hessian, so);
 }
 
 namespace {
@@ -191,17 +206,12 @@ QuantizeReport quantize_gguf(const Model& m, const QuantizeFlags& f, QuantizeOpt
   const std::string method = f.method.empty() ? (has_stats ? "imatrix" : "rtn") : f.method;
   if (f.awq_clip && method != "awq") fail(ErrorKind::Argument, "--awq-clip chooses a rounding to nearest: it needs --method awq, not {}", method);
   if (method == "gptq" && !f.stats.empty()) {  // static GPTQ: every layer's H from the fp32 model, saved once
-    auto stats = std::make_shared<CalibrationStats>(hessian_stats(m, f, "--method gptq"));
-    auto h = std::make_shared<std::map<std::string, std::vector<double>>>();
-    for (const auto& [name, st] : stats->by_weight) (*h)[name] = st.hessian();
+    CalibrationStats stats = hessian_stats(m, f, "--method gptq");
     q.use_gptq = true;
     q.gptq = gptq_options(f, false, 0.1);
-    q.hessian = [h](const std::string& name) -> const std::vector<double>* {
-      auto it = h->find(name);
-      return it == h->end() ? nullptr : &it->second;
-    };
     q.method = fmt::format("gptq static stats={} calib={}x{} damp={} act_order={}", std::filesystem::path(f.stats).filename().string(),
-                           stats->n_windows, stats->window_len, q.gptq.damp, q.gptq.act_order ? 1 : 0);
+                           stats.n_windows, stats.window_len, q.gptq.damp, q.gptq.act_order ? 1 : 0);
+    q.hessian = hessian_lookup(std::move(stats));
     return quantize_model_gguf(m, f.out, q);
   }
   if (method == "gptq" || method == "awq" || method == "awq+gptq") {

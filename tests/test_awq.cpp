@@ -1,6 +1,6 @@
 // AWQ: the folded scales leave the fp32 model's function unchanged, the search never does
 // worse than plain rounding on its own objective (per linear and per block), the clip
-// search lowers a layer's output error, and `quantize --method awq+gptq` writes a file whose
+// search and the sub-block scale search lower a layer's output error, and `quantize --method awq+gptq` writes a file whose
 // rescaled norms travel with it.
 #include <gtest/gtest.h>
 
@@ -15,6 +15,7 @@
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
+#include "quant/block_codecs.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -103,11 +104,9 @@ double layer_error(DType t, const std::vector<float>& w, const std::vector<uint8
   return e;
 }
 
-TEST(Awq, ClipSearchLowersTheLayerOutputErrorBelowRounding) {
-  // Correlated inputs (each channel mixes its neighbour) with a few loud channels.
-  const uint64_t rows = 32, cols = 512, n = 1024;
-  const auto w = test::gaussian(rows * cols, 7);
-  const auto z = test::gaussian(n * cols, 8);
+// H = XᵀX/n of correlated inputs (each channel mixes its neighbour) with a few loud channels.
+std::vector<double> correlated_hessian(uint64_t cols, uint64_t n, uint64_t seed) {
+  const auto z = test::gaussian(n * cols, seed);
   std::vector<double> h(cols * cols, 0.0);
   std::vector<float> x(cols);
   for (uint64_t t = 0; t < n; ++t) {
@@ -116,6 +115,13 @@ TEST(Awq, ClipSearchLowersTheLayerOutputErrorBelowRounding) {
     for (uint64_t i = 0; i < cols; ++i)
       for (uint64_t j = 0; j < cols; ++j) h[i * cols + j] += double(x[i]) * x[j] / n;
   }
+  return h;
+}
+
+TEST(Awq, ClipSearchLowersTheLayerOutputErrorBelowRounding) {
+  const uint64_t rows = 32, cols = 512;
+  const auto w = test::gaussian(rows * cols, 7);
+  const std::vector<double> h = correlated_hessian(cols, 1024, 8);
   for (DType t : {DType::Q4_K, DType::Q3_K, DType::Q2_K, DType::Q4_0}) {
     const uint64_t bytes = rows * cols / traits(t).block_size * traits(t).type_size;
     std::vector<uint8_t> rtn(bytes), clip(bytes);
@@ -127,6 +133,49 @@ TEST(Awq, ClipSearchLowersTheLayerOutputErrorBelowRounding) {
   std::vector<uint8_t> out(rows * cols / 256 * traits(DType::Q4_K).type_size);
   const std::string msg = test::expect_error(
       [&] { awq_clip_quantize_rows(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, AwqClipOptions{}, 1, out.data()); });
+  EXPECT_NE(msg.find("H has 2 values"), std::string::npos) << msg;
+}
+
+TEST(Awq, SubBlockSearchLowersEveryRowsOutputErrorAndKeepsTheSuperScales) {
+  const uint64_t rows = 24, cols = 512;
+  const auto w = test::gaussian(rows * cols, 9);
+  const std::vector<double> h = correlated_hessian(cols, 1024, 10);
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    const auto& tr = traits(t);
+    const uint64_t row_bytes = cols / tr.block_size * tr.type_size;
+    std::vector<uint8_t> rtn(rows * row_bytes);
+    quantize_rows(t, w.data(), rows, cols, nullptr, rtn.data());
+    std::vector<uint8_t> sub = rtn;
+    ASSERT_TRUE(awq_refine_sub_scales(t, w.data(), rows, cols, h, 4, 2, sub.data())) << tr.name;
+    double total_rtn = 0, total_sub = 0;
+    for (uint64_t r = 0; r < rows; ++r) {  // coordinate descent from plain rounding: no row gets worse
+      const std::vector<float> wr(w.begin() + r * cols, w.begin() + (r + 1) * cols);
+      const std::vector<uint8_t> qr(rtn.begin() + r * row_bytes, rtn.begin() + (r + 1) * row_bytes),
+          qs(sub.begin() + r * row_bytes, sub.begin() + (r + 1) * row_bytes);
+      const double er = layer_error(t, wr, qr, 1, cols, h), es = layer_error(t, wr, qs, 1, cols, h);
+      EXPECT_LE(es, er * (1 + 1e-5)) << tr.name << " row " << r;
+      total_rtn += er, total_sub += es;
+    }
+    EXPECT_LT(total_sub, 0.85 * total_rtn) << tr.name << " rtn " << total_rtn << " searched " << total_sub;
+    for (uint64_t b = 0; b < rows * cols / tr.block_size; ++b) {  // the f16 super-scales are not moved
+      quant::SubBlockParams before, after;
+      ASSERT_TRUE(quant::read_sub_params(t, rtn.data() + b * tr.type_size, &before));
+      quant::read_sub_params(t, sub.data() + b * tr.type_size, &after);
+      EXPECT_EQ(before.d, after.d) << tr.name << " block " << b;
+      EXPECT_EQ(before.dmin, after.dmin) << tr.name << " block " << b;
+    }
+    std::vector<uint8_t> none = rtn;  // zero passes: the rounding is what came in
+    awq_refine_sub_scales(t, w.data(), rows, cols, h, 0, 1, none.data());
+    EXPECT_EQ(none, rtn) << tr.name;
+  }
+  std::vector<uint8_t> q40(rows * cols / 32 * traits(DType::Q4_0).type_size);  // no sub-block scales: untouched
+  quantize_rows(DType::Q4_0, w.data(), rows, cols, nullptr, q40.data());
+  const std::vector<uint8_t> q40_in = q40;
+  EXPECT_FALSE(awq_refine_sub_scales(DType::Q4_0, w.data(), rows, cols, h, 4, 1, q40.data()));
+  EXPECT_EQ(q40, q40_in);
+  std::vector<uint8_t> out(rows * cols / 256 * traits(DType::Q4_K).type_size);
+  const std::string msg =
+      test::expect_error([&] { awq_refine_sub_scales(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, 4, 1, out.data()); });
   EXPECT_NE(msg.find("H has 2 values"), std::string::npos) << msg;
 }
 
@@ -183,11 +232,11 @@ TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
   EXPECT_EQ(method.rfind("awq+gptq sequential calib=8x128", 0), 0u) << method;
   EXPECT_NE(method.find("awq_grid=4 awq_objective=block awq_windows=2"), std::string::npos) << method;
   r = test::run_cli({"quantize", model, "-o", dir.file("d.gguf"), "--type", "Q4_K_M", "--method", "awq", "--awq-clip",
-                     "--awq-objective", "layer", "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"),
+                     "--awq-objective", "layer", "--awq-sub-passes", "2", "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"),
                      "--calib-samples", "4", "--calib-ctx", "128", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string clip_method = GgufFile::open(dir.file("d.gguf"))->get_string("lowbit.quantize.method");
-  EXPECT_NE(clip_method.find("awq_objective=layer awq_clip=1"), std::string::npos) << clip_method;
+  EXPECT_NE(clip_method.find("awq_objective=layer awq_clip=1 awq_sub_passes=2"), std::string::npos) << clip_method;
   r = test::run_cli({"quantize", model, "-o", dir.file("b.gguf"), "--method", "awq"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--method awq needs --calib TEXT"), std::string::npos) << r.err;

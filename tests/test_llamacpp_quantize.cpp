@@ -76,14 +76,15 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
   }
 }
 
-// The calibrated methods change only codes, scales and (AWQ) norm weights: their files must
+// The calibrated methods change only codes, scales (AWQ: the sub-block scales too) and (AWQ)
+// norm weights: their files must
 // load in llama.cpp and compute what lowbit computes, like the plain presets.
 TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
   TempDir dir;
   const std::string model = shared_path("models/tinyllm-8m");
   const JudgedWindows windows(load_model(model), dir, 512, 4);
   int k = 0;
-  for (const char* method : {"gptq", "awq+gptq"}) {
+  for (const char* method : {"gptq", "awq", "awq+gptq"}) {
     SCOPED_TRACE(method);
     const std::string path = dir.file("method" + std::to_string(k++) + ".gguf");
     auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q3_K_M", "--method", method, "--calib",

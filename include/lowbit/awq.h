@@ -54,6 +54,17 @@ struct AwqClipOptions {
 void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h,
                             const AwqClipOptions& o, int n_threads, uint8_t* out);
 
+// AWQ's clip search at the quantizer's own groups, for rows already quantized to a K type
+// (Q2_K..Q6_K; q: [rows] of `type`'s blocks, changed in place). AutoAWQ searches a clipping
+// per group of 128 by that group's output error; here each sub-block's integer scale (and
+// min) is moved by up to ±2 steps — smaller clips its largest values, larger widens its
+// range — and its values re-rounded to nearest, whenever that lowers the row's output error
+// eᵀHe (H: [cols, cols], e = w − dequantized row). The f16 super-scales stay. Up to
+// `passes` sweeps over the sub-blocks (fewer when one changes nothing). Returns false, q
+// untouched, for types without integer sub-block scales.
+bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h, int passes,
+                           int n_threads, uint8_t* q);
+
 // Folding, exact in fp32 up to rounding:
 void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s);  // W·diag(s)
 void awq_unscale_norm(std::vector<float>& gamma, const std::vector<float>& s);                           // γ / s

@@ -46,6 +46,7 @@ struct SequentialOptions {
   int awq_windows = 4;        // Block: calibration windows the block output is scored on
   bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error (awq_clip_quantize_rows, lowbit/awq.h)
   AwqClipOptions awq_clip_options;
+  int awq_sub_passes = 4;     // AWQ rounded to nearest, K types: passes of the sub-block scale search (awq_refine_sub_scales); 0: off
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
 };
 

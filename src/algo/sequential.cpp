@@ -196,10 +196,12 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       const DType type = *planned(name);
       const uint64_t rows = src.shape[0], cols = src.row_len();
       std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
-      if (!o.gptq_rounding && o.awq_clip) {
-        awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
-      } else if (!o.gptq_rounding) {
-        quantize_rows(type, wn.data(), rows, cols, nullptr, n_threads, bytes.data());
+      if (!o.gptq_rounding) {  // AWQ: round to nearest (clipped per block), then each K sub-block's scale by the output error
+        if (o.awq_clip)
+          awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
+        else
+          quantize_rows(type, wn.data(), rows, cols, nullptr, n_threads, bytes.data());
+        awq_refine_sub_scales(type, wn.data(), rows, cols, h[name], o.awq_sub_passes, n_threads, bytes.data());
       } else {
         std::vector<float> target = wn;
         if (o.fp_targets) {

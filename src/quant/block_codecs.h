@@ -65,3 +65,27 @@ LOWBIT_DECLARE_CODEC(iq4_xs)
 #undef LOWBIT_DECLARE_CODEC
 
 }  // namespace lowbit::quant
+
+namespace lowbit::quant {
+
+// The integer sub-block parameters of a K super-block (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), for
+// searches that move one sub-block's scale (and min) at a time while the f16 super-scales
+// stay fixed. Position e of sub-block j = e / len decodes code c to
+//   value(sc[j], mn[j], c) = d * sc[j] * (c - level_bias) - dmin * mn[j],   c in [0, n_codes).
+struct SubBlockParams {
+  int n_sub = 0, len = 0, n_codes = 0, level_bias = 0;
+  int sc_lo = 0, sc_hi = 0;  // integer scale range
+  int mn_hi = 0;             // integer min range [0, mn_hi]; 0 for symmetric types
+  float d = 0, dmin = 0;
+  int sc[16] = {}, mn[16] = {};
+
+  float value(int sc_j, int mn_j, int c) const { return d * sc_j * (c - level_bias) - dmin * mn_j; }
+  int nearest(int sc_j, int mn_j, float x) const;  // code closest to x under (sc_j, mn_j)
+};
+
+// Reads the parameters of a block; false for types without integer sub-block parameters.
+bool read_sub_params(DType t, const uint8_t* block, SubBlockParams* p);
+// Writes p's sub-block scales (and mins) back; the super-scales and the codes are untouched.
+void write_sub_params(DType t, const SubBlockParams& p, uint8_t* block);
+
+}  // namespace lowbit::quant

@@ -339,4 +339,68 @@ void dequantize_iq4_xs(const uint8_t* in, float* y) {
   }
 }
 
+int SubBlockParams::nearest(int sc_j, int mn_j, float x) const {
+  const float scale = d * sc_j;
+  if (scale == 0) return level_bias;
+  return round_clamp((x + dmin * mn_j) / scale, -level_bias, n_codes - 1 - level_bias) + level_bias;
+}
+
+bool read_sub_params(DType t, const uint8_t* block, SubBlockParams* p) {
+  *p = SubBlockParams{};
+  switch (t) {
+    case DType::Q2_K: {
+      const auto* b = reinterpret_cast<const BlockQ2_K*>(block);
+      *p = {16, 16, 4, 0, 0, 15, 15, f16_to_f32(b->d), f16_to_f32(b->dmin)};
+      for (int j = 0; j < 16; ++j) p->sc[j] = b->scales[j] & 15, p->mn[j] = b->scales[j] >> 4;
+      return true;
+    }
+    case DType::Q3_K: {
+      const auto* b = reinterpret_cast<const BlockQ3_K*>(block);
+      *p = {16, 16, 8, 4, kQ3K.smin, kQ3K.smax, 0, f16_to_f32(b->d), 0};
+      for (int j = 0; j < 16; ++j) p->sc[j] = unpack_scale_q3k(b->scales, j);
+      return true;
+    }
+    case DType::Q4_K:
+    case DType::Q5_K: {
+      // Q4_K and Q5_K start with the same d, dmin and 12 scale bytes.
+      const auto* b = reinterpret_cast<const BlockQ4_K*>(block);
+      *p = {8, 32, t == DType::Q4_K ? 16 : 32, 0, 0, 63, 63, f16_to_f32(b->d), f16_to_f32(b->dmin)};
+      for (int j = 0; j < 8; ++j) unpack_scale_min_k4(j, b->scales, &p->sc[j], &p->mn[j]);
+      return true;
+    }
+    case DType::Q6_K: {
+      const auto* b = reinterpret_cast<const BlockQ6_K*>(block);
+      *p = {16, 16, 64, 32, kQ6K.smin, kQ6K.smax, 0, f16_to_f32(b->d), 0};
+      for (int j = 0; j < 16; ++j) p->sc[j] = b->scales[j];
+      return true;
+    }
+    default:
+      return false;
+  }
+}
+
+void write_sub_params(DType t, const SubBlockParams& p, uint8_t* block) {
+  switch (t) {
+    case DType::Q2_K: {
+      auto* b = reinterpret_cast<BlockQ2_K*>(block);
+      for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<uint8_t>(p.sc[j] | (p.mn[j] << 4));
+      break;
+    }
+    case DType::Q3_K:
+      pack_scales_q3k(p.sc, reinterpret_cast<BlockQ3_K*>(block)->scales);
+      break;
+    case DType::Q4_K:
+    case DType::Q5_K:
+      pack_scale_min_k4(p.sc, p.mn, reinterpret_cast<BlockQ4_K*>(block)->scales);
+      break;
+    case DType::Q6_K: {
+      auto* b = reinterpret_cast<BlockQ6_K*>(block);
+      for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<int8_t>(p.sc[j]);
+      break;
+    }
+    default:
+      break;
+  }
+}
+
 }  // namespace lowbit::quant

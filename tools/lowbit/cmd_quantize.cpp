@@ -95,6 +95,10 @@ Action add_quantize(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
   c->add_flag("--awq-clip", o->awq_clip, "awq (rounded to nearest): choose each block's clipping by the layer output error");
+  c->add_option("--awq-sub-passes", o->awq_sub_passes,
+                "awq (rounded to nearest), K types: passes of the search that moves each sub-block's integer scale and min by the layer output error (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
   c->add_flag("--fp-targets", o->fp_targets, "gptq, GGUF types: match the unquantized model's layer outputs from the quantized inputs (GPTAQ)");
   c->add_flag("--no-act-order", o->no_act_order, "gptq: columns left to right, each block's scales chosen when reached (default for GGUF types)");
   c->add_option("--bpw", o->bpw, "budget: the best mix at this many bits per weight (needs --calib)");

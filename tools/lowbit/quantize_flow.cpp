@@ -25,6 +25,7 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
   so.awq_objective = f.awq_objective == "layer" ? AwqObjective::Layer : AwqObjective::Block;
   so.awq_windows = f.awq_windows;
   so.awq_clip = f.awq_clip;
+  so.awq_sub_passes = f.awq_sub_passes;
   so.gptq_rounding = method != "awq";
   if (so.awq && f.fp_targets) fail(ErrorKind::Argument, "--fp-targets does not combine with AWQ");
   so.calib.n_samples = f.calib.samples;
@@ -71,6 +72,7 @@ QuantizeReport quantize_gguf_sequential(const Model& m, const QuantizeFlags& f, 
     q.method += fmt::format(" awq_grid={} awq_objective={}", so.awq_grid, f.awq_objective);
     if (so.awq_objective == AwqObjective::Block) q.method += fmt::format(" awq_windows={}", std::min<size_t>(so.awq_windows, f.calib.samples));
     if (so.awq_clip) q.method += " awq_clip=1";
+    if (!so.gptq_rounding) q.method += fmt::format(" awq_sub_passes={}", so.awq_sub_passes);
   }
   QuantizeReport r = quantize_model_gguf(m, f.out, q);
   r.seconds += driver_seconds;

@@ -31,6 +31,7 @@ struct QuantizeFlags {
   std::string awq_objective = "block";  // block | layer (lowbit/sequential.h)
   int awq_windows = 4;
   bool awq_clip = false;
+  int awq_sub_passes = 4;
   double sq_alpha = 0.5;                  // smoothquant: migration strength
   std::string act_scheme = "per-token";  // w8a8 / smoothquant: per-token or static activation scales
   double bpw = 0;

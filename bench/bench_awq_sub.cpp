@@ -1,7 +1,7 @@
 // Cost of AWQ's sub-block scale search (awq_refine_sub_scales, 4 passes, 2 threads) on the
 // widths of a Llama-3.2-1B block: MB of f32 weights per second for rows of 2048 columns
 // (q/k/v/o, gate/up) and of 8192 (down). A row costs cols² for g = He (one GEMM for all rows)
-// plus, per pass, 25 candidates × len² per sub-block and cols × len per accepted move, so
+// plus, per pass, 24 candidates × len² per sub-block and cols × len per accepted move, so
 // throughput falls with the width. H is a loud diagonal plus a rank-32 correlation.
 #include <benchmark/benchmark.h>
 

@@ -1,8 +1,8 @@
 // Wall time, time per block and peak RSS of one calibrated quantization method on a model
 // (e.g. the generated 1B-shaped GGUF of make_synthetic_gguf), with random calibration
 // tokens so that models without a tokenizer can be measured:
-//   lowbit_method_cost MODEL METHOD [PRESET=Q4_K_M] [WINDOWS=8] [CTX=256] [THREADS=2]
-// METHOD: rtn | imatrix | gptq | awq | awq+gptq. One method per process, so the peak RSS
+//   lowbit_method_cost MODEL METHOD [PRESET=Q4_K_M] [WINDOWS=8] [CTX=256] [THREADS=2] [AWQ_SUB_PASSES=4]
+// METHOD: rtn | imatrix | gptq | awq | awq+gptq; AWQ_SUB_PASSES as --awq-sub-passes (0 = off). One method per process, so the peak RSS
 // (getrusage) is the method's own. Nothing is written.
 #include <fmt/core.h>
 #include <sys/resource.h>
@@ -31,10 +31,11 @@ double peak_rss_mb() {
 int main(int argc, char** argv) {
   using namespace lowbit;
   try {
-    if (argc < 3) fail(ErrorKind::Argument, "usage: lowbit_method_cost MODEL METHOD [PRESET] [WINDOWS] [CTX] [THREADS]");
+    if (argc < 3) fail(ErrorKind::Argument, "usage: lowbit_method_cost MODEL METHOD [PRESET] [WINDOWS] [CTX] [THREADS] [AWQ_SUB_PASSES]");
     const std::string method = argv[2], preset = argc > 3 ? argv[3] : "Q4_K_M";
     const size_t windows = argc > 4 ? std::stoul(argv[4]) : 8, ctx = argc > 5 ? std::stoul(argv[5]) : 256;
     const int threads = argc > 6 ? std::stoi(argv[6]) : 2;
+    const int awq_sub_passes = argc > 7 ? std::stoi(argv[7]) : SequentialOptions{}.awq_sub_passes;
     const auto t0 = std::chrono::steady_clock::now();
     const Model m = load_model(argv[1]);
     std::mt19937 rng(1);
@@ -77,6 +78,7 @@ int main(int argc, char** argv) {
       so.gptq.n_threads = threads;
       so.awq = method == "awq" || method == "awq+gptq";
       so.gptq_rounding = method != "awq";
+      so.awq_sub_passes = awq_sub_passes;
       if (method != "gptq" && !so.awq) fail(ErrorKind::Argument, "unknown method '{}'", method);
       so.on_layer = [](uint32_t l, uint32_t n, double s) { fmt::print(stderr, "block {}/{}: {:.1f} s\n", l + 1, n, s); };
       const SequentialResult r = quantize_sequential(m, tokens, types, so);

@@ -2,8 +2,8 @@
 // (e.g. the generated 1B-shaped GGUF of make_synthetic_gguf), with random calibration
 // tokens so that models without a tokenizer can be measured:
 //   lowbit_method_cost MODEL METHOD [PRESET=Q4_K_M] [WINDOWS=8] [CTX=256] [THREADS=2] [AWQ_SUB_PASSES=4]
-// METHOD: rtn | imatrix | gptq | awq | awq+gptq; AWQ_SUB_PASSES as --awq-sub-passes (0 = off). One method per process, so the peak RSS
-// (getrusage) is the method's own. Nothing is written.
+// METHOD: rtn | imatrix | gptq | awq | awq+gptq; AWQ_SUB_PASSES as --awq-sub-passes (0 = off).
+// One method per process, so the peak RSS (getrusage) is the method's own. Nothing is written.
 #include <fmt/core.h>
 #include <sys/resource.h>
 

@@ -1,7 +1,7 @@
 // AWQ: the folded scales leave the fp32 model's function unchanged, the search never does
 // worse than plain rounding on its own objective (per linear and per block), the clip
-// search and the sub-block scale search lower a layer's output error, and `quantize --method awq+gptq` writes a file whose
-// rescaled norms travel with it.
+// search and the sub-block scale search lower a layer's output error, and
+// `quantize --method awq+gptq` writes a file whose rescaled norms travel with it.
 #include <gtest/gtest.h>
 
 #include <cmath>

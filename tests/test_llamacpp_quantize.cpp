@@ -77,8 +77,8 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
 }
 
 // The calibrated methods change only codes, scales (AWQ: the sub-block scales too) and (AWQ)
-// norm weights: their files must
-// load in llama.cpp and compute what lowbit computes, like the plain presets.
+// norm weights: their files must load in llama.cpp and compute what lowbit computes, like
+// the plain presets.
 TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
   TempDir dir;
   const std::string model = shared_path("models/tinyllm-8m");

@@ -10,7 +10,6 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "core/parallel.h"
 #include "lowbit/awq.h"
@@ -24,6 +23,13 @@ namespace {
 
 constexpr int kReach = 2;   // integer scale (and min) steps tried either side of the current one
 constexpr int kMaxLen = 32;  // longest K sub-block (Q4_K, Q5_K); Q2_K, Q3_K, Q6_K have 16
+
+// Sub-block j of SubBlockParams p decodes code c to scale·(c − level_bias) − off with
+// scale = d·sc[j], off = dmin·mn[j]. The nearest level (c − level_bias, in [lo, hi]) to x;
+// 0 when the scale is 0. Written for loops that vectorize.
+inline float nearest_level(float x, float scale, float off, float lo, float hi) {
+  return scale == 0 ? 0.0f : quant::round_clamp_f((x + off) / scale, lo, hi);
+}
 
 // Tries sub-block j of block p, which covers columns [c0, c0 + len) of one row: x the row's
 // weights, deq/codes its current rounding, g = He its output-error gradient (read only here).
@@ -42,8 +48,8 @@ bool best_sub_block_move(const float* x, quant::SubBlockParams& p, int j, uint64
   for (int sc = std::max(p.sc[j] - kReach, p.sc_lo); sc <= std::min(p.sc[j] + kReach, p.sc_hi); ++sc)
     for (int mn = std::max(p.mn[j] - kReach, 0); mn <= std::min(p.mn[j] + kReach, p.mn_hi); ++mn) {
       if (sc == p.sc[j] && mn == p.mn[j]) continue;
-      const float scale = p.d * sc, off = p.dmin * mn;  // value = scale·c − off, as SubBlockParams::value
-      for (uint64_t i = 0; i < len; ++i) cand[i] = scale == 0 ? 0.0f : quant::round_clamp_f((x[c0 + i] + off) / scale, lo, hi);
+      const float scale = p.d * sc, off = p.dmin * mn;
+      for (uint64_t i = 0; i < len; ++i) cand[i] = nearest_level(x[c0 + i], scale, off, lo, hi);
       for (uint64_t i = 0; i < len; ++i) cand_delta[i] = deq[c0 + i] - (scale * cand[i] - off), u[i] = 0;
       for (uint64_t k = 0; k < len; ++k) {
         const float* hk = &hf[(c0 + k) * cols + c0];
@@ -92,11 +98,14 @@ bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t c
       for (uint64_t b = 0; b < n_blocks; ++b) {
         quant::SubBlockParams& p = params[r][b];
         quant::read_sub_params(type, q + r * row_bytes + b * tr.type_size, &p);
+        const float lo = static_cast<float>(-p.level_bias), hi = static_cast<float>(p.n_codes - 1 - p.level_bias);
         for (uint64_t i = 0; i < bs; ++i) {
           const uint64_t c = r * cols + b * bs + i;
           const int j = static_cast<int>(i) / p.len;
-          codes[c] = p.nearest(p.sc[j], p.mn[j], w[c]);
-          deq[c] = p.value(p.sc[j], p.mn[j], codes[c]);
+          const float scale = p.d * p.sc[j], off = p.dmin * p.mn[j];
+          const float level = nearest_level(w[c], scale, off, lo, hi);
+          codes[c] = static_cast<int>(level) + p.level_bias;
+          deq[c] = scale * level - off;
           G[c] = w[c] - deq[c];  // E for now
         }
       }

@@ -64,10 +64,6 @@ LOWBIT_DECLARE_CODEC(q6_k)
 LOWBIT_DECLARE_CODEC(iq4_xs)
 #undef LOWBIT_DECLARE_CODEC
 
-}  // namespace lowbit::quant
-
-namespace lowbit::quant {
-
 // The integer sub-block parameters of a K super-block (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), for
 // searches that move one sub-block's scale (and min) at a time while the f16 super-scales
 // stay fixed. Position e of sub-block j = e / len decodes code c to
@@ -78,9 +74,6 @@ struct SubBlockParams {
   int mn_hi = 0;             // integer min range [0, mn_hi]; 0 for symmetric types
   float d = 0, dmin = 0;
   int sc[16] = {}, mn[16] = {};
-
-  float value(int sc_j, int mn_j, int c) const { return d * sc_j * (c - level_bias) - dmin * mn_j; }
-  int nearest(int sc_j, int mn_j, float x) const;  // code closest to x under (sc_j, mn_j)
 };
 
 // Reads the parameters of a block; false for types without integer sub-block parameters.

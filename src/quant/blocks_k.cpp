@@ -339,12 +339,6 @@ void dequantize_iq4_xs(const uint8_t* in, float* y) {
   }
 }
 
-int SubBlockParams::nearest(int sc_j, int mn_j, float x) const {
-  const float scale = d * sc_j;
-  if (scale == 0) return level_bias;
-  return round_clamp((x + dmin * mn_j) / scale, -level_bias, n_codes - 1 - level_bias) + level_bias;
-}
-
 bool read_sub_params(DType t, const uint8_t* block, SubBlockParams* p) {
   *p = SubBlockParams{};
   switch (t) {

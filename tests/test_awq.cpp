@@ -189,13 +189,13 @@ TEST(Awq, BlockSearchLeavesItsWinnerInTheEngine) {
     engine.reset();
     engine.forward_layer(1, y.data(), T);
   }
-  const std::string p = "blk.1.";
-  const AwqGroup g{{p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, p + "attn_norm.weight", ""};
+  const InputGroup g = block_input_groups(m.config, 1)[0];  // q, k, v <- attn_norm
+  ASSERT_EQ(g.producer, "blk.1.attn_norm.weight");
   std::map<std::string, std::vector<float>> w;
   std::map<std::string, DType> types;
   for (const std::string& n : g.weights) w[n] = to_f32(m.tensor(n)), types[n] = DType::Q3_K;
   std::vector<double> mean_abs(D, 0.0);  // of the normed input, roughly: |x|·γ
-  const std::vector<float> gamma = to_f32(m.tensor(g.norm));
+  const std::vector<float> gamma = to_f32(m.tensor(g.producer));
   for (const auto& x : inputs)
     for (size_t k = 0; k < x.size(); ++k) mean_abs[k % D] += std::fabs(x[k] * gamma[k % D]) / (T * inputs.size());
 
@@ -239,11 +239,11 @@ TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
   EXPECT_NE(clip_method.find("awq_objective=layer awq_clip=1 awq_sub_passes=2"), std::string::npos) << clip_method;
   r = test::run_cli({"quantize", model, "-o", dir.file("b.gguf"), "--method", "awq"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("--method awq needs --calib TEXT"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("method awq needs calibration text"), std::string::npos) << r.err;
   r = test::run_cli({"quantize", model, "-o", dir.file("c.gguf"), "--method", "gptq", "--awq-clip", "--calib",
                      test::shared_path("data/calibration/calib-en-1mb.txt")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("--awq-clip chooses a rounding to nearest: it needs --method awq, not gptq"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("AWQ's clipping search chooses a rounding to nearest: it needs method awq, not gptq"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.gguf")));
 }
 

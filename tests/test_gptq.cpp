@@ -172,10 +172,10 @@ TEST(Cli, QuantizeIntWithGptqBeatsRtnOnTheLayerError) {
   EXPECT_EQ(m.tensor("blk.1.ffn_down.weight").shape, (std::vector<uint64_t>{256, 768}));
   auto bad = test::run_cli({"quantize", model, "-o", dir.file("x"), "--type", "int4", "--method", "gptq"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.err.find("--method gptq needs --calib TEXT"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("method gptq needs calibration text"), std::string::npos) << bad.err;
   bad = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_NE(bad.err.find("--method gptq needs --calib TEXT"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("method gptq needs calibration text"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
 }
 
@@ -256,6 +256,23 @@ TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
     EXPECT_GT(t.rel_output_error_rtn, 0.0) << name;
     EXPECT_LT(t.rel_output_error, 0.95 * t.rel_output_error_rtn) << name;
   }
+
+  // Streaming: every tensor is handed over once, right after its block, with the same bytes,
+  // and none is kept to the end.
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<uint8_t>> handed;
+  o.on_done = [&](const std::string& name, const PrecomputedTensor& t) {
+    EXPECT_FALSE(handed.count(name)) << name;
+    order.push_back(name);
+    handed[name] = t.bytes;
+  };
+  const SequentialResult streamed = quantize_sequential(m, tokens, types, o);
+  EXPECT_TRUE(streamed.tensors.empty());
+  ASSERT_EQ(handed.size(), res.tensors.size());
+  for (const auto& [name, t] : res.tensors) EXPECT_EQ(handed.at(name), t.bytes) << name;
+  EXPECT_EQ(order.front(), "token_embd.weight");
+  EXPECT_EQ(order.back(), "output.weight");
+  EXPECT_EQ(order[1].rfind("blk.0.", 0), 0u) << order[1];
 }
 
 // AWQ records, per group, the α it chose and how far apart its input channels' mean|x| are.
@@ -306,7 +323,7 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib,
                      "--act-order", "--no-act-order"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("exclude each other"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--act-order excludes --no-act-order"), std::string::npos) << r.err;
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "lowbit/file_io.h"
+#include "lowbit/gguf.h"
 #include "lowbit/mixed.h"
 #include "test_support.h"
 
@@ -122,13 +123,23 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
     args.insert(args.end(), small.begin(), small.end());
     return test::run_cli(args);
   };
-  const uint64_t budget = 4353024;  // lowbit's Q3_K_M tensor bytes for this model
-  auto r = with({"quantize", model, "-o", dir.file("mix.gguf"), "--max-size", std::to_string(budget), "--method", "rtn",
-                 "--save-recipe", dir.file("mix.json")});
+  // The budget is a whole file: the Q3_K_M preset's, metadata and tokenizer included.
+  auto r = test::run_cli({"quantize", model, "-o", dir.file("q3.gguf"), "--type", "Q3_K_M", "-q", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const uint64_t budget = nlohmann::json::parse(r.out)["file_bytes"].get<uint64_t>();
+  r = with({"quantize", model, "-o", dir.file("mix.gguf"), "--max-size", std::to_string(budget), "--method", "rtn",
+            "--save-recipe", dir.file("mix.json")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto report = nlohmann::json::parse(r.out);
-  EXPECT_LE(report["tensor_bytes"].get<uint64_t>(), budget);
-  EXPECT_GT(report["tensor_bytes"].get<uint64_t>(), budget * 0.98);  // the budget is used, not wasted
+  EXPECT_LE(report["file_bytes"].get<uint64_t>(), budget);
+  EXPECT_EQ(report["file_bytes"].get<uint64_t>(), std::filesystem::file_size(dir.file("mix.gguf")));
+  EXPECT_GT(report["file_bytes"].get<uint64_t>(), budget * 0.98);  // the budget is used, not wasted
+  // A mix follows no preset: its file type is llama.cpp's guess (Q3_K or Q4_K most, flag 1024).
+  const auto file = GgufFile::open(dir.file("mix.gguf"));
+  const uint64_t file_type = file->get_uint("general.file_type");
+  EXPECT_EQ(file_type & 1024, 1024u) << file_type;
+  EXPECT_TRUE((file_type & 1023) == 12 || (file_type & 1023) == 15 || (file_type & 1023) == 10) << file_type;
+  EXPECT_EQ(file->get_string("lowbit.quantize.preset"), "mix");
   const auto recipe = read_recipe(dir.file("mix.json"));
   std::set<DType> types;
   for (const auto& t : report["tensors"]) {
@@ -142,9 +153,9 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
 
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--bpw", "3.5"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("need --calib TEXT"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("a size budget needs calibration text"), std::string::npos) << r.err;
   r = with({"quantize", model, "-o", dir.file("x.gguf"), "--bpw", "3.5", "--recipe", dir.file("mix.json")});
-  EXPECT_NE(r.err.find("give one of --bpw, --max-size and --recipe"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("excludes"), std::string::npos) << r.err;
   r = with({"quantize", model, "-o", dir.file("x.gguf"), "--max-size", "1MB"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("below the smallest possible mix"), std::string::npos) << r.err;

@@ -102,7 +102,7 @@ TEST(QuantizePlan, BadPresetAndPatternsAreArgumentErrors) {
   EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("unknown quantization type 'Q4_K_X' (expected one of Q2_K"), std::string::npos);
   o.preset = "Q4_0";
   o.tensor_types = {{"nothing\\.here", DType::Q8_0}};
-  EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("--tensor-type 'nothing\\.here': the pattern matches no tensor"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("tensor type pattern 'nothing\\.here': matches no tensor"), std::string::npos);
   o.tensor_types = {{"([", DType::Q8_0}};
   EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("not a valid regular expression"), std::string::npos);
 }
@@ -152,9 +152,9 @@ TEST(Cli, QuantizeRejectsBadInputAndLeavesNoOutput) {
   struct Case { std::vector<std::string> args; std::string message; };
   const std::vector<Case> cases = {
       {{"--type", "Q4_K_X"}, "unknown quantization type 'Q4_K_X'"},
-      {{"--tensor-type", "nope=Q8_0"}, "--tensor-type 'nope': the pattern matches no tensor"},
-      {{"--tensor-type", "blk.*=Q9"}, "--tensor-type 'Q9': not a tensor type"},
-      {{"--output-tensor-type", "int3"}, "--output-tensor-type 'int3'"},
+      {{"--tensor-type", "nope=Q8_0"}, "tensor type pattern 'nope': matches no tensor"},
+      {{"--tensor-type", "blk.*=Q9"}, "tensor type 'Q9': not a tensor type"},
+      {{"--output-tensor-type", "int3"}, "output tensor type 'int3'"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> args = {"quantize", model, "-o", dir.file("x.gguf")};

@@ -148,10 +148,10 @@ TEST(SmoothQuant, BadW8A8CheckpointsAndFlagsAreRefused) {
 
   struct Case { std::vector<std::string> flags; std::string message; };
   for (const Case& c : std::vector<Case>{
-           {{"--type", "int4", "--method", "smoothquant", "--calib", calib}, "use --type int8"},
-           {{"--type", "int8", "--method", "smoothquant"}, "needs --calib TEXT"},
-           {{"--type", "int8", "--method", "w8a8", "--act-scheme", "static"}, "needs --calib TEXT"},
-           {{"--type", "int8", "--method", "w8a8", "--group", "128"}, "drop --group"}}) {
+           {{"--type", "int4", "--method", "smoothquant", "--calib", calib}, "use type int8"},
+           {{"--type", "int8", "--method", "smoothquant"}, "method smoothquant needs calibration text"},
+           {{"--type", "int8", "--method", "w8a8", "--act-scheme", "static"}, "W8A8 with static activation scales needs calibration text"},
+           {{"--type", "int8", "--method", "w8a8", "--group", "128"}, "group 128 does not apply"}}) {
     std::vector<std::string> args = {"quantize", model, "-o", dir.file("bad")};
     args.insert(args.end(), c.flags.begin(), c.flags.end());
     r = test::run_cli(args);

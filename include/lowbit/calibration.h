@@ -36,7 +36,7 @@ struct CalibrationOptions {
   size_t n_samples = 128;  // windows
   size_t n_ctx = 512;      // tokens per window (BOS first)
   uint64_t seed = 1;
-  int n_threads = 2;
+  int n_threads = 0;  // 0: every core
   bool hessian = false;  // also accumulate Σ x xᵀ per weight (cols² doubles each)
   std::function<void(size_t done, size_t total)> on_window;
 };
@@ -48,6 +48,9 @@ std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tok
                                                  int32_t bos);
 
 CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens, const CalibrationOptions& o);
+// The same on the text file at `text_path`, tokenized with the model's tokenizer (no BOS:
+// each window gets its own); `dataset` is set to the file's name.
+CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path, const CalibrationOptions& o);
 
 void write_calibration_stats(const CalibrationStats& s, const std::string& path);
 // Reads a GGUF imatrix (lowbit's or llama.cpp's) or a legacy llama.cpp imatrix.dat.

@@ -16,7 +16,7 @@
 namespace lowbit {
 
 struct EngineOptions {
-  int n_threads = 2;
+  int n_threads = 0;  // 0: every core
   uint32_t n_ctx = 0;  // 0: the model's context length
   // Fast path: linear layers through the kernels of lowbit/kernels.h (activations quantized to
   // 8 bits for quantized weights, rows split over a thread pool). Off: the fp32 reference

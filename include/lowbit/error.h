@@ -15,6 +15,7 @@ enum class ErrorKind {
   Format,      // a file's bytes do not follow its format (truncated, lying header, ...)
   Unsupported, // valid input that lowbit does not handle (unknown dtype, architecture)
   Argument,    // a bad flag or parameter value
+  Cancelled,   // the caller's observer asked to stop (lowbit/observer.h)
 };
 
 class Error : public std::runtime_error {

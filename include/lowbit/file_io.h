@@ -47,6 +47,9 @@ class AtomicFileWriter {
   void write(std::string_view s) { write(s.data(), s.size()); }
   void pad_to(uint64_t alignment);  // zero bytes up to the next multiple of `alignment`
   uint64_t offset() const { return offset_; }
+  // Positional writes, in any order, into a file of `size` bytes (zeros where nothing is written).
+  void resize(uint64_t size);
+  void write_at(uint64_t offset, const void* data, size_t n);
   void commit();
 
  private:

@@ -93,12 +93,41 @@ class GgufWriter {
  public:
   void set(const std::string& key, GgufValue v);  // replaces an existing key in place
   void add_tensor(OutputTensor t);
+  // Writes the file, calling each tensor's producer in order (through GgufStreamWriter).
   void write(const std::string& path) const;
   uint64_t alignment() const;
+  const std::vector<OutputTensor>& tensors() const { return tensors_; }
+  // The header up to the first tensor's data (padded), and each tensor's offset from there.
+  std::string header(std::vector<uint64_t>& offsets) const;
 
  private:
   std::vector<std::pair<std::string, GgufValue>> kv_;
   std::vector<OutputTensor> tensors_;
+};
+
+// A GGUF file whose layout is known before any tensor data exists: the header (metadata,
+// tensor infos and offsets, from `layout`'s tensors' nbytes) goes out at once, then each
+// tensor's bytes land at their place in any order, whole or a row range at a time, as soon
+// as they are ready. commit() checks that every byte of every tensor came and renames the
+// temporary file onto `path`; destroyed before that, it removes the temporary.
+class GgufStreamWriter {
+ public:
+  GgufStreamWriter(const GgufWriter& layout, const std::string& path);
+  size_t index_of(const std::string& name) const;  // throws Argument for a name not in the layout
+  const OutputTensor& tensor(size_t i) const { return layout_.tensors()[i]; }
+  // Bytes [offset, offset + n) of tensor i.
+  void write(size_t i, uint64_t offset, const uint8_t* data, size_t n);
+  void write(size_t i, const std::vector<uint8_t>& bytes) { write(i, 0, bytes.data(), bytes.size()); }
+  bool complete(size_t i) const { return written_[i] == tensor(i).nbytes; }
+  const std::string& path() const { return path_; }
+  void commit();
+
+ private:
+  const GgufWriter& layout_;
+  std::string path_;
+  AtomicFileWriter file_;
+  uint64_t data_start_ = 0;
+  std::vector<uint64_t> offsets_, written_;
 };
 
 }  // namespace lowbit

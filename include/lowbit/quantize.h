@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,15 +65,31 @@ struct QuantizePlanOptions {
   bool has_importance = false;  // an importance vector will be supplied
 };
 
+// Why a tensor has its planned type.
+enum class PlanReason {
+  Base,      // the preset's base type
+  Exact,     // a 1-D tensor (norm, bias): kept in F32
+  Mix,       // a rule of the preset's mix, or its output-head type
+  Recipe,    // a recipe or a size budget's mix
+  Chosen,    // named by the caller (tensor type override, output or embedding type): fixed
+  Fallback,  // the rows do not fit the planned type's blocks: the next type that fits
+};
+
 struct TensorPlan {
   std::string name;
   DType type;
-  std::string note;  // why it is not the base type, or the fallback taken
+  std::string note;  // why it is not the base type, or the fallback taken, for people
+  PlanReason reason = PlanReason::Base;
 };
 
 // Chooses the type of every tensor of `m`. 1-D tensors stay F32. Throws Argument for an
 // unknown preset or a --tensor-type pattern that matches no tensor.
 std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOptions& o);
+
+// general.file_type of a plan that follows no preset (a recipe or a budget mix), the way
+// llama.cpp guesses it when a file lacks one: the preset named after the type that holds the
+// most weights (Q4_K -> Q4_K_M, Q3_K -> Q3_K_M), with llama.cpp's "guessed" flag (1024).
+uint32_t mix_file_type(const Model& m, const std::vector<TensorPlan>& plan);
 
 // The type used when rows of `row_len` values do not fit `t`'s block size: the next
 // type (as llama.cpp chooses) whose block divides row_len, or F16.
@@ -89,6 +106,7 @@ struct TensorReport {
   double rel_output_error = 0;
   double rel_output_error_rtn = 0;  // sequential methods: the same for plain rounding
   std::string note;
+  PlanReason reason = PlanReason::Base;
 };
 
 struct QuantizeReport {
@@ -98,6 +116,16 @@ struct QuantizeReport {
   uint64_t n_weights = 0;
   double bits_per_weight = 0;  // 8 * total_bytes / n_weights
   double seconds = 0;
+  std::string method;          // the method and its parameters, as written in the file's metadata
+  // Budget mixes: the budget, the chosen mix's tensor bytes and its estimated added KLD.
+  uint64_t budget_bytes = 0, mix_bytes = 0;
+  double mix_estimated_kld = 0;
+  uint64_t activation_bytes = 0;  // sequential methods: calibration activations kept between blocks
+  // AWQ: α chosen per group of linears sharing an input (keyed by its first weight), and the
+  // max/min of mean|x_j| at that input (near 1: no outlier channels to protect).
+  std::map<std::string, double> awq_alpha, awq_input_spread;
+  // SmoothQuant: largest channel max / mean channel max of a linear input, before and after.
+  double spikiness_before = 0, spikiness_after = 0;
 };
 
 // A tensor quantized elsewhere: its bytes in the planned type, rows in the model's own
@@ -111,6 +139,9 @@ struct PrecomputedTensor {
 struct QuantizeOptions {
   QuantizePlanOptions plan;
   int n_threads = 0;  // 0: hardware concurrency
+  // Rounding to nearest converts a tensor to f32 this many values (whole rows) at a time, so
+  // a 128k-row embedding never sits in memory as f32 at once; the bytes do not depend on it.
+  uint64_t chunk_values = uint64_t{16} << 20;
   // importance[name] = one value per input column; empty = none.
   std::function<const std::vector<float>*(const std::string& name)> importance;
   // hessian[name] = H of the weight's input ([cols, cols]), or null: with it the report gives
@@ -118,14 +149,37 @@ struct QuantizeOptions {
   std::function<const std::vector<double>*(const std::string& name)> hessian;
   bool use_gptq = false;
   GptqOptions gptq;
-  // Tensors already quantized to the planned type (e.g. by sequential GPTQ); null = quantize here.
-  std::function<const PrecomputedTensor*(const std::string& name)> precomputed;
   std::string method;  // written as lowbit.quantize.method; empty = derived from the above
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
 };
 
-// Quantizes `m` into a GGUF file that llama.cpp loads, one tensor in memory at a time.
+// A GGUF quantization in progress. The plan and the file's header (so every tensor's
+// offset) are made when it is constructed; a tensor quantized elsewhere (the sequential
+// driver's blocks) is written as soon as it is put, in any order, and its memory can go;
+// finish() quantizes and writes every tensor not put, in row chunks where it can, and
+// renames the file into place. Destroyed before finish(), it leaves no file.
+class GgufQuantizeWriter {
+ public:
+  GgufQuantizeWriter(const Model& m, const std::string& path, const QuantizeOptions& o);
+  ~GgufQuantizeWriter();
+  const std::vector<TensorPlan>& plan() const;
+  // `t.bytes` in the planned type, rows in the model's layout (the q/k rows are moved to
+  // GGUF's here). Throws Argument for a name not planned, a second put or a wrong size.
+  void put(const std::string& name, const PrecomputedTensor& t);
+  QuantizeReport finish();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// At most the bytes of a GGUF file of `m` other than its planned tensors' data: header,
+// metadata (with room for a method label of 512 bytes), tokenizer, tensor infos, extra
+// tensors (rope_freqs) and alignment padding. A size budget for the whole file leaves this.
+uint64_t gguf_overhead_bound(const Model& m, const QuantizePlanOptions& plan);
+
+// Quantizes `m` into a GGUF file that llama.cpp loads: GgufQuantizeWriter with nothing put.
 QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o);
 
 // In-flight quantization: a copy of `m` whose matrices are rounded to nearest in memory as

@@ -48,11 +48,15 @@ struct SequentialOptions {
   AwqClipOptions awq_clip_options;
   int awq_sub_passes = 4;     // AWQ rounded to nearest, K types: passes of the sub-block scale search (awq_refine_sub_scales); 0: off
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
+  // When set, each tensor is handed over as soon as its block is done (the embedding after
+  // the first activations, each block after its quantized forward, the head at the end) and
+  // not kept in SequentialResult::tensors: a streaming writer puts it in the file at once.
+  std::function<void(const std::string& name, const PrecomputedTensor& t)> on_done;
 };
 
 struct SequentialResult {
   // Quantized weights (rows in the model's layout) with their errors; with AWQ also the
-  // rescaled RMSNorm weights (F32 bytes).
+  // rescaled RMSNorm weights (F32 bytes). Empty when SequentialOptions::on_done takes them.
   std::map<std::string, PrecomputedTensor> tensors;
   std::map<std::string, double> awq_alpha;             // AWQ: α chosen per group, keyed by its first weight
   std::map<std::string, double> awq_input_spread;      // AWQ: max/min of mean|x_j| at each group's input (same keys);

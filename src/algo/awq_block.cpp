@@ -15,7 +15,7 @@ AwqBlockSearch::AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer, c
     fail(ErrorKind::Argument, "AWQ block search: {} input windows and {} targets", inputs.size(), targets.size());
 }
 
-void AwqBlockSearch::install(const AwqGroup& g, const std::map<std::string, std::vector<float>>& w,
+void AwqBlockSearch::install(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
                              const std::map<std::string, DType>& types, const std::vector<float>& s, Bytes& out) {
   auto put = [&](const std::string& name, const std::vector<float>& values) {
     const TensorView& src = model_.tensor(name);
@@ -32,16 +32,16 @@ void AwqBlockSearch::install(const AwqGroup& g, const std::map<std::string, std:
     awq_scale_columns(ws, src.shape[0], src.row_len(), s);
     put(name, ws);
   }
-  if (!g.producer.empty()) {  // diag(1/s)·W_producer
+  if (g.source == InputSource::Rows) {  // diag(1/s)·W_producer
     const TensorView& src = model_.tensor(g.producer);
     std::vector<float> wp = w.at(g.producer);
     awq_unscale_rows(wp, src.shape[0], src.row_len(), s);
     put(g.producer, wp);
   }
-  if (!g.norm.empty()) {  // γ / s
-    std::vector<float> gamma = to_f32(model_.tensor(g.norm));
+  if (g.source == InputSource::Norm) {  // γ / s
+    std::vector<float> gamma = to_f32(model_.tensor(g.producer));
     awq_unscale_norm(gamma, s);
-    engine_.set_norm(g.norm, std::move(gamma));
+    engine_.set_norm(g.producer, std::move(gamma));
   }
 }
 
@@ -60,7 +60,7 @@ double AwqBlockSearch::block_error() {
   return e;
 }
 
-AwqScales AwqBlockSearch::search(const AwqGroup& g, const std::map<std::string, std::vector<float>>& w,
+AwqScales AwqBlockSearch::search(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
                                  const std::map<std::string, DType>& types, const std::vector<double>& mean_abs, int grid) {
   if (grid < 1) fail(ErrorKind::Argument, "AWQ: the alpha grid needs at least one step, got {}", grid);
   AwqScales best;

@@ -14,15 +14,9 @@
 #include "lowbit/awq.h"
 #include "lowbit/engine.h"
 #include "lowbit/model.h"
+#include "lowbit/topology.h"
 
 namespace lowbit {
-
-// Linears sharing one input and what produces that input: an RMSNorm weight (`norm`), or the
-// rows of another linear (`producer`: ffn_up for ffn_down). Names are full GGUF names.
-struct AwqGroup {
-  std::vector<std::string> weights;
-  std::string norm, producer;
-};
 
 class AwqBlockSearch {
  public:
@@ -36,13 +30,13 @@ class AwqBlockSearch {
   // planned types. Tries α = 0, 1/grid, ..., 1 with s = mean|x|^α; leaves the winner's rounded
   // weights and rescaled norm in the engine and returns it (error_plain: the block error at
   // α = 0; error_scaled: the winner's). w is not modified: the caller folds the scales.
-  AwqScales search(const AwqGroup& g, const std::map<std::string, std::vector<float>>& w,
+  AwqScales search(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
                    const std::map<std::string, DType>& types, const std::vector<double>& mean_abs, int grid);
 
  private:
   using Bytes = std::map<std::string, std::vector<uint8_t>>;
   // Rounds the group under scales s into `out` and points the engine at it.
-  void install(const AwqGroup& g, const std::map<std::string, std::vector<float>>& w, const std::map<std::string, DType>& types,
+  void install(const InputGroup& g, const std::map<std::string, std::vector<float>>& w, const std::map<std::string, DType>& types,
                const std::vector<float>& s, Bytes& out);
   double block_error();  // Σ‖block(x) − target‖² over the scoring windows
 

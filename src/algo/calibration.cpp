@@ -3,11 +3,15 @@
 #include <cmath>
 #include <cblas.h>
 
+#include <filesystem>
 #include <random>
 
 #include "lowbit/calibration.h"
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
+#include "lowbit/tokenizer.h"
+#include "lowbit/topology.h"
 
 namespace lowbit {
 
@@ -46,9 +50,8 @@ CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int
   stats.n_windows = windows.size();
   stats.window_len = o.n_ctx;
   Engine engine(m, {o.n_threads, static_cast<uint32_t>(std::max<size_t>(o.n_ctx, m.config.n_ctx))});
-  // q/k/v (and gate/up) see the same input buffer: its x^T x is computed once and reused.
-  const float* last_x = nullptr;
-  size_t last_rows = 0;
+  // q/k/v (and gate/up) read the same input (lowbit/topology.h): its x^T x is computed once.
+  std::string last_group;
   std::vector<float> xtx(0);
   engine.set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
     InputStats& s = stats.by_weight[name];
@@ -58,12 +61,11 @@ CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int
       if (o.hessian) s.xtx.assign(cols * cols, 0.0);
     }
     if (o.hessian) {
-      if (x != last_x || rows != last_rows || xtx.size() != cols * cols) {
+      if (const std::string group = input_group_key(name); group != last_group) {
         xtx.assign(cols * cols, 0.0f);
         cblas_ssyrk(CblasRowMajor, CblasUpper, CblasTrans, static_cast<int>(cols), static_cast<int>(rows), 1.0f, x,
                     static_cast<int>(cols), 0.0f, xtx.data(), static_cast<int>(cols));
-        last_x = x;
-        last_rows = rows;
+        last_group = group;
       }
       for (size_t i = 0; i < cols; ++i)
         for (size_t j = i; j < cols; ++j) {
@@ -86,6 +88,13 @@ CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int
     if (o.on_window) o.on_window(i + 1, windows.size());
   }
   return stats;
+}
+
+CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path, const CalibrationOptions& o) {
+  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(text_path), false);
+  CalibrationStats s = collect_calibration_stats(m, tokens, o);
+  s.dataset = std::filesystem::path(text_path).filename().string();
+  return s;
 }
 
 }  // namespace lowbit

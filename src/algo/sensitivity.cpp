@@ -72,7 +72,7 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
 
   size_t steps = 0, done = 0;
   for (const TensorPlan& p : plan)
-    if (m.tensor(p.name).shape.size() >= 2 && p.note.rfind("--", 0) != 0)
+    if (m.tensor(p.name).shape.size() >= 2 && p.reason != PlanReason::Chosen)
       steps += o.mode == SensitivityMode::Measured ? o.candidates.size() : 1;
 
   std::vector<MixTensor> out;
@@ -80,7 +80,7 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
     const TensorView& t = m.tensor(p.name);
     MixTensor mt{t.name, t.n_values(), {}};
     auto bytes_of = [&](DType type, uint64_t* b) { return tensor_bytes(type, t.row_len(), t.n_values(), b); };
-    if (t.shape.size() < 2 || p.note.rfind("--", 0) == 0) {  // kept as planned
+    if (t.shape.size() < 2 || p.reason == PlanReason::Chosen) {  // kept as planned
       MixOption opt{p.type};
       if (!bytes_of(p.type, &opt.bytes)) fail(ErrorKind::Argument, "tensor '{}': cannot store as {}", t.name, dtype_name(p.type));
       mt.options.push_back(opt);

@@ -16,6 +16,7 @@
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/quant.h"
+#include "lowbit/topology.h"
 #include "quant/tensor_errors.h"
 
 extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b, const int* ldb,
@@ -99,21 +100,35 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     if (!o.fp_targets) release_mapped_pages(src.data, src.nbytes);  // only the reference engine reads it again
   };
 
+  // Hands the finished tensors whose names start with `prefix` to on_done and frees them; the
+  // quantized path reads its original weights there again (it does not run them any more).
+  auto hand_over = [&](const std::string& prefix) {
+    if (!o.on_done) return;
+    for (auto it = res.tensors.lower_bound(prefix); it != res.tensors.end() && it->first.rfind(prefix, 0) == 0;) {
+      o.on_done(it->first, it->second);
+      if (views.count(it->first)) {
+        quant.replace_weight(it->first, &m.tensor(it->first));
+        views.erase(it->first);
+      }
+      it = res.tensors.erase(it);
+    }
+  };
+
   // Statistics of the current block's linear inputs, filled by the hooks window by window.
   std::map<std::string, InputSums> sums;
   std::map<std::string, std::vector<float>> fp_inputs;  // this window's reference inputs, per weight
   std::vector<float> tmp;
-  const float* last_x = nullptr;
-  std::vector<double> last_h, last_c;  // q/k/v (and gate/up) share one input: its products are reused
+  std::string last_group;  // q/k/v (and gate/up) share one input (lowbit/topology.h): its products are reused
+  std::vector<double> last_h, last_c;
   bool collect = false;
   auto on_input = [&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (!collect) return;
-    if (x != last_x) {
+    if (const std::string group = input_group_key(name); group != last_group) {
       last_h.clear();
       add_product(last_h, x, x, rows, cols, tmp);
       last_c.clear();
       if (o.fp_targets) add_product(last_c, fp_inputs.at(name).data(), x, rows, cols, tmp);
-      last_x = x;
+      last_group = group;
     }
     InputSums& s = sums[name];
     if (s.h.empty()) s.h.assign(cols * cols, 0.0), s.c.assign(o.fp_targets ? cols * cols : 0, 0.0);
@@ -128,19 +143,23 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   if (ref) ref->set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (collect) fp_inputs[name].assign(x, x + rows * cols);
   });
-  // AWQ on one block: each group of linears sharing an input gets its own scales, folded
-  // into what produces that input (the RMSNorm weight, or ffn_up's rows for ffn_down).
+  // AWQ on one block: each group of linears sharing an input (lowbit/topology.h) gets its own
+  // scales, folded into what produces that input (the RMSNorm weight, or ffn_up's rows for
+  // ffn_down; attn_output's input, shared across KV heads, is left alone as in the paper).
   // `block` scores α by the block output (awq_block.h); without it, by each linear's output.
-  auto apply_awq = [&](const std::string& p, std::map<std::string, std::vector<float>>& w,
+  auto apply_awq = [&](uint32_t layer, std::map<std::string, std::vector<float>>& w,
                        std::map<std::string, std::vector<double>>& h, AwqBlockSearch* block) {
-    auto group = [&](AwqGroup g) {
+    for (const InputGroup& g : block_input_groups(c, layer)) {
+      if (g.source == InputSource::KvHeadRows) continue;
       std::vector<AwqWeight> ws;
+      bool all_planned = true;
       for (const std::string& n : g.weights) {
-        if (!w.count(n)) return;  // a member kept in floats: leave the group unscaled
+        all_planned = all_planned && w.count(n);
+        if (!all_planned) break;  // a member kept in floats: leave the group unscaled
         const TensorView& t = m.tensor(n);
         ws.push_back({&w[n], t.shape[0], t.row_len(), *planned(n)});
       }
-      if (!g.producer.empty() && !w.count(g.producer)) return;
+      if (!all_planned || (g.source == InputSource::Rows && !w.count(g.producer))) continue;
       const InputSums& st = sums.at(g.weights[0]);
       std::vector<double> mean_abs(st.abs_sum.size());
       for (size_t j = 0; j < mean_abs.size(); ++j) mean_abs[j] = st.abs_sum[j] / st.count;
@@ -148,27 +167,23 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       res.awq_input_spread[g.weights[0]] = *hi / std::max(*lo, 1e-12);
       const AwqScales sc = block ? block->search(g, w, types, mean_abs, o.awq_grid) : awq_search(ws, h[g.weights[0]], mean_abs, o.awq_grid);
       res.awq_alpha[g.weights[0]] = sc.alpha;
-      if (sc.alpha == 0) return;
+      if (sc.alpha == 0) continue;
       for (size_t k = 0; k < ws.size(); ++k) {
         awq_scale_columns(w[g.weights[k]], ws[k].rows, ws[k].cols, sc.s);
         awq_unscale_hessian(h[g.weights[k]], sc.s);
       }
-      if (!g.producer.empty()) {
+      if (g.source == InputSource::Rows) {
         const TensorView& t = m.tensor(g.producer);
         awq_unscale_rows(w[g.producer], t.shape[0], t.row_len(), sc.s);
-      }
-      if (!g.norm.empty()) {
-        std::vector<float> gamma = to_f32(m.tensor(g.norm));
+      } else {
+        std::vector<float> gamma = to_f32(m.tensor(g.producer));
         awq_unscale_norm(gamma, sc.s);
-        quant.set_norm(g.norm, gamma);
-        PrecomputedTensor& t = res.tensors[g.norm];
+        quant.set_norm(g.producer, gamma);
+        PrecomputedTensor& t = res.tensors[g.producer];
         t.bytes.resize(gamma.size() * sizeof(float));
         std::memcpy(t.bytes.data(), gamma.data(), t.bytes.size());
       }
-    };
-    group({{p + "attn_q.weight", p + "attn_k.weight", p + "attn_v.weight"}, p + "attn_norm.weight", ""});
-    group({{p + "ffn_gate.weight", p + "ffn_up.weight"}, p + "ffn_norm.weight", ""});
-    group({{p + "ffn_down.weight"}, "", p + "ffn_up.weight"});
+    }
   };
 
   // Quantizes the weights whose statistics were just collected (one block, or the head).
@@ -189,7 +204,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     std::optional<AwqBlockSearch> block;  // its rounded weights stay in the engine until replaced below
     if (o.awq && !prefix.empty()) {
       if (o.awq_objective == AwqObjective::Block) block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
-      apply_awq(prefix, w, h, block ? &*block : nullptr);
+      apply_awq(layer, w, h, block ? &*block : nullptr);
     }
     for (auto& [name, wn] : w) {
       const TensorView& src = m.tensor(name);
@@ -215,7 +230,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       install(src, type, std::move(bytes), wn, &h[name]);
     }
     sums.clear();
-    last_x = nullptr;
+    last_group.clear();
   };
 
   // The embedding has no input statistics: it is rounded, and the quantized path starts from it.
@@ -231,6 +246,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     if (ref) ref->embed(windows[i].data(), T, xf[i].data());
   }
   res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
+  hand_over(embd.name);
 
   std::vector<float> scratch(T * D);
   if (o.awq && o.awq_objective == AwqObjective::Block) awq_targets.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
@@ -257,6 +273,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       quant.reset();
       quant.forward_layer(l, xq[i].data(), T);
     }
+    hand_over(block_prefix);
     res.layer_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (o.on_layer) o.on_layer(l, c.n_layer, res.layer_seconds.back());
   }
@@ -272,11 +289,12 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
         ref->final_norm(xf[i].data(), T, hf.data());
         fp_inputs[head] = hf;
       }
-      last_x = nullptr;
+      last_group.clear();
       on_input(head, hq.data(), T, D);
     }
     collect = false;
     quantize_collected(block_prefix, c.n_layer);
+    hand_over(head);
   }
   return res;
 }

@@ -6,6 +6,7 @@
 
 #include "lowbit/awq.h"
 #include "lowbit/error.h"
+#include "lowbit/topology.h"
 
 namespace lowbit {
 namespace {
@@ -83,43 +84,44 @@ SmoothQuantResult smooth_model(const Model& m, const CalibrationStats& stats, co
     for (const std::string& name : members) column_absmax(w.get(name), rows_of(name), act.size(), wmax);
     return smoothing_scales(act, wmax, o.alpha);
   };
+  // Per block (lowbit/topology.h): first the inputs made by another linear's rows, whose 1/s
+  // goes into those rows (attn_v, ffn_up) before the norm groups containing them take their
+  // maxima; then the inputs made by an RMSNorm.
   for (uint32_t l = 0; l < c.n_layer; ++l) {
-    const std::string p = "blk." + std::to_string(l) + ".";
-    const std::string q = p + "attn_q.weight", k = p + "attn_k.weight", v = p + "attn_v.weight", out = p + "attn_output.weight";
-    const std::string gate = p + "ffn_gate.weight", up = p + "ffn_up.weight", down = p + "ffn_down.weight";
-    // attn_output first: its 1/s goes into the rows of attn_v, before the q/k/v maxima are taken.
-    // The heads h of KV head h / group share one scale per dimension d.
-    {
-      const auto& act = input_absmax(stats, out, Q);
-      std::vector<float> act_kv(KV, 0.0f), w_kv(KV, 0.0f), wmax;
-      column_absmax(w.get(out), D, Q, wmax);
-      for (uint64_t h = 0; h < c.n_head; ++h)
-        for (uint64_t d = 0; d < hd; ++d) {
-          const uint64_t kv = (h / group) * hd + d;
-          act_kv[kv] = std::max(act_kv[kv], act[h * hd + d]);
-          w_kv[kv] = std::max(w_kv[kv], wmax[h * hd + d]);
-        }
-      const auto s_kv = o.smooth ? smoothing_scales(act_kv, w_kv, o.alpha) : ones(KV);
-      std::vector<float> s(Q);
-      for (uint64_t h = 0; h < c.n_head; ++h)
-        for (uint64_t d = 0; d < hd; ++d) s[h * hd + d] = s_kv[(h / group) * hd + d];
-      smooth_input({out}, act, s);
-      awq_unscale_rows(w.get(v), KV, D, s_kv);
-      if (c.attn_bias) awq_unscale_rows(w.get(p + "attn_v.bias"), KV, 1, s_kv);
+    const std::vector<InputGroup> groups = block_input_groups(c, l);
+    for (const InputGroup& g : groups) {
+      if (g.source == InputSource::Rows) {
+        const auto& act = input_absmax(stats, g.weights[0], F);
+        const auto s = scales_for(g.weights, act);
+        smooth_input(g.weights, act, s);
+        awq_unscale_rows(w.get(g.producer), F, D, s);
+      } else if (g.source == InputSource::KvHeadRows) {  // heads sharing a KV head share one scale per dimension
+        const std::string& out = g.weights[0];
+        const auto& act = input_absmax(stats, out, Q);
+        std::vector<float> act_kv(KV, 0.0f), w_kv(KV, 0.0f), wmax;
+        column_absmax(w.get(out), D, Q, wmax);
+        for (uint64_t h = 0; h < c.n_head; ++h)
+          for (uint64_t d = 0; d < hd; ++d) {
+            const uint64_t kv = (h / group) * hd + d;
+            act_kv[kv] = std::max(act_kv[kv], act[h * hd + d]);
+            w_kv[kv] = std::max(w_kv[kv], wmax[h * hd + d]);
+          }
+        const auto s_kv = o.smooth ? smoothing_scales(act_kv, w_kv, o.alpha) : ones(KV);
+        std::vector<float> sq(Q);
+        for (uint64_t h = 0; h < c.n_head; ++h)
+          for (uint64_t d = 0; d < hd; ++d) sq[h * hd + d] = s_kv[(h / group) * hd + d];
+        smooth_input({out}, act, sq);
+        awq_unscale_rows(w.get(g.producer), KV, D, s_kv);
+        if (!g.producer_bias.empty()) awq_unscale_rows(w.get(g.producer_bias), KV, 1, s_kv);
+      }
     }
-    {  // ffn_down, folded into the rows of ffn_up
-      const auto& act = input_absmax(stats, down, F);
-      const auto s = scales_for({down}, act);
-      smooth_input({down}, act, s);
-      awq_unscale_rows(w.get(up), F, D, s);
-    }
-    for (const auto& [members, norm] : {std::pair<std::vector<std::string>, std::string>{{q, k, v}, p + "attn_norm.weight"},
-                                        {{gate, up}, p + "ffn_norm.weight"}}) {
-      const auto& act = input_absmax(stats, members[0], D);
-      const auto s = scales_for(members, act);
-      smooth_input(members, act, s);
-      awq_unscale_norm(w.get(norm), s);
-    }
+    for (const InputGroup& g : groups)
+      if (g.source == InputSource::Norm) {
+        const auto& act = input_absmax(stats, g.weights[0], D);
+        const auto s = scales_for(g.weights, act);
+        smooth_input(g.weights, act, s);
+        awq_unscale_norm(w.get(g.producer), s);
+      }
   }
   // Static activation scales: the largest smoothed input value seen, over 127.
   r.acts.static_scales = o.static_acts;

@@ -69,6 +69,21 @@ void AtomicFileWriter::pad_to(uint64_t alignment) {
   }
 }
 
+void AtomicFileWriter::resize(uint64_t size) {
+  if (std::fflush(f_) != 0 || ::ftruncate(::fileno(f_), static_cast<off_t>(size)) != 0)
+    fail(ErrorKind::Io, "{}: cannot size the output to {} bytes: {}", path_, size, std::strerror(errno));
+}
+
+void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t n) {
+  if (std::fflush(f_) != 0) fail(ErrorKind::Io, "{}: write failed: {}", path_, std::strerror(errno));
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(::fileno(f_), p, n, static_cast<off_t>(offset));
+    if (w <= 0) fail(ErrorKind::Io, "{}: write failed at byte {}: {}", path_, offset, std::strerror(errno));
+    p += w, n -= static_cast<size_t>(w), offset += static_cast<uint64_t>(w);
+  }
+}
+
 void AtomicFileWriter::commit() {
   if (std::fflush(f_) != 0 || std::fclose(f_) != 0) {
     f_ = nullptr;

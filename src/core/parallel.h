@@ -8,11 +8,10 @@
 #include <thread>
 #include <vector>
 
+#include "lowbit/threads.h"
+
 namespace lowbit {
 
-inline int resolve_threads(int n_threads) {
-  return n_threads > 0 ? n_threads : std::max(1u, std::thread::hardware_concurrency());
-}
 
 template <typename Fn>
 void parallel_for(uint64_t n, int n_threads, Fn fn) {

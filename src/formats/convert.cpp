@@ -8,13 +8,10 @@
 #include "formats/model_writer.h"
 
 namespace lowbit {
-namespace {
 
 bool is_q_or_k(const std::string& gguf_name) {
   return gguf_name.find(".attn_q.") != std::string::npos || gguf_name.find(".attn_k.") != std::string::npos;
 }
-
-}  // namespace
 
 // Converts a tensor to f32 and, for q/k weights, moves its rows between RoPE layouts.
 std::vector<float> load_rows(const Model& m, const TensorView& t, RopeLayout target) {

@@ -360,7 +360,7 @@ uint64_t GgufWriter::alignment() const {
   return 32;
 }
 
-void GgufWriter::write(const std::string& path) const {
+std::string GgufWriter::header(std::vector<uint64_t>& offsets) const {
   const uint64_t align = alignment();
   std::string head;
   put<uint32_t>(head, 0x46554747u);
@@ -372,6 +372,7 @@ void GgufWriter::write(const std::string& path) const {
     put<uint32_t>(head, static_cast<uint32_t>(v.type));
     write_value(head, v);
   }
+  offsets.clear();
   uint64_t offset = 0;
   for (const auto& t : tensors_) {
     put_string(head, t.info.name);
@@ -379,21 +380,57 @@ void GgufWriter::write(const std::string& path) const {
     for (auto it = t.info.shape.rbegin(); it != t.info.shape.rend(); ++it) put<uint64_t>(head, *it);
     put<uint32_t>(head, static_cast<uint32_t>(traits(t.info.dtype).ggml_id));
     put<uint64_t>(head, offset);
+    offsets.push_back(offset);
     offset += (t.nbytes + align - 1) / align * align;
   }
-  AtomicFileWriter w(path);
-  w.write(head);
-  w.pad_to(align);
+  offsets.push_back(offset);  // the end of the data
+  head.resize((head.size() + align - 1) / align * align, '\0');
+  return head;
+}
+
+void GgufWriter::write(const std::string& path) const {
+  GgufStreamWriter out(*this, path);
   std::vector<uint8_t> buf;
-  for (const auto& t : tensors_) {
+  for (size_t i = 0; i < tensors_.size(); ++i) {
     buf.clear();
-    t.produce(buf);
-    if (buf.size() != t.nbytes)
-      fail(ErrorKind::Argument, "{}: tensor '{}': producer gave {} bytes, expected {}", path, t.info.name, buf.size(), t.nbytes);
-    w.write(buf.data(), buf.size());
-    w.pad_to(align);
+    tensors_[i].produce(buf);
+    if (buf.size() != tensors_[i].nbytes)
+      fail(ErrorKind::Argument, "{}: tensor '{}': producer gave {} bytes, expected {}", path, tensors_[i].info.name, buf.size(),
+           tensors_[i].nbytes);
+    out.write(i, buf);
   }
-  w.commit();
+  out.commit();
+}
+
+GgufStreamWriter::GgufStreamWriter(const GgufWriter& layout, const std::string& path)
+    : layout_(layout), path_(path), file_(path), written_(layout.tensors().size(), 0) {
+  const std::string head = layout.header(offsets_);
+  data_start_ = head.size();
+  file_.write(head);
+  file_.resize(data_start_ + offsets_.back());
+}
+
+size_t GgufStreamWriter::index_of(const std::string& name) const {
+  const auto& ts = layout_.tensors();
+  for (size_t i = 0; i < ts.size(); ++i)
+    if (ts[i].info.name == name) return i;
+  fail(ErrorKind::Argument, "{}: no tensor '{}' in the planned file", path_, name);
+}
+
+void GgufStreamWriter::write(size_t i, uint64_t offset, const uint8_t* data, size_t n) {
+  const OutputTensor& t = tensor(i);
+  if (offset > t.nbytes || n > t.nbytes - offset || written_[i] + n > t.nbytes)
+    fail(ErrorKind::Argument, "{}: tensor '{}': bytes {}..{} written past its {} bytes", path_, t.info.name, offset, offset + n,
+         t.nbytes);
+  file_.write_at(data_start_ + offsets_[i] + offset, data, n);
+  written_[i] += n;
+}
+
+void GgufStreamWriter::commit() {
+  for (size_t i = 0; i < written_.size(); ++i)
+    if (!complete(i))
+      fail(ErrorKind::Argument, "{}: tensor '{}' has {} of its {} bytes", path_, tensor(i).info.name, written_[i], tensor(i).nbytes);
+  file_.commit();
 }
 
 }  // namespace lowbit

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <cmath>
 
+#include "core/parallel.h"
 #include "core/thread_pool.h"
 #include "lowbit/error.h"
 #include "lowbit/kernels.h"
@@ -130,6 +131,7 @@ struct Engine::Impl {
 
 Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), impl_(std::make_unique<Impl>()) {
   const ModelConfig& c = m.config;
+  opts.n_threads = opts_.n_threads = resolve_threads(opts.n_threads);
   n_ctx_ = opts.n_ctx ? opts.n_ctx : c.n_ctx;
   openblas_set_num_threads(std::max(1, opts.n_threads));
   Impl& s = *impl_;

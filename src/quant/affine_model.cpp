@@ -69,6 +69,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
   const auto t0 = std::chrono::steady_clock::now();
   n_threads = resolve_threads(n_threads);
   QuantizeReport report;
+  report.method = method;
   report.tensors.resize(m.tensors.size());
   nlohmann::json columns = nlohmann::json::object();
   std::vector<OutputTensor> out;

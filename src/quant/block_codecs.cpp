@@ -74,7 +74,7 @@ void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, c
                    uint8_t* out) {
   const auto& tr = traits(t);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
-  parallel_for(n_rows, n_threads, [&](uint64_t r0, uint64_t r1) {
+  parallel_for(n_rows, resolve_threads(n_threads), [&](uint64_t r0, uint64_t r1) {
     quantize_rows(t, x + r0 * row_len, r1 - r0, row_len, importance, out + r0 * row_bytes);
   });
 }

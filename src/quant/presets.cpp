@@ -1,6 +1,8 @@
 // The preset table: llama.cpp's quantization mixes as data. Each preset has a base type,
 // an output-head type and a list of rules that give some roles more bits in some layers.
 // docs/QUANTIZATION.md prints this table in prose.
+#include <algorithm>
+#include <map>
 #include <cctype>
 #include <regex>
 
@@ -123,7 +125,7 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
     try {
       patterns.emplace_back(t.pattern);
     } catch (const std::regex_error& e) {
-      fail(ErrorKind::Argument, "--tensor-type '{}': not a valid regular expression ({})", t.pattern, e.what());
+      fail(ErrorKind::Argument, "tensor type pattern '{}': not a valid regular expression ({})", t.pattern, e.what());
     }
   }
   const bool has_output = m.find("output.weight") != nullptr;
@@ -134,7 +136,7 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
     if (!m.find(name)) fail(ErrorKind::Argument, "recipe: the model {} has no tensor '{}'", m.source, name);
   std::vector<TensorPlan> plan;
   for (const TensorView& t : m.tensors) {
-    TensorPlan p{t.name, DType::F32, ""};
+    TensorPlan p{t.name, DType::F32, "", PlanReason::Exact};
     if (t.shape.size() < 2) {  // norms and biases stay exact
       plan.push_back(p);
       continue;
@@ -142,10 +144,11 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
     const NameParts parts = split_name(t.name);
     const bool is_output = t.name == "output.weight" || (!has_output && t.name == "token_embd.weight");
     p.type = preset.base;
+    p.reason = PlanReason::Base;
     if (!o.pure) {
       if (is_output) {
         p.type = preset.output;
-        if (p.type != preset.base) p.note = "output head";
+        if (p.type != preset.base) p.note = "output head", p.reason = PlanReason::Mix;
       } else if (parts.layer >= 0) {
         for (const PresetRule& r : preset.rules) {
           if (parts.role != r.role || !layer_selected(r.layers, parts.layer, n_layer)) continue;
@@ -153,17 +156,18 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
           if (r.without_importance && o.has_importance) continue;
           p.type = r.type;
           p.note = std::string(preset.name) + " mix";
+          p.reason = PlanReason::Mix;
           break;
         }
       }
     }
-    if (auto r = o.recipe.find(t.name); r != o.recipe.end()) p = {t.name, r->second, "recipe"};
-    if (is_output && o.output_type) p = {t.name, *o.output_type, "--output-tensor-type"};
-    if (t.name == "token_embd.weight" && o.token_embedding_type) p = {t.name, *o.token_embedding_type, "--token-embedding-type"};
+    if (auto r = o.recipe.find(t.name); r != o.recipe.end()) p = {t.name, r->second, "recipe", PlanReason::Recipe};
+    if (is_output && o.output_type) p = {t.name, *o.output_type, "output tensor type", PlanReason::Chosen};
+    if (t.name == "token_embd.weight" && o.token_embedding_type) p = {t.name, *o.token_embedding_type, "token embedding type", PlanReason::Chosen};
     for (size_t i = 0; i < patterns.size(); ++i) {
       if (!std::regex_match(t.name, patterns[i])) continue;
       pattern_used[i] = true;
-      p = {t.name, o.tensor_types[i].type, "--tensor-type " + o.tensor_types[i].pattern};
+      p = {t.name, o.tensor_types[i].type, "tensor type " + o.tensor_types[i].pattern, PlanReason::Chosen};
       break;
     }
     const DType fb = fallback_type(p.type, t.row_len());
@@ -171,14 +175,31 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
       p.note = fmt::format("fallback: rows of {} values do not fit {} blocks of {}, using {}", t.row_len(),
                            dtype_name(p.type), traits(p.type).block_size, dtype_name(fb));
       p.type = fb;
+      p.reason = PlanReason::Fallback;
     }
     plan.push_back(p);
   }
   for (size_t i = 0; i < pattern_used.size(); ++i)
     if (!pattern_used[i])
-      fail(ErrorKind::Argument, "--tensor-type '{}': the pattern matches no tensor of {}", o.tensor_types[i].pattern,
+      fail(ErrorKind::Argument, "tensor type pattern '{}': matches no tensor of {}", o.tensor_types[i].pattern,
            m.source);
   return plan;
+}
+
+uint32_t mix_file_type(const Model& m, const std::vector<TensorPlan>& plan) {
+  constexpr uint32_t kGuessed = 1024;  // llama.cpp's LLAMA_FTYPE_GUESSED
+  std::map<DType, uint64_t> weights;
+  for (const TensorPlan& p : plan)
+    if (m.tensor(p.name).shape.size() >= 2) weights[p.type] += m.tensor(p.name).n_values();
+  if (weights.empty()) return kGuessed;
+  const DType most = std::max_element(weights.begin(), weights.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+  const Preset* chosen = nullptr;
+  for (const Preset& p : presets()) {
+    if (p.base != most) continue;
+    const std::string name = p.name;
+    if (!chosen || (name.size() > 2 && name.compare(name.size() - 2, 2, "_M") == 0)) chosen = &p;
+  }
+  return (chosen ? chosen->file_type : 0) | kGuessed;
 }
 
 }  // namespace lowbit

@@ -55,80 +55,183 @@ std::vector<uint8_t> rows_in_layout(const Model& m, const TensorView& t, const s
   return out;
 }
 
-}  // namespace
-
-QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o) {
-  const auto t0 = std::chrono::steady_clock::now();
-  QuantizePlanOptions plan_opts = o.plan;
-  plan_opts.has_importance = static_cast<bool>(o.importance);
-  const std::vector<TensorPlan> plan = plan_quantization(m, plan_opts);
-  const Preset& preset = require_preset(plan_opts.preset);
-  const int n_threads = resolve_threads(o.n_threads);
-
-  GgufWriter w;
-  set_model_metadata(m, w, preset.file_type);
+// Metadata of a quantized file: the model's, the file type (the preset's, or guessed from a
+// mix), the preset and method, and rope_freqs.
+void set_quantized_metadata(const Model& m, const QuantizePlanOptions& o, const std::vector<TensorPlan>& plan,
+                            const std::string& method, GgufWriter& w) {
+  const Preset& preset = require_preset(o.preset);
+  const bool mix = !o.recipe.empty();  // the preset's rules are not what chose the types
+  set_model_metadata(m, w, mix ? mix_file_type(m, plan) : preset.file_type);
   w.set("general.quantization_version", GgufValue::of_u32(2));
-  w.set("lowbit.quantize.preset", GgufValue::of_string(preset.name));
-  const std::string method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
+  w.set("lowbit.quantize.preset", GgufValue::of_string(mix ? "mix" : preset.name));
   w.set("lowbit.quantize.method", GgufValue::of_string(method));
   add_rope_freqs(m, w);
+}
 
+TensorView row_slice(const TensorView& t, uint64_t r0, uint64_t r1) {
+  const uint64_t rows = t.n_rows(), bytes_per_row = t.nbytes / rows;
+  TensorView v = t;
+  v.shape = {r1 - r0, t.row_len()};
+  v.data = t.data + r0 * bytes_per_row;
+  v.nbytes = (r1 - r0) * bytes_per_row;
+  return v;
+}
+
+}  // namespace
+
+struct GgufQuantizeWriter::Impl {
+  const Model& m;
+  QuantizeOptions o;
+  std::vector<TensorPlan> plan;
+  int n_threads;
+  RopeLayout target;
+  GgufWriter layout;
+  std::unique_ptr<GgufStreamWriter> out;
+  size_t first = 0;  // the layout index of model tensor 0
   QuantizeReport report;
-  report.tensors.resize(plan.size());
-  const RopeLayout target = gguf_rope_layout(m.config);
-  for (size_t i = 0; i < plan.size(); ++i) {
-    const TensorView& src = m.tensors[i];
-    TensorReport& rep = report.tensors[i];
-    rep = {src.name, src.shape, plan[i].type, 0, 0, 0, 0, plan[i].note};
-    if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
-      fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
-    report.total_bytes += rep.bytes;
-    report.n_weights += src.n_values();
-    OutputTensor t;
-    t.info = src;
-    t.info.dtype = rep.type;
-    t.nbytes = rep.bytes;
-    t.produce = [&, i, target](std::vector<uint8_t>& out) {
-      const TensorView& s = m.tensors[i];
-      TensorReport& r = report.tensors[i];
+  size_t n_done = 0;
+  std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+
+  Impl(const Model& model, const std::string& path, const QuantizeOptions& opts)
+      : m(model), o(opts), n_threads(resolve_threads(opts.n_threads)), target(gguf_rope_layout(model.config)) {
+    QuantizePlanOptions plan_opts = o.plan;
+    plan_opts.has_importance = static_cast<bool>(o.importance);
+    plan = plan_quantization(m, plan_opts);
+    report.method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
+    set_quantized_metadata(m, plan_opts, plan, report.method, layout);
+    first = layout.tensors().size();  // tensors the metadata brought (rope_freqs) come first
+    report.tensors.resize(plan.size());
+    for (size_t i = 0; i < plan.size(); ++i) {
+      const TensorView& src = m.tensors[i];
+      TensorReport& rep = report.tensors[i];
+      rep = {src.name, src.shape, plan[i].type, 0, 0, 0, 0, plan[i].note, plan[i].reason};
+      if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
+        fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
+      report.total_bytes += rep.bytes;
+      report.n_weights += src.n_values();
+      OutputTensor t;
+      t.info = src;
+      t.info.dtype = rep.type;
+      t.nbytes = rep.bytes;
+      layout.add_tensor(std::move(t));
+    }
+    out = std::make_unique<GgufStreamWriter>(layout, path);
+  }
+
+  void done(size_t i) {
+    release_mapped_pages(m.tensors[i].data, m.tensors[i].nbytes);
+    if (o.on_tensor) o.on_tensor(n_done, plan.size(), report.tensors[i]);
+    ++n_done;
+  }
+
+  // Quantizes and writes tensor i: GPTQ or with its Hessian as one piece, else in row chunks.
+  void quantize(size_t i) {
+    const TensorView& s = m.tensors[i];
+    TensorReport& r = report.tensors[i];
+    const std::vector<float>* imp = o.importance ? o.importance(s.name) : nullptr;
+    if (imp && imp->size() != s.row_len())
+      fail(ErrorKind::Argument, "importance vector for '{}' has {} values, the tensor has {} columns", s.name, imp->size(),
+           s.row_len());
+    const std::vector<double>* h = o.hessian ? o.hessian(s.name) : nullptr;
+    if (h && !h->empty() && h->size() != s.row_len() * s.row_len())
+      fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
+           s.row_len());
+    const float* importance = imp ? imp->data() : nullptr;
+    const bool whole = h || s.shape.size() < 2 || (m.rope_layout != target && is_q_or_k(s.name));
+    std::vector<uint8_t> bytes;
+    if (whole) {
       const std::vector<float> x = load_rows(m, s, target);
-      const std::vector<float>* imp = o.importance ? o.importance(s.name) : nullptr;
-      if (imp && imp->size() != s.row_len())
-        fail(ErrorKind::Argument, "importance vector for '{}' has {} values, the tensor has {} columns", s.name,
-             imp->size(), s.row_len());
-      const std::vector<double>* h = o.hessian ? o.hessian(s.name) : nullptr;
-      if (h && !h->empty() && h->size() != s.row_len() * s.row_len())
-        fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
-             s.row_len());
-      if (const PrecomputedTensor* done = o.precomputed ? o.precomputed(s.name) : nullptr) {
-        if (done->bytes.size() != r.bytes)
-          fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", s.name, done->bytes.size(), r.bytes);
-        out = rows_in_layout(m, s, done->bytes, target);
-        r.rel_rms_error = done->rel_rms_error;
-        r.rel_output_error = done->rel_output_error;
-        r.rel_output_error_rtn = done->rel_output_error_rtn;
-      } else {
-        quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, h, o.use_gptq ? &o.gptq : nullptr, n_threads, out);
-        const std::vector<float> hf = hessian_f32(h, s.row_len());
-        const TensorErrors e = measure_errors(r.type, x, s.row_len(), out, h ? &hf : nullptr, n_threads);
-        r.rel_rms_error = e.weight;
-        r.rel_output_error = e.output;
-        if (o.use_gptq && !hf.empty() && !traits(r.type).is_float) {  // what plain rounding would have cost, for the report
-          std::vector<uint8_t> rtn;
-          quantize_tensor(r.type, x, s.row_len(), imp ? imp->data() : nullptr, nullptr, nullptr, n_threads, rtn);
-          r.rel_output_error_rtn = measure_errors(r.type, x, s.row_len(), rtn, &hf, n_threads).output;
-        }
+      quantize_tensor(r.type, x, s.row_len(), importance, h, o.use_gptq ? &o.gptq : nullptr, n_threads, bytes);
+      const std::vector<float> hf = hessian_f32(h, s.row_len());
+      const TensorErrors e = measure_errors(r.type, x, s.row_len(), bytes, h ? &hf : nullptr, n_threads);
+      r.rel_rms_error = e.weight;
+      r.rel_output_error = e.output;
+      if (o.use_gptq && !hf.empty() && !traits(r.type).is_float) {  // what plain rounding would have cost, for the report
+        std::vector<uint8_t> rtn;
+        quantize_tensor(r.type, x, s.row_len(), importance, nullptr, nullptr, n_threads, rtn);
+        r.rel_output_error_rtn = measure_errors(r.type, x, s.row_len(), rtn, &hf, n_threads).output;
       }
-      release_mapped_pages(s.data, s.nbytes);
-      if (o.on_tensor) o.on_tensor(i, plan.size(), r);
-    };
+      out->write(first + i, bytes);
+      return done(i);
+    }
+    const uint64_t rows = s.n_rows(), step = std::max<uint64_t>(1, o.chunk_values / s.row_len());
+    const uint64_t out_row_bytes = r.bytes / rows;
+    ErrorSums sums;
+    for (uint64_t r0 = 0; r0 < rows; r0 += step) {
+      const uint64_t r1 = std::min(rows, r0 + step);
+      const TensorView piece = row_slice(s, r0, r1);
+      const std::vector<float> x = to_f32(piece);
+      quantize_tensor(r.type, x, s.row_len(), importance, nullptr, nullptr, n_threads, bytes);
+      sums.add(weight_error_sums(r.type, x, s.row_len(), bytes, n_threads));
+      out->write(first + i, r0 * out_row_bytes, bytes.data(), bytes.size());
+      release_mapped_pages(piece.data, piece.nbytes);
+    }
+    r.rel_rms_error = sums.relative_rms();
+    done(i);
+  }
+};
+
+GgufQuantizeWriter::GgufQuantizeWriter(const Model& m, const std::string& path, const QuantizeOptions& o)
+    : impl_(std::make_unique<Impl>(m, path, o)) {}
+
+GgufQuantizeWriter::~GgufQuantizeWriter() = default;
+
+const std::vector<TensorPlan>& GgufQuantizeWriter::plan() const { return impl_->plan; }
+
+void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t) {
+  Impl& s = *impl_;
+  const size_t slot = s.out->index_of(name);
+  if (slot < s.first) fail(ErrorKind::Argument, "'{}' is written by the quantizer itself", name);
+  const size_t i = slot - s.first;
+  TensorReport& r = s.report.tensors[i];
+  if (t.bytes.size() != r.bytes)
+    fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", name, t.bytes.size(), r.bytes);
+  if (s.out->complete(slot)) fail(ErrorKind::Argument, "precomputed '{}' given twice", name);
+  s.out->write(slot, rows_in_layout(s.m, s.m.tensors[i], t.bytes, s.target));
+  r.rel_rms_error = t.rel_rms_error;
+  r.rel_output_error = t.rel_output_error;
+  r.rel_output_error_rtn = t.rel_output_error_rtn;
+  s.done(i);
+}
+
+QuantizeReport GgufQuantizeWriter::finish() {
+  Impl& s = *impl_;
+  for (size_t k = 0; k < s.first; ++k) {  // rope_freqs: made by its producer
+    std::vector<uint8_t> bytes;
+    s.layout.tensors()[k].produce(bytes);
+    s.out->write(k, bytes);
+  }
+  for (size_t i = 0; i < s.plan.size(); ++i)
+    if (!s.out->complete(s.first + i)) s.quantize(i);
+  s.out->commit();
+  QuantizeReport& report = s.report;
+  report.file_bytes = std::filesystem::file_size(s.out->path());
+  report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.t0).count();
+  return report;
+}
+
+uint64_t gguf_overhead_bound(const Model& m, const QuantizePlanOptions& o) {
+  const std::vector<TensorPlan> plan = plan_quantization(m, o);
+  GgufWriter w;
+  set_quantized_metadata(m, o, plan, std::string(512, 'x'), w);
+  uint64_t planned = 0;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    OutputTensor t;
+    t.info = m.tensors[i];
+    t.info.dtype = plan[i].type;
+    if (!tensor_bytes(t.info.dtype, t.info.row_len(), t.info.n_values(), &t.nbytes)) t.nbytes = 0;
+    planned += t.nbytes;
     w.add_tensor(std::move(t));
   }
-  w.write(path);
-  report.file_bytes = std::filesystem::file_size(path);
-  report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return report;
+  std::vector<uint64_t> offsets;
+  const uint64_t header = w.header(offsets).size();
+  // offsets.back() is every tensor's data with padding; the mix's own padding may differ.
+  return header + (offsets.back() - planned) + w.tensors().size() * w.alignment();
+}
+
+QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o) {
+  return GgufQuantizeWriter(m, path, o).finish();
 }
 
 Model quantize_model_in_memory(const Model& m, const QuantizePlanOptions& plan, int n_threads) {
@@ -162,7 +265,7 @@ QuantizePlanOptions plan_for_type_or_preset(const std::string& name) {
     }
   std::string names;
   for (const Preset& p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
-  fail(ErrorKind::Argument, "'{}' is not a preset or a type (presets: {})", name, names);
+  fail(ErrorKind::Argument, "unknown quantization type '{}': not a preset ({}) nor a type with a preset (Q4_K, Q8_0, ...)", name, names);
 }
 
 }  // namespace lowbit

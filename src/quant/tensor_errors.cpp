@@ -12,9 +12,16 @@
 
 namespace lowbit {
 
+namespace {
+
+struct Sums {
+  ErrorSums weight;
+  double out_err = 0, out_ref = 0;  // tr(ΔHΔᵀ), tr(WHWᵀ)
+};
+
 // The output error takes one SGEMM per chunk of rows: (W-Q)·H, then a row-wise dot.
-TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            const std::vector<float>* hessian, int n_threads) {
+Sums error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
+                const std::vector<float>* hessian, int n_threads) {
   const uint64_t n_rows = x.size() / row_len, row_bytes = out.size() / n_rows;
   const bool with_h = hessian && hessian->size() == row_len * row_len;
   static const std::vector<float> kNone;
@@ -46,7 +53,20 @@ TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t ro
     out_err += e;
     out_ref += ref;
   });
-  return {weight.relative_rms(), out_ref > 0 ? std::sqrt(std::max(0.0, out_err) / out_ref) : 0.0};
+  return {weight, out_err, out_ref};
+}
+
+}  // namespace
+
+TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
+                            const std::vector<float>* hessian, int n_threads) {
+  const Sums s = error_sums(type, x, row_len, out, hessian, n_threads);
+  return {s.weight.relative_rms(), s.out_ref > 0 ? std::sqrt(std::max(0.0, s.out_err) / s.out_ref) : 0.0};
+}
+
+ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
+                            int n_threads) {
+  return error_sums(type, x, row_len, out, nullptr, n_threads).weight;
 }
 
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "lowbit/dtype.h"
+#include "quant/error_sums.h"
 
 namespace lowbit {
 
@@ -18,6 +19,10 @@ struct TensorErrors {
 // SGEMM's precision; callers measuring several quantizations convert once), or null.
 TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
                             const std::vector<float>* hessian, int n_threads);
+
+// Σ (x - Q(x))² and Σ x² of a piece of a tensor, to add up over row chunks.
+ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
+                            int n_threads);
 
 // H as measure_errors takes it: f32, or empty when `h` is null or not [row_len²].
 std::vector<float> hessian_f32(const std::vector<double>* h, uint64_t row_len);

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "lowbit/error.h"
+#include "lowbit/threads.h"
 #include "lowbit/kernels.h"
 #include "lowbit/model.h"
 #include "lowbit/speed.h"
@@ -58,6 +59,7 @@ Action add_bench(CLI::App& app) {
   c->add_flag("--json", o->json, "print the results as JSON on stdout");
   add_engine_flags(c, o->engine, "fast");
   return [o]() {
+    o->engine.threads = resolve_threads(o->engine.threads);
     if (o->model.empty() == o->synthetic.empty()) fail(ErrorKind::Argument, "bench: give a MODEL or --synthetic SHAPE (not both)");
     if (o->speed.repetitions < 1) fail(ErrorKind::Argument, "bench: -r {}: at least one repetition", o->speed.repetitions);
     Model m;

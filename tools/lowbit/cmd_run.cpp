@@ -15,7 +15,7 @@ namespace lowbit::cli {
 
 void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels) {
   f.kernels = default_kernels;
-  c->add_option("-t,--threads", f.threads, "threads")->capture_default_str();
+  c->add_option("-t,--threads", f.threads, "threads (0: all cores)")->capture_default_str();
   c->add_option("--kernels", f.kernels, "fast (integer dot products on 8-bit activations, SIMD) or reference (fp32, BLAS)")
       ->check(CLI::IsMember({"fast", "reference"}))->capture_default_str();
   c->add_option("--blas-batch", f.blas_batch, "fast kernels: batches of at least N tokens multiply dequantized weight tiles with BLAS; 0: always the integer kernels")

@@ -16,7 +16,8 @@
 #include "lowbit/eval.h"
 #include "lowbit/file_io.h"
 #include "lowbit/tokenizer.h"
-#include "quantize_flow.h"
+#include "lowbit/job.h"
+#include "quantize_flags.h"
 
 namespace lowbit::cli {
 namespace {
@@ -91,7 +92,10 @@ std::string plot_svg(const std::vector<SweepPoint>& pts, const std::string& titl
 
 Action add_sweep(CLI::App& app) {
   struct Opts {
-    QuantizeFlags q;
+    QuantizeJob job;  // model, calibration, method, threads; the target changes per point
+    GgufTarget gguf;  // the sensitivity settings
+    std::string method = "rtn";
+    bool quiet = false;
     std::string eval_text, out_dir, bpw = "2.5:6.5:0.5", presets = "Q2_K,Q3_K_S,Q3_K_M,Q4_K_S,Q4_K_M,Q5_K_M,Q6_K,Q8_0";
     uint32_t ctx = 512;
     size_t chunks = 40;
@@ -99,43 +103,42 @@ Action add_sweep(CLI::App& app) {
   };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("sweep", "Budget mixes and presets at several sizes: size, PPL, KLD, top-1 -> CSV + SVG plot");
-  c->add_option("model", o->q.model, "model directory, .gguf file or llama2.c .bin")->required();
-  c->add_option("--calib", o->q.calib.text, "calibration text (sensitivity, and the calibrated methods)")->required();
-  add_calibration_flags(c, o->q.calib);
+  c->add_option("model", o->job.model, "model directory, .gguf file or llama2.c .bin")->required();
+  c->add_option("--calib", o->job.calib.text, "calibration text (sensitivity, and the calibrated methods)")->required();
+  add_calibration_source_flags(c, o->job.calib);
   c->add_option("-f,--file", o->eval_text, "evaluation text (e.g. WikiText-2 test)")->required();
   c->add_option("-o,--output", o->out_dir, "directory for sweep.csv and sweep.svg")->required();
   c->add_option("--bpw", o->bpw, "budgets FROM:TO:STEP in bits per weight")->capture_default_str();
   c->add_option("--presets", o->presets, "comma-separated presets to compare (empty: none)")->capture_default_str();
-  c->add_option("--method", o->q.method, "rtn, imatrix, gptq, awq or awq+gptq (for mixes and presets alike)")
-      ->check(CLI::IsMember({"rtn", "imatrix", "gptq", "awq", "awq+gptq"}));
-  add_sensitivity_flags(c, o->q);
+  c->add_option("--method", o->method, "rtn, imatrix, gptq, awq or awq+gptq (for mixes and presets alike)")
+      ->check(CLI::IsMember({"rtn", "imatrix", "gptq", "awq", "awq+gptq"}))->capture_default_str();
+  add_sensitivity_flags(c, o->gguf.sensitivity);
   c->add_option("--ctx", o->ctx, "evaluation window")->capture_default_str();
   c->add_option("--chunks", o->chunks, "evaluation windows")->capture_default_str();
-  c->add_option("-t,--threads", o->q.threads, "threads (0: all cores)")->capture_default_str();
+  c->add_option("-t,--threads", o->job.threads, "threads (0: all cores)")->capture_default_str();
   c->add_flag("--keep", o->keep, "keep the quantized files in DIR");
-  c->add_flag("-q,--quiet", o->q.quiet, "no progress");
+  c->add_flag("-q,--quiet", o->quiet, "no progress");
   return [o]() {
     const std::vector<double> budgets = parse_range(o->bpw);
     const std::vector<std::string> presets = split_list(o->presets);
     for (const auto& p : presets) require_preset(p);
-    if (o->q.method.empty()) o->q.method = "rtn";
+    QuantizeJob job = o->job;
+    job.method.kind = *method_from_name(o->method);
+    job.target = o->gguf;
     std::filesystem::create_directories(o->out_dir);
-    const int eval_threads = o->q.threads > 0 ? o->q.threads : 2;  // the engine's threads, as `perplexity` uses
-    const Model m = load_model(o->q.model);
+    const Model m = load_model(job.model);
     const std::string base = o->out_dir + "/base.logits";
     {
-      const auto tokens = Tokenizer::create(m.vocab, o->q.model)->encode(read_text_file(o->eval_text), true);
-      Engine engine(m, {eval_threads, std::max(o->ctx, m.config.n_ctx)});
+      const auto tokens = Tokenizer::create(m.vocab, job.model)->encode(read_text_file(o->eval_text), true);
+      Engine engine(m, {job.threads, std::max(o->ctx, m.config.n_ctx)});
       PerplexityOptions po;
       po.n_ctx = o->ctx;
       po.max_chunks = o->chunks;
       po.save_logits = base;
       const double ppl = evaluate_perplexity(engine, tokens, po).ppl;
-      if (!o->q.quiet) fmt::print(stderr, "unquantized: PPL {:.4f} over {} windows of {}\n", ppl, o->chunks, o->ctx);
+      if (!o->quiet) fmt::print(stderr, "unquantized: PPL {:.4f} over {} windows of {}\n", ppl, o->chunks, o->ctx);
     }
-    QuantizePlanOptions plan;
-    plan.preset = "Q4_K_M";  // only its fixed tensors matter to the mix (1-D stay F32)
-    const std::vector<MixTensor> tensors = measure_mix_sensitivity(m, o->q, plan);
+    const std::vector<MixTensor> tensors = measure_job_sensitivity(m, job, progress_printer(o->quiet));
     {  // the sensitivities, reviewable: one row per (tensor, candidate type)
       std::string csv = "tensor,type,bytes,loss,proxy,measured_kld\n";
       for (const MixTensor& t : tensors)
@@ -143,42 +146,40 @@ Action add_sweep(CLI::App& app) {
           for (const MixOption& x : t.options)
             csv += fmt::format("{},{},{},{:.6g},{:.6g},{:.6g}\n", t.name, dtype_name(x.type), x.bytes, x.loss, x.proxy, x.measured);
       write_file_atomic(o->out_dir + "/sensitivity.csv", csv);
-      if (!o->q.quiet) fmt::print(stderr, "Hessian proxy vs measured KLD, rank correlation: {:.3f}\n", proxy_rank_correlation(tensors));
+      if (!o->quiet) fmt::print(stderr, "Hessian proxy vs measured KLD, rank correlation: {:.3f}\n", proxy_rank_correlation(tensors));
     }
 
     std::vector<SweepPoint> points;
-    auto run = [&](const std::string& kind, const std::string& name, QuantizeOptions q) {
-      QuantizeFlags f = o->q;
-      f.quiet = true;
-      f.out = o->out_dir + "/" + kind + "-" + name + ".gguf";
-      q.n_threads = f.threads;
-      const QuantizeReport r = quantize_gguf(m, f, q);
-      const Model qm = load_model(f.out);
-      Engine e(qm, {eval_threads, std::max(o->ctx, qm.config.n_ctx)});
+    auto run = [&](const std::string& kind, const std::string& name, const GgufTarget& target) {
+      QuantizeJob point = job;
+      point.target = target;
+      point.output = o->out_dir + "/" + kind + "-" + name + ".gguf";
+      const QuantizeReport r = run_quantize_job(m, point);
+      const Model qm = load_model(point.output);
+      Engine e(qm, {job.threads, std::max(o->ctx, qm.config.n_ctx)});
       PerplexityOptions po;
       po.kl_base = base;
       const PerplexityResult pr = evaluate_perplexity(e, {}, po);
       points.push_back({kind, name, r.bits_per_weight, r.total_bytes, pr.ppl, pr.kld->mean, pr.kld->same_top1});
-      if (!o->keep) std::filesystem::remove(f.out);
-      if (!o->q.quiet)
+      if (!o->keep) std::filesystem::remove(point.output);
+      if (!o->quiet)
         fmt::print(stderr, "{:<6} {:<8} {:6.3f} bpw {:>10} B  PPL {:9.4f}  KLD {:.6f}  top-1 {:.2f}%\n", kind, name, r.bits_per_weight,
                    r.total_bytes, pr.ppl, pr.kld->mean, 100 * pr.kld->same_top1);
     };
     for (double bpw : budgets) {
-      QuantizeOptions q;
-      q.plan = plan;
+      GgufTarget t;
       try {
-        q.plan.recipe = recipe_for_budget(m, tensors, bytes_at_bpw(m, bpw), "", true);
+        t.recipe = solve_job_budget(m, tensors, Budget{0, bpw});
       } catch (const Error& e) {
         fmt::print(stderr, "mix at {:g} bpw skipped: {}\n", bpw, e.what());
         continue;
       }
-      run("mix", fmt::format("{:g}", bpw), q);
+      run("mix", fmt::format("{:g}", bpw), t);
     }
     for (const std::string& p : presets) {
-      QuantizeOptions q;
-      q.plan.preset = p;
-      run("preset", p, q);
+      GgufTarget t;
+      t.type = p;
+      run("preset", p, t);
     }
     std::string csv = "kind,name,bits_per_weight,tensor_bytes,ppl,kld_mean,same_top1\n";
     for (const auto& p : points)
@@ -186,7 +187,7 @@ Action add_sweep(CLI::App& app) {
     write_file_atomic(o->out_dir + "/sweep.csv", csv);
     write_file_atomic(o->out_dir + "/sweep.svg",
                       plot_svg(points, fmt::format("{}: {} ({} windows of {} tokens)",
-                                                   std::filesystem::path(o->q.model).filename().string(), o->q.method,
+                                                   std::filesystem::path(job.model).filename().string(), o->method,
                                                    o->chunks, o->ctx)));
     std::filesystem::remove(base);
     fmt::print("{}", csv);

@@ -8,10 +8,6 @@
 
 #include "lowbit/engine.h"
 
-namespace lowbit {
-struct CalibrationStats;
-}  // namespace lowbit
-
 namespace lowbit::cli {
 
 using Action = std::function<int()>;
@@ -22,23 +18,10 @@ inline std::string progress_bar(size_t done, size_t total, size_t width = 30) {
   return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
 }
 
-// Calibration flags shared by `calibrate` and `quantize`.
-struct CalibrationFlags {
-  std::string text;
-  size_t samples = 128, ctx = 512;
-  uint64_t seed = 1;
-  int threads = 2;
-};
-void add_calibration_flags(CLI::App* c, CalibrationFlags& f);
-// Tokenizes the calibration text with the model's tokenizer and collects statistics.
-// With `hessian`, also accumulates Σ x xᵀ of every linear input (for GPTQ).
-CalibrationStats calibrate_from_text(const Model& m, const std::string& model_path, const CalibrationFlags& f, bool quiet,
-                                     bool hessian);
-
 // Engine flags shared by `run`, `perplexity` and `bench`: threads, kernels (fast or
 // reference), KV cache types and in-flight quantization.
 struct EngineFlags {
-  int threads = 2;
+  int threads = 0;  // 0: every core
   std::string kernels;  // "fast" or "reference"
   uint32_t blas_batch = 256;  // EngineOptions::blas_batch
   std::string cache_k = "f32", cache_v = "f32";

@@ -27,7 +27,7 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    return app.exit(e) == 0 ? 0 : 1;  // --help is 0; every bad flag is 1, like every other bad input
   }
   try {
     for (auto& [sub, action] : actions)

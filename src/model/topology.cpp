@@ -1,0 +1,52 @@
+#include "lowbit/topology.h"
+
+namespace lowbit {
+namespace {
+
+struct RoleGroup {
+  std::vector<const char*> roles;  // linears reading the input
+  InputSource source;
+  const char* producer;  // role of what produces it
+};
+
+// The Llama-family block (lowbit/topology.h).
+const std::vector<RoleGroup>& role_groups() {
+  static const std::vector<RoleGroup> g = {
+      {{"attn_q", "attn_k", "attn_v"}, InputSource::Norm, "attn_norm"},
+      {{"attn_output"}, InputSource::KvHeadRows, "attn_v"},
+      {{"ffn_gate", "ffn_up"}, InputSource::Norm, "ffn_norm"},
+      {{"ffn_down"}, InputSource::Rows, "ffn_up"},
+  };
+  return g;
+}
+
+}  // namespace
+
+std::vector<InputGroup> block_input_groups(const ModelConfig& c, uint32_t layer) {
+  const std::string p = "blk." + std::to_string(layer) + ".";
+  std::vector<InputGroup> out;
+  for (const RoleGroup& g : role_groups()) {
+    InputGroup ig{{}, g.source, p + g.producer + ".weight", ""};
+    for (const char* r : g.roles) ig.weights.push_back(p + r + ".weight");
+    if (g.source == InputSource::KvHeadRows && c.attn_bias)
+      ig.producer_bias = p + g.producer + ".bias";
+    out.push_back(std::move(ig));
+  }
+  return out;
+}
+
+std::string input_group_key(const std::string& weight) {
+  static const std::string tail = ".weight";
+  const size_t dot = weight.find('.', 4);  // "blk.N." then the role
+  if (weight.rfind("blk.", 0) != 0 || dot == std::string::npos ||
+      weight.size() < dot + 1 + tail.size() ||
+      weight.compare(weight.size() - tail.size(), tail.size(), tail) != 0)
+    return weight;
+  const std::string role = weight.substr(dot + 1, weight.size() - dot - 1 - tail.size());
+  for (const RoleGroup& g : role_groups())
+    for (const char* r : g.roles)
+      if (role == r) return weight.substr(0, dot + 1) + g.roles[0] + tail;
+  return weight;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,212 @@
+// run_quantize_job: the job's rules and defaults, the size budget, and the dispatch to the
+// method's strategy object (method.h) for the job's target.
+#include "lowbit/job.h"
+
+#include <filesystem>
+
+#include "lowbit/error.h"
+#include "method.h"
+
+namespace lowbit {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
+  plan_for_type_or_preset(t.type);  // an unknown name fails before any file is read
+  if (!ends_with(job.output, ".gguf"))
+    fail(ErrorKind::Argument, "output '{}': a GGUF file name must end in .gguf", job.output);
+  if (t.budget) {
+    if (!t.recipe_path.empty() || !t.recipe.empty())
+      fail(ErrorKind::Argument, "give a size budget or a recipe, not both");
+    if ((t.budget->bytes > 0) == (t.budget->bpw > 0))
+      fail(ErrorKind::Argument,
+           "a size budget is either bytes or bits per weight (exactly one above 0)");
+    if (job.calib.text.empty())
+      fail(ErrorKind::Argument,
+           "a size budget needs calibration text (sensitivity is measured on it)");
+    if (t.sensitivity.windows == 0 || t.sensitivity.ctx < 2)
+      fail(ErrorKind::Argument, "sensitivity needs at least one window of two tokens, not {} x {}",
+           t.sensitivity.windows, t.sensitivity.ctx);
+  } else if (!t.save_recipe.empty()) {
+    fail(ErrorKind::Argument, "saving a recipe needs a size budget to solve");
+  }
+  if (!t.recipe_path.empty() && !t.recipe.empty())
+    fail(ErrorKind::Argument, "give a recipe file or a recipe, not both");
+}
+
+}  // namespace
+
+Method resolved_method(const QuantizeJob& job) {
+  if (job.method.kind != Method::Default) return job.method.kind;
+  const bool has_stats = !job.calib.text.empty() || !job.calib.stats.empty();
+  return std::holds_alternative<GgufTarget>(job.target) && has_stats ? Method::Imatrix
+                                                                     : Method::Rtn;
+}
+
+void validate(const QuantizeJob& job) {
+  if (job.model.empty()) fail(ErrorKind::Argument, "no source model given");
+  if (job.output.empty()) fail(ErrorKind::Argument, "no output path given");
+  if (!job.calib.stats.empty() && !job.calib.text.empty())
+    fail(ErrorKind::Argument, "give saved statistics or calibration text, not both");
+  if (!job.calib.text.empty() && (job.calib.samples == 0 || job.calib.ctx < 2))
+    fail(ErrorKind::Argument, "calibration needs at least one window of two tokens, not {} x {}",
+         job.calib.samples, job.calib.ctx);
+  if (const auto d = job.method.gptq.damp; d && !(*d >= 0))
+    fail(ErrorKind::Argument,
+         "gptq damping {}: must be a non-negative fraction of the mean Hessian diagonal", *d);
+  if (job.threads < 0)
+    fail(ErrorKind::Argument, "threads {}: must be 0 (every core) or more", job.threads);
+  std::error_code ec;
+  if (std::filesystem::exists(job.output, ec) && std::filesystem::exists(job.model, ec) &&
+      std::filesystem::equivalent(job.output, job.model, ec))
+    fail(ErrorKind::Argument, "output '{}' is the source model: choose another path", job.output);
+  const Method method = resolved_method(job);
+  const pipeline::QuantMethod& qm = pipeline::method_for(method);
+  if (job.method.awq.clip && method != Method::Awq)
+    fail(ErrorKind::Argument,
+         "AWQ's clipping search chooses a rounding to nearest: it needs method awq, not {}",
+         method_name(method));
+  if (!qm.writes(pipeline::target_kind(job.target)))
+    pipeline::fail_target(method, pipeline::target_kind(job.target));
+  std::visit(
+      [&](const auto& t) {
+        using T = std::decay_t<decltype(t)>;
+        if constexpr (std::is_same_v<T, GgufTarget>) validate_gguf(job, t);
+        if constexpr (std::is_same_v<T, AffineTarget>) validate(t.spec);
+        if constexpr (std::is_same_v<T, W8A8Target>)
+          if (job.calib.text.empty() && (t.static_activations || method == Method::SmoothQuant))
+            fail(ErrorKind::Argument,
+                 "{} needs calibration text (the largest input of every channel)",
+                 method == Method::SmoothQuant ? "method smoothquant"
+                                               : "W8A8 with static activation scales");
+      },
+      job.target);
+  qm.check(job);
+}
+
+namespace {
+
+// The least-loss mix under `budget` (written as a recipe to `save_path` when not empty).
+MixSolution solve_mix(const Model& m, const std::vector<MixTensor>& tensors, const Budget& budget,
+                      const std::string& save_path, uint64_t* budget_bytes) {
+  const uint64_t bytes =
+      budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.bpw * count_weights(m) / 8);
+  const MixSolution s = solve_budget(tensors, bytes);
+  if (!save_path.empty()) write_recipe(save_path, tensors, s, bytes);
+  if (budget_bytes) *budget_bytes = bytes;
+  return s;
+}
+
+// A budget in bytes is for the whole file: the tensors get what the header, metadata,
+// tokenizer and padding leave. Bits per weight count tensor data, as llama.cpp reports them.
+Budget tensor_budget(const Model& m, const QuantizePlanOptions& plan, Budget b) {
+  if (b.bytes == 0) return b;
+  const uint64_t overhead = gguf_overhead_bound(m, plan);
+  if (b.bytes <= overhead)
+    fail(ErrorKind::Argument,
+         "size budget {} bytes: the file's header, metadata and tokenizer alone take up to {}",
+         b.bytes, overhead);
+  b.bytes -= overhead;
+  return b;
+}
+
+// The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
+// budget solved on the measured sensitivity.
+QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
+                        const GgufTarget& t) {
+  const Model& m = run.model();
+  QuantizeOptions q;
+  q.plan = plan_for_type_or_preset(t.type);
+  q.plan.pure = q.plan.pure || t.pure;
+  q.plan.tensor_types = t.tensor_types;
+  q.plan.output_type = t.output_type;
+  q.plan.token_embedding_type = t.token_embedding_type;
+  q.n_threads = run.job().threads;
+  q.on_tensor = run.tensor_progress();
+  q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
+  MixSolution mix;
+  uint64_t budget_bytes = 0;
+  if (t.budget) {
+    const std::vector<MixTensor> tensors = measure_job_sensitivity(m, run.job(), run.observer());
+    mix = solve_mix(m, tensors, tensor_budget(m, q.plan, *t.budget), t.save_recipe, &budget_bytes);
+    for (size_t i = 0; i < tensors.size(); ++i)
+      q.plan.recipe[tensors[i].name] = tensors[i].options[mix.choice[i]].type;
+  }
+  QuantizeReport r = qm.gguf(run, q);
+  r.budget_bytes = budget_bytes;
+  r.mix_bytes = mix.bytes;
+  r.mix_estimated_kld = mix.loss;
+  return r;
+}
+
+}  // namespace
+
+QuantizeReport run_quantize_job(const Model& m, const QuantizeJob& job, const Observer& observer) {
+  validate(job);
+  pipeline::JobRun run(m, job, observer);
+  const pipeline::QuantMethod& qm = pipeline::method_for(run.method());
+  QuantizeReport r = std::visit(
+      [&](const auto& t) {
+        using T = std::decay_t<decltype(t)>;
+        if constexpr (std::is_same_v<T, GgufTarget>) return run_gguf(run, qm, t);
+        if constexpr (std::is_same_v<T, AffineTarget>) return qm.affine(run, t.spec);
+        if constexpr (std::is_same_v<T, W8A8Target>) return qm.w8a8(run, t);
+      },
+      job.target);
+  return r;
+}
+
+QuantizeReport run_quantize_job(const QuantizeJob& job, const Observer& observer) {
+  validate(job);
+  const Model m = load_model(job.model, {job.tokenizer});
+  return run_quantize_job(m, job, observer);
+}
+
+std::vector<MixTensor> measure_job_sensitivity(const Model& m, const QuantizeJob& job,
+                                               const Observer& observer) {
+  const auto* t = std::get_if<GgufTarget>(&job.target);
+  if (!t)
+    fail(ErrorKind::Argument, "size budgets choose among GGUF types: the target must be GGUF");
+  if (job.calib.text.empty())
+    fail(ErrorKind::Argument,
+         "a size budget needs calibration text (sensitivity is measured on it)");
+  pipeline::JobRun run(m, job, observer);
+  const pipeline::HessianLookup hessian =
+      pipeline::hessian_lookup(run.hessian_statistics("a size budget"));
+  SensitivityOptions so;
+  so.mode = t->sensitivity.mode;
+  so.seed = job.calib.seed;
+  so.n_windows = t->sensitivity.windows;
+  so.n_ctx = t->sensitivity.ctx;
+  so.n_threads = job.threads;
+  so.on_step = [&observer](size_t i, size_t n) {
+    report_progress(observer, {Stage::Sensitivity, i, n});
+  };
+  // The plan supplies the tensors that stay fixed (1-D, overrides); its mix does not matter.
+  QuantizePlanOptions plan = plan_for_type_or_preset(t->type);
+  plan.tensor_types = t->tensor_types;
+  plan.output_type = t->output_type;
+  plan.token_embedding_type = t->token_embedding_type;
+  plan.pure = plan.pure || t->pure;
+  return measure_sensitivity(m, run.calibration_tokens(), plan, hessian, so);
+}
+
+std::map<std::string, DType> solve_job_budget(const Model& m, const std::vector<MixTensor>& tensors,
+                                              const Budget& budget, const std::string& save_path) {
+  const MixSolution s = solve_mix(m, tensors, budget, save_path, nullptr);
+  std::map<std::string, DType> recipe;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    recipe[tensors[i].name] = tensors[i].options[s.choice[i]].type;
+  return recipe;
+}
+
+uint64_t count_weights(const Model& m) {
+  uint64_t n = 0;
+  for (const TensorView& t : m.tensors) n += t.n_values();
+  return n;
+}
+
+}  // namespace lowbit

@@ -1,0 +1,102 @@
+#include "job_run.h"
+
+#include <filesystem>
+
+#include "core/parallel.h"
+#include "lowbit/error.h"
+#include "lowbit/file_io.h"
+#include "lowbit/tokenizer.h"
+
+namespace lowbit {
+
+const char* stage_name(Stage s) {
+  switch (s) {
+    case Stage::Calibrate:
+      return "calibrate";
+    case Stage::Sensitivity:
+      return "sensitivity";
+    case Stage::Block:
+      return "block";
+    case Stage::Tensor:
+      return "tensor";
+    case Stage::Perplexity:
+      return "perplexity";
+  }
+  return "?";
+}
+
+void report_progress(const Observer& observer, const Progress& p) {
+  if (observer && !observer(p))
+    fail(ErrorKind::Cancelled, "cancelled during {} {}/{}", stage_name(p.stage), p.done, p.total);
+}
+
+namespace pipeline {
+
+JobRun::JobRun(const Model& m, const QuantizeJob& job, const Observer& observer)
+    : m_(m),
+      job_(job),
+      observer_(observer),
+      method_(resolved_method(job)),
+      threads_(resolve_threads(job.threads)) {}
+
+std::vector<int32_t> JobRun::calibration_tokens() const {
+  return Tokenizer::create(m_.vocab, m_.source)->encode(read_text_file(job_.calib.text), false);
+}
+
+CalibrationStats JobRun::collect_statistics(bool hessian) const {
+  CalibrationOptions o;
+  o.n_samples = job_.calib.samples;
+  o.n_ctx = job_.calib.ctx;
+  o.seed = job_.calib.seed;
+  o.n_threads = threads_;
+  o.hessian = hessian;
+  o.on_window = [this](size_t i, size_t n) {
+    report_progress(observer_, {Stage::Calibrate, i, n});
+  };
+  return collect_calibration_stats(m_, job_.calib.text, o);
+}
+
+CalibrationStats JobRun::hessian_statistics(const std::string& what) const {
+  if (job_.calib.stats.empty()) {
+    if (job_.calib.text.empty())
+      fail(ErrorKind::Argument,
+           "{} needs calibration text, or statistics saved with their Hessians", what);
+    return collect_statistics(true);
+  }
+  const std::string& path = job_.calib.stats;
+  CalibrationStats s = read_calibration_stats(path);
+  for (const TensorView& t : m_.tensors) {
+    auto it = s.by_weight.find(t.name);
+    if (it == s.by_weight.end()) continue;
+    if (it->second.xtx.empty())
+      fail(ErrorKind::Argument,
+           "{}: {} needs the Hessian of '{}', which this file lacks (calibrate with Hessians)",
+           path, what, t.name);
+    if (it->second.sum_sq.size() != t.row_len())
+      fail(ErrorKind::Argument, "{}: statistics of '{}' have {} columns, the model's tensor has {}",
+           path, t.name, it->second.sum_sq.size(), t.row_len());
+  }
+  return s;
+}
+
+std::function<void(size_t, size_t, const TensorReport&)> JobRun::tensor_progress() const {
+  return [this](size_t i, size_t n, const TensorReport& t) {
+    report_progress(observer_, {Stage::Tensor, i + 1, n,
+                                t.name + " " + (t.note.empty() ? dtype_name(t.type) : t.note)});
+  };
+}
+
+HessianLookup hessian_lookup(CalibrationStats&& stats) {
+  auto h = std::make_shared<std::map<std::string, std::vector<double>>>();
+  for (auto& [name, st] : stats.by_weight) {
+    (*h)[name] = st.hessian();
+    std::vector<double>().swap(st.xtx);
+  }
+  return [h](const std::string& name) -> const std::vector<double>* {
+    auto it = h->find(name);
+    return it == h->end() ? nullptr : &it->second;
+  };
+}
+
+}  // namespace pipeline
+}  // namespace lowbit

@@ -1,0 +1,52 @@
+// What a method sees of a running job (src/pipeline/): the loaded model, the job with its
+// defaults resolved, the observer, and the calibration inputs made on demand.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lowbit/calibration.h"
+#include "lowbit/job.h"
+
+namespace lowbit::pipeline {
+
+// GGUF name -> H (the mean x xᵀ of the weight's input, [cols, cols]), null when none.
+using HessianLookup = std::function<const std::vector<double>*(const std::string& name)>;
+
+class JobRun {
+ public:
+  JobRun(const Model& m, const QuantizeJob& job, const Observer& observer);
+
+  const Model& model() const { return m_; }
+  const QuantizeJob& job() const { return job_; }
+  const Observer& observer() const { return observer_; }
+  Method method() const { return method_; }
+  int threads() const { return threads_; }  // resolved: never 0
+  bool has_statistics() const { return !job_.calib.text.empty() || !job_.calib.stats.empty(); }
+
+  // The calibration text tokenized with the model's tokenizer (no BOS; windows add it).
+  std::vector<int32_t> calibration_tokens() const;
+  // Statistics collected on the calibration text (with Σ x xᵀ when `hessian`).
+  CalibrationStats collect_statistics(bool hessian) const;
+  // Statistics with every weight's Hessian: read from job.calib.stats or measured on the
+  // text. `what` names their user in errors.
+  CalibrationStats hessian_statistics(const std::string& what) const;
+  // Per-tensor progress for the writers, as the observer sees it.
+  std::function<void(size_t, size_t, const TensorReport&)> tensor_progress() const;
+
+ private:
+  const Model& m_;
+  const QuantizeJob& job_;
+  Observer observer_;
+  Method method_;
+  int threads_;
+};
+
+// Hessians from `stats` as the quantizers look them up; each weight's sums are released as
+// its H is made, so the Hessians are held once.
+HessianLookup hessian_lookup(CalibrationStats&& stats);
+
+}  // namespace lowbit::pipeline

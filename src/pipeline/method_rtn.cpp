@@ -1,0 +1,33 @@
+// Round to nearest: each target's own search with no calibration (a W8A8 target with static
+// activation scales still calibrates them).
+#include "method.h"
+
+namespace lowbit::pipeline {
+namespace {
+
+class RtnMethod : public QuantMethod {
+ public:
+  Method kind() const override { return Method::Rtn; }
+  bool writes(TargetKind k) const override {
+    return k == TargetKind::Gguf || k == TargetKind::Affine || k == TargetKind::W8A8;
+  }
+  QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
+    return quantize_model_gguf(run.model(), run.job().output, q);
+  }
+  QuantizeReport affine(JobRun& run, const AffineSpec& spec) const override {
+    return write_affine_model(run.model(), run.job().output, spec, run.threads(),
+                              run.tensor_progress());
+  }
+  QuantizeReport w8a8(JobRun& run, const W8A8Target& t) const override {
+    return write_w8a8(run, t, false);
+  }
+};
+
+}  // namespace
+
+const QuantMethod& rtn_method() {
+  static const RtnMethod m;
+  return m;
+}
+
+}  // namespace lowbit::pipeline

@@ -1,0 +1,75 @@
+// The block-by-block driver (lowbit/sequential.h) as the gptq, awq and awq+gptq methods run
+// it: plan the types and write the file's header, quantize block by block on the
+// calibration windows, each block's tensors written as soon as the block is done.
+#include <fmt/format.h>
+
+#include <chrono>
+#include <memory>
+
+#include "method.h"
+
+namespace lowbit::pipeline {
+
+namespace {
+
+// lowbit.quantize.method: the method and every parameter that changes the file.
+std::string method_label(const JobRun& run, const SequentialOptions& so) {
+  const char* name = method_name(run.method());
+  std::string label =
+      fmt::format("{} sequential calib={}x{}", name, run.job().calib.samples, run.job().calib.ctx);
+  if (so.gptq_rounding)
+    label += fmt::format(" damp={} act_order={}{}", so.gptq.damp, so.gptq.act_order ? 1 : 0,
+                         so.fp_targets ? " fp_targets=1" : "");
+  if (so.awq) {
+    label += fmt::format(" awq_grid={} awq_objective={}", so.awq_grid,
+                         so.awq_objective == AwqObjective::Layer ? "layer" : "block");
+    if (so.awq_objective == AwqObjective::Block)
+      label +=
+          fmt::format(" awq_windows={}", std::min<size_t>(so.awq_windows, run.job().calib.samples));
+    if (so.awq_clip) label += " awq_clip=1";
+    if (!so.gptq_rounding) label += fmt::format(" awq_sub_passes={}", so.awq_sub_passes);
+  }
+  return label;
+}
+
+}  // namespace
+
+QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gptq_rounding) {
+  const QuantizeJob& job = run.job();
+  const Model& m = run.model();
+  const AwqParams& a = job.method.awq;
+  SequentialOptions so;
+  so.awq = awq;
+  so.awq_grid = a.grid;
+  so.awq_objective = a.objective;
+  so.awq_windows = a.windows;
+  so.awq_clip = a.clip;
+  so.awq_sub_passes = a.sub_passes;
+  so.gptq_rounding = gptq_rounding;
+  so.calib.n_samples = job.calib.samples;
+  so.calib.n_ctx = job.calib.ctx;
+  so.calib.seed = job.calib.seed;
+  so.calib.n_threads = job.threads;
+  so.gptq = gguf_gptq_options(run);
+  so.fp_targets = job.method.gptq.fp_targets;
+  so.on_layer = [&run](uint32_t l, uint32_t n, double sec) {
+    report_progress(run.observer(), {Stage::Block, l + 1u, n, "", sec});
+  };
+  // The file's layout is planned and its header written first; each block's tensors go in
+  // as the driver finishes them, so no quantized tensor waits in memory for the end.
+  q.method = method_label(run, so);
+  GgufQuantizeWriter writer(m, job.output, q);
+  std::map<std::string, DType> types;
+  for (const TensorPlan& p : writer.plan()) types[p.name] = p.type;
+  so.on_done = [&writer](const std::string& name, const PrecomputedTensor& t) {
+    writer.put(name, t);
+  };
+  const SequentialResult res = quantize_sequential(m, run.calibration_tokens(), types, so);
+  QuantizeReport r = writer.finish();
+  r.activation_bytes = res.activation_bytes;
+  r.awq_alpha = res.awq_alpha;
+  r.awq_input_spread = res.awq_input_spread;
+  return r;
+}
+
+}  // namespace lowbit::pipeline

@@ -1,0 +1,190 @@
+#include "quantize_flags.h"
+
+#include <fmt/core.h>
+
+#include <atomic>
+#include <csignal>
+
+namespace lowbit::cli {
+void add_sensitivity_flags(CLI::App* c, SensitivityParams& s) {
+  const std::map<std::string, SensitivityMode> modes = {{"proxy", SensitivityMode::Proxy},
+                                                        {"measured", SensitivityMode::Measured}};
+  c->add_option("--sensitivity", s.mode,
+                "budget: proxy (KLD measured at Q3_K per tensor, scaled by the Hessian error) or "
+                "measured (every type)")
+      ->transform(CLI::CheckedTransformer(modes))
+      ->default_str("proxy");
+  c->add_option("--sensitivity-windows", s.windows,
+                "budget: calibration windows the KLD is measured on")
+      ->capture_default_str();
+  c->add_option("--sensitivity-ctx", s.ctx, "budget: tokens per sensitivity window")
+      ->capture_default_str();
+}
+
+void add_calibration_source_flags(CLI::App* c, CalibrationSource& s) {
+  c->add_option("--calib-samples", s.samples, "calibration windows")->capture_default_str();
+  c->add_option("--calib-ctx", s.ctx, "tokens per calibration window")->capture_default_str();
+  c->add_option("--seed", s.seed, "seed of the window offsets")->capture_default_str();
+}
+
+void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
+  JobSettings& s = f.s;
+  QuantizeJob& j = s.job;
+  AwqParams& awq = j.method.awq;
+  c->add_option("model", j.model, "model directory, .gguf file or llama2.c .bin")->required();
+  c->add_option("-o,--output", j.output, "output .gguf file (a directory for int2..int8)")
+      ->required();
+  c->add_option("--type", s.type,
+                "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M "
+                "Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, a type for every matrix (Q4_K), or int2..int8 "
+                "(affine safetensors)")
+      ->capture_default_str();
+  std::vector<std::string> methods = method_names();
+  methods.push_back("w8a8");
+  c->add_option("--method", s.method,
+                "rtn; imatrix (importance-weighted, the default when statistics are given); gptq, "
+                "awq, awq+gptq (need --calib; awq: GGUF types); smoothquant, w8a8 (--type int8: "
+                "int8 weights and activations)")
+      ->check(CLI::IsMember(methods));
+  c->add_option("--sq-alpha", j.method.smoothquant.alpha,
+                "smoothquant: migration strength (0: activations unchanged, 1: flattened)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--act-scheme", s.static_activations,
+                "smoothquant, w8a8: int8 activation scales per token (dynamic) or one per layer "
+                "from calibration (static)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, bool>{{"per-token", false}, {"static", true}}))
+      ->default_str("per-token");
+  c->add_option("--imatrix,--stats", j.calib.stats,
+                "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
+  c->add_option("--calib", j.calib.text, "calibration text: collect statistics before quantizing");
+  add_calibration_source_flags(c, j.calib);
+  c->add_option("--damp", j.method.gptq.damp,
+                "gptq: dampening as a fraction of the mean Hessian diagonal (default 0.1 for GGUF "
+                "types, 0.01 for int types)");
+  auto* ao = c->add_flag("--act-order", f.act_order,
+                         "gptq: columns by decreasing Hessian diagonal, scales fixed up front "
+                         "(default for int types)");
+  c->add_flag("--no-act-order", f.no_act_order,
+              "gptq: columns left to right, each block's scales chosen when reached (default for "
+              "GGUF types)")
+      ->excludes(ao);
+  c->add_option("--awq-grid", awq.grid, "awq: alpha is tried at 0, 1/N, ..., 1")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
+  c->add_option("--awq-objective", awq.objective,
+                "awq: alpha minimises the block output error (block) or each linear's output error "
+                "(layer, cheaper)")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, AwqObjective>{
+          {"block", AwqObjective::Block}, {"layer", AwqObjective::Layer}}))
+      ->default_str("block");
+  c->add_option("--awq-windows", awq.windows,
+                "awq, block objective: calibration windows the block output is scored on")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
+  c->add_flag("--awq-clip", awq.clip,
+              "awq (rounded to nearest): choose each block's clipping by the layer output error");
+  c->add_option("--awq-sub-passes", awq.sub_passes,
+                "awq (rounded to nearest), K types: passes of the search that moves each "
+                "sub-block's integer scale and min by the layer output error (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  c->add_flag("--fp-targets", j.method.gptq.fp_targets,
+              "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
+              "inputs (GPTAQ)");
+  auto* bpw = c->add_option("--bpw", s.bpw,
+                            "budget: the best mix at this many bits per weight (needs --calib)");
+  auto* size =
+      c->add_option(
+           "--max-size", s.max_size,
+           "budget: the best mix whose whole file fits in this size (e.g. 4.2MB, 3GiB; needs --calib)")
+          ->excludes(bpw);
+  GgufTarget& g = s.gguf;
+  add_sensitivity_flags(c, g.sensitivity);
+  c->add_option("--save-recipe", g.save_recipe, "budget: write the chosen mix as a JSON recipe");
+  c->add_option("--recipe", g.recipe_path,
+                "replay a JSON recipe (tensor -> type) instead of the preset mix")
+      ->excludes(bpw)
+      ->excludes(size);
+  c->add_option(
+      "--tensor-type", s.tensor_types,
+      "REGEX=TYPE: type of the tensors whose GGUF name matches (repeatable; first match wins)");
+  c->add_option("--output-tensor-type", s.output_tensor_type, "type of output.weight");
+  c->add_option("--token-embedding-type", s.token_embedding_type, "type of token_embd.weight");
+  c->add_flag("--pure", g.pure, "no preset mix: the base type for every matrix");
+  c->add_option("-t,--threads", j.threads, "threads (0: all cores)")->capture_default_str();
+  c->add_option("--tokenizer", j.tokenizer, "llama2.c tokenizer .bin");
+  f.group_option =
+      c->add_option("--group", s.group,
+                    "int types: values per scale group (0: per channel, -1: per tensor)")
+          ->capture_default_str();
+  auto* sym = c->add_flag("--sym", f.sym, "int types: symmetric codes (default)");
+  c->add_flag("--asym", s.asym, "int types: asymmetric codes with integer zero points")
+      ->excludes(sym);
+  const std::map<std::string, RangeMethod> ranges = {{"minmax", RangeMethod::MinMax},
+                                                     {"percentile", RangeMethod::Percentile},
+                                                     {"mse", RangeMethod::Mse}};
+  c->add_option("--range", s.range, "int types: range choice")
+      ->transform(CLI::CheckedTransformer(ranges))
+      ->default_str("minmax");
+  c->add_option("--percentile", s.percentile, "int types with --range percentile: clip percentile")
+      ->capture_default_str();
+  c->add_flag("--json", f.json, "print the summary as JSON on stdout");
+  c->add_flag("-q,--quiet", f.quiet, "no progress or table");
+}
+
+QuantizeJob job_from_flags(const QuantizeFlags& f) {
+  JobSettings s = f.s;
+  if (f.act_order || f.no_act_order) s.act_order = f.act_order;
+  s.group_given = f.group_option->count() > 0;
+  return make_job(s);
+}
+
+namespace {
+
+std::atomic<bool> interrupted{false};
+
+// The first SIGINT or SIGTERM asks the running job to stop at its next step (it then
+// removes its unfinished output); a second one ends the process at once.
+void on_signal(int sig) {
+  interrupted = true;
+  std::signal(sig, SIG_DFL);
+}
+
+}  // namespace
+
+void stop_on_signals() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+Observer progress_printer(bool quiet) {
+  return [quiet](const Progress& p) {
+    if (interrupted) {
+      if (!quiet) fmt::print(stderr, "\n");
+      return false;
+    }
+    if (quiet) return true;
+    const std::string bar = progress_bar(p.done, p.total);
+    switch (p.stage) {
+      case Stage::Tensor:
+        fmt::print(stderr, "\r{} {:>4}/{} {:<40}", bar, p.done, p.total, p.item);
+        break;
+      case Stage::Block:
+        fmt::print(stderr, "\r{} block {}/{} quantized ({:.1f} s)", bar, p.done, p.total,
+                   p.seconds);
+        break;
+      case Stage::Calibrate:
+        fmt::print(stderr, "\rcalibrating: window {}/{}", p.done, p.total);
+        break;
+      default:
+        fmt::print(stderr, "\r{} {} {}/{}", bar, stage_name(p.stage), p.done, p.total);
+        break;
+    }
+    if (p.done == p.total) fmt::print(stderr, "\n");
+    return true;
+  };
+}
+
+}  // namespace lowbit::cli

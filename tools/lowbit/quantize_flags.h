@@ -1,0 +1,36 @@
+// `quantize` and `sweep` flags as a lowbit::QuantizeJob (lowbit/job.h): the CLI only maps
+// flags onto the job; the library owns the defaults and the rules.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "commands.h"
+#include "lowbit/job.h"
+#include "lowbit/job_options.h"
+
+namespace lowbit::cli {
+
+// The flags as given: the library's JobSettings plus what only the CLI prints.
+struct QuantizeFlags {
+  JobSettings s;
+  bool act_order = false, no_act_order = false, sym = false;
+  bool json = false, quiet = false;
+  CLI::Option* group_option = nullptr;
+};
+
+// Registers every quantize flag on `c`.
+void add_quantize_flags(CLI::App* c, QuantizeFlags& f);
+// The budget's sensitivity flags (shared with sweep).
+void add_sensitivity_flags(CLI::App* c, SensitivityParams& s);
+// The calibration flags that describe the source (shared with calibrate and sweep).
+void add_calibration_source_flags(CLI::App* c, CalibrationSource& s);
+// The job the flags describe (lowbit::make_job; the library validates it when it runs).
+QuantizeJob job_from_flags(const QuantizeFlags& f);
+// Progress lines on stderr for every stage (nothing when quiet); cancels the job once
+// stop_on_signals() has seen SIGINT or SIGTERM.
+Observer progress_printer(bool quiet);
+void stop_on_signals();
+
+}  // namespace lowbit::cli

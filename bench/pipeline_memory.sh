@@ -26,11 +26,14 @@ D=2048 F=8192 L=16
 # or a whole q/k matrix (D x D) when its rows move to llama.cpp's RoPE layout.
 echo "rtn Q4_K_M: formula ~ 16 Mi x 4 B (f32 chunk) x 2 (rounding scratch) + D^2 x 4 B + process = $(( (16*MB*4*2 + D*D*4) / MB + 60 )) MB"
 run "rtn Q4_K_M" --type Q4_K_M
-# GPTQ, block by block: the calibration activations W x T x D x 4 B; the block's Hessians
-# (Σ cols^2 x 8 B over its 7 linears: 4 x D^2 + 2 x D^2 + F^2) and one per-window product
-# (F^2 x 8 B) while collecting; GPTQ's working copy of the widest H and its inverse (2 x F^2
-# x 8 B); the block's weights as f32; the KV cache of the 2048-token context.
-acts=$(( W * T * D * 4 / MB )); hess=$(( (6 * D * D + F * F) * 8 / MB )); prod=$(( F * F * 8 / MB ))
-gptq=$(( 2 * F * F * 8 / MB )); wts=$(( (2 * D * D + 2 * D * 512 + 3 * D * F) * 4 / MB )); kv=$(( 2 * L * 2048 * 512 * 4 / MB ))
-echo "gptq Q4_K_M ${W}x${T}: formula ~ activations $acts + Hessians $hess + product $prod + GPTQ $gptq + weights $wts + KV $kv = $(( acts + hess + prod + gptq + wts + kv )) MB"
+# GPTQ, block by block. Always held: the calibration activations W x T x D x 4 B, the KV
+# cache of the 2048-token context and the block's Hessians (Σ cols² x 8 B over its 7
+# linears: 6 x D² + F²). On top, while collecting: one window's x xᵀ in f32 (F² x 4 B);
+# while rounding ffn_down: GPTQ's factor of H⁻¹ (F² x 8 B; H itself is moved in), H in f32
+# for the error report (F² x 4 B) and the block's weights in f32.
+acts=$(( W * T * D * 4 / MB )); kv=$(( 2 * L * 2048 * 512 * 4 / MB )); hess=$(( (6 * D * D + F * F) * 8 / MB ))
+collect=$(( F * F * 4 / MB )); wts=$(( (2 * D * D + 2 * D * 512 + 3 * D * F) * 4 / MB ))
+round=$(( F * F * 8 / MB + F * F * 4 / MB + wts ))
+extra=$(( collect > round ? collect : round ))
+echo "gptq Q4_K_M ${W}x${T}: formula ~ activations $acts + KV $kv + Hessians $hess + max(collect $collect, round $round) + process 60 = $(( acts + kv + hess + extra + 60 )) MB"
 run "gptq Q4_K_M ${W}x${T}" --type Q4_K_M --method gptq --calib "$CALIB" --calib-samples "$W" --calib-ctx "$T"

@@ -33,7 +33,8 @@ AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, 
 // GGUF block types: writes rows x (cols / block_size) blocks of `type` to `out`, the layout of
 // quantize_rows. `importance` (cols values, or null) weights the choice of block parameters;
 // null uses diag(H). Throws Argument when cols is not a multiple of the block size.
-void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
+// H is taken by value: move it in when it is not needed afterwards (it is cols² doubles).
+void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, std::vector<double> H,
                         const float* importance, const GptqOptions& o, uint8_t* out);
 
 }  // namespace lowbit

@@ -51,10 +51,10 @@ std::vector<double> inverse_hessian_factor(std::vector<double> h, uint64_t n, do
   fail(ErrorKind::Argument, "GPTQ: the Hessian stays singular after damping up to {}", damp);
 }
 
-void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, const std::vector<double>& H, const GptqOptions& o,
+void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<double> H, const GptqOptions& o,
            GridRounder& rounder) {
   if (H.size() != cols * cols) fail(ErrorKind::Argument, "GPTQ: Hessian has {} values, expected {}x{}", H.size(), cols, cols);
-  std::vector<double> h = H;
+  std::vector<double> h = std::move(H);
   for (uint64_t j = 0; j < cols; ++j)
     if (h[j * cols + j] == 0) {  // a dead input: any value works, keep it zero
       h[j * cols + j] = 1;

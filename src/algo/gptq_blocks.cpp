@@ -55,7 +55,7 @@ class BlockRounder final : public gptq::GridRounder {
 
 }  // namespace
 
-void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
+void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, std::vector<double> H,
                         const float* importance, const GptqOptions& o, uint8_t* out) {
   const quant::BlockCodec* codec = quant::block_codec(type);
   if (!codec) fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)", dtype_name(type));
@@ -70,7 +70,7 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   }
   std::vector<float> W(w, w + rows * cols);
   BlockRounder rounder(*codec, cols, importance, out);
-  gptq::sweep(W, rows, cols, H, o, rounder);
+  gptq::sweep(W, rows, cols, std::move(H), o, rounder);
 }
 
 }  // namespace lowbit

@@ -30,7 +30,8 @@ std::vector<double> inverse_hessian_factor(std::vector<double> h, uint64_t n, do
 // Sweeps W [rows, cols] (modified: dead columns are zeroed, the rest receive the propagated
 // errors) through `rounder`. Parameters are chosen at each block's first column, or all up
 // front from the original W when act-order is on or a block spans the whole row.
-void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, const std::vector<double>& H, const GptqOptions& o,
+// H is taken by value: a caller done with it moves it in and saves a cols² copy.
+void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<double> H, const GptqOptions& o,
            GridRounder& rounder);
 
 }  // namespace lowbit::gptq

@@ -31,13 +31,11 @@ struct InputSums {
   std::vector<double> h, c, abs_sum;  // abs_sum: Σ|x_j| (AWQ's activation scale)
 };
 
-// tmp[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features, then acc += tmp.
-void add_product(std::vector<double>& acc, const float* a, const float* b, size_t rows, size_t cols, std::vector<float>& tmp) {
-  tmp.resize(cols * cols);
+// out[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features (f32, as one SGEMM).
+void product(std::vector<float>& out, const float* a, const float* b, size_t rows, size_t cols) {
+  out.resize(cols * cols);
   cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(cols), static_cast<int>(cols), static_cast<int>(rows),
-              1.0f, a, static_cast<int>(cols), b, static_cast<int>(cols), 0.0f, tmp.data(), static_cast<int>(cols));
-  if (acc.empty()) acc.assign(cols * cols, 0.0);
-  for (size_t i = 0; i < cols * cols; ++i) acc[i] += tmp[i];
+              1.0f, a, static_cast<int>(cols), b, static_cast<int>(cols), 0.0f, out.data(), static_cast<int>(cols));
 }
 
 // W' = W (C + λ)(H + λ)⁻¹: the weights whose output on X̃ best matches W's output on X.
@@ -82,17 +80,17 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   const int n_threads = resolve_threads(o.calib.n_threads);
   // Stores a quantized weight with its errors against `w` (what was quantized: the weight,
   // scaled by AWQ if it was) and points the quantized path at it.
+  // hf: the input's H in f32 (hessian_f32), or null.
   auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes, const std::vector<float>& w,
-                     const std::vector<double>* h) {
+                     const std::vector<float>* hf) {
     PrecomputedTensor& t = res.tensors[src.name];
-    const std::vector<float> hf = hessian_f32(h, src.row_len());
-    const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, h ? &hf : nullptr, n_threads);
+    const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, hf, n_threads);
     t.rel_rms_error = e.weight;
     t.rel_output_error = e.output;
-    if (h) {  // plain rounding of the same weights, for comparison
+    if (hf) {  // plain rounding of the same weights, for comparison
       std::vector<uint8_t> plain(bytes.size());
       quantize_rows(type, w.data(), src.shape[0], src.row_len(), nullptr, n_threads, plain.data());
-      t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, &hf, n_threads).output;
+      t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, hf, n_threads).output;
     }
     t.bytes = std::move(bytes);
     views[src.name] = view_of_bytes(src, type, t.bytes);
@@ -117,23 +115,22 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Statistics of the current block's linear inputs, filled by the hooks window by window.
   std::map<std::string, InputSums> sums;
   std::map<std::string, std::vector<float>> fp_inputs;  // this window's reference inputs, per weight
-  std::vector<float> tmp;
-  std::string last_group;  // q/k/v (and gate/up) share one input (lowbit/topology.h): its products are reused
-  std::vector<double> last_h, last_c;
+  // This window's products for the current input, kept in f32 while the linears sharing the
+  // input (lowbit/topology.h: q/k/v, gate/up) add them to their sums.
+  std::string last_group;
+  std::vector<float> last_h, last_c;
   bool collect = false;
   auto on_input = [&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (!collect) return;
     if (const std::string group = input_group_key(name); group != last_group) {
-      last_h.clear();
-      add_product(last_h, x, x, rows, cols, tmp);
-      last_c.clear();
-      if (o.fp_targets) add_product(last_c, fp_inputs.at(name).data(), x, rows, cols, tmp);
+      product(last_h, x, x, rows, cols);
+      if (o.fp_targets) product(last_c, fp_inputs.at(name).data(), x, rows, cols);
       last_group = group;
     }
     InputSums& s = sums[name];
     if (s.h.empty()) s.h.assign(cols * cols, 0.0), s.c.assign(o.fp_targets ? cols * cols : 0, 0.0);
-    for (size_t i = 0; i < last_h.size(); ++i) s.h[i] += last_h[i];
-    for (size_t i = 0; i < last_c.size(); ++i) s.c[i] += last_c[i];
+    for (size_t i = 0; i < s.h.size(); ++i) s.h[i] += last_h[i];
+    for (size_t i = 0; i < s.c.size(); ++i) s.c[i] += last_c[i];
     if (s.abs_sum.empty()) s.abs_sum.assign(cols, 0.0);
     for (size_t t = 0; t < rows; ++t)
       for (size_t j = 0; j < cols; ++j) s.abs_sum[j] += std::fabs(x[t * cols + j]);
@@ -211,6 +208,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       const DType type = *planned(name);
       const uint64_t rows = src.shape[0], cols = src.row_len();
       std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
+      const std::vector<float> hf = hessian_f32(&h[name], cols);  // for the errors; H itself goes to GPTQ
       if (!o.gptq_rounding) {  // AWQ: round to nearest (clipped per block), then each K sub-block's scale by the output error
         if (o.awq_clip)
           awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
@@ -225,9 +223,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
           for (size_t i = 0; i < cc.size(); ++i) cc[i] = st.c[i] / st.count;
           target = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
         }
-        gptq_quantize_rows(type, target.data(), rows, cols, h[name], nullptr, o.gptq, bytes.data());
+        gptq_quantize_rows(type, target.data(), rows, cols, std::move(h[name]), nullptr, o.gptq, bytes.data());
       }
-      install(src, type, std::move(bytes), wn, &h[name]);
+      install(src, type, std::move(bytes), wn, &hf);
     }
     sums.clear();
     last_group.clear();
@@ -265,9 +263,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       if (i < awq_targets.size()) awq_targets[i] = scratch;
     }
     collect = false;
-    std::vector<double>().swap(last_h);  // free the per-window products before quantizing
-    std::vector<double>().swap(last_c);
-    std::vector<float>().swap(tmp);
+    std::vector<float>().swap(last_h);  // free the per-window products before quantizing
+    std::vector<float>().swap(last_c);
     quantize_collected(block_prefix, l);  // 2. quantize the block's linears
     for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
       quant.reset();

@@ -26,7 +26,7 @@ const std::vector<float>& input_absmax(const CalibrationStats& st, const std::st
   auto it = st.by_weight.find(weight);
   if (it == st.by_weight.end() || it->second.absmax.empty())
     fail(ErrorKind::Argument, "SmoothQuant: the statistics have no activation maxima for the input of '{}' "
-         "(they come from a --calib run; imatrix files carry none)", weight);
+         "(calibration on text records them; imatrix files carry none)", weight);
   if (it->second.absmax.size() != cols)
     fail(ErrorKind::Argument, "SmoothQuant: statistics for '{}' have {} channels, the weight {}", weight, it->second.absmax.size(), cols);
   return it->second.absmax;

@@ -80,7 +80,7 @@ void add_rope_freqs(const Model& m, GgufWriter& w) {
 
 void write_model_gguf(const Model& m, const std::string& path, DType matrix_type) {
   if (matrix_type != DType::F32 && matrix_type != DType::F16 && matrix_type != DType::BF16)
-    fail(ErrorKind::Argument, "convert: --type must be f32, f16 or bf16, got {}", dtype_name(matrix_type));
+    fail(ErrorKind::Argument, "convert: the matrix type must be f32, f16 or bf16, got {}", dtype_name(matrix_type));
   GgufWriter w;
   set_model_metadata(m, w, file_type_for(matrix_type));
   add_rope_freqs(m, w);

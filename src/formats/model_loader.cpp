@@ -231,7 +231,7 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
         break;
       }
     }
-    if (tok.empty()) fail(ErrorKind::Io, "{}: no tokenizer given (--tokenizer) and no tok{}.bin or tokenizer.bin beside it", path, V);
+    if (tok.empty()) fail(ErrorKind::Io, "{}: no tokenizer given and no tok{}.bin or tokenizer.bin beside it", path, V);
   }
   m.vocab = read_llama2c_tokenizer(tok, c.n_vocab);
   return m;

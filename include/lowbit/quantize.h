@@ -136,12 +136,14 @@ struct PrecomputedTensor {
   double rel_output_error_rtn = 0;  // the output error plain rounding would have had
 };
 
+// Rounding to nearest converts a tensor to f32 this many values (whole rows) at a time, so
+// a 128k-row embedding never sits in memory as f32 at once; the bytes do not depend on it.
+inline constexpr uint64_t kDefaultChunkValues = uint64_t{16} << 20;
+
 struct QuantizeOptions {
   QuantizePlanOptions plan;
   int n_threads = 0;  // 0: hardware concurrency
-  // Rounding to nearest converts a tensor to f32 this many values (whole rows) at a time, so
-  // a 128k-row embedding never sits in memory as f32 at once; the bytes do not depend on it.
-  uint64_t chunk_values = uint64_t{16} << 20;
+  uint64_t chunk_values = kDefaultChunkValues;  // f32 values rounded at a time (see above)
   // importance[name] = one value per input column; empty = none.
   std::function<const std::vector<float>*(const std::string& name)> importance;
   // hessian[name] = H of the weight's input ([cols, cols]), or null: with it the report gives

@@ -45,6 +45,8 @@ std::string shape_string(const std::vector<uint64_t>& shape);
 // `info` (name, shape) read as `type` from `bytes`, which must outlive the view: a tensor
 // quantized in memory, e.g. to swap into an Engine with replace_weight.
 TensorView view_of_bytes(const TensorInfo& info, DType type, const std::vector<uint8_t>& bytes);
+// Rows [r0, r1) of a matrix `t` (any type whose rows are whole blocks), as a view.
+TensorView row_slice(const TensorView& t, uint64_t r0, uint64_t r1);
 
 // Converts plain float tensors (F32/F16/BF16/F64/F8) to f32. Quantized types are
 // handled by the quant library. Throws Unsupported for integer types.

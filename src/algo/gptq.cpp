@@ -70,15 +70,25 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
       for (uint64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
     h = std::move(hp);
   }
-  const std::vector<double> U = inverse_hessian_factor(std::move(h), cols, o.damp);
-  const std::vector<float> Uf(U.begin(), U.end());
-
   const uint64_t blen = std::min(rounder.block_len(), cols);
   const uint64_t n_blocks = (cols + blen - 1) / blen;
   const bool static_grids = o.act_order || blen == cols;
   // Without static grids a block's parameters are chosen from values that have received every
   // earlier column's update, so a batch must hold whole blocks.
   const uint64_t batch = static_grids ? std::max<uint64_t>(1, o.batch) : (std::max(o.batch, blen) + blen - 1) / blen * blen;
+
+  // The sweep reads U in f32 for the batches' trailing updates (one SGEMM each) and in double
+  // only inside each batch's diagonal block: those blocks are kept ([n_batches][batch][batch],
+  // upper part) and the double U is freed, which saves cols² x 8 B during the sweep.
+  std::vector<double> U = inverse_hessian_factor(std::move(h), cols, o.damp);
+  const std::vector<float> Uf(U.begin(), U.end());
+  const uint64_t n_batches = (cols + batch - 1) / batch;
+  std::vector<double> Ud(n_batches * batch * batch, 0.0);
+  for (uint64_t i = 0; i < cols; ++i) {
+    const uint64_t b = i / batch, i1 = b * batch, i2 = std::min(cols, i1 + batch);
+    for (uint64_t k = i; k < i2; ++k) Ud[b * batch * batch + (i - i1) * batch + (k - i1)] = U[i * cols + k];
+  }
+  std::vector<double>().swap(U);
   const int threads = resolve_threads(o.n_threads);
   const uint64_t tile = 512;
   std::vector<float> Wp(std::min(rows, tile) * cols), E(std::min(rows, tile) * batch);
@@ -96,6 +106,7 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
     });
     for (uint64_t i1 = 0; i1 < cols; i1 += batch) {
       const uint64_t i2 = std::min(cols, i1 + batch), nb = i2 - i1;
+      const double* ud = &Ud[(i1 / batch) * batch * batch];  // ud[(i - i1) * batch + (k - i1)] = U[i, k]
       parallel_for(tr, threads, [&](uint64_t a, uint64_t b) {
         for (uint64_t rr = a; rr < b; ++rr) {
           float* wr = &Wp[rr * cols];
@@ -103,9 +114,10 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
             const uint64_t j = perm[i];
             if (!static_grids && j % blen == 0) rounder.choose(r0 + rr, j / blen, wr + i);  // identity perm here
             const float q = rounder.round(r0 + rr, j, wr[i]);
-            const double err = (wr[i] - q) / U[i * cols + i];
+            const double* ui = ud + (i - i1) * batch;  // ui[k - i1] = U[i, k]
+            const double err = (wr[i] - q) / ui[i - i1];
             E[rr * nb + (i - i1)] = static_cast<float>(err);
-            for (uint64_t k = i + 1; k < i2; ++k) wr[k] -= static_cast<float>(err * U[i * cols + k]);
+            for (uint64_t k = i + 1; k < i2; ++k) wr[k] -= static_cast<float>(err * ui[k - i1]);
           }
         }
       });

@@ -3,6 +3,7 @@
 
 #include <cblas.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -233,11 +234,25 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
 
   // The embedding has no input statistics: it is rounded, and the quantized path starts from it.
   const TensorView& embd = m.tensor("token_embd.weight");
-  if (const DType* t = planned(embd.name)) {
-    const std::vector<float> x = to_f32(embd);
-    std::vector<uint8_t> bytes(embd.shape[0] * embd.row_len() / traits(*t).block_size * traits(*t).type_size);
-    quantize_rows(*t, x.data(), embd.shape[0], embd.row_len(), nullptr, bytes.data());
-    install(embd, *t, std::move(bytes), x, nullptr);
+  if (const DType* t = planned(embd.name)) {  // in row chunks: a 128k-row embedding is 1 GB as f32
+    PrecomputedTensor& e = res.tensors[embd.name];
+    const uint64_t rows = embd.shape[0], cols = embd.row_len();
+    const uint64_t row_bytes = cols / traits(*t).block_size * traits(*t).type_size;
+    const uint64_t step = std::max<uint64_t>(1, kDefaultChunkValues / cols);
+    e.bytes.resize(rows * row_bytes);
+    ErrorSums err;
+    for (uint64_t r0 = 0; r0 < rows; r0 += step) {
+      const TensorView piece = row_slice(embd, r0, std::min(rows, r0 + step));
+      const std::vector<float> x = to_f32(piece);
+      std::vector<uint8_t> q(piece.shape[0] * row_bytes);
+      quantize_rows(*t, x.data(), piece.shape[0], cols, nullptr, n_threads, q.data());
+      err.add(weight_error_sums(*t, x, cols, q, n_threads));
+      std::copy(q.begin(), q.end(), e.bytes.begin() + r0 * row_bytes);
+      if (!o.fp_targets) release_mapped_pages(piece.data, piece.nbytes);  // the reference engine reads it again
+    }
+    e.rel_rms_error = err.relative_rms();
+    views[embd.name] = view_of_bytes(embd, *t, e.bytes);
+    quant.replace_weight(embd.name, &views[embd.name]);
   }
   for (size_t i = 0; i < W; ++i) {
     quant.embed(windows[i].data(), T, xq[i].data());

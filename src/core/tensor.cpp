@@ -117,4 +117,13 @@ void dequantize_rows(const TensorView& t, uint64_t row0, uint64_t n_rows, float*
   dequantize_values(t.dtype, t.data + row0 * row_bytes, n_rows * row_len, out);
 }
 
+TensorView row_slice(const TensorView& t, uint64_t r0, uint64_t r1) {
+  const uint64_t bytes_per_row = t.nbytes / t.n_rows();
+  TensorView v = t;
+  v.shape = {r1 - r0, t.row_len()};
+  v.data = t.data + r0 * bytes_per_row;
+  v.nbytes = (r1 - r0) * bytes_per_row;
+  return v;
+}
+
 }  // namespace lowbit

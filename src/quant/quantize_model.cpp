@@ -68,15 +68,6 @@ void set_quantized_metadata(const Model& m, const QuantizePlanOptions& o, const 
   add_rope_freqs(m, w);
 }
 
-TensorView row_slice(const TensorView& t, uint64_t r0, uint64_t r1) {
-  const uint64_t rows = t.n_rows(), bytes_per_row = t.nbytes / rows;
-  TensorView v = t;
-  v.shape = {r1 - r0, t.row_len()};
-  v.data = t.data + r0 * bytes_per_row;
-  v.nbytes = (r1 - r0) * bytes_per_row;
-  return v;
-}
-
 }  // namespace
 
 struct GgufQuantizeWriter::Impl {

@@ -192,20 +192,24 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
     std::map<std::string, std::vector<double>> h;
+    // AWQ rescales groups of weights together; otherwise each weight is read as f32 only
+    // when its turn comes and dropped after (one matrix in f32 at a time).
+    const bool awq_block = o.awq && !prefix.empty();
     for (auto& [name, st] : sums) {
       if (!planned(name)) continue;
-      w[name] = to_f32(m.tensor(name));
+      w[name] = awq_block ? to_f32(m.tensor(name)) : std::vector<float>();
       auto& hn = h[name];
       hn = std::move(st.h);  // H = Σxxᵀ / n, in place: an 8192-wide input's H is 512 MB
       for (double& v : hn) v /= st.count;
     }
     std::optional<AwqBlockSearch> block;  // its rounded weights stay in the engine until replaced below
-    if (o.awq && !prefix.empty()) {
+    if (awq_block) {
       if (o.awq_objective == AwqObjective::Block) block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
       apply_awq(layer, w, h, block ? &*block : nullptr);
     }
     for (auto& [name, wn] : w) {
       const TensorView& src = m.tensor(name);
+      if (wn.empty()) wn = to_f32(src);
       const DType type = *planned(name);
       const uint64_t rows = src.shape[0], cols = src.row_len();
       std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
@@ -217,16 +221,19 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
           quantize_rows(type, wn.data(), rows, cols, nullptr, n_threads, bytes.data());
         awq_refine_sub_scales(type, wn.data(), rows, cols, h[name], o.awq_sub_passes, n_threads, bytes.data());
       } else {
-        std::vector<float> target = wn;
+        std::vector<float> fp;  // with fp targets: the weights GPTQ aims at instead of wn
         if (o.fp_targets) {
           const InputSums& st = sums.at(name);
           std::vector<double> cc(st.c.size());
           for (size_t i = 0; i < cc.size(); ++i) cc[i] = st.c[i] / st.count;
-          target = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
+          fp = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
         }
-        gptq_quantize_rows(type, target.data(), rows, cols, std::move(h[name]), nullptr, o.gptq, bytes.data());
+        const float* target = o.fp_targets ? fp.data() : wn.data();
+        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, o.gptq, bytes.data());
       }
       install(src, type, std::move(bytes), wn, &hf);
+      std::vector<float>().swap(wn);
+      std::vector<double>().swap(h[name]);
     }
     sums.clear();
     last_group.clear();

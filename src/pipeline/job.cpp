@@ -113,17 +113,32 @@ Budget tensor_budget(const Model& m, const QuantizePlanOptions& plan, Budget b) 
   return b;
 }
 
+// The target's preset or single type with its overrides, before any recipe.
+QuantizePlanOptions plan_of(const GgufTarget& t) {
+  QuantizePlanOptions plan = plan_for_type_or_preset(t.type);
+  plan.pure = plan.pure || t.pure;
+  plan.tensor_types = t.tensor_types;
+  plan.output_type = t.output_type;
+  plan.token_embedding_type = t.token_embedding_type;
+  return plan;
+}
+
+// tensor -> the type the mix chose for it.
+std::map<std::string, DType> recipe_of(const std::vector<MixTensor>& tensors,
+                                       const MixSolution& s) {
+  std::map<std::string, DType> recipe;
+  for (size_t i = 0; i < tensors.size(); ++i)
+    recipe[tensors[i].name] = tensors[i].options[s.choice[i]].type;
+  return recipe;
+}
+
 // The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
 // budget solved on the measured sensitivity.
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
                         const GgufTarget& t) {
   const Model& m = run.model();
   QuantizeOptions q;
-  q.plan = plan_for_type_or_preset(t.type);
-  q.plan.pure = q.plan.pure || t.pure;
-  q.plan.tensor_types = t.tensor_types;
-  q.plan.output_type = t.output_type;
-  q.plan.token_embedding_type = t.token_embedding_type;
+  q.plan = plan_of(t);
   q.n_threads = run.job().threads;
   q.on_tensor = run.tensor_progress();
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
@@ -132,8 +147,7 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   if (t.budget) {
     const std::vector<MixTensor> tensors = measure_job_sensitivity(m, run.job(), run.observer());
     mix = solve_mix(m, tensors, tensor_budget(m, q.plan, *t.budget), t.save_recipe, &budget_bytes);
-    for (size_t i = 0; i < tensors.size(); ++i)
-      q.plan.recipe[tensors[i].name] = tensors[i].options[mix.choice[i]].type;
+    for (const auto& [name, type] : recipe_of(tensors, mix)) q.plan.recipe[name] = type;
   }
   QuantizeReport r = qm.gguf(run, q);
   r.budget_bytes = budget_bytes;
@@ -148,7 +162,7 @@ QuantizeReport run_quantize_job(const Model& m, const QuantizeJob& job, const Ob
   validate(job);
   pipeline::JobRun run(m, job, observer);
   const pipeline::QuantMethod& qm = pipeline::method_for(run.method());
-  QuantizeReport r = std::visit(
+  return std::visit(
       [&](const auto& t) {
         using T = std::decay_t<decltype(t)>;
         if constexpr (std::is_same_v<T, GgufTarget>) return run_gguf(run, qm, t);
@@ -156,7 +170,6 @@ QuantizeReport run_quantize_job(const Model& m, const QuantizeJob& job, const Ob
         if constexpr (std::is_same_v<T, W8A8Target>) return qm.w8a8(run, t);
       },
       job.target);
-  return r;
 }
 
 QuantizeReport run_quantize_job(const QuantizeJob& job, const Observer& observer) {
@@ -186,21 +199,12 @@ std::vector<MixTensor> measure_job_sensitivity(const Model& m, const QuantizeJob
     report_progress(observer, {Stage::Sensitivity, i, n});
   };
   // The plan supplies the tensors that stay fixed (1-D, overrides); its mix does not matter.
-  QuantizePlanOptions plan = plan_for_type_or_preset(t->type);
-  plan.tensor_types = t->tensor_types;
-  plan.output_type = t->output_type;
-  plan.token_embedding_type = t->token_embedding_type;
-  plan.pure = plan.pure || t->pure;
-  return measure_sensitivity(m, run.calibration_tokens(), plan, hessian, so);
+  return measure_sensitivity(m, run.calibration_tokens(), plan_of(*t), hessian, so);
 }
 
 std::map<std::string, DType> solve_job_budget(const Model& m, const std::vector<MixTensor>& tensors,
                                               const Budget& budget, const std::string& save_path) {
-  const MixSolution s = solve_mix(m, tensors, budget, save_path, nullptr);
-  std::map<std::string, DType> recipe;
-  for (size_t i = 0; i < tensors.size(); ++i)
-    recipe[tensors[i].name] = tensors[i].options[s.choice[i]].type;
-  return recipe;
+  return recipe_of(tensors, solve_mix(m, tensors, budget, save_path, nullptr));
 }
 
 uint64_t count_weights(const Model& m) {

@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "lowbit/error.h"
+#include "lowbit/job.h"
 #include "lowbit/threads.h"
 #include "lowbit/kernels.h"
 #include "lowbit/model.h"
@@ -25,12 +26,6 @@ std::string type_summary(const Model& m) {
   std::string out;
   for (const auto& [name, b] : bytes) out += fmt::format("{}{} {:.0f} MB", out.empty() ? "" : ", ", name, b / 1e6);
   return out;
-}
-
-uint64_t n_weights(const Model& m) {
-  uint64_t n = 0;
-  for (const TensorView& t : m.tensors) n += t.n_values();
-  return n;
 }
 
 }  // namespace
@@ -80,8 +75,8 @@ Action add_bench(CLI::App& app) {
     const uint64_t per_token = weight_bytes_per_token(m);
     const std::string isa = o->speed.engine.fast ? kernels::active_isa() : "reference (fp32, BLAS)";
     if (!o->json) {
-      fmt::print("model   {}: {:.3f} GB, {:.3f} B weights, {:.2f} bits/weight\n", label, model_bytes / 1e9, n_weights(m) / 1e9,
-                 8.0 * model_bytes / n_weights(m));
+      fmt::print("model   {}: {:.3f} GB, {:.3f} B weights, {:.2f} bits/weight\n", label, model_bytes / 1e9, count_weights(m) / 1e9,
+                 8.0 * model_bytes / count_weights(m));
       fmt::print("types   {}\n", type_summary(m));
       fmt::print("engine  {} kernels, {}, {} threads\n", o->engine.kernels, isa, o->engine.threads);
       std::fflush(stdout);
@@ -100,7 +95,7 @@ Action add_bench(CLI::App& app) {
     const double tg_gbs = r.tg_tps * per_token / 1e9;
     if (o->json) {
       nlohmann::json j = {{"model", label}, {"types", type_summary(m)}, {"model_bytes", model_bytes},
-                          {"weight_bytes_per_token", per_token}, {"n_weights", n_weights(m)}, {"threads", o->engine.threads},
+                          {"weight_bytes_per_token", per_token}, {"n_weights", count_weights(m)}, {"threads", o->engine.threads},
                           {"kernels", o->engine.kernels}, {"isa", isa}, {"n_prompt", o->speed.n_prompt}, {"n_gen", o->speed.n_gen},
                           {"repetitions", o->speed.repetitions}, {"pp_tps", r.pp_tps}, {"pp_sd", r.pp_sd}, {"tg_tps", r.tg_tps},
                           {"tg_sd", r.tg_sd}, {"pp_runs", r.pp_runs}, {"tg_runs", r.tg_runs}, {"bandwidth_gbs", probe.best_gbs},

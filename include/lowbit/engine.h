@@ -83,6 +83,9 @@ class Engine {
 // y[n, rows] = x[n, cols] · W[rows, cols]ᵀ for a weight in any supported type.
 void linear_forward(const TensorView& w, const float* x, size_t n, float* y);
 
+// The RoPE frequency of each pair of a head (head_dim / 2), with the file's llama3 factors.
+std::vector<double> rope_frequencies(const Model& m);
+
 // Bytes of weights a forward pass of one token reads: every matrix, and the token embedding
 // only when it doubles as the output head (otherwise one row of it is read).
 uint64_t weight_bytes_per_token(const Model& m);

@@ -172,11 +172,17 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
     L.v_cache.init(opts.cache_type_v, n_ctx_, c.kv_dim());
     s.layers.push_back(std::move(L));
   }
-  ModelConfig base = c;
+  s.inv_freq = rope_frequencies(m);
+}
+
+std::vector<double> rope_frequencies(const Model& m) {
+  ModelConfig base = m.config;
   if (!m.rope_freq_factors.empty()) base.rope_scaling = {};  // the factors already carry the scaling
-  auto f = rope_inv_freq(base);
+  const auto f = rope_inv_freq(base);
+  std::vector<double> out;
   for (size_t i = 0; i < f.size(); ++i)
-    s.inv_freq.push_back(static_cast<double>(f[i]) / (m.rope_freq_factors.empty() ? 1.0 : m.rope_freq_factors[i]));
+    out.push_back(static_cast<double>(f[i]) / (m.rope_freq_factors.empty() ? 1.0 : m.rope_freq_factors[i]));
+  return out;
 }
 
 Engine::~Engine() = default;

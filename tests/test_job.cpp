@@ -25,14 +25,15 @@ QuantizeJob job_for(const test::TempDir& dir, const std::string& out = "out.gguf
 
 TEST(Job, EveryMethodIsRegisteredByNameAndWritesATarget) {
   const std::vector<std::string> names = method_names();
-  for (const char* n : {"rtn", "imatrix", "gptq", "awq", "awq+gptq", "smoothquant"})
+  for (const char* n :
+       {"rtn", "imatrix", "gptq", "awq", "awq+gptq", "smoothquant", "adaround", "adaquant", "autoround"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   for (const std::string& n : names) {
     const auto m = method_from_name(n);
     ASSERT_TRUE(m) << n;
     EXPECT_EQ(method_name(*m), n);
   }
-  EXPECT_FALSE(method_from_name("adaround"));
+  EXPECT_FALSE(method_from_name("spinquant"));
 }
 
 TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
@@ -56,6 +57,16 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
        },
        "gptq damping -1"},
       {[](QuantizeJob& j) { j.calib.text = "c.txt", j.calib.stats = "s.gguf"; }, "not both"},
+      {[](QuantizeJob& j) { j.method.kind = Method::AutoRound; },
+       "method autoround needs calibration text"},
+      {[](QuantizeJob& j) {
+         j.method.kind = Method::AdaRound, j.calib.text = "c.txt", j.target = AffineTarget{};
+       },
+       "method adaround writes GGUF types, not the affine int layout"},
+      {[](QuantizeJob& j) {
+         j.method.kind = Method::AdaQuant, j.calib.text = "c.txt", j.method.learned.lr = -1;
+       },
+       "learning rate -1"},
       {[](QuantizeJob& j) {
          j.method.awq.clip = true, j.method.kind = Method::Gptq, j.calib.text = "c.txt";
        },

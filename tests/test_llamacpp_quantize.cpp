@@ -97,6 +97,26 @@ TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
   }
 }
 
+// Learned rounding changes only codes (AdaQuant also the block parameters, through the
+// type's own quantizer): its files must read in llama.cpp as in lowbit. Q2_K differs most
+// between the two engines' arithmetic: 10 windows, as for the presets.
+TEST(LlamaCppJudge, LearnedRoundingFilesLoadInLlamaCppWithTheSamePerplexity) {
+  TempDir dir;
+  const std::string model = shared_path("models/tinyllm-8m");
+  const JudgedWindows windows(load_model(model), dir, 512, 10);
+  for (const char* method : {"adaround", "adaquant", "autoround"}) {
+    SCOPED_TRACE(method);
+    const std::string path = dir.file(std::string(method) + ".gguf");
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q2_K", "--method", method, "--calib",
+                            shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "4", "--calib-ctx",
+                            "64", "--steps", "4", "--batch", "2", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
+    EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
+    std::printf("Q2_K %-9s lowbit PPL %.4f  llama.cpp PPL %.4f\n", method, ours, theirs);
+  }
+}
+
 TEST(LlamaCppJudge, PresetMixesGiveEveryTensorLlamaCppsType) {
   TempDir dir;
   const Model src = load_model(shared_path("models/tinyllm-8m"));

@@ -34,7 +34,9 @@ AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, 
 // quantize_rows. `importance` (cols values, or null) weights the choice of block parameters;
 // null uses diag(H). Throws Argument when cols is not a multiple of the block size.
 // H is taken by value: move it in when it is not needed afterwards (it is cols² doubles).
+// pre_round (optional, rows x cols) receives each value as the sweep rounded it: the weight
+// plus the errors propagated to it (where learned rounding places it between grid points).
 void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, std::vector<double> H,
-                        const float* importance, const GptqOptions& o, uint8_t* out);
+                        const float* importance, const GptqOptions& o, uint8_t* out, float* pre_round = nullptr);
 
 }  // namespace lowbit

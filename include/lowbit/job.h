@@ -71,6 +71,9 @@ enum class Method {
   Awq,          // AWQ scales, then rounding to nearest (GGUF)
   AwqGptq,      // AWQ scales, then GPTQ (GGUF)
   SmoothQuant,  // SmoothQuant's smoothing folded into the model (W8A8)
+  AdaRound,     // learned rounding on calibration text (lowbit/learned.h; GGUF types)
+  AdaQuant,
+  AutoRound,
 };
 const char* method_name(Method m);                                // "rtn", "awq+gptq", ...
 std::optional<Method> method_from_name(const std::string& name);  // nullopt when unknown
@@ -91,6 +94,14 @@ struct AwqParams {
   int sub_passes = 4;  // awq alone, K types: passes of the sub-block scale search (0: off)
 };
 
+// Learned rounding (adaround, adaquant, autoround); 0 = the method's measured default.
+struct LearnedParams {
+  int steps = 0;           // optimiser steps per block
+  double lr = 0;           // learning rate
+  int batch = 0;           // calibration windows per step
+  double reg = 0.01;       // adaround: regulariser weight, relative to the block's start loss
+  bool gptq_start = true;  // start from GPTQ's rounding; false: from rounding to nearest
+};
 struct SmoothQuantParams {
   double alpha = 0.5;  // migration strength in [0, 1]
 };
@@ -100,6 +111,7 @@ struct MethodSpec {
   GptqParams gptq;
   AwqParams awq;
   SmoothQuantParams smoothquant;
+  LearnedParams learned;
 };
 
 // --- the job -------------------------------------------------------------------------

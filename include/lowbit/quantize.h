@@ -13,6 +13,7 @@
 
 #include "lowbit/dtype.h"
 #include "lowbit/gptq.h"
+#include "lowbit/learned.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -126,6 +127,7 @@ struct QuantizeReport {
   std::map<std::string, double> awq_alpha, awq_input_spread;
   // SmoothQuant: largest channel max / mean channel max of a linear input, before and after.
   double spikiness_before = 0, spikiness_after = 0;
+  std::vector<BlockLearnReport> learned;  // learned rounding: each block's loss before and after
 };
 
 // A tensor quantized elsewhere: its bytes in the planned type, rows in the model's own

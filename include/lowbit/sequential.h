@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,6 +26,7 @@
 #include "lowbit/calibration.h"
 #include "lowbit/dtype.h"
 #include "lowbit/gptq.h"
+#include "lowbit/learned.h"
 #include "lowbit/model.h"
 #include "lowbit/quantize.h"
 
@@ -47,6 +49,10 @@ struct SequentialOptions {
   bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error (awq_clip_quantize_rows, lowbit/awq.h)
   AwqClipOptions awq_clip_options;
   int awq_sub_passes = 4;     // AWQ rounded to nearest, K types: passes of the sub-block scale search (awq_refine_sub_scales); 0: off
+  // Learned rounding (lowbit/learned.h) of every block after its start rounding (GPTQ, or to
+  // nearest without gptq_rounding), against the unquantized block's outputs. Not with AWQ.
+  std::optional<LearnedOptions> learn;
+  std::function<void(uint32_t layer, int step, int steps, double loss)> on_learn_step;
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
   // When set, each tensor is handed over as soon as its block is done (the embedding after
   // the first activations, each block after its quantized forward, the head at the end) and
@@ -61,6 +67,7 @@ struct SequentialResult {
   std::map<std::string, double> awq_alpha;             // AWQ: α chosen per group, keyed by its first weight
   std::map<std::string, double> awq_input_spread;      // AWQ: max/min of mean|x_j| at each group's input (same keys);
                                                        // near 1 means no outlier channels, so little for AWQ to protect
+  std::vector<BlockLearnReport> learned;               // learned rounding: each block's loss
   uint64_t activation_bytes = 0;                       // the activations kept between blocks
   std::vector<double> layer_seconds;
 };

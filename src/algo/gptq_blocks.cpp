@@ -12,14 +12,15 @@ namespace {
 
 class BlockRounder final : public gptq::GridRounder {
  public:
-  BlockRounder(const quant::BlockCodec& codec, uint64_t cols, const float* importance, uint8_t* out)
+  BlockRounder(const quant::BlockCodec& codec, uint64_t cols, const float* importance, uint8_t* out, float* met)
       : codec_(codec),
         blen_(traits(codec.type).block_size),
         bytes_(traits(codec.type).type_size),
         cols_(cols),
         bpr_(cols / blen_),
         importance_(importance),
-        out_(out) {}
+        out_(out),
+        met_(met) {}
 
   uint64_t block_len() const override { return blen_; }
   void begin_rows(uint64_t r0, uint64_t r1) override {
@@ -34,6 +35,7 @@ class BlockRounder final : public gptq::GridRounder {
     const quant::BlockGrid& g = grids_[(row - r0_) * bpr_ + col / blen_];
     const int e = static_cast<int>(col % blen_), c = g.nearest(e, v);
     codes_[(row - r0_) * cols_ + col] = c;
+    if (met_) met_[row * cols_ + col] = v;
     return g.value(e, c);
   }
   void end_rows(uint64_t r0, uint64_t r1) override {
@@ -48,6 +50,7 @@ class BlockRounder final : public gptq::GridRounder {
   uint64_t blen_, bytes_, cols_, bpr_;
   const float* importance_;
   uint8_t* out_;
+  float* met_;  // optional: each value as the sweep met it [rows, cols]
   uint64_t r0_ = 0;
   std::vector<quant::BlockGrid> grids_;  // [rows of the tile, blocks per row]
   std::vector<int> codes_;               // [rows of the tile, cols]
@@ -56,7 +59,7 @@ class BlockRounder final : public gptq::GridRounder {
 }  // namespace
 
 void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, std::vector<double> H,
-                        const float* importance, const GptqOptions& o, uint8_t* out) {
+                        const float* importance, const GptqOptions& o, uint8_t* out, float* pre_round) {
   const quant::BlockCodec* codec = quant::block_codec(type);
   if (!codec) fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)", dtype_name(type));
   const auto& tr = traits(type);
@@ -69,7 +72,7 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
     importance = diag.data();
   }
   std::vector<float> W(w, w + rows * cols);
-  BlockRounder rounder(*codec, cols, importance, out);
+  BlockRounder rounder(*codec, cols, importance, out, pre_round);
   gptq::sweep(W, rows, cols, std::move(H), o, rounder);
 }
 

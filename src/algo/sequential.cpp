@@ -61,6 +61,13 @@ std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows,
   return std::vector<float>(out.begin(), out.end());
 }
 
+// Index into train::kLinearNames of "blk.N.<linear>.weight".
+int linear_index(const std::string& weight) {
+  for (int i = 0; i < 7; ++i)
+    if (weight.find(std::string(".") + train::kLinearNames[i] + ".weight") != std::string::npos) return i;
+  fail(ErrorKind::Argument, "learned rounding: '{}' is not a linear of a block", weight);
+}
+
 }  // namespace
 
 SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>& tokens,
@@ -70,8 +77,10 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   const size_t W = windows.size(), T = o.calib.n_ctx, D = c.n_embd;
   const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(std::max<size_t>(T, c.n_ctx))};
   Engine quant(m, eo);  // the quantized path: weights replaced as they are done
-  std::optional<Engine> ref;  // the unquantized reference, only for fp targets (it has its own KV cache)
-  if (o.fp_targets) ref.emplace(m, eo);
+  // The unquantized reference, for fp targets and learned rounding (it has its own KV cache).
+  std::optional<Engine> ref;
+  if (o.learn && o.awq) fail(ErrorKind::Argument, "learned rounding does not combine with AWQ scales");
+  if (o.fp_targets || o.learn) ref.emplace(m, eo);
   SequentialResult res;
   std::map<std::string, TensorView> views;  // what `quant` reads for the weights done so far
   auto planned = [&](const std::string& name) -> const DType* {
@@ -96,7 +105,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     t.bytes = std::move(bytes);
     views[src.name] = view_of_bytes(src, type, t.bytes);
     quant.replace_weight(src.name, &views[src.name]);
-    if (!o.fp_targets) release_mapped_pages(src.data, src.nbytes);  // only the reference engine reads it again
+    if (!ref) release_mapped_pages(src.data, src.nbytes);  // only the reference engine reads it again
   };
 
   // Hands the finished tensors whose names start with `prefix` to on_done and frees them; the
@@ -139,7 +148,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   };
   quant.set_linear_input_hook(on_input);
   if (ref) ref->set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
-    if (collect) fp_inputs[name].assign(x, x + rows * cols);
+    if (collect && o.fp_targets) fp_inputs[name].assign(x, x + rows * cols);
   });
   // AWQ on one block: each group of linears sharing an input (lowbit/topology.h) gets its own
   // scales, folded into what produces that input (the RMSNorm weight, or ffn_up's rows for
@@ -187,7 +196,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Quantizes the weights whose statistics were just collected (one block, or the head).
   // The calibration windows' activations at the current block's input: quantized path (and
   // the unquantized one, for fp targets).
-  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(o.fp_targets ? W : 0, std::vector<float>(T * D));
+  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(ref ? W : 0, std::vector<float>(T * D));
   std::vector<std::vector<float>> awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
@@ -207,13 +216,17 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       if (o.awq_objective == AwqObjective::Block) block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
       apply_awq(layer, w, h, block ? &*block : nullptr);
     }
+    const bool learn = o.learn && layer < c.n_layer;
+    std::vector<LearnedLinear> learned;  // learn: the start roundings, installed after training
+    std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> kept;  // ... with W and H (f32)
     for (auto& [name, wn] : w) {
       const TensorView& src = m.tensor(name);
       if (wn.empty()) wn = to_f32(src);
       const DType type = *planned(name);
       const uint64_t rows = src.shape[0], cols = src.row_len();
       std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
-      const std::vector<float> hf = hessian_f32(&h[name], cols);  // for the errors; H itself goes to GPTQ
+      std::vector<float> hf = hessian_f32(&h[name], cols);  // for the errors; H itself goes to GPTQ
+      std::vector<float> met(learn && o.gptq_rounding ? rows * cols : 0);  // where GPTQ's sweep met each value
       if (!o.gptq_rounding) {  // AWQ: round to nearest (clipped per block), then each K sub-block's scale by the output error
         if (o.awq_clip)
           awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
@@ -229,11 +242,32 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
           fp = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
         }
         const float* target = o.fp_targets ? fp.data() : wn.data();
-        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, o.gptq, bytes.data());
+        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, o.gptq, bytes.data(),
+                           met.empty() ? nullptr : met.data());
+      }
+      if (learn) {
+        LearnedLinear l{linear_index(name), type, rows, cols, std::move(bytes), met.empty() ? wn : std::move(met), {}};
+        for (uint64_t j = 0; j < cols; ++j) l.importance.push_back(hf[j * cols + j]);
+        learned.push_back(std::move(l));
+        kept[name] = {std::move(wn), std::move(hf)};
+        continue;
       }
       install(src, type, std::move(bytes), wn, &hf);
       std::vector<float>().swap(wn);
       std::vector<double>().swap(h[name]);
+    }
+    if (learn) {
+      const std::string label = "block " + std::to_string(layer);
+      auto on_step = [&](int step, int steps, double loss) {
+        if (o.on_learn_step) o.on_learn_step(layer, step, steps, loss);
+      };
+      res.learned.push_back(learn_block_rounding(train::block_shape(m), train::block_weights(m, layer), learned, xq,
+                                                 xf, T, *o.learn, label, n_threads, on_step));
+      for (LearnedLinear& l : learned) {
+        const std::string name = prefix + train::kLinearNames[l.index] + ".weight";
+        auto& [wn, hf] = kept.at(name);
+        install(m.tensor(name), l.type, std::move(l.bytes), wn, &hf);
+      }
     }
     sums.clear();
     last_group.clear();
@@ -255,7 +289,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       quantize_rows(*t, x.data(), piece.shape[0], cols, nullptr, n_threads, q.data());
       err.add(weight_error_sums(*t, x, cols, q, n_threads));
       std::copy(q.begin(), q.end(), e.bytes.begin() + r0 * row_bytes);
-      if (!o.fp_targets) release_mapped_pages(piece.data, piece.nbytes);  // the reference engine reads it again
+      if (!ref) release_mapped_pages(piece.data, piece.nbytes);  // the reference engine reads it again
     }
     e.rel_rms_error = err.relative_rms();
     views[embd.name] = view_of_bytes(embd, *t, e.bytes);
@@ -275,9 +309,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     const std::string block_prefix = "blk." + std::to_string(l) + ".";
     collect = true;  // 1. statistics of block l on the quantized path (reference inputs alongside)
     for (size_t i = 0; i < W; ++i) {
-      if (o.fp_targets) {
+      if (ref) {  // also moves the reference activations on: xf is then the fp block's output
         ref->reset();
-        ref->forward_layer(l, xf[i].data(), T);  // also moves the reference activations on
+        ref->forward_layer(l, xf[i].data(), T);
       }
       scratch = xq[i];
       quant.reset();

@@ -156,6 +156,14 @@ const std::map<std::string, Setter>& setters() {
       {"awq-windows", [](S& s, V n, V v) { s.job.method.awq.windows = number<int>(n, v); }},
       {"awq-clip", [](S& s, V n, V v) { s.job.method.awq.clip = boolean(n, v); }},
       {"awq-sub-passes", [](S& s, V n, V v) { s.job.method.awq.sub_passes = number<int>(n, v); }},
+      {"steps", [](S& s, V n, V v) { s.job.method.learned.steps = number<int>(n, v); }},
+      {"lr", [](S& s, V n, V v) { s.job.method.learned.lr = number<double>(n, v); }},
+      {"batch", [](S& s, V n, V v) { s.job.method.learned.batch = number<int>(n, v); }},
+      {"adaround-reg", [](S& s, V n, V v) { s.job.method.learned.reg = number<double>(n, v); }},
+      {"start",
+       [](S& s, V n, V v) {
+         s.job.method.learned.gptq_start = choice<bool>(n, v, {{"gptq", true}, {"rtn", false}});
+       }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

@@ -21,6 +21,8 @@ const char* stage_name(Stage s) {
       return "tensor";
     case Stage::Perplexity:
       return "perplexity";
+    case Stage::Train:
+      return "train";
   }
   return "?";
 }

@@ -40,10 +40,15 @@ const QuantMethod& gptq_method();
 const QuantMethod& awq_method();
 const QuantMethod& awq_gptq_method();
 const QuantMethod& smoothquant_method();
+const QuantMethod& adaround_method();
+const QuantMethod& adaquant_method();
+const QuantMethod& autoround_method();
 
 // The sequential driver as awq, awq+gptq and gptq (on calibration text) use it: AWQ scales
-// when `awq`, GPTQ rounding when `gptq_rounding`, then the GGUF writer.
-QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gptq_rounding);
+// when `awq`, GPTQ rounding when `gptq_rounding`, learned rounding after it when `learn`,
+// then the GGUF writer.
+QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gptq_rounding,
+                              const std::optional<LearnedOptions>& learn = std::nullopt);
 // W8A8 (int8 weights per channel, int8 activations): SmoothQuant's smoothing first when
 // `smooth`; activation scales per token, or calibrated per linear input.
 QuantizeReport write_w8a8(JobRun& run, const W8A8Target& t, bool smooth);

@@ -10,7 +10,9 @@ namespace pipeline {
 const std::vector<const QuantMethod*>& registered_methods() {
   static const std::vector<const QuantMethod*> all = {&rtn_method(),      &imatrix_method(),
                                                       &gptq_method(),     &awq_method(),
-                                                      &awq_gptq_method(), &smoothquant_method()};
+                                                      &awq_gptq_method(), &smoothquant_method(),
+                                                      &adaround_method(), &adaquant_method(),
+                                                      &autoround_method()};
   return all;
 }
 
@@ -70,6 +72,12 @@ const char* method_name(Method m) {
       return "awq+gptq";
     case Method::SmoothQuant:
       return "smoothquant";
+    case Method::AdaRound:
+      return "adaround";
+    case Method::AdaQuant:
+      return "adaquant";
+    case Method::AutoRound:
+      return "autoround";
   }
   return "?";
 }

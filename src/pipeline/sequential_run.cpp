@@ -17,6 +17,12 @@ std::string method_label(const JobRun& run, const SequentialOptions& so) {
   const char* name = method_name(run.method());
   std::string label =
       fmt::format("{} sequential calib={}x{}", name, run.job().calib.samples, run.job().calib.ctx);
+  if (so.learn) {
+    const LearnedOptions l = resolved(*so.learn);
+    label += fmt::format(" start={} steps={} lr={} batch={}", so.gptq_rounding ? "gptq" : "rtn", l.steps, l.lr,
+                         l.batch);
+    if (l.method == LearnedMethod::AdaRound) label += fmt::format(" reg={}", l.reg);
+  }
   if (so.gptq_rounding)
     label += fmt::format(" damp={} act_order={}{}", so.gptq.damp, so.gptq.act_order ? 1 : 0,
                          so.fp_targets ? " fp_targets=1" : "");
@@ -34,7 +40,8 @@ std::string method_label(const JobRun& run, const SequentialOptions& so) {
 
 }  // namespace
 
-QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gptq_rounding) {
+QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gptq_rounding,
+                              const std::optional<LearnedOptions>& learn) {
   const QuantizeJob& job = run.job();
   const Model& m = run.model();
   const AwqParams& a = job.method.awq;
@@ -55,6 +62,14 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   so.on_layer = [&run](uint32_t l, uint32_t n, double sec) {
     report_progress(run.observer(), {Stage::Block, l + 1u, n, "", sec});
   };
+  so.learn = learn;
+  const auto t0 = std::chrono::steady_clock::now();
+  const uint32_t n_layer = m.config.n_layer;
+  so.on_learn_step = [&run, t0, n_layer](uint32_t l, int step, int steps, double loss) {
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report_progress(run.observer(), {Stage::Train, size_t(l) * steps + step, size_t(n_layer) * steps,
+                                     fmt::format("block {} loss {:.3g}", l, loss), sec});
+  };
   // The file's layout is planned and its header written first; each block's tensors go in
   // as the driver finishes them, so no quantized tensor waits in memory for the end.
   q.method = method_label(run, so);
@@ -69,6 +84,7 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   r.activation_bytes = res.activation_bytes;
   r.awq_alpha = res.awq_alpha;
   r.awq_input_spread = res.awq_input_spread;
+  r.learned = res.learned;
   return r;
 }
 

@@ -53,7 +53,14 @@ nlohmann::json report_json(const QuantizeReport& r, const std::string& out) {
                        {"rel_output_error", t.rel_output_error},
                        {"rel_output_error_rtn", t.rel_output_error_rtn},
                        {"note", t.note}});
+  nlohmann::json learned = nlohmann::json::array();
+  for (const BlockLearnReport& b : r.learned)
+    learned.push_back({{"loss_start", b.loss_start},
+                       {"loss_end", b.loss_end},
+                       {"steps", b.steps},
+                       {"kept_start", b.kept_start}});
   return {{"output", out},
+          {"learned_blocks", learned},
           {"method", r.method},
           {"n_weights", r.n_weights},
           {"tensor_bytes", r.total_bytes},
@@ -86,6 +93,11 @@ void print_findings(const QuantizeReport& r) {
                  "note: {} of {} groups have no outlier input channels (max/min mean|x| < 2): AWQ "
                  "has little to protect there\n",
                  flat, r.awq_alpha.size());
+  }
+  for (size_t l = 0; l < r.learned.size(); ++l) {
+    const BlockLearnReport& b = r.learned[l];
+    fmt::print(stderr, "block {}: output MSE {:.4g} -> {:.4g} ({:+.1f}%){}\n", l, b.loss_start, b.loss_end,
+               100.0 * (b.loss_end / b.loss_start - 1), b.kept_start ? ", start kept" : "");
   }
   if (r.spikiness_before > 0)
     fmt::print(

@@ -43,7 +43,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   methods.push_back("w8a8");
   c->add_option("--method", s.method,
                 "rtn; imatrix (importance-weighted, the default when statistics are given); gptq, "
-                "awq, awq+gptq (need --calib; awq: GGUF types); smoothquant, w8a8 (--type int8: "
+                "awq, awq+gptq (need --calib; awq: GGUF types); adaround, adaquant, autoround "
+                "(learned rounding, need --calib, GGUF types); smoothquant, w8a8 (--type int8: "
                 "int8 weights and activations)")
       ->check(CLI::IsMember(methods));
   c->add_option("--sq-alpha", j.method.smoothquant.alpha,
@@ -70,6 +71,24 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
               "gptq: columns left to right, each block's scales chosen when reached (default for "
               "GGUF types)")
       ->excludes(ao);
+  LearnedParams& learned = j.method.learned;
+  c->add_option("--steps", learned.steps,
+                "adaround, adaquant, autoround: optimiser steps per block (default 200)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--lr", learned.lr,
+                "learned rounding: learning rate (default: adaround 0.01, adaquant 0.001 of the "
+                "weights' rms, autoround 1/steps)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--batch", learned.batch,
+                "learned rounding: calibration windows per step (default 4)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--adaround-reg", learned.reg,
+                "adaround: weight of the regulariser, relative to the block's start loss")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--start", learned.gptq_start, "learned rounding: the rounding it starts from")
+      ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"gptq", true}, {"rtn", false}}))
+      ->default_str("gptq");
   c->add_option("--awq-grid", awq.grid, "awq: alpha is tried at 0, 1/N, ..., 1")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
@@ -178,6 +197,12 @@ Observer progress_printer(bool quiet) {
       case Stage::Calibrate:
         fmt::print(stderr, "\rcalibrating: window {}/{}", p.done, p.total);
         break;
+      case Stage::Train: {
+        const double eta = p.done ? p.seconds / p.done * (p.total - p.done) : 0;
+        fmt::print(stderr, "\r{} step {}/{} {:<24} {:.0f} s, ETA {:.0f} s ", bar, p.done, p.total, p.item,
+                   p.seconds, eta);
+        break;
+      }
       default:
         fmt::print(stderr, "\r{} {} {}/{}", bar, stage_name(p.stage), p.done, p.total);
         break;

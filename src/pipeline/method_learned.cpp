@@ -1,0 +1,54 @@
+// Learned rounding (lowbit/learned.h) as methods: adaround, adaquant and autoround run the
+// sequential driver on calibration text, each block's start rounding (GPTQ by default, or
+// round to nearest) trained against the unquantized block's output.
+#include "lowbit/error.h"
+#include "method.h"
+
+namespace lowbit::pipeline {
+namespace {
+
+class LearnedRoundingMethod : public QuantMethod {
+ public:
+  LearnedRoundingMethod(Method kind, LearnedMethod learned) : kind_(kind), learned_(learned) {}
+  Method kind() const override { return kind_; }
+  bool writes(TargetKind k) const override { return k == TargetKind::Gguf; }
+  void check(const QuantizeJob& job) const override {
+    const LearnedParams& p = job.method.learned;
+    if (job.calib.text.empty())
+      fail(ErrorKind::Argument, "method {} needs calibration text (it trains on the block outputs)",
+           method_name(kind_));
+    if (p.steps < 0 || p.batch < 0 || !(p.lr >= 0) || !(p.reg >= 0))
+      fail(ErrorKind::Argument,
+           "method {}: steps {}, batch {}, learning rate {} and regulariser {} must not be negative",
+           method_name(kind_), p.steps, p.batch, p.lr, p.reg);
+  }
+  QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
+    const LearnedParams& p = run.job().method.learned;
+    LearnedOptions o;
+    o.method = learned_;
+    o.steps = p.steps, o.lr = p.lr, o.batch = p.batch, o.reg = p.reg;
+    o.seed = run.job().calib.seed;
+    return run_sequential(run, q, false, p.gptq_start, o);
+  }
+
+ private:
+  Method kind_;
+  LearnedMethod learned_;
+};
+
+}  // namespace
+
+const QuantMethod& adaround_method() {
+  static const LearnedRoundingMethod m(Method::AdaRound, LearnedMethod::AdaRound);
+  return m;
+}
+const QuantMethod& adaquant_method() {
+  static const LearnedRoundingMethod m(Method::AdaQuant, LearnedMethod::AdaQuant);
+  return m;
+}
+const QuantMethod& autoround_method() {
+  static const LearnedRoundingMethod m(Method::AutoRound, LearnedMethod::AutoRound);
+  return m;
+}
+
+}  // namespace lowbit::pipeline

@@ -2,7 +2,10 @@
 // (e.g. the generated 1B-shaped GGUF of make_synthetic_gguf), with random calibration
 // tokens so that models without a tokenizer can be measured:
 //   lowbit_method_cost MODEL METHOD [PRESET=Q4_K_M] [WINDOWS=8] [CTX=256] [THREADS=2] [AWQ_SUB_PASSES=4]
-// METHOD: rtn | imatrix | gptq | awq | awq+gptq; AWQ_SUB_PASSES as --awq-sub-passes (0 = off).
+//                      [STEPS=200] [BLOCKS=0]
+// METHOD: rtn | imatrix | gptq | awq | awq+gptq | adaround | adaquant | autoround;
+// AWQ_SUB_PASSES as --awq-sub-passes (0 = off); STEPS: learned rounding's steps per block;
+// BLOCKS: stop after this many blocks (0: all), for models too large to train whole.
 // One method per process, so the peak RSS (getrusage) is the method's own. Nothing is written.
 #include <fmt/core.h>
 #include <sys/resource.h>
@@ -36,6 +39,8 @@ int main(int argc, char** argv) {
     const size_t windows = argc > 4 ? std::stoul(argv[4]) : 8, ctx = argc > 5 ? std::stoul(argv[5]) : 256;
     const int threads = argc > 6 ? std::stoi(argv[6]) : 2;
     const int awq_sub_passes = argc > 7 ? std::stoi(argv[7]) : SequentialOptions{}.awq_sub_passes;
+    const int steps = argc > 8 ? std::stoi(argv[8]) : 200;
+    const uint32_t max_blocks = argc > 9 ? std::stoul(argv[9]) : 0;
     const auto t0 = std::chrono::steady_clock::now();
     const Model m = load_model(argv[1]);
     std::mt19937 rng(1);
@@ -79,11 +84,21 @@ int main(int argc, char** argv) {
       so.awq = method == "awq" || method == "awq+gptq";
       so.gptq_rounding = method != "awq";
       so.awq_sub_passes = awq_sub_passes;
-      if (method != "gptq" && !so.awq) fail(ErrorKind::Argument, "unknown method '{}'", method);
-      so.on_layer = [](uint32_t l, uint32_t n, double s) { fmt::print(stderr, "block {}/{}: {:.1f} s\n", l + 1, n, s); };
-      const SequentialResult r = quantize_sequential(m, tokens, types, so);
-      layer_seconds = r.layer_seconds;
-      fmt::print("activations kept: {:.1f} MiB\n", r.activation_bytes / 1048576.0);
+      for (LearnedMethod l : {LearnedMethod::AdaRound, LearnedMethod::AdaQuant, LearnedMethod::AutoRound})
+        if (method == learned_method_name(l)) so.learn = LearnedOptions{l, steps};
+      if (method != "gptq" && !so.awq && !so.learn) fail(ErrorKind::Argument, "unknown method '{}'", method);
+      struct Enough {};  // thrown after max_blocks blocks
+      so.on_layer = [&](uint32_t l, uint32_t n, double s) {
+        fmt::print(stderr, "block {}/{}: {:.1f} s\n", l + 1, n, s);
+        layer_seconds.push_back(s);
+        if (max_blocks && l + 1 >= max_blocks) throw Enough{};
+      };
+      try {
+        const SequentialResult r = quantize_sequential(m, tokens, types, so);
+        fmt::print("activations kept: {:.1f} MiB\n", r.activation_bytes / 1048576.0);
+      } catch (const Enough&) {
+        fmt::print("stopped after {} of {} blocks\n", max_blocks, m.config.n_layer);
+      }
     }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double mean_layer = 0;

@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SHARED=${LOWBIT_SHARED:-../shared}
-MODEL=$SHARED/models/tinyllm-8m
+MODEL=${MODEL:-$SHARED/models/tinyllm-8m}
 TEXT=$SHARED/data/wikitext-2/wikitext-2-test.txt
 CALIB=$SHARED/data/calibration/calib-en-1mb.txt
-LB=build/lowbit
+LB=${LB:-build/lowbit}
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 $LB perplexity "$MODEL" -f "$TEXT" --chunks "$CHUNKS" --save-logits "$W/base.bin" -q --json >/dev/null
 eval_stats() {

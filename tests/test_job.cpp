@@ -153,6 +153,22 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
   EXPECT_TRUE(*jg.method.gptq.act_order);
   EXPECT_EQ(jg.method.awq.objective, AwqObjective::Layer);
 
+  JobSettings l;
+  for (auto [k, v] : std::vector<std::pair<std::string, std::string>>{{"method", "adaround"},
+                                                                      {"steps", "50"},
+                                                                      {"lr", "0.2"},
+                                                                      {"batch", "2"},
+                                                                      {"adaround-reg", "0.05"},
+                                                                      {"start", "rtn"}})
+    set_job_option(l, k, v);
+  const QuantizeJob jl = make_job(l);
+  EXPECT_EQ(jl.method.kind, Method::AdaRound);
+  EXPECT_EQ(jl.method.learned.steps, 50);
+  EXPECT_EQ(jl.method.learned.lr, 0.2);
+  EXPECT_EQ(jl.method.learned.batch, 2);
+  EXPECT_EQ(jl.method.learned.reg, 0.05);
+  EXPECT_FALSE(jl.method.learned.gptq_start);
+
   JobSettings bad;
   EXPECT_NE(test::expect_error([&] {
               set_job_option(bad, "calib-samples", "12x");

@@ -24,14 +24,15 @@ const char* learned_method_name(LearnedMethod m) {
   return "?";
 }
 
+// Measured on tinyllm-8m Q2_K (docs/QUANTIZATION.md, "Learned rounding").
 LearnedOptions resolved(const LearnedOptions& o) {
   LearnedOptions r = o;
   if (r.steps <= 0) r.steps = 200;
   if (r.batch <= 0) r.batch = 4;
   if (r.lr <= 0) {
     switch (o.method) {
-      case LearnedMethod::AdaRound: r.lr = 1e-2; break;
-      case LearnedMethod::AdaQuant: r.lr = 1e-3; break;
+      case LearnedMethod::AdaRound: r.lr = 0.1; break;
+      case LearnedMethod::AdaQuant: r.lr = 3e-3; break;
       case LearnedMethod::AutoRound: r.lr = 1.0 / r.steps; break;
     }
   }

@@ -76,7 +76,7 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "adaround, adaquant, autoround: optimiser steps per block (default 200)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--lr", learned.lr,
-                "learned rounding: learning rate (default: adaround 0.01, adaquant 0.001 of the "
+                "learned rounding: learning rate (default: adaround 0.1, adaquant 0.003 of the "
                 "weights' rms, autoround 1/steps)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--batch", learned.batch,

@@ -1,7 +1,8 @@
 // Wall time, time per block and peak RSS of one calibrated quantization method on a model
 // (e.g. the generated 1B-shaped GGUF of make_synthetic_gguf), with random calibration
 // tokens so that models without a tokenizer can be measured:
-//   lowbit_method_cost MODEL METHOD [PRESET=Q4_K_M] [WINDOWS=8] [CTX=256] [THREADS=2] [AWQ_SUB_PASSES=4]
+//   lowbit_method_cost MODEL METHOD [PRESET=Q4_K_M] [WINDOWS=8] [CTX=256] [THREADS=2]
+//   [AWQ_SUB_PASSES=4]
 //                      [STEPS=200] [BLOCKS=0]
 // METHOD: rtn | imatrix | gptq | awq | awq+gptq | adaround | adaquant | autoround;
 // AWQ_SUB_PASSES as --awq-sub-passes (0 = off); STEPS: learned rounding's steps per block;
@@ -34,9 +35,13 @@ double peak_rss_mb() {
 int main(int argc, char** argv) {
   using namespace lowbit;
   try {
-    if (argc < 3) fail(ErrorKind::Argument, "usage: lowbit_method_cost MODEL METHOD [PRESET] [WINDOWS] [CTX] [THREADS] [AWQ_SUB_PASSES]");
+    if (argc < 3)
+      fail(ErrorKind::Argument,
+           "usage: lowbit_method_cost MODEL METHOD [PRESET] [WINDOWS] [CTX] [THREADS] "
+           "[AWQ_SUB_PASSES]");
     const std::string method = argv[2], preset = argc > 3 ? argv[3] : "Q4_K_M";
-    const size_t windows = argc > 4 ? std::stoul(argv[4]) : 8, ctx = argc > 5 ? std::stoul(argv[5]) : 256;
+    const size_t windows = argc > 4 ? std::stoul(argv[4]) : 8,
+                 ctx = argc > 5 ? std::stoul(argv[5]) : 256;
     const int threads = argc > 6 ? std::stoi(argv[6]) : 2;
     const int awq_sub_passes = argc > 7 ? std::stoi(argv[7]) : SequentialOptions{}.awq_sub_passes;
     const int steps = argc > 8 ? std::stoi(argv[8]) : 200;
@@ -68,8 +73,10 @@ int main(int argc, char** argv) {
         tensor_bytes(p.type, t.row_len(), t.n_values(), &bytes);
         std::vector<uint8_t> out(bytes);
         auto it = stats.by_weight.find(p.name);
-        const std::vector<float> imp = it == stats.by_weight.end() ? std::vector<float>() : it->second.importance();
-        quantize_rows(p.type, x.data(), t.shape[0], t.row_len(), imp.empty() ? nullptr : imp.data(), threads, out.data());
+        const std::vector<float> imp =
+            it == stats.by_weight.end() ? std::vector<float>() : it->second.importance();
+        quantize_rows(p.type, x.data(), t.shape[0], t.row_len(), imp.empty() ? nullptr : imp.data(),
+                      threads, out.data());
       }
     } else {
       std::map<std::string, DType> types;
@@ -84,9 +91,11 @@ int main(int argc, char** argv) {
       so.awq = method == "awq" || method == "awq+gptq";
       so.gptq_rounding = method != "awq";
       so.awq_sub_passes = awq_sub_passes;
-      for (LearnedMethod l : {LearnedMethod::AdaRound, LearnedMethod::AdaQuant, LearnedMethod::AutoRound})
+      for (LearnedMethod l :
+           {LearnedMethod::AdaRound, LearnedMethod::AdaQuant, LearnedMethod::AutoRound})
         if (method == learned_method_name(l)) so.learn = LearnedOptions{l, steps};
-      if (method != "gptq" && !so.awq && !so.learn) fail(ErrorKind::Argument, "unknown method '{}'", method);
+      if (method != "gptq" && !so.awq && !so.learn)
+        fail(ErrorKind::Argument, "unknown method '{}'", method);
       struct Enough {};  // thrown after max_blocks blocks
       so.on_layer = [&](uint32_t l, uint32_t n, double s) {
         fmt::print(stderr, "block {}/{}: {:.1f} s\n", l + 1, n, s);
@@ -100,11 +109,12 @@ int main(int argc, char** argv) {
         fmt::print("stopped after {} of {} blocks\n", max_blocks, m.config.n_layer);
       }
     }
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     double mean_layer = 0;
     for (double s : layer_seconds) mean_layer += s / layer_seconds.size();
-    fmt::print("{} {} {}x{}: {:.1f} s total, {:.1f} s per block, peak RSS {:.0f} MB\n", method, preset, windows, ctx, secs,
-               mean_layer, peak_rss_mb());
+    fmt::print("{} {} {}x{}: {:.1f} s total, {:.1f} s per block, peak RSS {:.0f} MB\n", method,
+               preset, windows, ctx, secs, mean_layer, peak_rss_mb());
     return 0;
   } catch (const Error& e) {
     fmt::print(stderr, "error: {}\n", e.what());

@@ -23,8 +23,8 @@ std::vector<double> randn(size_t n, uint32_t seed, double scale = 1.0) {
 }
 
 // L(p) = Σ probe ⊙ f(p): checks ∂L/∂p[i] (from `analytic`) at a dozen spread positions of p.
-void check_gradient(std::vector<double>& p, const std::vector<double>& analytic, const std::function<double()>& loss,
-                    const char* what) {
+void check_gradient(std::vector<double>& p, const std::vector<double>& analytic,
+                    const std::function<double()>& loss, const char* what) {
   ASSERT_EQ(p.size(), analytic.size()) << what;
   const double h = 1e-6;
   std::mt19937 rng(17);
@@ -105,8 +105,8 @@ TEST(BlockGrad, GroupedCausalAttentionMatchesFiniteDifferences) {
     return dot(probe, a);
   };
   loss();
-  attention_backward(q.data(), k.data(), v.data(), p.data(), n, heads, kv, hd, probe.data(), dq.data(), dk.data(),
-                     dv.data());
+  attention_backward(q.data(), k.data(), v.data(), p.data(), n, heads, kv, hd, probe.data(),
+                     dq.data(), dk.data(), dv.data());
   check_gradient(q, dq, loss, "q");
   check_gradient(k, dk, loss, "k");
   check_gradient(v, dv, loss, "v");
@@ -139,17 +139,23 @@ BlockShape small_shape(bool bias, bool qk_norm, RopeLayout layout) {
 BlockWeights<double> random_block(const BlockShape& s, uint32_t seed) {
   const size_t D = s.n_embd, Q = s.q_dim(), KV = s.kv_dim(), F = s.n_ff;
   BlockWeights<double> w;
-  w.wq = randn(Q * D, seed + 1, 0.4), w.wk = randn(KV * D, seed + 2, 0.4), w.wv = randn(KV * D, seed + 3, 0.4);
-  w.wo = randn(D * Q, seed + 4, 0.4), w.wgate = randn(F * D, seed + 5, 0.4), w.wup = randn(F * D, seed + 6, 0.4);
+  w.wq = randn(Q * D, seed + 1, 0.4), w.wk = randn(KV * D, seed + 2, 0.4),
+  w.wv = randn(KV * D, seed + 3, 0.4);
+  w.wo = randn(D * Q, seed + 4, 0.4), w.wgate = randn(F * D, seed + 5, 0.4),
+  w.wup = randn(F * D, seed + 6, 0.4);
   w.wdown = randn(D * F, seed + 7, 0.3);
   auto around_one = [](std::vector<double> v) {
     for (double& x : v) x += 1.0;
     return v;
   };
-  w.attn_norm = around_one(randn(D, seed + 8, 0.2)), w.ffn_norm = around_one(randn(D, seed + 9, 0.2));
-  if (s.attn_bias) w.bq = randn(Q, seed + 10, 0.3), w.bk = randn(KV, seed + 11, 0.3), w.bv = randn(KV, seed + 12, 0.3);
+  w.attn_norm = around_one(randn(D, seed + 8, 0.2)),
+  w.ffn_norm = around_one(randn(D, seed + 9, 0.2));
+  if (s.attn_bias)
+    w.bq = randn(Q, seed + 10, 0.3), w.bk = randn(KV, seed + 11, 0.3),
+    w.bv = randn(KV, seed + 12, 0.3);
   if (s.qk_norm)
-    w.q_norm = around_one(randn(s.head_dim, seed + 13, 0.2)), w.k_norm = around_one(randn(s.head_dim, seed + 14, 0.2));
+    w.q_norm = around_one(randn(s.head_dim, seed + 13, 0.2)),
+    w.k_norm = around_one(randn(s.head_dim, seed + 14, 0.2));
   return w;
 }
 
@@ -158,8 +164,9 @@ TEST(BlockGrad, WholeBlockMatchesFiniteDifferencesInEveryVariant) {
     bool bias, qk_norm;
     RopeLayout layout;
   };
-  for (Variant var : {Variant{false, false, RopeLayout::Interleaved}, Variant{true, false, RopeLayout::Halves},
-                      Variant{true, true, RopeLayout::Halves}}) {
+  for (Variant var :
+       {Variant{false, false, RopeLayout::Interleaved}, Variant{true, false, RopeLayout::Halves},
+        Variant{true, true, RopeLayout::Halves}}) {
     SCOPED_TRACE(testing::Message() << "bias " << var.bias << " qk_norm " << var.qk_norm);
     const BlockShape s = small_shape(var.bias, var.qk_norm, var.layout);
     const size_t n = 6;
@@ -198,7 +205,8 @@ TEST(BlockGrad, FloatForwardEqualsEngineBlock) {
     SCOPED_TRACE(arch);
     ModelConfig c;
     c.arch = arch;
-    c.n_vocab = 64, c.n_embd = 64, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 16, c.n_ff = 96;
+    c.n_vocab = 64, c.n_embd = 64, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 16,
+    c.n_ff = 96;
     c.n_ctx = 32;
     c.attn_bias = c.arch == "qwen2";
     c.qk_norm = c.arch == "qwen3";
@@ -214,7 +222,8 @@ TEST(BlockGrad, FloatForwardEqualsEngineBlock) {
     block_forward(block_shape(m), block_weights(m, 1), x.data(), n, got.data());
     double worst = 0, scale = 0;
     for (size_t i = 0; i < x.size(); ++i)
-      worst = std::max(worst, double(std::fabs(got[i] - want[i]))), scale = std::max(scale, double(std::fabs(want[i])));
+      worst = std::max(worst, double(std::fabs(got[i] - want[i]))),
+      scale = std::max(scale, double(std::fabs(want[i])));
     EXPECT_LE(worst, 1e-5 * scale);
   }
 }

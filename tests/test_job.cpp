@@ -25,8 +25,8 @@ QuantizeJob job_for(const test::TempDir& dir, const std::string& out = "out.gguf
 
 TEST(Job, EveryMethodIsRegisteredByNameAndWritesATarget) {
   const std::vector<std::string> names = method_names();
-  for (const char* n :
-       {"rtn", "imatrix", "gptq", "awq", "awq+gptq", "smoothquant", "adaround", "adaquant", "autoround"})
+  for (const char* n : {"rtn", "imatrix", "gptq", "awq", "awq+gptq", "smoothquant", "adaround",
+                        "adaquant", "autoround"})
     EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
   for (const std::string& n : names) {
     const auto m = method_from_name(n);

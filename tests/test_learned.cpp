@@ -17,8 +17,9 @@
 namespace lowbit {
 namespace {
 
-constexpr DType kBlockTypes[] = {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL,
-                                 DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS};
+constexpr DType kBlockTypes[] = {DType::Q4_0, DType::Q4_1,   DType::Q5_0, DType::Q5_1,
+                                 DType::Q8_0, DType::IQ4_NL, DType::Q2_K, DType::Q3_K,
+                                 DType::Q4_K, DType::Q5_K,   DType::Q6_K, DType::IQ4_XS};
 
 TEST(GridTensor, CodesAndValuesAreThoseTheBytesStore) {
   const uint64_t rows = 3, cols = 512;
@@ -35,7 +36,8 @@ TEST(GridTensor, CodesAndValuesAreThoseTheBytesStore) {
     EXPECT_EQ(g.decode(codes), stored);
     for (uint64_t i = 0; i < stored.size(); i += 7) {
       EXPECT_NEAR(g.value(i, float(codes[i])), stored[i], 1e-6f * (1 + std::fabs(stored[i])));
-      const int up = std::min(codes[i] + 1, g.n_codes() - 1);  // another code decodes to its grid point
+      const int up =
+          std::min(codes[i] + 1, g.n_codes() - 1);  // another code decodes to its grid point
       std::vector<int> moved = codes;
       moved[i] = up;
       EXPECT_NEAR(g.decode(moved)[i], g.value(i, float(up)), 1e-6f * (1 + std::fabs(stored[i])));
@@ -79,21 +81,24 @@ struct Fixture {
   static Model model() {
     ModelConfig c;
     c.arch = "llama";
-    c.n_vocab = 32, c.n_embd = 256, c.n_layer = 1, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 64, c.n_ff = 512;
+    c.n_vocab = 32, c.n_embd = 256, c.n_layer = 1, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 64,
+    c.n_ff = 512;
     c.n_ctx = 64;
     return make_synthetic_model(c, Vocab{}, 21, DType::F32, 0.08f);
   }
 };
 
 TEST(LearnedRounding, EveryMethodLowersTheBlockLossAndTheEngineComputesWhatItTrained) {
-  for (LearnedMethod method : {LearnedMethod::AutoRound, LearnedMethod::AdaRound, LearnedMethod::AdaQuant}) {
+  for (LearnedMethod method :
+       {LearnedMethod::AutoRound, LearnedMethod::AdaRound, LearnedMethod::AdaQuant}) {
     SCOPED_TRACE(learned_method_name(method));
     Fixture f(DType::Q3_K);
     LearnedOptions o;
     o.method = method;
     o.steps = 30, o.batch = 2;
-    const BlockLearnReport r = learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears, f.inputs,
-                                                    f.targets, f.n_ctx, o, "block 0", 1);
+    const BlockLearnReport r =
+        learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears, f.inputs, f.targets,
+                             f.n_ctx, o, "block 0", 1);
     EXPECT_FALSE(r.kept_start);
     EXPECT_LT(r.loss_end, 0.97 * r.loss_start);
     // The engine on the written bytes computes the loss the method reports.
@@ -101,7 +106,8 @@ TEST(LearnedRounding, EveryMethodLowersTheBlockLossAndTheEngineComputesWhatItTra
     std::vector<TensorView> views;
     views.reserve(7);
     for (const LearnedLinear& l : f.linears) {
-      const TensorView& src = f.m.tensor("blk.0." + std::string(train::kLinearNames[l.index]) + ".weight");
+      const TensorView& src =
+          f.m.tensor("blk.0." + std::string(train::kLinearNames[l.index]) + ".weight");
       views.push_back(view_of_bytes(src, l.type, l.bytes));
       e.replace_weight(src.name, &views.back());
     }
@@ -110,7 +116,8 @@ TEST(LearnedRounding, EveryMethodLowersTheBlockLossAndTheEngineComputesWhatItTra
       std::vector<float> x = f.inputs[i];
       e.reset();
       e.forward_layer(0, x.data(), f.n_ctx);
-      for (size_t j = 0; j < x.size(); ++j) sum += double(x[j] - f.targets[i][j]) * (x[j] - f.targets[i][j]);
+      for (size_t j = 0; j < x.size(); ++j)
+        sum += double(x[j] - f.targets[i][j]) * (x[j] - f.targets[i][j]);
     }
     const double engine_loss = sum / double(f.inputs.size() * f.n_ctx * f.shape.n_embd);
     EXPECT_NEAR(engine_loss, r.loss_end, 1e-4 * r.loss_end);
@@ -123,14 +130,15 @@ TEST(LearnedRounding, KeepsTheGridOfTheStartBytes) {
   LearnedOptions o;
   o.method = LearnedMethod::AutoRound;
   o.steps = 30, o.batch = 2;
-  const BlockLearnReport r = learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears, f.inputs,
-                                                  f.targets, f.n_ctx, o, "block 0", 1);
+  const BlockLearnReport r = learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears,
+                                                  f.inputs, f.targets, f.n_ctx, o, "block 0", 1);
   ASSERT_FALSE(r.kept_start) << r.loss_start << " -> " << r.loss_end;
   size_t moved = 0, far = 0;
   for (size_t k = 0; k < start.size(); ++k) {
     // same grid: writing the learned codes into the start bytes gives the learned bytes
     train::GridTensor before(start[k].type, start[k].bytes, start[k].rows, start[k].cols);
-    train::GridTensor after(f.linears[k].type, f.linears[k].bytes, f.linears[k].rows, f.linears[k].cols);
+    train::GridTensor after(f.linears[k].type, f.linears[k].bytes, f.linears[k].rows,
+                            f.linears[k].cols);
     const std::vector<int> a = before.start_codes(), b = after.start_codes();
     EXPECT_EQ(before.encode(b), f.linears[k].bytes);
     for (size_t i = 0; i < a.size(); ++i) moved += a[i] != b[i], far += std::abs(a[i] - b[i]) > 1;
@@ -145,8 +153,8 @@ TEST(LearnedRounding, NonFiniteLossIsAnErrorNamingTheBlock) {
   LearnedOptions o;
   o.steps = 2;
   const std::string msg = test::expect_error([&] {
-    learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears, f.inputs, f.targets, f.n_ctx, o,
-                         "block 3", 1);
+    learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears, f.inputs, f.targets,
+                         f.n_ctx, o, "block 3", 1);
   });
   EXPECT_NE(msg.find("block 3"), std::string::npos) << msg;
   EXPECT_NE(msg.find("nan"), std::string::npos) << msg;

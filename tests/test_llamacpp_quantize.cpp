@@ -35,8 +35,10 @@ struct JudgedWindows {
   std::string tokens_json;  // the tokens as the judge reads them
   PerplexityOptions po;
 
-  JudgedWindows(const Model& m, const TempDir& dir, size_t ctx_, size_t chunks_) : ctx(ctx_), chunks(chunks_) {
-    tokens = Tokenizer::create(m.vocab)->encode(read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")));
+  JudgedWindows(const Model& m, const TempDir& dir, size_t ctx_, size_t chunks_)
+      : ctx(ctx_), chunks(chunks_) {
+    tokens = Tokenizer::create(m.vocab)->encode(
+        read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")));
     tokens.resize(ctx * chunks);
     tokens_json = dir.file("tokens.json");
     test::write_file(tokens_json, nlohmann::json({{"tokens", tokens}}).dump());
@@ -48,7 +50,9 @@ struct JudgedWindows {
     return evaluate_perplexity(engine, tokens, po).ppl;
   }
   double llama_ppl(const std::string& gguf) const {
-    return test::run_llama_judge({"perplexity", gguf, tokens_json, std::to_string(ctx), std::to_string(chunks)})["ppl"].get<double>();
+    return test::run_llama_judge({"perplexity", gguf, tokens_json, std::to_string(ctx),
+                                  std::to_string(chunks)})["ppl"]
+        .get<double>();
   }
 };
 
@@ -72,7 +76,8 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     // A consistent but wrong quantizer would pass the line above; the model must still work.
     EXPECT_LT(ours / base_ppl, 1.12) << "PPL " << ours << " vs unquantized " << base_ppl;
-    std::printf("%-7s lowbit PPL %.4f  llama.cpp PPL %.4f  (unquantized %.4f)\n", p.name, ours, theirs, base_ppl);
+    std::printf("%-7s lowbit PPL %.4f  llama.cpp PPL %.4f  (unquantized %.4f)\n", p.name, ours,
+                theirs, base_ppl);
   }
 }
 
@@ -87,9 +92,9 @@ TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
   for (const char* method : {"gptq", "awq", "awq+gptq"}) {
     SCOPED_TRACE(method);
     const std::string path = dir.file("method" + std::to_string(k++) + ".gguf");
-    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q3_K_M", "--method", method, "--calib",
-                            shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "8", "--calib-ctx", "128",
-                            "--awq-grid", "4", "-q"});
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q3_K_M", "--method", method,
+                            "--calib", shared_path("data/calibration/calib-en-1mb.txt"),
+                            "--calib-samples", "8", "--calib-ctx", "128", "--awq-grid", "4", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
@@ -107,9 +112,10 @@ TEST(LlamaCppJudge, LearnedRoundingFilesLoadInLlamaCppWithTheSamePerplexity) {
   for (const char* method : {"adaround", "adaquant", "autoround"}) {
     SCOPED_TRACE(method);
     const std::string path = dir.file(std::string(method) + ".gguf");
-    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q2_K", "--method", method, "--calib",
-                            shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "4", "--calib-ctx",
-                            "64", "--steps", "4", "--batch", "2", "-q"});
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q2_K", "--method", method,
+                            "--calib", shared_path("data/calibration/calib-en-1mb.txt"),
+                            "--calib-samples", "4", "--calib-ctx", "64", "--steps", "4", "--batch",
+                            "2", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
@@ -124,7 +130,8 @@ TEST(LlamaCppJudge, PresetMixesGiveEveryTensorLlamaCppsType) {
   const Model f32 = load_model(dir.file("f32.gguf"));
   for (const Preset& p : presets()) {
     SCOPED_TRACE(p.name);
-    test::run_llamacpp_native({"quantize-model", dir.file("f32.gguf"), dir.file("llama.gguf"), std::to_string(p.file_type), "2"});
+    test::run_llamacpp_native({"quantize-model", dir.file("f32.gguf"), dir.file("llama.gguf"),
+                               std::to_string(p.file_type), "2"});
     const auto theirs = tensor_types(dir.file("llama.gguf"));
     QuantizePlanOptions po;
     po.preset = p.name;

@@ -42,8 +42,8 @@ struct BlockWeights {
   // Every parameter tensor set to zeros of the shape of `like`.
   void zeros_like(const BlockWeights& like);
 };
-inline constexpr const char* kLinearNames[7] = {"attn_q",   "attn_k",   "attn_v", "attn_output",
-                                                "ffn_gate", "ffn_up",   "ffn_down"};
+inline constexpr const char* kLinearNames[7] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
+                                                "ffn_gate", "ffn_up", "ffn_down"};
 
 // Layer `layer` of `m` in f32 (weights of any stored type, dequantized).
 BlockWeights<float> block_weights(const Model& m, uint32_t layer);
@@ -52,25 +52,25 @@ BlockWeights<float> block_weights(const Model& m, uint32_t layer);
 template <class Real>
 struct BlockCache {
   size_t n = 0;
-  std::vector<Real> x, r1, h1;         // input; 1/rms per token; normed input [n, D]
-  std::vector<Real> q_pre, k_pre;      // after bias, before q/k norm (qk_norm only)
-  std::vector<Real> rq, rk;            // q/k norm 1/rms per (token, head)
-  std::vector<Real> q, k, v;           // after norm and RoPE: [n, Q], [n, KV], [n, KV]
-  std::vector<Real> p;                 // attention probabilities [n_head, n, n]
-  std::vector<Real> a;                 // attention output [n, Q]
-  std::vector<Real> x2, r2, h2;        // residual after attention; its norm
-  std::vector<Real> g, u, m;           // gate, up, silu(gate) ⊙ up [n, F]
+  std::vector<Real> x, r1, h1;     // input; 1/rms per token; normed input [n, D]
+  std::vector<Real> q_pre, k_pre;  // after bias, before q/k norm (qk_norm only)
+  std::vector<Real> rq, rk;        // q/k norm 1/rms per (token, head)
+  std::vector<Real> q, k, v;       // after norm and RoPE: [n, Q], [n, KV], [n, KV]
+  std::vector<Real> p;             // attention probabilities [n_head, n, n]
+  std::vector<Real> a;             // attention output [n, Q]
+  std::vector<Real> x2, r2, h2;    // residual after attention; its norm
+  std::vector<Real> g, u, m;       // gate, up, silu(gate) ⊙ up [n, F]
 };
 
 // y[n, D] = block(x[n, D]). With `cache`, keeps what block_backward needs.
 template <class Real>
-void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real* x, size_t n, Real* y,
-                   BlockCache<Real>* cache = nullptr);
+void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real* x, size_t n,
+                   Real* y, BlockCache<Real>* cache = nullptr);
 
 // Given dy = ∂L/∂y [n, D]: adds ∂L/∂(every parameter) to `grad` (shaped by zeros_like) and,
 // when dx is not null, writes ∂L/∂x [n, D].
 template <class Real>
-void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const BlockCache<Real>& cache, const Real* dy,
-                    BlockWeights<Real>& grad, Real* dx = nullptr);
+void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const BlockCache<Real>& cache,
+                    const Real* dy, BlockWeights<Real>& grad, Real* dx = nullptr);
 
 }  // namespace lowbit::train

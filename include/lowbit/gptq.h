@@ -15,20 +15,23 @@
 
 namespace lowbit {
 
-struct AffineSpec;    // lowbit/affine.h (which includes quantize.h, which includes this)
+struct AffineSpec;  // lowbit/affine.h (which includes quantize.h, which includes this)
 struct AffineTensor;
 
 struct GptqOptions {
-  double damp = 0.01;     // added to the diagonal: damp * mean(diag(H)); raised x10 if Cholesky fails
-  bool act_order = true;  // with groups or blocks, implies static groups (parameters from the original W)
-  int n_threads = 0;      // rows are swept in parallel; 0 = all cores
-  uint64_t batch = 128;   // columns per lazy update (the trailing columns are updated by one GEMM per batch)
+  double damp = 0.01;  // added to the diagonal: damp * mean(diag(H)); raised x10 if Cholesky fails
+  bool act_order =
+      true;  // with groups or blocks, implies static groups (parameters from the original W)
+  int n_threads = 0;  // rows are swept in parallel; 0 = all cores
+  uint64_t batch =
+      128;  // columns per lazy update (the trailing columns are updated by one GEMM per batch)
 };
 
 // W: [rows, cols] row-major. H: [cols, cols] symmetric, the proxy X^T X / n of the inputs.
 // Returns the quantized tensor; `dequantized` (optional) receives Q as f32 [rows, cols].
-AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
-                                  const AffineSpec& spec, const GptqOptions& o, std::vector<float>* dequantized = nullptr);
+AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols,
+                                  const std::vector<double>& H, const AffineSpec& spec,
+                                  const GptqOptions& o, std::vector<float>* dequantized = nullptr);
 
 // GGUF block types: writes rows x (cols / block_size) blocks of `type` to `out`, the layout of
 // quantize_rows. `importance` (cols values, or null) weights the choice of block parameters;
@@ -36,7 +39,8 @@ AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, 
 // H is taken by value: move it in when it is not needed afterwards (it is cols² doubles).
 // pre_round (optional, rows x cols) receives each value as the sweep rounded it: the weight
 // plus the errors propagated to it (where learned rounding places it between grid points).
-void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, std::vector<double> H,
-                        const float* importance, const GptqOptions& o, uint8_t* out, float* pre_round = nullptr);
+void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols,
+                        std::vector<double> H, const float* importance, const GptqOptions& o,
+                        uint8_t* out, float* pre_round = nullptr);
 
 }  // namespace lowbit

@@ -29,11 +29,11 @@ enum class LearnedMethod { AdaRound, AdaQuant, AutoRound };
 
 struct LearnedOptions {
   LearnedMethod method = LearnedMethod::AutoRound;
-  int steps = 0;       // optimiser steps per block; 0: the method's default
-  double lr = 0;       // 0: the method's default
-  int batch = 0;       // calibration windows per step; 0: the default
-  double reg = 0.01;   // AdaRound: regulariser weight, relative to the block's start loss
-  uint64_t seed = 1;   // order of the windows
+  int steps = 0;      // optimiser steps per block; 0: the method's default
+  double lr = 0;      // 0: the method's default
+  int batch = 0;      // calibration windows per step; 0: the default
+  double reg = 0.01;  // AdaRound: regulariser weight, relative to the block's start loss
+  uint64_t seed = 1;  // order of the windows
 };
 // The defaults (measured on tinyllm-8m, docs/QUANTIZATION.md) filled in.
 LearnedOptions resolved(const LearnedOptions& o);
@@ -60,11 +60,13 @@ struct BlockLearnReport {
 // Trains the rounding of `linears` (the others, and the norms, stay as in `block`). inputs
 // and targets: windows of n_ctx tokens, [n_ctx, n_embd] each. `label` names the block in
 // errors (a non-finite loss). on_step(step, steps, loss) follows the progress.
-BlockLearnReport learn_block_rounding(const train::BlockShape& shape, train::BlockWeights<float> block,
+BlockLearnReport learn_block_rounding(const train::BlockShape& shape,
+                                      train::BlockWeights<float> block,
                                       std::vector<LearnedLinear>& linears,
                                       const std::vector<std::vector<float>>& inputs,
                                       const std::vector<std::vector<float>>& targets, size_t n_ctx,
-                                      const LearnedOptions& options, const std::string& label, int n_threads,
+                                      const LearnedOptions& options, const std::string& label,
+                                      int n_threads,
                                       const std::function<void(int, int, double)>& on_step = {});
 
 }  // namespace lowbit

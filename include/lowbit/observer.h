@@ -15,7 +15,8 @@ namespace lowbit {
 // Train: learned rounding's optimiser steps over all blocks (item: the block and its loss;
 // seconds: time since the first step).
 enum class Stage { Calibrate, Sensitivity, Block, Tensor, Perplexity, Train };
-const char* stage_name(Stage s);  // "calibrate", "sensitivity", "block", "tensor", "perplexity", "train"
+const char* stage_name(
+    Stage s);  // "calibrate", "sensitivity", "block", "tensor", "perplexity", "train"
 
 struct Progress {
   Stage stage;

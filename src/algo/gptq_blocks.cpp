@@ -12,7 +12,8 @@ namespace {
 
 class BlockRounder final : public gptq::GridRounder {
  public:
-  BlockRounder(const quant::BlockCodec& codec, uint64_t cols, const float* importance, uint8_t* out, float* met)
+  BlockRounder(const quant::BlockCodec& codec, uint64_t cols, const float* importance, uint8_t* out,
+               float* met)
       : codec_(codec),
         blen_(traits(codec.type).block_size),
         bytes_(traits(codec.type).type_size),
@@ -29,7 +30,8 @@ class BlockRounder final : public gptq::GridRounder {
     codes_.assign((r1 - r0) * cols_, 0);
   }
   void choose(uint64_t row, uint64_t b, const float* values) override {
-    codec_.choose(values, importance_ ? importance_ + b * blen_ : nullptr, block(row, b), &grids_[(row - r0_) * bpr_ + b]);
+    codec_.choose(values, importance_ ? importance_ + b * blen_ : nullptr, block(row, b),
+                  &grids_[(row - r0_) * bpr_ + b]);
   }
   float round(uint64_t row, uint64_t col, float v) override {
     const quant::BlockGrid& g = grids_[(row - r0_) * bpr_ + col / blen_];
@@ -40,7 +42,8 @@ class BlockRounder final : public gptq::GridRounder {
   }
   void end_rows(uint64_t r0, uint64_t r1) override {
     for (uint64_t r = r0; r < r1; ++r)
-      for (uint64_t b = 0; b < bpr_; ++b) codec_.set_codes(&codes_[(r - r0) * cols_ + b * blen_], block(r, b));
+      for (uint64_t b = 0; b < bpr_; ++b)
+        codec_.set_codes(&codes_[(r - r0) * cols_ + b * blen_], block(r, b));
   }
 
  private:
@@ -58,17 +61,22 @@ class BlockRounder final : public gptq::GridRounder {
 
 }  // namespace
 
-void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, std::vector<double> H,
-                        const float* importance, const GptqOptions& o, uint8_t* out, float* pre_round) {
+void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols,
+                        std::vector<double> H, const float* importance, const GptqOptions& o,
+                        uint8_t* out, float* pre_round) {
   const quant::BlockCodec* codec = quant::block_codec(type);
-  if (!codec) fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)", dtype_name(type));
+  if (!codec)
+    fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)",
+         dtype_name(type));
   const auto& tr = traits(type);
   if (cols % tr.block_size != 0)
-    fail(ErrorKind::Argument, "GPTQ: rows of {} values do not divide into {} blocks of {}", cols, tr.name, tr.block_size);
+    fail(ErrorKind::Argument, "GPTQ: rows of {} values do not divide into {} blocks of {}", cols,
+         tr.name, tr.block_size);
   std::vector<float> diag;
   if (!importance) {
     diag.resize(cols);
-    for (uint64_t j = 0; j < cols; ++j) diag[j] = static_cast<float>(H.size() == cols * cols ? H[j * cols + j] : 1.0);
+    for (uint64_t j = 0; j < cols; ++j)
+      diag[j] = static_cast<float>(H.size() == cols * cols ? H[j * cols + j] : 1.0);
     importance = diag.data();
   }
   std::vector<float> W(w, w + rows * cols);

@@ -1,7 +1,5 @@
 // Learned rounding of one block (lowbit/learned.h): the training loop, and one small class
 // per method that turns its parameters into weights and the weights' gradient into a step.
-#include "lowbit/learned.h"
-
 #include <algorithm>
 #include <cmath>
 #include <memory>
@@ -9,6 +7,7 @@
 #include <random>
 
 #include "lowbit/error.h"
+#include "lowbit/learned.h"
 #include "lowbit/quant.h"
 #include "train/grid_tensor.h"
 #include "train/optimizer.h"
@@ -17,9 +16,12 @@ namespace lowbit {
 
 const char* learned_method_name(LearnedMethod m) {
   switch (m) {
-    case LearnedMethod::AdaRound: return "adaround";
-    case LearnedMethod::AdaQuant: return "adaquant";
-    case LearnedMethod::AutoRound: return "autoround";
+    case LearnedMethod::AdaRound:
+      return "adaround";
+    case LearnedMethod::AdaQuant:
+      return "adaquant";
+    case LearnedMethod::AutoRound:
+      return "autoround";
   }
   return "?";
 }
@@ -31,9 +33,15 @@ LearnedOptions resolved(const LearnedOptions& o) {
   if (r.batch <= 0) r.batch = 4;
   if (r.lr <= 0) {
     switch (o.method) {
-      case LearnedMethod::AdaRound: r.lr = 0.1; break;
-      case LearnedMethod::AdaQuant: r.lr = 3e-3; break;
-      case LearnedMethod::AutoRound: r.lr = 1.0 / r.steps; break;
+      case LearnedMethod::AdaRound:
+        r.lr = 0.1;
+        break;
+      case LearnedMethod::AdaQuant:
+        r.lr = 3e-3;
+        break;
+      case LearnedMethod::AutoRound:
+        r.lr = 1.0 / r.steps;
+        break;
     }
   }
   return r;
@@ -60,11 +68,13 @@ class Learner {
 // Codes round(position + v) on the start grid, v in [-0.5, 0.5], by signed gradient descent.
 class AutoRoundLearner final : public Learner {
  public:
-  AutoRoundLearner(const LearnedLinear& l, double lr) : grid_(l.type, l.bytes, l.rows, l.cols), lr_(lr) {
+  AutoRoundLearner(const LearnedLinear& l, double lr)
+      : grid_(l.type, l.bytes, l.rows, l.cols), lr_(lr) {
     const std::vector<int> start = grid_.start_codes();
     base_.resize(start.size());
     for (size_t i = 0; i < start.size(); ++i)  // exactly the start codes at v = 0
-      base_[i] = float(start[i]) + std::clamp(grid_.position(i, l.position[i]) - float(start[i]), -0.49f, 0.49f);
+      base_[i] = float(start[i]) +
+                 std::clamp(grid_.position(i, l.position[i]) - float(start[i]), -0.49f, 0.49f);
     v_.assign(base_.size(), 0.0f);
     best_ = v_;
   }
@@ -74,7 +84,8 @@ class AutoRoundLearner final : public Learner {
   }
   void update(const std::vector<float>& grad, int, int, double) override {
     std::vector<float> g(v_.size());
-    for (size_t i = 0; i < v_.size(); ++i) g[i] = grad[i] * grid_.slope(i, code(i, v_[i]));  // straight through round
+    for (size_t i = 0; i < v_.size(); ++i)
+      g[i] = grad[i] * grid_.slope(i, code(i, v_[i]));  // straight through round
     train::sign_step(v_.data(), g.data(), g.size(), lr_);
     for (float& v : v_) v = std::clamp(v, -0.5f, 0.5f);
   }
@@ -106,7 +117,8 @@ class AdaRoundLearner final : public Learner {
     const float top = float(grid_.n_codes() - 2);
     for (size_t i = 0; i < start.size(); ++i) {
       // where the start put it, between its start code and the neighbour on its side
-      const float p = float(start[i]) + std::clamp(grid_.position(i, l.position[i]) - float(start[i]), -0.49f, 0.49f);
+      const float p = float(start[i]) +
+                      std::clamp(grid_.position(i, l.position[i]) - float(start[i]), -0.49f, 0.49f);
       floor_[i] = std::clamp(std::floor(p), 0.0f, top);
       const float frac = std::clamp(p - floor_[i], 0.01f, 0.99f);
       const float s = (frac - kGamma) / (kZeta - kGamma);  // h(V) = frac
@@ -145,7 +157,9 @@ class AdaRoundLearner final : public Learner {
   }
 
  private:
-  static float h(float v) { return std::clamp(1 / (1 + std::exp(-v)) * (kZeta - kGamma) + kGamma, 0.0f, 1.0f); }
+  static float h(float v) {
+    return std::clamp(1 / (1 + std::exp(-v)) * (kZeta - kGamma) + kGamma, 0.0f, 1.0f);
+  }
   GridTensor grid_;
   train::Adam adam_;
   double lr_, reg_;
@@ -159,7 +173,8 @@ class AdaQuantLearner final : public Learner {
       : l_(l), w_(l.position), adam_(w_.size()), n_threads_(n_threads) {
     double sq = 0;
     for (float x : w_) sq += double(x) * x;
-    lr_ = lr * std::sqrt(sq / std::max<size_t>(1, w_.size()));  // steps relative to the weights' rms
+    lr_ =
+        lr * std::sqrt(sq / std::max<size_t>(1, w_.size()));  // steps relative to the weights' rms
     best_ = w_;
   }
   void weights(std::vector<float>& w) override {
@@ -167,7 +182,9 @@ class AdaQuantLearner final : public Learner {
     w.resize(w_.size());
     dequantize_values(l_.type, q.data(), w.size(), w.data());
   }
-  void update(const std::vector<float>& grad, int, int, double) override { adam_.step(w_.data(), grad.data(), lr_); }
+  void update(const std::vector<float>& grad, int, int, double) override {
+    adam_.step(w_.data(), grad.data(), lr_);
+  }
   void keep_best() override { best_ = w_; }
   std::vector<uint8_t> result() override { return quantize(best_); }
 
@@ -187,13 +204,14 @@ class AdaQuantLearner final : public Learner {
 
 // Mean squared error of the block's output over `windows` (every window when empty).
 double block_loss(const train::BlockShape& s, const train::BlockWeights<float>& w,
-                  const std::vector<std::vector<float>>& inputs, const std::vector<std::vector<float>>& targets,
-                  size_t n_ctx) {
+                  const std::vector<std::vector<float>>& inputs,
+                  const std::vector<std::vector<float>>& targets, size_t n_ctx) {
   std::vector<float> y(n_ctx * s.n_embd);
   double sum = 0;
   for (size_t i = 0; i < inputs.size(); ++i) {
     train::block_forward(s, w, inputs[i].data(), n_ctx, y.data());
-    for (size_t j = 0; j < y.size(); ++j) sum += double(y[j] - targets[i][j]) * (y[j] - targets[i][j]);
+    for (size_t j = 0; j < y.size(); ++j)
+      sum += double(y[j] - targets[i][j]) * (y[j] - targets[i][j]);
   }
   return sum / double(inputs.size() * y.size());
 }
@@ -204,11 +222,13 @@ BlockLearnReport learn_block_rounding(const train::BlockShape& s, train::BlockWe
                                       std::vector<LearnedLinear>& linears,
                                       const std::vector<std::vector<float>>& inputs,
                                       const std::vector<std::vector<float>>& targets, size_t n_ctx,
-                                      const LearnedOptions& options, const std::string& label, int n_threads,
+                                      const LearnedOptions& options, const std::string& label,
+                                      int n_threads,
                                       const std::function<void(int, int, double)>& on_step) {
   const LearnedOptions o = resolved(options);
   if (inputs.empty() || inputs.size() != targets.size())
-    fail(ErrorKind::Argument, "learned rounding: {} input windows and {} targets", inputs.size(), targets.size());
+    fail(ErrorKind::Argument, "learned rounding: {} input windows and {} targets", inputs.size(),
+         targets.size());
   auto install = [&](const LearnedLinear& l, const std::vector<uint8_t>& bytes) {
     std::vector<float>& w = *block.linear(l.index);
     w.resize(l.rows * l.cols);
@@ -223,9 +243,15 @@ BlockLearnReport learn_block_rounding(const train::BlockShape& s, train::BlockWe
   std::vector<std::unique_ptr<Learner>> learners;
   for (const LearnedLinear& l : linears) {
     switch (o.method) {
-      case LearnedMethod::AutoRound: learners.push_back(std::make_unique<AutoRoundLearner>(l, o.lr)); break;
-      case LearnedMethod::AdaRound: learners.push_back(std::make_unique<AdaRoundLearner>(l, o.lr, o.reg)); break;
-      case LearnedMethod::AdaQuant: learners.push_back(std::make_unique<AdaQuantLearner>(l, o.lr, n_threads)); break;
+      case LearnedMethod::AutoRound:
+        learners.push_back(std::make_unique<AutoRoundLearner>(l, o.lr));
+        break;
+      case LearnedMethod::AdaRound:
+        learners.push_back(std::make_unique<AdaRoundLearner>(l, o.lr, o.reg));
+        break;
+      case LearnedMethod::AdaQuant:
+        learners.push_back(std::make_unique<AdaQuantLearner>(l, o.lr, n_threads));
+        break;
     }
   }
   train::BlockWeights<float> grad;
@@ -238,7 +264,8 @@ BlockLearnReport learn_block_rounding(const train::BlockShape& s, train::BlockWe
   std::shuffle(order.begin(), order.end(), rng);
   double best = INFINITY;
   for (int step = 0; step < o.steps; ++step) {
-    for (size_t k = 0; k < linears.size(); ++k) learners[k]->weights(*block.linear(linears[k].index));
+    for (size_t k = 0; k < linears.size(); ++k)
+      learners[k]->weights(*block.linear(linears[k].index));
     grad.zeros_like(block);
     double loss = 0;
     const double norm = 2.0 / double(batch * n_ctx * D);  // ∂ mean(e²) / ∂y = 2e / count
@@ -254,7 +281,8 @@ BlockLearnReport learn_block_rounding(const train::BlockShape& s, train::BlockWe
     }
     loss /= double(batch * n_ctx * D);
     if (!std::isfinite(loss))
-      fail(ErrorKind::Argument, "learned rounding: {}: the loss is {} at step {} (try a smaller learning rate)", label,
+      fail(ErrorKind::Argument,
+           "learned rounding: {}: the loss is {} at step {} (try a smaller learning rate)", label,
            loss, step + 1);
     if (loss < best) {  // the weights of this step: keep them if they are the best seen
       best = loss;

@@ -64,7 +64,8 @@ std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows,
 // Index into train::kLinearNames of "blk.N.<linear>.weight".
 int linear_index(const std::string& weight) {
   for (int i = 0; i < 7; ++i)
-    if (weight.find(std::string(".") + train::kLinearNames[i] + ".weight") != std::string::npos) return i;
+    if (weight.find(std::string(".") + train::kLinearNames[i] + ".weight") != std::string::npos)
+      return i;
   fail(ErrorKind::Argument, "learned rounding: '{}' is not a linear of a block", weight);
 }
 
@@ -79,7 +80,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   Engine quant(m, eo);  // the quantized path: weights replaced as they are done
   // The unquantized reference, for fp targets and learned rounding (it has its own KV cache).
   std::optional<Engine> ref;
-  if (o.learn && o.awq) fail(ErrorKind::Argument, "learned rounding does not combine with AWQ scales");
+  if (o.learn && o.awq)
+    fail(ErrorKind::Argument, "learned rounding does not combine with AWQ scales");
   if (o.fp_targets || o.learn) ref.emplace(m, eo);
   SequentialResult res;
   std::map<std::string, TensorView> views;  // what `quant` reads for the weights done so far
@@ -105,7 +107,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     t.bytes = std::move(bytes);
     views[src.name] = view_of_bytes(src, type, t.bytes);
     quant.replace_weight(src.name, &views[src.name]);
-    if (!ref) release_mapped_pages(src.data, src.nbytes);  // only the reference engine reads it again
+    if (!ref) release_mapped_pages(src.data, src.nbytes);  // only the reference reads it again
   };
 
   // Hands the finished tensors whose names start with `prefix` to on_done and frees them; the
@@ -196,7 +198,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Quantizes the weights whose statistics were just collected (one block, or the head).
   // The calibration windows' activations at the current block's input: quantized path (and
   // the unquantized one, for fp targets).
-  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D)), xf(ref ? W : 0, std::vector<float>(T * D));
+  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D));
+  std::vector<std::vector<float>> xf(ref ? W : 0, std::vector<float>(T * D));
   std::vector<std::vector<float>> awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
@@ -218,7 +221,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     }
     const bool learn = o.learn && layer < c.n_layer;
     std::vector<LearnedLinear> learned;  // learn: the start roundings, installed after training
-    std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> kept;  // ... with W and H (f32)
+    // ... with their W and H (f32), for the errors reported when they are installed
+    std::map<std::string, std::pair<std::vector<float>, std::vector<float>>> kept;
     for (auto& [name, wn] : w) {
       const TensorView& src = m.tensor(name);
       if (wn.empty()) wn = to_f32(src);
@@ -226,7 +230,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       const uint64_t rows = src.shape[0], cols = src.row_len();
       std::vector<uint8_t> bytes(rows * cols / traits(type).block_size * traits(type).type_size);
       std::vector<float> hf = hessian_f32(&h[name], cols);  // for the errors; H itself goes to GPTQ
-      std::vector<float> met(learn && o.gptq_rounding ? rows * cols : 0);  // where GPTQ's sweep met each value
+      // learn with GPTQ: each value as GPTQ's sweep met it (where the learning starts)
+      std::vector<float> met(learn && o.gptq_rounding ? rows * cols : 0);
       if (!o.gptq_rounding) {  // AWQ: round to nearest (clipped per block), then each K sub-block's scale by the output error
         if (o.awq_clip)
           awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
@@ -242,11 +247,12 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
           fp = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
         }
         const float* target = o.fp_targets ? fp.data() : wn.data();
-        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, o.gptq, bytes.data(),
-                           met.empty() ? nullptr : met.data());
+        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, o.gptq,
+                           bytes.data(), met.empty() ? nullptr : met.data());
       }
       if (learn) {
-        LearnedLinear l{linear_index(name), type, rows, cols, std::move(bytes), met.empty() ? wn : std::move(met), {}};
+        LearnedLinear l{linear_index(name), type, rows, cols, std::move(bytes),
+                        met.empty() ? wn : std::move(met), {}};
         for (uint64_t j = 0; j < cols; ++j) l.importance.push_back(hf[j * cols + j]);
         learned.push_back(std::move(l));
         kept[name] = {std::move(wn), std::move(hf)};
@@ -261,8 +267,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       auto on_step = [&](int step, int steps, double loss) {
         if (o.on_learn_step) o.on_learn_step(layer, step, steps, loss);
       };
-      res.learned.push_back(learn_block_rounding(train::block_shape(m), train::block_weights(m, layer), learned, xq,
-                                                 xf, T, *o.learn, label, n_threads, on_step));
+      res.learned.push_back(learn_block_rounding(train::block_shape(m),
+                                                 train::block_weights(m, layer), learned, xq, xf,
+                                                 T, *o.learn, label, n_threads, on_step));
       for (LearnedLinear& l : learned) {
         const std::string name = prefix + train::kLinearNames[l.index] + ".weight";
         auto& [wn, hf] = kept.at(name);
@@ -289,7 +296,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       quantize_rows(*t, x.data(), piece.shape[0], cols, nullptr, n_threads, q.data());
       err.add(weight_error_sums(*t, x, cols, q, n_threads));
       std::copy(q.begin(), q.end(), e.bytes.begin() + r0 * row_bytes);
-      if (!ref) release_mapped_pages(piece.data, piece.nbytes);  // the reference engine reads it again
+      if (!ref) release_mapped_pages(piece.data, piece.nbytes);  // the reference reads it again
     }
     e.rel_rms_error = err.relative_rms();
     views[embd.name] = view_of_bytes(embd, *t, e.bytes);

@@ -181,7 +181,8 @@ std::vector<double> rope_frequencies(const Model& m) {
   const auto f = rope_inv_freq(base);
   std::vector<double> out;
   for (size_t i = 0; i < f.size(); ++i)
-    out.push_back(static_cast<double>(f[i]) / (m.rope_freq_factors.empty() ? 1.0 : m.rope_freq_factors[i]));
+    out.push_back(static_cast<double>(f[i]) /
+                  (m.rope_freq_factors.empty() ? 1.0 : m.rope_freq_factors[i]));
   return out;
 }
 

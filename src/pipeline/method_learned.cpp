@@ -18,9 +18,10 @@ class LearnedRoundingMethod : public QuantMethod {
       fail(ErrorKind::Argument, "method {} needs calibration text (it trains on the block outputs)",
            method_name(kind_));
     if (p.steps < 0 || p.batch < 0 || !(p.lr >= 0) || !(p.reg >= 0))
-      fail(ErrorKind::Argument,
-           "method {}: steps {}, batch {}, learning rate {} and regulariser {} must not be negative",
-           method_name(kind_), p.steps, p.batch, p.lr, p.reg);
+      fail(
+          ErrorKind::Argument,
+          "method {}: steps {}, batch {}, learning rate {} and regulariser {} must not be negative",
+          method_name(kind_), p.steps, p.batch, p.lr, p.reg);
   }
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
     const LearnedParams& p = run.job().method.learned;

@@ -19,8 +19,8 @@ std::string method_label(const JobRun& run, const SequentialOptions& so) {
       fmt::format("{} sequential calib={}x{}", name, run.job().calib.samples, run.job().calib.ctx);
   if (so.learn) {
     const LearnedOptions l = resolved(*so.learn);
-    label += fmt::format(" start={} steps={} lr={} batch={}", so.gptq_rounding ? "gptq" : "rtn", l.steps, l.lr,
-                         l.batch);
+    label += fmt::format(" start={} steps={} lr={} batch={}", so.gptq_rounding ? "gptq" : "rtn",
+                         l.steps, l.lr, l.batch);
     if (l.method == LearnedMethod::AdaRound) label += fmt::format(" reg={}", l.reg);
   }
   if (so.gptq_rounding)
@@ -67,8 +67,9 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   const uint32_t n_layer = m.config.n_layer;
   so.on_learn_step = [&run, t0, n_layer](uint32_t l, int step, int steps, double loss) {
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    report_progress(run.observer(), {Stage::Train, size_t(l) * steps + step, size_t(n_layer) * steps,
-                                     fmt::format("block {} loss {:.3g}", l, loss), sec});
+    report_progress(run.observer(),
+                    {Stage::Train, size_t(l) * steps + step, size_t(n_layer) * steps,
+                     fmt::format("block {} loss {:.3g}", l, loss), sec});
   };
   // The file's layout is planned and its header written first; each block's tensors go in
   // as the driver finishes them, so no quantized tensor waits in memory for the end.

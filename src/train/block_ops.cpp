@@ -9,7 +9,9 @@
 namespace lowbit::train {
 namespace {
 
-CBLAS_TRANSPOSE op(bool t) { return t ? CblasTrans : CblasNoTrans; }
+CBLAS_TRANSPOSE op(bool t) {
+  return t ? CblasTrans : CblasNoTrans;
+}
 
 template <class Real>
 Real sigmoid(Real x) {
@@ -19,16 +21,16 @@ Real sigmoid(Real x) {
 }  // namespace
 
 template <>
-void gemm<float>(bool ta, bool tb, size_t m, size_t n, size_t k, float alpha, const float* a, size_t lda,
-                 const float* b, size_t ldb, float beta, float* c, size_t ldc) {
-  cblas_sgemm(CblasRowMajor, op(ta), op(tb), int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c,
-              int(ldc));
+void gemm<float>(bool ta, bool tb, size_t m, size_t n, size_t k, float alpha, const float* a,
+                 size_t lda, const float* b, size_t ldb, float beta, float* c, size_t ldc) {
+  cblas_sgemm(CblasRowMajor, op(ta), op(tb), int(m), int(n), int(k), alpha, a, int(lda), b,
+              int(ldb), beta, c, int(ldc));
 }
 template <>
-void gemm<double>(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double* a, size_t lda,
-                  const double* b, size_t ldb, double beta, double* c, size_t ldc) {
-  cblas_dgemm(CblasRowMajor, op(ta), op(tb), int(m), int(n), int(k), alpha, a, int(lda), b, int(ldb), beta, c,
-              int(ldc));
+void gemm<double>(bool ta, bool tb, size_t m, size_t n, size_t k, double alpha, const double* a,
+                  size_t lda, const double* b, size_t ldb, double beta, double* c, size_t ldc) {
+  cblas_dgemm(CblasRowMajor, op(ta), op(tb), int(m), int(n), int(k), alpha, a, int(lda), b,
+              int(ldb), beta, c, int(ldc));
 }
 
 template <class Real>
@@ -37,8 +39,8 @@ void linear(const Real* w, size_t out, size_t in, const Real* x, size_t n, Real*
 }
 
 template <class Real>
-void linear_backward(const Real* w, size_t out, size_t in, const Real* x, size_t n, const Real* dy, Real* dw, Real* dx,
-                     bool accumulate) {
+void linear_backward(const Real* w, size_t out, size_t in, const Real* x, size_t n, const Real* dy,
+                     Real* dw, Real* dx, bool accumulate) {
   if (dw) gemm<Real>(true, false, out, in, n, 1, dy, out, x, in, 1, dw, in);
   if (dx) gemm<Real>(false, false, n, in, out, 1, dy, out, w, in, accumulate ? 1 : 0, dx, in);
 }
@@ -59,8 +61,8 @@ void rms_norm(const Real* x, const Real* w, size_t rows, size_t d, float eps, Re
 // y_j = x_j r w_j, r = (Σx²/d + eps)^-½, ∂r/∂x_j = -r³ x_j / d, so
 // ∂L/∂x_j = r w_j dy_j - x_j r³/d · Σ_i dy_i w_i x_i.
 template <class Real>
-void rms_norm_backward(const Real* x, const Real* w, const Real* r, size_t rows, size_t d, const Real* dy, Real* dx,
-                       Real* dw) {
+void rms_norm_backward(const Real* x, const Real* w, const Real* r, size_t rows, size_t d,
+                       const Real* dy, Real* dx, Real* dw) {
   for (size_t i = 0; i < rows; ++i) {
     const Real *xi = x + i * d, *gi = dy + i * d;
     const Real ri = r[i];
@@ -74,8 +76,8 @@ void rms_norm_backward(const Real* x, const Real* w, const Real* r, size_t rows,
 }
 
 template <class Real>
-void rope(Real* x, size_t n, size_t heads, size_t hd, const std::vector<double>& inv_freq, RopeLayout layout,
-          bool inverse) {
+void rope(Real* x, size_t n, size_t heads, size_t hd, const std::vector<double>& inv_freq,
+          RopeLayout layout, bool inverse) {
   const size_t half = hd / 2;
   for (size_t t = 0; t < n; ++t)
     for (size_t i = 0; i < half; ++i) {
@@ -95,8 +97,8 @@ void rope(Real* x, size_t n, size_t heads, size_t hd, const std::vector<double>&
 }
 
 template <class Real>
-void attention(const Real* q, const Real* k, const Real* v, size_t n, size_t heads, size_t kv_heads, size_t hd,
-               Real* p, Real* a) {
+void attention(const Real* q, const Real* k, const Real* v, size_t n, size_t heads, size_t kv_heads,
+               size_t hd, Real* p, Real* a) {
   const size_t Q = heads * hd, KV = kv_heads * hd, group = heads / kv_heads;
   const Real scale = Real(1) / std::sqrt(Real(hd));
   for (size_t h = 0; h < heads; ++h) {
@@ -119,8 +121,9 @@ void attention(const Real* q, const Real* k, const Real* v, size_t n, size_t hea
 // Per head: dV += Pᵀ dA; dP = dA Vᵀ; dS = P ⊙ (dP - rowsum(dP ⊙ P)); dQ = dS K · scale;
 // dK += dSᵀ Q · scale. Masked entries have P = 0, so their dS is 0.
 template <class Real>
-void attention_backward(const Real* q, const Real* k, const Real* v, const Real* p, size_t n, size_t heads,
-                        size_t kv_heads, size_t hd, const Real* da, Real* dq, Real* dk, Real* dv) {
+void attention_backward(const Real* q, const Real* k, const Real* v, const Real* p, size_t n,
+                        size_t heads, size_t kv_heads, size_t hd, const Real* da, Real* dq,
+                        Real* dk, Real* dv) {
   const size_t Q = heads * hd, KV = kv_heads * hd, group = heads / kv_heads;
   const Real scale = Real(1) / std::sqrt(Real(hd));
   std::fill(dk, dk + n * KV, Real(0));
@@ -151,7 +154,8 @@ void swiglu(const Real* g, const Real* u, size_t count, Real* m) {
 
 // ∂silu(g)/∂g = σ(g) (1 + g (1 - σ(g))).
 template <class Real>
-void swiglu_backward(const Real* g, const Real* u, size_t count, const Real* dm, Real* dg, Real* du) {
+void swiglu_backward(const Real* g, const Real* u, size_t count, const Real* dm, Real* dg,
+                     Real* du) {
   for (size_t i = 0; i < count; ++i) {
     const Real s = sigmoid(g[i]);
     dg[i] = dm[i] * u[i] * s * (1 + g[i] * (1 - s));
@@ -159,19 +163,21 @@ void swiglu_backward(const Real* g, const Real* u, size_t count, const Real* dm,
   }
 }
 
-#define LOWBIT_INSTANTIATE_OPS(Real)                                                                          \
-  template void linear<Real>(const Real*, size_t, size_t, const Real*, size_t, Real*);                        \
-  template void linear_backward<Real>(const Real*, size_t, size_t, const Real*, size_t, const Real*, Real*,   \
-                                      Real*, bool);                                                           \
-  template void rms_norm<Real>(const Real*, const Real*, size_t, size_t, float, Real*, Real*);                \
-  template void rms_norm_backward<Real>(const Real*, const Real*, const Real*, size_t, size_t, const Real*,   \
-                                        Real*, Real*);                                                        \
-  template void rope<Real>(Real*, size_t, size_t, size_t, const std::vector<double>&, RopeLayout, bool);      \
-  template void attention<Real>(const Real*, const Real*, const Real*, size_t, size_t, size_t, size_t, Real*, \
-                                Real*);                                                                       \
-  template void attention_backward<Real>(const Real*, const Real*, const Real*, const Real*, size_t, size_t,  \
-                                         size_t, size_t, const Real*, Real*, Real*, Real*);                   \
-  template void swiglu<Real>(const Real*, const Real*, size_t, Real*);                                        \
+#define LOWBIT_INSTANTIATE_OPS(Real)                                                              \
+  template void linear<Real>(const Real*, size_t, size_t, const Real*, size_t, Real*);            \
+  template void linear_backward<Real>(const Real*, size_t, size_t, const Real*, size_t,           \
+                                      const Real*, Real*, Real*, bool);                           \
+  template void rms_norm<Real>(const Real*, const Real*, size_t, size_t, float, Real*, Real*);    \
+  template void rms_norm_backward<Real>(const Real*, const Real*, const Real*, size_t, size_t,    \
+                                        const Real*, Real*, Real*);                               \
+  template void rope<Real>(Real*, size_t, size_t, size_t, const std::vector<double>&, RopeLayout, \
+                           bool);                                                                 \
+  template void attention<Real>(const Real*, const Real*, const Real*, size_t, size_t, size_t,    \
+                                size_t, Real*, Real*);                                            \
+  template void attention_backward<Real>(const Real*, const Real*, const Real*, const Real*,      \
+                                         size_t, size_t, size_t, size_t, const Real*, Real*,      \
+                                         Real*, Real*);                                           \
+  template void swiglu<Real>(const Real*, const Real*, size_t, Real*);                            \
   template void swiglu_backward<Real>(const Real*, const Real*, size_t, const Real*, Real*, Real*);
 LOWBIT_INSTANTIATE_OPS(float)
 LOWBIT_INSTANTIATE_OPS(double)

@@ -13,12 +13,13 @@ namespace lowbit::train {
 GridTensor::GridTensor(DType type, std::vector<uint8_t> bytes, uint64_t rows, uint64_t cols)
     : type_(type), rows_(rows), cols_(cols), bytes_(std::move(bytes)) {
   const quant::BlockCodec* codec = quant::block_codec(type);
-  if (!codec) fail(ErrorKind::Unsupported, "learned rounding: {} is not a block type", dtype_name(type));
+  if (!codec)
+    fail(ErrorKind::Unsupported, "learned rounding: {} is not a block type", dtype_name(type));
   const auto& tr = traits(type);
   const uint64_t blen = tr.block_size, n_blocks = rows * cols / blen;
   if (cols % blen || bytes_.size() != n_blocks * tr.type_size)
-    fail(ErrorKind::Argument, "learned rounding: {} bytes are not {}x{} values of {}", bytes_.size(), rows, cols,
-         tr.name);
+    fail(ErrorKind::Argument, "learned rounding: {} bytes are not {}x{} values of {}",
+         bytes_.size(), rows, cols, tr.name);
   {  // the code range and levels: any block's grid says them
     std::vector<float> ramp(blen);
     for (uint64_t e = 0; e < blen; ++e) ramp[e] = float(e) - float(blen) / 2;
@@ -67,7 +68,8 @@ float GridTensor::position(uint64_t i, float x) const {
   if (!table_) return std::clamp(y + float(level_bias_), 0.0f, top);
   if (y <= table_[0]) return 0;
   if (y >= table_[n_codes_ - 1]) return top;
-  const int k = int(std::upper_bound(table_, table_ + n_codes_, y) - table_) - 1;  // table[k] <= y < table[k+1]
+  const int k = int(std::upper_bound(table_, table_ + n_codes_, y) - table_) -
+                1;  // table[k] <= y < table[k+1]
   return float(k) + (y - table_[k]) / float(table_[k + 1] - table_[k]);
 }
 
@@ -82,7 +84,8 @@ std::vector<int> GridTensor::start_codes() const {
 std::vector<uint8_t> GridTensor::encode(const std::vector<int>& codes) const {
   const quant::BlockCodec* codec = quant::block_codec(type_);
   const auto& tr = traits(type_);
-  if (codes.size() != size()) fail(ErrorKind::Argument, "learned rounding: {} codes for {} values", codes.size(), size());
+  if (codes.size() != size())
+    fail(ErrorKind::Argument, "learned rounding: {} codes for {} values", codes.size(), size());
   std::vector<uint8_t> out = bytes_;
   for (uint64_t b = 0; b < size() / tr.block_size; ++b)
     codec->set_codes(codes.data() + b * tr.block_size, out.data() + b * tr.type_size);

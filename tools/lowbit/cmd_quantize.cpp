@@ -96,8 +96,9 @@ void print_findings(const QuantizeReport& r) {
   }
   for (size_t l = 0; l < r.learned.size(); ++l) {
     const BlockLearnReport& b = r.learned[l];
-    fmt::print(stderr, "block {}: output MSE {:.4g} -> {:.4g} ({:+.1f}%){}\n", l, b.loss_start, b.loss_end,
-               100.0 * (b.loss_end / b.loss_start - 1), b.kept_start ? ", start kept" : "");
+    fmt::print(stderr, "block {}: output MSE {:.4g} -> {:.4g} ({:+.1f}%){}\n", l, b.loss_start,
+               b.loss_end, 100.0 * (b.loss_end / b.loss_start - 1),
+               b.kept_start ? ", start kept" : "");
   }
   if (r.spikiness_before > 0)
     fmt::print(

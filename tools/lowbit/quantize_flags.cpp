@@ -87,7 +87,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   c->add_option("--start", learned.gptq_start, "learned rounding: the rounding it starts from")
-      ->transform(CLI::CheckedTransformer(std::map<std::string, bool>{{"gptq", true}, {"rtn", false}}))
+      ->transform(
+          CLI::CheckedTransformer(std::map<std::string, bool>{{"gptq", true}, {"rtn", false}}))
       ->default_str("gptq");
   c->add_option("--awq-grid", awq.grid, "awq: alpha is tried at 0, 1/N, ..., 1")
       ->capture_default_str()
@@ -114,11 +115,10 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
               "inputs (GPTAQ)");
   auto* bpw = c->add_option("--bpw", s.bpw,
                             "budget: the best mix at this many bits per weight (needs --calib)");
-  auto* size =
-      c->add_option(
-           "--max-size", s.max_size,
-           "budget: the best mix whose whole file fits in this size (e.g. 4.2MB, 3GiB; needs --calib)")
-          ->excludes(bpw);
+  auto* size = c->add_option("--max-size", s.max_size,
+                             "budget: the best mix whose whole file fits in this size (e.g. 4.2MB, "
+                             "3GiB; needs --calib)")
+                   ->excludes(bpw);
   GgufTarget& g = s.gguf;
   add_sensitivity_flags(c, g.sensitivity);
   c->add_option("--save-recipe", g.save_recipe, "budget: write the chosen mix as a JSON recipe");
@@ -199,8 +199,8 @@ Observer progress_printer(bool quiet) {
         break;
       case Stage::Train: {
         const double eta = p.done ? p.seconds / p.done * (p.total - p.done) : 0;
-        fmt::print(stderr, "\r{} step {}/{} {:<24} {:.0f} s, ETA {:.0f} s ", bar, p.done, p.total, p.item,
-                   p.seconds, eta);
+        fmt::print(stderr, "\r{} step {}/{} {:<24} {:.0f} s, ETA {:.0f} s ", bar, p.done, p.total,
+                   p.item, p.seconds, eta);
         break;
       }
       default:

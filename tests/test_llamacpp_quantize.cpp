@@ -114,9 +114,16 @@ TEST(LlamaCppJudge, LearnedRoundingFilesLoadInLlamaCppWithTheSamePerplexity) {
     const std::string path = dir.file(std::string(method) + ".gguf");
     auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q2_K", "--method", method,
                             "--calib", shared_path("data/calibration/calib-en-1mb.txt"),
-                            "--calib-samples", "4", "--calib-ctx", "64", "--steps", "4", "--batch",
-                            "2", "-q"});
+                            "--calib-samples", "4", "--calib-ctx", "64", "--steps", "8", "--batch",
+                            "2", "-q", "--json"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
+    // the file must hold learned blocks, not only the GPTQ start
+    const auto report = nlohmann::json::parse(r.out);
+    size_t learned = 0;
+    for (const auto& b : report.at("learned_blocks")) learned += !b.at("kept_start").get<bool>();
+    EXPECT_GT(learned, 0u) << r.out;
+    EXPECT_NE(report.at("method").get<std::string>().find(std::string(method) + " sequential"),
+              std::string::npos);
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     std::printf("Q2_K %-9s lowbit PPL %.4f  llama.cpp PPL %.4f\n", method, ours, theirs);

@@ -12,7 +12,9 @@
 //   AutoRound (Cheng et al. 2023): an offset v in [-0.5, 0.5] per weight added to its start
 //             position before rounding; signed gradient descent, the best step kept.
 // AdaRound and AutoRound keep the start's block parameters (scales, sub-block scales, mins)
-// and change codes only, so the file stores exactly the trained weights.
+// and change codes only. Training reads each grid point as scale · level + offset, which can
+// differ from the decoder's own arithmetic by a few ulps; the reported losses are computed
+// from the decoded bytes, which the file stores.
 #pragma once
 
 #include <cstdint>
@@ -52,7 +54,9 @@ struct LearnedLinear {
 };
 
 struct BlockLearnReport {
+  uint32_t layer = 0;                   // the block (set by the sequential driver)
   double loss_start = 0, loss_end = 0;  // mean squared error of the block output, every window
+  double loss_learned = 0;              // ... of the learned rounding (= loss_end unless kept_start)
   int steps = 0;
   bool kept_start = false;  // the learned rounding was no better on the windows: start kept
 };

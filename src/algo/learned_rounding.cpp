@@ -298,7 +298,7 @@ BlockLearnReport learn_block_rounding(const train::BlockShape& s, train::BlockWe
     install(linears[k], learned.back());
   }
   r.steps = o.steps;
-  r.loss_end = block_loss(s, block, inputs, targets, n_ctx);
+  r.loss_end = r.loss_learned = block_loss(s, block, inputs, targets, n_ctx);
   if (!std::isfinite(r.loss_end))
     fail(ErrorKind::Argument, "learned rounding: {}: the final loss is {}", label, r.loss_end);
   if (r.loss_end >= r.loss_start) {

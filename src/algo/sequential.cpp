@@ -76,7 +76,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   const ModelConfig& c = m.config;
   const auto windows = sample_windows(tokens, o.calib.n_samples, o.calib.n_ctx, o.calib.seed, m.vocab.bos);
   const size_t W = windows.size(), T = o.calib.n_ctx, D = c.n_embd;
-  const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(std::max<size_t>(T, c.n_ctx))};
+  // Both engines run one window at a time: a KV cache of T positions (not the model's context).
+  const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(T)};
   Engine quant(m, eo);  // the quantized path: weights replaced as they are done
   // The unquantized reference, for fp targets and learned rounding (it has its own KV cache).
   std::optional<Engine> ref;
@@ -256,13 +257,14 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
         for (uint64_t j = 0; j < cols; ++j) l.importance.push_back(hf[j * cols + j]);
         learned.push_back(std::move(l));
         kept[name] = {std::move(wn), std::move(hf)};
+        std::vector<double>().swap(h[name]);  // (moved into GPTQ, or still here after RTN)
         continue;
       }
       install(src, type, std::move(bytes), wn, &hf);
       std::vector<float>().swap(wn);
       std::vector<double>().swap(h[name]);
     }
-    if (learn) {
+    if (learn && !learned.empty()) {  // (a block kept in floats has nothing to learn)
       const std::string label = "block " + std::to_string(layer);
       auto on_step = [&](int step, int steps, double loss) {
         if (o.on_learn_step) o.on_learn_step(layer, step, steps, loss);
@@ -270,6 +272,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       res.learned.push_back(learn_block_rounding(train::block_shape(m),
                                                  train::block_weights(m, layer), learned, xq, xf,
                                                  T, *o.learn, label, n_threads, on_step));
+      res.learned.back().layer = layer;
       for (LearnedLinear& l : learned) {
         const std::string name = prefix + train::kLinearNames[l.index] + ".weight";
         auto& [wn, hf] = kept.at(name);

@@ -17,6 +17,9 @@ class LearnedRoundingMethod : public QuantMethod {
     if (job.calib.text.empty())
       fail(ErrorKind::Argument, "method {} needs calibration text (it trains on the block outputs)",
            method_name(kind_));
+    if (job.method.gptq.fp_targets && !p.gptq_start)
+      fail(ErrorKind::Argument, "method {}: fp targets are a GPTQ setting: they need the GPTQ start",
+           method_name(kind_));
     if (p.steps < 0 || p.batch < 0 || !(p.lr >= 0) || !(p.reg >= 0))
       fail(
           ErrorKind::Argument,

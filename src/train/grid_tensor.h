@@ -27,7 +27,8 @@ class GridTensor {
   float slope(uint64_t i, float code) const;
   // The fractional code of x on element i's grid, clamped to [0, n_codes - 1].
   float position(uint64_t i, float x) const;
-  // The codes stored in the start bytes.
+  // The codes stored in the start bytes (an element whose scale is 0 reads as code 0: every
+  // code decodes to the same value there).
   std::vector<int> start_codes() const;
   // The start bytes with every code replaced by `codes` (size() of them).
   std::vector<uint8_t> encode(const std::vector<int>& codes) const;

@@ -55,7 +55,9 @@ nlohmann::json report_json(const QuantizeReport& r, const std::string& out) {
                        {"note", t.note}});
   nlohmann::json learned = nlohmann::json::array();
   for (const BlockLearnReport& b : r.learned)
-    learned.push_back({{"loss_start", b.loss_start},
+    learned.push_back({{"block", b.layer},
+                       {"loss_start", b.loss_start},
+                       {"loss_learned", b.loss_learned},
                        {"loss_end", b.loss_end},
                        {"steps", b.steps},
                        {"kept_start", b.kept_start}});
@@ -94,12 +96,10 @@ void print_findings(const QuantizeReport& r) {
                  "has little to protect there\n",
                  flat, r.awq_alpha.size());
   }
-  for (size_t l = 0; l < r.learned.size(); ++l) {
-    const BlockLearnReport& b = r.learned[l];
-    fmt::print(stderr, "block {}: output MSE {:.4g} -> {:.4g} ({:+.1f}%){}\n", l, b.loss_start,
-               b.loss_end, 100.0 * (b.loss_end / b.loss_start - 1),
-               b.kept_start ? ", start kept" : "");
-  }
+  for (const BlockLearnReport& b : r.learned)
+    fmt::print(stderr, "block {}: output MSE {:.4g} -> {:.4g} ({:+.1f}%){}\n", b.layer,
+               b.loss_start, b.loss_end, 100.0 * (b.loss_end / b.loss_start - 1),
+               b.kept_start ? fmt::format(", start kept (learned {:.4g})", b.loss_learned) : "");
   if (r.spikiness_before > 0)
     fmt::print(
         stderr,

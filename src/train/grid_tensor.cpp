@@ -11,7 +11,7 @@
 namespace lowbit::train {
 
 GridTensor::GridTensor(DType type, std::vector<uint8_t> bytes, uint64_t rows, uint64_t cols)
-    : type_(type), rows_(rows), cols_(cols), bytes_(std::move(bytes)) {
+    : type_(type), bytes_(std::move(bytes)) {
   const quant::BlockCodec* codec = quant::block_codec(type);
   if (!codec)
     fail(ErrorKind::Unsupported, "learned rounding: {} is not a block type", dtype_name(type));

@@ -37,7 +37,6 @@ class GridTensor {
 
  private:
   DType type_;
-  uint64_t rows_, cols_;
   std::vector<uint8_t> bytes_;
   int n_codes_ = 0, level_bias_ = 0;
   const int8_t* table_ = nullptr;

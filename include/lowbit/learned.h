@@ -56,7 +56,7 @@ struct LearnedLinear {
 struct BlockLearnReport {
   uint32_t layer = 0;                   // the block (set by the sequential driver)
   double loss_start = 0, loss_end = 0;  // mean squared error of the block output, every window
-  double loss_learned = 0;              // ... of the learned rounding (= loss_end unless kept_start)
+  double loss_learned = 0;  // ... of the learned rounding (= loss_end unless kept_start)
   int steps = 0;
   bool kept_start = false;  // the learned rounding was no better on the windows: start kept
 };

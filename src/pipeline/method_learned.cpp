@@ -18,7 +18,8 @@ class LearnedRoundingMethod : public QuantMethod {
       fail(ErrorKind::Argument, "method {} needs calibration text (it trains on the block outputs)",
            method_name(kind_));
     if (job.method.gptq.fp_targets && !p.gptq_start)
-      fail(ErrorKind::Argument, "method {}: fp targets are a GPTQ setting: they need the GPTQ start",
+      fail(ErrorKind::Argument,
+           "method {}: fp targets are a GPTQ setting: they need the GPTQ start",
            method_name(kind_));
     if (p.steps < 0 || p.batch < 0 || !(p.lr >= 0) || !(p.reg >= 0))
       fail(

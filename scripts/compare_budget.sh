@@ -11,8 +11,10 @@ printf "%-7s %-9s | %9s %9s | %9s %9s | %7s\n" preset method bytes kld mix_bytes
 for p in $PRESETS; do
   $LB quantize "$MODEL" -o "$W/p.gguf" --type "$p" -q --json > "$W/p.json"
   budget=$(tensor_bytes "$W/p.json")
+  # --bpw counts tensor bytes (--max-size would count the whole file)
+  bpw=$(python3 -c "import json; j=json.load(open('$W/p.json')); print(f\"{8*j['tensor_bytes']/j['n_weights']:.12f}\")")
   # one sensitivity measurement and mix per preset size, replayed for every method
-  $LB quantize "$MODEL" -o "$W/m.gguf" --type "$p" --max-size "$budget" --calib "$CALIB" --calib-samples "$SAMPLES" \
+  $LB quantize "$MODEL" -o "$W/m.gguf" --type "$p" --bpw "$bpw" --calib "$CALIB" --calib-samples "$SAMPLES" \
     --method rtn --save-recipe "$W/mix-$p.json" -q --json > /dev/null
   for m in $METHODS; do
     calib=(); [ "$m" != rtn ] && calib=(--calib "$CALIB" --calib-samples "$SAMPLES")

@@ -2,15 +2,16 @@
 # Quantizes tinyllm-8m with lowbit and with llama.cpp's own quantizer (the libllama that
 # node-llama-cpp ships, through build/tests/llamacpp_native) for every preset, and prints
 # size, perplexity and KL divergence against the bf16 model on WikiText-2 (ctx 512).
-# Usage: scripts/compare_llamacpp_quantizer.sh [CHUNKS] [PRESET...]   (run after setup.sh)
+# Usage: scripts/compare_llamacpp_quantizer.sh [CHUNKS] [PRESET...]   (run after setup.sh;
+# MODEL=DIR for another model, LB=BINARY for another lowbit build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED=${LOWBIT_SHARED:-../shared}
-MODEL=$SHARED/models/tinyllm-8m
+MODEL=${MODEL:-$SHARED/models/tinyllm-8m}
 TEXT=$SHARED/data/wikitext-2/wikitext-2-test.txt
 CHUNKS=${1:-40}; shift || true
 PRESETS=${*:-"Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M Q6_K Q8_0 IQ4_NL IQ4_XS"}
-LB=build/lowbit
+LB=${LB:-build/lowbit}
 LIB=tests/judge/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64
 declare -A FTYPE=([Q4_0]=2 [Q4_1]=3 [Q8_0]=7 [Q5_0]=8 [Q5_1]=9 [Q2_K]=10 [Q3_K_S]=11 [Q3_K_M]=12 [Q3_K_L]=13
                   [Q4_K_S]=14 [Q4_K_M]=15 [Q5_K_S]=16 [Q5_K_M]=17 [Q6_K]=18 [IQ4_NL]=25 [IQ4_XS]=30)

@@ -112,6 +112,28 @@ TEST(Gptq, BlockTypesBeatRoundToNearestOnTheLayerOutput) {
   }
 }
 
+// GPTQ's block scales are least-squares fits, which shrink a row's output; for the K types
+// the result is rescaled so that each row's output error is uncorrelated with its output:
+// (w - q) H w^T = 0.
+TEST(Gptq, KTypeRowsAreNotShrunk) {
+  const Layer L = make_layer(16, 512, 1024);
+  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+    std::vector<uint8_t> q(L.rows * L.cols / traits(t).block_size * traits(t).type_size);
+    gptq_quantize_rows(t, L.w.data(), L.rows, L.cols, L.h, nullptr, GptqOptions{}, q.data());
+    std::vector<float> y(L.w.size());
+    dequantize_values(t, q.data(), y.size(), y.data());
+    for (uint64_t r = 0; r < L.rows; ++r) {
+      double xx = 0, xy = 0;
+      for (uint64_t i = 0; i < L.cols; ++i)
+        for (uint64_t j = 0; j < L.cols; ++j) {
+          const double hw = L.h[i * L.cols + j] * L.w[r * L.cols + j];
+          xx += hw * L.w[r * L.cols + i], xy += hw * y[r * L.cols + i];
+        }
+      EXPECT_NEAR(1 - xy / xx, 0.0, 5e-4) << dtype_name(t) << " row " << r;  // f16: 2^-11
+    }
+  }
+}
+
 // The factor the sweep uses: Uᵀ U = (H + λ)⁻¹ with U upper triangular.
 TEST(Gptq, InverseHessianFactorIsTheUpperCholeskyOfTheInverse) {
   const Layer L = make_layer(4, 40, 200);

@@ -36,6 +36,25 @@ TEST(Job, EveryMethodIsRegisteredByNameAndWritesATarget) {
   EXPECT_FALSE(method_from_name("spinquant"));
 }
 
+// The default method: GPTQ with calibration text (GGUF and affine), importance-weighted
+// rounding with saved statistics (GGUF), rounding to nearest otherwise.
+TEST(Job, DefaultMethodFollowsTheCalibrationGiven) {
+  test::TempDir dir;
+  QuantizeJob j = job_for(dir);
+  EXPECT_EQ(resolved_method(j), Method::Rtn);
+  j.calib.text = "c.txt";
+  EXPECT_EQ(resolved_method(j), Method::Gptq);
+  j.target = AffineTarget{};
+  EXPECT_EQ(resolved_method(j), Method::Gptq);
+  j.target = W8A8Target{};
+  EXPECT_EQ(resolved_method(j), Method::Rtn);
+  j = job_for(dir);
+  j.calib.stats = "s.gguf";
+  EXPECT_EQ(resolved_method(j), Method::Imatrix);
+  j.method.kind = Method::Awq;
+  EXPECT_EQ(resolved_method(j), Method::Awq);
+}
+
 TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
   test::TempDir dir;
   struct Case {

@@ -2,25 +2,19 @@
 // decoder, and quantization error compared with llama.cpp's quantizer on the same rows.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
 #include "judge_support.h"
 #include "lowbit/quant.h"
+#include "quant/block_codecs.h"
+#include "quant/debias.h"
 #include "test_support.h"
 
 namespace lowbit {
 namespace {
-
-std::vector<DType> block_types() {
-  std::vector<DType> out;
-  for (int i = 0; i < static_cast<int>(DType::Count); ++i) {
-    const DType t = static_cast<DType>(i);
-    if (can_quantize_to(t) && traits(t).block_size > 1) out.push_back(t);
-  }
-  return out;
-}
 
 uint64_t row_bytes(DType t, uint64_t row_len) { return row_len / traits(t).block_size * traits(t).type_size; }
 
@@ -69,7 +63,7 @@ Window error_window(DType t) {
 TEST(QuantBlocks, EveryBlockTypeRoundTripsGaussianRowsInsideItsErrorWindow) {
   const uint64_t row_len = 512;
   const auto x = gaussian(row_len * 16, 1, 0.02f);
-  for (DType t : block_types()) {
+  for (DType t : test::block_types()) {
     const double e = rel_rms(x, round_trip(t, x, row_len));
     const Window w = error_window(t);
     EXPECT_GT(e, w.lo) << dtype_name(t);
@@ -79,14 +73,14 @@ TEST(QuantBlocks, EveryBlockTypeRoundTripsGaussianRowsInsideItsErrorWindow) {
 
 TEST(QuantBlocks, AllZeroRowsDecodeToExactZeros) {
   const std::vector<float> x(512, 0.0f);
-  for (DType t : block_types())
+  for (DType t : test::block_types())
     for (float y : round_trip(t, x, 256)) ASSERT_EQ(y, 0.0f) << dtype_name(t);
 }
 
 TEST(QuantBlocks, ConstantRowsDecodeClose) {
   for (float c : {0.75f, -0.003f}) {
     const std::vector<float> x(512, c);
-    for (DType t : block_types()) {
+    for (DType t : test::block_types()) {
       const auto y = round_trip(t, x, 256);
       for (float v : y) ASSERT_NEAR(v, c, std::fabs(c) * 0.02) << dtype_name(t) << " constant " << c;
     }
@@ -97,7 +91,7 @@ TEST(QuantBlocks, OutlierHeavyRowsStayFiniteAndKeepTheOutliers) {
   const uint64_t row_len = 256;
   auto x = gaussian(row_len * 8, 2, 0.01f);
   for (size_t i = 0; i < x.size(); i += 37) x[i] *= 60.0f;  // ~3% outliers, 60 sigma
-  for (DType t : block_types()) {
+  for (DType t : test::block_types()) {
     const auto y = round_trip(t, x, row_len);
     for (float v : y) ASSERT_TRUE(std::isfinite(v)) << dtype_name(t);
     // The outliers dominate the energy and stretch the block scales: 2.5 times the Gaussian ceiling.
@@ -112,11 +106,102 @@ TEST(QuantBlocks, ImportanceLowersTheWeightedError) {
   std::mt19937 rng(4);
   std::lognormal_distribution<float> ln(0.0f, 1.5f);
   for (auto& v : imp) v = ln(rng);
-  for (DType t : block_types()) {
+  for (DType t : test::block_types()) {
     const double plain = rel_rms(x, round_trip(t, x, row_len), imp.data(), row_len);
     const double weighted = rel_rms(x, round_trip(t, x, row_len, imp.data()), imp.data(), row_len);
     EXPECT_LT(weighted, plain) << dtype_name(t);
   }
+}
+
+// 1 - <x, y>_w / <x, x>_w for one row: how much the quantized row y is shrunk towards zero.
+double row_shrink(const float* x, const float* y, uint64_t n, const float* w = nullptr) {
+  double xx = 0, xy = 0;
+  for (uint64_t i = 0; i < n; ++i) {
+    const double wi = w ? w[i] : 1.0;
+    xx += wi * x[i] * x[i], xy += wi * x[i] * y[i];
+  }
+  return 1 - xy / xx;
+}
+
+// Rounding to nearest leaves the K types' rows unshrunk, with or without importance; the
+// other types keep each block's own least-squares parameters.
+TEST(QuantBlocks, KTypeRowsAreNotShrunkOtherTypesKeepLeastSquaresScales) {
+  const uint64_t row_len = 1024, rows = 16;
+  auto x = gaussian(row_len * rows, 8, 0.02f);
+  for (size_t i = 0; i < x.size(); i += 61) x[i] *= 5.0f;
+  std::vector<float> imp(row_len);
+  std::mt19937 rng(9);
+  std::lognormal_distribution<float> ln(0.0f, 1.0f);
+  for (auto& v : imp) v = ln(rng);
+  for (const float* w :
+       {static_cast<const float*>(nullptr), static_cast<const float*>(imp.data())}) {
+    for (DType t : test::block_types()) {
+      const quant::BlockCodec* codec = quant::block_codec(t);
+      const uint64_t blen = traits(t).block_size, bsize = traits(t).type_size;
+      std::vector<uint8_t> q(rows * row_bytes(t, row_len)), plain(q.size());
+      quantize_rows(t, x.data(), rows, row_len, w, q.data());
+      for (uint64_t b = 0; b < x.size() / blen; ++b)
+        codec->quantize(&x[b * blen], w ? w + b * blen % row_len : nullptr, &plain[b * bsize]);
+      if (!codec->debias) {
+        EXPECT_EQ(q, plain) << dtype_name(t);
+        continue;
+      }
+      // Within f16's resolution (2^-11): Q2_K and Q3_K rows start 2-7% shrunk.
+      std::vector<float> y(x.size());
+      dequantize_values(t, q.data(), y.size(), y.data());
+      for (uint64_t r = 0; r < rows; ++r)
+        EXPECT_NEAR(row_shrink(&x[r * row_len], &y[r * row_len], row_len, w), 0.0, 5e-4)
+            << dtype_name(t) << " row " << r;
+    }
+  }
+}
+
+// In a layer's input metric H the rescaled rows' output error is uncorrelated with the
+// output: (w - q) H w^T = 0 per row, where plain rounding leaves it far from 0.
+TEST(QuantBlocks, OutputMetricRescaleLeavesNoShrinkOfTheOutputs) {
+  const uint64_t rows = 8, cols = 512;
+  const auto w = gaussian(rows * cols, 12, 0.02f), a = gaussian(cols * cols, 13, 1.0f / 16);
+  std::vector<float> h(cols * cols, 0.0f);  // H = A A^T / cols: symmetric, correlated inputs
+  for (uint64_t i = 0; i < cols; ++i)
+    for (uint64_t j = 0; j < cols; ++j)
+      for (uint64_t k = 0; k < cols; k += 4) h[i * cols + j] += a[i * cols + k] * a[j * cols + k];
+  auto shrink = [&](const std::vector<uint8_t>& q, uint64_t r) {
+    std::vector<float> y(cols);
+    dequantize_values(DType::Q3_K, q.data() + r * row_bytes(DType::Q3_K, cols), cols, y.data());
+    double xx = 0, xy = 0;
+    for (uint64_t i = 0; i < cols; ++i)
+      for (uint64_t j = 0; j < cols; ++j) {
+        const double hw = h[i * cols + j] * w[r * cols + j];
+        xx += hw * w[r * cols + i], xy += hw * y[i];
+      }
+    return 1 - xy / xx;
+  };
+  std::vector<uint8_t> q(rows * row_bytes(DType::Q3_K, cols));
+  quant::quantize_rows(DType::Q3_K, w.data(), rows, cols, nullptr, false, q.data());
+  double before = 0;
+  for (uint64_t r = 0; r < rows; ++r) before += std::fabs(shrink(q, r)) / rows;
+  EXPECT_GT(before, 2e-3);
+  quant::debias_rows_output(*quant::block_codec(DType::Q3_K), w.data(), rows, cols, h.data(), 2,
+                            q.data());
+  for (uint64_t r = 0; r < rows; ++r) EXPECT_NEAR(shrink(q, r), 0.0, 5e-4) << "row " << r;
+}
+
+// A row whose decoded values would need more than the clamp is scaled by the clamp only.
+TEST(QuantBlocks, DebiasFactorIsClamped) {
+  const uint64_t row_len = 512;
+  const auto x = gaussian(row_len, 10, 0.05f);
+  std::vector<float> twice(x), before(row_len), after(row_len);
+  for (float& v : twice) v *= 2;  // the row the bytes are checked against is twice as large
+  const quant::BlockCodec* codec = quant::block_codec(DType::Q4_K);
+  std::vector<uint8_t> q(row_bytes(DType::Q4_K, row_len));
+  quantize_rows(DType::Q4_K, x.data(), 1, row_len, nullptr, q.data());
+  dequantize_values(DType::Q4_K, q.data(), row_len, before.data());
+  quant::debias_row(*codec, twice.data(), twice.data(), row_len, q.data());
+  dequantize_values(DType::Q4_K, q.data(), row_len, after.data());
+  float amax = 0;
+  for (float v : before) amax = std::max(amax, std::fabs(v));
+  for (uint64_t i = 0; i < row_len; ++i)
+    EXPECT_NEAR(after[i], quant::kMaxDebias[1] * before[i], 2e-3 * amax) << i;
 }
 
 TEST(QuantBlocks, RowLengthNotAMultipleOfTheBlockIsAnArgumentError) {
@@ -131,7 +216,7 @@ TEST(QuantBlocksLlamaCpp, LlamaCppDecodesLowbitBlocksIdentically) {
   test::TempDir dir;
   const uint64_t row_len = 512, rows = 8;
   const auto x = gaussian(row_len * rows, 5, 0.05f);
-  for (DType t : block_types()) {
+  for (DType t : test::block_types()) {
     std::vector<uint8_t> q(rows * row_bytes(t, row_len));
     quantize_rows(t, x.data(), rows, row_len, nullptr, q.data());
     std::vector<float> ours(x.size());
@@ -161,7 +246,7 @@ TEST(QuantBlocksLlamaCpp, ErrorIsNoWorseThanLlamaCppQuantizer) {
   test::write_file(dir.file("x.f32"), std::string(reinterpret_cast<const char*>(x.data()), x.size() * 4));
   test::write_file(dir.file("imp.f32"), std::string(reinterpret_cast<const char*>(imp.data()), imp.size() * 4));
   for (bool with_imp : {false, true}) {
-    for (DType t : block_types()) {
+    for (DType t : test::block_types()) {
       std::vector<std::string> args = {"quantize-rows", std::to_string(traits(t).ggml_id), std::to_string(rows),
                                        std::to_string(row_len), dir.file("x.f32"), dir.file("q.bin")};
       if (with_imp) args.push_back(dir.file("imp.f32"));

@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include "lowbit/error.h"
+#include "lowbit/quant.h"
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
@@ -103,6 +104,15 @@ double max_relative_difference(const std::vector<float>& a, const std::vector<fl
     norm = std::max<double>(norm, std::fabs(a[i]));
   }
   return norm > 0 ? diff / norm : diff;
+}
+
+std::vector<DType> block_types() {
+  std::vector<DType> out;
+  for (int i = 0; i < static_cast<int>(DType::Count); ++i) {
+    const DType t = static_cast<DType>(i);
+    if (can_quantize_to(t) && traits(t).block_size > 1) out.push_back(t);
+  }
+  return out;
 }
 
 }  // namespace lowbit::test

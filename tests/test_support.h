@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/dtype.h"
+
 namespace lowbit::test {
 
 // Absolute path of `rel` inside ../shared (or $LOWBIT_SHARED). A missing asset fails the
@@ -39,6 +41,8 @@ void write_file(const std::string& path, const std::string& bytes);
 // n samples of N(0, stddev²) from a fixed seed.
 std::vector<float> gaussian(size_t n, uint32_t seed, float stddev = 1.0f);
 std::string read_file(const std::string& path);
+// The GGUF block types lowbit quantizes to (Q4_0 ... IQ4_XS), in DType order.
+std::vector<DType> block_types();
 // max |a - b| over max |a|: how far two sets of logits are apart (fails the test when their
 // sizes differ).
 double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b);

@@ -64,7 +64,7 @@ using Target = std::variant<GgufTarget, AffineTarget, W8A8Target>;
 // --- methods -------------------------------------------------------------------------
 
 enum class Method {
-  Default,      // imatrix when calibration is given, else rtn
+  Default,      // gptq with calibration text, imatrix with saved statistics, else rtn
   Rtn,          // round to nearest (the target's own search)
   Imatrix,      // round to nearest weighted by the inputs' mean x² (GGUF)
   Gptq,         // GPTQ: sequential on calibration text, static on saved Hessians

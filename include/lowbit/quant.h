@@ -16,8 +16,11 @@ bool can_quantize_to(DType t);
 // Types `dequantize_values` can read: the above plus the other plain float types.
 bool can_dequantize(DType t);
 
-// Quantizes n_rows rows into `out` (n_rows * row_len / block_size * type_size bytes).
-// Throws Argument when row_len is not a multiple of the block size.
+// Quantizes n_rows rows into `out` (n_rows * row_len / block_size * type_size bytes): each
+// block's parameters minimise its (importance-weighted) squared error and every value takes
+// its nearest code; for the K types (Q2_K..Q6_K) each row's f16 scales are then rescaled so
+// that the row is not shrunk: sum w x (x - y) = 0 (docs/QUANTIZATION.md, "Round to
+// nearest"). Throws Argument when row_len is not a multiple of the block size.
 void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, uint8_t* out);
 // The same with the rows split over n_threads threads (0: all cores); the bytes are identical.
 void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, int n_threads,

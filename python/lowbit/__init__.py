@@ -199,7 +199,8 @@ def quantize(model, out, type="Q4_K_M", method=None, calib=None, progress=None, 
     """Quantizes `model` into `out` and returns a Report.
 
     type: a preset (Q4_K_M), a type for every matrix (Q4_K), int2..int8 or w8a8.
-    method: rtn, imatrix, gptq, awq, awq+gptq, smoothquant (default: imatrix with calibration, else rtn).
+    method: rtn, imatrix, gptq, awq, awq+gptq, adaround, adaquant, autoround, smoothquant
+    (default: gptq with calib, imatrix with saved stats, else rtn; Report.method says which ran).
     settings: any other `lowbit quantize` flag, dashes as underscores (calib_samples=16,
     damp=0.1, max_size="4MB", tensor_type=["blk\\.0\\..*=Q8_0"], awq_clip=True, ...).
     """

@@ -7,6 +7,7 @@
 
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
+#include "quant/block_codecs.h"
 
 namespace lowbit {
 namespace {
@@ -31,7 +32,7 @@ double scaled_error(const std::vector<std::vector<float>>& samples, const std::v
     awq_scale_columns(ws, rows, cols, s);
     const auto& tr = traits(weights[k].type);
     std::vector<uint8_t> q(rows * cols / tr.block_size * tr.type_size);
-    quantize_rows(weights[k].type, ws.data(), rows, cols, nullptr, q.data());
+    quant::quantize_rows(weights[k].type, ws.data(), rows, cols, nullptr, false, q.data());
     std::vector<float> dq(rows * cols);
     dequantize_values(weights[k].type, q.data(), dq.size(), dq.data());
     for (uint64_t r = 0; r < rows; ++r)

@@ -5,6 +5,7 @@
 
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
+#include "quant/block_codecs.h"
 
 namespace lowbit {
 
@@ -22,7 +23,8 @@ void AwqBlockSearch::install(const InputGroup& g, const std::map<std::string, st
     const DType type = types.at(name);
     std::vector<uint8_t>& bytes = out[name];
     bytes.resize(src.shape[0] * src.row_len() / traits(type).block_size * traits(type).type_size);
-    quantize_rows(type, values.data(), src.shape[0], src.row_len(), nullptr, n_threads_, bytes.data());
+    quant::quantize_rows(type, values.data(), src.shape[0], src.row_len(), nullptr, false,
+                         n_threads_, bytes.data());
     views_[name] = view_of_bytes(src, type, bytes);
     engine_.replace_weight(name, &views_[name]);
   };

@@ -18,6 +18,8 @@
 #include "lowbit/file_io.h"
 #include "lowbit/quant.h"
 #include "lowbit/topology.h"
+#include "quant/block_codecs.h"
+#include "quant/debias.h"
 #include "quant/tensor_errors.h"
 
 extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b, const int* ldb,
@@ -237,8 +239,13 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
         if (o.awq_clip)
           awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
         else
-          quantize_rows(type, wn.data(), rows, cols, nullptr, n_threads, bytes.data());
+          quant::quantize_rows(type, wn.data(), rows, cols, nullptr, false, n_threads,
+                               bytes.data());
         awq_refine_sub_scales(type, wn.data(), rows, cols, h[name], o.awq_sub_passes, n_threads, bytes.data());
+        // then no shrink of the outputs, as GPTQ (quant/debias.h)
+        if (const auto* codec = quant::block_codec(type); codec && codec->debias)
+          quant::debias_rows_output(*codec, wn.data(), rows, cols, hf.data(), n_threads,
+                                    bytes.data());
       } else {
         std::vector<float> fp;  // with fp targets: the weights GPTQ aims at instead of wn
         if (o.fp_targets) {

@@ -331,22 +331,41 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   L.v_cache.store(n_past_, s.v.data(), n);
   const float* keys = L.k_cache.rows(T, s.k_rows);
   const float* values = L.v_cache.rows(T, s.v_rows);
+  auto softmax = [&](float* row, size_t visible) {
+    const float mx = *std::max_element(row, row + visible);
+    double sum = 0;
+    for (size_t j = 0; j < visible; ++j) {
+      row[j] = std::exp(row[j] - mx);
+      sum += row[j];
+    }
+    const float inv = static_cast<float>(1.0 / sum);
+    for (size_t j = 0; j < visible; ++j) row[j] *= inv;
+  };
   for (uint32_t head = 0; head < c.n_head; ++head) {
     const size_t kvh = head / group;
+    if (opts_.fast) {
+      // One query at a time over its visible keys: the same BLAS calls on the same data as
+      // when the token comes alone, so generation equals a batch exactly. (Batched products
+      // sum in another order; the int8 activation rounding of the next linear can turn that
+      // last-bit difference into a code step.)
+      for (size_t t = 0; t < n; ++t) {
+        const size_t visible = n_past_ + t + 1;
+        float* row = s.scores.data() + t * T;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, visible, hd, scale,
+                    s.q.data() + t * Q + head * hd, Q, keys + kvh * hd, KV, 0.0f, row, visible);
+        softmax(row, visible);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, hd, visible, 1.0f, row, visible,
+                    values + kvh * hd, KV, 0.0f, s.attn.data() + t * Q + head * hd, Q);
+      }
+      continue;
+    }
     // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
                 keys + kvh * hd, KV, 0.0f, s.scores.data(), T);
     for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
       float* row = s.scores.data() + t * T;
       const size_t visible = n_past_ + t + 1;
-      const float mx = *std::max_element(row, row + visible);
-      double sum = 0;
-      for (size_t j = 0; j < visible; ++j) {
-        row[j] = std::exp(row[j] - mx);
-        sum += row[j];
-      }
-      const float inv = static_cast<float>(1.0 / sum);
-      for (size_t j = 0; j < visible; ++j) row[j] *= inv;
+      softmax(row, visible);
       std::fill(row + visible, row + T, 0.0f);
     }
     // out_head[n, hd] = scores[n, T] · V_head[T, hd]

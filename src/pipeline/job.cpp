@@ -41,9 +41,13 @@ void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
 
 Method resolved_method(const QuantizeJob& job) {
   if (job.method.kind != Method::Default) return job.method.kind;
-  const bool has_stats = !job.calib.text.empty() || !job.calib.stats.empty();
-  return std::holds_alternative<GgufTarget>(job.target) && has_stats ? Method::Imatrix
-                                                                     : Method::Rtn;
+  // Calibration text: GPTQ, the best measured method that is not much slower than rounding
+  // (docs/QUANTIZATION.md, "Which method by default"). Saved statistics may be a llama.cpp
+  // imatrix without Hessians, so they keep importance-weighted rounding.
+  const bool to_gguf = std::holds_alternative<GgufTarget>(job.target);
+  if (!job.calib.text.empty() && (to_gguf || std::holds_alternative<AffineTarget>(job.target)))
+    return Method::Gptq;
+  return to_gguf && !job.calib.stats.empty() ? Method::Imatrix : Method::Rtn;
 }
 
 void validate(const QuantizeJob& job) {

@@ -1,13 +1,19 @@
 // The registry of block codecs and the row-level entry points of lowbit/quant.h.
+#include "quant/block_codecs.h"
+
+#include <algorithm>
 #include <array>
+#include <cmath>
+#include <cstddef>
 #include <cstring>
+#include <vector>
 
 #include "core/parallel.h"
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
 #include "lowbit/tensor.h"
-#include "quant/block_codecs.h"
 #include "quant/block_layouts.h"
+#include "quant/debias.h"
 #include "quant/scale_fit.h"
 
 namespace lowbit {
@@ -29,12 +35,24 @@ void BlockCodec::quantize(const float* x, const float* w, uint8_t* block) const 
 }
 
 const BlockCodec* block_codec(DType t) {
-#define LOWBIT_CODEC(T, name) {DType::T, choose_##name, set_codes_##name, dequantize_##name}
+#define LOWBIT_AT(T, f) static_cast<int16_t>(offsetof(Block##T, f))
+#define LOWBIT_CODEC(T, name, m, debias) \
+  { DType::T, choose_##name, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, debias }
   static constexpr std::array<BlockCodec, 12> kCodecs = {{
-      LOWBIT_CODEC(Q4_0, q4_0), LOWBIT_CODEC(Q4_1, q4_1),     LOWBIT_CODEC(Q5_0, q5_0), LOWBIT_CODEC(Q5_1, q5_1),
-      LOWBIT_CODEC(Q8_0, q8_0), LOWBIT_CODEC(IQ4_NL, iq4_nl), LOWBIT_CODEC(Q2_K, q2_k), LOWBIT_CODEC(Q3_K, q3_k),
-      LOWBIT_CODEC(Q4_K, q4_k), LOWBIT_CODEC(Q5_K, q5_k),     LOWBIT_CODEC(Q6_K, q6_k), LOWBIT_CODEC(IQ4_XS, iq4_xs),
+      LOWBIT_CODEC(Q4_0, q4_0, -1, false),
+      LOWBIT_CODEC(Q4_1, q4_1, LOWBIT_AT(Q4_1, m), false),
+      LOWBIT_CODEC(Q5_0, q5_0, -1, false),
+      LOWBIT_CODEC(Q5_1, q5_1, LOWBIT_AT(Q5_1, m), false),
+      LOWBIT_CODEC(Q8_0, q8_0, -1, false),
+      LOWBIT_CODEC(IQ4_NL, iq4_nl, -1, false),
+      LOWBIT_CODEC(Q2_K, q2_k, LOWBIT_AT(Q2_K, dmin), true),
+      LOWBIT_CODEC(Q3_K, q3_k, -1, true),
+      LOWBIT_CODEC(Q4_K, q4_k, LOWBIT_AT(Q4_K, dmin), true),
+      LOWBIT_CODEC(Q5_K, q5_k, LOWBIT_AT(Q5_K, dmin), true),
+      LOWBIT_CODEC(Q6_K, q6_k, -1, true),
+      LOWBIT_CODEC(IQ4_XS, iq4_xs, -1, false),
   }};
+#undef LOWBIT_AT
 #undef LOWBIT_CODEC
   for (const auto& c : kCodecs)
     if (c.type == t) return &c;
@@ -49,34 +67,57 @@ bool can_quantize_to(DType t) {
 
 bool can_dequantize(DType t) { return traits(t).is_float || quant::block_codec(t) != nullptr; }
 
-void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, uint8_t* out) {
+namespace quant {
+
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, bool debias, uint8_t* out) {
   const auto& tr = traits(t);
   if (row_len % tr.block_size != 0)
     fail(ErrorKind::Argument, "cannot quantize rows of {} values to {}: not a multiple of its block size {}", row_len,
          tr.name, tr.block_size);
-  const quant::BlockCodec* codec = quant::block_codec(t);
+  const BlockCodec* codec = block_codec(t);
   if (!codec) {
     if (!tr.is_float) fail(ErrorKind::Unsupported, "no quantizer for type {}", tr.name);
     auto bytes = from_f32(x, n_rows * row_len, t);
     std::memcpy(out, bytes.data(), bytes.size());
     return;
   }
-  const uint64_t blocks_per_row = row_len / tr.block_size;
-  for (uint64_t r = 0; r < n_rows; ++r)
+  debias = debias && codec->debias;
+  const uint64_t blocks_per_row = row_len / tr.block_size,
+                 row_bytes = blocks_per_row * tr.type_size;
+  std::vector<float> mx(debias ? row_len : 0);
+  for (uint64_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * row_len;
+    uint8_t* qr = out + r * row_bytes;
     for (uint64_t b = 0; b < blocks_per_row; ++b) {
       const uint64_t col = b * tr.block_size;
-      codec->quantize(x + r * row_len + col, importance ? importance + col : nullptr,
-                      out + (r * blocks_per_row + b) * tr.type_size);
+      codec->quantize(xr + col, importance ? importance + col : nullptr, qr + b * tr.type_size);
     }
+    if (!debias) continue;
+    for (uint64_t c = 0; c < row_len; ++c) mx[c] = (importance ? importance[c] : 1.0f) * xr[c];
+    debias_row(*codec, xr, mx.data(), row_len, qr);
+  }
 }
 
-void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, int n_threads,
-                   uint8_t* out) {
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, bool debias, int n_threads, uint8_t* out) {
   const auto& tr = traits(t);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
   parallel_for(n_rows, resolve_threads(n_threads), [&](uint64_t r0, uint64_t r1) {
-    quantize_rows(t, x + r0 * row_len, r1 - r0, row_len, importance, out + r0 * row_bytes);
+    quantize_rows(t, x + r0 * row_len, r1 - r0, row_len, importance, debias, out + r0 * row_bytes);
   });
+}
+
+}  // namespace quant
+
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, uint8_t* out) {
+  quant::quantize_rows(t, x, n_rows, row_len, importance, true, out);
+}
+
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, int n_threads, uint8_t* out) {
+  quant::quantize_rows(t, x, n_rows, row_len, importance, true, n_threads, out);
 }
 
 void dequantize_values(DType t, const uint8_t* in, uint64_t n, float* out) {

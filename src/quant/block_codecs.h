@@ -37,6 +37,12 @@ struct BlockCodec {
   ChooseGridFn choose;
   SetCodesFn set_codes;
   DequantizeBlockFn dequantize;
+  // Byte offsets of the f16 fields that every decoded value of the block is proportional to
+  // (d, and the offset m or the min scale dmin), -1 when unused.
+  int16_t f16_scales[2];
+  // Rounding rescales each row so it is not shrunk (quant/debias.h): the K types. On the
+  // 4-bit 32-value and IQ4 types it raised tinyllm-8m's KLD by 0.1-0.9% (docs/QUANTIZATION.md).
+  bool debias;
 
   // Round-to-nearest: x = block_size values, w = their importance weights (null = uniform).
   void quantize(const float* x, const float* w, uint8_t* block) const;
@@ -44,6 +50,14 @@ struct BlockCodec {
 
 // nullptr when the type has no block codec (plain floats, integers, Q8_1/Q8_K).
 const BlockCodec* block_codec(DType t);
+
+// lowbit::quantize_rows with the K types' rescale (quant/debias.h) optional: searches that
+// score candidates, and methods that refine the rounding before rescaling (AWQ), round
+// with debias = false.
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, bool debias, uint8_t* out);
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, bool debias, int n_threads, uint8_t* out);
 
 // Defined in blocks_legacy.cpp and blocks_k.cpp: choose_X, set_codes_X, dequantize_X.
 #define LOWBIT_DECLARE_CODEC(type)                                                   \

@@ -116,6 +116,11 @@ Action add_quantize(CLI::App& app) {
   add_quantize_flags(c, *f);
   return [f]() {
     const QuantizeJob job = job_from_flags(*f);
+    if (!f->quiet) {
+      const bool chosen = job.method.kind != Method::Default;
+      fmt::print(stderr, "method: {}{}\n", method_name(resolved_method(job)),
+                 chosen ? "" : " (the default for this input; --method chooses another)");
+    }
     stop_on_signals();
     const QuantizeReport r = run_quantize_job(job, progress_printer(f->quiet));
     if (!f->quiet) print_findings(r);

@@ -42,8 +42,9 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   std::vector<std::string> methods = method_names();
   methods.push_back("w8a8");
   c->add_option("--method", s.method,
-                "rtn; imatrix (importance-weighted, the default when statistics are given); gptq, "
-                "awq, awq+gptq (need --calib; awq: GGUF types); adaround, adaquant, autoround "
+                "rtn (the default without calibration); imatrix (importance-weighted, the default "
+                "with --stats); gptq (the default with --calib), awq, awq+gptq (need --calib; awq: "
+                "GGUF types); adaround, adaquant, autoround "
                 "(learned rounding, need --calib, GGUF types); smoothquant, w8a8 (--type int8: "
                 "int8 weights and activations)")
       ->check(CLI::IsMember(methods));

@@ -181,8 +181,7 @@ TEST(QuantBlocks, OutputMetricRescaleLeavesNoShrinkOfTheOutputs) {
   double before = 0;
   for (uint64_t r = 0; r < rows; ++r) before += std::fabs(shrink(q, r)) / rows;
   EXPECT_GT(before, 2e-3);
-  quant::debias_rows_output(*quant::block_codec(DType::Q3_K), w.data(), rows, cols, h.data(), 2,
-                            q.data());
+  quant::debias_rows_output(DType::Q3_K, w.data(), rows, cols, h.data(), 2, q.data());
   for (uint64_t r = 0; r < rows; ++r) EXPECT_NEAR(shrink(q, r), 0.0, 5e-4) << "row " << r;
 }
 

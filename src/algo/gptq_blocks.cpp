@@ -89,7 +89,7 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   gptq::sweep(W, rows, cols, std::move(H), o, rounder);
   // The sweep's least-squares block scales shrink each row's output as rounding to nearest
   // shrinks the row; removing it lowers the model's KLD here too (docs/QUANTIZATION.md).
-  if (!hf.empty()) quant::debias_rows_output(*codec, w, rows, cols, hf.data(), o.n_threads, out);
+  if (!hf.empty()) quant::debias_rows_output(type, w, rows, cols, hf.data(), o.n_threads, out);
 }
 
 }  // namespace lowbit

@@ -243,9 +243,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
                                bytes.data());
         awq_refine_sub_scales(type, wn.data(), rows, cols, h[name], o.awq_sub_passes, n_threads, bytes.data());
         // then no shrink of the outputs, as GPTQ (quant/debias.h)
-        if (const auto* codec = quant::block_codec(type); codec && codec->debias)
-          quant::debias_rows_output(*codec, wn.data(), rows, cols, hf.data(), n_threads,
-                                    bytes.data());
+        quant::debias_rows_output(type, wn.data(), rows, cols, hf.data(), n_threads, bytes.data());
       } else {
         std::vector<float> fp;  // with fp targets: the weights GPTQ aims at instead of wn
         if (o.fp_targets) {

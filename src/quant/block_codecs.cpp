@@ -94,7 +94,7 @@ void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
       codec->quantize(xr + col, importance ? importance + col : nullptr, qr + b * tr.type_size);
     }
     if (!debias) continue;
-    for (uint64_t c = 0; c < row_len; ++c) mx[c] = (importance ? importance[c] : 1.0f) * xr[c];
+    for (uint64_t c = 0; c < row_len; ++c) mx[c] = weight_at(importance, int(c)) * xr[c];
     debias_row(*codec, xr, mx.data(), row_len, qr);
   }
 }

@@ -28,8 +28,6 @@ void f16_neighbours(float v, uint16_t* lo, uint16_t* hi) {
     if (fn <= v && (fl > v || fn > fl)) *lo = n;
     if (fn >= v && (fh < v || fn < fh)) *hi = n;
   }
-  if (f16_to_f32(*lo) > v) *lo = h;
-  if (f16_to_f32(*hi) < v) *hi = h;
 }
 
 uint16_t load_f16(const uint8_t* p) {
@@ -107,15 +105,17 @@ void debias_row(const BlockCodec& codec, const float* x, const float* mx, uint64
   }
 }
 
-void debias_rows_output(const BlockCodec& codec, const float* w, uint64_t rows, uint64_t cols,
-                        const float* h, int n_threads, uint8_t* q) {
+void debias_rows_output(DType type, const float* w, uint64_t rows, uint64_t cols, const float* h,
+                        int n_threads, uint8_t* q) {
+  const BlockCodec* codec = block_codec(type);
+  if (!codec || !codec->debias) return;
   std::vector<float> wh(rows * cols);  // row r: h w_r (h is symmetric)
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols), int(cols), 1.0f, w,
               int(cols), h, int(cols), 0.0f, wh.data(), int(cols));
-  const uint64_t row_bytes = cols / traits(codec.type).block_size * traits(codec.type).type_size;
+  const uint64_t row_bytes = cols / traits(type).block_size * traits(type).type_size;
   parallel_for(rows, resolve_threads(n_threads), [&](uint64_t r0, uint64_t r1) {
     for (uint64_t r = r0; r < r1; ++r)
-      debias_row(codec, w + r * cols, &wh[r * cols], cols, q + r * row_bytes);
+      debias_row(*codec, w + r * cols, &wh[r * cols], cols, q + r * row_bytes);
   });
 }
 

@@ -25,10 +25,11 @@ inline constexpr double kMaxDebias[2] = {0.8, 1.25};
 void debias_row(const BlockCodec& codec, const float* x, const float* mx, uint64_t row_len,
                 uint8_t* q);
 
-// Every row of a layer's weights w [rows, cols] in the metric of its inputs, h = E[x x^T]
-// [cols, cols]: the layer's output error is then uncorrelated with its output. For GPTQ and
-// AWQ, whose roundings are chosen by that output error.
-void debias_rows_output(const BlockCodec& codec, const float* w, uint64_t rows, uint64_t cols,
-                        const float* h, int n_threads, uint8_t* q);
+// Every row of a layer's weights w [rows, cols] of `type` in the metric of its inputs,
+// h = E[x x^T] [cols, cols]: the layer's output error is then uncorrelated with its output.
+// For GPTQ and AWQ, whose roundings are chosen by that output error. Nothing happens for
+// types without the rescale (BlockCodec::debias).
+void debias_rows_output(DType type, const float* w, uint64_t rows, uint64_t cols, const float* h,
+                        int n_threads, uint8_t* q);
 
 }  // namespace lowbit::quant

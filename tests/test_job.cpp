@@ -90,7 +90,7 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
          j.method.awq.clip = true, j.method.kind = Method::Gptq, j.calib.text = "c.txt";
        },
        "it needs method awq, not gptq"},
-      {[](QuantizeJob& j) { j.output = j.model; }, "is the source model"},
+      {[](QuantizeJob& j) { j.output = j.model; }, "the output is the input"},
       {[](QuantizeJob& j) { j.output += ".bin"; }, "must end in .gguf"},
       {[](QuantizeJob& j) {
          GgufTarget t;

@@ -27,6 +27,10 @@ struct GenerateOptions {
   bool stop_at_eos = true;
 };
 
+// The context an engine needs for a prompt of `n_prompt` tokens and n_predict more (the
+// KV cache is sized by it), at most the model's.
+uint32_t generation_context(const Model& m, size_t n_prompt, size_t n_predict);
+
 // Evaluates `prompt` (batched), then samples up to n_predict tokens one at a time,
 // calling on_token with each new id. Returns the generated ids.
 std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& opts,

@@ -28,7 +28,7 @@ struct JobSettings {
   RangeMethod range = RangeMethod::MinMax;
   double percentile = 99.9;
   bool static_activations = false;  // w8a8 / smoothquant
-  double bpw = 0;                   // budget in bits per weight, 0 = none
+  std::optional<double> bpw;        // budget in bits per weight (above 0)
   std::string max_size;             // budget in bytes ("4.2MB", "3GiB"), "" = none
 };
 

@@ -43,6 +43,8 @@ struct MixSolution {
 
 // Throws Argument when even the smallest options exceed the budget.
 MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget_bytes);
+// Fails (naming both sizes) when even the smallest option of every tensor exceeds the budget.
+void check_budget_fits(const std::vector<MixTensor>& tensors, uint64_t budget_bytes);
 
 enum class SensitivityMode {
   Measured,  // KLD measured for every tensor and type (exact, slow)
@@ -62,6 +64,11 @@ struct SensitivityOptions {
 // Losses of every candidate type for every matrix of `m`. The plan supplies the tensors
 // that stay fixed (1-D, and the ones matched by plan.tensor_types: their planned type is
 // their only option). `hessian` (GGUF name -> [cols, cols], may return null) gives the proxy.
+// The options of every tensor of the plan with their sizes only (no losses): what a budget
+// can choose from, known before anything is measured.
+std::vector<MixTensor> mix_options(const Model& m, const QuantizePlanOptions& plan,
+                                   const std::vector<DType>& candidates);
+
 std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int32_t>& tokens, const QuantizePlanOptions& plan,
                                            const std::function<const std::vector<double>*(const std::string&)>& hessian,
                                            const SensitivityOptions& o);

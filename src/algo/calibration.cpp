@@ -45,11 +45,14 @@ std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tok
 }
 
 CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens, const CalibrationOptions& o) {
+  if (o.n_samples == 0 || o.n_ctx < 2)
+    fail(ErrorKind::Argument, "calibration needs at least one window of two tokens, not {} x {}",
+         o.n_samples, o.n_ctx);
   const auto windows = sample_windows(tokens, o.n_samples, o.n_ctx, o.seed, m.vocab.bos);
   CalibrationStats stats;
   stats.n_windows = windows.size();
   stats.window_len = o.n_ctx;
-  Engine engine(m, {o.n_threads, static_cast<uint32_t>(std::max<size_t>(o.n_ctx, m.config.n_ctx))});
+  Engine engine(m, {o.n_threads, static_cast<uint32_t>(o.n_ctx)});
   // q/k/v (and gate/up) read the same input (lowbit/topology.h): its x^T x is computed once.
   std::string last_group;
   std::vector<float> xtx(0);

@@ -32,6 +32,16 @@ std::vector<double> read_hessian(const std::string& path, const TensorView& t, u
   return sum;
 }
 
+// Sums of squares (and largest magnitudes) are finite and not negative: a NaN would become
+// an all-zero importance and a silently wrong file.
+template <typename Values>
+void check_sums(const std::string& path, const std::string& tensor, const Values& v) {
+  for (size_t i = 0; i < v.size(); ++i)
+    if (!(v[i] >= 0) || !std::isfinite(v[i]))
+      fail(ErrorKind::Format, "{}: tensor '{}' holds {} at column {}; statistics must be finite and not negative",
+           path, tensor, double(v[i]), i);
+}
+
 CalibrationStats read_gguf_stats(const std::string& path) {
   auto g = GgufFile::open(path);
   CalibrationStats s;
@@ -52,12 +62,17 @@ CalibrationStats read_gguf_stats(const std::string& path) {
     InputStats st;
     const auto sums = to_f32(ti.view);
     const float c = to_f32(*counts)[0];
-    if (!(c > 0)) fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a positive count", path, base, c);
+    if (!(c > 0) || !std::isfinite(c))
+      fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a positive count", path, base, c);
+    check_sums(path, name, sums);
     st.count = static_cast<uint64_t>(c);
     st.sum_sq.assign(sums.begin(), sums.end());
     // Keep mean = sum / count exact even when the count was rounded to an integer.
     for (auto& v : st.sum_sq) v *= static_cast<double>(st.count) / c;
-    if (const TensorView* am = g->find_tensor(base + ".in_absmax")) st.absmax = to_f32(*am);
+    if (const TensorView* am = g->find_tensor(base + ".in_absmax")) {
+      st.absmax = to_f32(*am);
+      check_sums(path, base + ".in_absmax", st.absmax);
+    }
     if (const TensorView* h = g->find_tensor(base + ".in_hessian")) st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
     s.by_weight[base] = std::move(st);
   }
@@ -103,6 +118,7 @@ CalibrationStats read_legacy_dat(const std::string& path) {
       std::memcpy(&v, p + 4 * j, 4);
       st.sum_sq[j] = v;
     }
+    check_sums(path, name, st.sum_sq);
     s.by_weight[name] = std::move(st);
   }
   if (c.pos + 4 <= f->size()) s.n_windows = static_cast<uint64_t>(std::max(0, c.i32("chunk count")));
@@ -120,6 +136,7 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
   for (const auto& entry : s.by_weight) {  // not a structured binding: clang 14 cannot capture those
     const std::string& name = entry.first;
     const InputStats& st = entry.second;
+    check_sums(path + " (being written)", name, st.sum_sq);
     const uint64_t cols = st.sum_sq.size();
     OutputTensor sums{{name + ".in_sum2", DType::F32, {cols}}, cols * 4, {}};
     sums.produce = [&st](std::vector<uint8_t>& b) {

@@ -62,12 +62,31 @@ class KldProbe {
 
 }  // namespace
 
+std::vector<MixTensor> mix_options(const Model& m, const QuantizePlanOptions& po,
+                                   const std::vector<DType>& candidates) {
+  std::vector<MixTensor> out;
+  for (const TensorPlan& p : plan_quantization(m, po)) {
+    const TensorView& t = m.tensor(p.name);
+    MixTensor mt{t.name, t.n_values(), {}};
+    auto bytes_of = [&](DType type, uint64_t* b) { return tensor_bytes(type, t.row_len(), t.n_values(), b); };
+    const bool fixed = t.shape.size() < 2 || p.reason == PlanReason::Chosen;
+    for (DType type : fixed ? std::vector<DType>{p.type} : candidates) {
+      MixOption opt{type};
+      if (bytes_of(type, &opt.bytes)) mt.options.push_back(opt);  // false: the block does not fit the rows
+      else if (fixed) fail(ErrorKind::Argument, "tensor '{}': cannot store as {}", t.name, dtype_name(type));
+    }
+    if (mt.options.empty()) fail(ErrorKind::Argument, "tensor '{}': no candidate type fits rows of {}", t.name, t.row_len());
+    out.push_back(std::move(mt));
+  }
+  return out;
+}
+
 std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int32_t>& tokens, const QuantizePlanOptions& po,
                                            const std::function<const std::vector<double>*(const std::string&)>& hessian,
                                            const SensitivityOptions& o) {
   const std::vector<TensorPlan> plan = plan_quantization(m, po);
   const int threads = resolve_threads(o.n_threads);
-  Engine engine(m, {threads, static_cast<uint32_t>(std::max<size_t>(o.n_ctx, m.config.n_ctx))});
+  Engine engine(m, {threads, static_cast<uint32_t>(o.n_ctx)});
   KldProbe probe(engine, sample_windows(tokens, o.n_windows, o.n_ctx, o.seed, m.vocab.bos));
 
   size_t steps = 0, done = 0;
@@ -75,32 +94,22 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
     if (m.tensor(p.name).shape.size() >= 2 && p.reason != PlanReason::Chosen)
       steps += o.mode == SensitivityMode::Measured ? o.candidates.size() : 1;
 
-  std::vector<MixTensor> out;
-  for (const TensorPlan& p : plan) {
+  std::vector<MixTensor> out = mix_options(m, po, o.candidates);
+  for (size_t i = 0; i < plan.size(); ++i) {
+    const TensorPlan& p = plan[i];
     const TensorView& t = m.tensor(p.name);
-    MixTensor mt{t.name, t.n_values(), {}};
-    auto bytes_of = [&](DType type, uint64_t* b) { return tensor_bytes(type, t.row_len(), t.n_values(), b); };
-    if (t.shape.size() < 2 || p.reason == PlanReason::Chosen) {  // kept as planned
-      MixOption opt{p.type};
-      if (!bytes_of(p.type, &opt.bytes)) fail(ErrorKind::Argument, "tensor '{}': cannot store as {}", t.name, dtype_name(p.type));
-      mt.options.push_back(opt);
-      out.push_back(std::move(mt));
-      continue;
-    }
+    MixTensor& mt = out[i];
+    if (t.shape.size() < 2 || p.reason == PlanReason::Chosen) continue;  // kept as planned
     const std::vector<float> x = to_f32(t);
     const std::vector<float> h = hessian_f32(hessian ? hessian(t.name) : nullptr, t.row_len());  // empty: none
     std::vector<std::vector<uint8_t>> quantized;
-    for (DType type : o.candidates) {
-      MixOption opt{type};
-      if (!bytes_of(type, &opt.bytes)) continue;  // false too when the block does not fit the rows
+    for (MixOption& opt : mt.options) {
       std::vector<uint8_t> q(opt.bytes);
-      quantize_rows(type, x.data(), t.shape[0], t.row_len(), nullptr, q.data());
-      const TensorErrors e = measure_errors(type, x, t.row_len(), q, h.empty() ? nullptr : &h, threads);
+      quantize_rows(opt.type, x.data(), t.shape[0], t.row_len(), nullptr, q.data());
+      const TensorErrors e = measure_errors(opt.type, x, t.row_len(), q, h.empty() ? nullptr : &h, threads);
       opt.proxy = h.empty() ? e.weight * e.weight : e.output * e.output;
-      mt.options.push_back(opt);
       quantized.push_back(std::move(q));
     }
-    if (mt.options.empty()) fail(ErrorKind::Argument, "tensor '{}': no candidate type fits rows of {}", t.name, t.row_len());
     auto measure = [&](size_t k) {
       const TensorView v = view_of_bytes(t, mt.options[k].type, quantized[k]);
       engine.replace_weight(t.name, &v);
@@ -122,7 +131,6 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
       for (MixOption& opt : mt.options) opt.loss = scale * opt.proxy;
       mt.options[ref].loss = mt.options[ref].measured;
     }
-    out.push_back(std::move(mt));
   }
   return out;
 }

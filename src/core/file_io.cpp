@@ -7,24 +7,21 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
+#include <filesystem>
+#include <utility>
 
+#include "core/output_guard.h"
 #include "lowbit/error.h"
 
 namespace lowbit {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY);
-  if (fd < 0) fail(ErrorKind::Io, "{}: cannot open: {}", path, std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    fail(ErrorKind::Io, "{}: not a regular file", path);
-  }
+  const output_guard::InputFile in = output_guard::open_input_file(path);
+  const int fd = in.fd;
+  const uint64_t size = in.size;
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
-  f->size_ = static_cast<size_t>(st.st_size);
+  f->size_ = static_cast<size_t>(size);
   if (f->size_ > 0) {
     void* p = mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
@@ -34,22 +31,32 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     f->data_ = static_cast<const uint8_t*>(p);
   }
   ::close(fd);
+  f->input_id_ = in.id;
+  output_guard::remember_input(in);
   return f;
 }
 
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
+  output_guard::forget_input({-1, 0, input_id_});
 }
 
 AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {
+  check_output_path(path_);
+  output_guard::remove_stale_temporaries(path_);
   tmp_path_ = path_ + ".tmp." + std::to_string(::getpid());
+  cleanup_slot_ = output_guard::remember_temporary(tmp_path_, false);
   f_ = std::fopen(tmp_path_.c_str(), "wb");
-  if (!f_) fail(ErrorKind::Io, "{}: cannot create output: {}", path_, std::strerror(errno));
+  if (!f_) {
+    output_guard::forget(cleanup_slot_);
+    fail(ErrorKind::Io, "{}: cannot create output: {}", path_, std::strerror(errno));
+  }
 }
 
 AtomicFileWriter::~AtomicFileWriter() {
   if (f_) std::fclose(f_);
   if (!committed_) std::remove(tmp_path_.c_str());
+  output_guard::forget(cleanup_slot_);
 }
 
 void AtomicFileWriter::write(const void* data, size_t n) {
@@ -95,12 +102,59 @@ void AtomicFileWriter::commit() {
   committed_ = true;
 }
 
-std::string read_text_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(ErrorKind::Io, "{}: cannot open", path);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+std::string read_text_file(const std::string& path, uint64_t max_bytes) {
+  const auto [fd, size, id] = output_guard::open_input_file(path);
+  if (size > max_bytes) {
+    ::close(fd);
+    fail(ErrorKind::Io, "{}: {} bytes, more than the {} this file may have", path, size, max_bytes);
+  }
+  std::string s(size, '\0');
+  size_t got = 0;
+  while (got < size) {
+    const ssize_t n = ::read(fd, s.data() + got, size - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int e = errno;
+      ::close(fd);
+      fail(ErrorKind::Io, "{}: read failed after {} bytes: {}", path, got, n < 0 ? std::strerror(e) : "the file shrank");
+    }
+    got += static_cast<size_t>(n);
+  }
+  ::close(fd);
+  return s;
+}
+
+TemporaryDirectory::TemporaryDirectory(std::string path) : path_(std::move(path)) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  check_output_directory(path_);
+  output_guard::remove_stale_temporaries(path_);
+  tmp_path_ = path_ + ".lowbit-tmp-" + std::to_string(::getpid());
+  fs::remove_all(tmp_path_, ec);
+  cleanup_slots_.push_back(output_guard::remember_temporary(tmp_path_, true));
+  if (!fs::create_directory(tmp_path_, ec) || ec)
+    fail(ErrorKind::Io, "{}: cannot create output directory: {}", tmp_path_, ec.message());
+}
+
+TemporaryDirectory::~TemporaryDirectory() {
+  std::error_code ec;
+  if (!committed_) std::filesystem::remove_all(tmp_path_, ec);
+  for (int slot : cleanup_slots_) output_guard::forget(slot);
+}
+
+std::string TemporaryDirectory::file(const std::string& name) {
+  const std::string p = tmp_path_ + "/" + name;
+  cleanup_slots_.push_back(output_guard::remember_temporary(p, false));
+  return p;
+}
+
+void TemporaryDirectory::commit() {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (fs::exists(path_, ec)) fs::remove(path_, ec);  // the empty directory checked above
+  fs::rename(tmp_path_, path_, ec);
+  if (ec) fail(ErrorKind::Io, "{}: cannot rename the finished output into place: {}", path_, ec.message());
+  committed_ = true;
 }
 
 void write_file_atomic(const std::string& path, std::string_view bytes) {

@@ -1,10 +1,12 @@
 // Splits [0, n) into contiguous ranges, one per thread, and runs fn(begin, end) on each.
-// The calling thread takes the first range. Exceptions from workers are rethrown here.
+// The calling thread takes the first range (and any whose thread could not be started).
+// Exceptions from workers are rethrown here.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 #include <exception>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -25,8 +27,13 @@ void parallel_for(uint64_t n, int n_threads, Fn fn) {
     }
   };
   std::vector<std::thread> workers;
-  for (uint64_t p = 1; p < parts; ++p) workers.emplace_back(run, p);
+  uint64_t started = 1;
+  try {
+    for (; started < parts; ++started) workers.emplace_back(run, started);
+  } catch (const std::system_error&) {  // out of threads: this one runs the parts not started
+  }
   run(0);
+  for (uint64_t p = started; p < parts; ++p) run(p);
   for (auto& w : workers) w.join();
   for (auto& e : errors)
     if (e) std::rethrow_exception(e);

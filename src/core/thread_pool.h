@@ -37,6 +37,7 @@ class ThreadPool {
   void run_job(size_t n_tasks, Call call, void* ctx);
   void work();            // claim tasks of the current job until none is left
   void worker_loop();
+  void stop();  // ends and joins the workers
 
   std::vector<std::thread> workers_;
   std::atomic<uint64_t> generation_{0};  // bumped once per job

@@ -8,6 +8,11 @@
 
 namespace lowbit {
 
+uint32_t generation_context(const Model& m, size_t n_prompt, size_t n_predict) {
+  const size_t want = std::max<size_t>(1, n_prompt + n_predict);
+  return static_cast<uint32_t>(m.config.n_ctx ? std::min<size_t>(want, m.config.n_ctx) : want);
+}
+
 int32_t sample_token(const float* logits, size_t n_vocab, const SamplerParams& p, std::mt19937_64& rng) {
   if (p.temperature <= 0.0f) return static_cast<int32_t>(std::max_element(logits, logits + n_vocab) - logits);
   std::vector<int32_t> ids(n_vocab);

@@ -10,7 +10,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include "lowbit/file_io.h"
 
 namespace lowbit {
 
@@ -26,18 +29,17 @@ struct BaseRecord {
   std::vector<std::pair<int32_t, float>> top;  // top-k: (id, logp), descending
 };
 
+// Every write is checked (a full disk is an error naming the file); nothing is left at
+// `path` unless commit() is reached.
 class LogitsWriter {
  public:
   LogitsWriter(const std::string& path, const LogitsHeader& h);
-  ~LogitsWriter();
   void write(const float* logp, size_t n_vocab, float logp_target);  // logp: full log-softmax
-  void commit();
+  void commit() { file_.commit(); }
 
  private:
-  std::string path_, tmp_;
-  std::FILE* f_;
+  AtomicFileWriter file_;
   uint32_t top_k_;
-  bool done_ = false;
 };
 
 class LogitsReader {
@@ -49,8 +51,9 @@ class LogitsReader {
 
  private:
   std::string path_;
-  std::FILE* f_;
+  std::FILE* f_ = nullptr;
   LogitsHeader h_;
+  std::pair<uint64_t, uint64_t> input_id_{};  // (device, inode): not to be replaced meanwhile
 };
 
 }  // namespace lowbit

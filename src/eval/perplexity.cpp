@@ -88,6 +88,9 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
   if (n_ctx < 4) fail(ErrorKind::Argument, "perplexity: context {} is too small", n_ctx);
   if (n_ctx > engine.n_ctx()) fail(ErrorKind::Argument, "perplexity: context {} exceeds the engine's {}", n_ctx, engine.n_ctx());
   size_t n_chunks = tokens.size() / n_ctx;
+  if (o.max_chunks > n_chunks)  // a smaller evaluation than asked for must not pass unnoticed
+    fail(ErrorKind::Argument, "perplexity: {} chunks asked for, but the text holds {} of {} tokens",
+         o.max_chunks, n_chunks, n_ctx);
   if (o.max_chunks) n_chunks = std::min(n_chunks, o.max_chunks);
   if (base) n_chunks = std::min<size_t>(n_chunks, base->header().n_chunks);
   if (n_chunks == 0)
@@ -121,6 +124,9 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
     for (size_t j = first; j + 1 < n_ctx; ++j) {
       const float* row = all.data() + j * n_vocab;
       const double lse = log_sum_exp(row, n_vocab);
+      if (!std::isfinite(lse))  // NaN or infinite weights: no number would be honest
+        fail(ErrorKind::Format, "{}: the logits of window {} position {} are not finite",
+             model.source, c + 1, j);
       for (size_t i = 0; i < n_vocab; ++i) logp[i] = row[i] - lse;
       const int32_t target = win[j + 1];
       nll.add(-logp[target]);

@@ -53,7 +53,6 @@ Model load_hf_dir(const std::string& dir) {
   m.vocab = read_hf_dir_vocab(dir);
   if (m.vocab.size() > m.config.n_vocab)
     fail(ErrorKind::Format, "{}: tokenizer has {} tokens but config.json vocab_size is {}", dir, m.vocab.size(), m.config.n_vocab);
-  m.vocab.pad_to(m.config.n_vocab);
   if (fs::exists(fs::path(dir) / "generation_config.json")) {
     auto g = read_generation_config((fs::path(dir) / "generation_config.json").string());
     if (g.bos_id >= 0) m.config.bos_id = g.bos_id;
@@ -64,6 +63,12 @@ Model load_hf_dir(const std::string& dir) {
   m.rope_layout = RopeLayout::Halves;
   std::shared_ptr<SafetensorsCheckpoint> ck = SafetensorsCheckpoint::open_dir(dir);
   m.storage.push_back(ck);
+  // The embedding's rows are the vocabulary: checked before the vocabulary is padded to it.
+  for (const auto& t : ck->tensors())
+    if (t.name == "model.embed_tokens.weight" && (t.shape.empty() || t.shape[0] != m.config.n_vocab))
+      fail(ErrorKind::Format, "{}: config.json vocab_size is {} but tensor '{}' has shape {}", dir,
+           m.config.n_vocab, t.name, shape_string(t.shape));
+  m.vocab.pad_to(m.config.n_vocab);
   const auto affine = ck->metadata().find("lowbit.affine");
   std::vector<TensorView> affine_parts;
   for (const auto& t : ck->tensors()) {

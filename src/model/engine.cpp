@@ -133,6 +133,10 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
   const ModelConfig& c = m.config;
   opts.n_threads = opts_.n_threads = resolve_threads(opts.n_threads);
   n_ctx_ = opts.n_ctx ? opts.n_ctx : c.n_ctx;
+  // The KV cache holds n_ctx_ positions: sized by the context asked for, within the model's.
+  if (c.n_ctx && n_ctx_ > c.n_ctx)
+    fail(ErrorKind::Argument, "context of {} tokens: the model has {} positions (its maximum)",
+         n_ctx_, c.n_ctx);
   openblas_set_num_threads(std::max(1, opts.n_threads));
   Impl& s = *impl_;
   for (DType t : {opts.cache_type_k, opts.cache_type_v}) {

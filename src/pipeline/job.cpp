@@ -5,6 +5,7 @@
 #include <filesystem>
 
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 #include "method.h"
 
 namespace lowbit {
@@ -63,10 +64,15 @@ void validate(const QuantizeJob& job) {
          "gptq damping {}: must be a non-negative fraction of the mean Hessian diagonal", *d);
   if (job.threads < 0)
     fail(ErrorKind::Argument, "threads {}: must be 0 (every core) or more", job.threads);
-  std::error_code ec;
-  if (std::filesystem::exists(job.output, ec) && std::filesystem::exists(job.model, ec) &&
-      std::filesystem::equivalent(job.output, job.model, ec))
-    fail(ErrorKind::Argument, "output '{}' is the source model: choose another path", job.output);
+  // Every output is checked before the work: never an input, and its directory exists.
+  const std::vector<std::string> inputs = {job.model, job.tokenizer, job.calib.text,
+                                           job.calib.stats};
+  if (std::holds_alternative<AffineTarget>(job.target))
+    check_output_directory(job.output, inputs);
+  else
+    check_output_path(job.output, inputs);
+  if (const auto* g = std::get_if<GgufTarget>(&job.target); g && !g->save_recipe.empty())
+    check_output_path(g->save_recipe, {job.model, job.output, g->recipe_path});
   const Method method = resolved_method(job);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
   if (job.method.awq.clip && method != Method::Awq)
@@ -93,11 +99,14 @@ void validate(const QuantizeJob& job) {
 
 namespace {
 
+uint64_t budget_bytes_of(const Model& m, const Budget& budget) {
+  return budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.bpw * count_weights(m) / 8);
+}
+
 // The least-loss mix under `budget` (written as a recipe to `save_path` when not empty).
 MixSolution solve_mix(const Model& m, const std::vector<MixTensor>& tensors, const Budget& budget,
                       const std::string& save_path, uint64_t* budget_bytes) {
-  const uint64_t bytes =
-      budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.bpw * count_weights(m) / 8);
+  const uint64_t bytes = budget_bytes_of(m, budget);
   const MixSolution s = solve_budget(tensors, bytes);
   if (!save_path.empty()) write_recipe(save_path, tensors, s, bytes);
   if (budget_bytes) *budget_bytes = bytes;
@@ -148,7 +157,9 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;
   uint64_t budget_bytes = 0;
-  if (t.budget) {
+  if (t.budget) {  // a budget no mix fits fails before the sensitivity is measured
+    check_budget_fits(mix_options(m, plan_of(t), SensitivityOptions{}.candidates),
+                      budget_bytes_of(m, tensor_budget(m, q.plan, *t.budget)));
     const std::vector<MixTensor> tensors = measure_job_sensitivity(m, run.job(), run.observer());
     mix = solve_mix(m, tensors, tensor_budget(m, q.plan, *t.budget), t.save_recipe, &budget_bytes);
     for (const auto& [name, type] : recipe_of(tensors, mix)) q.plan.recipe[name] = type;

@@ -58,7 +58,7 @@ QuantizeJob make_job(const JobSettings& s) {
   }
   const int bits = affine_type_bits(s.type);
   if (w8a8_name || bits) {  // settings that only a GGUF target reads must not pass unnoticed
-    const bool gguf_only = s.bpw > 0 || !s.max_size.empty() || !s.gguf.recipe_path.empty() ||
+    const bool gguf_only = s.bpw.has_value() || !s.max_size.empty() || !s.gguf.recipe_path.empty() ||
                            !s.gguf.save_recipe.empty() || !s.tensor_types.empty() ||
                            !s.output_tensor_type.empty() || !s.token_embedding_type.empty() ||
                            s.gguf.pure;
@@ -93,9 +93,13 @@ QuantizeJob make_job(const JobSettings& s) {
     g.output_type = storage_type("output tensor type", s.output_tensor_type);
   if (!s.token_embedding_type.empty())
     g.token_embedding_type = storage_type("token embedding type", s.token_embedding_type);
-  if (s.bpw > 0 && !s.max_size.empty())
+  if (s.bpw && !s.max_size.empty())
     fail(ErrorKind::Argument, "give a budget in bits per weight or in bytes, not both");
-  if (s.bpw > 0) g.budget = Budget{0, s.bpw};
+  if (s.bpw) {
+    if (!(*s.bpw > 0 && *s.bpw <= 32))
+      fail(ErrorKind::Argument, "bpw {}: a budget is a number of bits per weight above 0", *s.bpw);
+    g.budget = Budget{0, *s.bpw};
+  }
   if (!s.max_size.empty()) g.budget = Budget{parse_byte_size(s.max_size), 0};
   j.target = g;
   return j;

@@ -4,14 +4,13 @@
 // because the packed row length alone does not determine the column count.
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
-#include <random>
 
 #include "core/parallel.h"
 #include "formats/model_writer.h"
 #include "lowbit/affine.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 #include "lowbit/safetensors.h"
 #include "quant/error_sums.h"
 
@@ -141,34 +140,27 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
   }
 
   // Build the directory beside its final place, then rename it in one step.
-  const fs::path final_dir(out_dir);
-  const fs::path parent = final_dir.has_parent_path() ? final_dir.parent_path() : fs::path(".");
-  if (!fs::is_directory(parent)) fail(ErrorKind::Io, "{}: cannot create output: {} is not a directory", out_dir, parent.string());
-  if (fs::exists(final_dir) && !fs::is_empty(final_dir))
-    fail(ErrorKind::Io, "{}: output directory exists and is not empty", out_dir);
-  const fs::path tmp = parent / (final_dir.filename().string() + ".lowbit-tmp-" + std::to_string(std::random_device{}()));
-  std::error_code ec;
-  fs::create_directory(tmp, ec);
-  if (ec) fail(ErrorKind::Io, "{}: cannot create output directory: {}", tmp.string(), ec.message());
-  try {
-    if (int8_activations) meta["activations"] = acts_meta;
-    write_safetensors((tmp / "model.safetensors").string(), out, {{"format", "pt"}, {"lowbit.affine", meta.dump()}});
-    // config.json with a quantization_config; tokenizer files copied unchanged.
-    std::ifstream cin(fs::path(m.source) / "config.json");
-    nlohmann::json cfg = nlohmann::json::parse(cin);
-    cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits}, {"group_size", spec.group},
-                                  {"sym", spec.symmetric}, {"range", range_name(spec.range)}, {"method", method}};
-    if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
-    std::ofstream(tmp / "config.json") << cfg.dump(2) << "\n";
-    for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                          "special_tokens_map.json", "vocab.json", "merges.txt"})
-      if (fs::exists(fs::path(m.source) / f)) fs::copy_file(fs::path(m.source) / f, tmp / f);
-    if (fs::exists(final_dir)) fs::remove(final_dir);
-    fs::rename(tmp, final_dir);
-  } catch (...) {
-    fs::remove_all(tmp, ec);
-    throw;
+  TemporaryDirectory tmp(out_dir);
+  if (int8_activations) meta["activations"] = acts_meta;
+  write_safetensors(tmp.file("model.safetensors"), out,
+                    {{"format", "pt"}, {"lowbit.affine", meta.dump()}});
+  // config.json with a quantization_config; tokenizer files copied unchanged.
+  const std::string config_path = (fs::path(m.source) / "config.json").string();
+  nlohmann::json cfg = nlohmann::json::parse(read_text_file(config_path, kMaxMetadataBytes));
+  cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits}, {"group_size", spec.group},
+                                {"sym", spec.symmetric}, {"range", range_name(spec.range)}, {"method", method}};
+  if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
+  write_file_atomic(tmp.file("config.json"), cfg.dump(2) + "\n");
+  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+                        "special_tokens_map.json", "vocab.json", "merges.txt"}) {
+    const fs::path from = fs::path(m.source) / f;
+    std::error_code ec;
+    if (!fs::exists(from, ec)) continue;
+    if (!fs::copy_file(from, tmp.file(f), ec) || ec)
+      fail(ErrorKind::Io, "{}: cannot copy into the output: {}", from.string(), ec.message());
   }
+  tmp.commit();
+  const fs::path final_dir(out_dir);
   report.file_bytes = fs::file_size(final_dir / "model.safetensors");
   report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

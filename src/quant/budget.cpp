@@ -13,7 +13,9 @@
 
 namespace lowbit {
 
-MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget) {
+namespace {
+
+uint64_t smallest_mix(const std::vector<MixTensor>& tensors) {
   uint64_t smallest = 0;
   for (const MixTensor& t : tensors) {
     if (t.options.empty()) fail(ErrorKind::Argument, "budget: tensor '{}' has no type to choose from", t.name);
@@ -21,8 +23,19 @@ MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget)
     for (const MixOption& o : t.options) b = std::min(b, o.bytes);
     smallest += b;
   }
+  return smallest;
+}
+
+}  // namespace
+
+void check_budget_fits(const std::vector<MixTensor>& tensors, uint64_t budget) {
+  const uint64_t smallest = smallest_mix(tensors);
   if (smallest > budget)
     fail(ErrorKind::Argument, "budget of {} bytes is below the smallest possible mix ({} bytes)", budget, smallest);
+}
+
+MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget) {
+  check_budget_fits(tensors, budget);
   // Bytes are counted in units, each option rounded up, so the rounded total bounds the true one.
   const uint64_t unit = std::max<uint64_t>(1, (budget + 199999) / 200000);
   const size_t cap = budget / unit;
@@ -46,7 +59,7 @@ MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget)
   }
   if (best[cap] == inf)  // only possible through rounding when the budget is nearly exactly the minimum
     fail(ErrorKind::Argument, "budget of {} bytes is too tight for the smallest mix ({} bytes) at {}-byte resolution", budget,
-         smallest, unit);
+         smallest_mix(tensors), unit);
   MixSolution s;
   s.choice.resize(tensors.size());
   size_t c = cap;

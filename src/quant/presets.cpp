@@ -132,8 +132,13 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
   const uint32_t n_layer = m.config.n_layer;
   const uint32_t gqa = m.config.n_head_kv ? m.config.n_head / m.config.n_head_kv : 1;
 
-  for (const auto& [name, type] : o.recipe)
-    if (!m.find(name)) fail(ErrorKind::Argument, "recipe: the model {} has no tensor '{}'", m.source, name);
+  for (const auto& [name, type] : o.recipe) {
+    const TensorView* t = m.find(name);
+    if (!t) fail(ErrorKind::Argument, "recipe: the model {} has no tensor '{}'", m.source, name);
+    if (t->shape.size() < 2 && type != DType::F32)  // not silently ignored below
+      fail(ErrorKind::Argument, "recipe: tensor '{}' is a vector (a norm or a bias), which stays F32, not {}",
+           name, dtype_name(type));
+  }
   std::vector<TensorPlan> plan;
   for (const TensorView& t : m.tensors) {
     TensorPlan p{t.name, DType::F32, "", PlanReason::Exact};

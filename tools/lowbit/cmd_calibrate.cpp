@@ -4,6 +4,7 @@
 
 #include "commands.h"
 #include "lowbit/calibration.h"
+#include "lowbit/file_io.h"
 #include "lowbit/model.h"
 #include "quantize_flags.h"
 
@@ -24,13 +25,14 @@ Action add_calibrate(CLI::App& app) {
   c->add_option("--calib", o->calib.text, "calibration text (plain UTF-8)")->required();
   c->add_option("-o,--output", o->out, "statistics file (GGUF imatrix)")->required();
   add_calibration_source_flags(c, o->calib);
-  c->add_option("-t,--threads", o->threads, "threads (0: all cores)")->capture_default_str();
+  add_threads_option(c, o->threads);
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
   c->add_flag("--hessian", o->hessian,
               "also save mean x xT of every linear input (cols^2 floats per weight), for quantize "
               "--method gptq --stats");
   c->add_flag("-q,--quiet", o->quiet, "no progress");
   return [o]() {
+    check_output_path(o->out, {o->model, o->tokenizer, o->calib.text});
     Model m = load_model(o->model, {o->tokenizer});
     CalibrationOptions co;
     co.n_samples = o->calib.samples;

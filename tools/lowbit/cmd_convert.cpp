@@ -2,6 +2,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "lowbit/file_io.h"
 #include "lowbit/error.h"
 #include "lowbit/model.h"
 
@@ -19,6 +20,7 @@ Action add_convert(CLI::App& app) {
     auto dt = dtype_from_name(o->type);
     if (!dt || (*dt != DType::F32 && *dt != DType::F16 && *dt != DType::BF16))
       fail(ErrorKind::Argument, "--type '{}': expected f32, f16 or bf16", o->type);
+    check_output_path(o->out, {o->model, o->tokenizer});
     Model m = load_model(o->model, {o->tokenizer});
     auto ends_with = [&](const char* s) {
       std::string suf(s);

@@ -61,10 +61,12 @@ Action add_perplexity(CLI::App& app) {
   return [o]() {
     if (o->file.empty() && o->p.kl_base.empty()) fail(ErrorKind::Argument, "perplexity: give a text with -f (or --kl-divergence FILE)");
     o->p.protocol = o->protocol == "hf" ? PplProtocol::Hf : PplProtocol::LlamaCpp;
+    if (!o->p.save_logits.empty())
+      check_output_path(o->p.save_logits, {o->model, o->tokenizer, o->file, o->p.kl_base});
     const Model m = prepare_model(load_model(o->model, {o->tokenizer}), o->engine);
     std::vector<int32_t> tokens;
     if (!o->file.empty()) tokens = Tokenizer::create(m.vocab, o->model)->encode(read_text_file(o->file), true);
-    Engine engine(m, engine_options(o->engine, std::max(o->p.n_ctx, m.config.n_ctx)));
+    Engine engine(m, engine_options(o->engine, o->p.n_ctx));
     if (!o->quiet)
       o->p.on_chunk = [o](size_t c, size_t n, double ppl, double tps) {
         const double eta = tps > 0 ? (n - c) * o->p.n_ctx / tps : 0;

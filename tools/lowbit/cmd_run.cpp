@@ -10,12 +10,27 @@
 #include "lowbit/kernels.h"
 #include "lowbit/model.h"
 #include "lowbit/quantize.h"
+#include "lowbit/threads.h"
 
 namespace lowbit::cli {
 
+void add_threads_option(CLI::App* c, int& threads) {
+  c->add_option("-t,--threads", threads, "threads (0: all cores)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber)
+      ->transform([](std::string s) {
+        if (std::stod(s) > max_threads()) {
+          fmt::print(stderr, "note: -t {} is more than this machine can use; running {} threads\n",
+                     s, max_threads());
+          s = std::to_string(max_threads());
+        }
+        return s;
+      });
+}
+
 void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels) {
   f.kernels = default_kernels;
-  c->add_option("-t,--threads", f.threads, "threads (0: all cores)")->capture_default_str();
+  add_threads_option(c, f.threads);
   c->add_option("--kernels", f.kernels, "fast (integer dot products on 8-bit activations, SIMD) or reference (fp32, BLAS)")
       ->check(CLI::IsMember({"fast", "reference"}))->capture_default_str();
   c->add_option("--blas-batch", f.blas_batch, "fast kernels: batches of at least N tokens multiply dequantized weight tiles with BLAS; 0: always the integer kernels")
@@ -73,9 +88,9 @@ Action add_run(CLI::App& app) {
   return [o]() {
     const Model m = prepare_model(load_model(o->model, {o->tokenizer}), o->engine);
     auto tok = Tokenizer::create(m.vocab, o->model);
-    Engine engine(m, engine_options(o->engine, 0));
     auto prompt = tok->encode(o->prompt, true);
     if (prompt.empty()) prompt.push_back(m.vocab.bos);
+    Engine engine(m, engine_options(o->engine, generation_context(m, prompt.size(), o->gen.n_predict)));
     fmt::print("{}", o->prompt);
     std::vector<int32_t> shown = prompt;  // decode with context so leading spaces come out right
     std::string printed = tok->decode(prompt);

@@ -115,7 +115,7 @@ Action add_sweep(CLI::App& app) {
   add_sensitivity_flags(c, o->gguf.sensitivity);
   c->add_option("--ctx", o->ctx, "evaluation window")->capture_default_str();
   c->add_option("--chunks", o->chunks, "evaluation windows")->capture_default_str();
-  c->add_option("-t,--threads", o->job.threads, "threads (0: all cores)")->capture_default_str();
+  add_threads_option(c, o->job.threads);
   c->add_flag("--keep", o->keep, "keep the quantized files in DIR");
   c->add_flag("-q,--quiet", o->quiet, "no progress");
   return [o]() {
@@ -125,12 +125,15 @@ Action add_sweep(CLI::App& app) {
     QuantizeJob job = o->job;
     job.method.kind = *method_from_name(o->method);
     job.target = o->gguf;
+    for (const std::string& in : {job.model, o->eval_text, job.calib.text})
+      if (std::error_code ec; std::filesystem::equivalent(o->out_dir, in, ec))
+        fail(ErrorKind::Argument, "{}: the output directory is the input {}", o->out_dir, in);
     std::filesystem::create_directories(o->out_dir);
     const Model m = load_model(job.model);
     const std::string base = o->out_dir + "/base.logits";
     {
       const auto tokens = Tokenizer::create(m.vocab, job.model)->encode(read_text_file(o->eval_text), true);
-      Engine engine(m, {job.threads, std::max(o->ctx, m.config.n_ctx)});
+      Engine engine(m, {job.threads, o->ctx});
       PerplexityOptions po;
       po.n_ctx = o->ctx;
       po.max_chunks = o->chunks;

@@ -18,6 +18,10 @@ inline std::string progress_bar(size_t done, size_t total, size_t width = 30) {
   return "[" + std::string(filled, '#') + std::string(width - filled, '.') + "]";
 }
 
+// -t/--threads: 0 (every core) or a count; counts above lowbit::max_threads() are lowered
+// to it, with a note on stderr.
+void add_threads_option(CLI::App* c, int& threads);
+
 // Engine flags shared by `run`, `perplexity` and `bench`: threads, kernels (fast or
 // reference), KV cache types and in-flight quantization.
 struct EngineFlags {

@@ -1,10 +1,13 @@
 // lowbit: make large language models small and fast.
 #include <fmt/core.h>
 
+#include <filesystem>
 #include <map>
+#include <new>
 
 #include "commands.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"lowbit: quantize, convert, evaluate and run Llama-family models on the CPU"};
@@ -29,11 +32,19 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;  // --help is 0; every bad flag is 1, like every other bad input
   }
+  lowbit::clean_up_outputs_on_signals();  // quantize and calibrate stop more gently
   try {
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
   } catch (const lowbit::Error& e) {
     fmt::print(stderr, "lowbit: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "lowbit: error: out of memory (a smaller --ctx, --batch or fewer threads "
+                       "may fit)\n");
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    fmt::print(stderr, "lowbit: error: {}: {}\n", e.path1().string(), e.code().message());
     return 1;
   } catch (const std::exception& e) {
     fmt::print(stderr, "lowbit: internal error: {}\n", e.what());

@@ -3,7 +3,8 @@
 #include <fmt/core.h>
 
 #include <atomic>
-#include <csignal>
+
+#include "lowbit/file_io.h"
 
 namespace lowbit::cli {
 void add_sensitivity_flags(CLI::App* c, SensitivityParams& s) {
@@ -114,7 +115,7 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");
-  auto* bpw = c->add_option("--bpw", s.bpw,
+  auto* bpw = f.bpw_option = c->add_option("--bpw", f.bpw,
                             "budget: the best mix at this many bits per weight (needs --calib)");
   auto* size = c->add_option("--max-size", s.max_size,
                              "budget: the best mix whose whole file fits in this size (e.g. 4.2MB, "
@@ -133,7 +134,7 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("--output-tensor-type", s.output_tensor_type, "type of output.weight");
   c->add_option("--token-embedding-type", s.token_embedding_type, "type of token_embd.weight");
   c->add_flag("--pure", g.pure, "no preset mix: the base type for every matrix");
-  c->add_option("-t,--threads", j.threads, "threads (0: all cores)")->capture_default_str();
+  add_threads_option(c, j.threads);
   c->add_option("--tokenizer", j.tokenizer, "llama2.c tokenizer .bin");
   f.group_option =
       c->add_option("--group", s.group,
@@ -158,6 +159,7 @@ QuantizeJob job_from_flags(const QuantizeFlags& f) {
   JobSettings s = f.s;
   if (f.act_order || f.no_act_order) s.act_order = f.act_order;
   s.group_given = f.group_option->count() > 0;
+  if (f.bpw_option->count() > 0) s.bpw = f.bpw;
   return make_job(s);
 }
 
@@ -165,19 +167,11 @@ namespace {
 
 std::atomic<bool> interrupted{false};
 
-// The first SIGINT or SIGTERM asks the running job to stop at its next step (it then
-// removes its unfinished output); a second one ends the process at once.
-void on_signal(int sig) {
-  interrupted = true;
-  std::signal(sig, SIG_DFL);
-}
-
 }  // namespace
 
-void stop_on_signals() {
-  std::signal(SIGINT, on_signal);
-  std::signal(SIGTERM, on_signal);
-}
+// The first SIGINT or SIGTERM asks the running job to stop at its next step (it then
+// removes its unfinished output); a second one removes it and ends the process at once.
+void stop_on_signals() { clean_up_outputs_on_signals(&interrupted); }
 
 Observer progress_printer(bool quiet) {
   return [quiet](const Progress& p) {

@@ -18,6 +18,8 @@ struct QuantizeFlags {
   bool act_order = false, no_act_order = false, sym = false;
   bool json = false, quiet = false;
   CLI::Option* group_option = nullptr;
+  double bpw = 0;  // JobSettings::bpw when --bpw was given
+  CLI::Option* bpw_option = nullptr;
 };
 
 // Registers every quantize flag on `c`.

@@ -80,8 +80,9 @@ class Engine {
   std::unique_ptr<Impl> impl_;
 };
 
-// y[n, rows] = x[n, cols] · W[rows, cols]ᵀ for a weight in any supported type.
-void linear_forward(const TensorView& w, const float* x, size_t n, float* y);
+// y[n, rows] = x[n, cols] · W[rows, cols]ᵀ for a weight in any supported type, on n_threads
+// (the same result for every thread count).
+void linear_forward(const TensorView& w, const float* x, size_t n, float* y, int n_threads = 1);
 
 // The RoPE frequency of each pair of a head (head_dim / 2), with the file's llama3 factors.
 std::vector<double> rope_frequencies(const Model& m);

@@ -4,13 +4,13 @@
 //      subtract err * U[i, k] from the batch's later columns k;
 //   3. apply the batch's errors to all later columns at once: W[:, after] -= E · U[batch, after]
 //      (one SGEMM; this is GPTQ's "lazy batch" update, the same result in far fewer passes).
-#include <cblas.h>
 
 #include <algorithm>
 #include <numeric>
 
 #include "algo/gptq_sweep.h"
 #include "lowbit/affine.h"
+#include "core/blas.h"
 #include "core/parallel.h"
 #include "lowbit/error.h"
 
@@ -122,9 +122,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
         }
       });
       if (i2 < cols)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(tr), static_cast<int>(cols - i2),
-                    static_cast<int>(nb), -1.0f, E.data(), static_cast<int>(nb), &Uf[i1 * cols + i2],
-                    static_cast<int>(cols), 1.0f, &Wp[i2], static_cast<int>(cols));
+        blas::sgemm(threads, CblasNoTrans, CblasNoTrans, tr, cols - i2, nb, -1.0f, E.data(), nb,
+                    &Uf[i1 * cols + i2], cols, 1.0f, &Wp[i2], cols);
     }
     rounder.end_rows(r0, r1);
   }

@@ -1,7 +1,6 @@
 // The sequential GPTQ driver (lowbit/sequential.h).
 #include "lowbit/sequential.h"
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <chrono>
@@ -11,6 +10,7 @@
 #include <optional>
 
 #include "awq_block.h"
+#include "core/blas.h"
 #include "core/parallel.h"
 #include "lowbit/awq.h"
 #include "lowbit/engine.h"
@@ -34,11 +34,12 @@ struct InputSums {
   std::vector<double> h, c, abs_sum;  // abs_sum: Σ|x_j| (AWQ's activation scale)
 };
 
-// out[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features (f32, as one SGEMM).
-void product(std::vector<float>& out, const float* a, const float* b, size_t rows, size_t cols) {
+// out[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features (f32).
+void product(std::vector<float>& out, const float* a, const float* b, size_t rows, size_t cols,
+             int n_threads) {
   out.resize(cols * cols);
-  cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, static_cast<int>(cols), static_cast<int>(cols), static_cast<int>(rows),
-              1.0f, a, static_cast<int>(cols), b, static_cast<int>(cols), 0.0f, out.data(), static_cast<int>(cols));
+  blas::sgemm(n_threads, CblasTrans, CblasNoTrans, cols, cols, rows, 1.0f, a, cols, b, cols, 0.0f,
+              out.data(), cols);
 }
 
 // W' = W (C + λ)(H + λ)⁻¹: the weights whose output on X̃ best matches W's output on X.
@@ -138,8 +139,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   auto on_input = [&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (!collect) return;
     if (const std::string group = input_group_key(name); group != last_group) {
-      product(last_h, x, x, rows, cols);
-      if (o.fp_targets) product(last_c, fp_inputs.at(name).data(), x, rows, cols);
+      product(last_h, x, x, rows, cols, n_threads);
+      if (o.fp_targets) product(last_c, fp_inputs.at(name).data(), x, rows, cols, n_threads);
       last_group = group;
     }
     InputSums& s = sums[name];

@@ -6,6 +6,7 @@
 #include <cstring>
 #include <cmath>
 
+#include "core/blas.h"
 #include "core/parallel.h"
 #include "core/thread_pool.h"
 #include "lowbit/error.h"
@@ -77,22 +78,25 @@ struct CacheRows {
 
 }  // namespace
 
-void linear_forward(const TensorView& w, const float* x, size_t n, float* y) {
+void linear_forward(const TensorView& w, const float* x, size_t n, float* y, int n_threads) {
   const size_t rows = w.shape[0], cols = w.row_len();
-  if (w.dtype == DType::F32) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols,
-                reinterpret_cast<const float*>(w.data), cols, 0.0f, y, rows);
-    return;
-  }
-  // Dequantize ~2 MB of rows at a time and multiply them; y columns [r0, r0 + tile).
-  thread_local std::vector<float> tile;
+  if (w.dtype == DType::F32)
+    return blas::sgemm(n_threads, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols,
+                       reinterpret_cast<const float*>(w.data), cols, 0.0f, y, rows);
+  // Dequantize ~2 MB of rows at a time and multiply them; y columns [r0, r0 + tile). The
+  // tiles depend on the shape only, so the sums do not depend on the thread count.
   const size_t tile_rows = std::max<size_t>(1, std::min<size_t>(rows, (1u << 19) / std::max<size_t>(cols, 1)));
-  tile.resize(tile_rows * cols);
-  for (size_t r0 = 0; r0 < rows; r0 += tile_rows) {
-    const size_t nr = std::min(tile_rows, rows - r0);
-    dequantize_rows(w, r0, nr, tile.data());
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, cols, 1.0f, x, cols, tile.data(), cols, 0.0f, y + r0, rows);
-  }
+  blas::make_single_threaded();
+  parallel_for((rows + tile_rows - 1) / tile_rows, n_threads, [&](uint64_t t0, uint64_t t1) {
+    thread_local std::vector<float> tile;
+    tile.resize(tile_rows * cols);
+    for (uint64_t t = t0; t < t1; ++t) {
+      const size_t r0 = t * tile_rows, nr = std::min(tile_rows, rows - r0);
+      dequantize_rows(w, r0, nr, tile.data());
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, cols, 1.0f, x, cols, tile.data(), cols, 0.0f,
+                  y + r0, rows);
+    }
+  });
 }
 
 uint64_t weight_bytes_per_token(const Model& m) {
@@ -137,7 +141,7 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
   if (c.n_ctx && n_ctx_ > c.n_ctx)
     fail(ErrorKind::Argument, "context of {} tokens: the model has {} positions (its maximum)",
          n_ctx_, c.n_ctx);
-  openblas_set_num_threads(std::max(1, opts.n_threads));
+  blas::make_single_threaded();  // (core/blas.h: results independent of the thread count)
   Impl& s = *impl_;
   for (DType t : {opts.cache_type_k, opts.cache_type_v}) {
     if (t != DType::F32 && t != DType::F16 && t != DType::Q8_0)
@@ -218,8 +222,8 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   }
   // Batches through BLAS on dequantized tiles: for float weights from 8 tokens (converting in
   // registers per token loses), for quantized ones from opts_.blas_batch (see EngineOptions).
-  const bool blas = traits(w.dtype).is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
-  if (!opts_.fast || !kernels::has_kernel(w.dtype) || blas) return linear_forward(w, x, n, y);
+  const bool use_blas = traits(w.dtype).is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
+  if (!opts_.fast || !kernels::has_kernel(w.dtype) || use_blas) return linear_forward(w, x, n, y, opts_.n_threads);
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);
@@ -250,7 +254,7 @@ void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* 
     s.acts_i8_values.resize(n * cols);
     for (size_t t = 0; t < n; ++t)
       for (size_t i = 0; i < cols; ++i) s.acts_i8_values[t * cols + i] = s.acts_i8_scale[t] * s.acts_i8[t * cols + i];
-    return linear_forward(w, s.acts_i8_values.data(), n, y);
+    return linear_forward(w, s.acts_i8_values.data(), n, y, opts_.n_threads);
   }
   s.sums_i32.resize(n * rows);
   constexpr size_t kTile = 32;
@@ -364,7 +368,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
       continue;
     }
     // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
+    blas::sgemm(opts_.n_threads, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
                 keys + kvh * hd, KV, 0.0f, s.scores.data(), T);
     for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
       float* row = s.scores.data() + t * T;
@@ -373,7 +377,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
       std::fill(row + visible, row + T, 0.0f);
     }
     // out_head[n, hd] = scores[n, T] · V_head[T, hd]
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
+    blas::sgemm(opts_.n_threads, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
                 values + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
   }
   hook(L.wo, s.attn.data(), Q);

@@ -1,7 +1,6 @@
 // Removing the shrink of least-squares rounding (debias.h).
 #include "quant/debias.h"
 
-#include <cblas.h>
 
 #include <algorithm>
 #include <array>
@@ -9,6 +8,7 @@
 #include <cstring>
 #include <vector>
 
+#include "core/blas.h"
 #include "core/parallel.h"
 #include "lowbit/dtype.h"
 #include "lowbit/float_convert.h"
@@ -110,8 +110,8 @@ void debias_rows_output(DType type, const float* w, uint64_t rows, uint64_t cols
   const BlockCodec* codec = block_codec(type);
   if (!codec || !codec->debias) return;
   std::vector<float> wh(rows * cols);  // row r: h w_r (h is symmetric)
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(rows), int(cols), int(cols), 1.0f, w,
-              int(cols), h, int(cols), 0.0f, wh.data(), int(cols));
+  blas::sgemm(resolve_threads(n_threads), CblasNoTrans, CblasNoTrans, rows, cols, cols, 1.0f, w,
+              cols, h, cols, 0.0f, wh.data(), cols);
   const uint64_t row_bytes = cols / traits(type).block_size * traits(type).type_size;
   parallel_for(rows, resolve_threads(n_threads), [&](uint64_t r0, uint64_t r1) {
     for (uint64_t r = r0; r < r1; ++r)

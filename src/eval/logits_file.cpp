@@ -1,5 +1,6 @@
 #include "logits_file.h"
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,6 +11,9 @@
 #include "lowbit/float_convert.h"
 
 namespace lowbit {
+namespace {
+constexpr uint64_t kHeaderBytes = 8 + 6 * 4 + 8;  // magic, six u32, u64 token count
+}  // namespace
 
 LogitsWriter::LogitsWriter(const std::string& path, const LogitsHeader& h) : path_(path), top_k_(h.top_k) {
   tmp_ = path + ".tmp." + std::to_string(getpid());
@@ -61,6 +65,18 @@ void LogitsWriter::commit() {
 LogitsReader::LogitsReader(const std::string& path) : path_(path) {
   f_ = std::fopen(path.c_str(), "rb");
   if (!f_) fail(ErrorKind::Io, "{}: cannot open", path);
+  // The destructor does not run when the constructor throws: close the file here (found by
+  // fuzz_logits: every rejected file leaked its descriptor until fopen failed).
+  try {
+    read_header();
+  } catch (...) {
+    std::fclose(f_);
+    throw;
+  }
+}
+
+void LogitsReader::read_header() {
+  const std::string& path = path_;
   char magic[8];
   uint32_t u[6];
   uint64_t n = 0;
@@ -70,6 +86,13 @@ LogitsReader::LogitsReader(const std::string& path) : path_(path) {
   h_ = {u[0], u[1], u[2], u[3], u[4], u[5], {}};
   if (h_.n_vocab == 0 || h_.n_vocab > (1u << 24) || n > (1ull << 32) || h_.top_k > h_.n_vocab)
     fail(ErrorKind::Format, "{}: implausible header (n_vocab {}, top_k {}, {} tokens)", path, h_.n_vocab, h_.top_k, n);
+  // Sizes are checked against the file before anything is allocated (found by fuzz_logits: a
+  // 40-byte file claiming 2^32 tokens made the reader zero 16 GB).
+  struct stat st;
+  if (fstat(fileno(f_), &st) != 0) fail(ErrorKind::Io, "{}: cannot stat", path);
+  size_ = static_cast<uint64_t>(st.st_size);
+  if (n > (size_ - kHeaderBytes) / 4)
+    fail(ErrorKind::Format, "{}: {} tokens run past the end of the file ({} bytes)", path, n, size_);
   h_.tokens.resize(n);
   if (std::fread(h_.tokens.data(), 4, n, f_) != n) fail(ErrorKind::Format, "{}: truncated token list", path);
 }
@@ -79,6 +102,10 @@ LogitsReader::~LogitsReader() {
 }
 
 void LogitsReader::next(BaseRecord& r) {
+  const uint64_t record = 4 + (h_.top_k == 0 ? 2ull * h_.n_vocab : 8ull * h_.top_k);
+  const long at = std::ftell(f_);
+  if (at < 0 || static_cast<uint64_t>(at) > size_ || record > size_ - static_cast<uint64_t>(at))
+    fail(ErrorKind::Format, "{}: ends before the last scored position", path_);
   bool ok = std::fread(&r.logp_target, 4, 1, f_) == 1;
   if (h_.top_k == 0) {
     std::vector<uint16_t> h(h_.n_vocab);

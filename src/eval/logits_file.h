@@ -48,9 +48,12 @@ class LogitsReader {
   void next(BaseRecord& r);  // throws Format when the file ends early
 
  private:
+  void read_header();
+
   std::string path_;
   std::FILE* f_;
   LogitsHeader h_;
+  uint64_t size_ = 0;  // of the file, to check each record fits before allocating it
 };
 
 }  // namespace lowbit

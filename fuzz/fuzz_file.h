@@ -7,9 +7,11 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -44,7 +46,7 @@ class ScratchDir {
     const std::string p = dir_ + "/" + name;
     std::FILE* f = std::fopen(p.c_str(), "wb");
     if (!f || (size && std::fwrite(data, 1, size, f) != size) || std::fclose(f) != 0) {
-      std::fprintf(stderr, "fuzz: cannot write %s\n", p.c_str());
+      std::fprintf(stderr, "fuzz: cannot write %s: %s\n", p.c_str(), std::strerror(errno));
       std::abort();  // the harness cannot run; not a finding in the library
     }
     return p;

@@ -9,6 +9,8 @@
 #include "eval/logits_file.h"
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
+#include "lowbit/model.h"
+#include "lowbit/tokenizer.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -64,6 +66,31 @@ TEST(FuzzRegression, LogitsRecordPastTheFileIsAFormatError) {
   const std::string msg = test::expect_error([&] { r.next(rec); });
   EXPECT_NE(msg.find("ends before the last scored position"), std::string::npos) << msg;
   EXPECT_TRUE(rec.logp.empty());
+}
+
+// fuzz_gguf: a BPE merge without a space was rejected after the pre-tokenizer regex had been
+// compiled, and the throwing constructor leaked it (LeakSanitizer).
+TEST(FuzzRegression, BpeMergeWithoutASpaceIsAFormatErrorWithoutLeaks) {
+  Model m = load_model(regression("gguf_bpe_merge_leak.gguf"));
+  const std::string msg = test::expect_error([&] { Tokenizer::create(m.vocab, "gguf"); });
+  EXPECT_NE(msg.find("merge #0 'H#e' is not two tokens separated by a space"), std::string::npos)
+      << msg;
+}
+
+// fuzz_spm_model: a byte-type piece "<0x\x15" "A>" made token_to_piece call std::stoi on
+// non-hex text, whose std::invalid_argument escaped. Such a piece now reads as its text.
+TEST(FuzzRegression, SpmByteTokenThatIsNoHexIsText) {
+  const std::string bytes = test::read_file(regression("spm_model_bad_byte_token.model"));
+  Vocab v = parse_spm_model(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), "spm");
+  ASSERT_EQ(v.types.at(1), TokenType::Byte);
+  auto tok = Tokenizer::create(std::move(v), "spm");
+  EXPECT_EQ(tok->token_to_piece(1),
+            "<0x\x15"
+            "A>");
+  EXPECT_EQ(tok->decode({1, 1}, false),
+            "<0x\x15"
+            "A><0x\x15"
+            "A>");
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 #include "eval/logits_file.h"
 #include "lowbit/calibration.h"
 #include "lowbit/error.h"
+#include "lowbit/mixed.h"
 #include "lowbit/model.h"
+#include "lowbit/tensor.h"
 #include "lowbit/tokenizer.h"
 #include "test_support.h"
 
@@ -68,6 +70,18 @@ TEST(FuzzRegression, LogitsRecordPastTheFileIsAFormatError) {
   EXPECT_TRUE(rec.logp.empty());
 }
 
+// fuzz_imatrix: a GGUF tensor with no values reached to_f32, whose memcpy then got a null
+// destination (UBSan: null passed as a nonnull argument, even for 0 bytes).
+TEST(FuzzRegression, EmptyTensorsConvertToNothing) {
+  TensorView t;
+  t.dtype = DType::F32;
+  t.shape = {0, 4};
+  EXPECT_TRUE(to_f32(t).empty());
+  const std::string msg =
+      test::expect_error([] { read_calibration_stats(regression("imatrix_empty_tensor.gguf")); });
+  EXPECT_NE(msg.find("blk.0.ffn_down.weight.counts' is 1e-45"), std::string::npos) << msg;
+}
+
 // fuzz_gguf: a BPE merge without a space was rejected after the pre-tokenizer regex had been
 // compiled, and the throwing constructor leaked it (LeakSanitizer).
 TEST(FuzzRegression, BpeMergeWithoutASpaceIsAFormatErrorWithoutLeaks) {
@@ -75,6 +89,14 @@ TEST(FuzzRegression, BpeMergeWithoutASpaceIsAFormatErrorWithoutLeaks) {
   const std::string msg = test::expect_error([&] { Tokenizer::create(m.vocab, "gguf"); });
   EXPECT_NE(msg.find("merge #0 'H#e' is not two tokens separated by a space"), std::string::npos)
       << msg;
+}
+
+// fuzz_recipe: {"format": <number>} made j.value("format", "") throw a json type_error that
+// was no lowbit::Error.
+TEST(FuzzRegression, RecipeFormatThatIsNoStringIsAFormatError) {
+  const std::string msg =
+      test::expect_error([] { read_recipe(regression("recipe_format_not_string.json")); });
+  EXPECT_NE(msg.find("not a lowbit recipe"), std::string::npos) << msg;
 }
 
 // fuzz_spm_model: a byte-type piece "<0x\x15" "A>" made token_to_piece call std::stoi on

@@ -10,9 +10,11 @@
 # Builds $LOWBIT_FUZZ_BUILD (default build-fuzz: RelWithDebInfo + ASan/UBSan + coverage; set
 # it to build-asan to reuse the test build) if needed. Each target's corpus grows in
 # $BUILD/corpus/<target> (the seeds of fuzz/corpus/<target> are read too, never written),
-# crashes land in $BUILD/crashes/<target>/, the full log in $BUILD/logs/<target>.log. A crash
-# stops that target (libFuzzer's way) and the campaign goes on to the next; the exit status
-# is 1 when any target crashed. LOWBIT_FUZZ_ARGS adds libFuzzer flags (e.g. "-jobs=2").
+# crashes land in $BUILD/crashes/<target>/ (the summary counts this run's), the full log in
+# $BUILD/logs/<target>.log. A crash stops that target (libFuzzer's way) and the campaign goes
+# on to the next; the exit status is 1 when any target crashed. LOWBIT_FUZZ_ARGS adds
+# libFuzzer flags (e.g. "-use_value_profile=1 -max_len=65536"); LOWBIT_BUILD_JOBS (default 2)
+# is the build's -j.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,6 +52,7 @@ crashed=0
 for t in "${targets[@]}"; do
   corpus="$BUILD/corpus/$t" crashes="$BUILD/crashes/$t" log="$BUILD/logs/$t.log"
   mkdir -p "$corpus" "$crashes"
+  touch "$BUILD/logs/.start"  # crashes of this run: artifacts newer than this
   args=("$limit_flag" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1
         -artifact_prefix="$crashes/")
   if [ -f "fuzz/dict/$t.dict" ]; then args+=(-dict="fuzz/dict/$t.dict"); fi
@@ -64,13 +67,14 @@ for t in "${targets[@]}"; do
   cov=$(grep -o 'cov: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
   files=$(find "$corpus" -type f | wc -l)
-  found=$(find "$crashes" -type f | wc -l)
+  kb=$(find "$corpus" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%dK", n / 1024 }')
+  found=$(find "$crashes" -type f -newer "$BUILD/logs/.start" | wc -l)
   if [ "$status" -ne 0 ]; then
     crashed=1
     grep -m 1 -E '^==[0-9]+==ERROR|runtime error|deadly signal|out-of-memory|timeout' "$log" || true
   fi
   summary+=("$(printf '%-18s %11s %8s %6s %7s %7s %7s %5s' "$t" "${execs:-?}" "${rate:-?}" \
-               "${cov:-?}" "${ft:-?}" "$files" "$(du -sk "$corpus" | cut -f1)K" "$found")")
+               "${cov:-?}" "${ft:-?}" "$files" "$kb" "$found")")
 done
 
 echo

@@ -2,9 +2,11 @@
 // to a file in a per-process scratch directory (under /dev/shm when it exists). The directory is
 // emptied before every input, so no file of an earlier input can change how this one parses,
 // and removed when the process exits (the static object's destructor runs on exit(), which is
-// how libFuzzer ends a run; a crashing input is left behind, libFuzzer saves it anyway).
+// how libFuzzer ends a run). A crash skips that; the next fuzz process removes the directories
+// of processes that no longer exist.
 #pragma once
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -62,6 +64,13 @@ class ScratchDir {
         fs::is_directory("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
     dir_ = (base / ("lowbit-fuzz-" + std::to_string(getpid()))).string();
     std::error_code ec;
+    for (const auto& e : fs::directory_iterator(base, ec)) {  // left by crashed processes
+      const std::string name = e.path().filename().string();
+      if (name.rfind("lowbit-fuzz-", 0) != 0 || !e.is_directory(ec)) continue;
+      const long pid = std::strtol(name.c_str() + 12, nullptr, 10);
+      if (pid > 0 && kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH)
+        fs::remove_all(e.path(), ec);
+    }
     fs::remove_all(dir_, ec);  // a directory left by an earlier process with the same pid
     if (!fs::create_directories(dir_, ec)) {
       std::fprintf(stderr, "fuzz: cannot create %s\n", dir_.c_str());

@@ -27,8 +27,14 @@ for target in build-asan/fuzz/fuzz_*; do
   dict=()
   if [ -f fuzz/dict/"${name#fuzz_}".dict ]; then dict=(-dict=fuzz/dict/"${name#fuzz_}".dict); fi
   echo "-- $name"
+  status=0
   "$target" -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 -print_final_stats=0 \
-    "${dict[@]}" -artifact_prefix=build-asan/ "$corpus" 2>&1 | tail -n 2
+    "${dict[@]}" -artifact_prefix=build-asan/ "$corpus" >build-asan/"$name".log 2>&1 || status=$?
   rm -rf "$corpus"
+  if [ "$status" -ne 0 ]; then  # the report: sanitizer output, stack, the input's path
+    tail -n 60 build-asan/"$name".log
+    exit "$status"
+  fi
+  grep -E '^#[0-9]+[[:space:]]+DONE' build-asan/"$name".log | tail -n 1
 done
 echo "all tests passed"

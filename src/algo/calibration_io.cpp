@@ -55,7 +55,8 @@ CalibrationStats read_gguf_stats(const std::string& path) {
     // At least one row (a count rounding to 0 would make every mean NaN), and small enough to
     // convert to uint64_t (found by fuzz_imatrix: 4.6e27 overflowed the cast).
     if (!(c >= 1 && c < 0x1p64f))
-      fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a count of rows (1 to 2^64)", path, base, c);
+      fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a count of rows (1 to 2^64)",
+           path, base, c);
     st.count = static_cast<uint64_t>(c);
     st.sum_sq.assign(sums.begin(), sums.end());
     // Keep mean = sum / count exact even when the count was rounded to an integer.

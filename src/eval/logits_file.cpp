@@ -92,7 +92,8 @@ void LogitsReader::read_header() {
   if (fstat(fileno(f_), &st) != 0) fail(ErrorKind::Io, "{}: cannot stat", path);
   size_ = static_cast<uint64_t>(st.st_size);
   if (n > (size_ - kHeaderBytes) / 4)
-    fail(ErrorKind::Format, "{}: {} tokens run past the end of the file ({} bytes)", path, n, size_);
+    fail(ErrorKind::Format, "{}: {} tokens run past the end of the file ({} bytes)", path, n,
+         size_);
   h_.tokens.resize(n);
   if (std::fread(h_.tokens.data(), 4, n, f_) != n) fail(ErrorKind::Format, "{}: truncated token list", path);
 }

@@ -117,8 +117,8 @@ std::map<std::string, DType> read_recipe(const std::string& path) {
   }
   // Not j.value("format", ""): it throws a json type_error when "format" is not a string
   // (found by fuzz_recipe).
-  if (!j.is_object() || !j.contains("format") || j["format"] != "lowbit-recipe" || !j.contains("tensors") ||
-      !j["tensors"].is_array())
+  if (!j.is_object() || !j.contains("format") || j["format"] != "lowbit-recipe" ||
+      !j.contains("tensors") || !j["tensors"].is_array())
     fail(ErrorKind::Format, "{}: not a lowbit recipe (expected \"format\": \"lowbit-recipe\" and a \"tensors\" list)", path);
   std::map<std::string, DType> out;
   for (size_t i = 0; i < j["tensors"].size(); ++i) {

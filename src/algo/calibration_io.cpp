@@ -62,8 +62,11 @@ CalibrationStats read_gguf_stats(const std::string& path) {
     InputStats st;
     const auto sums = to_f32(ti.view);
     const float c = to_f32(*counts)[0];
-    if (!(c > 0) || !std::isfinite(c))
-      fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a positive count", path, base, c);
+    // At least one row (a count rounding to 0 would make every mean NaN), and small enough to
+    // convert to uint64_t (found by fuzz_imatrix: 4.6e27 overflowed the cast).
+    if (!(c >= 1 && c < 0x1p64f))
+      fail(ErrorKind::Format, "{}: tensor '{}.counts' is {}, expected a count of rows (1 to 2^64)",
+           path, base, c);
     check_sums(path, name, sums);
     st.count = static_cast<uint64_t>(c);
     st.sum_sq.assign(sums.begin(), sums.end());

@@ -25,6 +25,9 @@ std::string shape_string(const std::vector<uint64_t>& shape) {
 
 void to_f32(const TensorView& t, float* out) {
   const uint64_t n = t.n_values();
+  // An empty tensor's output may be null, and memcpy(nullptr, p, 0) is undefined (UBSan, found
+  // by fuzz_imatrix on a GGUF tensor with a zero dimension).
+  if (n == 0) return;
   const uint8_t* p = t.data;
   switch (t.dtype) {
     case DType::F32:

@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <memory>
 #include <numeric>
 
 #include "core/output_guard.h"
@@ -12,6 +11,9 @@
 #include "lowbit/float_convert.h"
 
 namespace lowbit {
+namespace {
+constexpr uint64_t kHeaderBytes = 8 + 6 * 4 + 8;  // magic, six u32, u64 token count
+}  // namespace
 
 LogitsWriter::LogitsWriter(const std::string& path, const LogitsHeader& h)
     : file_(path), top_k_(h.top_k) {
@@ -48,12 +50,26 @@ void LogitsWriter::write(const float* logp, size_t n_vocab, float logp_target) {
 
 LogitsReader::LogitsReader(const std::string& path) : path_(path) {
   const output_guard::InputFile in = output_guard::open_input_file(path);
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(::fdopen(in.fd, "rb"), std::fclose);
-  if (!file) {
+  f_ = ::fdopen(in.fd, "rb");
+  if (!f_) {
     ::close(in.fd);
     fail(ErrorKind::Io, "{}: cannot open", path);
   }
-  f_ = file.get();
+  size_ = in.size;
+  // The destructor does not run when the constructor throws: close the file here (found by
+  // fuzz_logits: every rejected file leaked its descriptor until fopen failed).
+  try {
+    read_header();
+  } catch (...) {
+    std::fclose(f_);
+    throw;
+  }
+  input_id_ = in.id;
+  output_guard::remember_input(in);
+}
+
+void LogitsReader::read_header() {
+  const std::string& path = path_;
   char magic[8];
   uint32_t u[6];
   uint64_t n = 0;
@@ -61,13 +77,15 @@ LogitsReader::LogitsReader(const std::string& path) : path_(path) {
     fail(ErrorKind::Format, "{}: not a lowbit logits file (expected magic LBLOGIT1)", path);
   if (std::fread(u, 4, 6, f_) != 6 || std::fread(&n, 8, 1, f_) != 1) fail(ErrorKind::Format, "{}: truncated header", path);
   h_ = {u[0], u[1], u[2], u[3], u[4], u[5], {}};
-  if (h_.n_vocab == 0 || h_.n_vocab > (1u << 24) || n > (in.size - 40) / 4 || h_.top_k > h_.n_vocab)
+  if (h_.n_vocab == 0 || h_.n_vocab > (1u << 24) || h_.top_k > h_.n_vocab)
     fail(ErrorKind::Format, "{}: implausible header (n_vocab {}, top_k {}, {} tokens)", path, h_.n_vocab, h_.top_k, n);
+  // Sizes are checked against the file before anything is allocated (found by fuzz_logits: a
+  // 40-byte file claiming 2^32 tokens made the reader zero 16 GB).
+  if (n > (size_ - kHeaderBytes) / 4)
+    fail(ErrorKind::Format, "{}: {} tokens run past the end of the file ({} bytes)", path, n,
+         size_);
   h_.tokens.resize(n);
   if (std::fread(h_.tokens.data(), 4, n, f_) != n) fail(ErrorKind::Format, "{}: truncated token list", path);
-  file.release();  // from here the destructor closes it
-  input_id_ = in.id;
-  output_guard::remember_input(in);
 }
 
 LogitsReader::~LogitsReader() {
@@ -76,6 +94,10 @@ LogitsReader::~LogitsReader() {
 }
 
 void LogitsReader::next(BaseRecord& r) {
+  const uint64_t record = 4 + (h_.top_k == 0 ? 2ull * h_.n_vocab : 8ull * h_.top_k);
+  const long at = std::ftell(f_);
+  if (at < 0 || static_cast<uint64_t>(at) > size_ || record > size_ - static_cast<uint64_t>(at))
+    fail(ErrorKind::Format, "{}: ends before the last scored position", path_);
   bool ok = std::fread(&r.logp_target, 4, 1, f_) == 1;
   if (h_.top_k == 0) {
     std::vector<uint16_t> h(h_.n_vocab);

@@ -50,9 +50,12 @@ class LogitsReader {
   void next(BaseRecord& r);  // throws Format when the file ends early
 
  private:
+  void read_header();  // (the constructor closes the file when it throws)
+
   std::string path_;
   std::FILE* f_ = nullptr;
   LogitsHeader h_;
+  uint64_t size_ = 0;  // of the file, to check each record fits before allocating it
   std::pair<uint64_t, uint64_t> input_id_{};  // (device, inode): not to be replaced meanwhile
 };
 

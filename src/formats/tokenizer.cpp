@@ -3,6 +3,7 @@
 #include "lowbit/tokenizer.h"
 
 #include <algorithm>
+#include <charconv>
 #include <queue>
 #include <set>
 
@@ -210,8 +211,13 @@ std::string Tokenizer::token_to_piece(int32_t id) const {
   const TokenType type = vocab_.types.at(id);
   if (type == TokenType::Control || type == TokenType::UserDefined || type == TokenType::Unknown) return t;
   if (vocab_.kind == VocabKind::Spm) {
-    if (type == TokenType::Byte && t.size() == 6 && t.rfind("<0x", 0) == 0)
-      return std::string(1, static_cast<char>(std::stoi(t.substr(3, 2), nullptr, 16)));
+    // from_chars, not stoi: a byte token such as "<0x\x15A>" is no hex number, and stoi's
+    // std::invalid_argument escaped as a crash (found by fuzz_spm_model). Such a token is
+    // spelled as text below.
+    unsigned byte = 0;
+    if (type == TokenType::Byte && t.size() == 6 && t.rfind("<0x", 0) == 0 &&
+        std::from_chars(t.data() + 3, t.data() + 5, byte, 16).ptr == t.data() + 5)
+      return std::string(1, static_cast<char>(byte));
     std::string s;
     for (size_t i = 0; i < t.size(); ++i) {
       if (t.compare(i, 3, "\xe2\x96\x81") == 0) {

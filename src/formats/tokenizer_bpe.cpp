@@ -35,17 +35,20 @@ class BpeTokenizer : public Tokenizer {
     init_index(source);
     const char* pattern = pre_tokenizer_regex(vocab_.pre);
     if (!pattern) fail(ErrorKind::Unsupported, "{}: BPE pre-tokenizer '{}' is not supported (expected qwen2, llama-bpe or gpt2)", source, vocab_.pre);
-    int err = 0;
-    PCRE2_SIZE err_off = 0;
-    regex_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &err_off, nullptr);
-    if (!regex_) fail(ErrorKind::Unsupported, "{}: cannot compile pre-tokenizer regex (error {} at {})", source, err, err_off);
-    match_ = pcre2_match_data_create_from_pattern(regex_, nullptr);
+    // The merges are checked before the regex is compiled: the destructor does not run when
+    // the constructor throws, so nothing may be allocated by hand yet (found by fuzz_gguf:
+    // a merge without a space leaked the compiled regex).
     for (size_t r = 0; r < vocab_.merges.size(); ++r) {
       const std::string& m = vocab_.merges[r];
       size_t sp = m.find(' ', 1);
       if (sp == std::string::npos) fail(ErrorKind::Format, "{}: merge #{} '{}' is not two tokens separated by a space", source, r, m);
       merge_rank_.emplace(m, static_cast<int32_t>(r));
     }
+    int err = 0;
+    PCRE2_SIZE err_off = 0;
+    regex_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &err_off, nullptr);
+    if (!regex_) fail(ErrorKind::Unsupported, "{}: cannot compile pre-tokenizer regex (error {} at {})", source, err, err_off);
+    match_ = pcre2_match_data_create_from_pattern(regex_, nullptr);
   }
   ~BpeTokenizer() override {
     pcre2_match_data_free(match_);

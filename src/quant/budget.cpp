@@ -128,7 +128,10 @@ std::map<std::string, DType> read_recipe(const std::string& path) {
   } catch (const nlohmann::json::exception& e) {
     fail(ErrorKind::Format, "{}: not a JSON recipe ({})", path, e.what());
   }
-  if (!j.is_object() || j.value("format", "") != "lowbit-recipe" || !j.contains("tensors") || !j["tensors"].is_array())
+  // Not j.value("format", ""): it throws a json type_error when "format" is not a string
+  // (found by fuzz_recipe).
+  if (!j.is_object() || !j.contains("format") || j["format"] != "lowbit-recipe" ||
+      !j.contains("tensors") || !j["tensors"].is_array())
     fail(ErrorKind::Format, "{}: not a lowbit recipe (expected \"format\": \"lowbit-recipe\" and a \"tensors\" list)", path);
   std::map<std::string, DType> out;
   for (size_t i = 0; i < j["tensors"].size(); ++i) {

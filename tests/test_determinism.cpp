@@ -1,7 +1,13 @@
 // The same input gives the same bytes whatever the thread count (core/blas.h: products in
 // blocks fixed by the shape; every reduction in a fixed order).
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <filesystem>
+
+#include "lowbit/job.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -43,6 +49,61 @@ TEST(Determinism, FilesDoNotDependOnTheThreadCount) {
                     {1, 2, 3});
   expect_same_bytes(with({"quantize", model, "--type", "Q4_K_M", "--method", "gptq"}, true), {1, 2, 3});
   expect_same_bytes(with({"quantize", model, "--type", "Q3_K_M", "--method", "awq"}, true), {1, 3});
+}
+
+QuantizeJob small_gptq_job(const std::string& output) {
+  QuantizeJob job;
+  job.model = shared_path("models/tinyllm-8m");
+  job.output = output;
+  GgufTarget t;
+  t.type = "Q4_K_M";
+  job.target = t;
+  job.method.kind = Method::Gptq;
+  job.calib.text = shared_path("data/calibration/calib-en-1mb.txt");
+  job.calib.samples = 4;
+  job.calib.ctx = 128;
+  job.threads = 2;
+  return job;
+}
+
+TEST(Resume, AKilledRunResumesToTheSameBytes) {
+  test::TempDir d;
+  const std::string whole = d.file("whole.gguf"), out = d.file("resumed.gguf");
+  run_quantize_job(small_gptq_job(whole));
+  EXPECT_FALSE(std::filesystem::exists(whole + ".lowbit-checkpoint"));  // removed once written
+
+  // kill -9 right after the fourth block (of 8) is done and checkpointed
+  const pid_t pid = fork();
+  if (pid == 0) {
+    run_quantize_job(small_gptq_job(out), [](const Progress& p) {
+      if (p.stage == Stage::Block && p.done == 4) raise(SIGKILL);
+      return true;
+    });
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ASSERT_TRUE(std::filesystem::exists(out + ".lowbit-checkpoint/state.bin"));
+  EXPECT_FALSE(std::filesystem::exists(out));
+
+  // another job's checkpoint is refused by name
+  QuantizeJob other = small_gptq_job(out);
+  other.resume = true;
+  other.calib.seed = 7;
+  EXPECT_NE(test::expect_error([&] { run_quantize_job(other); }).find("lowbit-checkpoint"),
+            std::string::npos);
+
+  QuantizeJob resumed = small_gptq_job(out);
+  resumed.resume = true;
+  std::vector<size_t> blocks;
+  run_quantize_job(resumed, [&](const Progress& p) {
+    if (p.stage == Stage::Block) blocks.push_back(p.done);
+    return true;
+  });
+  EXPECT_EQ(blocks, (std::vector<size_t>{5, 6, 7, 8}));  // only the blocks not done
+  EXPECT_TRUE(test::read_file(out) == test::read_file(whole));
+  EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
 }
 
 }  // namespace

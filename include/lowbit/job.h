@@ -131,6 +131,10 @@ struct QuantizeJob {
   MethodSpec method;
   CalibrationSource calib;
   int threads = 0;  // 0: every core
+  // Sequential methods (gptq, awq, the learned ones) to GGUF keep a checkpoint beside the
+  // output ("<output>.lowbit-checkpoint/") after every block, removed when the file is
+  // written; resume continues an interrupted run of the same job from it.
+  bool resume = false;
 };
 
 // The method the job runs once Default is resolved.

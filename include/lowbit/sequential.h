@@ -58,6 +58,13 @@ struct SequentialOptions {
   // the first activations, each block after its quantized forward, the head at the end) and
   // not kept in SequentialResult::tensors: a streaming writer puts it in the file at once.
   std::function<void(const std::string& name, const PrecomputedTensor& t)> on_done;
+  // Checkpoints: when not empty, the finished tensors and the next block's inputs are stored
+  // in this directory after every block; with `resume`, a run continues after the last block
+  // stored there (the same bytes as an uninterrupted run). A checkpoint belongs to the job
+  // described by `fingerprint` (with the tokens and types); another job's is an error.
+  std::string checkpoint_dir;
+  bool resume = false;
+  std::string fingerprint;
 };
 
 struct SequentialResult {

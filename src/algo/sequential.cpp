@@ -9,6 +9,7 @@
 #include <functional>
 #include <optional>
 
+#include "algo/sequential_checkpoint.h"
 #include "awq_block.h"
 #include "core/blas.h"
 #include "core/parallel.h"
@@ -64,6 +65,24 @@ std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows,
   return std::vector<float>(out.begin(), out.end());
 }
 
+// FNV-1a over what decides a sequential run's bytes: the caller's description of the job,
+// the calibration tokens, the planned types and the activation shapes.
+uint64_t fingerprint(const std::string& job, const std::vector<int32_t>& tokens,
+                     const std::map<std::string, DType>& types, size_t W, size_t T, size_t D) {
+  uint64_t h = 1469598103934665603ull;
+  auto add = [&h](const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+  };
+  add(job.data(), job.size());
+  add(tokens.data(), tokens.size() * sizeof(int32_t));
+  for (const auto& [name, type] : types) {
+    add(name.data(), name.size());
+    add(&type, sizeof type);
+  }
+  for (const size_t v : {W, T, D}) add(&v, sizeof v);
+  return h;
+}
+
 // Index into train::kLinearNames of "blk.N.<linear>.weight".
 int linear_index(const std::string& weight) {
   for (int i = 0; i < 7; ++i)
@@ -114,6 +133,13 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     if (!ref) release_mapped_pages(src.data, src.nbytes);  // only the reference reads it again
   };
 
+  // The finished tensors whose names start with `prefix`, for a checkpoint.
+  auto finished = [&](const std::string& prefix) {
+    std::vector<std::pair<std::string, const PrecomputedTensor*>> out;
+    for (auto it = res.tensors.lower_bound(prefix); it != res.tensors.end() && it->first.rfind(prefix, 0) == 0; ++it)
+      out.emplace_back(it->first, &it->second);
+    return out;
+  };
   // Hands the finished tensors whose names start with `prefix` to on_done and frees them; the
   // quantized path reads its original weights there again (it does not run them any more).
   auto hand_over = [&](const std::string& prefix) {
@@ -289,9 +315,25 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     last_group.clear();
   };
 
+  // Checkpoints: a resumed run takes the finished tensors and block first_layer's inputs
+  // from the last one, and hands the tensors over as the interrupted run did.
+  std::optional<SequentialCheckpoint> checkpoint;
+  uint32_t first_layer = 0;
+  if (!o.checkpoint_dir.empty()) {
+    checkpoint.emplace(o.checkpoint_dir, fingerprint(o.fingerprint, tokens, types, W, T, D));
+    if (o.resume)
+      first_layer = checkpoint->load_state(xq, xf);
+    else
+      checkpoint->remove();
+    for (uint32_t step = 0; first_layer > 0 && step <= first_layer; ++step)
+      for (auto& [name, t] : checkpoint->load_step(step)) {
+        res.tensors[name] = std::move(t);
+        hand_over(name);
+      }
+  }
   // The embedding has no input statistics: it is rounded, and the quantized path starts from it.
   const TensorView& embd = m.tensor("token_embd.weight");
-  if (const DType* t = planned(embd.name)) {  // in row chunks: a 128k-row embedding is 1 GB as f32
+  if (const DType* t = first_layer == 0 ? planned(embd.name) : nullptr) {  // in row chunks: a 128k-row embedding is 1 GB as f32
     PrecomputedTensor& e = res.tensors[embd.name];
     const uint64_t rows = embd.shape[0], cols = embd.row_len();
     const uint64_t row_bytes = cols / traits(*t).block_size * traits(*t).type_size;
@@ -311,16 +353,17 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     views[embd.name] = view_of_bytes(embd, *t, e.bytes);
     quant.replace_weight(embd.name, &views[embd.name]);
   }
-  for (size_t i = 0; i < W; ++i) {
+  for (size_t i = 0; i < W && first_layer == 0; ++i) {
     quant.embed(windows[i].data(), T, xq[i].data());
     if (ref) ref->embed(windows[i].data(), T, xf[i].data());
   }
   res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
+  if (checkpoint && first_layer == 0) checkpoint->save_step(0, finished(embd.name));
   hand_over(embd.name);
 
   std::vector<float> scratch(T * D);
   if (o.awq && o.awq_objective == AwqObjective::Block) awq_targets.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
-  for (uint32_t l = 0; l < c.n_layer; ++l) {
+  for (uint32_t l = first_layer; l < c.n_layer; ++l) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string block_prefix = "blk." + std::to_string(l) + ".";
     collect = true;  // 1. statistics of block l on the quantized path (reference inputs alongside)
@@ -341,6 +384,10 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
       quant.reset();
       quant.forward_layer(l, xq[i].data(), T);
+    }
+    if (checkpoint) {  // the block's tensors first: a state names only finished steps
+      checkpoint->save_step(l + 1, finished(block_prefix));
+      checkpoint->save_state(l + 1, xq, xf);
     }
     hand_over(block_prefix);
     res.layer_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());

@@ -148,6 +148,7 @@ const std::map<std::string, Setter>& setters() {
       {"calib-samples", [](S& s, V n, V v) { s.job.calib.samples = number<size_t>(n, v); }},
       {"calib-ctx", [](S& s, V n, V v) { s.job.calib.ctx = number<size_t>(n, v); }},
       {"seed", [](S& s, V n, V v) { s.job.calib.seed = number<uint64_t>(n, v); }},
+      {"resume", [](S& s, V n, V v) { s.job.resume = boolean(n, v); }},
       {"damp", [](S& s, V n, V v) { s.job.method.gptq.damp = number<double>(n, v); }},
       {"act-order", [](S& s, V n, V v) { s.act_order = boolean(n, v); }},
       {"fp-targets", [](S& s, V n, V v) { s.job.method.gptq.fp_targets = boolean(n, v); }},

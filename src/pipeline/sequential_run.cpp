@@ -4,8 +4,10 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <filesystem>
 #include <memory>
 
+#include "lowbit/error.h"
 #include "method.h"
 
 namespace lowbit::pipeline {
@@ -80,8 +82,24 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   so.on_done = [&writer](const std::string& name, const PrecomputedTensor& t) {
     writer.put(name, t);
   };
-  const SequentialResult res = quantize_sequential(m, run.calibration_tokens(), types, so);
+  so.checkpoint_dir = job.output + ".lowbit-checkpoint";
+  so.resume = job.resume;
+  so.fingerprint = fmt::format("{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text,
+                               q.method, job.calib.samples, job.calib.ctx, job.calib.seed);
+  SequentialResult res;
+  try {
+    res = quantize_sequential(m, run.calibration_tokens(), types, so);
+  } catch (const Error& e) {  // an interrupted run keeps its finished blocks for --resume
+    if (e.kind() != ErrorKind::Cancelled || !std::filesystem::exists(so.checkpoint_dir + "/state.bin"))
+      throw;
+    throw Error(ErrorKind::Cancelled,
+                fmt::format("{}; the finished blocks are kept in {}: the same command with "
+                            "--resume continues",
+                            e.what(), so.checkpoint_dir));
+  }
   QuantizeReport r = writer.finish();
+  std::error_code ec;
+  std::filesystem::remove_all(so.checkpoint_dir, ec);  // the file is complete
   r.activation_bytes = res.activation_bytes;
   r.awq_alpha = res.awq_alpha;
   r.awq_input_spread = res.awq_input_spread;

@@ -151,6 +151,9 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->default_str("minmax");
   c->add_option("--percentile", s.percentile, "int types with --range percentile: clip percentile")
       ->capture_default_str();
+  c->add_flag("--resume", j.resume,
+              "gptq, awq, learned methods: continue an interrupted run of the same job from its "
+              "checkpoint (OUTPUT.lowbit-checkpoint/)");
   c->add_flag("--json", f.json, "print the summary as JSON on stdout");
   c->add_flag("-q,--quiet", f.quiet, "no progress or table");
 }

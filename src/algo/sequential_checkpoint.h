@@ -1,0 +1,46 @@
+// Checkpoints of the sequential driver (lowbit/sequential.h), so that a run killed after
+// block l continues from block l + 1 with the same bytes as an uninterrupted run.
+//
+// Directory layout (every file written atomically):
+//   state.bin     u64 magic "LBCKPT01", u64 fingerprint, u32 next_layer, u64 W, T, D,
+//                 u8 has_reference, then the quantized path's activations xq [W][T*D] f32
+//                 and, with a reference, xf [W][T*D] f32: the inputs of block next_layer.
+//   done-K.bin    the tensors finished in step K (0: the embedding, l + 1: block l), each
+//                 u32 name length, name, f64 rel_rms_error, rel_output_error,
+//                 rel_output_error_rtn, u64 byte count, bytes.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "lowbit/quantize.h"
+
+namespace lowbit {
+
+using Activations = std::vector<std::vector<float>>;  // [windows][T * D]
+
+class SequentialCheckpoint {
+ public:
+  SequentialCheckpoint(std::string dir, uint64_t fingerprint) : dir_(std::move(dir)), fp_(fingerprint) {}
+
+  // The tensors finished in `step`, in name order.
+  void save_step(uint32_t step, const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const;
+  // The inputs of block next_layer; written after that block's tensors (save_step).
+  void save_state(uint32_t next_layer, const Activations& xq, const Activations& xf) const;
+
+  // Loads the state into xq / xf (sized already) and returns next_layer; 0 when there is no
+  // checkpoint. Fails naming the directory when it belongs to another job or is damaged.
+  uint32_t load_state(Activations& xq, Activations& xf) const;
+  std::vector<std::pair<std::string, PrecomputedTensor>> load_step(uint32_t step) const;
+
+  void remove() const;
+
+ private:
+  std::string dir_;
+  uint64_t fp_;
+};
+
+}  // namespace lowbit

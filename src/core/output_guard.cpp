@@ -118,7 +118,10 @@ void remove_stale_temporaries(const std::string& path) {
 
 }  // namespace output_guard
 
-void check_output_path(const std::string& path, const std::vector<std::string>& inputs) {
+namespace {
+
+// What every output needs: a path, an existing directory, and no input of the same name.
+void check_output_place(const std::string& path, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
   if (path.empty()) fail(ErrorKind::Argument, "the output path is empty");
   const fs::path p(path);
@@ -129,23 +132,24 @@ void check_output_path(const std::string& path, const std::vector<std::string>& 
   for (const std::string& in : inputs)
     if (fs::equivalent(p, in, ec))
       fail(ErrorKind::Argument, "{}: the output is the input {}; choose another output path", path, in);
+}
+
+}  // namespace
+
+void check_output_path(const std::string& path, const std::vector<std::string>& inputs) {
+  check_output_place(path, inputs);
   if (output_guard::is_input(path))
     fail(ErrorKind::Argument, "{}: the output is a file this run reads; choose another output path", path);
-  if (fs::is_directory(p, ec)) fail(ErrorKind::Io, "{}: cannot create output: it is a directory", path);
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec))
+    fail(ErrorKind::Io, "{}: cannot create output: it is a directory", path);
 }
 
 void check_output_directory(const std::string& path, const std::vector<std::string>& inputs) {
   namespace fs = std::filesystem;
-  if (path.empty()) fail(ErrorKind::Argument, "the output path is empty");
-  const fs::path p(path);
-  const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
+  check_output_place(path, inputs);
   std::error_code ec;
-  if (!fs::is_directory(dir, ec))
-    fail(ErrorKind::Io, "{}: cannot create output: directory {} does not exist", path, dir.string());
-  for (const std::string& in : inputs)
-    if (fs::equivalent(p, in, ec))
-      fail(ErrorKind::Argument, "{}: the output is the input {}; choose another output path", path, in);
-  if (fs::exists(p, ec) && !(fs::is_directory(p, ec) && fs::is_empty(p, ec)))
+  if (fs::exists(path, ec) && !(fs::is_directory(path, ec) && fs::is_empty(path, ec)))
     fail(ErrorKind::Io, "{}: output exists and is not an empty directory", path);
 }
 

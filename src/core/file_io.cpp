@@ -16,9 +16,7 @@
 namespace lowbit {
 
 std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
-  const output_guard::InputFile in = output_guard::open_input_file(path);
-  const int fd = in.fd;
-  const uint64_t size = in.size;
+  const auto [fd, size, id] = output_guard::open_input_file(path);
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
   f->size_ = static_cast<size_t>(size);
@@ -31,14 +29,14 @@ std::shared_ptr<MappedFile> MappedFile::open(const std::string& path) {
     f->data_ = static_cast<const uint8_t*>(p);
   }
   ::close(fd);
-  f->input_id_ = in.id;
-  output_guard::remember_input(in);
+  f->input_id_ = id;
+  output_guard::remember_input(id);
   return f;
 }
 
 MappedFile::~MappedFile() {
   if (data_) munmap(const_cast<uint8_t*>(data_), size_);
-  output_guard::forget_input({-1, 0, input_id_});
+  output_guard::forget_input(input_id_);
 }
 
 AtomicFileWriter::AtomicFileWriter(std::string path) : path_(std::move(path)) {

@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 
 // Files open for reading now (device, inode), with a count of the readers.
 std::mutex inputs_mutex;
-std::map<std::pair<uint64_t, uint64_t>, int>& inputs() {
-  static std::map<std::pair<uint64_t, uint64_t>, int> s;
+std::map<FileId, int>& inputs() {
+  static std::map<FileId, int> s;
   return s;
 }
 
@@ -64,14 +64,14 @@ InputFile open_input_file(const std::string& path) {
   return {fd, static_cast<uint64_t>(st.st_size), {uint64_t(st.st_dev), uint64_t(st.st_ino)}};
 }
 
-void remember_input(const InputFile& f) {
+void remember_input(const FileId& id) {
   std::lock_guard<std::mutex> lock(inputs_mutex);
-  ++inputs()[f.id];
+  ++inputs()[id];
 }
 
-void forget_input(const InputFile& f) {
+void forget_input(const FileId& id) {
   std::lock_guard<std::mutex> lock(inputs_mutex);
-  auto it = inputs().find(f.id);
+  auto it = inputs().find(id);
   if (it != inputs().end() && --it->second == 0) inputs().erase(it);
 }
 

@@ -8,10 +8,12 @@
 
 namespace lowbit::output_guard {
 
+using FileId = std::pair<uint64_t, uint64_t>;  // device, inode
+
 struct InputFile {
   int fd;
   uint64_t size;
-  std::pair<uint64_t, uint64_t> id;  // device, inode
+  FileId id;
 };
 
 // Opens a regular file for reading. O_NONBLOCK, so that a FIFO does not block the open; the
@@ -20,8 +22,8 @@ InputFile open_input_file(const std::string& path);
 
 // The files read while they are open (mapped models, logits being compared): no output
 // may replace one of them. Counted: forget_input once per remember_input.
-void remember_input(const InputFile& f);
-void forget_input(const InputFile& f);
+void remember_input(const FileId& id);
+void forget_input(const FileId& id);
 bool is_input(const std::string& path);
 
 // Registers a temporary file or directory for deletion on a signal; returns a slot for

@@ -21,9 +21,10 @@ ThreadPool::ThreadPool(int n_threads) {
   try {
     for (int i = 1; i < std::max(1, n_threads); ++i) workers_.emplace_back([this] { worker_loop(); });
   } catch (const std::system_error& e) {  // the process or system thread limit
+    const size_t started = workers_.size() + 1;
     stop();
-    fail(ErrorKind::Argument, "cannot start {} threads ({} started: {}); give fewer with -t", n_threads,
-         workers_.size() + 1, e.what());
+    fail(ErrorKind::Argument, "cannot start {} threads ({} started: {}); give fewer with -t",
+         n_threads, started, e.what());
   }
 }
 

@@ -65,7 +65,7 @@ LogitsReader::LogitsReader(const std::string& path) : path_(path) {
     throw;
   }
   input_id_ = in.id;
-  output_guard::remember_input(in);
+  output_guard::remember_input(in.id);
 }
 
 void LogitsReader::read_header() {
@@ -90,7 +90,7 @@ void LogitsReader::read_header() {
 
 LogitsReader::~LogitsReader() {
   if (f_) std::fclose(f_);
-  output_guard::forget_input({-1, 0, input_id_});
+  output_guard::forget_input(input_id_);
 }
 
 void LogitsReader::next(BaseRecord& r) {

@@ -158,10 +158,11 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   MixSolution mix;
   uint64_t budget_bytes = 0;
   if (t.budget) {  // a budget no mix fits fails before the sensitivity is measured
+    const Budget budget = tensor_budget(m, q.plan, *t.budget);
     check_budget_fits(mix_options(m, plan_of(t), SensitivityOptions{}.candidates),
-                      budget_bytes_of(m, tensor_budget(m, q.plan, *t.budget)));
+                      budget_bytes_of(m, budget));
     const std::vector<MixTensor> tensors = measure_job_sensitivity(m, run.job(), run.observer());
-    mix = solve_mix(m, tensors, tensor_budget(m, q.plan, *t.budget), t.save_recipe, &budget_bytes);
+    mix = solve_mix(m, tensors, budget, t.save_recipe, &budget_bytes);
     for (const auto& [name, type] : recipe_of(tensors, mix)) q.plan.recipe[name] = type;
   }
   QuantizeReport r = qm.gguf(run, q);

@@ -30,16 +30,16 @@ void expect_same_bytes(std::vector<std::string> args, const std::vector<int>& th
     if (first.empty())
       first = bytes;
     else
-      EXPECT_TRUE(bytes == first) << args[0] << " " << args[1] << ": -t " << t << " differs from -t "
-                                  << threads[0];
+      EXPECT_TRUE(bytes == first) << args[0] << " " << args[1] << ": -t " << t
+                                  << " differs from -t " << threads[0];
   }
 }
 
 TEST(Determinism, FilesDoNotDependOnTheThreadCount) {
   const std::string model = shared_path("models/tinyllm-8m");
   const std::string text = shared_path("data/calibration/calib-en-1mb.txt");
-  const std::vector<std::string> calib = {"--calib", text, "--calib-samples", "4",
-                                          "--calib-ctx", "128", "-q"};
+  const std::vector<std::string> calib = {"--calib", text, "--calib-samples", "4", "--calib-ctx",
+                                          "128",     "-q"};
   auto with = [&](std::vector<std::string> a, bool calibrated) {
     if (calibrated) a.insert(a.end(), calib.begin(), calib.end());
     return a;
@@ -47,7 +47,8 @@ TEST(Determinism, FilesDoNotDependOnTheThreadCount) {
   expect_same_bytes(with({"calibrate", model, "--hessian"}, true), {1, 2, 3});
   expect_same_bytes(with({"quantize", model, "--type", "Q4_K_M", "--method", "rtn", "-q"}, false),
                     {1, 2, 3});
-  expect_same_bytes(with({"quantize", model, "--type", "Q4_K_M", "--method", "gptq"}, true), {1, 2, 3});
+  expect_same_bytes(with({"quantize", model, "--type", "Q4_K_M", "--method", "gptq"}, true),
+                    {1, 2, 3});
   expect_same_bytes(with({"quantize", model, "--type", "Q3_K_M", "--method", "awq"}, true), {1, 3});
 }
 

@@ -343,8 +343,8 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   EXPECT_EQ(GgufFile::open(dir.file("g.gguf"))->get_string("lowbit.quantize.method"),
             "gptq sequential calib=4x64 damp=0.1 act_order=0");
   // Without --method, calibration text means GPTQ, and quantize says so.
-  r = test::run_cli({"quantize", model, "-o", dir.file("d.gguf"), "--type", "Q4_K_M", "--calib", calib,
-                     "--calib-samples", "4", "--calib-ctx", "64"});
+  r = test::run_cli({"quantize", model, "-o", dir.file("d.gguf"), "--type", "Q4_K_M", "--calib",
+                     calib, "--calib-samples", "4", "--calib-ctx", "64"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("method: gptq (the default"), std::string::npos) << r.err;
   EXPECT_EQ(test::read_file(dir.file("d.gguf")), test::read_file(dir.file("g.gguf")));

@@ -27,7 +27,9 @@ using test::TempDir;
 
 const std::string kWiki = "data/wikitext-2/wikitext-2-test.txt";
 
-std::string stories() { return shared_path("models/stories260K/stories260K.bin"); }
+std::string stories() {
+  return shared_path("models/stories260K/stories260K.bin");
+}
 
 void expect_failure(const test::CliResult& r, const std::string& what) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
@@ -86,10 +88,14 @@ TEST(Hostile, ZeroOrNonFiniteConfigNumbersAreRejectedByName) {
       {[](nlohmann::json& j) { j["rope_theta"] = 0; }, "rope_theta"},
       {[](nlohmann::json& j) { j["rope_theta"] = -5e5; }, "rope_theta"},
       {[](nlohmann::json& j) { j["rms_norm_eps"] = -1; }, "epsilon"},
-      {[](nlohmann::json& j) { j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 0}}; },
+      {[](nlohmann::json& j) {
+         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 0}};
+       },
        "rope_scaling.factor"},
       {[](nlohmann::json& j) {
-         j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8}, {"low_freq_factor", 4},
+         j["rope_scaling"] = {{"rope_type", "llama3"},
+                              {"factor", 8},
+                              {"low_freq_factor", 4},
                               {"high_freq_factor", 4}};
        },
        "high_freq_factor"},
@@ -103,7 +109,8 @@ TEST(Hostile, ZeroOrNonFiniteConfigNumbersAreRejectedByName) {
 }
 
 // llama.cpp's legacy imatrix layout: one entry, `values` as its squared sums.
-void write_legacy_imatrix(const std::string& path, const std::string& name, std::vector<float> values) {
+void write_legacy_imatrix(const std::string& path, const std::string& name,
+                          std::vector<float> values) {
   std::ofstream f(path, std::ios::binary);
   const int32_t n = 1, len = static_cast<int32_t>(name.size()), calls = 1;
   const int32_t nval = static_cast<int32_t>(values.size());
@@ -125,8 +132,9 @@ TEST(Hostile, StatisticsWithANaNAreRejectedNamingTheTensor) {
   EXPECT_NE(e.find("column 17"), std::string::npos) << e;
   v[17] = -1;
   write_legacy_imatrix(d.file("neg.dat"), "blk.0.attn_q.weight", v);
-  EXPECT_NE(test::expect_error([&] { read_calibration_stats(d.file("neg.dat")); }).find("column 17"),
-            std::string::npos);
+  EXPECT_NE(
+      test::expect_error([&] { read_calibration_stats(d.file("neg.dat")); }).find("column 17"),
+      std::string::npos);
 }
 
 TEST(Hostile, ConfigNumbersAreCheckedBeforeMemoryIsTaken) {
@@ -134,7 +142,8 @@ TEST(Hostile, ConfigNumbersAreCheckedBeforeMemoryIsTaken) {
   // A vocabulary of 2^31 - 1 entries would be padded (gigabytes) before any shape check.
   const std::string big_vocab =
       model_with_config(d, [](nlohmann::json& j) { j["vocab_size"] = 2147483647; });
-  EXPECT_NE(test::expect_error([&] { load_model(big_vocab); }).find("vocab_size"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { load_model(big_vocab); }).find("vocab_size"),
+            std::string::npos);
 
   // 2^24 positions: the KV cache is sized by the context asked for, not by this.
   TempDir d2;
@@ -251,8 +260,8 @@ TEST(Hostile, CarelessSettingsAreRejectedNotIgnored) {
       {{"quantize", model, "-o", d.file("a.gguf"), "--bpw", "nan", "--calib", text}, "bpw nan"},
       {{"calibrate", model, "--calib", text, "-o", d.file("s.gguf"), "--calib-samples", "0"},
        "at least one window"},
-      {{"quantize", model, "-o", d.file("a.gguf"), "--type", "Q8_0", "--calib", text,
-        "--calib-ctx", "100000"},
+      {{"quantize", model, "-o", d.file("a.gguf"), "--type", "Q8_0", "--calib", text, "--calib-ctx",
+        "100000"},
        "context of 100000 tokens"},
       {{"perplexity", model, "-f", text, "--ctx", "100000"}, "context of 100000 tokens"},
       {{"perplexity", model, "-f", text, "--ctx", "64", "--chunks", "100000"},
@@ -272,7 +281,8 @@ TEST(Hostile, ImpossibleRequestsFailBeforeTheWork) {
   TempDir d;
   const std::string text = shared_path(kWiki);
   // calibrate into a missing directory: no window is computed first
-  const auto r = test::run_cli({"calibrate", stories(), "--calib", text, "-o", d.file("no/s.gguf")});
+  const auto r =
+      test::run_cli({"calibrate", stories(), "--calib", text, "-o", d.file("no/s.gguf")});
   expect_failure(r, "no/s.gguf: cannot create output");
   EXPECT_EQ(r.err.find("calibrating"), std::string::npos) << r.err;
 

@@ -38,7 +38,8 @@ template <typename Values>
 void check_sums(const std::string& path, const std::string& tensor, const Values& v) {
   for (size_t i = 0; i < v.size(); ++i)
     if (!(v[i] >= 0) || !std::isfinite(v[i]))
-      fail(ErrorKind::Format, "{}: tensor '{}' holds {} at column {}; statistics must be finite and not negative",
+      fail(ErrorKind::Format,
+           "{}: tensor '{}' holds {} at column {}; statistics must be finite and not negative",
            path, tensor, double(v[i]), i);
 }
 

@@ -9,9 +9,9 @@
 #include <numeric>
 
 #include "algo/gptq_sweep.h"
-#include "lowbit/affine.h"
 #include "core/blas.h"
 #include "core/parallel.h"
+#include "lowbit/affine.h"
 #include "lowbit/error.h"
 
 extern "C" {

@@ -68,14 +68,20 @@ std::vector<MixTensor> mix_options(const Model& m, const QuantizePlanOptions& po
   for (const TensorPlan& p : plan_quantization(m, po)) {
     const TensorView& t = m.tensor(p.name);
     MixTensor mt{t.name, t.n_values(), {}};
-    auto bytes_of = [&](DType type, uint64_t* b) { return tensor_bytes(type, t.row_len(), t.n_values(), b); };
+    auto bytes_of = [&](DType type, uint64_t* b) {
+      return tensor_bytes(type, t.row_len(), t.n_values(), b);
+    };
     const bool fixed = t.shape.size() < 2 || p.reason == PlanReason::Chosen;
     for (DType type : fixed ? std::vector<DType>{p.type} : candidates) {
       MixOption opt{type};
-      if (bytes_of(type, &opt.bytes)) mt.options.push_back(opt);  // false: the block does not fit the rows
-      else if (fixed) fail(ErrorKind::Argument, "tensor '{}': cannot store as {}", t.name, dtype_name(type));
+      if (bytes_of(type, &opt.bytes))
+        mt.options.push_back(opt);  // false: the block does not fit the rows
+      else if (fixed)
+        fail(ErrorKind::Argument, "tensor '{}': cannot store as {}", t.name, dtype_name(type));
     }
-    if (mt.options.empty()) fail(ErrorKind::Argument, "tensor '{}': no candidate type fits rows of {}", t.name, t.row_len());
+    if (mt.options.empty())
+      fail(ErrorKind::Argument, "tensor '{}': no candidate type fits rows of {}", t.name,
+           t.row_len());
     out.push_back(std::move(mt));
   }
   return out;
@@ -106,7 +112,8 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
     for (MixOption& opt : mt.options) {
       std::vector<uint8_t> q(opt.bytes);
       quantize_rows(opt.type, x.data(), t.shape[0], t.row_len(), nullptr, q.data());
-      const TensorErrors e = measure_errors(opt.type, x, t.row_len(), q, h.empty() ? nullptr : &h, threads);
+      const TensorErrors e =
+          measure_errors(opt.type, x, t.row_len(), q, h.empty() ? nullptr : &h, threads);
       opt.proxy = h.empty() ? e.weight * e.weight : e.output * e.output;
       quantized.push_back(std::move(q));
     }

@@ -1,7 +1,6 @@
 // The sequential GPTQ driver (lowbit/sequential.h).
 #include "lowbit/sequential.h"
 
-
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -136,7 +135,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // The finished tensors whose names start with `prefix`, for a checkpoint.
   auto finished = [&](const std::string& prefix) {
     std::vector<std::pair<std::string, const PrecomputedTensor*>> out;
-    for (auto it = res.tensors.lower_bound(prefix); it != res.tensors.end() && it->first.rfind(prefix, 0) == 0; ++it)
+    for (auto it = res.tensors.lower_bound(prefix);
+         it != res.tensors.end() && it->first.rfind(prefix, 0) == 0; ++it)
       out.emplace_back(it->first, &it->second);
     return out;
   };
@@ -333,7 +333,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   }
   // The embedding has no input statistics: it is rounded, and the quantized path starts from it.
   const TensorView& embd = m.tensor("token_embd.weight");
-  if (const DType* t = first_layer == 0 ? planned(embd.name) : nullptr) {  // in row chunks: a 128k-row embedding is 1 GB as f32
+  // In row chunks: a 128k-row embedding is 1 GB as f32. (A resumed run has it already.)
+  if (const DType* t = first_layer == 0 ? planned(embd.name) : nullptr) {
     PrecomputedTensor& e = res.tensors[embd.name];
     const uint64_t rows = embd.shape[0], cols = embd.row_len();
     const uint64_t row_bytes = cols / traits(*t).block_size * traits(*t).type_size;

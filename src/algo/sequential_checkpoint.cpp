@@ -38,7 +38,8 @@ struct Reader {
 }  // namespace
 
 void SequentialCheckpoint::save_step(
-    uint32_t step, const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const {
+    uint32_t step,
+    const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir_, ec.message());
@@ -55,7 +56,8 @@ void SequentialCheckpoint::save_step(
   write_file_atomic(dir_ + "/done-" + std::to_string(step) + ".bin", s);
 }
 
-void SequentialCheckpoint::save_state(uint32_t next_layer, const Activations& xq, const Activations& xf) const {
+void SequentialCheckpoint::save_state(uint32_t next_layer, const Activations& xq,
+                                      const Activations& xf) const {
   AtomicFileWriter w(dir_ + "/state.bin");
   const uint64_t W = xq.size(), TD = W ? xq[0].size() : 0;
   w.write(kMagic, 8);
@@ -76,7 +78,8 @@ uint32_t SequentialCheckpoint::load_state(Activations& xq, Activations& xf) cons
   if (!fs::exists(path, ec)) return 0;
   const auto f = MappedFile::open(path);
   Reader r{*f};
-  if (std::memcmp(r.take(8), kMagic, 8) != 0) fail(ErrorKind::Format, "{}: not a lowbit checkpoint", path);
+  if (std::memcmp(r.take(8), kMagic, 8) != 0)
+    fail(ErrorKind::Format, "{}: not a lowbit checkpoint", path);
   if (r.get<uint64_t>() != fp_)
     fail(ErrorKind::Argument,
          "{}: the checkpoint was made by another job (other model, method, settings or text); "
@@ -88,11 +91,13 @@ uint32_t SequentialCheckpoint::load_state(Activations& xq, Activations& xf) cons
   if (W != xq.size() || (W && TD != xq[0].size()) || has_ref != !xf.empty())
     fail(ErrorKind::Format, "{}: checkpoint shapes do not match the job", path);
   for (Activations* a : {&xq, &xf})
-    for (auto& x : *a) std::memcpy(x.data(), r.take(x.size() * sizeof(float)), x.size() * sizeof(float));
+    for (auto& x : *a)
+      std::memcpy(x.data(), r.take(x.size() * sizeof(float)), x.size() * sizeof(float));
   return next;
 }
 
-std::vector<std::pair<std::string, PrecomputedTensor>> SequentialCheckpoint::load_step(uint32_t step) const {
+std::vector<std::pair<std::string, PrecomputedTensor>> SequentialCheckpoint::load_step(
+    uint32_t step) const {
   const auto f = MappedFile::open(dir_ + "/done-" + std::to_string(step) + ".bin");
   Reader r{*f};
   std::vector<std::pair<std::string, PrecomputedTensor>> out;

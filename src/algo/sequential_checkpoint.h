@@ -24,10 +24,13 @@ using Activations = std::vector<std::vector<float>>;  // [windows][T * D]
 
 class SequentialCheckpoint {
  public:
-  SequentialCheckpoint(std::string dir, uint64_t fingerprint) : dir_(std::move(dir)), fp_(fingerprint) {}
+  SequentialCheckpoint(std::string dir, uint64_t fingerprint)
+      : dir_(std::move(dir)), fp_(fingerprint) {}
 
   // The tensors finished in `step`, in name order.
-  void save_step(uint32_t step, const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const;
+  void save_step(
+      uint32_t step,
+      const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const;
   // The inputs of block next_layer; written after that block's tensors (save_step).
   void save_state(uint32_t next_layer, const Activations& xq, const Activations& xf) const;
 

@@ -140,7 +140,8 @@ std::vector<int32_t> text_tokens(const lowbit::Model& m, const char* path) {
 }
 
 lowbit::EngineOptions engine_options(const lowbit::Model& m, const lowbit_eval_options* o) {
-  const uint32_t ctx = o && o->ctx ? o->ctx : std::min(512u, m.config.n_ctx ? m.config.n_ctx : 512u);
+  const uint32_t ctx =
+      o && o->ctx ? o->ctx : std::min(512u, m.config.n_ctx ? m.config.n_ctx : 512u);
   return {o ? o->threads : 0, ctx};
 }
 
@@ -310,7 +311,8 @@ lowbit_status lowbit_generate(const lowbit_model* model, const char* prompt,
     auto tok = lowbit::Tokenizer::create(m.vocab, m.source);
     auto ids = tok->encode(prompt, true);
     if (ids.empty()) ids.push_back(m.vocab.bos);
-    lowbit::EngineOptions eo{options->threads, lowbit::generation_context(m, ids.size(), options->n_predict)};
+    lowbit::EngineOptions eo{options->threads,
+                             lowbit::generation_context(m, ids.size(), options->n_predict)};
     eo.fast = true;
     lowbit::Engine engine(m, eo);
     lowbit::GenerateOptions g;

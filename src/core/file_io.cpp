@@ -114,7 +114,8 @@ std::string read_text_file(const std::string& path, uint64_t max_bytes) {
     if (n <= 0) {
       const int e = errno;
       ::close(fd);
-      fail(ErrorKind::Io, "{}: read failed after {} bytes: {}", path, got, n < 0 ? std::strerror(e) : "the file shrank");
+      fail(ErrorKind::Io, "{}: read failed after {} bytes: {}", path, got,
+           n < 0 ? std::strerror(e) : "the file shrank");
     }
     got += static_cast<size_t>(n);
   }
@@ -151,7 +152,9 @@ void TemporaryDirectory::commit() {
   std::error_code ec;
   if (fs::exists(path_, ec)) fs::remove(path_, ec);  // the empty directory checked above
   fs::rename(tmp_path_, path_, ec);
-  if (ec) fail(ErrorKind::Io, "{}: cannot rename the finished output into place: {}", path_, ec.message());
+  if (ec)
+    fail(ErrorKind::Io, "{}: cannot rename the finished output into place: {}", path_,
+         ec.message());
   committed_ = true;
 }
 

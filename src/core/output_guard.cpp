@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
-#include <mutex>
 #include <map>
+#include <mutex>
 #include <utility>
 
 #include "lowbit/error.h"
@@ -45,7 +45,8 @@ void delete_temporaries(int sig) {
 }
 
 bool process_is_gone(const std::string& digits) {
-  if (digits.empty() || digits.size() > 9 || digits.find_first_not_of("0123456789") != std::string::npos)
+  if (digits.empty() || digits.size() > 9 ||
+      digits.find_first_not_of("0123456789") != std::string::npos)
     return false;
   const pid_t pid = static_cast<pid_t>(std::stol(digits));
   return pid != ::getpid() && ::kill(pid, 0) != 0 && errno == ESRCH;
@@ -128,10 +129,12 @@ void check_output_place(const std::string& path, const std::vector<std::string>&
   const fs::path dir = p.has_parent_path() ? p.parent_path() : fs::path(".");
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
-    fail(ErrorKind::Io, "{}: cannot create output: directory {} does not exist", path, dir.string());
+    fail(ErrorKind::Io, "{}: cannot create output: directory {} does not exist", path,
+         dir.string());
   for (const std::string& in : inputs)
     if (fs::equivalent(p, in, ec))
-      fail(ErrorKind::Argument, "{}: the output is the input {}; choose another output path", path, in);
+      fail(ErrorKind::Argument, "{}: the output is the input {}; choose another output path", path,
+           in);
 }
 
 }  // namespace
@@ -139,7 +142,8 @@ void check_output_place(const std::string& path, const std::vector<std::string>&
 void check_output_path(const std::string& path, const std::vector<std::string>& inputs) {
   check_output_place(path, inputs);
   if (output_guard::is_input(path))
-    fail(ErrorKind::Argument, "{}: the output is a file this run reads; choose another output path", path);
+    fail(ErrorKind::Argument, "{}: the output is a file this run reads; choose another output path",
+         path);
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec))
     fail(ErrorKind::Io, "{}: cannot create output: it is a directory", path);

@@ -19,7 +19,8 @@ constexpr int kSpins = 1 << 14;  // ~50-100 µs of polling before a worker sleep
 
 ThreadPool::ThreadPool(int n_threads) {
   try {
-    for (int i = 1; i < std::max(1, n_threads); ++i) workers_.emplace_back([this] { worker_loop(); });
+    for (int i = 1; i < std::max(1, n_threads); ++i)
+      workers_.emplace_back([this] { worker_loop(); });
   } catch (const std::system_error& e) {  // the process or system thread limit
     const size_t started = workers_.size() + 1;
     stop();
@@ -28,7 +29,9 @@ ThreadPool::ThreadPool(int n_threads) {
   }
 }
 
-ThreadPool::~ThreadPool() { stop(); }
+ThreadPool::~ThreadPool() {
+  stop();
+}
 
 void ThreadPool::stop() {
   {

@@ -71,17 +71,20 @@ void ModelConfig::validate(const std::string& src) const {
   if (head_dim % 2 != 0) fail(ErrorKind::Format, "{}: head dimension {} is odd; RoPE needs pairs", src, head_dim);
   // Real numbers: a zero or non-finite one would turn every output into NaN without a word.
   auto positive_real = [&](double v, const char* what) {
-    if (!(v > 0) || !std::isfinite(v)) fail(ErrorKind::Format, "{}: {} must be a positive number, not {}", src, what, v);
+    if (!(v > 0) || !std::isfinite(v))
+      fail(ErrorKind::Format, "{}: {} must be a positive number, not {}", src, what, v);
   };
   positive_real(rope_theta, "rope_theta (the RoPE base)");
   if (!(norm_eps >= 0) || !std::isfinite(norm_eps) || norm_eps >= 1)
     fail(ErrorKind::Format, "{}: the RMS norm epsilon must be in [0, 1), not {}", src, norm_eps);
-  if (rope_scaling.type != RopeScaling::Type::None) positive_real(rope_scaling.factor, "rope_scaling.factor");
+  if (rope_scaling.type != RopeScaling::Type::None)
+    positive_real(rope_scaling.factor, "rope_scaling.factor");
   if (rope_scaling.type == RopeScaling::Type::Llama3) {
     positive_real(rope_scaling.low_freq_factor, "rope_scaling.low_freq_factor");
     positive_real(rope_scaling.high_freq_factor, "rope_scaling.high_freq_factor");
     if (rope_scaling.high_freq_factor <= rope_scaling.low_freq_factor)
-      fail(ErrorKind::Format, "{}: rope_scaling.high_freq_factor {} must be above low_freq_factor {}", src,
+      fail(ErrorKind::Format,
+           "{}: rope_scaling.high_freq_factor {} must be above low_freq_factor {}", src,
            rope_scaling.high_freq_factor, rope_scaling.low_freq_factor);
     positive(rope_scaling.original_context, "rope_scaling.original_max_position_embeddings");
   }

@@ -52,7 +52,8 @@ Model load_hf_dir(const std::string& dir) {
   m.config = read_hf_config((fs::path(dir) / "config.json").string());
   m.vocab = read_hf_dir_vocab(dir);
   if (m.vocab.size() > m.config.n_vocab)
-    fail(ErrorKind::Format, "{}: tokenizer has {} tokens but config.json vocab_size is {}", dir, m.vocab.size(), m.config.n_vocab);
+    fail(ErrorKind::Format, "{}: tokenizer has {} tokens but config.json vocab_size is {}", dir,
+         m.vocab.size(), m.config.n_vocab);
   if (fs::exists(fs::path(dir) / "generation_config.json")) {
     auto g = read_generation_config((fs::path(dir) / "generation_config.json").string());
     if (g.bos_id >= 0) m.config.bos_id = g.bos_id;
@@ -65,7 +66,8 @@ Model load_hf_dir(const std::string& dir) {
   m.storage.push_back(ck);
   // The embedding's rows are the vocabulary: checked before the vocabulary is padded to it.
   for (const auto& t : ck->tensors())
-    if (t.name == "model.embed_tokens.weight" && (t.shape.empty() || t.shape[0] != m.config.n_vocab))
+    if (t.name == "model.embed_tokens.weight" &&
+        (t.shape.empty() || t.shape[0] != m.config.n_vocab))
       fail(ErrorKind::Format, "{}: config.json vocab_size is {} but tensor '{}' has shape {}", dir,
            m.config.n_vocab, t.name, shape_string(t.shape));
   m.vocab.pad_to(m.config.n_vocab);

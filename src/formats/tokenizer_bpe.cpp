@@ -46,8 +46,11 @@ class BpeTokenizer : public Tokenizer {
     }
     int err = 0;
     PCRE2_SIZE err_off = 0;
-    regex_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &err_off, nullptr);
-    if (!regex_) fail(ErrorKind::Unsupported, "{}: cannot compile pre-tokenizer regex (error {} at {})", source, err, err_off);
+    regex_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern), PCRE2_ZERO_TERMINATED,
+                           PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK, &err, &err_off, nullptr);
+    if (!regex_)
+      fail(ErrorKind::Unsupported, "{}: cannot compile pre-tokenizer regex (error {} at {})",
+           source, err, err_off);
     match_ = pcre2_match_data_create_from_pattern(regex_, nullptr);
   }
   ~BpeTokenizer() override {

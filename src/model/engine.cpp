@@ -3,8 +3,8 @@
 #include <cblas.h>
 
 #include <algorithm>
-#include <cstring>
 #include <cmath>
+#include <cstring>
 
 #include "core/blas.h"
 #include "core/parallel.h"
@@ -93,8 +93,8 @@ void linear_forward(const TensorView& w, const float* x, size_t n, float* y, int
     for (uint64_t t = t0; t < t1; ++t) {
       const size_t r0 = t * tile_rows, nr = std::min(tile_rows, rows - r0);
       dequantize_rows(w, r0, nr, tile.data());
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, cols, 1.0f, x, cols, tile.data(), cols, 0.0f,
-                  y + r0, rows);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, nr, cols, 1.0f, x, cols, tile.data(),
+                  cols, 0.0f, y + r0, rows);
     }
   });
 }
@@ -222,8 +222,10 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   }
   // Batches through BLAS on dequantized tiles: for float weights from 8 tokens (converting in
   // registers per token loses), for quantized ones from opts_.blas_batch (see EngineOptions).
-  const bool use_blas = traits(w.dtype).is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
-  if (!opts_.fast || !kernels::has_kernel(w.dtype) || use_blas) return linear_forward(w, x, n, y, opts_.n_threads);
+  const bool use_blas =
+      traits(w.dtype).is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
+  if (!opts_.fast || !kernels::has_kernel(w.dtype) || use_blas)
+    return linear_forward(w, x, n, y, opts_.n_threads);
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);
@@ -368,8 +370,8 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
       continue;
     }
     // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
-    blas::sgemm(opts_.n_threads, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd, Q,
-                keys + kvh * hd, KV, 0.0f, s.scores.data(), T);
+    blas::sgemm(opts_.n_threads, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd,
+                Q, keys + kvh * hd, KV, 0.0f, s.scores.data(), T);
     for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
       float* row = s.scores.data() + t * T;
       const size_t visible = n_past_ + t + 1;

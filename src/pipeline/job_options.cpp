@@ -58,10 +58,10 @@ QuantizeJob make_job(const JobSettings& s) {
   }
   const int bits = affine_type_bits(s.type);
   if (w8a8_name || bits) {  // settings that only a GGUF target reads must not pass unnoticed
-    const bool gguf_only = s.bpw.has_value() || !s.max_size.empty() || !s.gguf.recipe_path.empty() ||
-                           !s.gguf.save_recipe.empty() || !s.tensor_types.empty() ||
-                           !s.output_tensor_type.empty() || !s.token_embedding_type.empty() ||
-                           s.gguf.pure;
+    const bool gguf_only = s.bpw.has_value() || !s.max_size.empty() ||
+                           !s.gguf.recipe_path.empty() || !s.gguf.save_recipe.empty() ||
+                           !s.tensor_types.empty() || !s.output_tensor_type.empty() ||
+                           !s.token_embedding_type.empty() || s.gguf.pure;
     if (gguf_only)
       fail(ErrorKind::Argument,
            "type {}: budgets, recipes and per-tensor types apply to GGUF targets only", s.type);

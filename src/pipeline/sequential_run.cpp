@@ -90,7 +90,8 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   try {
     res = quantize_sequential(m, run.calibration_tokens(), types, so);
   } catch (const Error& e) {  // an interrupted run keeps its finished blocks for --resume
-    if (e.kind() != ErrorKind::Cancelled || !std::filesystem::exists(so.checkpoint_dir + "/state.bin"))
+    if (e.kind() != ErrorKind::Cancelled ||
+        !std::filesystem::exists(so.checkpoint_dir + "/state.bin"))
       throw;
     throw Error(ErrorKind::Cancelled,
                 fmt::format("{}; the finished blocks are kept in {}: the same command with "

@@ -147,12 +147,14 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
   // config.json with a quantization_config; tokenizer files copied unchanged.
   const std::string config_path = (fs::path(m.source) / "config.json").string();
   nlohmann::json cfg = nlohmann::json::parse(read_text_file(config_path, kMaxMetadataBytes));
-  cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits}, {"group_size", spec.group},
-                                {"sym", spec.symmetric}, {"range", range_name(spec.range)}, {"method", method}};
+  cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits},
+                                {"group_size", spec.group},        {"sym", spec.symmetric},
+                                {"range", range_name(spec.range)}, {"method", method}};
   if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
   write_file_atomic(tmp.file("config.json"), cfg.dump(2) + "\n");
-  for (const char* f : {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-                        "special_tokens_map.json", "vocab.json", "merges.txt"}) {
+  for (const char* f :
+       {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
+        "special_tokens_map.json", "vocab.json", "merges.txt"}) {
     const fs::path from = fs::path(m.source) / f;
     std::error_code ec;
     if (!fs::exists(from, ec)) continue;

@@ -58,8 +58,9 @@ MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget)
     best.swap(next);
   }
   if (best[cap] == inf)  // only possible through rounding when the budget is nearly exactly the minimum
-    fail(ErrorKind::Argument, "budget of {} bytes is too tight for the smallest mix ({} bytes) at {}-byte resolution", budget,
-         smallest_mix(tensors), unit);
+    fail(ErrorKind::Argument,
+         "budget of {} bytes is too tight for the smallest mix ({} bytes) at {}-byte resolution",
+         budget, smallest_mix(tensors), unit);
   MixSolution s;
   s.choice.resize(tensors.size());
   size_t c = cap;

@@ -1,7 +1,6 @@
 // Removing the shrink of least-squares rounding (debias.h).
 #include "quant/debias.h"
 
-
 #include <algorithm>
 #include <array>
 #include <cmath>

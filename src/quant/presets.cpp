@@ -136,8 +136,9 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
     const TensorView* t = m.find(name);
     if (!t) fail(ErrorKind::Argument, "recipe: the model {} has no tensor '{}'", m.source, name);
     if (t->shape.size() < 2 && type != DType::F32)  // not silently ignored below
-      fail(ErrorKind::Argument, "recipe: tensor '{}' is a vector (a norm or a bias), which stays F32, not {}",
-           name, dtype_name(type));
+      fail(ErrorKind::Argument,
+           "recipe: tensor '{}' is a vector (a norm or a bias), which stays F32, not {}", name,
+           dtype_name(type));
   }
   std::vector<TensorPlan> plan;
   for (const TensorView& t : m.tensors) {

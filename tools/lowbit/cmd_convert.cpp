@@ -2,8 +2,8 @@
 #include <fmt/core.h>
 
 #include "commands.h"
-#include "lowbit/file_io.h"
 #include "lowbit/error.h"
+#include "lowbit/file_io.h"
 #include "lowbit/model.h"
 
 namespace lowbit::cli {

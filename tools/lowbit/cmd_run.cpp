@@ -90,7 +90,8 @@ Action add_run(CLI::App& app) {
     auto tok = Tokenizer::create(m.vocab, o->model);
     auto prompt = tok->encode(o->prompt, true);
     if (prompt.empty()) prompt.push_back(m.vocab.bos);
-    Engine engine(m, engine_options(o->engine, generation_context(m, prompt.size(), o->gen.n_predict)));
+    Engine engine(
+        m, engine_options(o->engine, generation_context(m, prompt.size(), o->gen.n_predict)));
     fmt::print("{}", o->prompt);
     std::vector<int32_t> shown = prompt;  // decode with context so leading spaces come out right
     std::string printed = tok->decode(prompt);

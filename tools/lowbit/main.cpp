@@ -40,8 +40,9 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "lowbit: error: {}\n", e.what());
     return 1;
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "lowbit: error: out of memory (a smaller --ctx, --batch or fewer threads "
-                       "may fit)\n");
+    fmt::print(stderr,
+               "lowbit: error: out of memory (a smaller --ctx, --batch or fewer threads "
+               "may fit)\n");
     return 1;
   } catch (const std::filesystem::filesystem_error& e) {
     fmt::print(stderr, "lowbit: error: {}: {}\n", e.path1().string(), e.code().message());

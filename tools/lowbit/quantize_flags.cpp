@@ -115,8 +115,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");
-  auto* bpw = f.bpw_option = c->add_option("--bpw", f.bpw,
-                            "budget: the best mix at this many bits per weight (needs --calib)");
+  auto* bpw = f.bpw_option = c->add_option(
+      "--bpw", f.bpw, "budget: the best mix at this many bits per weight (needs --calib)");
   auto* size = c->add_option("--max-size", s.max_size,
                              "budget: the best mix whose whole file fits in this size (e.g. 4.2MB, "
                              "3GiB; needs --calib)")
@@ -174,7 +174,9 @@ std::atomic<bool> interrupted{false};
 
 // The first SIGINT or SIGTERM asks the running job to stop at its next step (it then
 // removes its unfinished output); a second one removes it and ends the process at once.
-void stop_on_signals() { clean_up_outputs_on_signals(&interrupted); }
+void stop_on_signals() {
+  clean_up_outputs_on_signals(&interrupted);
+}
 
 Observer progress_printer(bool quiet) {
   return [quiet](const Progress& p) {

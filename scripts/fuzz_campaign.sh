@@ -14,7 +14,8 @@
 # $BUILD/logs/<target>.log. A crash stops that target (libFuzzer's way) and the campaign goes
 # on to the next; the exit status is 1 when any target crashed. LOWBIT_FUZZ_ARGS adds
 # libFuzzer flags (e.g. "-use_value_profile=1 -max_len=65536"); LOWBIT_BUILD_JOBS (default 2)
-# is the build's -j.
+# is the build's -j. Targets run one after another; to use several cores, start one campaign per
+# target once the build exists, e.g. `printf '%s\n' gguf recipe | xargs -P2 -I{} $0 10000000 {}`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,7 +53,8 @@ crashed=0
 for t in "${targets[@]}"; do
   corpus="$BUILD/corpus/$t" crashes="$BUILD/crashes/$t" log="$BUILD/logs/$t.log"
   mkdir -p "$corpus" "$crashes"
-  touch "$BUILD/logs/.start"  # crashes of this run: artifacts newer than this
+  start="$BUILD/logs/$t.start"  # this run's crashes: artifacts newer than this file
+  touch "$start"
   args=("$limit_flag" -rss_limit_mb=2048 -timeout=30 -print_final_stats=1
         -artifact_prefix="$crashes/")
   if [ -f "fuzz/dict/$t.dict" ]; then args+=(-dict="fuzz/dict/$t.dict"); fi
@@ -68,7 +70,7 @@ for t in "${targets[@]}"; do
   ft=$(grep -o 'ft: [0-9]*' "$log" | tail -n 1 | cut -d' ' -f2)
   files=$(find "$corpus" -type f | wc -l)
   kb=$(find "$corpus" -type f -printf '%s\n' | awk '{ n += $1 } END { printf "%dK", n / 1024 }')
-  found=$(find "$crashes" -type f -newer "$BUILD/logs/.start" | wc -l)
+  found=$(find "$crashes" -type f -newer "$start" | wc -l)
   if [ "$status" -ne 0 ]; then
     crashed=1
     grep -m 1 -E '^==[0-9]+==ERROR|runtime error|deadly signal|out-of-memory|timeout' "$log" || true

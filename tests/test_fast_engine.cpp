@@ -61,18 +61,56 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
 
 // The acceptance bar: quantized perplexity through the fast path within 0.1% of the
 // reference path, for the main presets.
+// Both batched integer paths: the row kernels (packed_batch 0) and, where the CPU has
+// AVX-512 VNNI, the packed panels.
 TEST(FastEngine, PerplexityEqualsTheReferenceWithinATenthOfAPercent) {
   for (const char* preset : {"Q4_K_M", "Q8_0", "Q3_K_M"}) {
     SCOPED_TRACE(preset);
     const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset(preset), 2);
-    EngineOptions ref, fast;
-    fast.fast = true;
-    fast.blas_batch = 0;  // the integer kernels for the whole window, not BLAS
-    const double p_ref = perplexity(q, ref), p_fast = perplexity(q, fast);
-    EXPECT_LT(std::fabs(p_fast / p_ref - 1), 1e-3) << "reference " << p_ref << ", fast " << p_fast;
-    std::printf("%s: reference %.4f, fast %.4f (%+.4f%%)\n", preset, p_ref, p_fast, 100 * (p_fast / p_ref - 1));
-    EXPECT_NE(p_fast, p_ref) << "the fast path gave the reference's exact value: was it used?";
+    EngineOptions ref;
+    const double p_ref = perplexity(q, ref);
+    for (uint32_t packed_batch : {0u, 8u}) {
+      if (packed_batch && !kernels::packed_gemm_is_fast()) continue;
+      EngineOptions fast;
+      fast.fast = true;
+      fast.blas_batch = 0;  // the integer kernels for the whole window, not BLAS
+      fast.packed_batch = packed_batch;
+      const double p_fast = perplexity(q, fast);
+      EXPECT_LT(std::fabs(p_fast / p_ref - 1), 1e-3)
+          << "reference " << p_ref << ", fast " << p_fast;
+      std::printf("%s, packed_batch %u: reference %.4f, fast %.4f (%+.4f%%)\n", preset,
+                  packed_batch, p_ref, p_fast, 100 * (p_fast / p_ref - 1));
+      EXPECT_NE(p_fast, p_ref) << "the fast path gave the reference's exact value: was it used?";
+    }
   }
+}
+
+// The packed panels and the row kernels see the same 8-bit activations and sum the same
+// integers; only the order of float sums differs, which the next layer's 8-bit rounding can
+// turn into a code step. So the panels' logits are no farther from the row kernels' than
+// the row kernels' are from the fp32 reference.
+TEST(FastEngine, PackedPanelsGiveTheRowKernelsLogits) {
+  if (!kernels::packed_gemm_is_fast()) GTEST_SKIP() << "no AVX-512 VNNI on this CPU";
+  const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset("Q4_K_M"), 2);
+  const std::vector<int32_t> prompt(wikitext_tokens().begin(), wikitext_tokens().begin() + 40);
+  auto logits = [&](bool fast, uint32_t packed_batch) {
+    EngineOptions o;
+    o.fast = fast, o.blas_batch = 0, o.packed_batch = packed_batch, o.n_ctx = 64;
+    Engine e(q, o);
+    std::vector<float> out;
+    e.eval(prompt.data(), prompt.size(), out, true);
+    return out;
+  };
+  const auto ref = logits(false, 0), rows = logits(true, 0), packed = logits(true, 8);
+  double d_packed = 0, d_ref = 0;  // mean |difference|
+  for (size_t i = 0; i < ref.size(); ++i) {
+    d_packed += std::fabs(packed[i] - rows[i]) / ref.size();
+    d_ref += std::fabs(rows[i] - ref[i]) / ref.size();
+  }
+  std::printf("mean |logit difference|: panels vs row kernels %.3g, row kernels vs fp32 %.3g\n",
+              d_packed, d_ref);
+  EXPECT_GT(d_packed, 0.0) << "identical logits: were the panels used?";
+  EXPECT_LT(d_packed, d_ref);
 }
 
 // From blas_batch tokens on, the fast path multiplies dequantized tiles with BLAS as the
@@ -84,6 +122,7 @@ TEST(FastEngine, BatchesFromBlasBatchTokensTakeTheBlasPath) {
   auto logits = [&](bool fast, uint32_t blas_batch) {
     EngineOptions o;
     o.fast = fast, o.blas_batch = blas_batch, o.n_ctx = 64;
+    o.packed_batch = 0;  // (the packed panels come first when the CPU has VNNI)
     Engine e(q, o);
     std::vector<float> out;
     e.eval(prompt.data(), prompt.size(), out, true);
@@ -99,12 +138,13 @@ TEST(FastEngine, BatchesFromBlasBatchTokensTakeTheBlasPath) {
   EXPECT_LT(d_blas, d_ints / 20) << "BLAS path " << d_blas << ", integer kernels " << d_ints;
 }
 
-// Generation (one token per call) takes the same path as a batch: the logits of a prompt fed
-// token by token equal those of the prompt fed at once.
+// Generation (one token per call) takes the same path as a batch below packed_batch and
+// blas_batch: the logits of a prompt fed token by token equal those of the prompt fed at once.
 TEST(FastEngine, TokenByTokenEqualsOneBatch) {
   const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset("Q4_K_M"), 2);
   EngineOptions o;
   o.fast = true, o.n_ctx = 64;
+  o.packed_batch = 0;  // the panels sum in another order than the one-token kernels
   Engine batch(q, o), steps(q, o);
   const std::vector<int32_t> prompt(wikitext_tokens().begin(), wikitext_tokens().begin() + 24);
   std::vector<float> all, one;

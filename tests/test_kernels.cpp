@@ -162,6 +162,37 @@ TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
   }
   kernels::QuantizedActs q;
   EXPECT_NE(test::expect_error([&] { kernels::quantize_acts(x.data(), 1, 100, 32, q); }).find("not a multiple of 32"), std::string::npos);
+}
+
+// The vector version rounds and sums exactly as the scalar reference, on every instruction
+// set: values at rounding ties, zero blocks, ±amax.
+TEST(Kernels, ActivationQuantizationIsTheReferenceOnEveryInstructionSet) {
+  const size_t n = 768;
+  auto x = gaussian(3 * n, 9);
+  for (size_t i = 0; i < 64; ++i) x[i] = 0;                // a zero block: d = 0
+  for (size_t i = 64; i < 96; ++i) x[i] = (i % 8) - 3.5f;  // x·id at .5 ties
+  x[500] = 1e4f, x[1000] = -3e-3f;
+  auto quantize = [&](uint32_t block) {
+    kernels::QuantizedActs q;
+    kernels::quantize_acts(x.data(), 3, n, block, q);
+    return q;
+  };
+  for (uint32_t block : {32u, 256u}) {
+    kernels::force_scalar(true);
+    const auto ref = quantize(block);
+    kernels::force_scalar(false);
+    for (int64_t isa : kernels::available_isas()) {
+      kernels::restrict_isa(isa);
+      SCOPED_TRACE("isa " + kernels::isa_name(isa) + ", block " + std::to_string(block));
+      const auto q = quantize(block);
+      EXPECT_EQ(q.q, ref.q);
+      EXPECT_EQ(q.d, ref.d);
+      EXPECT_EQ(q.sum16, ref.sum16);
+      EXPECT_EQ(q.sum16_i16, ref.sum16_i16);
+      EXPECT_EQ(q.u8, ref.u8);
+    }
+    kernels::restrict_isa(0);
+  }
   EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"), std::string::npos);
 }
 

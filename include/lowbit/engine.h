@@ -29,6 +29,14 @@ struct EngineOptions {
   // 45 → 52 at 64 tokens, 45 → 89 at 256, 43 → 103 at 512; Q4_K_M (slower to decode)
   // 60 → 18 at 64, 62 → 57 at 256, 56 → 77 at 512.
   uint32_t blas_batch = 256;
+  // Fast path, batches of at least this many tokens on a CPU with AVX-512 VNNI: each quantized
+  // weight is repacked once, at its first such batch, into 16-row int8 panels
+  // (kernels::PackedRows, about 1.1–1.3 bytes per weight kept beside the model) and
+  // multiplied with vpdpbusd; this comes before blas_batch. Such batches also take attention
+  // as two matrix products per head instead of one query at a time (on every CPU). 0: never.
+  // The weights' bytes must not change while the engine lives (replace_weight drops the old
+  // panels).
+  uint32_t packed_batch = 8;
   // Types of the KV cache: F32, F16 or Q8_0 (Q8_0 needs n_head_kv·head_dim divisible by 32).
   DType cache_type_k = DType::F32, cache_type_v = DType::F32;
 };
@@ -71,6 +79,8 @@ class Engine {
   // W8A8: activations to int8, then the int32 GEMM (fast) or the same rounding simulated in
   // fp32 on the dequantized weight `w` (reference).
   void linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y);
+  // Batches on the repacked panels (EngineOptions::packed_batch).
+  void linear_packed(const TensorView& w, const float* x, size_t n, float* y);
   struct Impl;
   const Model& model_;
   EngineOptions opts_;

@@ -30,6 +30,8 @@ struct QuantizedActs {
   std::vector<int16_t> q;      // [n_rows, row_len]
   std::vector<float> d;        // [n_rows, row_len / block]
   std::vector<int32_t> sum16;  // [n_rows, row_len / 16]
+  std::vector<uint8_t> u8;     // q + 128 [n_rows, row_len]: the unsigned operand of VNNI
+  std::vector<int16_t> sum16_i16;  // sum16 as int16 (|Σ| ≤ 2032), read in pairs by vpdpwssd
 };
 
 // One activation row as the kernels read it: quantized (q, d, sum16) or f32 (x).
@@ -69,6 +71,41 @@ void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t
 // 127 (dynamic, per token) when static_scale is 0, else s = static_scale for every row.
 // scales: [n_rows]; q: [n_rows, cols].
 void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q, float* scales);
+
+// Weights repacked once for batched products (prompts, perplexity windows, calibration).
+// Rows are grouped in panels of 16 (the last one padded with zero rows). A panel holds, for
+// each block of the weight's type (32 or 256 values), one record:
+//   codes  int8 [block / 4][16 rows][4 values]  v of block_ints.h, 4 columns per lane
+//   d      f32 [16], dmin f32 [16] (types with a minimum only)
+//   corr   int32 [16] = 128 · Σ_s scale[s] · Σ_{e in s} v[e]
+//   scale  int32 [n_sub][16] (K types and IQ4_XS only)
+//   min    int16 [block / 32][16][2]: the mins of each 16 values, two per lane (minimum only)
+// A lane then multiplies 4 unsigned activation bytes (q + 128) with 4 codes (VNNI vpdpbusd):
+// Σ (q + 128)·v − the weight-only corr is Σ q·v, exactly.
+struct PackedRows {
+  static constexpr size_t kPanel = 16;
+  DType type = DType::F32;
+  size_t rows = 0, cols = 0;
+  int block = 32, sub = 32, n_sub = 1;
+  bool scaled = false, has_min = false;
+  size_t record_bytes = 0, panel_bytes = 0;  // one block's record, one panel
+  size_t n_panels() const { return (rows + kPanel - 1) / kPanel; }
+  std::vector<uint8_t> bytes;  // [n_panels][cols / block][record_bytes]
+};
+// Every integer block type that has a dot product (not the float types).
+bool has_packed_kernel(DType t);
+// Packs n_rows rows of row_len values stored as `t`, row_bytes apart.
+PackedRows pack_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len);
+// y[t * ld_y + r] = Σ_i w[r, i] · a[t, i] for the rows of panels [p0, p1) and every token of
+// `a` (quantized to the weight's block, with u8). Per block, in f32: acc += isum · (d·d_act)
+// then acc −= msum · (dmin·d_act), both fused; the reference does the same operations.
+void packed_gemm(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a, float* y,
+                 size_t ld_y);
+void packed_gemm_reference(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a,
+                           float* y, size_t ld_y);
+// True when packed_gemm runs a vector kernel (AVX-512 VNNI) under the current dispatch; the
+// engine then prefers it for batches.
+bool packed_gemm_is_fast();
 
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).

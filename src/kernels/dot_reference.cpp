@@ -74,27 +74,44 @@ uint32_t act_block(DType t) {
   return traits(t).is_float ? 0 : traits(t).block_size;
 }
 
-void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block, QuantizedActs& out) {
-  if (block != 32 && block != 256) fail(ErrorKind::Argument, "quantize_acts: block {} (32 or 256)", block);
-  if (row_len % block) fail(ErrorKind::Argument, "quantize_acts: row of {} values is not a multiple of {}", row_len, block);
-  out.block = block, out.n_rows = n_rows, out.row_len = row_len;
-  out.q.resize(n_rows * row_len);
-  out.d.resize(n_rows * row_len / block);
-  out.sum16.resize(n_rows * row_len / 16);
-  for (size_t b = 0; b < n_rows * row_len / block; ++b) {
+void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,
+                                   QuantizedActs& out) {
+  for (size_t b = 0; b < n_blocks; ++b) {
     const float* xb = x + b * block;
     float amax = 0;
     for (uint32_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(xb[i]));
     const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
     out.d[b] = d;
     int16_t* q = out.q.data() + b * block;
-    for (uint32_t i = 0; i < block; ++i) q[i] = static_cast<int16_t>(std::lrintf(xb[i] * id));
+    uint8_t* u = out.u8.data() + b * block;
+    for (uint32_t i = 0; i < block; ++i) {
+      q[i] = static_cast<int16_t>(std::lrintf(xb[i] * id));
+      u[i] = static_cast<uint8_t>(q[i] + 128);
+    }
     for (uint32_t g = 0; g < block / 16; ++g) {
       int32_t s = 0;
       for (int i = 0; i < 16; ++i) s += q[16 * g + i];
       out.sum16[b * (block / 16) + g] = s;
+      out.sum16_i16[b * (block / 16) + g] = static_cast<int16_t>(s);
     }
   }
+}
+
+void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block,
+                   QuantizedActs& out) {
+  if (block != 32 && block != 256)
+    fail(ErrorKind::Argument, "quantize_acts: block {} (32 or 256)", block);
+  if (row_len % block)
+    fail(ErrorKind::Argument, "quantize_acts: row of {} values is not a multiple of {}", row_len,
+         block);
+  out.block = block, out.n_rows = n_rows, out.row_len = row_len;
+  out.q.resize(n_rows * row_len);
+  out.d.resize(n_rows * row_len / block);
+  out.sum16.resize(n_rows * row_len / 16);
+  out.u8.resize(n_rows * row_len);
+  out.sum16_i16.resize(n_rows * row_len / 16);
+  if (g_force_scalar) return quantize_act_blocks_reference(x, n_rows * row_len / block, block, out);
+  quantize_act_blocks_simd(x, n_rows * row_len / block, block, out);
 }
 
 void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {

@@ -18,6 +18,7 @@
 
 #include "kernels/block_ints.h"
 #include "kernels/dot_simd.h"
+#include "kernels/packed_layout.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::kernels {
@@ -417,7 +418,10 @@ std::string simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 
 std::vector<int64_t> available_isas() { return hwy::SupportedAndGeneratedTargets(); }
 std::string isa_name(int64_t isa) { return hwy::TargetName(isa); }
-void restrict_isa(int64_t isa) { hwy::SetSupportedTargetsForTest(isa); }
+void restrict_isa(int64_t isa) {
+  hwy::SetSupportedTargetsForTest(isa);
+  refresh_packed_dispatch();
+}
 
 }  // namespace lowbit::kernels
 #endif

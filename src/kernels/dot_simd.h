@@ -11,6 +11,10 @@ void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, s
 void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
                          size_t n_acts, float* y, size_t ld_y);
 std::string simd_target_name();
+// kernels::quantize_acts after its checks and resizes: n_blocks blocks of `block` values.
+void quantize_act_blocks_simd(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out);
+void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,
+                                   QuantizedActs& out);
 void gemm_i8_simd(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
 
 }  // namespace lowbit::kernels

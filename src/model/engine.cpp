@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 
 #include "core/blas.h"
 #include "core/parallel.h"
@@ -131,6 +132,16 @@ struct Engine::Impl {
   std::vector<float> acts_i8_scale;   // ... with one scale per token [n]
   std::vector<float> acts_i8_values;  // W8A8 reference: the rounded input as f32 [n, cols]
   std::vector<int32_t> sums_i32;      // W8A8 fast: integer sums [n, rows]
+  std::unordered_map<const uint8_t*, kernels::PackedRows> packed;  // by weight data
+  // `acts` holds x [n, cols] quantized in blocks of acts.block while acts_source == x: q, k
+  // and v (gate and up) share one input. forward_layer and head clear it before every new input.
+  const float* acts_source = nullptr;
+  size_t acts_tokens = 0;
+  void quantize_input(const float* x, size_t n, size_t cols, uint32_t block) {
+    if (acts_source == x && acts_tokens == n && acts.row_len == cols && acts.block == block) return;
+    kernels::quantize_acts(x, n, cols, block, acts);
+    acts_source = x, acts_tokens = n;
+  }
 };
 
 Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), impl_(std::make_unique<Impl>()) {
@@ -220,6 +231,9 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
     if (it != model_.int8_weights.end() && it->second.rows == w.shape[0] && it->second.cols == w.row_len())
       return linear_w8a8(it->second, w, x, n, y);
   }
+  if (opts_.fast && opts_.packed_batch && n >= opts_.packed_batch &&
+      kernels::has_packed_kernel(w.dtype) && kernels::packed_gemm_is_fast())
+    return linear_packed(w, x, n, y);
   // Batches through BLAS on dequantized tiles: for float weights from 8 tokens (converting in
   // registers per token loses), for quantized ones from opts_.blas_batch (see EngineOptions).
   const bool use_blas =
@@ -229,7 +243,7 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const uint32_t block = kernels::act_block(w.dtype);
-  if (block) kernels::quantize_acts(x, n, cols, block, s.acts);
+  if (block) s.quantize_input(x, n, cols, block);
   // One token: one contiguous range of rows per thread (at least 64), a single long stream
   // for the prefetchers; 64-row tiles handed out in turn made each thread jump every 139 KB
   // of Q8_0 and start each tile cold (synthetic 1B, Q8_0: 14.5 -> 15.0 tokens/s, 2 threads).
@@ -244,6 +258,20 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
     kernels::dot_rows_multi(w.dtype, w.data + r0 * row_bytes, row_bytes, nr, cols, s.act_rows.data(), n, y + r0, rows);
   };
   s.pool->run((rows + kTile - 1) / kTile, task);
+}
+
+void Engine::linear_packed(const TensorView& w, const float* x, size_t n, float* y) {
+  Impl& s = *impl_;
+  const size_t rows = w.shape[0], cols = w.row_len();
+  auto it = s.packed.find(w.data);
+  if (it == s.packed.end())
+    it = s.packed.emplace(w.data, kernels::pack_rows(w.dtype, w.data, w.nbytes / rows, rows, cols))
+             .first;
+  const kernels::PackedRows& p = it->second;
+  s.quantize_input(x, n, cols, kernels::act_block(w.dtype));
+  // One panel (16 rows) per task: its records stay in L1/L2 while every token passes.
+  auto task = [&](size_t panel) { kernels::packed_gemm(p, panel, panel + 1, s.acts, y, rows); };
+  s.pool->run(p.n_panels(), task);
 }
 
 void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y) {
@@ -288,6 +316,7 @@ void Engine::replace_weight(const std::string& name, const TensorView* w) {
     if (w->shape != (*slot)->shape)
       fail(ErrorKind::Argument, "replace_weight: '{}' is {}, the replacement {}", name, shape_string((*slot)->shape),
            shape_string(w->shape));
+    impl_->packed.erase((*slot)->data);  // its panels, if it had any, are stale now
     *slot = w;
     found = true;
   }
@@ -320,6 +349,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   const uint32_t group = c.n_head / c.n_head_kv;
   Impl::Layer& L = s.layers[layer];
   // attention block
+  s.acts_source = nullptr;
   rms_norm(x, L.attn_norm.data(), s.h.data(), n, D, c.norm_eps);
   for (const TensorView* w : {L.wq, L.wk, L.wv}) hook(w, s.h.data(), D);
   linear(*L.wq, s.h.data(), n, s.q.data());
@@ -351,24 +381,49 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     const float inv = static_cast<float>(1.0 / sum);
     for (size_t j = 0; j < visible; ++j) row[j] *= inv;
   };
-  for (uint32_t head = 0; head < c.n_head; ++head) {
-    const size_t kvh = head / group;
-    if (opts_.fast) {
-      // One query at a time over its visible keys: the same BLAS calls on the same data as
-      // when the token comes alone, so generation equals a batch exactly. (Batched products
-      // sum in another order; the int8 activation rounding of the next linear can turn that
-      // last-bit difference into a code step.)
+  if (opts_.fast) {
+    // Heads are independent: one task each. Below packed_batch tokens, one query at a time
+    // over its visible keys: the same BLAS calls on the same data as when the token comes
+    // alone, so generation equals such a batch exactly. (Batched products sum in another
+    // order; the int8 activation rounding of the next linear can turn that last-bit
+    // difference into a code step.) From packed_batch on, where the panels already sum in
+    // their own order, two matrix products per head as in the reference path.
+    const bool batched = opts_.packed_batch && n >= opts_.packed_batch;
+    auto head_task = [&](size_t head) {
+      thread_local std::vector<float> rows;
+      const size_t kvh = head / group;
+      const float* k_head = keys + kvh * hd;
+      const float* v_head = values + kvh * hd;
+      float* out = s.attn.data() + head * hd;
+      if (batched) {
+        rows.resize(n * T);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale,
+                    s.q.data() + head * hd, Q, k_head, KV, 0.0f, rows.data(), T);
+        for (size_t t = 0; t < n; ++t) {
+          const size_t visible = n_past_ + t + 1;
+          softmax(rows.data() + t * T, visible);
+          std::fill(rows.data() + t * T + visible, rows.data() + (t + 1) * T, 0.0f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, rows.data(), T,
+                    v_head, KV, 0.0f, out, Q);
+        return;
+      }
+      rows.resize(T);
       for (size_t t = 0; t < n; ++t) {
         const size_t visible = n_past_ + t + 1;
-        float* row = s.scores.data() + t * T;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, 1, visible, hd, scale,
-                    s.q.data() + t * Q + head * hd, Q, keys + kvh * hd, KV, 0.0f, row, visible);
-        softmax(row, visible);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 1, hd, visible, 1.0f, row, visible,
-                    values + kvh * hd, KV, 0.0f, s.attn.data() + t * Q + head * hd, Q);
+        // scores[visible] = K_head[visible, hd] · q; out[hd] = V_head[visible, hd]ᵀ · p
+        // (matrix-vector calls: sgemm with one row packed its operands on every call).
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, visible, hd, scale, k_head, KV,
+                    s.q.data() + t * Q + head * hd, 1, 0.0f, rows.data(), 1);
+        softmax(rows.data(), visible);
+        cblas_sgemv(CblasRowMajor, CblasTrans, visible, hd, 1.0f, v_head, KV, rows.data(), 1, 0.0f,
+                    out + t * Q, 1);
       }
-      continue;
-    }
+    };
+    s.pool->run(c.n_head, head_task);
+  }
+  for (uint32_t head = 0; head < c.n_head && !opts_.fast; ++head) {
+    const size_t kvh = head / group;
     // scores[n, T] = q_head[n, hd] · K_head[T, hd]ᵀ / sqrt(hd)
     blas::sgemm(opts_.n_threads, CblasNoTrans, CblasTrans, n, T, hd, scale, s.q.data() + head * hd,
                 Q, keys + kvh * hd, KV, 0.0f, s.scores.data(), T);
@@ -382,10 +437,12 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     blas::sgemm(opts_.n_threads, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, s.scores.data(), T,
                 values + kvh * hd, KV, 0.0f, s.attn.data() + head * hd, Q);
   }
+  s.acts_source = nullptr;
   hook(L.wo, s.attn.data(), Q);
   linear(*L.wo, s.attn.data(), n, s.ffn.data());
   for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
   // SwiGLU feed-forward block
+  s.acts_source = nullptr;
   rms_norm(x, L.ffn_norm.data(), s.h.data(), n, D, c.norm_eps);
   for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
   linear(*L.wgate, s.h.data(), n, s.gate.data());
@@ -394,6 +451,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     const float g = s.gate[i];
     s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
   }
+  s.acts_source = nullptr;
   hook(L.wdown, s.gate.data(), F);
   linear(*L.wdown, s.gate.data(), n, s.ffn.data());
   for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
@@ -411,6 +469,7 @@ void Engine::head(const float* x, size_t n, std::vector<float>& logits) {
   final_norm(x, n, h.data());
   logits.resize(n * c.n_vocab);
   if (hook_) hook_(s.output->name, h.data(), n, c.n_embd);
+  s.acts_source = nullptr;
   linear(*s.output, h.data(), n, logits.data());
 }
 

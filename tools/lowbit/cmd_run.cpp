@@ -35,6 +35,10 @@ void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_ke
       ->check(CLI::IsMember({"fast", "reference"}))->capture_default_str();
   c->add_option("--blas-batch", f.blas_batch, "fast kernels: batches of at least N tokens multiply dequantized weight tiles with BLAS; 0: always the integer kernels")
       ->capture_default_str();
+  c->add_option("--packed-batch", f.packed_batch,
+                "fast kernels, AVX-512 VNNI: batches of at least N tokens use weights repacked in "
+                "int8 panels (before --blas-batch); 0: never")
+      ->capture_default_str();
   c->add_option("--cache-type-k", f.cache_k, "KV cache type of keys: f32, f16, q8_0")->capture_default_str();
   c->add_option("--cache-type-v", f.cache_v, "KV cache type of values: f32, f16, q8_0")->capture_default_str();
   c->add_option("--quantize", f.quantize, "quantize the weights in memory at load time: a preset (Q4_K_M) or a type (Q8_0, Q4_K)");
@@ -46,6 +50,7 @@ EngineOptions engine_options(const EngineFlags& f, uint32_t n_ctx) {
   o.n_ctx = n_ctx;
   o.fast = f.kernels == "fast";
   o.blas_batch = f.blas_batch;
+  o.packed_batch = f.packed_batch;
   auto cache_type = [](const std::string& name, const char* flag) {
     const auto t = dtype_from_name(name);
     if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::Q8_0))

@@ -27,7 +27,8 @@ void add_threads_option(CLI::App* c, int& threads);
 struct EngineFlags {
   int threads = 0;  // 0: every core
   std::string kernels;  // "fast" or "reference"
-  uint32_t blas_batch = 256;  // EngineOptions::blas_batch
+  uint32_t blas_batch = EngineOptions{}.blas_batch;
+  uint32_t packed_batch = EngineOptions{}.packed_batch;
   std::string cache_k = "f32", cache_v = "f32";
   std::string quantize;  // preset or type name; empty: the model's own types
 };

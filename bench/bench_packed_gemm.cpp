@@ -1,0 +1,76 @@
+// One thread's batched product on the packed panels against the row kernels, for a
+// 2048 x 2048 weight (Llama-3.2-1B's attention shapes) and 128 tokens: giga multiply-adds per
+// second (GMAC/s), the figure to compare with the CPU's peak (64 int8 MACs per vpdpbusd).
+// Run: build/bench/lowbit_bench --benchmark_filter=Packed
+#include <benchmark/benchmark.h>
+
+#include <random>
+
+#include "lowbit/kernels.h"
+#include "lowbit/quant.h"
+
+namespace {
+
+using lowbit::DType;
+namespace kernels = lowbit::kernels;
+
+constexpr size_t kRows = 2048, kCols = 2048, kTokens = 128;
+
+struct Case {
+  std::vector<uint8_t> w;
+  size_t row_bytes = 0;
+  kernels::QuantizedActs acts;
+  std::vector<kernels::ActRow> act_rows;
+  std::vector<float> y;
+};
+
+Case make_case(DType t) {
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  std::vector<float> x(kRows * kCols);
+  for (float& v : x) v = g(rng);
+  Case c;
+  c.row_bytes = kCols / lowbit::traits(t).block_size * lowbit::traits(t).type_size;
+  c.w.resize(kRows * c.row_bytes);
+  lowbit::quantize_rows(t, x.data(), kRows, kCols, nullptr, c.w.data());
+  x.resize(kTokens * kCols);
+  kernels::quantize_acts(x.data(), kTokens, kCols, kernels::act_block(t), c.acts);
+  for (size_t i = 0; i < kTokens; ++i) c.act_rows.push_back(kernels::act_row(c.acts, i));
+  c.y.resize(kTokens * kRows);
+  return c;
+}
+
+void report(benchmark::State& st) {
+  st.counters["GMAC/s"] = benchmark::Counter(1e-9 * kRows * kCols * kTokens * st.iterations(),
+                                             benchmark::Counter::kIsRate);
+}
+
+void BM_PackedPanels(benchmark::State& st) {
+  const auto t = static_cast<DType>(st.range(0));
+  if (!kernels::packed_gemm_is_fast()) return st.SkipWithError("no AVX-512 VNNI");
+  Case c = make_case(t);
+  const auto p = kernels::pack_rows(t, c.w.data(), c.row_bytes, kRows, kCols);
+  for (auto _ : st) kernels::packed_gemm(p, 0, p.n_panels(), c.acts, c.y.data(), kRows);
+  st.SetLabel(lowbit::dtype_name(t));
+  report(st);
+}
+
+void BM_RowKernels(benchmark::State& st) {
+  const auto t = static_cast<DType>(st.range(0));
+  Case c = make_case(t);
+  for (auto _ : st)
+    for (size_t r = 0; r < kRows; r += 16)
+      kernels::dot_rows_multi(t, c.w.data() + r * c.row_bytes, c.row_bytes, 16, kCols,
+                              c.act_rows.data(), kTokens, c.y.data() + r, kRows);
+  st.SetLabel(lowbit::dtype_name(t));
+  report(st);
+}
+
+void types(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q3_K, DType::IQ4_XS})
+    b->Arg(static_cast<int>(t));
+}
+BENCHMARK(BM_PackedPanels)->Apply(types)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_RowKernels)->Apply(types)->Unit(benchmark::kMillisecond);
+
+}  // namespace

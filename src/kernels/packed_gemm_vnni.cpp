@@ -1,0 +1,147 @@
+// The AVX-512 VNNI product on 16-row panels (layout in lowbit/kernels.h). A register tile is
+// the panel's 16 rows (one zmm lane each) × T tokens: per 4 columns, one load of the codes
+// and, per token, vpdpbusd with the token's 4 activation bytes broadcast to every lane.
+// Sub-block sums are scaled in int32 (vpmulld), the block's sum is converted to f32 once and
+// multiplied by d·d_act, exactly as packed_gemm_reference does. Compiled for these
+// instructions through function attributes only; called after vnni_available().
+#include <algorithm>
+
+#include "kernels/packed_layout.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+// GCC 12 flags the _mm512_undefined_ps() inside _mm512_cvtepi32_ps as maybe uninitialized.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define LOWBIT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
+
+namespace lowbit::kernels {
+namespace {
+
+constexpr size_t kPanel = PackedRows::kPanel;
+
+template <int T, int kSub, bool kScaled, bool kMin>
+LOWBIT_VNNI void tile(const PackedRows& w, const RecordLayout& l, const uint8_t* panel,
+                      const QuantizedActs& a, size_t t0, float* y, size_t ld_y, __mmask16 rows) {
+  const size_t cols = w.cols, n_blocks = cols / w.block;
+  constexpr int kGroups = kSub / 4;  // 4-column groups per sub-block, unrolled
+  const uint8_t* act[T];
+  const int16_t* sums[T];  // each token's Σq per 16 values
+  for (int t = 0; t < T; ++t) {
+    act[t] = a.u8.data() + (t0 + t) * cols;
+    sums[t] = a.sum16_i16.data() + (t0 + t) * (cols / 16);
+  }
+  __m512 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const uint8_t* rec = panel + b * w.record_bytes;
+    const size_t c0 = b * w.block;
+    __m512i isum[T];
+    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+    for (int s = 0; s < w.n_sub; ++s) {
+      __m512i part[T];
+      for (int t = 0; t < T; ++t) part[t] = _mm512_setzero_si512();
+      const uint8_t* codes = rec + static_cast<size_t>(s) * kGroups * 64;
+      const size_t c = c0 + static_cast<size_t>(s) * w.sub;
+#pragma GCC unroll 8
+      for (int k = 0; k < kGroups; ++k) {
+        const __m512i v = _mm512_loadu_si512(codes + 64 * k);
+        for (int t = 0; t < T; ++t) {
+          const __m512i u = _mm512_set1_epi32(load_i32(act[t] + c + 4 * k));
+          part[t] = _mm512_dpbusd_epi32(part[t], u, v);
+        }
+      }
+      if constexpr (kScaled) {
+        const __m512i sc = _mm512_loadu_si512(rec + l.scale + s * 64);
+        for (int t = 0; t < T; ++t)
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(part[t], sc));
+      } else {
+        for (int t = 0; t < T; ++t) isum[t] = _mm512_add_epi32(isum[t], part[t]);
+      }
+    }
+    const __m512i corr = _mm512_loadu_si512(rec + l.corr);
+    const __m512 d = _mm512_loadu_ps(rec + l.d);
+    for (int t = 0; t < T; ++t) {
+      const __m512 ad = _mm512_set1_ps(a.d[(t0 + t) * n_blocks + b]);
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], corr));
+      acc[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, ad), acc[t]);
+    }
+    if constexpr (kMin) {  // Σ_g min[g] · Σq over 16 values g, two groups per vpdpwssd
+      const __m512 dmin = _mm512_loadu_ps(rec + l.dmin);
+      const uint8_t* mins = rec + l.min;
+      __m512i msum[T];
+      for (int t = 0; t < T; ++t) msum[t] = _mm512_setzero_si512();
+      for (int j = 0; j < w.block / 32; ++j) {
+        const __m512i m = _mm512_loadu_si512(mins + 64 * j);
+        for (int t = 0; t < T; ++t) {
+          const uint8_t* pair =
+              reinterpret_cast<const uint8_t*>(sums[t] + b * (w.block / 16) + 2 * j);
+          msum[t] = _mm512_dpwssd_epi32(msum[t], m, _mm512_set1_epi32(load_i32(pair)));
+        }
+      }
+      for (int t = 0; t < T; ++t) {
+        const __m512 ad = _mm512_set1_ps(a.d[(t0 + t) * n_blocks + b]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[t]), _mm512_mul_ps(dmin, ad), acc[t]);
+      }
+    }
+  }
+  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ld_y, rows, acc[t]);
+}
+
+template <int kSub, bool kScaled, bool kMin>
+LOWBIT_VNNI void panels(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a, float* y,
+                        size_t ld_y) {
+  const RecordLayout l = record_layout(w);
+  for (size_t p = p0; p < p1; ++p) {
+    const uint8_t* panel = w.bytes.data() + p * w.panel_bytes;
+    const size_t r0 = p * kPanel, n_rows = std::min(kPanel, w.rows - r0);
+    const __mmask16 rows = static_cast<__mmask16>((1u << n_rows) - 1);
+    float* yp = y + r0;
+    size_t t = 0;
+    for (; t + 8 <= a.n_rows; t += 8)
+      tile<8, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+    if (t + 4 <= a.n_rows) tile<4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 4;
+    if (t + 2 <= a.n_rows) tile<2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
+    if (t < a.n_rows) tile<1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+  }
+}
+
+}  // namespace
+
+bool vnni_available() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return ok;
+}
+
+void packed_gemm_vnni(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a, float* y,
+                      size_t ld_y) {
+  // (sub-block size, scaled, minimum) of every packed type: 32-value types have one unscaled
+  // sub-block; Q4_K/Q5_K 8 of 32 with mins; Q2_K 16 of 16 with mins; Q3_K/Q6_K 16 of 16;
+  // IQ4_XS 8 of 32.
+  if (!w.scaled)
+    return w.has_min ? panels<32, false, true>(w, p0, p1, a, y, ld_y)
+                     : panels<32, false, false>(w, p0, p1, a, y, ld_y);
+  if (w.sub == 32)
+    return w.has_min ? panels<32, true, true>(w, p0, p1, a, y, ld_y)
+                     : panels<32, true, false>(w, p0, p1, a, y, ld_y);
+  w.has_min ? panels<16, true, true>(w, p0, p1, a, y, ld_y)
+            : panels<16, true, false>(w, p0, p1, a, y, ld_y);
+}
+
+}  // namespace lowbit::kernels
+
+#else  // not x86-64: no VNNI kernel
+
+namespace lowbit::kernels {
+bool vnni_available() {
+  return false;
+}
+void packed_gemm_vnni(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a, float* y,
+                      size_t ld_y) {
+  packed_gemm_reference(w, p0, p1, a, y, ld_y);
+}
+}  // namespace lowbit::kernels
+
+#endif

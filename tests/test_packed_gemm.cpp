@@ -81,15 +81,20 @@ TEST(PackedGemm, KernelEqualsThePanelReferenceOnEveryInstructionSet) {
       const size_t row_bytes = cols / traits(t).block_size * traits(t).type_size;
       const auto w = make_rows(t, rows, cols, 7);
       const kernels::PackedRows p = kernels::pack_rows(t, w.data(), row_bytes, rows, cols);
-      for (size_t n_tok : {1, 2, 3, 7, 8, 15}) {
-        const auto a = make_acts(t, n_tok, cols, 8 + static_cast<uint32_t>(n_tok));
-        std::vector<float> y(n_tok * ld, -3.0f), ref(n_tok * ld, -3.0f);
-        kernels::packed_gemm(p, 1, p.n_panels(), a, y.data(), ld);
-        kernels::packed_gemm_reference(p, 1, p.n_panels(), a, ref.data(), ld);
-        ASSERT_EQ(y, ref) << n_tok << " tokens";
-        EXPECT_EQ(y[16], ref[16]);
-        EXPECT_EQ(y[0], -3.0f) << "wrote into panel 0, outside the range";
-      }
+      // Panels [1, 3) are one pair; [0, 3) a pair and a single panel (the partial one).
+      for (size_t p0 : {1u, 0u})
+        for (size_t n_tok : {1, 2, 3, 4, 7, 8, 15}) {
+          const auto a = make_acts(t, n_tok, cols, 8 + static_cast<uint32_t>(n_tok));
+          std::vector<float> y(n_tok * ld, -3.0f), ref(n_tok * ld, -3.0f);
+          kernels::packed_gemm(p, p0, p.n_panels(), a, y.data(), ld);
+          kernels::packed_gemm_reference(p, p0, p.n_panels(), a, ref.data(), ld);
+          ASSERT_EQ(y, ref) << n_tok << " tokens from panel " << p0;
+          EXPECT_NE(y[16], -3.0f);
+          if (p0) {
+            EXPECT_EQ(y[0], -3.0f) << "wrote into panel 0, outside the range";
+          }
+          EXPECT_EQ(y[rows], -3.0f) << "wrote past the rows";
+        }
     }
   }
   kernels::restrict_isa(0);

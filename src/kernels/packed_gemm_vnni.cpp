@@ -21,9 +21,11 @@ namespace {
 
 constexpr size_t kPanel = PackedRows::kPanel;
 
-template <int T, int kSub, bool kScaled, bool kMin>
+// P consecutive panels (16·P rows) × T tokens; rows[p] masks the rows that exist.
+template <int P, int T, int kSub, bool kScaled, bool kMin>
 LOWBIT_VNNI void tile(const PackedRows& w, const RecordLayout& l, const uint8_t* panel,
-                      const QuantizedActs& a, size_t t0, float* y, size_t ld_y, __mmask16 rows) {
+                      const QuantizedActs& a, size_t t0, float* y, size_t ld_y,
+                      const __mmask16* rows) {
   const size_t cols = w.cols, n_blocks = cols / w.block;
   constexpr int kGroups = kSub / 4;  // 4-column groups per sub-block, unrolled
   const uint8_t* act[T];
@@ -32,78 +34,107 @@ LOWBIT_VNNI void tile(const PackedRows& w, const RecordLayout& l, const uint8_t*
     act[t] = a.u8.data() + (t0 + t) * cols;
     sums[t] = a.sum16_i16.data() + (t0 + t) * (cols / 16);
   }
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  __m512 acc[P][T];
+  for (int p = 0; p < P; ++p)
+    for (int t = 0; t < T; ++t) acc[p][t] = _mm512_setzero_ps();
   for (size_t b = 0; b < n_blocks; ++b) {
-    const uint8_t* rec = panel + b * w.record_bytes;
+    const uint8_t* rec[P];
+    for (int p = 0; p < P; ++p) rec[p] = panel + p * w.panel_bytes + b * w.record_bytes;
     const size_t c0 = b * w.block;
-    __m512i isum[T];
-    for (int t = 0; t < T; ++t) isum[t] = _mm512_setzero_si512();
+    __m512i isum[P][T];
+    for (int p = 0; p < P; ++p)
+      for (int t = 0; t < T; ++t) isum[p][t] = _mm512_setzero_si512();
     for (int s = 0; s < w.n_sub; ++s) {
-      __m512i part[T];
-      for (int t = 0; t < T; ++t) part[t] = _mm512_setzero_si512();
-      const uint8_t* codes = rec + static_cast<size_t>(s) * kGroups * 64;
+      __m512i part[P][T];
+      for (int p = 0; p < P; ++p)
+        for (int t = 0; t < T; ++t) part[p][t] = _mm512_setzero_si512();
+      const size_t codes = static_cast<size_t>(s) * kGroups * 64;
       const size_t c = c0 + static_cast<size_t>(s) * w.sub;
 #pragma GCC unroll 8
       for (int k = 0; k < kGroups; ++k) {
-        const __m512i v = _mm512_loadu_si512(codes + 64 * k);
+        __m512i v[P];
+        for (int p = 0; p < P; ++p) v[p] = _mm512_loadu_si512(rec[p] + codes + 64 * k);
         for (int t = 0; t < T; ++t) {
           const __m512i u = _mm512_set1_epi32(load_i32(act[t] + c + 4 * k));
-          part[t] = _mm512_dpbusd_epi32(part[t], u, v);
+          for (int p = 0; p < P; ++p) part[p][t] = _mm512_dpbusd_epi32(part[p][t], u, v[p]);
         }
       }
-      if constexpr (kScaled) {
-        const __m512i sc = _mm512_loadu_si512(rec + l.scale + s * 64);
-        for (int t = 0; t < T; ++t)
-          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(part[t], sc));
-      } else {
-        for (int t = 0; t < T; ++t) isum[t] = _mm512_add_epi32(isum[t], part[t]);
-      }
-    }
-    const __m512i corr = _mm512_loadu_si512(rec + l.corr);
-    const __m512 d = _mm512_loadu_ps(rec + l.d);
-    for (int t = 0; t < T; ++t) {
-      const __m512 ad = _mm512_set1_ps(a.d[(t0 + t) * n_blocks + b]);
-      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[t], corr));
-      acc[t] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, ad), acc[t]);
-    }
-    if constexpr (kMin) {  // Σ_g min[g] · Σq over 16 values g, two groups per vpdpwssd
-      const __m512 dmin = _mm512_loadu_ps(rec + l.dmin);
-      const uint8_t* mins = rec + l.min;
-      __m512i msum[T];
-      for (int t = 0; t < T; ++t) msum[t] = _mm512_setzero_si512();
-      for (int j = 0; j < w.block / 32; ++j) {
-        const __m512i m = _mm512_loadu_si512(mins + 64 * j);
-        for (int t = 0; t < T; ++t) {
-          const uint8_t* pair =
-              reinterpret_cast<const uint8_t*>(sums[t] + b * (w.block / 16) + 2 * j);
-          msum[t] = _mm512_dpwssd_epi32(msum[t], m, _mm512_set1_epi32(load_i32(pair)));
+      for (int p = 0; p < P; ++p) {
+        if constexpr (kScaled) {
+          const __m512i sc = _mm512_loadu_si512(rec[p] + l.scale + s * 64);
+          for (int t = 0; t < T; ++t)
+            isum[p][t] = _mm512_add_epi32(isum[p][t], _mm512_mullo_epi32(part[p][t], sc));
+        } else {
+          for (int t = 0; t < T; ++t) isum[p][t] = _mm512_add_epi32(isum[p][t], part[p][t]);
         }
       }
+    }
+    for (int p = 0; p < P; ++p) {
+      const __m512i corr = _mm512_loadu_si512(rec[p] + l.corr);
+      const __m512 d = _mm512_loadu_ps(rec[p] + l.d);
       for (int t = 0; t < T; ++t) {
         const __m512 ad = _mm512_set1_ps(a.d[(t0 + t) * n_blocks + b]);
-        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[t]), _mm512_mul_ps(dmin, ad), acc[t]);
+        const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(isum[p][t], corr));
+        acc[p][t] = _mm512_fmadd_ps(f, _mm512_mul_ps(d, ad), acc[p][t]);
+      }
+    }
+    if constexpr (kMin) {  // Σ_g min[g] · Σq over 16 values g, two groups per vpdpwssd
+      for (int p = 0; p < P; ++p) {
+        const __m512 dmin = _mm512_loadu_ps(rec[p] + l.dmin);
+        __m512i msum[T];
+        for (int t = 0; t < T; ++t) msum[t] = _mm512_setzero_si512();
+        for (int j = 0; j < w.block / 32; ++j) {
+          const __m512i m = _mm512_loadu_si512(rec[p] + l.min + 64 * j);
+          for (int t = 0; t < T; ++t) {
+            const uint8_t* pair =
+                reinterpret_cast<const uint8_t*>(sums[t] + b * (w.block / 16) + 2 * j);
+            msum[t] = _mm512_dpwssd_epi32(msum[t], m, _mm512_set1_epi32(load_i32(pair)));
+          }
+        }
+        for (int t = 0; t < T; ++t) {
+          const __m512 ad = _mm512_set1_ps(a.d[(t0 + t) * n_blocks + b]);
+          acc[p][t] =
+              _mm512_fnmadd_ps(_mm512_cvtepi32_ps(msum[t]), _mm512_mul_ps(dmin, ad), acc[p][t]);
+        }
       }
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + (t0 + t) * ld_y, rows, acc[t]);
+  for (int p = 0; p < P; ++p)
+    for (int t = 0; t < T; ++t)
+      _mm512_mask_storeu_ps(y + (t0 + t) * ld_y + p * kPanel, rows[p], acc[p][t]);
 }
 
+// Panels [p0, p1): pairs of panels × 4 tokens (each group of four columns then feeds eight
+// vpdpbusd from two code loads and four broadcasts), a last odd panel × 8 tokens.
 template <int kSub, bool kScaled, bool kMin>
 LOWBIT_VNNI void panels(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a, float* y,
                         size_t ld_y) {
   const RecordLayout l = record_layout(w);
-  for (size_t p = p0; p < p1; ++p) {
+  auto mask = [&](size_t p) {
+    const size_t n_rows = std::min(kPanel, w.rows - p * kPanel);
+    return static_cast<__mmask16>((1u << n_rows) - 1);
+  };
+  size_t p = p0;
+  for (; p + 2 <= p1; p += 2) {
     const uint8_t* panel = w.bytes.data() + p * w.panel_bytes;
-    const size_t r0 = p * kPanel, n_rows = std::min(kPanel, w.rows - r0);
-    const __mmask16 rows = static_cast<__mmask16>((1u << n_rows) - 1);
-    float* yp = y + r0;
+    const __mmask16 rows[2] = {mask(p), mask(p + 1)};
+    float* yp = y + p * kPanel;
+    size_t t = 0;
+    for (; t + 4 <= a.n_rows; t += 4)
+      tile<2, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+    if (t + 2 <= a.n_rows) tile<2, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
+    if (t < a.n_rows) tile<2, 1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+  }
+  if (p < p1) {
+    const uint8_t* panel = w.bytes.data() + p * w.panel_bytes;
+    const __mmask16 rows[1] = {mask(p)};
+    float* yp = y + p * kPanel;
     size_t t = 0;
     for (; t + 8 <= a.n_rows; t += 8)
-      tile<8, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
-    if (t + 4 <= a.n_rows) tile<4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 4;
-    if (t + 2 <= a.n_rows) tile<2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
-    if (t < a.n_rows) tile<1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+      tile<1, 8, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+    if (t + 4 <= a.n_rows) tile<1, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 4;
+    if (t + 2 <= a.n_rows) tile<1, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
+    if (t < a.n_rows) tile<1, 1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
   }
 }
 

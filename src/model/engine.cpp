@@ -269,9 +269,12 @@ void Engine::linear_packed(const TensorView& w, const float* x, size_t n, float*
              .first;
   const kernels::PackedRows& p = it->second;
   s.quantize_input(x, n, cols, kernels::act_block(w.dtype));
-  // One panel (16 rows) per task: its records stay in L1/L2 while every token passes.
-  auto task = [&](size_t panel) { kernels::packed_gemm(p, panel, panel + 1, s.acts, y, rows); };
-  s.pool->run(p.n_panels(), task);
+  // Two panels (32 rows, the kernel's widest tile) per task: their records stay in L1/L2
+  // while every token passes.
+  auto task = [&](size_t i) {
+    kernels::packed_gemm(p, 2 * i, std::min(2 * i + 2, p.n_panels()), s.acts, y, rows);
+  };
+  s.pool->run((p.n_panels() + 1) / 2, task);
 }
 
 void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y) {

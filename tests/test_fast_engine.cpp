@@ -90,9 +90,7 @@ TEST(FastEngine, PerplexityEqualsTheReferenceWithinATenthOfAPercent) {
 // (Q2_K), which 30 windows average down to within 0.1% for every type
 // (scripts/fast_vs_reference.sh, docs/SPEED.md); a broken kernel moves it by whole percents.
 TEST(FastEngine, EveryTypeIsWithinATenthOfAPercentOfTheReference) {
-  for (int i = 0; i < static_cast<int>(DType::Count); ++i) {
-    const auto t = static_cast<DType>(i);
-    if (!kernels::has_packed_kernel(t)) continue;
+  for (DType t : test::block_types()) {
     SCOPED_TRACE(dtype_name(t));
     const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset(dtype_name(t)), 2);
     EngineOptions ref, fast;

@@ -14,10 +14,10 @@ namespace {
 
 using test::gaussian;
 
+// Every block type lowbit writes has a packed kernel.
 std::vector<DType> packed_types() {
-  std::vector<DType> out;
-  for (int i = 0; i < static_cast<int>(DType::Count); ++i)
-    if (kernels::has_packed_kernel(static_cast<DType>(i))) out.push_back(static_cast<DType>(i));
+  const std::vector<DType> out = test::block_types();
+  for (DType t : out) EXPECT_TRUE(kernels::has_packed_kernel(t)) << dtype_name(t);
   return out;
 }
 

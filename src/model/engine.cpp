@@ -399,16 +399,23 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
       const float* v_head = values + kvh * hd;
       float* out = s.attn.data() + head * hd;
       if (batched) {
-        rows.resize(n * T);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, T, hd, scale,
-                    s.q.data() + head * hd, Q, k_head, KV, 0.0f, rows.data(), T);
-        for (size_t t = 0; t < n; ++t) {
-          const size_t visible = n_past_ + t + 1;
-          softmax(rows.data() + t * T, visible);
-          std::fill(rows.data() + t * T + visible, rows.data() + (t + 1) * T, 0.0f);
+        // Queries in chunks of kChunk: chunk [t0, t1) sees keys [0, n_past + t1) only, so
+        // the causal half of the n × T products is mostly skipped.
+        constexpr size_t kChunk = 64;
+        rows.resize(kChunk * T);
+        for (size_t t0 = 0; t0 < n; t0 += kChunk) {
+          const size_t m = std::min(kChunk, n - t0), keys_seen = n_past_ + t0 + m;
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, keys_seen, hd, scale,
+                      s.q.data() + t0 * Q + head * hd, Q, k_head, KV, 0.0f, rows.data(), keys_seen);
+          for (size_t t = 0; t < m; ++t) {
+            const size_t visible = n_past_ + t0 + t + 1;
+            float* row = rows.data() + t * keys_seen;
+            softmax(row, visible);
+            std::fill(row + visible, row + keys_seen, 0.0f);
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys_seen, 1.0f,
+                      rows.data(), keys_seen, v_head, KV, 0.0f, out + t0 * Q, Q);
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, hd, T, 1.0f, rows.data(), T,
-                    v_head, KV, 0.0f, out, Q);
         return;
       }
       rows.resize(T);

@@ -162,15 +162,17 @@ TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
   }
   kernels::QuantizedActs q;
   EXPECT_NE(test::expect_error([&] { kernels::quantize_acts(x.data(), 1, 100, 32, q); }).find("not a multiple of 32"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"), std::string::npos);
 }
 
 // The vector version rounds and sums exactly as the scalar reference, on every instruction
-// set: values at rounding ties, zero blocks, ±amax.
+// set: values at rounding ties, zero blocks, blocks so small that 1 / d overflows, ±amax.
 TEST(Kernels, ActivationQuantizationIsTheReferenceOnEveryInstructionSet) {
   const size_t n = 768;
   auto x = gaussian(3 * n, 9);
   for (size_t i = 0; i < 64; ++i) x[i] = 0;                // a zero block: d = 0
   for (size_t i = 64; i < 96; ++i) x[i] = (i % 8) - 3.5f;  // x·id at .5 ties
+  for (size_t i = 256; i < 288; ++i) x[i] = i % 2 ? 1e-38f : -2e-39f;  // d ≈ 1e-40
   x[500] = 1e4f, x[1000] = -3e-3f;
   auto quantize = [&](uint32_t block) {
     kernels::QuantizedActs q;
@@ -193,7 +195,6 @@ TEST(Kernels, ActivationQuantizationIsTheReferenceOnEveryInstructionSet) {
     }
     kernels::restrict_isa(0);
   }
-  EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"), std::string::npos);
 }
 
 // The W8A8 GEMM: every instruction set gives the reference's exact int32 sums, for tile

@@ -33,9 +33,9 @@ struct EngineOptions {
   // weight is repacked once, at its first such batch, into 16-row int8 panels
   // (kernels::PackedRows, about 1.1–1.3 bytes per weight kept beside the model) and
   // multiplied with vpdpbusd; this comes before blas_batch. Such batches also take attention
-  // as two matrix products per head instead of one query at a time (on every CPU). 0: never.
-  // The weights' bytes must not change while the engine lives (replace_weight drops the old
-  // panels).
+  // in chunks of queries (two matrix products each) instead of one query at a time. 0: never.
+  // The weights' bytes must not change while the engine lives (replace_weight drops every
+  // panel).
   uint32_t packed_batch = 8;
   // Types of the KV cache: F32, F16 or Q8_0 (Q8_0 needs n_head_kv·head_dim divisible by 32).
   DType cache_type_k = DType::F32, cache_type_v = DType::F32;

@@ -80,7 +80,7 @@ void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t blo
     const float* xb = x + b * block;
     float amax = 0;
     for (uint32_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(xb[i]));
-    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    const float d = amax / 127.0f, id = inverse_scale(d);
     out.d[b] = d;
     int16_t* q = out.q.data() + b * block;
     uint8_t* u = out.u8.data() + b * block;

@@ -11,6 +11,12 @@ void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, s
 void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
                          size_t n_acts, float* y, size_t ld_y);
 std::string simd_target_name();
+// 1 / d for an activation block's scale, 0 when d is 0 or so small that 1 / d overflows
+// (the block then quantizes to zeros in every version).
+inline float inverse_scale(float d) {
+  const float id = d > 0 ? 1.0f / d : 0.0f;
+  return id <= 3.0e38f ? id : 0.0f;
+}
 // kernels::quantize_acts after its checks and resizes: n_blocks blocks of `block` values.
 void quantize_act_blocks_simd(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out);
 void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,

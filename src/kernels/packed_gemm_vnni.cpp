@@ -122,7 +122,8 @@ LOWBIT_VNNI void panels(const PackedRows& w, size_t p0, size_t p1, const Quantiz
     size_t t = 0;
     for (; t + 4 <= a.n_rows; t += 4)
       tile<2, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
-    if (t + 2 <= a.n_rows) tile<2, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
+    if (t + 2 <= a.n_rows)
+      tile<2, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
     if (t < a.n_rows) tile<2, 1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
   }
   if (p < p1) {
@@ -132,8 +133,10 @@ LOWBIT_VNNI void panels(const PackedRows& w, size_t p0, size_t p1, const Quantiz
     size_t t = 0;
     for (; t + 8 <= a.n_rows; t += 8)
       tile<1, 8, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
-    if (t + 4 <= a.n_rows) tile<1, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 4;
-    if (t + 2 <= a.n_rows) tile<1, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
+    if (t + 4 <= a.n_rows)
+      tile<1, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 4;
+    if (t + 2 <= a.n_rows)
+      tile<1, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
     if (t < a.n_rows) tile<1, 1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
   }
 }

@@ -132,6 +132,15 @@ namespace {
 // Whether dispatch allows AVX-512 (restrict_isa may forbid it): asked of Highway once per
 // restriction, since hwy::SupportedTargets() costs more than a small product.
 std::atomic<int> g_avx3_allowed{-1};
+// Every Highway target with AVX-512 (this Highway may know more than AVX3 and AVX3_DL).
+constexpr int64_t kAvx512Targets = HWY_AVX3 | HWY_AVX3_DL
+#ifdef HWY_AVX3_ZEN4
+                                   | HWY_AVX3_ZEN4
+#endif
+#ifdef HWY_AVX3_SPR
+                                   | HWY_AVX3_SPR
+#endif
+    ;
 }  // namespace
 
 void refresh_packed_dispatch() {
@@ -141,7 +150,7 @@ void refresh_packed_dispatch() {
 bool packed_gemm_is_fast() {
   if (scalar_forced() || !vnni_available()) return false;
   int allowed = g_avx3_allowed.load(std::memory_order_relaxed);
-  if (allowed < 0) g_avx3_allowed = allowed = (hwy::SupportedTargets() & HWY_AVX3) != 0;
+  if (allowed < 0) g_avx3_allowed = allowed = (hwy::SupportedTargets() & kAvx512Targets) != 0;
   return allowed;
 }
 

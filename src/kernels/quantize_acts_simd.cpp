@@ -37,7 +37,7 @@ void QuantizeActBlocks(const float* x, size_t n_blocks, uint32_t block, Quantize
     auto vmax = hn::Zero(df);
     for (uint32_t i = 0; i < block; i += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + i)));
     const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
-    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    const float d = amax / 127.0f, id = inverse_scale(d);
     out.d[b] = d;
     const auto vid = hn::Set(df, id);
     int16_t* q = out.q.data() + b * block;

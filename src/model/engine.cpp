@@ -264,6 +264,9 @@ void Engine::linear_packed(const TensorView& w, const float* x, size_t n, float*
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len();
   auto it = s.packed.find(w.data);
+  if (it != s.packed.end() &&
+      (it->second.type != w.dtype || it->second.rows != rows || it->second.cols != cols))
+    s.packed.erase(it), it = s.packed.end();  // other bytes now live at that address
   if (it == s.packed.end())
     it = s.packed.emplace(w.data, kernels::pack_rows(w.dtype, w.data, w.nbytes / rows, rows, cols))
              .first;
@@ -319,7 +322,7 @@ void Engine::replace_weight(const std::string& name, const TensorView* w) {
     if (w->shape != (*slot)->shape)
       fail(ErrorKind::Argument, "replace_weight: '{}' is {}, the replacement {}", name, shape_string((*slot)->shape),
            shape_string(w->shape));
-    impl_->packed.erase((*slot)->data);  // its panels, if it had any, are stale now
+    impl_->packed.clear();  // callers may have rewritten the old view already: drop every panel
     *slot = w;
     found = true;
   }
@@ -391,7 +394,8 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     // order; the int8 activation rounding of the next linear can turn that last-bit
     // difference into a code step.) From packed_batch on, where the panels already sum in
     // their own order, two matrix products per head as in the reference path.
-    const bool batched = opts_.packed_batch && n >= opts_.packed_batch;
+    const bool batched =
+        opts_.packed_batch && n >= opts_.packed_batch && kernels::packed_gemm_is_fast();
     auto head_task = [&](size_t head) {
       thread_local std::vector<float> rows;
       const size_t kvh = head / group;

@@ -104,6 +104,16 @@ LOWBIT_VNNI void tile(const PackedRows& w, const RecordLayout& l, const uint8_t*
       _mm512_mask_storeu_ps(y + (t0 + t) * ld_y + p * kPanel, rows[p], acc[p][t]);
 }
 
+// Every token of `a` from t on over P panels: tiles of T tokens, the rest in tiles of T/2, ..., 1.
+template <int P, int T, int kSub, bool kScaled, bool kMin>
+LOWBIT_VNNI void token_tiles(const PackedRows& w, const RecordLayout& l, const uint8_t* panel,
+                             const QuantizedActs& a, size_t t, float* y, size_t ld_y,
+                             const __mmask16* rows) {
+  for (; t + T <= a.n_rows; t += T)
+    tile<P, T, kSub, kScaled, kMin>(w, l, panel, a, t, y, ld_y, rows);
+  if constexpr (T > 1) token_tiles<P, T / 2, kSub, kScaled, kMin>(w, l, panel, a, t, y, ld_y, rows);
+}
+
 // Panels [p0, p1): pairs of panels × 4 tokens (each group of four columns then feeds eight
 // vpdpbusd from two code loads and four broadcasts), a last odd panel × 8 tokens.
 template <int kSub, bool kScaled, bool kMin>
@@ -116,28 +126,14 @@ LOWBIT_VNNI void panels(const PackedRows& w, size_t p0, size_t p1, const Quantiz
   };
   size_t p = p0;
   for (; p + 2 <= p1; p += 2) {
-    const uint8_t* panel = w.bytes.data() + p * w.panel_bytes;
     const __mmask16 rows[2] = {mask(p), mask(p + 1)};
-    float* yp = y + p * kPanel;
-    size_t t = 0;
-    for (; t + 4 <= a.n_rows; t += 4)
-      tile<2, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
-    if (t + 2 <= a.n_rows)
-      tile<2, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
-    if (t < a.n_rows) tile<2, 1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+    token_tiles<2, 4, kSub, kScaled, kMin>(w, l, w.bytes.data() + p * w.panel_bytes, a, 0,
+                                           y + p * kPanel, ld_y, rows);
   }
   if (p < p1) {
-    const uint8_t* panel = w.bytes.data() + p * w.panel_bytes;
     const __mmask16 rows[1] = {mask(p)};
-    float* yp = y + p * kPanel;
-    size_t t = 0;
-    for (; t + 8 <= a.n_rows; t += 8)
-      tile<1, 8, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
-    if (t + 4 <= a.n_rows)
-      tile<1, 4, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 4;
-    if (t + 2 <= a.n_rows)
-      tile<1, 2, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows), t += 2;
-    if (t < a.n_rows) tile<1, 1, kSub, kScaled, kMin>(w, l, panel, a, t, yp, ld_y, rows);
+    token_tiles<1, 8, kSub, kScaled, kMin>(w, l, w.bytes.data() + p * w.panel_bytes, a, 0,
+                                           y + p * kPanel, ld_y, rows);
   }
 }
 

@@ -216,7 +216,7 @@ void Engine::reserve(size_t n) {
   s.k.resize(n * KV);
   s.v.resize(n * KV);
   s.attn.resize(n * Q);
-  s.scores.resize(n * (n_past_ + n));
+  if (!opts_.fast) s.scores.resize(n * (n_past_ + n));  // the fast path keeps per-thread rows
   s.gate.resize(n * F);
   s.up.resize(n * F);
   s.ffn.resize(n * D);

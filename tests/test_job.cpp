@@ -122,6 +122,10 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
          j.target = t;
        },
        "bits must be 2..8"},
+      {[](QuantizeJob& j) {
+         j.rotation.kind = RotationKind::Hadamard, j.calib.stats = "s.gguf";
+       },
+       "statistics file 's.gguf' was measured on the unrotated model"},
   };
   for (const Case& c : cases) {
     QuantizeJob j = job_for(dir);
@@ -188,6 +192,14 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
   EXPECT_EQ(jl.method.learned.reg, 0.05);
   EXPECT_FALSE(jl.method.learned.gptq_start);
 
+  JobSettings r;
+  set_job_option(r, "rotate", "random");
+  set_job_option(r, "rotate-seed", "7");
+  const QuantizeJob jr = make_job(r);
+  EXPECT_EQ(jr.rotation.kind, RotationKind::Random);
+  EXPECT_EQ(jr.rotation.seed, 7u);
+  EXPECT_EQ(make_job(JobSettings{}).rotation.kind, RotationKind::None);
+
   JobSettings bad;
   EXPECT_NE(test::expect_error([&] {
               set_job_option(bad, "calib-samples", "12x");
@@ -196,6 +208,10 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
   EXPECT_NE(test::expect_error([&] {
               set_job_option(bad, "range", "max");
             }).find("not one of minmax, mse, percentile"),
+            std::string::npos);
+  EXPECT_NE(test::expect_error([&] {
+              set_job_option(bad, "rotate", "walsh");
+            }).find("not one of hadamard, none, random"),
             std::string::npos);
   EXPECT_NE(test::expect_error([&] {
               set_job_option(bad, "colour", "red");

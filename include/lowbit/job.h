@@ -16,6 +16,7 @@
 #include "lowbit/model.h"
 #include "lowbit/observer.h"
 #include "lowbit/quantize.h"
+#include "lowbit/rotation.h"
 #include "lowbit/sequential.h"
 
 namespace lowbit {
@@ -131,6 +132,9 @@ struct QuantizeJob {
   MethodSpec method;
   CalibrationSource calib;
   int threads = 0;  // 0: every core
+  // A rotation fused into the weights before the method runs (lowbit/rotation.h); calibration
+  // then runs on the rotated model, so saved statistics (job.calib.stats) cannot be used.
+  RotationOptions rotation{RotationKind::None};
   // Sequential methods (gptq, awq, the learned ones) to GGUF keep a checkpoint beside the
   // output ("<output>.lowbit-checkpoint/") after every block, removed when the file is
   // written; resume continues an interrupted run of the same job from it.

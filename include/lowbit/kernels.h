@@ -107,6 +107,14 @@ void packed_gemm_reference(const PackedRows& w, size_t p0, size_t p1, const Quan
 // engine then prefers it for batches.
 bool packed_gemm_is_fast();
 
+// The orthonormal Hadamard transform of each of `rows` rows of n values, in place:
+// x ← H x / √n with H = hadamard_matrix(n) (lowbit/rotation.h) = H_m ⊗ H_(2^k). Row layout
+// [m, 2^k]: a fast Walsh–Hadamard transform (butterflies) along each of the m pieces, then
+// H_m (entries ±1: additions only) across them, then the scale. Throws Unsupported for an n
+// without a Hadamard matrix. The SIMD version does the same additions in the same order.
+void hadamard_rows(float* x, size_t rows, uint32_t n);
+void hadamard_rows_reference(float* x, size_t rows, uint32_t n);
+
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).
 void force_scalar(bool on);

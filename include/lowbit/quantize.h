@@ -118,6 +118,7 @@ struct QuantizeReport {
   double bits_per_weight = 0;  // 8 * total_bytes / n_weights
   double seconds = 0;
   std::string method;          // the method and its parameters, as written in the file's metadata
+  std::string rotation;        // the rotation fused into the weights first ("" = none)
   // Budget mixes: the budget, the chosen mix's tensor bytes and its estimated added KLD.
   uint64_t budget_bytes = 0, mix_bytes = 0;
   double mix_estimated_kld = 0;
@@ -154,6 +155,7 @@ struct QuantizeOptions {
   bool use_gptq = false;
   GptqOptions gptq;
   std::string method;  // written as lowbit.quantize.method; empty = derived from the above
+  std::string rotation;  // the rotation fused into `m` (lowbit.quantize.rotation), "" = none
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
 };

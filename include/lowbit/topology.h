@@ -1,6 +1,6 @@
 // Which linear layers of a block read the same input, and what produces that input: the one
 // description of the Llama-family block that AWQ, SmoothQuant and the calibration hooks
-// (and, later, rotations) read. All supported architectures (llama, mistral, qwen2, qwen3)
+// and rotations read. All supported architectures (llama, mistral, qwen2, qwen3)
 // share it.
 //
 //   attn_q, attn_k, attn_v  <- attn_norm   (RMSNorm weight: scale its entries)
@@ -34,6 +34,10 @@ struct InputGroup {
 
 // The groups of block `layer`, in the order above.
 std::vector<InputGroup> block_input_groups(const ModelConfig& c, uint32_t layer);
+
+// The linears of block `layer` whose outputs are added to the residual stream (attn_output,
+// ffn_down). The stream is read only through the norm groups above (and the output head).
+std::vector<std::string> block_residual_writers(uint32_t layer);
 
 // The key (first weight) of the group that `weight` belongs to; `weight` itself when it is in
 // no group (the output head). Linears with the same key see the same input.

@@ -7,20 +7,10 @@
 #include "lowbit/awq.h"
 #include "lowbit/error.h"
 #include "lowbit/topology.h"
+#include "weight_edits.h"
 
 namespace lowbit {
 namespace {
-
-// f32 copies of the tensors smoothing changes, by GGUF name, loaded when first touched.
-struct Touched {
-  const Model& m;
-  std::map<std::string, std::vector<float>> values;
-  std::vector<float>& get(const std::string& name) {
-    auto it = values.find(name);
-    if (it == values.end()) it = values.emplace(name, to_f32(m.tensor(name))).first;
-    return it->second;
-  }
-};
 
 const std::vector<float>& input_absmax(const CalibrationStats& st, const std::string& weight, uint64_t cols) {
   auto it = st.by_weight.find(weight);
@@ -66,7 +56,7 @@ SmoothQuantResult smooth_model(const Model& m, const CalibrationStats& stats, co
   const ModelConfig& c = m.config;
   const uint64_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, hd = c.head_dim, group = c.n_head / c.n_head_kv;
   SmoothQuantResult r;
-  Touched w{m, {}};
+  WeightEdits w{m, {}};
   std::map<std::string, std::vector<float>> input_scale;  // weight -> s of its input
   auto ones = [](uint64_t n) { return std::vector<float>(n, 1.0f); };
   auto rows_of = [&](const std::string& name) { return m.tensor(name).shape[0]; };
@@ -132,8 +122,7 @@ SmoothQuantResult smooth_model(const Model& m, const CalibrationStats& stats, co
       for (size_t j = 0; j < act.size(); ++j) mx = std::max(mx, act[j] / s[j]);
       r.acts.input_scales[name] = mx > 0 ? mx / 127.0f : 1.0f;
     }
-  r.model = m;
-  for (auto& [name, values] : w.values) r.model.set_f32(name, std::move(values));
+  r.model = std::move(w).commit();
   return r;
 }
 

@@ -270,6 +270,23 @@ void Model::set_f32(const std::string& name, std::vector<float> values) {
   storage.push_back(std::move(owned));
 }
 
+void Model::add_f32(const std::string& name, std::vector<uint64_t> shape, std::vector<float> values) {
+  if (index_.count(name)) fail(ErrorKind::Argument, "{}: tensor '{}' exists already", source, name);
+  TensorView t;
+  t.name = name;
+  t.shape = std::move(shape);
+  if (t.n_values() != values.size())
+    fail(ErrorKind::Argument, "{}: new tensor '{}' of shape {} given {} values", source, name,
+         shape_string(t.shape), values.size());
+  auto owned = std::make_shared<std::vector<float>>(std::move(values));
+  t.dtype = DType::F32;
+  t.data = reinterpret_cast<const uint8_t*>(owned->data());
+  t.nbytes = owned->size() * sizeof(float);
+  storage.push_back(std::move(owned));
+  tensors.push_back(std::move(t));
+  index_.emplace(name, tensors.size() - 1);
+}
+
 void Model::index() {
   index_.clear();
   for (size_t i = 0; i < tensors.size(); ++i)

@@ -35,6 +35,11 @@ std::vector<InputGroup> block_input_groups(const ModelConfig& c, uint32_t layer)
   return out;
 }
 
+std::vector<std::string> block_residual_writers(uint32_t layer) {
+  const std::string p = "blk." + std::to_string(layer) + ".";
+  return {p + "attn_output.weight", p + "ffn_down.weight"};
+}
+
 std::string input_group_key(const std::string& weight) {
   static const std::string tail = ".weight";
   const size_t dot = weight.find('.', 4);  // "blk.N." then the role

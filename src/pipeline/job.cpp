@@ -73,6 +73,11 @@ void validate(const QuantizeJob& job) {
     check_output_path(job.output, inputs);
   if (const auto* g = std::get_if<GgufTarget>(&job.target); g && !g->save_recipe.empty())
     check_output_path(g->save_recipe, {job.model, job.output, g->recipe_path});
+  if (job.rotation.kind != RotationKind::None && !job.calib.stats.empty())
+    fail(ErrorKind::Argument,
+         "statistics file '{}' was measured on the unrotated model: with a rotation give "
+         "calibration text instead",
+         job.calib.stats);
   const Method method = resolved_method(job);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
   if (job.method.awq.clip && method != Method::Awq)
@@ -98,6 +103,17 @@ void validate(const QuantizeJob& job) {
 }
 
 namespace {
+
+// `m`, or `m` with the job's rotation fused in, held in `keep`.
+const Model& rotated(const Model& m, const QuantizeJob& job, std::optional<Model>& keep) {
+  if (job.rotation.kind == RotationKind::None) return m;
+  RotationOptions o = job.rotation;
+  o.n_threads = job.threads;
+  return keep.emplace(rotate_model(m, o));
+}
+
+std::vector<MixTensor> measure_sensitivity_of(const Model& m, const QuantizeJob& job,
+                                              const Observer& observer);
 
 uint64_t budget_bytes_of(const Model& m, const Budget& budget) {
   return budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.bpw * count_weights(m) / 8);
@@ -153,6 +169,7 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   QuantizeOptions q;
   q.plan = plan_of(t);
   q.n_threads = run.job().threads;
+  q.rotation = rotation_label(run.job().rotation);
   q.on_tensor = run.tensor_progress();
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;
@@ -161,7 +178,7 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
     const Budget budget = tensor_budget(m, q.plan, *t.budget);
     check_budget_fits(mix_options(m, plan_of(t), SensitivityOptions{}.candidates),
                       budget_bytes_of(m, budget));
-    const std::vector<MixTensor> tensors = measure_job_sensitivity(m, run.job(), run.observer());
+    const std::vector<MixTensor> tensors = measure_sensitivity_of(m, run.job(), run.observer());
     mix = solve_mix(m, tensors, budget, t.save_recipe, &budget_bytes);
     for (const auto& [name, type] : recipe_of(tensors, mix)) q.plan.recipe[name] = type;
   }
@@ -174,11 +191,14 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
 
 }  // namespace
 
-QuantizeReport run_quantize_job(const Model& m, const QuantizeJob& job, const Observer& observer) {
+QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
+                                const Observer& observer) {
   validate(job);
+  std::optional<Model> keep;
+  const Model& m = rotated(source, job, keep);
   pipeline::JobRun run(m, job, observer);
   const pipeline::QuantMethod& qm = pipeline::method_for(run.method());
-  return std::visit(
+  QuantizeReport r = std::visit(
       [&](const auto& t) {
         using T = std::decay_t<decltype(t)>;
         if constexpr (std::is_same_v<T, GgufTarget>) return run_gguf(run, qm, t);
@@ -186,6 +206,8 @@ QuantizeReport run_quantize_job(const Model& m, const QuantizeJob& job, const Ob
         if constexpr (std::is_same_v<T, W8A8Target>) return qm.w8a8(run, t);
       },
       job.target);
+  r.rotation = rotation_label(job.rotation);
+  return r;
 }
 
 QuantizeReport run_quantize_job(const QuantizeJob& job, const Observer& observer) {
@@ -196,6 +218,14 @@ QuantizeReport run_quantize_job(const QuantizeJob& job, const Observer& observer
 
 std::vector<MixTensor> measure_job_sensitivity(const Model& m, const QuantizeJob& job,
                                                const Observer& observer) {
+  std::optional<Model> keep;
+  return measure_sensitivity_of(rotated(m, job, keep), job, observer);
+}
+
+namespace {
+
+std::vector<MixTensor> measure_sensitivity_of(const Model& m, const QuantizeJob& job,
+                                              const Observer& observer) {
   const auto* t = std::get_if<GgufTarget>(&job.target);
   if (!t)
     fail(ErrorKind::Argument, "size budgets choose among GGUF types: the target must be GGUF");
@@ -217,6 +247,8 @@ std::vector<MixTensor> measure_job_sensitivity(const Model& m, const QuantizeJob
   // The plan supplies the tensors that stay fixed (1-D, overrides); its mix does not matter.
   return measure_sensitivity(m, run.calibration_tokens(), plan_of(*t), hessian, so);
 }
+
+}  // namespace
 
 std::map<std::string, DType> solve_job_budget(const Model& m, const std::vector<MixTensor>& tensors,
                                               const Budget& budget, const std::string& save_path) {

@@ -169,6 +169,11 @@ const std::map<std::string, Setter>& setters() {
        [](S& s, V n, V v) {
          s.job.method.learned.gptq_start = choice<bool>(n, v, {{"gptq", true}, {"rtn", false}});
        }},
+      {"rotate",
+       [](S& s, V n, V v) {
+         s.job.rotation.kind = choice<RotationKind>(n, v, rotation_choices());
+       }},
+      {"rotate-seed", [](S& s, V n, V v) { s.job.rotation.seed = number<uint64_t>(n, v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

@@ -90,6 +90,8 @@ struct GgufQuantizeWriter::Impl {
     plan = plan_quantization(m, plan_opts);
     report.method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
     set_quantized_metadata(m, plan_opts, plan, report.method, layout);
+    report.rotation = o.rotation;
+    if (!o.rotation.empty()) layout.set("lowbit.quantize.rotation", GgufValue::of_string(o.rotation));
     first = layout.tensors().size();  // tensors the metadata brought (rope_freqs) come first
     report.tensors.resize(plan.size());
     for (size_t i = 0; i < plan.size(); ++i) {
@@ -206,6 +208,7 @@ uint64_t gguf_overhead_bound(const Model& m, const QuantizePlanOptions& o) {
   const std::vector<TensorPlan> plan = plan_quantization(m, o);
   GgufWriter w;
   set_quantized_metadata(m, o, plan, std::string(512, 'x'), w);
+  w.set("lowbit.quantize.rotation", GgufValue::of_string(std::string(64, 'x')));
   uint64_t planned = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     OutputTensor t;

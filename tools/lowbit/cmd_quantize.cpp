@@ -64,6 +64,7 @@ nlohmann::json report_json(const QuantizeReport& r, const std::string& out) {
   return {{"output", out},
           {"learned_blocks", learned},
           {"method", r.method},
+          {"rotation", r.rotation},
           {"n_weights", r.n_weights},
           {"tensor_bytes", r.total_bytes},
           {"file_bytes", r.file_bytes},
@@ -120,6 +121,9 @@ Action add_quantize(CLI::App& app) {
       const bool chosen = job.method.kind != Method::Default;
       fmt::print(stderr, "method: {}{}\n", method_name(resolved_method(job)),
                  chosen ? "" : " (the default for this input; --method chooses another)");
+      if (job.rotation.kind != RotationKind::None)
+        fmt::print(stderr, "rotation: {} (fused into the weights first)\n",
+                   rotation_label(job.rotation));
     }
     stop_on_signals();
     const QuantizeReport r = run_quantize_job(job, progress_printer(f->quiet));

@@ -112,6 +112,14 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "sub-block's integer scale and min by the layer output error (0: off)")
       ->capture_default_str()
       ->check(CLI::Range(0, 100));
+  c->add_option("--rotate", j.rotation.kind,
+                "fuse a rotation of the residual stream and of each head's values into the "
+                "weights first (QuaRot; same function, outliers spread): hadamard, random")
+      ->transform(CLI::CheckedTransformer(rotation_choices()))
+      ->default_str("none");
+  c->add_option("--rotate-seed", j.rotation.seed,
+                "seed of the rotation's random signs or random matrix")
+      ->capture_default_str();
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");

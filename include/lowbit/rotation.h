@@ -1,0 +1,71 @@
+// Rotations of the residual stream fused into the weights (QuaRot, Ashkboos et al. 2024):
+// a few input channels far larger than the rest make rounding hard where small weights meet
+// them; multiplying the residual stream by an orthogonal Q spreads every channel over all
+// others while the network computes the same function.
+//
+// With row vectors h (the residual, n_embd values) and weights W [out, in]:
+//   1. every RMSNorm weight γ is folded into the linears that read the norm (W · diag(γ)),
+//      and γ becomes 1, so that the norm commutes with Q (‖hQ‖ = ‖h‖);
+//   2. the residual becomes hQ: token_embd E → EQ; linears reading it (q, k, v, gate, up,
+//      output) W → WQ; linears writing it (attn_output, ffn_down) W → QᵀW;
+//   3. per head, the values are rotated too: the rows of attn_v of each KV head [head_dim, in]
+//      → Hᵀ·rows (its bias likewise), and the matching columns of attn_output → columns·H.
+// A tied output head is untied (the folded final norm makes it differ from the embedding).
+// The result is an ordinary model: every writer, method and runtime takes it as it is.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+
+enum class RotationKind {
+  None,      // no rotation (norms are not folded either)
+  Hadamard,  // Walsh–Hadamard (or a Kronecker product with a Paley matrix) with random signs
+  Random,    // a random orthogonal matrix (Haar distributed)
+};
+const char* rotation_name(RotationKind k);  // "none", "hadamard", "random"
+std::optional<RotationKind> rotation_from_name(const std::string& name);
+std::map<std::string, RotationKind> rotation_choices();  // name -> kind, for option parsers
+
+struct RotationOptions {
+  RotationKind kind = RotationKind::Hadamard;
+  uint64_t seed = 1;  // of the random signs or the random matrix
+  bool heads = true;  // also rotate each head's values (attn_v rows, attn_output columns)
+  int n_threads = 0;  // 0: every core
+};
+
+// "hadamard seed=1" (and " heads=0" without the per-head rotation); "" for None.
+std::string rotation_label(const RotationOptions& o);
+
+// Whether a Hadamard matrix of order n is built here: n = 2^k · m with m = 1, m = q + 1 for a
+// prime q ≡ 3 (mod 4) (Paley I) or m = 2(q + 1) for a prime q ≡ 1 (mod 4) (Paley II).
+bool has_hadamard(uint32_t n);
+// n = m · 2^k as hadamard_matrix(n) factors it: H_n = H_m ⊗ H_(2^k), H_(2^k) the Walsh
+// (Sylvester) matrix, H_m (m × m, entries ±1, row-major) from a Paley construction or [1].
+struct HadamardFactor {
+  uint32_t m = 1;
+  std::vector<float> h{1.0f};
+};
+HadamardFactor hadamard_factor(uint32_t n);  // throws Unsupported like hadamard_matrix
+// The Hadamard matrix of order n (entries ±1) as H_m ⊗ H_(2^k), row-major n × n, with the
+// smallest such m. Throws Unsupported when has_hadamard(n) is false.
+std::vector<float> hadamard_matrix(uint32_t n);
+// An n × n orthogonal matrix, row-major: Hadamard: diag(random ±1) · H / √n; Random: Haar
+// distributed (products of Householder reflections with random signs). The same seed gives
+// the same matrix on every machine.
+std::vector<float> orthogonal_matrix(RotationKind kind, uint32_t n, uint64_t seed);
+
+// RMSNorm weights folded into the linears reading them (step 1 above); the model computes
+// the same function.
+Model fold_norms(const Model& m);
+// Steps 1–3. Throws Unsupported for a W8A8 checkpoint, Argument when kind is Hadamard and
+// n_embd (or head_dim) has no Hadamard matrix here (use Random then).
+Model rotate_model(const Model& m, const RotationOptions& o);
+
+}  // namespace lowbit

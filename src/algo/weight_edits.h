@@ -1,0 +1,38 @@
+// f32 copies of the tensors an algorithm changes (SmoothQuant, rotations), by GGUF name,
+// decoded from the model's type when first touched; commit() puts them into a copy of the
+// model as tensors it owns.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "lowbit/model.h"
+#include "lowbit/quant.h"
+
+namespace lowbit {
+
+struct WeightEdits {
+  const Model& m;
+  std::map<std::string, std::vector<float>> values;
+
+  std::vector<float>& get(const std::string& name) {
+    auto it = values.find(name);
+    if (it == values.end()) {
+      const TensorView& t = m.tensor(name);
+      std::vector<float> v(t.n_values());
+      dequantize_values(t.dtype, t.data, v.size(), v.data());
+      it = values.emplace(name, std::move(v)).first;
+    }
+    return it->second;
+  }
+  uint64_t rows(const std::string& name) const { return m.tensor(name).shape[0]; }
+  // m with every touched tensor replaced by its f32 values.
+  Model commit() && {
+    Model out = m;
+    for (auto& [name, v] : values) out.set_f32(name, std::move(v));
+    return out;
+  }
+};
+
+}  // namespace lowbit

@@ -1,0 +1,182 @@
+// Rotations (lowbit/rotation.h): the matrices are orthogonal, and a rotated model computes
+// the same logits as the original in fp32 while its weights changed.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "lowbit/engine.h"
+#include "lowbit/error.h"
+#include "lowbit/kernels.h"
+#include "lowbit/quant.h"
+#include "lowbit/rotation.h"
+#include "lowbit/synthetic.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+using test::shared_path;
+
+// max |A·Aᵀ - scale·I| over the entries, A n × n row-major.
+double gram_error(const std::vector<float>& a, uint32_t n, double scale) {
+  double worst = 0;
+  for (uint32_t i = 0; i < n; ++i)
+    for (uint32_t j = 0; j < n; ++j) {
+      double dot = 0;
+      for (uint32_t k = 0; k < n; ++k) dot += double{a[i * n + k]} * a[j * n + k];
+      worst = std::max(worst, std::fabs(dot - (i == j ? scale : 0.0)));
+    }
+  return worst;
+}
+
+std::vector<float> values(const Model& m, const std::string& name) {
+  const TensorView& t = m.tensor(name);
+  std::vector<float> v(t.n_values());
+  dequantize_values(t.dtype, t.data, v.size(), v.data());
+  return v;
+}
+
+std::vector<float> logits(const Model& m, const std::vector<int32_t>& tokens) {
+  Engine e(m, {2, static_cast<uint32_t>(tokens.size())});
+  std::vector<float> out;
+  e.eval(tokens.data(), tokens.size(), out, true);
+  return out;
+}
+
+std::vector<int32_t> some_tokens(uint32_t vocab, size_t n) {
+  std::vector<int32_t> t(n);
+  for (size_t i = 0; i < n; ++i) t[i] = 3 + static_cast<int32_t>((i * 7919 + 13) % (vocab - 3));
+  return t;
+}
+
+TEST(Rotation, HadamardMatricesAreOrthogonalForEveryConstruction) {
+  // powers of two, Paley I (12 = 11+1, 20, 44 = 43+1), Paley II (28 = 2·14 with q = 13),
+  // and products of both with powers of two (768 = 12·64, tinyllm's n_ff; 14336 = 28·512)
+  for (uint32_t n : {1u, 2u, 4u, 12u, 20u, 28u, 44u, 64u, 96u, 256u, 768u}) {
+    SCOPED_TRACE(n);
+    ASSERT_TRUE(has_hadamard(n));
+    const auto h = hadamard_matrix(n);
+    for (float x : h) ASSERT_TRUE(x == 1.0f || x == -1.0f);
+    EXPECT_EQ(gram_error(h, n, n), 0.0);
+  }
+  EXPECT_TRUE(has_hadamard(14336));
+  for (uint32_t n : {0u, 3u, 6u, 172u}) {
+    EXPECT_FALSE(has_hadamard(n)) << n;
+    if (n) {
+      EXPECT_NE(test::expect_error([&] { hadamard_matrix(n); }).find("order"), std::string::npos);
+    }
+  }
+}
+
+// The fast transform is the matrix product x ← H x / √n; every instruction set gives the
+// scalar reference's values bit for bit (same additions, same order).
+TEST(Rotation, HadamardTransformIsTheMatrixOnEveryInstructionSet) {
+  for (uint32_t n : {1u, 2u, 8u, 12u, 20u, 28u, 64u, 96u, 112u, 256u, 768u}) {
+    SCOPED_TRACE(n);
+    const size_t rows = 3;
+    const auto x = test::gaussian(rows * n, n);
+    const auto h = hadamard_matrix(n);
+    auto ref = x;
+    kernels::hadamard_rows_reference(ref.data(), rows, n);
+    for (size_t r = 0; r < rows; ++r)
+      for (uint32_t i = 0; i < n; ++i) {
+        double want = 0;
+        for (uint32_t j = 0; j < n; ++j) want += double{h[i * n + j]} * x[r * n + j];
+        ASSERT_NEAR(ref[r * n + i], want / std::sqrt(static_cast<double>(n)), 1e-5)
+            << r << " " << i;
+      }
+    for (int64_t isa : kernels::available_isas()) {
+      kernels::restrict_isa(isa);
+      SCOPED_TRACE(kernels::isa_name(isa));
+      auto y = x;
+      kernels::hadamard_rows(y.data(), rows, n);
+      EXPECT_EQ(y, ref);
+    }
+    kernels::restrict_isa(0);
+  }
+  std::vector<float> x(22);
+  EXPECT_NE(test::expect_error([&] { kernels::hadamard_rows(x.data(), 1, 22); }).find("order 22"),
+            std::string::npos);
+}
+
+TEST(Rotation, OrthogonalMatricesAreOrthonormalAndSeeded) {
+  for (RotationKind k : {RotationKind::Hadamard, RotationKind::Random})
+    for (uint32_t n : {12u, 64u, 96u}) {
+      SCOPED_TRACE(std::string(rotation_name(k)) + " " + std::to_string(n));
+      const auto q = orthogonal_matrix(k, n, 3);
+      EXPECT_LT(gram_error(q, n, 1.0), 1e-5);
+      EXPECT_EQ(q, orthogonal_matrix(k, n, 3));
+      EXPECT_NE(q, orthogonal_matrix(k, n, 4));
+    }
+  EXPECT_EQ(rotation_from_name("hadamard"), RotationKind::Hadamard);
+  EXPECT_FALSE(rotation_from_name("walsh").has_value());
+}
+
+// tinyllm-8m-outliers is the case rotations are for: its logits stay, its weights change.
+TEST(Rotation, RotatedTinyllmComputesTheSameLogits) {
+  const Model m = load_model(shared_path("models/tinyllm-8m-outliers"));
+  const auto tokens = some_tokens(m.config.n_vocab, 48);
+  const auto base = logits(m, tokens);
+  const Model folded = fold_norms(m);
+  for (float g : values(folded, "blk.3.ffn_norm.weight")) ASSERT_EQ(g, 1.0f);
+  EXPECT_LT(test::max_relative_difference(base, logits(folded, tokens)), 1e-5);
+  for (RotationKind k : {RotationKind::Hadamard, RotationKind::Random}) {
+    SCOPED_TRACE(rotation_name(k));
+    RotationOptions o;
+    o.kind = k;
+    const Model r = rotate_model(m, o);
+    EXPECT_LT(test::max_relative_difference(base, logits(r, tokens)), 1e-4);
+    EXPECT_GT(test::max_relative_difference(values(m, "token_embd.weight"),
+                                            values(r, "token_embd.weight")),
+              0.5);
+    EXPECT_GT(test::max_relative_difference(values(m, "blk.0.attn_v.weight"),
+                                            values(r, "blk.0.attn_v.weight")),
+              0.5);
+  }
+}
+
+// The architecture variants: q/k/v bias with a tied head (Qwen2: the head is untied), per-head
+// q/k norms with head_dim ≠ n_embd / n_head (Qwen3).
+TEST(Rotation, RotatedArchitectureVariantsComputeTheSameLogits) {
+  const Vocab v = read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model"));
+  for (const char* arch : {"qwen2", "qwen3"}) {
+    SCOPED_TRACE(arch);
+    ModelConfig c;
+    c.arch = arch;
+    c.n_vocab = 4096, c.n_embd = 96, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2;
+    c.n_ff = 160, c.head_dim = 32, c.n_ctx = 64, c.rope_theta = 1e6f;
+    c.attn_bias = c.tied_embeddings = std::string(arch) == "qwen2";
+    if (!c.attn_bias) c.qk_norm = true, c.head_dim = 48;
+    const Model m = make_synthetic_model(c, v, 7, DType::F32, 0.25f);
+    const auto tokens = some_tokens(c.n_vocab, 32);
+    const auto base = logits(m, tokens);
+    for (RotationKind k : {RotationKind::Hadamard, RotationKind::Random}) {
+      SCOPED_TRACE(rotation_name(k));
+      RotationOptions o;
+      o.kind = k;
+      const Model r = rotate_model(m, o);
+      EXPECT_FALSE(r.config.tied_embeddings);
+      EXPECT_LT(test::max_relative_difference(base, logits(r, tokens)), 1e-4);
+    }
+  }
+}
+
+TEST(Rotation, SizesWithoutAHadamardMatrixAskForRandom) {
+  const Vocab v = read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model"));
+  ModelConfig c;
+  // 64 has a Hadamard matrix, 22 = 2·11 none (11 + 1 = 12 is not 22, 22/2 - 1 = 10 not prime)
+  c.n_vocab = 4096, c.n_embd = 64, c.n_layer = 1, c.n_head = 2, c.n_head_kv = 2;
+  c.n_ff = 96, c.head_dim = 22, c.n_ctx = 32;
+  const Model m = make_synthetic_model(c, v, 7);
+  RotationOptions o;
+  const std::string e = test::expect_error([&] { rotate_model(m, o); });
+  EXPECT_NE(e.find("head_dim = 22"), std::string::npos) << e;
+  EXPECT_NE(e.find("random"), std::string::npos) << e;
+  o.kind = RotationKind::Random;
+  EXPECT_LT(test::max_relative_difference(logits(m, some_tokens(4096, 16)),
+                                          logits(rotate_model(m, o), some_tokens(4096, 16))),
+            1e-4);
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -126,6 +126,12 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
          j.rotation.kind = RotationKind::Hadamard, j.calib.stats = "s.gguf";
        },
        "statistics file 's.gguf' was measured on the unrotated model"},
+      {[](QuantizeJob& j) {
+         j.rotation.ffn_down = true, j.method.kind = Method::Awq, j.calib.text = "c.txt";
+       },
+       "method awq does not support the online rotation of ffn_down"},
+      {[](QuantizeJob& j) { j.rotation.ffn_down = true, j.target = AffineTarget{}; },
+       "the target must be GGUF"},
   };
   for (const Case& c : cases) {
     QuantizeJob j = job_for(dir);

@@ -161,6 +161,52 @@ TEST(Rotation, RotatedArchitectureVariantsComputeTheSameLogits) {
   }
 }
 
+// The online rotation: ffn_down's rows transformed in the file, its input in the engine. It
+// survives a GGUF round trip (lowbit.rotation.ffn_down) and a Hugging Face checkpoint,
+// which cannot carry it, is refused.
+TEST(Rotation, OnlineFfnDownRotationComputesTheSameLogitsAndTravelsInGguf) {
+  test::TempDir dir;
+  const Model m = load_model(shared_path("models/tinyllm-8m-outliers"));
+  const auto tokens = some_tokens(m.config.n_vocab, 32);
+  const auto base = logits(m, tokens);
+  for (RotationKind k : {RotationKind::None, RotationKind::Hadamard}) {
+    SCOPED_TRACE(rotation_name(k));
+    RotationOptions o;
+    o.kind = k;
+    o.ffn_down = true;
+    const Model r = rotate_model(m, o);
+    EXPECT_TRUE(r.config.ffn_down_hadamard);
+    EXPECT_GT(test::max_relative_difference(values(m, "blk.2.ffn_down.weight"),
+                                            values(r, "blk.2.ffn_down.weight")),
+              0.5);
+    EXPECT_LT(test::max_relative_difference(base, logits(r, tokens)), 1e-4);
+    const std::string path = dir.file(std::string(rotation_name(k)) + ".gguf");
+    write_model_gguf(r, path, DType::F32);
+    const Model g = load_model(path);
+    EXPECT_TRUE(g.config.ffn_down_hadamard);
+    EXPECT_LT(test::max_relative_difference(base, logits(g, tokens)), 1e-4);
+    const std::string e = test::expect_error(
+        [&] { write_model_safetensors(g, dir.file("m.safetensors"), DType::F32); });
+    EXPECT_NE(e.find("online rotation"), std::string::npos) << e;
+    EXPECT_NE(test::expect_error([&] { rotate_model(g, o); }).find("already"), std::string::npos);
+  }
+}
+
+// A file that claims the online rotation for an n_ff without a Hadamard transform.
+TEST(Rotation, OnlineRotationOfAnImpossibleSizeIsRefusedNamingTheKey) {
+  test::TempDir dir;
+  const Vocab v = read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model"));
+  ModelConfig c;
+  c.n_vocab = 4096, c.n_embd = 64, c.n_layer = 1, c.n_head = 2, c.n_head_kv = 2;
+  c.n_ff = 52, c.head_dim = 32, c.n_ctx = 32;  // 52 = 4·13: no Hadamard matrix
+  Model m = make_synthetic_model(c, v, 7);
+  m.config.ffn_down_hadamard = true;
+  write_model_gguf(m, dir.file("m.gguf"), DType::F32);
+  const std::string e = test::expect_error([&] { load_model(dir.file("m.gguf")); });
+  EXPECT_NE(e.find("lowbit.rotation.ffn_down"), std::string::npos) << e;
+  EXPECT_NE(e.find("52"), std::string::npos) << e;
+}
+
 TEST(Rotation, SizesWithoutAHadamardMatrixAskForRandom) {
   const Vocab v = read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model"));
   ModelConfig c;

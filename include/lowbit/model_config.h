@@ -34,6 +34,9 @@ struct ModelConfig {
   bool attn_bias = false;       // q/k/v projections have a bias (Qwen2)
   bool qk_norm = false;         // RMSNorm on q and k per head (Qwen3)
   bool tied_embeddings = false; // output head shares token_embd.weight
+  // lowbit only: ffn_down reads its input after the orthonormal Hadamard transform of n_ff
+  // values (an online rotation, lowbit/rotation.h); GGUF key lowbit.rotation.ffn_down.
+  bool ffn_down_hadamard = false;
   int32_t bos_id = 1, eos_id = 2;
 
   uint32_t q_dim() const { return n_head * head_dim; }

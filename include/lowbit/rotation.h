@@ -37,10 +37,15 @@ struct RotationOptions {
   RotationKind kind = RotationKind::Hadamard;
   uint64_t seed = 1;  // of the random signs or the random matrix
   bool heads = true;  // also rotate each head's values (attn_v rows, attn_output columns)
+  // Online: ffn_down's rows go through the Hadamard transform of n_ff values and the engine
+  // transforms its input likewise (ModelConfig::ffn_down_hadamard). The file then needs
+  // lowbit's engine: llama.cpp would read it without the transform.
+  bool ffn_down = false;
   int n_threads = 0;  // 0: every core
 };
 
-// "hadamard seed=1" (and " heads=0" without the per-head rotation); "" for None.
+// "hadamard seed=1" (" heads=0" without the per-head rotation, " ffn_down=online" with it);
+// "" when there is no rotation.
 std::string rotation_label(const RotationOptions& o);
 
 // Whether a Hadamard matrix of order n is built here: n = 2^k · m with m = 1, m = q + 1 for a
@@ -60,6 +65,11 @@ std::vector<float> hadamard_matrix(uint32_t n);
 // distributed (products of Householder reflections with random signs). The same seed gives
 // the same matrix on every machine.
 std::vector<float> orthogonal_matrix(RotationKind kind, uint32_t n, uint64_t seed);
+
+// The GGUF key of ModelConfig::ffn_down_hadamard.
+inline constexpr const char* kFfnDownHadamardKey = "lowbit.rotation.ffn_down";
+// Throws Unsupported when `m` needs an online rotation that `what` (a format) cannot carry.
+void refuse_online_rotation(const Model& m, const std::string& what);
 
 // RMSNorm weights folded into the linears reading them (step 1 above); the model computes
 // the same function.

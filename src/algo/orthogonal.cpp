@@ -152,9 +152,12 @@ std::optional<RotationKind> rotation_from_name(const std::string& name) {
 }
 
 std::string rotation_label(const RotationOptions& o) {
-  if (o.kind == RotationKind::None) return "";
-  return std::string(rotation_name(o.kind)) + " seed=" + std::to_string(o.seed) +
-         (o.heads ? "" : " heads=0");
+  std::string label;
+  if (o.kind != RotationKind::None)
+    label = std::string(rotation_name(o.kind)) + " seed=" + std::to_string(o.seed) +
+            (o.heads ? "" : " heads=0");
+  if (o.ffn_down) label += std::string(label.empty() ? "" : " ") + "ffn_down=online";
+  return label;
 }
 
 bool has_hadamard(uint32_t n) {

@@ -4,6 +4,7 @@
 #include "core/blas.h"
 #include "lowbit/awq.h"
 #include "lowbit/error.h"
+#include "lowbit/kernels.h"
 #include "lowbit/threads.h"
 #include "lowbit/topology.h"
 #include "weight_edits.h"
@@ -93,7 +94,17 @@ void rotate_heads(int threads, WeightEdits& w, const ModelConfig& c, uint32_t la
   }
 }
 
+Model with_online(Model m, const RotationOptions& o) {
+  m.config.ffn_down_hadamard = m.config.ffn_down_hadamard || o.ffn_down;
+  return m;
+}
+
 void check_rotatable(const Model& m, const RotationOptions& o) {
+  if (o.ffn_down && m.config.ffn_down_hadamard)
+    fail(ErrorKind::Argument, "{}: ffn_down has its online rotation already", m.source);
+  if (o.ffn_down && !has_hadamard(m.config.n_ff))
+    fail(ErrorKind::Argument, "{}: no Hadamard transform of n_ff = {} for the online rotation",
+         m.source, m.config.n_ff);
   if (!m.int8_weights.empty())
     fail(ErrorKind::Unsupported,
          "{}: a W8A8 checkpoint cannot be rotated (its int8 weights would not follow)", m.source);
@@ -106,7 +117,23 @@ void check_rotatable(const Model& m, const RotationOptions& o) {
          m.source, m.config.head_dim);
 }
 
+// Rows of ffn_down → H·row/√n: with its input transformed likewise, W'·x' = W·Hᵀ·H·x = W·x.
+void rotate_ffn_down(WeightEdits& w, const ModelConfig& c) {
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    const std::string name = "blk." + std::to_string(l) + ".ffn_down.weight";
+    kernels::hadamard_rows(w.get(name).data(), c.n_embd, c.n_ff);
+  }
+}
+
 }  // namespace
+
+void refuse_online_rotation(const Model& m, const std::string& what) {
+  if (m.config.ffn_down_hadamard)
+    fail(ErrorKind::Unsupported,
+         "{}: the model has an online rotation (ffn_down reads Hadamard-transformed inputs), "
+         "which {} cannot carry: only lowbit's GGUF files do",
+         m.source, what);
+}
 
 Model fold_norms(const Model& m) {
   const Model base = untied(m);
@@ -116,12 +143,14 @@ Model fold_norms(const Model& m) {
 }
 
 Model rotate_model(const Model& m, const RotationOptions& o) {
-  if (o.kind == RotationKind::None) return m;
+  if (o.kind == RotationKind::None && !o.ffn_down) return m;
   check_rotatable(m, o);
   const int threads = resolve_threads(o.n_threads);
   const Model base = untied(m);
   const ModelConfig& c = base.config;
   WeightEdits w{base, {}};
+  if (o.ffn_down) rotate_ffn_down(w, c);
+  if (o.kind == RotationKind::None) return with_online(std::move(w).commit(), o);
   fold_into(w, c);
   const uint64_t D = c.n_embd;
   const std::vector<float> q = orthogonal_matrix(o.kind, c.n_embd, o.seed);
@@ -136,7 +165,7 @@ Model rotate_model(const Model& m, const RotationOptions& o) {
     const std::vector<float> h = orthogonal_matrix(o.kind, c.head_dim, o.seed + 1);
     for (uint32_t l = 0; l < c.n_layer; ++l) rotate_heads(threads, w, c, l, h);
   }
-  return std::move(w).commit();
+  return with_online(std::move(w).commit(), o);
 }
 
 }  // namespace lowbit

@@ -4,6 +4,7 @@
 #include "lowbit/error.h"
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
+#include "lowbit/rotation.h"
 #include "lowbit/safetensors.h"
 #include "formats/model_writer.h"
 
@@ -66,6 +67,7 @@ void set_model_metadata(const Model& m, GgufWriter& w, uint32_t file_type) {
     w.set(a + "rope.scaling.factor", GgufValue::of_f32(c.rope_scaling.factor));
   }
   w.set(a + "vocab_size", GgufValue::of_u32(c.n_vocab));
+  if (c.ffn_down_hadamard) w.set(kFfnDownHadamardKey, GgufValue::of_bool(true));
   write_gguf_vocab(m.vocab, w);
 }
 
@@ -100,6 +102,7 @@ void write_model_gguf(const Model& m, const std::string& path, DType matrix_type
 }
 
 void write_model_safetensors(const Model& m, const std::string& path, DType dtype) {
+  refuse_online_rotation(m, "a Hugging Face checkpoint");
   std::vector<OutputTensor> out;
   for (const TensorView& src : m.tensors) {
     OutputTensor t;

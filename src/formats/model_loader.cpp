@@ -7,6 +7,7 @@
 #include "lowbit/file_io.h"
 #include "lowbit/gguf.h"
 #include "lowbit/model.h"
+#include "lowbit/rotation.h"
 #include "lowbit/safetensors.h"
 
 namespace lowbit {
@@ -130,6 +131,10 @@ Model load_gguf(const std::string& path) {
   c.attn_bias = g->find_tensor("blk.0.attn_q.bias") != nullptr;
   c.qk_norm = g->find_tensor("blk.0.attn_q_norm.weight") != nullptr;
   c.tied_embeddings = g->find_tensor("output.weight") == nullptr;
+  c.ffn_down_hadamard = g->get_bool_opt(kFfnDownHadamardKey).value_or(false);
+  if (c.ffn_down_hadamard && !has_hadamard(c.n_ff))
+    fail(ErrorKind::Format, "{}: key '{}': no Hadamard transform of feed_forward_length {}", path,
+         kFfnDownHadamardKey, c.n_ff);
   m.vocab = read_gguf_vocab(*g);
   c.n_vocab = static_cast<uint32_t>(m.vocab.size());
   c.bos_id = m.vocab.bos;

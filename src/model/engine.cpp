@@ -466,6 +466,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
   }
   s.acts_source = nullptr;
+  if (c.ffn_down_hadamard) kernels::hadamard_rows(s.gate.data(), n, F);
   hook(L.wdown, s.gate.data(), F);
   linear(*L.wdown, s.gate.data(), n, s.ffn.data());
   for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];

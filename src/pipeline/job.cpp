@@ -15,6 +15,29 @@ bool ends_with(const std::string& s, const std::string& tail) {
   return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
 }
 
+// The online rotation of ffn_down's input lives in lowbit's GGUF metadata and engine; the
+// methods that move scales across the up → down boundary (awq, smoothquant) or run their own
+// block forward (the learned ones) do not apply the transform.
+void check_online_rotation(const QuantizeJob& job, Method method) {
+  if (!std::holds_alternative<GgufTarget>(job.target))
+    fail(ErrorKind::Argument,
+         "the online rotation of ffn_down needs lowbit's engine: the target must be GGUF");
+  switch (method) {
+    case Method::Awq:
+    case Method::AwqGptq:
+    case Method::SmoothQuant:
+    case Method::AdaRound:
+    case Method::AdaQuant:
+    case Method::AutoRound:
+      fail(ErrorKind::Argument,
+           "method {} does not support the online rotation of ffn_down (rtn, imatrix and gptq "
+           "do)",
+           method_name(method));
+    default:
+      break;
+  }
+}
+
 void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
   plan_for_type_or_preset(t.type);  // an unknown name fails before any file is read
   if (!ends_with(job.output, ".gguf"))
@@ -73,12 +96,13 @@ void validate(const QuantizeJob& job) {
     check_output_path(job.output, inputs);
   if (const auto* g = std::get_if<GgufTarget>(&job.target); g && !g->save_recipe.empty())
     check_output_path(g->save_recipe, {job.model, job.output, g->recipe_path});
-  if (job.rotation.kind != RotationKind::None && !job.calib.stats.empty())
+  if (!rotation_label(job.rotation).empty() && !job.calib.stats.empty())
     fail(ErrorKind::Argument,
          "statistics file '{}' was measured on the unrotated model: with a rotation give "
          "calibration text instead",
          job.calib.stats);
   const Method method = resolved_method(job);
+  if (job.rotation.ffn_down) check_online_rotation(job, method);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
   if (job.method.awq.clip && method != Method::Awq)
     fail(ErrorKind::Argument,
@@ -106,7 +130,7 @@ namespace {
 
 // `m`, or `m` with the job's rotation fused in, held in `keep`.
 const Model& rotated(const Model& m, const QuantizeJob& job, std::optional<Model>& keep) {
-  if (job.rotation.kind == RotationKind::None) return m;
+  if (rotation_label(job.rotation).empty()) return m;
   RotationOptions o = job.rotation;
   o.n_threads = job.threads;
   return keep.emplace(rotate_model(m, o));

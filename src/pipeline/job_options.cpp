@@ -173,6 +173,7 @@ const std::map<std::string, Setter>& setters() {
        [](S& s, V n, V v) {
          s.job.rotation.kind = choice<RotationKind>(n, v, rotation_choices());
        }},
+      {"rotate-ffn-down", [](S& s, V n, V v) { s.job.rotation.ffn_down = boolean(n, v); }},
       {"rotate-seed", [](S& s, V n, V v) { s.job.rotation.seed = number<uint64_t>(n, v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",

@@ -121,9 +121,9 @@ Action add_quantize(CLI::App& app) {
       const bool chosen = job.method.kind != Method::Default;
       fmt::print(stderr, "method: {}{}\n", method_name(resolved_method(job)),
                  chosen ? "" : " (the default for this input; --method chooses another)");
-      if (job.rotation.kind != RotationKind::None)
-        fmt::print(stderr, "rotation: {} (fused into the weights first)\n",
-                   rotation_label(job.rotation));
+      if (const std::string r = rotation_label(job.rotation); !r.empty())
+        fmt::print(stderr, "rotation: {} (fused into the weights first){}\n", r,
+                   job.rotation.ffn_down ? "; the file needs lowbit's engine" : "");
     }
     stop_on_signals();
     const QuantizeReport r = run_quantize_job(job, progress_printer(f->quiet));

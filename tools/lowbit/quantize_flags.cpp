@@ -117,6 +117,9 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "weights first (QuaRot; same function, outliers spread): hadamard, random")
       ->transform(CLI::CheckedTransformer(rotation_choices()))
       ->default_str("none");
+  c->add_flag("--rotate-ffn-down", j.rotation.ffn_down,
+              "online rotation: ffn_down reads its input through a Hadamard transform, which "
+              "lowbit's engine applies (the file then needs lowbit: llama.cpp would ignore it)");
   c->add_option("--rotate-seed", j.rotation.seed,
                 "seed of the rotation's random signs or random matrix")
       ->capture_default_str();

@@ -207,6 +207,67 @@ TEST(Rotation, OnlineRotationOfAnImpossibleSizeIsRefusedNamingTheKey) {
   EXPECT_NE(e.find("52"), std::string::npos) << e;
 }
 
+TEST(ActivationRounding, ValuesLandOnTheGridWithinHalfAStep) {
+  const size_t cols = 96;
+  auto x = test::gaussian(2 * cols, 3);
+  x[5] = 40.0f;                                // an outlier sets row 0's scale
+  std::fill(x.begin() + cols, x.end(), 0.0f);  // row 1: zeros stay
+  for (int bits : {2, 4, 8})
+    for (float clip : {1.0f, 0.5f}) {
+      SCOPED_TRACE(std::to_string(bits) + " bits, clip " + std::to_string(clip));
+      auto y = x;
+      kernels::round_acts_per_token(y.data(), 2, cols, bits, clip);
+      const float q = static_cast<float>((1 << (bits - 1)) - 1), s = clip * 40.0f / q;
+      for (size_t i = 0; i < cols; ++i) {
+        const float k = y[i] / s;
+        EXPECT_NEAR(k, std::nearbyint(k), 1e-4) << i;  // on the grid
+        EXPECT_LE(std::fabs(k), q + 1e-4f);
+        if (std::fabs(x[i]) <= clip * 40.0f) {
+          EXPECT_LE(std::fabs(y[i] - x[i]), s / 2 + 1e-5f) << i;
+        }
+      }
+      for (size_t i = cols; i < 2 * cols; ++i) EXPECT_EQ(y[i], 0.0f);
+    }
+}
+
+// The engine's W4A4 study options: rotating q and k keeps the scores, 8-bit activations cost
+// little, 4-bit ones on the outlier model much more; the 4- and 5-bit cache types run.
+TEST(Rotation, EngineRotatesKvAndRoundsActivations) {
+  const Model m = load_model(shared_path("models/tinyllm-8m-outliers"));
+  const auto tokens = some_tokens(m.config.n_vocab, 32);
+  auto run = [&](EngineOptions o) {
+    o.n_threads = 2, o.n_ctx = 32;
+    Engine e(m, o);
+    std::vector<float> out;
+    e.eval(tokens.data(), tokens.size(), out, true);
+    return out;
+  };
+  const auto base = run({});
+  EngineOptions kv;
+  kv.rotate_kv = true;
+  EXPECT_LT(test::max_relative_difference(base, run(kv)), 1e-4);
+  EngineOptions a8, a4;
+  a8.act_bits = 8, a4.act_bits = 4;
+  const double d8 = test::max_relative_difference(base, run(a8));
+  const double d4 = test::max_relative_difference(base, run(a4));
+  EXPECT_GT(d8, 0.0);
+  EXPECT_GT(d4, 4 * d8) << d8;
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::IQ4_NL, DType::Q5_0, DType::Q5_1}) {
+    EngineOptions c;
+    c.cache_type_k = c.cache_type_v = t;
+    const double d = test::max_relative_difference(base, run(c));
+    EXPECT_GT(d, 0.0) << dtype_name(t);
+    EXPECT_LT(d, 0.5) << dtype_name(t);
+  }
+  EngineOptions bad;
+  bad.act_bits = 1;
+  EXPECT_NE(test::expect_error([&] { run(bad); }).find("activation bits 1"), std::string::npos);
+  bad.act_bits = 4, bad.act_clip = 0;
+  EXPECT_NE(test::expect_error([&] { run(bad); }).find("clipping ratio 0"), std::string::npos);
+  bad.act_clip = 1, bad.cache_type_k = DType::Q2_K;
+  EXPECT_NE(test::expect_error([&] { run(bad); }).find("q4_0, q4_1"), std::string::npos);
+}
+
 TEST(Rotation, SizesWithoutAHadamardMatrixAskForRandom) {
   const Vocab v = read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model"));
   ModelConfig c;

@@ -15,6 +15,10 @@
 
 namespace lowbit {
 
+// KV cache types the engine stores: F32, F16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0, Q5_1.
+bool is_kv_cache_type(DType t);
+std::string kv_cache_type_names();  // "f32, f16, q8_0, ..." for messages
+
 struct EngineOptions {
   int n_threads = 0;  // 0: every core
   uint32_t n_ctx = 0;  // 0: the model's context length
@@ -37,8 +41,19 @@ struct EngineOptions {
   // The weights' bytes must not change while the engine lives (replace_weight drops every
   // panel).
   uint32_t packed_batch = 8;
-  // Types of the KV cache: F32, F16 or Q8_0 (Q8_0 needs n_head_kv·head_dim divisible by 32).
+  // Types of the KV cache (is_kv_cache_type): F32, F16, Q8_0 and llama.cpp's 4/5-bit cache
+  // types; the block types need n_head_kv·head_dim divisible by 32.
   DType cache_type_k = DType::F32, cache_type_v = DType::F32;
+  // Rotates q and k of every head by the Hadamard transform of head_dim values after RoPE
+  // (the scores do not change): a quantized key cache then stores rows without outlier
+  // channels (QuaRot).
+  bool rotate_kv = false;
+  // Simulated activation quantization, for W4A4 / W4A8 studies: every linear's input but the
+  // output head's is rounded per token to signed act_bits integers (0: off, else 2..8) with
+  // the scale act_clip·max|x| / (2^(act_bits−1) − 1), values clamped; the product then runs
+  // on the rounded values as usual.
+  int act_bits = 0;
+  float act_clip = 1.0f;
 };
 
 // Called with the input of a linear layer: `weight` is its GGUF name (e.g.

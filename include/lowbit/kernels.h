@@ -115,6 +115,11 @@ bool packed_gemm_is_fast();
 void hadamard_rows(float* x, size_t rows, uint32_t n);
 void hadamard_rows_reference(float* x, size_t rows, uint32_t n);
 
+// Simulated activation quantization (EngineOptions::act_bits), in place, per row of `cols`:
+// x ← clamp(round(x / s), −q, q) · s with q = 2^(bits−1) − 1 and s = clip · max|x| / q
+// (rows of zeros stay). Rounding is to nearest, ties to even.
+void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip);
+
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).
 void force_scalar(bool on);

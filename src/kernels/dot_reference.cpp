@@ -97,6 +97,19 @@ void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t blo
   }
 }
 
+void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip) {
+  const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+  for (size_t t = 0; t < rows; ++t) {
+    float* row = x + t * cols;
+    float amax = 0;
+    for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
+    const float s = clip * amax / qmax;
+    if (!(s > 0)) continue;
+    for (size_t i = 0; i < cols; ++i)
+      row[i] = std::clamp(std::nearbyint(row[i] / s), -qmax, qmax) * s;
+  }
+}
+
 void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block,
                    QuantizedActs& out) {
   if (block != 32 && block != 256)

@@ -13,6 +13,7 @@
 #include "lowbit/error.h"
 #include "lowbit/kernels.h"
 #include "lowbit/quant.h"
+#include "lowbit/rotation.h"
 
 namespace lowbit {
 namespace {
@@ -53,7 +54,7 @@ std::vector<float> vector_of(const Model& m, const std::string& name) { return t
 
 uint64_t row_bytes_of(DType t, uint64_t row_len) { return row_len / traits(t).block_size * traits(t).type_size; }
 
-// Rows of the KV cache in F32, F16 or Q8_0: stored in that type, read back as f32.
+// Rows of the KV cache in any is_kv_cache_type: stored in that type, read back as f32.
 struct CacheRows {
   DType type = DType::F32;
   size_t row_len = 0, row_bytes = 0;
@@ -78,6 +79,23 @@ struct CacheRows {
 };
 
 }  // namespace
+
+constexpr DType kKvCacheTypes[] = {DType::F32,  DType::F16,    DType::Q8_0, DType::Q4_0,
+                                    DType::Q4_1, DType::IQ4_NL, DType::Q5_0, DType::Q5_1};
+
+bool is_kv_cache_type(DType t) {
+  return std::find(std::begin(kKvCacheTypes), std::end(kKvCacheTypes), t) != std::end(kKvCacheTypes);
+}
+
+std::string kv_cache_type_names() {
+  std::string out;
+  for (DType t : kKvCacheTypes) {
+    std::string name = dtype_name(t);
+    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    out += (out.empty() ? "" : ", ") + name;
+  }
+  return out;
+}
 
 void linear_forward(const TensorView& w, const float* x, size_t n, float* y, int n_threads) {
   const size_t rows = w.shape[0], cols = w.row_len();
@@ -124,7 +142,8 @@ struct Engine::Impl {
   std::vector<double> inv_freq;
   // scratch, sized for the largest batch seen
   std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;  // x: eval's residual stream
-  std::vector<float> k_rows, v_rows;  // decoded cache rows (F16 / Q8_0 caches)
+  std::vector<float> k_rows, v_rows;  // decoded cache rows (quantized caches)
+  std::vector<float> acts_rounded;     // EngineOptions::act_bits: the rounded linear input
   std::unique_ptr<ThreadPool> pool;   // fast path only
   kernels::QuantizedActs acts;        // fast path: the current linear layer's input
   std::vector<kernels::ActRow> act_rows;  // ... one view per token
@@ -155,12 +174,19 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
   blas::make_single_threaded();  // (core/blas.h: results independent of the thread count)
   Impl& s = *impl_;
   for (DType t : {opts.cache_type_k, opts.cache_type_v}) {
-    if (t != DType::F32 && t != DType::F16 && t != DType::Q8_0)
-      fail(ErrorKind::Argument, "KV cache type {}: use f32, f16 or q8_0", dtype_name(t));
+    if (!is_kv_cache_type(t))
+      fail(ErrorKind::Argument, "KV cache type {}: use {}", dtype_name(t), kv_cache_type_names());
     if (c.kv_dim() % traits(t).block_size)
       fail(ErrorKind::Argument, "KV cache type {}: rows of {} values are not a multiple of {}", dtype_name(t), c.kv_dim(),
            traits(t).block_size);
   }
+  if (opts.act_bits != 0 && (opts.act_bits < 2 || opts.act_bits > 8))
+    fail(ErrorKind::Argument, "activation bits {}: 0 (off) or 2..8", opts.act_bits);
+  if (!(opts.act_clip > 0 && opts.act_clip <= 1))
+    fail(ErrorKind::Argument, "activation clipping ratio {}: must be in (0, 1]", opts.act_clip);
+  if (opts.rotate_kv && !has_hadamard(c.head_dim))
+    fail(ErrorKind::Argument, "rotating the KV cache: no Hadamard transform of head_dim {}",
+         c.head_dim);
   if (opts.fast) s.pool = std::make_unique<ThreadPool>(std::max(1, opts.n_threads));
   s.embd = &m.tensor("token_embd.weight");
   s.output = c.tied_embeddings ? s.embd : &m.tensor("output.weight");
@@ -226,6 +252,12 @@ void Engine::reserve(size_t n) {
 // tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
 // over them) handed out to the pool's threads.
 void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
+  if (opts_.act_bits && &w != impl_->output) {
+    std::vector<float>& r = impl_->acts_rounded;
+    r.assign(x, x + n * w.row_len());
+    kernels::round_acts_per_token(r.data(), n, w.row_len(), opts_.act_bits, opts_.act_clip);
+    x = r.data();
+  }
   if (!model_.int8_weights.empty()) {
     auto it = model_.int8_weights.find(w.name);
     if (it != model_.int8_weights.end() && it->second.rows == w.shape[0] && it->second.cols == w.row_len())
@@ -373,6 +405,10 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   }
   apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
   apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
+  if (opts_.rotate_kv) {  // q·k per head is unchanged: both rotated by the same orthogonal H
+    kernels::hadamard_rows(s.q.data(), n * c.n_head, hd);
+    kernels::hadamard_rows(s.k.data(), n * c.n_head_kv, hd);
+  }
   L.k_cache.store(n_past_, s.k.data(), n);
   L.v_cache.store(n_past_, s.v.data(), n);
   const float* keys = L.k_cache.rows(T, s.k_rows);

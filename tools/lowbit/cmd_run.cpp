@@ -1,5 +1,5 @@
 // lowbit run MODEL -p PROMPT -n N [--temp T --top-k K --top-p P --seed S] [--tokenizer T]
-//            [--quantize Q8_0|Q4_K|PRESET] [--kernels fast|reference] [--cache-type-k/-v f32|f16|q8_0]
+//            [--quantize Q8_0|Q4_K|PRESET] [--kernels fast|reference] [--cache-type-k/-v TYPE]
 #include <fmt/core.h>
 
 #include <chrono>
@@ -39,8 +39,20 @@ void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_ke
                 "fast kernels, AVX-512 VNNI: batches of at least N tokens use weights repacked in "
                 "int8 panels (before --blas-batch); 0: never")
       ->capture_default_str();
-  c->add_option("--cache-type-k", f.cache_k, "KV cache type of keys: f32, f16, q8_0")->capture_default_str();
-  c->add_option("--cache-type-v", f.cache_v, "KV cache type of values: f32, f16, q8_0")->capture_default_str();
+  c->add_option("--cache-type-k", f.cache_k, "KV cache type of keys: " + kv_cache_type_names())
+      ->capture_default_str();
+  c->add_option("--cache-type-v", f.cache_v, "KV cache type of values (as keys)")
+      ->capture_default_str();
+  c->add_flag("--rotate-kv", f.rotate_kv,
+              "rotate q and k of every head by a Hadamard transform after RoPE (same scores; "
+              "keys without outlier channels for a quantized cache)");
+  c->add_option("--act-bits", f.act_bits,
+                "simulate activation quantization: every linear input but the head's rounded "
+                "per token to this many bits (0: off, 2..8)")
+      ->capture_default_str();
+  c->add_option("--act-clip", f.act_clip,
+                "with --act-bits: the rounding scale covers this fraction of max|x| (0, 1]")
+      ->capture_default_str();
   c->add_option("--quantize", f.quantize, "quantize the weights in memory at load time: a preset (Q4_K_M) or a type (Q8_0, Q4_K)");
 }
 
@@ -53,12 +65,15 @@ EngineOptions engine_options(const EngineFlags& f, uint32_t n_ctx) {
   o.packed_batch = f.packed_batch;
   auto cache_type = [](const std::string& name, const char* flag) {
     const auto t = dtype_from_name(name);
-    if (!t || (*t != DType::F32 && *t != DType::F16 && *t != DType::Q8_0))
-      fail(ErrorKind::Argument, "{} {}: use f32, f16 or q8_0", flag, name);
+    if (!t || !is_kv_cache_type(*t))
+      fail(ErrorKind::Argument, "{} {}: use {}", flag, name, kv_cache_type_names());
     return *t;
   };
   o.cache_type_k = cache_type(f.cache_k, "--cache-type-k");
   o.cache_type_v = cache_type(f.cache_v, "--cache-type-v");
+  o.rotate_kv = f.rotate_kv;
+  o.act_bits = f.act_bits;
+  o.act_clip = f.act_clip;
   return o;
 }
 

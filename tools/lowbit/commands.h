@@ -30,6 +30,9 @@ struct EngineFlags {
   uint32_t blas_batch = EngineOptions{}.blas_batch;
   uint32_t packed_batch = EngineOptions{}.packed_batch;
   std::string cache_k = "f32", cache_v = "f32";
+  bool rotate_kv = false;
+  int act_bits = 0;
+  float act_clip = EngineOptions{}.act_clip;
   std::string quantize;  // preset or type name; empty: the model's own types
 };
 void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels);

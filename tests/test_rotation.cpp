@@ -190,6 +190,21 @@ TEST(Rotation, OnlineFfnDownRotationComputesTheSameLogitsAndTravelsInGguf) {
     EXPECT_NE(e.find("online rotation"), std::string::npos) << e;
     EXPECT_NE(test::expect_error([&] { rotate_model(g, o); }).find("already"), std::string::npos);
   }
+  // The fast path splits the transforms over its threads: the same values at 1 and 2 threads.
+  RotationOptions o;
+  o.ffn_down = true;
+  const Model r = rotate_model(m, o);
+  auto fast = [&](int threads) {
+    EngineOptions eo;
+    eo.fast = true, eo.n_threads = threads, eo.rotate_kv = true, eo.n_ctx = 32;
+    Engine e(r, eo);
+    std::vector<float> out;
+    e.eval(tokens.data(), tokens.size(), out, true);
+    return out;
+  };
+  const auto one = fast(1);
+  EXPECT_EQ(one, fast(2));
+  EXPECT_LT(test::max_relative_difference(base, one), 2e-2);
 }
 
 // A file that claims the online rotation for an n_ff without a Hadamard transform.

@@ -144,6 +144,18 @@ struct Engine::Impl {
   std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;  // x: eval's residual stream
   std::vector<float> k_rows, v_rows;  // decoded cache rows (quantized caches)
   std::vector<float> acts_rounded;     // EngineOptions::act_bits: the rounded linear input
+
+  // The Hadamard transform of `rows` rows of `len` values; on the fast path the rows are
+  // split over the pool (each row is transformed alone, so the values do not change).
+  void hadamard(float* x, size_t rows, uint32_t len) {
+    if (!pool || pool->size() == 1 || rows < 2) return kernels::hadamard_rows(x, rows, len);
+    const size_t parts = std::min<size_t>(rows, pool->size()), per = (rows + parts - 1) / parts;
+    auto task = [&](size_t i) {
+      const size_t r0 = i * per;
+      if (r0 < rows) kernels::hadamard_rows(x + r0 * len, std::min(per, rows - r0), len);
+    };
+    pool->run(parts, task);
+  }
   std::unique_ptr<ThreadPool> pool;   // fast path only
   kernels::QuantizedActs acts;        // fast path: the current linear layer's input
   std::vector<kernels::ActRow> act_rows;  // ... one view per token
@@ -406,8 +418,8 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
   apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
   if (opts_.rotate_kv) {  // q·k per head is unchanged: both rotated by the same orthogonal H
-    kernels::hadamard_rows(s.q.data(), n * c.n_head, hd);
-    kernels::hadamard_rows(s.k.data(), n * c.n_head_kv, hd);
+    s.hadamard(s.q.data(), n * c.n_head, hd);
+    s.hadamard(s.k.data(), n * c.n_head_kv, hd);
   }
   L.k_cache.store(n_past_, s.k.data(), n);
   L.v_cache.store(n_past_, s.v.data(), n);
@@ -502,7 +514,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
   }
   s.acts_source = nullptr;
-  if (c.ffn_down_hadamard) kernels::hadamard_rows(s.gate.data(), n, F);
+  if (c.ffn_down_hadamard) s.hadamard(s.gate.data(), n, F);
   hook(L.wdown, s.gate.data(), F);
   linear(*L.wdown, s.gate.data(), n, s.ffn.data());
   for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];

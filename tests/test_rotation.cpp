@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
+#include "lowbit/job.h"
 #include "lowbit/kernels.h"
 #include "lowbit/quant.h"
 #include "lowbit/rotation.h"
@@ -60,7 +62,7 @@ TEST(Rotation, HadamardMatricesAreOrthogonalForEveryConstruction) {
     EXPECT_EQ(gram_error(h, n, n), 0.0);
   }
   EXPECT_TRUE(has_hadamard(14336));
-  for (uint32_t n : {0u, 3u, 6u, 172u}) {
+  for (uint32_t n : {0u, 3u, 6u, 172u, 11008u}) {  // 11008 = 2^8·43: only m = 5504 > 256
     EXPECT_FALSE(has_hadamard(n)) << n;
     if (n) {
       EXPECT_NE(test::expect_error([&] { hadamard_matrix(n); }).find("order"), std::string::npos);
@@ -108,6 +110,12 @@ TEST(Rotation, OrthogonalMatricesAreOrthonormalAndSeeded) {
       EXPECT_EQ(q, orthogonal_matrix(k, n, 3));
       EXPECT_NE(q, orthogonal_matrix(k, n, 4));
     }
+  // Haar: the first entry is positive about as often as negative (Stewart's sign step).
+  int positive = 0;
+  for (uint64_t seed = 0; seed < 200; ++seed)
+    positive += orthogonal_matrix(RotationKind::Random, 4, seed)[0] > 0;
+  EXPECT_GT(positive, 60);
+  EXPECT_LT(positive, 140);
   EXPECT_EQ(rotation_from_name("hadamard"), RotationKind::Hadamard);
   EXPECT_FALSE(rotation_from_name("walsh").has_value());
 }
@@ -189,6 +197,13 @@ TEST(Rotation, OnlineFfnDownRotationComputesTheSameLogitsAndTravelsInGguf) {
         [&] { write_model_safetensors(g, dir.file("m.safetensors"), DType::F32); });
     EXPECT_NE(e.find("online rotation"), std::string::npos) << e;
     EXPECT_NE(test::expect_error([&] { rotate_model(g, o); }).find("already"), std::string::npos);
+    // A method that cannot follow the transform is refused for a file that carries it.
+    QuantizeJob j;
+    j.model = path, j.output = dir.file("awq.gguf"), j.method.kind = Method::Awq;
+    j.calib.text = shared_path("data/calibration/calib-en-1mb.txt");
+    EXPECT_NE(test::expect_error([&] { run_quantize_job(j); }).find("method awq does not support"),
+              std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(j.output));
   }
   // The fast path splits the transforms over its threads: the same values at 1 and 2 threads.
   RotationOptions o;

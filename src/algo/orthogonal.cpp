@@ -68,22 +68,40 @@ SmallHadamard paley_two(uint32_t q) {
   return r;
 }
 
-std::optional<SmallHadamard> small_hadamard(uint32_t m) {
-  if (m == 1) return SmallHadamard{};
-  if (m > 2 && is_prime(m - 1) && (m - 1) % 4 == 3) return paley_one(m - 1);
+// The small factors built here: H_m costs m² values and the transform m additions per value,
+// so m stays small (orders with only a larger factor go to `random`).
+constexpr uint32_t kMaxFactor = 256;
+
+enum class Construction { None, One, PaleyOne, PaleyTwo };
+
+Construction construction(uint32_t m) {
+  if (m == 1) return Construction::One;
+  if (m > kMaxFactor) return Construction::None;
+  if (m > 2 && is_prime(m - 1) && (m - 1) % 4 == 3) return Construction::PaleyOne;
   if (m % 2 == 0 && m > 4 && is_prime(m / 2 - 1) && (m / 2 - 1) % 4 == 1)
-    return paley_two(m / 2 - 1);
-  return std::nullopt;
+    return Construction::PaleyTwo;
+  return Construction::None;
 }
 
-// n = m · 2^k with the largest k whose m has a construction.
-std::optional<SmallHadamard> find_factor(uint32_t n) {
-  if (n == 0) return std::nullopt;
+// n = m · 2^k with the largest k whose m has a construction (arithmetic only); 0 when none.
+uint32_t find_factor(uint32_t n) {
+  if (n == 0) return 0;
   int k = 0;
   while (((n >> k) & 1) == 0) ++k;
   for (; k >= 0; --k)
-    if (auto h = small_hadamard(n >> k)) return h;
-  return std::nullopt;
+    if (construction(n >> k) != Construction::None) return n >> k;
+  return 0;
+}
+
+SmallHadamard build_factor(uint32_t m) {
+  switch (construction(m)) {
+    case Construction::PaleyOne:
+      return paley_one(m - 1);
+    case Construction::PaleyTwo:
+      return paley_two(m / 2 - 1);
+    default:
+      return SmallHadamard{};
+  }
 }
 
 // A standard normal value from two 53-bit uniforms (Box–Muller), the same on every machine,
@@ -97,7 +115,8 @@ double gaussian(std::mt19937_64& rng) {
 
 // Haar-distributed orthogonal n × n (Stewart 1980): Q = I, then for k = 0 .. n-2 the
 // Householder reflection that maps a random Gaussian x ∈ R^(n-k) to -sign(x₀)‖x‖e₁ applied to
-// columns k.. of Q, and a random sign on the last column.
+// columns k.. of Q with column k then multiplied by -sign(x₀), and a random sign on the last
+// column.
 std::vector<float> haar_orthogonal(uint32_t n, uint64_t seed) {
   std::mt19937_64 rng(seed);
   std::vector<double> q(uint64_t{n} * n, 0.0), v(n);
@@ -106,7 +125,8 @@ std::vector<float> haar_orthogonal(uint32_t n, uint64_t seed) {
     const uint32_t len = n - k;
     double norm2 = 0;
     for (uint32_t j = 0; j < len; ++j) v[j] = gaussian(rng), norm2 += v[j] * v[j];
-    v[0] += (v[0] >= 0 ? 1 : -1) * std::sqrt(norm2);
+    const bool x0_nonnegative = v[0] >= 0;
+    v[0] += (x0_nonnegative ? 1 : -1) * std::sqrt(norm2);
     double vv = 0;
     for (uint32_t j = 0; j < len; ++j) vv += v[j] * v[j];
     if (vv == 0) continue;
@@ -118,6 +138,10 @@ std::vector<float> haar_orthogonal(uint32_t n, uint64_t seed) {
       dot *= f;
       for (uint32_t j = 0; j < len; ++j) row[j] -= dot * v[j];
     }
+    // The reflection sends x to −sign(x₀)‖x‖e₁; column k times −sign(x₀) makes Q Haar
+    // distributed (later reflections leave column k alone).
+    if (x0_nonnegative)
+      for (uint32_t i = 0; i < n; ++i) q[uint64_t{i} * n + k] = -q[uint64_t{i} * n + k];
   }
   if (rng() >> 63)
     for (uint32_t i = 0; i < n; ++i) q[uint64_t{i} * n + n - 1] = -q[uint64_t{i} * n + n - 1];
@@ -161,17 +185,18 @@ std::string rotation_label(const RotationOptions& o) {
 }
 
 bool has_hadamard(uint32_t n) {
-  return find_factor(n).has_value();
+  return find_factor(n) != 0;
 }
 
 HadamardFactor hadamard_factor(uint32_t n) {
-  const auto f = find_factor(n);
-  if (!f)
+  const uint32_t m = find_factor(n);
+  if (!m)
     fail(ErrorKind::Unsupported,
          "no Hadamard matrix of order {} here (n = 2^k·m needs m = 1, a prime ≡ 3 mod 4 plus "
-         "1, or twice a prime ≡ 1 mod 4 plus 2)",
-         n);
-  return {f->m, std::vector<float>(f->h.begin(), f->h.end())};
+         "1, or twice a prime ≡ 1 mod 4 plus 2, with m ≤ {})",
+         n, kMaxFactor);
+  const SmallHadamard f = build_factor(m);
+  return {f.m, std::vector<float>(f.h.begin(), f.h.end())};
 }
 
 std::vector<float> hadamard_matrix(uint32_t n) {

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/error.h"
 #include "lowbit/model.h"
 #include "lowbit/quant.h"
 
@@ -20,6 +21,9 @@ struct WeightEdits {
     auto it = values.find(name);
     if (it == values.end()) {
       const TensorView& t = m.tensor(name);
+      if (!can_dequantize(t.dtype))
+        fail(ErrorKind::Unsupported, "{}: tensor '{}' of type {} cannot be decoded to f32",
+             m.source, name, dtype_name(t.dtype));
       std::vector<float> v(t.n_values());
       dequantize_values(t.dtype, t.data, v.size(), v.data());
       it = values.emplace(name, std::move(v)).first;

@@ -218,6 +218,14 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
 QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
                                 const Observer& observer) {
   validate(job);
+  if (source.config.ffn_down_hadamard) {  // a lowbit file with the online rotation already
+    if (!job.calib.stats.empty())
+      fail(ErrorKind::Argument,
+           "{}: ffn_down reads Hadamard-transformed inputs, which statistics file '{}' does not "
+           "know: give calibration text instead",
+           source.source, job.calib.stats);
+    check_online_rotation(job, resolved_method(job));
+  }
   std::optional<Model> keep;
   const Model& m = rotated(source, job, keep);
   pipeline::JobRun run(m, job, observer);

@@ -84,8 +84,9 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   };
   so.checkpoint_dir = job.output + ".lowbit-checkpoint";
   so.resume = job.resume;
-  so.fingerprint = fmt::format("{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text,
-                               q.method, job.calib.samples, job.calib.ctx, job.calib.seed);
+  so.fingerprint =
+      fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text, q.method,
+                  job.calib.samples, job.calib.ctx, job.calib.seed, q.rotation);
   SequentialResult res;
   try {
     res = quantize_sequential(m, run.calibration_tokens(), types, so);

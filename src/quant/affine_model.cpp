@@ -151,6 +151,8 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
                                 {"group_size", spec.group},        {"sym", spec.symmetric},
                                 {"range", range_name(spec.range)}, {"method", method}};
   if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
+  // A rotation unties the head (lowbit/rotation.h): the checkpoint then carries lm_head.
+  cfg["tie_word_embeddings"] = m.config.tied_embeddings;
   write_file_atomic(tmp.file("config.json"), cfg.dump(2) + "\n");
   for (const char* f :
        {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",

@@ -2,8 +2,10 @@
 // the same logits as the original in fp32 while its weights changed.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
@@ -296,6 +298,34 @@ TEST(Rotation, EngineRotatesKvAndRoundsActivations) {
   EXPECT_NE(test::expect_error([&] { run(bad); }).find("clipping ratio 0"), std::string::npos);
   bad.act_clip = 1, bad.cache_type_k = DType::Q2_K;
   EXPECT_NE(test::expect_error([&] { run(bad); }).find("q4_0, q4_1"), std::string::npos);
+}
+
+// A rotation unties the head; the int8 checkpoint written from the rotated model must say so
+// in its config.json, or a reader ties the head to the rotated embedding again.
+TEST(Rotation, RotatedTiedModelsStayUntiedInHuggingFaceCheckpoints) {
+  test::TempDir dir;
+  Model m = load_model(shared_path("models/tinyllm-8m"));
+  m.tensors.erase(std::find_if(m.tensors.begin(), m.tensors.end(),
+                               [](const TensorView& t) { return t.name == "output.weight"; }));
+  m.index();
+  m.config.tied_embeddings = true;
+  const std::string src = dir.file("tied");
+  std::filesystem::create_directories(src);
+  write_model_safetensors(m, src + "/model.safetensors", DType::F32);
+  auto cfg = nlohmann::json::parse(test::read_file(shared_path("models/tinyllm-8m/config.json")));
+  cfg["tie_word_embeddings"] = true;
+  test::write_file(src + "/config.json", cfg.dump());
+  std::filesystem::copy_file(shared_path("models/tinyllm-8m/tokenizer.model"),
+                             src + "/tokenizer.model");
+  const Model tied = load_model(src);
+  ASSERT_TRUE(tied.config.tied_embeddings);
+  auto r = test::run_cli({"quantize", src, "-o", dir.file("int8"), "--type", "int8", "--group", "0",
+                          "--rotate", "hadamard", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Model q = load_model(dir.file("int8"));
+  EXPECT_FALSE(q.config.tied_embeddings);
+  const auto tokens = some_tokens(m.config.n_vocab, 32);
+  EXPECT_LT(test::max_relative_difference(logits(tied, tokens), logits(q, tokens)), 0.05);
 }
 
 TEST(Rotation, SizesWithoutAHadamardMatrixAskForRandom) {

@@ -162,7 +162,8 @@ TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
   }
   kernels::QuantizedActs q;
   EXPECT_NE(test::expect_error([&] { kernels::quantize_acts(x.data(), 1, 100, 32, q); }).find("not a multiple of 32"), std::string::npos);
-  EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"),
+            std::string::npos);
 }
 
 // The vector version rounds and sums exactly as the scalar reference, on every instruction

@@ -156,7 +156,8 @@ TEST(LlamaCppJudge, RotatedFilesLoadInLlamaCppWithTheSamePerplexity) {
               std::string(c.rotation) + " seed=1");
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
-    EXPECT_LT(ours / base_ppl, std::string(c.type) == "Q8_0" ? 1.005 : 1.15) << ours << " vs " << base_ppl;
+    EXPECT_LT(ours / base_ppl, std::string(c.type) == "Q8_0" ? 1.005 : 1.15)
+        << ours << " vs " << base_ppl;
     std::printf("%-6s %-8s lowbit PPL %.4f  llama.cpp PPL %.4f  (unrotated bf16 %.4f)\n", c.type,
                 c.rotation, ours, theirs, base_ppl);
   }

@@ -30,10 +30,7 @@ std::vector<std::pair<std::string, std::vector<std::string>>> norm_readers(const
 Model untied(const Model& m) {
   if (!m.config.tied_embeddings) return m;
   Model out = m;
-  const TensorView& e = m.tensor(kEmbedding);
-  std::vector<float> v(e.n_values());
-  dequantize_values(e.dtype, e.data, v.size(), v.data());
-  out.add_f32(kHead, e.shape, std::move(v));
+  out.add_f32(kHead, m.tensor(kEmbedding).shape, decoded_f32(m, kEmbedding));
   out.config.tied_embeddings = false;
   return out;
 }

@@ -13,21 +13,25 @@
 
 namespace lowbit {
 
+// Tensor `name` of `m` decoded to f32 (any float or block type); Unsupported naming the
+// tensor otherwise.
+inline std::vector<float> decoded_f32(const Model& m, const std::string& name) {
+  const TensorView& t = m.tensor(name);
+  if (!can_dequantize(t.dtype))
+    fail(ErrorKind::Unsupported, "{}: tensor '{}' of type {} cannot be decoded to f32", m.source,
+         name, dtype_name(t.dtype));
+  std::vector<float> v(t.n_values());
+  dequantize_values(t.dtype, t.data, v.size(), v.data());
+  return v;
+}
+
 struct WeightEdits {
   const Model& m;
   std::map<std::string, std::vector<float>> values;
 
   std::vector<float>& get(const std::string& name) {
     auto it = values.find(name);
-    if (it == values.end()) {
-      const TensorView& t = m.tensor(name);
-      if (!can_dequantize(t.dtype))
-        fail(ErrorKind::Unsupported, "{}: tensor '{}' of type {} cannot be decoded to f32",
-             m.source, name, dtype_name(t.dtype));
-      std::vector<float> v(t.n_values());
-      dequantize_values(t.dtype, t.data, v.size(), v.data());
-      it = values.emplace(name, std::move(v)).first;
-    }
+    if (it == values.end()) it = values.emplace(name, decoded_f32(m, name)).first;
     return it->second;
   }
   uint64_t rows(const std::string& name) const { return m.tensor(name).shape[0]; }

@@ -275,7 +275,8 @@ void Model::set_f32(const std::string& name, std::vector<float> values) {
   storage.push_back(std::move(owned));
 }
 
-void Model::add_f32(const std::string& name, std::vector<uint64_t> shape, std::vector<float> values) {
+void Model::add_f32(const std::string& name, std::vector<uint64_t> shape,
+                    std::vector<float> values) {
   if (index_.count(name)) fail(ErrorKind::Argument, "{}: tensor '{}' exists already", source, name);
   TensorView t;
   t.name = name;

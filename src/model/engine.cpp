@@ -84,7 +84,8 @@ constexpr DType kKvCacheTypes[] = {DType::F32,  DType::F16,    DType::Q8_0, DTyp
                                     DType::Q4_1, DType::IQ4_NL, DType::Q5_0, DType::Q5_1};
 
 bool is_kv_cache_type(DType t) {
-  return std::find(std::begin(kKvCacheTypes), std::end(kKvCacheTypes), t) != std::end(kKvCacheTypes);
+  return std::find(std::begin(kKvCacheTypes), std::end(kKvCacheTypes), t) !=
+         std::end(kKvCacheTypes);
 }
 
 std::string kv_cache_type_names() {

@@ -91,7 +91,8 @@ struct GgufQuantizeWriter::Impl {
     report.method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
     set_quantized_metadata(m, plan_opts, plan, report.method, layout);
     report.rotation = o.rotation;
-    if (!o.rotation.empty()) layout.set("lowbit.quantize.rotation", GgufValue::of_string(o.rotation));
+    if (!o.rotation.empty())
+      layout.set("lowbit.quantize.rotation", GgufValue::of_string(o.rotation));
     first = layout.tensors().size();  // tensors the metadata brought (rope_freqs) come first
     report.tensors.resize(plan.size());
     for (size_t i = 0; i < plan.size(); ++i) {

@@ -163,6 +163,29 @@ TEST(LlamaCppJudge, RotatedFilesLoadInLlamaCppWithTheSamePerplexity) {
   }
 }
 
+// Pruned files are plain GGUF whose zeros llama.cpp reads like any other value.
+TEST(LlamaCppJudge, PrunedFilesLoadInLlamaCppWithTheSamePerplexity) {
+  TempDir dir;
+  const std::string model = shared_path("models/tinyllm-8m");
+  const JudgedWindows windows(load_model(model), dir, 512, 4);
+  {
+    const std::string path = dir.file("pruned.gguf");
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q4_0", "--method", "gptq",
+                            "--nm", "2:4", "--calib",
+                            shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples",
+                            "8", "--calib-ctx", "128", "-q", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const auto report = nlohmann::json::parse(r.out);
+    EXPECT_EQ(report.at("sparsity").get<std::string>().rfind("sparsegpt ", 0), 0u);
+    for (const auto& t : report.at("tensors"))
+      if (t.at("name").get<std::string>().rfind("blk.", 0) == 0 && t.at("shape").size() == 2)
+        EXPECT_GE(t.at("zero_share").get<double>(), 0.5) << t.at("name");
+    const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
+    EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
+    std::printf("Q4_0 sparsegpt 2:4: lowbit PPL %.4f  llama.cpp PPL %.4f\n", ours, theirs);
+  }
+}
+
 TEST(LlamaCppJudge, PresetMixesGiveEveryTensorLlamaCppsType) {
   TempDir dir;
   const Model src = load_model(shared_path("models/tinyllm-8m"));

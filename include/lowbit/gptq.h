@@ -9,9 +9,11 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "lowbit/dtype.h"
+#include "lowbit/sparsity.h"
 
 namespace lowbit {
 
@@ -25,6 +27,13 @@ struct GptqOptions {
   int n_threads = 0;  // rows are swept in parallel; 0 = all cores
   uint64_t batch =
       128;  // columns per lazy update (the trailing columns are updated by one GEMM per batch)
+  // Pruning in the same sweep (lowbit/sparsity.h): SparseGPT chooses `prune`'s zeros at each
+  // batch (unstructured, per tile of rows x batch columns) or each group of M columns (N:M;
+  // act-order is then off); `mask` ([rows, cols], 1 = pruned; read during the call) is a mask
+  // chosen before (magnitude, wanda). A pruned weight is rounded as 0 and its error spread like
+  // any other; every grid with a zero point keeps it exactly (not IQ4's nor those with a min).
+  SparsityPattern prune;
+  const uint8_t* mask = nullptr;
 };
 
 // W: [rows, cols] row-major. H: [cols, cols] symmetric, the proxy X^T X / n of the inputs.
@@ -33,7 +42,8 @@ AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols,
                                   const std::vector<double>& H, const AffineSpec& spec,
                                   const GptqOptions& o, std::vector<float>* dequantized = nullptr);
 
-// GGUF block types: writes rows x (cols / block_size) blocks of `type` to `out`, the layout of
+// GGUF block types (and F16, BF16, F32: GPTQ onto the float grid, for pruning without
+// quantization): writes rows x (cols / block_size) blocks of `type` to `out`, the layout of
 // quantize_rows. `importance` (cols values, or null) weights the choice of block parameters;
 // null uses diag(H). Throws Argument when cols is not a multiple of the block size.
 // H is taken by value: move it in when it is not needed afterwards (it is cols² doubles).
@@ -42,5 +52,14 @@ AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols,
 void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols,
                         std::vector<double> H, const float* importance, const GptqOptions& o,
                         uint8_t* out, float* pre_round = nullptr);
+
+// Prepares pruning linear `name` (w: [rows, cols]): sparsegpt sets o.prune (H is then
+// required) and returns no mask; magnitude and wanda return their mask, for o.mask or to zero
+// before rounding to nearest. Wanda's norms are norms2 (cols values Σx², e.g. an importance
+// vector) or else diag(H). Throws Argument naming the tensor when what a rule needs is missing.
+std::vector<uint8_t> prepare_pruning(const std::string& name, PruneMethod method,
+                                     const SparsityPattern& p, const std::vector<float>& w,
+                                     uint64_t rows, uint64_t cols, const float* norms2,
+                                     const std::vector<double>* H, GptqOptions& o);
 
 }  // namespace lowbit

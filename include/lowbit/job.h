@@ -17,6 +17,7 @@
 #include "lowbit/observer.h"
 #include "lowbit/quantize.h"
 #include "lowbit/rotation.h"
+#include "lowbit/sparsity.h"
 #include "lowbit/sequential.h"
 
 namespace lowbit {
@@ -135,6 +136,11 @@ struct QuantizeJob {
   // A rotation fused into the weights before the method runs (lowbit/rotation.h); calibration
   // then runs on the rotated model, so saved statistics (job.calib.stats) cannot be used.
   RotationOptions rotation{RotationKind::None};
+  // Pruning of the blocks' linears (lowbit/sparsity.h), before or inside the method's rounding:
+  // rtn and imatrix zero a mask first (magnitude; wanda with imatrix), gptq prunes in its sweep
+  // (sparsegpt) or keeps a mask chosen first. Unset `prune`: resolved_prune_method.
+  SparsityPattern sparsity;
+  std::optional<PruneMethod> prune;
   // Sequential methods (gptq, awq, the learned ones) to GGUF keep a checkpoint beside the
   // output ("<output>.lowbit-checkpoint/") after every block, removed when the file is
   // written; resume continues an interrupted run of the same job from it.
@@ -143,6 +149,10 @@ struct QuantizeJob {
 
 // The method the job runs once Default is resolved.
 Method resolved_method(const QuantizeJob& job);
+
+// The pruning rule a job with a sparsity uses unless it names one: sparsegpt with gptq, wanda
+// with imatrix (its norms are the importance vectors), magnitude otherwise.
+PruneMethod resolved_prune_method(const QuantizeJob& job);
 
 // Throws Argument naming the first bad choice; no model is read.
 void validate(const QuantizeJob& job);

@@ -15,6 +15,7 @@
 #include "lowbit/gptq.h"
 #include "lowbit/learned.h"
 #include "lowbit/model.h"
+#include "lowbit/sparsity.h"
 
 namespace lowbit {
 
@@ -106,6 +107,7 @@ struct TensorReport {
   // calibration inputs; 0 when no Hessian was given.
   double rel_output_error = 0;
   double rel_output_error_rtn = 0;  // sequential methods: the same for plain rounding
+  double zero_share = 0;  // with pruning: the share of the stored weights that decode to 0
   std::string note;
   PlanReason reason = PlanReason::Base;
 };
@@ -119,6 +121,7 @@ struct QuantizeReport {
   double seconds = 0;
   std::string method;          // the method and its parameters, as written in the file's metadata
   std::string rotation;        // the rotation fused into the weights first ("" = none)
+  std::string sparsity;        // the pruning applied to the blocks' linears ("" = none)
   // Budget mixes: the budget, the chosen mix's tensor bytes and its estimated added KLD.
   uint64_t budget_bytes = 0, mix_bytes = 0;
   double mix_estimated_kld = 0;
@@ -137,6 +140,7 @@ struct PrecomputedTensor {
   std::vector<uint8_t> bytes;
   double rel_rms_error = 0, rel_output_error = 0;
   double rel_output_error_rtn = 0;  // the output error plain rounding would have had
+  double zero_share = 0;            // with pruning: share of the values that decode to 0
 };
 
 // Rounding to nearest converts a tensor to f32 this many values (whole rows) at a time, so
@@ -156,6 +160,11 @@ struct QuantizeOptions {
   GptqOptions gptq;
   std::string method;  // written as lowbit.quantize.method; empty = derived from the above
   std::string rotation;  // the rotation fused into `m` (lowbit.quantize.rotation), "" = none
+  // Pruning of the blocks' linears (lowbit/sparsity.h), written as lowbit.quantize.sparsity.
+  // magnitude and wanda (whose norms are the importance vectors) zero their mask before the
+  // rounding, which keeps the zeros (GPTQ too); sparsegpt needs use_gptq and the Hessians.
+  SparsityPattern sparsity;
+  PruneMethod prune = PruneMethod::Magnitude;
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
 };

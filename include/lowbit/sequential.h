@@ -52,6 +52,11 @@ struct SequentialOptions {
   // Learned rounding (lowbit/learned.h) of every block after its start rounding (GPTQ, or to
   // nearest without gptq_rounding), against the unquantized block's outputs. Not with AWQ.
   std::optional<LearnedOptions> learn;
+  // Pruning of the blocks' linears with GPTQ (prepare_pruning, lowbit/gptq.h); wanda's norms
+  // are those of the inputs the pruned blocks before produce. Linears planned as F16, BF16 or
+  // F32 are then pruned too (GPTQ onto the float grid: SparseGPT without quantization).
+  SparsityPattern sparsity;
+  PruneMethod prune = PruneMethod::SparseGpt;
   std::function<void(uint32_t layer, int step, int steps, double loss)> on_learn_step;
   std::function<void(uint32_t layer, uint32_t n_layers, double seconds)> on_layer;
   // When set, each tensor is handed over as soon as its block is done (the embedding after

@@ -39,6 +39,10 @@ std::vector<InputGroup> block_input_groups(const ModelConfig& c, uint32_t layer)
 // ffn_down). The stream is read only through the norm groups above (and the output head).
 std::vector<std::string> block_residual_writers(uint32_t layer);
 
+// Whether `weight` is one of the linears above ("blk.N.<role>.weight"): what pruning touches
+// (not the embedding nor the output head).
+bool is_block_linear(const std::string& weight);
+
 // The key (first weight) of the group that `weight` belongs to; `weight` itself when it is in
 // no group (the output head). Linears with the same key see the same input.
 std::string input_group_key(const std::string& weight);

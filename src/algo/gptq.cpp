@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <numeric>
 
+#include "lowbit/sparsity.h"
+
 #include "algo/gptq_sweep.h"
 #include "core/blas.h"
 #include "core/parallel.h"
@@ -60,11 +62,13 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
       h[j * cols + j] = 1;
       for (uint64_t r = 0; r < rows; ++r) W[r * cols + j] = 0;
     }
+  const SparsityPattern& prune = o.prune;
+  const bool act_order = o.act_order && !prune.structured();  // N:M groups are column runs
   std::vector<uint64_t> perm(cols);
   std::iota(perm.begin(), perm.end(), 0);
-  if (o.act_order)
+  if (act_order)
     std::stable_sort(perm.begin(), perm.end(), [&](uint64_t a, uint64_t b) { return h[a * cols + a] > h[b * cols + b]; });
-  if (o.act_order) {  // H in the sweep's column order
+  if (act_order) {  // H in the sweep's column order
     std::vector<double> hp(cols * cols);
     for (uint64_t i = 0; i < cols; ++i)
       for (uint64_t j = 0; j < cols; ++j) hp[i * cols + j] = h[perm[i] * cols + perm[j]];
@@ -72,10 +76,17 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
   }
   const uint64_t blen = std::min(rounder.block_len(), cols);
   const uint64_t n_blocks = (cols + blen - 1) / blen;
-  const bool static_grids = o.act_order || blen == cols;
+  const bool static_grids = act_order || blen == cols;
   // Without static grids a block's parameters are chosen from values that have received every
-  // earlier column's update, so a batch must hold whole blocks.
-  const uint64_t batch = static_grids ? std::max<uint64_t>(1, o.batch) : (std::max(o.batch, blen) + blen - 1) / blen * blen;
+  // earlier column's update, so a batch must hold whole blocks; an N:M group is chosen from
+  // its current values, so a batch holds whole groups too.
+  uint64_t unit = static_grids ? 1 : blen;
+  if (prune.structured()) {
+    if (cols % prune.m != 0)
+      fail(ErrorKind::Argument, "N:M sparsity {}:{}: rows of {} values are not whole groups", prune.n, prune.m, cols);
+    unit = std::lcm(unit, uint64_t(prune.m));
+  }
+  const uint64_t batch = (std::max<uint64_t>({1, o.batch, unit}) + unit - 1) / unit * unit;
 
   // The sweep reads U in f32 for the batches' trailing updates (one SGEMM each) and in double
   // only inside each batch's diagonal block: those blocks are kept ([n_batches][batch][batch],
@@ -88,10 +99,16 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
     const uint64_t b = i / batch, i1 = b * batch, i2 = std::min(cols, i1 + batch);
     for (uint64_t k = i; k < i2; ++k) Ud[b * batch * batch + (i - i1) * batch + (k - i1)] = U[i * cols + k];
   }
+  std::vector<double> udiag(cols);  // U[i, i], the pruning scores' denominators
+  for (uint64_t i = 0; i < cols; ++i) udiag[i] = U[i * cols + i];
   std::vector<double>().swap(U);
   const int threads = resolve_threads(o.n_threads);
   const uint64_t tile = 512;
   std::vector<float> Wp(std::min(rows, tile) * cols), E(std::min(rows, tile) * batch);
+  // pruned[rr * cols + i]: the weight at sweep position i of the tile's row rr is pruned.
+  const bool pruning = prune.active() || o.mask;
+  std::vector<uint8_t> pruned(pruning ? std::min(rows, tile) * cols : 0);
+  auto score = [&](float w, uint64_t i) { return static_cast<float>(w * w / (udiag[i] * udiag[i])); };
 
   for (uint64_t r0 = 0; r0 < rows; r0 += tile) {
     const uint64_t r1 = std::min(rows, r0 + tile), tr = r1 - r0;
@@ -102,18 +119,35 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
         if (static_grids)
           for (uint64_t g = 0; g < n_blocks; ++g) rounder.choose(r0 + rr, g, src + g * blen);
         for (uint64_t i = 0; i < cols; ++i) Wp[rr * cols + i] = src[perm[i]];
+        if (pruning)
+          for (uint64_t i = 0; i < cols; ++i) pruned[rr * cols + i] = o.mask && o.mask[(r0 + rr) * cols + perm[i]];
       }
     });
     for (uint64_t i1 = 0; i1 < cols; i1 += batch) {
       const uint64_t i2 = std::min(cols, i1 + batch), nb = i2 - i1;
       const double* ud = &Ud[(i1 / batch) * batch * batch];  // ud[(i - i1) * batch + (k - i1)] = U[i, k]
+      if (prune.active() && !prune.structured()) {  // SparseGPT: the batch's share over the tile
+        std::vector<float> s(tr * nb);
+        for (uint64_t rr = 0; rr < tr; ++rr)
+          for (uint64_t i = i1; i < i2; ++i) s[rr * nb + i - i1] = score(Wp[rr * cols + i], i);
+        const std::vector<uint8_t> mk = mask_lowest(s, tr, nb, prune, true);
+        for (uint64_t rr = 0; rr < tr; ++rr)
+          for (uint64_t i = i1; i < i2; ++i) pruned[rr * cols + i] |= mk[rr * nb + i - i1];
+      }
       parallel_for(tr, threads, [&](uint64_t a, uint64_t b) {
         for (uint64_t rr = a; rr < b; ++rr) {
           float* wr = &Wp[rr * cols];
+          uint8_t* pr = pruning ? &pruned[rr * cols] : nullptr;
           for (uint64_t i = i1; i < i2; ++i) {
             const uint64_t j = perm[i];
             if (!static_grids && j % blen == 0) rounder.choose(r0 + rr, j / blen, wr + i);  // identity perm here
-            const float q = rounder.round(r0 + rr, j, wr[i]);
+            if (prune.structured() && i % prune.m == 0) {  // SparseGPT N:M: this group's m - n
+              std::vector<float> s(prune.m);
+              for (int k = 0; k < prune.m; ++k) s[k] = score(wr[i + k], i + k);
+              const std::vector<uint8_t> mk = mask_lowest(s, 1, prune.m, prune, false);
+              for (int k = 0; k < prune.m; ++k) pr[i + k] |= mk[k];
+            }
+            const float q = rounder.round(r0 + rr, j, pr && pr[i] ? 0.0f : wr[i]);
             const double* ui = ud + (i - i1) * batch;  // ui[k - i1] = U[i, k]
             const double err = (wr[i] - q) / ui[i - i1];
             E[rr * nb + (i - i1)] = static_cast<float>(err);

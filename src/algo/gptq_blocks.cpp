@@ -2,10 +2,12 @@
 // block codec (quant/block_codecs.h) to choose a block's parameters and report its grid,
 // rounds single values onto that grid, and packs the codes when a tile of rows is done.
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include "algo/gptq_sweep.h"
 #include "lowbit/error.h"
+#include "lowbit/float_convert.h"
 #include "quant/block_codecs.h"
 #include "quant/debias.h"
 
@@ -61,11 +63,45 @@ class BlockRounder final : public gptq::GridRounder {
   std::vector<int> codes_;               // [rows of the tile, cols]
 };
 
+// F16, BF16, F32: every value is its own block, rounded to the nearest float of the type
+// (the sweep then only prunes and spreads the errors).
+class FloatRounder final : public gptq::GridRounder {
+ public:
+  FloatRounder(DType type, uint64_t cols, uint8_t* out, float* met)
+      : type_(type), cols_(cols), out_(out), met_(met) {}
+  uint64_t block_len() const override { return cols_; }  // no parameters: "static"
+  void begin_rows(uint64_t, uint64_t) override {}
+  void choose(uint64_t, uint64_t, const float*) override {}
+  float round(uint64_t row, uint64_t col, float v) override {
+    const uint64_t at = row * cols_ + col;
+    if (met_) met_[at] = v;
+    if (type_ == DType::F32) {
+      std::memcpy(out_ + at * 4, &v, 4);
+      return v;
+    }
+    const uint16_t bits = type_ == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+    std::memcpy(out_ + at * 2, &bits, 2);
+    return type_ == DType::F16 ? f16_to_f32(bits) : bf16_to_f32(bits);
+  }
+  void end_rows(uint64_t, uint64_t) override {}
+
+ private:
+  DType type_;
+  uint64_t cols_;
+  uint8_t* out_;
+  float* met_;
+};
+
 }  // namespace
 
 void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols,
                         std::vector<double> H, const float* importance, const GptqOptions& o,
                         uint8_t* out, float* pre_round) {
+  if (type == DType::F16 || type == DType::BF16 || type == DType::F32) {
+    std::vector<float> W(w, w + rows * cols);
+    FloatRounder rounder(type, cols, out, pre_round);
+    return gptq::sweep(W, rows, cols, std::move(H), o, rounder);
+  }
   const quant::BlockCodec* codec = quant::block_codec(type);
   if (!codec)
     fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)",

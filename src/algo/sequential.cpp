@@ -109,7 +109,11 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   std::map<std::string, TensorView> views;  // what `quant` reads for the weights done so far
   auto planned = [&](const std::string& name) -> const DType* {
     auto it = types.find(name);
-    return it != types.end() && !traits(it->second).is_float && can_quantize_to(it->second) ? &it->second : nullptr;
+    if (it == types.end()) return nullptr;
+    const DType t = it->second;
+    if (t == DType::F16 || t == DType::BF16 || t == DType::F32)  // pruned onto the float grid
+      return o.sparsity.active() && is_block_linear(name) ? &it->second : nullptr;
+    return !traits(t).is_float && can_quantize_to(t) ? &it->second : nullptr;
   };
   const int n_threads = resolve_threads(o.calib.n_threads);
   // Stores a quantized weight with its errors against `w` (what was quantized: the weight,
@@ -121,7 +125,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, hf, n_threads);
     t.rel_rms_error = e.weight;
     t.rel_output_error = e.output;
-    if (hf) {  // plain rounding of the same weights, for comparison
+    if (o.sparsity.active() && is_block_linear(src.name))
+      t.zero_share = decoded_zero_share(type, bytes, w.size());
+    else if (hf && !traits(type).is_float) {  // plain rounding of the same weights, for comparison
       std::vector<uint8_t> plain(bytes.size());
       quantize_rows(type, w.data(), src.shape[0], src.row_len(), nullptr, n_threads, plain.data());
       t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, hf, n_threads).output;
@@ -279,8 +285,14 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
           for (size_t i = 0; i < cc.size(); ++i) cc[i] = st.c[i] / st.count;
           fp = fp_target_weights(wn, rows, cols, h[name], cc, o.gptq.damp);
         }
+        GptqOptions g = o.gptq;
+        std::vector<uint8_t> mask;  // magnitude, wanda: chosen first, kept by the sweep
+        if (o.sparsity.active() && is_block_linear(name)) {
+          mask = prepare_pruning(name, o.prune, o.sparsity, wn, rows, cols, nullptr, &h[name], g);
+          g.mask = mask.empty() ? nullptr : mask.data();
+        }
         const float* target = o.fp_targets ? fp.data() : wn.data();
-        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, o.gptq,
+        gptq_quantize_rows(type, target, rows, cols, std::move(h[name]), nullptr, g,
                            bytes.data(), met.empty() ? nullptr : met.data());
       }
       if (learn) {

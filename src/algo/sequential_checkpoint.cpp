@@ -10,7 +10,7 @@ namespace lowbit {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr char kMagic[8] = {'L', 'B', 'C', 'K', 'P', 'T', '0', '1'};
+constexpr char kMagic[8] = {'L', 'B', 'C', 'K', 'P', 'T', '0', '2'};
 
 template <typename T>
 void put(std::string& s, const T& v) {
@@ -50,6 +50,7 @@ void SequentialCheckpoint::save_step(
     put(s, t->rel_rms_error);
     put(s, t->rel_output_error);
     put(s, t->rel_output_error_rtn);
+    put(s, t->zero_share);
     put(s, static_cast<uint64_t>(t->bytes.size()));
     s.append(reinterpret_cast<const char*>(t->bytes.data()), t->bytes.size());
   }
@@ -108,6 +109,7 @@ std::vector<std::pair<std::string, PrecomputedTensor>> SequentialCheckpoint::loa
     t.rel_rms_error = r.get<double>();
     t.rel_output_error = r.get<double>();
     t.rel_output_error_rtn = r.get<double>();
+    t.zero_share = r.get<double>();
     const uint64_t n = r.get<uint64_t>();
     const uint8_t* p = r.take(n);
     t.bytes.assign(p, p + n);

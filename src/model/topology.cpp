@@ -40,18 +40,37 @@ std::vector<std::string> block_residual_writers(uint32_t layer) {
   return {p + "attn_output.weight", p + "ffn_down.weight"};
 }
 
-std::string input_group_key(const std::string& weight) {
-  static const std::string tail = ".weight";
+namespace {
+
+const std::string kWeightTail = ".weight";
+
+// The group of "blk.N.<role>.weight" and the length of its "blk.N." prefix; null otherwise.
+const RoleGroup* group_of(const std::string& weight, size_t* prefix) {
+  const std::string& tail = kWeightTail;
   const size_t dot = weight.find('.', 4);  // "blk.N." then the role
   if (weight.rfind("blk.", 0) != 0 || dot == std::string::npos ||
       weight.size() < dot + 1 + tail.size() ||
       weight.compare(weight.size() - tail.size(), tail.size(), tail) != 0)
-    return weight;
+    return nullptr;
   const std::string role = weight.substr(dot + 1, weight.size() - dot - 1 - tail.size());
+  *prefix = dot + 1;
   for (const RoleGroup& g : role_groups())
     for (const char* r : g.roles)
-      if (role == r) return weight.substr(0, dot + 1) + g.roles[0] + tail;
-  return weight;
+      if (role == r) return &g;
+  return nullptr;
+}
+
+}  // namespace
+
+bool is_block_linear(const std::string& weight) {
+  size_t prefix = 0;
+  return group_of(weight, &prefix) != nullptr;
+}
+
+std::string input_group_key(const std::string& weight) {
+  size_t prefix = 0;
+  const RoleGroup* g = group_of(weight, &prefix);
+  return g ? weight.substr(0, prefix) + g->roles[0] + kWeightTail : weight;
 }
 
 }  // namespace lowbit

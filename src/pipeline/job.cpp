@@ -61,7 +61,43 @@ void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
     fail(ErrorKind::Argument, "give a recipe file or a recipe, not both");
 }
 
+// Pruning runs inside rtn, imatrix and gptq on GGUF types (sparsity.h).
+void validate_sparsity(const QuantizeJob& job, Method method) {
+  if (!job.sparsity.active()) {
+    if (job.prune)
+      fail(ErrorKind::Argument, "pruning rule {} given without a sparsity or an N:M pattern",
+           prune_method_name(*job.prune));
+    return;
+  }
+  validate(job.sparsity);
+  const auto* g = std::get_if<GgufTarget>(&job.target);
+  if (!g) fail(ErrorKind::Argument, "pruning writes GGUF files: the target must be a GGUF type");
+  if (g->budget)
+    fail(ErrorKind::Argument,
+         "pruning does not combine with a size budget (the sensitivity is measured unpruned)");
+  if (method != Method::Rtn && method != Method::Imatrix && method != Method::Gptq)
+    fail(ErrorKind::Argument, "method {} does not prune: use rtn, imatrix or gptq",
+         method_name(method));
+  if (job.method.gptq.fp_targets)
+    fail(ErrorKind::Argument, "pruning does not combine with GPTQ's fp targets");
+  const PruneMethod p = resolved_prune_method(job);
+  if (p == PruneMethod::SparseGpt && method != Method::Gptq)
+    fail(ErrorKind::Argument, "sparsegpt prunes inside GPTQ's sweep: it needs method gptq, not {}",
+         method_name(method));
+  if (p == PruneMethod::Wanda && method == Method::Rtn)
+    fail(ErrorKind::Argument,
+         "wanda needs the inputs' norms: use method imatrix or gptq with calibration");
+}
+
 }  // namespace
+
+PruneMethod resolved_prune_method(const QuantizeJob& job) {
+  if (job.prune) return *job.prune;
+  const Method m = resolved_method(job);
+  return m == Method::Gptq      ? PruneMethod::SparseGpt
+         : m == Method::Imatrix ? PruneMethod::Wanda
+                                : PruneMethod::Magnitude;
+}
 
 Method resolved_method(const QuantizeJob& job) {
   if (job.method.kind != Method::Default) return job.method.kind;
@@ -103,6 +139,7 @@ void validate(const QuantizeJob& job) {
          job.calib.stats);
   const Method method = resolved_method(job);
   if (job.rotation.ffn_down) check_online_rotation(job, method);
+  validate_sparsity(job, method);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
   if (job.method.awq.clip && method != Method::Awq)
     fail(ErrorKind::Argument,
@@ -194,6 +231,8 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   q.plan = plan_of(t);
   q.n_threads = run.job().threads;
   q.rotation = rotation_label(run.job().rotation);
+  q.sparsity = run.job().sparsity;
+  if (q.sparsity.active()) q.prune = resolved_prune_method(run.job());
   q.on_tensor = run.tensor_progress();
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;

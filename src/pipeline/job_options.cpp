@@ -175,6 +175,17 @@ const std::map<std::string, Setter>& setters() {
        }},
       {"rotate-ffn-down", [](S& s, V n, V v) { s.job.rotation.ffn_down = boolean(n, v); }},
       {"rotate-seed", [](S& s, V n, V v) { s.job.rotation.seed = number<uint64_t>(n, v); }},
+      {"sparsity", [](S& s, V n, V v) { s.job.sparsity.ratio = number<double>(n, v); }},
+      {"nm",
+       [](S& s, V, V v) {
+         const SparsityPattern p = parse_nm(v);
+         s.job.sparsity.n = p.n, s.job.sparsity.m = p.m;
+       }},
+      {"prune",
+       [](S& s, V n, V v) {
+         const auto c = prune_method_choices();
+         s.job.prune = choice<PruneMethod>(n, v, {c.begin(), c.end()});
+       }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

@@ -65,6 +65,8 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
     report_progress(run.observer(), {Stage::Block, l + 1u, n, "", sec});
   };
   so.learn = learn;
+  so.sparsity = q.sparsity;
+  so.prune = q.prune;
   const auto t0 = std::chrono::steady_clock::now();
   const uint32_t n_layer = m.config.n_layer;
   so.on_learn_step = [&run, t0, n_layer](uint32_t l, int step, int steps, double loss) {
@@ -85,8 +87,9 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   so.checkpoint_dir = job.output + ".lowbit-checkpoint";
   so.resume = job.resume;
   so.fingerprint =
-      fmt::format("{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text, q.method,
-                  job.calib.samples, job.calib.ctx, job.calib.seed, q.rotation);
+      fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text, q.method,
+                  job.calib.samples, job.calib.ctx, job.calib.seed, q.rotation,
+                  q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : "");
   SequentialResult res;
   try {
     res = quantize_sequential(m, run.calibration_tokens(), types, so);

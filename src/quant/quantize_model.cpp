@@ -14,6 +14,7 @@
 #include "lowbit/file_io.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
+#include "lowbit/topology.h"
 #include "quant/error_sums.h"
 #include "quant/tensor_errors.h"
 
@@ -28,7 +29,8 @@ void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, 
   const auto& tr = traits(type);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
   out.resize(n_rows * row_bytes);
-  if (gptq && hessian && !hessian->empty() && !tr.is_float) {
+  const bool float_grid = gptq && (gptq->prune.active() || gptq->mask);  // pruning onto F16
+  if (gptq && hessian && !hessian->empty() && (!tr.is_float || float_grid)) {
     GptqOptions g = *gptq;
     g.n_threads = n_threads;
     gptq_quantize_rows(type, x.data(), n_rows, row_len, *hessian, importance, g, out.data());
@@ -93,12 +95,16 @@ struct GgufQuantizeWriter::Impl {
     report.rotation = o.rotation;
     if (!o.rotation.empty())
       layout.set("lowbit.quantize.rotation", GgufValue::of_string(o.rotation));
+    if (o.sparsity.active()) {
+      report.sparsity = sparsity_label(o.prune, o.sparsity);
+      layout.set("lowbit.quantize.sparsity", GgufValue::of_string(report.sparsity));
+    }
     first = layout.tensors().size();  // tensors the metadata brought (rope_freqs) come first
     report.tensors.resize(plan.size());
     for (size_t i = 0; i < plan.size(); ++i) {
       const TensorView& src = m.tensors[i];
       TensorReport& rep = report.tensors[i];
-      rep = {src.name, src.shape, plan[i].type, 0, 0, 0, 0, plan[i].note, plan[i].reason};
+      rep = {src.name, src.shape, plan[i].type, 0, 0, 0, 0, 0, plan[i].note, plan[i].reason};
       if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
         fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
       report.total_bytes += rep.bytes;
@@ -131,16 +137,29 @@ struct GgufQuantizeWriter::Impl {
       fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
            s.row_len());
     const float* importance = imp ? imp->data() : nullptr;
-    const bool whole = h || s.shape.size() < 2 || (m.rope_layout != target && is_q_or_k(s.name));
+    const bool prune = o.sparsity.active() && is_block_linear(s.name) && s.shape.size() == 2;
+    const bool whole = h || prune || s.shape.size() < 2 || (m.rope_layout != target && is_q_or_k(s.name));
     std::vector<uint8_t> bytes;
     if (whole) {
       const std::vector<float> x = load_rows(m, s, target);
-      quantize_tensor(r.type, x, s.row_len(), importance, h, o.use_gptq ? &o.gptq : nullptr, n_threads, bytes);
+      GptqOptions g = o.gptq;
+      std::vector<uint8_t> mask;  // magnitude, wanda: GPTQ keeps it, rounding to nearest zeroes it first
+      std::vector<float> masked;
+      if (prune) {
+        if (o.prune == PruneMethod::SparseGpt && !o.use_gptq)
+          fail(ErrorKind::Argument, "tensor '{}': sparsegpt prunes inside GPTQ", s.name);
+        mask = prepare_pruning(s.name, o.prune, o.sparsity, x, s.n_rows(), s.row_len(), importance, h, g);
+        g.mask = mask.empty() ? nullptr : mask.data();
+        if (!mask.empty() && !o.use_gptq) masked = apply_mask(x, mask);
+      }
+      const std::vector<float>& in = masked.empty() ? x : masked;
+      quantize_tensor(r.type, in, s.row_len(), importance, h, o.use_gptq ? &g : nullptr, n_threads, bytes);
       const std::vector<float> hf = hessian_f32(h, s.row_len());
       const TensorErrors e = measure_errors(r.type, x, s.row_len(), bytes, h ? &hf : nullptr, n_threads);
       r.rel_rms_error = e.weight;
       r.rel_output_error = e.output;
-      if (o.use_gptq && !hf.empty() && !traits(r.type).is_float) {  // what plain rounding would have cost, for the report
+      if (prune) r.zero_share = decoded_zero_share(r.type, bytes, x.size());
+      if (o.use_gptq && !prune && !hf.empty() && !traits(r.type).is_float) {  // what plain rounding would have cost, for the report
         std::vector<uint8_t> rtn;
         quantize_tensor(r.type, x, s.row_len(), importance, nullptr, nullptr, n_threads, rtn);
         r.rel_output_error_rtn = measure_errors(r.type, x, s.row_len(), rtn, &hf, n_threads).output;
@@ -185,6 +204,7 @@ void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t
   r.rel_rms_error = t.rel_rms_error;
   r.rel_output_error = t.rel_output_error;
   r.rel_output_error_rtn = t.rel_output_error_rtn;
+  r.zero_share = t.zero_share;
   s.done(i);
 }
 

@@ -8,6 +8,7 @@
 
 #include "core/parallel.h"
 #include "lowbit/quant.h"
+#include "lowbit/sparsity.h"
 #include "quant/error_sums.h"
 
 namespace lowbit {
@@ -69,6 +70,11 @@ ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t ro
   return error_sums(type, x, row_len, out, nullptr, n_threads).weight;
 }
 
+double decoded_zero_share(DType type, const std::vector<uint8_t>& bytes, uint64_t n) {
+  std::vector<float> y(n);
+  dequantize_values(type, bytes.data(), n, y.data());
+  return zero_share(y.data(), n);
+}
 
 std::vector<float> hessian_f32(const std::vector<double>* h, uint64_t row_len) {
   if (!h || h->size() != row_len * row_len) return {};

@@ -24,6 +24,9 @@ TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t ro
 ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
                             int n_threads);
 
+// Share of the n values of `bytes` (of `type`) that decode to exactly 0 (pruned weights).
+double decoded_zero_share(DType type, const std::vector<uint8_t>& bytes, uint64_t n);
+
 // H as measure_errors takes it: f32, or empty when `h` is null or not [row_len²].
 std::vector<float> hessian_f32(const std::vector<double>* h, uint64_t row_len);
 

@@ -25,15 +25,19 @@ void print_table(const QuantizeReport& r) {
     with_output |= t.rel_output_error > 0, with_rtn |= t.rel_output_error_rtn > 0;
   // out.RMS: the layer's output error on the calibration inputs; rtn.out: the same for plain
   // rounding
-  fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}{}{}\n", "tensor", "shape", "type", "bpw", "rel.RMS",
-             with_output ? "   out.RMS" : "", with_rtn ? "   rtn.out" : "");
+  // zeros: the share of the stored weights that decode to 0, with pruning
+  const bool with_zeros = !r.sparsity.empty();
+  fmt::print("{:<32} {:<16} {:<8} {:>7} {:>10}{}{}{}\n", "tensor", "shape", "type", "bpw",
+             "rel.RMS", with_output ? "   out.RMS" : "", with_rtn ? "   rtn.out" : "",
+             with_zeros ? "   zeros" : "");
   for (const TensorReport& t : r.tensors) {
     const double bpw =
         8.0 * t.bytes / std::max<uint64_t>(1, TensorInfo{t.name, t.type, t.shape}.n_values());
-    fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}{}\n", t.name, shape_string(t.shape),
+    fmt::print("{:<32} {:<16} {:<8} {:>7.3f} {:>10.5f}{}{}{}{}\n", t.name, shape_string(t.shape),
                type_label(t), bpw, t.rel_rms_error,
                with_output ? fmt::format(" {:>9.5f}", t.rel_output_error) : "",
                with_rtn ? fmt::format(" {:>9.5f}", t.rel_output_error_rtn) : "",
+               with_zeros ? fmt::format(" {:>6.1f}%", 100 * t.zero_share) : "",
                t.note.empty() ? "" : "  " + t.note);
   }
   fmt::print(
@@ -52,6 +56,7 @@ nlohmann::json report_json(const QuantizeReport& r, const std::string& out) {
                        {"rel_rms_error", t.rel_rms_error},
                        {"rel_output_error", t.rel_output_error},
                        {"rel_output_error_rtn", t.rel_output_error_rtn},
+                       {"zero_share", t.zero_share},
                        {"note", t.note}});
   nlohmann::json learned = nlohmann::json::array();
   for (const BlockLearnReport& b : r.learned)
@@ -65,6 +70,7 @@ nlohmann::json report_json(const QuantizeReport& r, const std::string& out) {
           {"learned_blocks", learned},
           {"method", r.method},
           {"rotation", r.rotation},
+          {"sparsity", r.sparsity},
           {"n_weights", r.n_weights},
           {"tensor_bytes", r.total_bytes},
           {"file_bytes", r.file_bytes},
@@ -124,6 +130,9 @@ Action add_quantize(CLI::App& app) {
       if (const std::string r = rotation_label(job.rotation); !r.empty())
         fmt::print(stderr, "rotation: {} (fused into the weights first){}\n", r,
                    job.rotation.ffn_down ? "; the file needs lowbit's engine" : "");
+      if (job.sparsity.active())
+        fmt::print(stderr, "pruning: {} of every block linear\n",
+                   sparsity_label(resolved_prune_method(job), job.sparsity));
     }
     stop_on_signals();
     const QuantizeReport r = run_quantize_job(job, progress_printer(f->quiet));

@@ -123,6 +123,16 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("--rotate-seed", j.rotation.seed,
                 "seed of the rotation's random signs or random matrix")
       ->capture_default_str();
+  c->add_option("--sparsity", j.sparsity.ratio,
+                "prune this share of the weights of every block linear (0.5: half), by --prune")
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--nm", f.nm, "N:M sparsity: at most N non-zero in every M weights of a row (2:4)");
+  auto prune_choices = prune_method_choices();
+  c->add_option("--prune", j.prune,
+                "pruning rule: magnitude, wanda (|w|·‖x‖; needs calibration) or sparsegpt (inside "
+                "GPTQ); default sparsegpt with gptq, wanda with imatrix, magnitude with rtn")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, PruneMethod>(prune_choices.begin(), prune_choices.end())));
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");
@@ -174,6 +184,7 @@ QuantizeJob job_from_flags(const QuantizeFlags& f) {
   if (f.act_order || f.no_act_order) s.act_order = f.act_order;
   s.group_given = f.group_option->count() > 0;
   if (f.bpw_option->count() > 0) s.bpw = f.bpw;
+  if (!f.nm.empty()) set_job_option(s, "nm", f.nm);
   return make_job(s);
 }
 

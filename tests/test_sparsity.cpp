@@ -1,0 +1,273 @@
+// Pruning (lowbit/sparsity.h): the masks' patterns, SparseGPT's sweep against the one-shot
+// rules on a layer's output error, zeros kept through rounding, and the job's rules.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "lowbit/error.h"
+#include "lowbit/gguf.h"
+#include "lowbit/gptq.h"
+#include "lowbit/job.h"
+#include "lowbit/job_options.h"
+#include "lowbit/quant.h"
+#include "lowbit/sparsity.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+// Every group of m consecutive values of a row has at most n non-zero ones.
+bool follows_nm(const std::vector<float>& w, int n, int m) {
+  for (size_t g = 0; g < w.size(); g += m) {
+    int kept = 0;
+    for (int k = 0; k < m; ++k) kept += w[g + k] != 0;
+    if (kept > n) return false;
+  }
+  return true;
+}
+
+std::vector<float> masked(std::vector<float> w, const std::vector<uint8_t>& mask) {
+  for (size_t i = 0; i < w.size(); ++i)
+    if (mask[i]) w[i] = 0;
+  return w;
+}
+
+// A layer's inputs with correlated channels of very different sizes, as real activations
+// are: X = Z·A with a few channels scaled up. Returns H = XᵀX / n [cols, cols].
+std::vector<double> correlated_hessian(uint64_t cols, uint64_t n, uint32_t seed) {
+  const std::vector<float> z = test::gaussian(n * cols, seed), a = test::gaussian(cols * cols, seed + 1);
+  std::vector<double> x(n * cols, 0.0);
+  for (uint64_t t = 0; t < n; ++t)
+    for (uint64_t k = 0; k < cols; ++k)
+      for (uint64_t j = 0; j < cols; ++j)
+        x[t * cols + j] += z[t * cols + k] * (a[k * cols + j] * 0.3 + (k == j ? 1.0 : 0.0));
+  for (uint64_t t = 0; t < n; ++t)
+    for (uint64_t j = 0; j < cols; j += 9) x[t * cols + j] *= 6;  // outlier channels
+  std::vector<double> h(cols * cols, 0.0);
+  for (uint64_t t = 0; t < n; ++t)
+    for (uint64_t i = 0; i < cols; ++i)
+      for (uint64_t j = 0; j < cols; ++j) h[i * cols + j] += x[t * cols + i] * x[t * cols + j] / n;
+  return h;
+}
+
+// tr(Δ H Δᵀ) / tr(W H Wᵀ): the layer's relative output error on the inputs behind H.
+double output_error(const std::vector<float>& w, const std::vector<float>& q,
+                    const std::vector<double>& h, uint64_t rows, uint64_t cols) {
+  double err = 0, ref = 0;
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t i = 0; i < cols; ++i)
+      for (uint64_t j = 0; j < cols; ++j) {
+        const double di = w[r * cols + i] - q[r * cols + i], dj = w[r * cols + j] - q[r * cols + j];
+        err += di * h[i * cols + j] * dj;
+        ref += double{w[r * cols + i]} * h[i * cols + j] * w[r * cols + j];
+      }
+  return err / ref;
+}
+
+std::vector<float> diagonal(const std::vector<double>& h, uint64_t cols) {
+  std::vector<float> d(cols);
+  for (uint64_t j = 0; j < cols; ++j) d[j] = static_cast<float>(h[j * cols + j]);
+  return d;
+}
+
+// GPTQ onto the F32 grid with `o`: SparseGPT without quantization.
+std::vector<float> sweep_f32(const std::vector<float>& w, uint64_t rows, uint64_t cols,
+                             const std::vector<double>& h, const GptqOptions& o) {
+  std::vector<float> out(rows * cols);
+  gptq_quantize_rows(DType::F32, w.data(), rows, cols, h, nullptr, o,
+                     reinterpret_cast<uint8_t*>(out.data()));
+  return out;
+}
+
+TEST(Sparsity, PatternsParseAndBadOnesAreNamed) {
+  const SparsityPattern p = parse_nm("2:4");
+  EXPECT_EQ(p.n, 2);
+  EXPECT_EQ(p.m, 4);
+  EXPECT_DOUBLE_EQ(p.share(), 0.5);
+  EXPECT_EQ(sparsity_label(PruneMethod::Wanda, p), "wanda 2:4");
+  EXPECT_EQ(sparsity_label(PruneMethod::SparseGpt, {0.5}), "sparsegpt 50%");
+  for (const char* bad : {"2", "4:2", "0:4", "2:4x", "a:b", "2:128", ":4"})
+    EXPECT_NE(test::expect_error([&] { parse_nm(bad); }).find(bad), std::string::npos) << bad;
+  EXPECT_NE(test::expect_error([] { validate(SparsityPattern{1.0}); }).find("outside [0, 1)"),
+            std::string::npos);
+  EXPECT_NE(test::expect_error([] { validate(SparsityPattern{0.5, 2, 4}); }).find("both given"),
+            std::string::npos);
+  EXPECT_EQ(prune_method_from_name("wanda"), PruneMethod::Wanda);
+  EXPECT_FALSE(prune_method_from_name("obs"));
+}
+
+TEST(Sparsity, MasksHaveTheExactPatternAndWandaWeighsTheInputs) {
+  const uint64_t rows = 16, cols = 64;
+  const std::vector<float> w = test::gaussian(rows * cols, 3);
+  std::vector<float> norms(cols, 1.0f);
+  norms[5] = 1e6f;  // a channel whose inputs are huge: wanda keeps its weights
+  for (PruneMethod pm : {PruneMethod::Magnitude, PruneMethod::Wanda}) {
+    SCOPED_TRACE(prune_method_name(pm));
+    const auto nm = prune_mask(pm, w.data(), rows, cols, norms.data(), parse_nm("2:4"));
+    EXPECT_TRUE(follows_nm(masked(w, nm), 2, 4));
+    EXPECT_EQ(std::count(nm.begin(), nm.end(), 1), int64_t(rows * cols / 2));
+    const auto half = prune_mask(pm, w.data(), rows, cols, norms.data(), {0.5});
+    EXPECT_EQ(std::count(half.begin(), half.end(), 1), int64_t(rows * cols / 2));
+    uint64_t pruned_col5 = 0;
+    for (uint64_t r = 0; r < rows; ++r) {
+      pruned_col5 += half[r * cols + 5];
+      if (pm == PruneMethod::Wanda)  // per row: each row loses exactly its half
+        EXPECT_EQ(std::count(half.begin() + r * cols, half.begin() + (r + 1) * cols, 1), 32);
+    }
+    if (pm == PruneMethod::Wanda) EXPECT_EQ(pruned_col5, 0u);
+  }
+  // Magnitude compares the whole matrix: the smallest weights go, whatever their row.
+  std::vector<float> rowscale = w;
+  for (uint64_t c = 0; c < cols; ++c) rowscale[c] *= 1e-3f;  // row 0 is tiny
+  const auto mag = prune_mask(PruneMethod::Magnitude, rowscale.data(), rows, cols, nullptr, {0.5});
+  EXPECT_EQ(std::count(mag.begin(), mag.begin() + cols, 1), int64_t(cols));
+  EXPECT_NE(test::expect_error([&] {
+              prune_mask(PruneMethod::Wanda, w.data(), rows, cols, nullptr, {0.5});
+            }).find("norms"),
+            std::string::npos);
+}
+
+TEST(Sparsity, SparseGptBeatsWandaAndMagnitudeOnTheLayerOutput) {
+  const uint64_t rows = 32, cols = 72;
+  const std::vector<double> h = correlated_hessian(cols, 512, 11);
+  const std::vector<float> w = test::gaussian(rows * cols, 12), d = diagonal(h, cols);
+  for (const SparsityPattern& p : {SparsityPattern{0.5}, parse_nm("2:4")}) {
+    SCOPED_TRACE(pattern_label(p));
+    const double mag = output_error(
+        w, masked(w, prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, p)), h,
+        rows, cols);
+    const double wanda = output_error(
+        w, masked(w, prune_mask(PruneMethod::Wanda, w.data(), rows, cols, d.data(), p)), h, rows,
+        cols);
+    GptqOptions o;
+    o.act_order = false;
+    o.prune = p;
+    const std::vector<float> sgpt = sweep_f32(w, rows, cols, h, o);
+    const double sparse = output_error(w, sgpt, h, rows, cols);
+    EXPECT_NEAR(zero_share(sgpt.data(), sgpt.size()), p.share(), 0.01);
+    if (p.structured()) EXPECT_TRUE(follows_nm(sgpt, p.n, p.m));
+    EXPECT_LT(wanda, mag);
+    EXPECT_LT(sparse, 0.8 * wanda) << "magnitude " << mag << " wanda " << wanda;
+    // Wanda's mask kept by the sweep, whose updates lower the error below Wanda's own.
+    const auto wanda_mask = prune_mask(PruneMethod::Wanda, w.data(), rows, cols, d.data(), p);
+    GptqOptions keep;
+    keep.act_order = true;  // the mask follows the columns through the permutation
+    keep.mask = wanda_mask.data();
+    const std::vector<float> updated = sweep_f32(w, rows, cols, h, keep);
+    for (size_t i = 0; i < updated.size(); ++i)
+      ASSERT_EQ(updated[i] == 0, wanda_mask[i] == 1) << i;
+    EXPECT_LT(output_error(w, updated, h, rows, cols), 0.9 * wanda);
+  }
+}
+
+// Every type whose grid holds 0 keeps the mask's zeros, rounded to nearest or by GPTQ, and
+// SparseGPT's N:M pattern survives its quantization.
+TEST(Sparsity, ZerosSurviveRoundingOnGridsWithAZero) {
+  const uint64_t rows = 8, cols = 256;
+  const std::vector<double> h = correlated_hessian(cols, 300, 21);
+  const std::vector<float> w = test::gaussian(rows * cols, 22);
+  const auto mask = prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, {0.5});
+  const std::vector<float> wm = masked(w, mask);
+  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q3_K, DType::Q6_K, DType::F16,
+                  DType::BF16}) {
+    SCOPED_TRACE(dtype_name(t));
+    const auto& tr = traits(t);
+    std::vector<uint8_t> bytes(rows * cols / tr.block_size * tr.type_size);
+    std::vector<float> y(rows * cols);
+    quantize_rows(t, wm.data(), rows, cols, nullptr, 1, bytes.data());
+    dequantize_values(t, bytes.data(), y.size(), y.data());
+    for (size_t i = 0; i < y.size(); ++i)
+      if (mask[i]) ASSERT_EQ(y[i], 0.0f) << "rtn, value " << i;
+    GptqOptions o;
+    o.mask = mask.data();
+    gptq_quantize_rows(t, w.data(), rows, cols, h, nullptr, o, bytes.data());
+    dequantize_values(t, bytes.data(), y.size(), y.data());
+    for (size_t i = 0; i < y.size(); ++i)
+      if (mask[i]) ASSERT_EQ(y[i], 0.0f) << "gptq, value " << i;
+    GptqOptions s;
+    s.prune = parse_nm("2:4");
+    gptq_quantize_rows(t, w.data(), rows, cols, h, nullptr, s, bytes.data());
+    dequantize_values(t, bytes.data(), y.size(), y.data());
+    EXPECT_TRUE(follows_nm(y, 2, 4));
+  }
+}
+
+TEST(Sparsity, JobRulesNameTheBadCombination) {
+  test::TempDir dir;
+  auto job = [&](const std::string& method, const std::string& extra, const std::string& value) {
+    JobSettings s;
+    s.job.model = test::shared_path("models/tinyllm-8m");
+    s.job.output = dir.file("o.gguf");
+    s.method = method;
+    if (method == "imatrix" || method == "gptq" || method == "awq")
+      s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+    set_job_option(s, extra, value);
+    return make_job(s);
+  };
+  auto error_of = [&](const QuantizeJob& j) { return test::expect_error([&] { validate(j); }); };
+  EXPECT_NE(error_of(job("rtn", "prune", "wanda")).find("without a sparsity"), std::string::npos);
+  QuantizeJob j = job("rtn", "sparsity", "0.5");
+  EXPECT_EQ(resolved_prune_method(j), PruneMethod::Magnitude);
+  validate(j);
+  j.prune = PruneMethod::Wanda;
+  EXPECT_NE(error_of(j).find("imatrix or gptq"), std::string::npos);
+  j = job("imatrix", "nm", "2:4");
+  EXPECT_EQ(resolved_prune_method(j), PruneMethod::Wanda);
+  j.prune = PruneMethod::SparseGpt;
+  EXPECT_NE(error_of(j).find("needs method gptq"), std::string::npos);
+  j = job("gptq", "sparsity", "0.5");
+  EXPECT_EQ(resolved_prune_method(j), PruneMethod::SparseGpt);
+  validate(j);
+  EXPECT_NE(error_of(job("awq", "sparsity", "0.5")).find("method awq does not prune"),
+            std::string::npos);
+  j = job("rtn", "sparsity", "0.5");
+  j.sparsity.n = 2, j.sparsity.m = 4;
+  EXPECT_NE(error_of(j).find("both given"), std::string::npos);
+  j = job("rtn", "sparsity", "0.5");
+  j.target = AffineTarget{};
+  j.output = dir.path();
+  EXPECT_NE(error_of(j).find("must be a GGUF type"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { job("rtn", "nm", "4:2"); }).find("4:2"), std::string::npos);
+}
+
+// The whole job: every block linear of the file holds the pattern, nothing else is pruned,
+// and the file says how it was pruned.
+TEST(Sparsity, PrunedFilesKeepThePatternInEveryBlockLinear) {
+  test::TempDir dir;
+  for (const char* method : {"rtn", "gptq"}) {
+    SCOPED_TRACE(method);
+    JobSettings s;
+    s.job.model = test::shared_path("models/tinyllm-8m");
+    s.job.output = dir.file(std::string(method) + ".gguf");
+    s.type = "Q8_0";
+    s.method = method;
+    set_job_option(s, "nm", "2:4");
+    if (std::string(method) == "gptq") {
+      s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+      s.job.calib.samples = 4;
+      s.job.calib.ctx = 64;
+    }
+    const QuantizeReport r = run_quantize_job(make_job(s));
+    EXPECT_EQ(r.sparsity, std::string(method) == "gptq" ? "sparsegpt 2:4" : "magnitude 2:4");
+    const Model m = load_model(s.job.output);
+    EXPECT_EQ(GgufFile::open(s.job.output)->get_string("lowbit.quantize.sparsity"), r.sparsity);
+    size_t linears = 0;
+    for (const TensorReport& t : r.tensors) {
+      const TensorView& v = m.tensor(t.name);
+      std::vector<float> y(v.n_values());
+      dequantize_values(v.dtype, v.data, y.size(), y.data());
+      if (t.name.rfind("blk.", 0) == 0 && t.shape.size() == 2) {
+        ++linears;
+        EXPECT_TRUE(follows_nm(y, 2, 4)) << t.name;
+        EXPECT_NEAR(t.zero_share, zero_share(y.data(), y.size()), 1e-12) << t.name;
+        EXPECT_GE(t.zero_share, 0.5) << t.name;
+      } else {
+        EXPECT_LT(zero_share(y.data(), y.size()), 0.01) << t.name;
+      }
+    }
+    EXPECT_EQ(linears, 7u * m.config.n_layer);
+  }
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -184,6 +184,20 @@ TEST(LlamaCppJudge, PrunedFilesLoadInLlamaCppWithTheSamePerplexity) {
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     std::printf("Q4_0 sparsegpt 2:4: lowbit PPL %.4f  llama.cpp PPL %.4f\n", ours, theirs);
   }
+  {  // structured: a smaller model (n_ff, n_head, n_head_kv changed)
+    const std::string path = dir.file("smaller.gguf");
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q8_0", "--method", "rtn",
+                            "--prune-ffn", "0.25", "--prune-kv-groups", "1", "-q", "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(nlohmann::json::parse(r.out).at("structured").get<std::string>(),
+              "ffn 768->576 kv_heads 4->3");
+    const Model smaller = load_model(path);
+    EXPECT_EQ(smaller.config.n_ff, 576u);
+    EXPECT_EQ(smaller.config.n_head, 6u);
+    const double ours = windows.lowbit_ppl(smaller), theirs = windows.llama_ppl(path);
+    EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
+    std::printf("Q8_0 ffn 25%% + 1 KV group: lowbit PPL %.4f  llama.cpp PPL %.4f\n", ours, theirs);
+  }
 }
 
 TEST(LlamaCppJudge, PresetMixesGiveEveryTensorLlamaCppsType) {

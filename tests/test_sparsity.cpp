@@ -1,9 +1,12 @@
 // Pruning (lowbit/sparsity.h): the masks' patterns, SparseGPT's sweep against the one-shot
-// rules on a layer's output error, zeros kept through rounding, and the job's rules.
+// rules on a layer's output error, zeros kept through rounding, and the job's rules; then
+// structured pruning (lowbit/structured_prune.h).
 #include <gtest/gtest.h>
 
 #include <cmath>
 
+#include "algo/weight_edits.h"
+#include "lowbit/engine.h"
 #include "lowbit/error.h"
 #include "lowbit/gguf.h"
 #include "lowbit/gptq.h"
@@ -11,6 +14,7 @@
 #include "lowbit/job_options.h"
 #include "lowbit/quant.h"
 #include "lowbit/sparsity.h"
+#include "lowbit/structured_prune.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -267,6 +271,75 @@ TEST(Sparsity, PrunedFilesKeepThePatternInEveryBlockLinear) {
     }
     EXPECT_EQ(linears, 7u * m.config.n_layer);
   }
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+std::vector<float> last_logits(const Model& m) {
+  std::vector<int32_t> tokens;
+  for (int i = 0; i < 24; ++i) tokens.push_back(3 + (i * 131) % 4000);
+  Engine e(m, {2, static_cast<uint32_t>(tokens.size())});
+  std::vector<float> out;
+  e.eval(tokens.data(), tokens.size(), out, true);
+  return out;
+}
+
+// Channels and groups that add nothing to the residual stream (their ffn_down columns or
+// attn_output columns are zero) score lowest, so removing them leaves the function unchanged.
+TEST(StructuredPrune, RemovingWhatAddsNothingKeepsTheLogits) {
+  Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const ModelConfig c = m.config;
+  const uint32_t per_group = c.n_head / c.n_head_kv;
+  for (uint32_t l = 0; l < c.n_layer; ++l) {
+    const std::string p = "blk." + std::to_string(l) + ".";
+    std::vector<float> down = decoded_f32(m, p + "ffn_down.weight");
+    for (uint64_t r = 0; r < c.n_embd; ++r)
+      for (uint64_t k = 0; k < c.n_ff; k += 4) down[r * c.n_ff + k] = 0;  // one channel in 4
+    m.set_f32(p + "ffn_down.weight", down);
+    std::vector<float> o = decoded_f32(m, p + "attn_output.weight");
+    const uint64_t g = l % c.n_head_kv, q_dim = c.q_dim();  // a different group per block
+    for (uint64_t r = 0; r < c.n_embd; ++r)
+      for (uint64_t col = g * per_group * c.head_dim; col < (g + 1) * per_group * c.head_dim; ++col)
+        o[r * q_dim + col] = 0;
+    m.set_f32(p + "attn_output.weight", o);
+  }
+  const Model pruned = prune_structured(m, {0.25, 1}, nullptr);
+  EXPECT_EQ(pruned.config.n_ff, c.n_ff * 3 / 4);
+  EXPECT_EQ(pruned.config.n_head_kv, c.n_head_kv - 1);
+  EXPECT_EQ(pruned.config.n_head, c.n_head - per_group);
+  EXPECT_EQ(pruned.tensor("blk.3.attn_q.weight").shape,
+            (std::vector<uint64_t>{pruned.config.q_dim(), c.n_embd}));
+  EXPECT_EQ(pruned.tensor("blk.3.ffn_down.weight").shape,
+            (std::vector<uint64_t>{c.n_embd, pruned.config.n_ff}));
+  EXPECT_LT(test::max_relative_difference(last_logits(m), last_logits(pruned)), 1e-4);
+  // Removing channels that matter changes them.
+  const Model cut = prune_structured(m, {0.5, 0}, nullptr);
+  EXPECT_GT(test::max_relative_difference(last_logits(m), last_logits(cut)), 1e-3);
+  EXPECT_EQ(structured_label(c, {0.25, 1}), "ffn 768->576 kv_heads 4->3");
+}
+
+TEST(StructuredPrune, BadOptionsNameTheModelOrTheFile) {
+  test::TempDir dir;
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  EXPECT_NE(test::expect_error([&] { prune_structured(m, {0, 4}, nullptr); }).find("leaves none"),
+            std::string::npos);
+  EXPECT_NE(test::expect_error([&] { prune_structured(m, {1.0, 0}, nullptr); }).find("[0, 1)"),
+            std::string::npos);
+  QuantizeJob j;
+  j.model = test::shared_path("models/tinyllm-8m");
+  j.output = dir.file("o.gguf");
+  j.structured.ffn_share = 0.25;
+  j.calib.stats = dir.file("stats.gguf");
+  EXPECT_NE(test::expect_error([&] { validate(j); }).find("unpruned model"), std::string::npos);
+  j.calib.stats.clear();
+  j.target = AffineTarget{};
+  j.output = dir.path();
+  EXPECT_NE(test::expect_error([&] { validate(j); }).find("must be a GGUF type"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "lowbit/quantize.h"
 #include "lowbit/rotation.h"
 #include "lowbit/sparsity.h"
+#include "lowbit/structured_prune.h"
 #include "lowbit/sequential.h"
 
 namespace lowbit {
@@ -141,6 +142,9 @@ struct QuantizeJob {
   // (sparsegpt) or keeps a mask chosen first. Unset `prune`: resolved_prune_method.
   SparsityPattern sparsity;
   std::optional<PruneMethod> prune;
+  // Whole FFN channels and KV groups removed first (lowbit/structured_prune.h), scored with
+  // statistics of the calibration text when given; the method then runs on the smaller model.
+  StructuredPruneOptions structured;
   // Sequential methods (gptq, awq, the learned ones) to GGUF keep a checkpoint beside the
   // output ("<output>.lowbit-checkpoint/") after every block, removed when the file is
   // written; resume continues an interrupted run of the same job from it.

@@ -37,6 +37,9 @@ struct Model {
   // Replaces tensor `name` by f32 values the model owns (same number of values; throws
   // Argument naming the tensor otherwise), e.g. weights rescaled by AWQ or SmoothQuant.
   void set_f32(const std::string& name, std::vector<float> values);
+  // Replaces tensor `name` by f32 values of a new shape (structured pruning); throws Argument
+  // naming the tensor when it is missing or the shape does not match the values.
+  void reshape_f32(const std::string& name, std::vector<uint64_t> shape, std::vector<float> values);
   // Appends a new f32 tensor the model owns (throws Argument when the name exists or the
   // shape does not match the values), e.g. an output head untied from the embedding.
   void add_f32(const std::string& name, std::vector<uint64_t> shape, std::vector<float> values);

@@ -122,6 +122,7 @@ struct QuantizeReport {
   std::string method;          // the method and its parameters, as written in the file's metadata
   std::string rotation;        // the rotation fused into the weights first ("" = none)
   std::string sparsity;        // the pruning applied to the blocks' linears ("" = none)
+  std::string structured;      // the channels and heads removed first ("" = none)
   // Budget mixes: the budget, the chosen mix's tensor bytes and its estimated added KLD.
   uint64_t budget_bytes = 0, mix_bytes = 0;
   double mix_estimated_kld = 0;
@@ -165,6 +166,7 @@ struct QuantizeOptions {
   // rounding, which keeps the zeros (GPTQ too); sparsegpt needs use_gptq and the Hessians.
   SparsityPattern sparsity;
   PruneMethod prune = PruneMethod::Magnitude;
+  std::string structured;  // structured pruning done on `m` (lowbit.quantize.structured), "" = none
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
 };

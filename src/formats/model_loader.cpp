@@ -275,6 +275,26 @@ void Model::set_f32(const std::string& name, std::vector<float> values) {
   storage.push_back(std::move(owned));
 }
 
+void Model::reshape_f32(const std::string& name, std::vector<uint64_t> shape,
+                        std::vector<float> values) {
+  auto it = index_.find(name);
+  if (it == index_.end()) fail(ErrorKind::Argument, "{}: no tensor '{}' to replace", source, name);
+  TensorView& t = tensors[it->second];
+  const std::vector<uint64_t> old = t.shape;
+  t.shape = std::move(shape);  // n_values() of the new shape
+  if (values.size() != t.n_values()) {
+    const std::string wanted = shape_string(t.shape);
+    t.shape = old;
+    fail(ErrorKind::Argument, "{}: tensor '{}' of new shape {} given {} values", source, name,
+         wanted, values.size());
+  }
+  auto owned = std::make_shared<std::vector<float>>(std::move(values));
+  t.dtype = DType::F32;
+  t.data = reinterpret_cast<const uint8_t*>(owned->data());
+  t.nbytes = owned->size() * sizeof(float);
+  storage.push_back(std::move(owned));
+}
+
 void Model::add_f32(const std::string& name, std::vector<uint64_t> shape,
                     std::vector<float> values) {
   if (index_.count(name)) fail(ErrorKind::Argument, "{}: tensor '{}' exists already", source, name);

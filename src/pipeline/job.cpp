@@ -89,6 +89,40 @@ void validate_sparsity(const QuantizeJob& job, Method method) {
          "wanda needs the inputs' norms: use method imatrix or gptq with calibration");
 }
 
+void validate_structured(const QuantizeJob& job) {
+  const StructuredPruneOptions& o = job.structured;
+  if (!o.active()) return;
+  if (!(o.ffn_share >= 0 && o.ffn_share < 1))
+    fail(ErrorKind::Argument, "FFN pruning share {} is outside [0, 1)", o.ffn_share);
+  if (!std::holds_alternative<GgufTarget>(job.target))
+    fail(ErrorKind::Argument, "structured pruning writes GGUF files: the target must be a GGUF type");
+  if (!job.calib.stats.empty())
+    fail(ErrorKind::Argument,
+         "statistics file '{}' describes the unpruned model: with structured pruning give "
+         "calibration text instead",
+         job.calib.stats);
+}
+
+// `m` with the job's FFN channels and KV groups removed (held in `keep`), scored on
+// statistics of the calibration text when there is one.
+const Model& structurally_pruned(const Model& m, const QuantizeJob& job, const Observer& observer,
+                                 std::optional<Model>& keep) {
+  if (!job.structured.active()) return m;
+  validate(job.structured, m);
+  std::map<std::string, std::vector<float>> importance;
+  if (!job.calib.text.empty()) {
+    QuantizeJob imatrix_job = job;  // the unpruned model's input norms
+    const pipeline::JobRun run(m, imatrix_job, observer);
+    for (const auto& [name, st] : run.collect_statistics(false).by_weight)
+      importance[name] = st.importance();
+  }
+  keep = prune_structured(m, job.structured, [&](const std::string& name) {
+    auto it = importance.find(name);
+    return it == importance.end() ? nullptr : &it->second;
+  });
+  return *keep;
+}
+
 }  // namespace
 
 PruneMethod resolved_prune_method(const QuantizeJob& job) {
@@ -140,6 +174,7 @@ void validate(const QuantizeJob& job) {
   const Method method = resolved_method(job);
   if (job.rotation.ffn_down) check_online_rotation(job, method);
   validate_sparsity(job, method);
+  validate_structured(job);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
   if (job.method.awq.clip && method != Method::Awq)
     fail(ErrorKind::Argument,
@@ -225,12 +260,13 @@ std::map<std::string, DType> recipe_of(const std::vector<MixTensor>& tensors,
 // The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
 // budget solved on the measured sensitivity.
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
-                        const GgufTarget& t) {
+                        const GgufTarget& t, const std::string& structured) {
   const Model& m = run.model();
   QuantizeOptions q;
   q.plan = plan_of(t);
   q.n_threads = run.job().threads;
   q.rotation = rotation_label(run.job().rotation);
+  q.structured = structured;
   q.sparsity = run.job().sparsity;
   if (q.sparsity.active()) q.prune = resolved_prune_method(run.job());
   q.on_tensor = run.tensor_progress();
@@ -265,19 +301,21 @@ QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
            source.source, job.calib.stats);
     check_online_rotation(job, resolved_method(job));
   }
-  std::optional<Model> keep;
-  const Model& m = rotated(source, job, keep);
+  std::optional<Model> keep, smaller;
+  const std::string structured = structured_label(source.config, job.structured);
+  const Model& m = structurally_pruned(rotated(source, job, keep), job, observer, smaller);
   pipeline::JobRun run(m, job, observer);
   const pipeline::QuantMethod& qm = pipeline::method_for(run.method());
   QuantizeReport r = std::visit(
       [&](const auto& t) {
         using T = std::decay_t<decltype(t)>;
-        if constexpr (std::is_same_v<T, GgufTarget>) return run_gguf(run, qm, t);
+        if constexpr (std::is_same_v<T, GgufTarget>) return run_gguf(run, qm, t, structured);
         if constexpr (std::is_same_v<T, AffineTarget>) return qm.affine(run, t.spec);
         if constexpr (std::is_same_v<T, W8A8Target>) return qm.w8a8(run, t);
       },
       job.target);
   r.rotation = rotation_label(job.rotation);
+  r.structured = structured;
   return r;
 }
 

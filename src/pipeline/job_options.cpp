@@ -186,6 +186,10 @@ const std::map<std::string, Setter>& setters() {
          const auto c = prune_method_choices();
          s.job.prune = choice<PruneMethod>(n, v, {c.begin(), c.end()});
        }},
+      {"prune-ffn",
+       [](S& s, V n, V v) { s.job.structured.ffn_share = number<double>(n, v); }},
+      {"prune-kv-groups",
+       [](S& s, V n, V v) { s.job.structured.kv_groups = number<uint32_t>(n, v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

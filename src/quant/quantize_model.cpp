@@ -95,6 +95,9 @@ struct GgufQuantizeWriter::Impl {
     report.rotation = o.rotation;
     if (!o.rotation.empty())
       layout.set("lowbit.quantize.rotation", GgufValue::of_string(o.rotation));
+    report.structured = o.structured;
+    if (!o.structured.empty())
+      layout.set("lowbit.quantize.structured", GgufValue::of_string(o.structured));
     if (o.sparsity.active()) {
       report.sparsity = sparsity_label(o.prune, o.sparsity);
       layout.set("lowbit.quantize.sparsity", GgufValue::of_string(report.sparsity));

@@ -71,6 +71,7 @@ nlohmann::json report_json(const QuantizeReport& r, const std::string& out) {
           {"method", r.method},
           {"rotation", r.rotation},
           {"sparsity", r.sparsity},
+          {"structured", r.structured},
           {"n_weights", r.n_weights},
           {"tensor_bytes", r.total_bytes},
           {"file_bytes", r.file_bytes},
@@ -130,6 +131,9 @@ Action add_quantize(CLI::App& app) {
       if (const std::string r = rotation_label(job.rotation); !r.empty())
         fmt::print(stderr, "rotation: {} (fused into the weights first){}\n", r,
                    job.rotation.ffn_down ? "; the file needs lowbit's engine" : "");
+      if (job.structured.active())
+        fmt::print(stderr, "structured pruning first: {:g}% of the FFN channels, {} KV groups per block\n",
+                   100 * job.structured.ffn_share, job.structured.kv_groups);
       if (job.sparsity.active())
         fmt::print(stderr, "pruning: {} of every block linear\n",
                    sparsity_label(resolved_prune_method(job), job.sparsity));

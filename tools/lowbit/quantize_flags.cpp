@@ -133,6 +133,13 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "GPTQ); default sparsegpt with gptq, wanda with imatrix, magnitude with rtn")
       ->transform(CLI::CheckedTransformer(
           std::map<std::string, PruneMethod>(prune_choices.begin(), prune_choices.end())));
+  c->add_option("--prune-ffn", j.structured.ffn_share,
+                "structured: remove this share of every block's FFN channels first (the least "
+                "output energy on the calibration text; n_ff changes)")
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--prune-kv-groups", j.structured.kv_groups,
+                "structured: remove this many KV heads (with the query heads reading them) from "
+                "every block first");
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");

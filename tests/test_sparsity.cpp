@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 
 #include "algo/weight_edits.h"
 #include "lowbit/engine.h"
@@ -340,6 +342,41 @@ TEST(StructuredPrune, BadOptionsNameTheModelOrTheFile) {
   j.output = dir.path();
   EXPECT_NE(test::expect_error([&] { validate(j); }).find("must be a GGUF type"),
             std::string::npos);
+}
+
+}  // namespace
+}  // namespace lowbit
+
+namespace lowbit {
+namespace {
+
+TEST(PruneCli, WritesAnF16FileAndRefusesWhatItCannotDo) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m"), out = dir.file("p.gguf");
+  auto r = test::run_cli(
+      {"prune", model, "-o", out, "--method", "magnitude", "--sparsity", "0.5", "-q", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("sparsity"), "magnitude 50%");
+  const Model m = load_model(out);
+  EXPECT_EQ(m.tensor("blk.0.ffn_up.weight").dtype, DType::F16);
+  const std::vector<float> up = decoded_f32(m, "blk.0.ffn_up.weight");
+  EXPECT_NEAR(zero_share(up.data(), up.size()), 0.5, 0.05);  // magnitude: per matrix
+  struct Bad {
+    std::vector<std::string> args;
+    const char* message;
+  };
+  for (const Bad& b : {Bad{{}, "nothing to prune"},
+                       Bad{{"--method", "wanda", "--nm", "2:4"}, "needs calibration text"},
+                       Bad{{"--nm", "3:2"}, "3:2"},
+                       Bad{{"--method", "magnitude", "--sparsity", "0.5", "--nm", "2:4"},
+                           "both given"}}) {
+    std::vector<std::string> args = {"prune", model, "-o", dir.file("bad.gguf")};
+    args.insert(args.end(), b.args.begin(), b.args.end());
+    const auto e = test::run_cli(args);
+    EXPECT_EQ(e.exit_code, 1) << b.message;
+    EXPECT_NE(e.err.find(b.message), std::string::npos) << e.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
+  }
 }
 
 }  // namespace

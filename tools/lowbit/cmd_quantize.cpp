@@ -139,16 +139,21 @@ Action add_quantize(CLI::App& app) {
                    sparsity_label(resolved_prune_method(job), job.sparsity));
     }
     stop_on_signals();
-    const QuantizeReport r = run_quantize_job(job, progress_printer(f->quiet));
-    if (!f->quiet) print_findings(r);
-    for (const TensorReport& t : r.tensors)
-      if (t.reason == PlanReason::Fallback) fmt::print(stderr, "note: {}: {}\n", t.name, t.note);
-    if (f->json)
-      fmt::print("{}\n", report_json(r, job.output).dump(2));
-    else if (!f->quiet)
-      print_table(r);
+    print_quantize_report(run_quantize_job(job, progress_printer(f->quiet)), job.output, f->json,
+                          f->quiet);
     return 0;
   };
+}
+
+void print_quantize_report(const QuantizeReport& r, const std::string& output, bool json,
+                           bool quiet) {
+  if (!quiet) print_findings(r);
+  for (const TensorReport& t : r.tensors)
+    if (t.reason == PlanReason::Fallback) fmt::print(stderr, "note: {}: {}\n", t.name, t.note);
+  if (json)
+    fmt::print("{}\n", report_json(r, output).dump(2));
+  else if (!quiet)
+    print_table(r);
 }
 
 }  // namespace lowbit::cli

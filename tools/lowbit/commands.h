@@ -47,6 +47,7 @@ Action add_tokenize(CLI::App& app);
 Action add_run(CLI::App& app);
 Action add_perplexity(CLI::App& app);
 Action add_quantize(CLI::App& app);
+Action add_prune(CLI::App& app);
 Action add_calibrate(CLI::App& app);
 Action add_sweep(CLI::App& app);
 Action add_bench(CLI::App& app);

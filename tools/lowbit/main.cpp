@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   reg(lowbit::cli::add_run);
   reg(lowbit::cli::add_perplexity);
   reg(lowbit::cli::add_quantize);
+  reg(lowbit::cli::add_prune);
   reg(lowbit::cli::add_calibrate);
   reg(lowbit::cli::add_sweep);
   reg(lowbit::cli::add_bench);

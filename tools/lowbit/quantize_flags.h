@@ -35,5 +35,9 @@ QuantizeJob job_from_flags(const QuantizeFlags& f);
 // stop_on_signals() has seen SIGINT or SIGTERM.
 Observer progress_printer(bool quiet);
 void stop_on_signals();
+// The report of a finished job: findings and notes on stderr, then the per-tensor table (or
+// the JSON summary) on stdout. Defined in cmd_quantize.cpp.
+void print_quantize_report(const QuantizeReport& r, const std::string& output, bool json,
+                           bool quiet);
 
 }  // namespace lowbit::cli

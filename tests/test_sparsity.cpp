@@ -41,7 +41,8 @@ std::vector<float> masked(std::vector<float> w, const std::vector<uint8_t>& mask
 // A layer's inputs with correlated channels of very different sizes, as real activations
 // are: X = Z·A with a few channels scaled up. Returns H = XᵀX / n [cols, cols].
 std::vector<double> correlated_hessian(uint64_t cols, uint64_t n, uint32_t seed) {
-  const std::vector<float> z = test::gaussian(n * cols, seed), a = test::gaussian(cols * cols, seed + 1);
+  const std::vector<float> z = test::gaussian(n * cols, seed),
+                           a = test::gaussian(cols * cols, seed + 1);
   std::vector<double> x(n * cols, 0.0);
   for (uint64_t t = 0; t < n; ++t)
     for (uint64_t k = 0; k < cols; ++k)
@@ -96,7 +97,9 @@ TEST(Sparsity, PatternsParseAndBadOnesAreNamed) {
     EXPECT_NE(test::expect_error([&] { parse_nm(bad); }).find(bad), std::string::npos) << bad;
   EXPECT_NE(test::expect_error([] { validate(SparsityPattern{1.0}); }).find("outside [0, 1)"),
             std::string::npos);
-  EXPECT_NE(test::expect_error([] { validate(SparsityPattern{0.5, 2, 4}); }).find("both given"),
+  EXPECT_NE(test::expect_error([] {
+              validate(SparsityPattern{0.5, 2, 4});
+            }).find("both given"),
             std::string::npos);
   EXPECT_EQ(prune_method_from_name("wanda"), PruneMethod::Wanda);
   EXPECT_FALSE(prune_method_from_name("obs"));
@@ -140,8 +143,8 @@ TEST(Sparsity, SparseGptBeatsWandaAndMagnitudeOnTheLayerOutput) {
   for (const SparsityPattern& p : {SparsityPattern{0.5}, parse_nm("2:4")}) {
     SCOPED_TRACE(pattern_label(p));
     const double mag = output_error(
-        w, masked(w, prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, p)), h,
-        rows, cols);
+        w, masked(w, prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, p)), h, rows,
+        cols);
     const double wanda = output_error(
         w, masked(w, prune_mask(PruneMethod::Wanda, w.data(), rows, cols, d.data(), p)), h, rows,
         cols);
@@ -160,8 +163,7 @@ TEST(Sparsity, SparseGptBeatsWandaAndMagnitudeOnTheLayerOutput) {
     keep.act_order = true;  // the mask follows the columns through the permutation
     keep.mask = wanda_mask.data();
     const std::vector<float> updated = sweep_f32(w, rows, cols, h, keep);
-    for (size_t i = 0; i < updated.size(); ++i)
-      ASSERT_EQ(updated[i] == 0, wanda_mask[i] == 1) << i;
+    for (size_t i = 0; i < updated.size(); ++i) ASSERT_EQ(updated[i] == 0, wanda_mask[i] == 1) << i;
     EXPECT_LT(output_error(w, updated, h, rows, cols), 0.9 * wanda);
   }
 }
@@ -174,8 +176,8 @@ TEST(Sparsity, ZerosSurviveRoundingOnGridsWithAZero) {
   const std::vector<float> w = test::gaussian(rows * cols, 22);
   const auto mask = prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, {0.5});
   const std::vector<float> wm = masked(w, mask);
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q3_K, DType::Q6_K, DType::F16,
-                  DType::BF16}) {
+  for (DType t :
+       {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q3_K, DType::Q6_K, DType::F16, DType::BF16}) {
     SCOPED_TRACE(dtype_name(t));
     const auto& tr = traits(t);
     std::vector<uint8_t> bytes(rows * cols / tr.block_size * tr.type_size);
@@ -327,9 +329,13 @@ TEST(StructuredPrune, RemovingWhatAddsNothingKeepsTheLogits) {
 TEST(StructuredPrune, BadOptionsNameTheModelOrTheFile) {
   test::TempDir dir;
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
-  EXPECT_NE(test::expect_error([&] { prune_structured(m, {0, 4}, nullptr); }).find("leaves none"),
+  EXPECT_NE(test::expect_error([&] {
+              prune_structured(m, {0, 4}, nullptr);
+            }).find("leaves none"),
             std::string::npos);
-  EXPECT_NE(test::expect_error([&] { prune_structured(m, {1.0, 0}, nullptr); }).find("[0, 1)"),
+  EXPECT_NE(test::expect_error([&] {
+              prune_structured(m, {1.0, 0}, nullptr);
+            }).find("[0, 1)"),
             std::string::npos);
   QuantizeJob j;
   j.model = test::shared_path("models/tinyllm-8m");
@@ -365,11 +371,11 @@ TEST(PruneCli, WritesAnF16FileAndRefusesWhatItCannotDo) {
     std::vector<std::string> args;
     const char* message;
   };
-  for (const Bad& b : {Bad{{}, "nothing to prune"},
-                       Bad{{"--method", "wanda", "--nm", "2:4"}, "needs calibration text"},
-                       Bad{{"--nm", "3:2"}, "3:2"},
-                       Bad{{"--method", "magnitude", "--sparsity", "0.5", "--nm", "2:4"},
-                           "both given"}}) {
+  for (const Bad& b :
+       {Bad{{}, "nothing to prune"},
+        Bad{{"--method", "wanda", "--nm", "2:4"}, "needs calibration text"},
+        Bad{{"--nm", "3:2"}, "3:2"},
+        Bad{{"--method", "magnitude", "--sparsity", "0.5", "--nm", "2:4"}, "both given"}}) {
     std::vector<std::string> args = {"prune", model, "-o", dir.file("bad.gguf")};
     args.insert(args.end(), b.args.begin(), b.args.end());
     const auto e = test::run_cli(args);

@@ -58,6 +58,9 @@ std::vector<uint8_t> mask_lowest(const std::vector<float>& score, uint64_t rows,
 // w with the mask's values set to 0.
 std::vector<float> apply_mask(std::vector<float> w, const std::vector<uint8_t>& mask);
 
+// mask[i] = 1 for the k lowest of score[0..len) (ties: the lower index); the rest untouched.
+void mark_lowest(const float* score, uint64_t len, uint64_t k, uint8_t* mask);
+
 // Share of exact zeros among n values.
 double zero_share(const float* x, uint64_t n);
 

@@ -83,7 +83,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
   uint64_t unit = static_grids ? 1 : blen;
   if (prune.structured()) {
     if (cols % prune.m != 0)
-      fail(ErrorKind::Argument, "N:M sparsity {}:{}: rows of {} values are not whole groups", prune.n, prune.m, cols);
+      fail(ErrorKind::Argument, "N:M sparsity {}:{}: rows of {} values are not whole groups",
+           prune.n, prune.m, cols);
     unit = std::lcm(unit, uint64_t(prune.m));
   }
   const uint64_t batch = (std::max<uint64_t>({1, o.batch, unit}) + unit - 1) / unit * unit;
@@ -108,7 +109,9 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
   // pruned[rr * cols + i]: the weight at sweep position i of the tile's row rr is pruned.
   const bool pruning = prune.active() || o.mask;
   std::vector<uint8_t> pruned(pruning ? std::min(rows, tile) * cols : 0);
-  auto score = [&](float w, uint64_t i) { return static_cast<float>(w * w / (udiag[i] * udiag[i])); };
+  auto score = [&](float w, uint64_t i) {
+    return static_cast<float>(w * w / (udiag[i] * udiag[i]));
+  };
 
   for (uint64_t r0 = 0; r0 < rows; r0 += tile) {
     const uint64_t r1 = std::min(rows, r0 + tile), tr = r1 - r0;
@@ -120,7 +123,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
           for (uint64_t g = 0; g < n_blocks; ++g) rounder.choose(r0 + rr, g, src + g * blen);
         for (uint64_t i = 0; i < cols; ++i) Wp[rr * cols + i] = src[perm[i]];
         if (pruning)
-          for (uint64_t i = 0; i < cols; ++i) pruned[rr * cols + i] = o.mask && o.mask[(r0 + rr) * cols + perm[i]];
+          for (uint64_t i = 0; i < cols; ++i)
+            pruned[rr * cols + i] = o.mask && o.mask[(r0 + rr) * cols + perm[i]];
       }
     });
     for (uint64_t i1 = 0; i1 < cols; i1 += batch) {
@@ -142,10 +146,9 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
             const uint64_t j = perm[i];
             if (!static_grids && j % blen == 0) rounder.choose(r0 + rr, j / blen, wr + i);  // identity perm here
             if (prune.structured() && i % prune.m == 0) {  // SparseGPT N:M: this group's m - n
-              std::vector<float> s(prune.m);
+              float s[64];
               for (int k = 0; k < prune.m; ++k) s[k] = score(wr[i + k], i + k);
-              const std::vector<uint8_t> mk = mask_lowest(s, 1, prune.m, prune, false);
-              for (int k = 0; k < prune.m; ++k) pr[i + k] |= mk[k];
+              mark_lowest(s, prune.m, prune.m - prune.n, pr + i);
             }
             const float q = rounder.round(r0 + rr, j, pr && pr[i] ? 0.0f : wr[i]);
             const double* ui = ud + (i - i1) * batch;  // ui[k - i1] = U[i, k]

@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -69,26 +70,23 @@ void validate(const SparsityPattern& p) {
   if (p.m != 0 && !(p.n > 0 && p.n < p.m && p.m <= 64))
     fail(ErrorKind::Argument, "N:M sparsity {}:{}: needs 0 < N < M <= 64", p.n, p.m);
   if (p.m != 0 && p.ratio != 0)
-    fail(ErrorKind::Argument,
-         "sparsity {} and N:M {}:{} both given: N:M sets the share ({})", p.ratio, p.n, p.m,
-         1.0 - double(p.n) / p.m);
+    fail(ErrorKind::Argument, "sparsity {} and N:M {}:{} both given: N:M sets the share ({})",
+         p.ratio, p.n, p.m, 1.0 - double(p.n) / p.m);
 }
 
-namespace {
-
-// The k lowest of score[idx[0..len)] (ties: lower index first) get mask 1.
+// (An N:M group, at most 64 values, sorts on the stack: a 1B model has 3·10^8 groups.)
 void mark_lowest(const float* score, uint64_t len, uint64_t k, uint8_t* mask) {
   if (k == 0) return;
-  std::vector<uint32_t> idx(len);
-  std::iota(idx.begin(), idx.end(), 0u);
   auto lower = [score](uint32_t a, uint32_t b) {
     return score[a] < score[b] || (score[a] == score[b] && a < b);
   };
-  std::nth_element(idx.begin(), idx.begin() + (k - 1), idx.end(), lower);
+  std::array<uint32_t, 64> small;
+  std::vector<uint32_t> large(len <= small.size() ? 0 : len);
+  uint32_t* idx = len <= small.size() ? small.data() : large.data();
+  std::iota(idx, idx + len, 0u);
+  std::nth_element(idx, idx + (k - 1), idx + len, lower);
   for (uint64_t i = 0; i < k; ++i) mask[idx[i]] = 1;
 }
-
-}  // namespace
 
 std::vector<uint8_t> mask_lowest(const std::vector<float>& score, uint64_t rows, uint64_t cols,
                                  const SparsityPattern& p, bool per_matrix) {

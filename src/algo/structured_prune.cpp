@@ -69,8 +69,8 @@ void prune_ffn(const Model& m, const std::string& p, uint32_t keep, const InputI
          h2->size(), n_ff);
   std::vector<double> score(n_ff);
   for (uint64_t k = 0; k < n_ff; ++k) {
-    const double act = h2 ? (*h2)[k]
-                          : std::sqrt(row_norm2(&gate[k * d], d) * row_norm2(&up[k * d], d));
+    const double act =
+        h2 ? (*h2)[k] : std::sqrt(row_norm2(&gate[k * d], d) * row_norm2(&up[k * d], d));
     score[k] = act * col_norm2(down, d, n_ff, k);
   }
   const std::vector<uint32_t> kept = best(score, keep);
@@ -122,7 +122,8 @@ uint32_t kept_ffn_channels(uint32_t n_ff, double share) {
 
 std::string structured_label(const ModelConfig& c, const StructuredPruneOptions& o) {
   std::string s;
-  if (o.ffn_share > 0) s = fmt::format("ffn {}->{}", c.n_ff, kept_ffn_channels(c.n_ff, o.ffn_share));
+  if (o.ffn_share > 0)
+    s = fmt::format("ffn {}->{}", c.n_ff, kept_ffn_channels(c.n_ff, o.ffn_share));
   if (o.kv_groups > 0)
     s += fmt::format("{}kv_heads {}->{}", s.empty() ? "" : " ", c.n_head_kv,
                      c.n_head_kv - o.kv_groups);

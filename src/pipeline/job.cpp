@@ -95,7 +95,8 @@ void validate_structured(const QuantizeJob& job) {
   if (!(o.ffn_share >= 0 && o.ffn_share < 1))
     fail(ErrorKind::Argument, "FFN pruning share {} is outside [0, 1)", o.ffn_share);
   if (!std::holds_alternative<GgufTarget>(job.target))
-    fail(ErrorKind::Argument, "structured pruning writes GGUF files: the target must be a GGUF type");
+    fail(ErrorKind::Argument,
+         "structured pruning writes GGUF files: the target must be a GGUF type");
   if (!job.calib.stats.empty())
     fail(ErrorKind::Argument,
          "statistics file '{}' describes the unpruned model: with structured pruning give "

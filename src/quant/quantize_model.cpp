@@ -141,28 +141,33 @@ struct GgufQuantizeWriter::Impl {
            s.row_len());
     const float* importance = imp ? imp->data() : nullptr;
     const bool prune = o.sparsity.active() && is_block_linear(s.name) && s.shape.size() == 2;
-    const bool whole = h || prune || s.shape.size() < 2 || (m.rope_layout != target && is_q_or_k(s.name));
+    const bool whole =
+        h || prune || s.shape.size() < 2 || (m.rope_layout != target && is_q_or_k(s.name));
     std::vector<uint8_t> bytes;
     if (whole) {
       const std::vector<float> x = load_rows(m, s, target);
       GptqOptions g = o.gptq;
-      std::vector<uint8_t> mask;  // magnitude, wanda: GPTQ keeps it, rounding to nearest zeroes it first
+      // magnitude, wanda: GPTQ keeps the mask, rounding to nearest zeroes it first
+      std::vector<uint8_t> mask;
       std::vector<float> masked;
       if (prune) {
         if (o.prune == PruneMethod::SparseGpt && !o.use_gptq)
           fail(ErrorKind::Argument, "tensor '{}': sparsegpt prunes inside GPTQ", s.name);
-        mask = prepare_pruning(s.name, o.prune, o.sparsity, x, s.n_rows(), s.row_len(), importance, h, g);
+        mask = prepare_pruning(s.name, o.prune, o.sparsity, x, s.n_rows(), s.row_len(),
+                               importance, h, g);
         g.mask = mask.empty() ? nullptr : mask.data();
         if (!mask.empty() && !o.use_gptq) masked = apply_mask(x, mask);
       }
       const std::vector<float>& in = masked.empty() ? x : masked;
-      quantize_tensor(r.type, in, s.row_len(), importance, h, o.use_gptq ? &g : nullptr, n_threads, bytes);
+      quantize_tensor(r.type, in, s.row_len(), importance, h, o.use_gptq ? &g : nullptr,
+                      n_threads, bytes);
       const std::vector<float> hf = hessian_f32(h, s.row_len());
       const TensorErrors e = measure_errors(r.type, x, s.row_len(), bytes, h ? &hf : nullptr, n_threads);
       r.rel_rms_error = e.weight;
       r.rel_output_error = e.output;
       if (prune) r.zero_share = decoded_zero_share(r.type, bytes, x.size());
-      if (o.use_gptq && !prune && !hf.empty() && !traits(r.type).is_float) {  // what plain rounding would have cost, for the report
+      // what plain rounding would have cost, for the report
+      if (o.use_gptq && !prune && !hf.empty() && !traits(r.type).is_float) {
         std::vector<uint8_t> rtn;
         quantize_tensor(r.type, x, s.row_len(), importance, nullptr, nullptr, n_threads, rtn);
         r.rel_output_error_rtn = measure_errors(r.type, x, s.row_len(), rtn, &hf, n_threads).output;

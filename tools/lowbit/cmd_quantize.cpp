@@ -132,7 +132,8 @@ Action add_quantize(CLI::App& app) {
         fmt::print(stderr, "rotation: {} (fused into the weights first){}\n", r,
                    job.rotation.ffn_down ? "; the file needs lowbit's engine" : "");
       if (job.structured.active())
-        fmt::print(stderr, "structured pruning first: {:g}% of the FFN channels, {} KV groups per block\n",
+        fmt::print(stderr,
+                   "structured pruning first: {:g}% of the FFN channels, {} KV groups per block\n",
                    100 * job.structured.ffn_share, job.structured.kv_groups);
       if (job.sparsity.active())
         fmt::print(stderr, "pruning: {} of every block linear\n",

@@ -34,6 +34,8 @@ uint32_t kept_ffn_channels(uint32_t n_ff, double share);
 // "ffn 768->576 kv_heads 4->3" for `m`'s shapes: what lowbit.quantize.structured records.
 std::string structured_label(const ModelConfig& c, const StructuredPruneOptions& o);
 
+// Throws Argument for a share outside [0, 1) (what can be checked before a model is read).
+void validate(const StructuredPruneOptions& o);
 // Throws Argument naming the bad option (or the model that cannot take it: online rotation of
 // ffn_down, W8A8 checkpoints).
 void validate(const StructuredPruneOptions& o, const Model& m);

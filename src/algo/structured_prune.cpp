@@ -130,9 +130,13 @@ std::string structured_label(const ModelConfig& c, const StructuredPruneOptions&
   return s;
 }
 
-void validate(const StructuredPruneOptions& o, const Model& m) {
+void validate(const StructuredPruneOptions& o) {
   if (!(o.ffn_share >= 0 && o.ffn_share < 1))
     fail(ErrorKind::Argument, "FFN pruning share {} is outside [0, 1)", o.ffn_share);
+}
+
+void validate(const StructuredPruneOptions& o, const Model& m) {
+  validate(o);
   if (o.kv_groups >= m.config.n_head_kv && o.kv_groups > 0)
     fail(ErrorKind::Argument, "{}: removing {} KV groups leaves none of its {}", m.source,
          o.kv_groups, m.config.n_head_kv);

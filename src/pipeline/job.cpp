@@ -92,8 +92,7 @@ void validate_sparsity(const QuantizeJob& job, Method method) {
 void validate_structured(const QuantizeJob& job) {
   const StructuredPruneOptions& o = job.structured;
   if (!o.active()) return;
-  if (!(o.ffn_share >= 0 && o.ffn_share < 1))
-    fail(ErrorKind::Argument, "FFN pruning share {} is outside [0, 1)", o.ffn_share);
+  validate(o);
   if (!std::holds_alternative<GgufTarget>(job.target))
     fail(ErrorKind::Argument,
          "structured pruning writes GGUF files: the target must be a GGUF type");

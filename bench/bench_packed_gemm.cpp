@@ -1,7 +1,9 @@
 // One thread's batched product on the packed panels against the row kernels, for a
 // 2048 x 2048 weight (Llama-3.2-1B's attention shapes) and 128 tokens: giga multiply-adds per
 // second (GMAC/s), the figure to compare with the CPU's peak (64 int8 MACs per vpdpbusd).
-// Run: build/bench/lowbit_bench --benchmark_filter=Packed
+// BM_MatVec is generation's product: one token through an 8192 x 2048 weight, larger than
+// the caches, in weight bytes read per second (the 2:4 types read fewer bytes).
+// Run: build/bench/lowbit_bench --benchmark_filter='Packed|RowKernels|MatVec'
 #include <benchmark/benchmark.h>
 
 #include <random>
@@ -24,19 +26,19 @@ struct Case {
   std::vector<float> y;
 };
 
-Case make_case(DType t) {
+Case make_case(DType t, size_t rows = kRows) {
   std::mt19937 rng(7);
   std::normal_distribution<float> g;
-  std::vector<float> x(kRows * kCols);
+  std::vector<float> x(rows * kCols);
   for (float& v : x) v = g(rng);
   Case c;
   c.row_bytes = kCols / lowbit::traits(t).block_size * lowbit::traits(t).type_size;
-  c.w.resize(kRows * c.row_bytes);
-  lowbit::quantize_rows(t, x.data(), kRows, kCols, nullptr, c.w.data());
+  c.w.resize(rows * c.row_bytes);
+  lowbit::quantize_rows(t, x.data(), rows, kCols, nullptr, c.w.data());
   x.resize(kTokens * kCols);
   kernels::quantize_acts(x.data(), kTokens, kCols, kernels::act_block(t), c.acts);
   for (size_t i = 0; i < kTokens; ++i) c.act_rows.push_back(kernels::act_row(c.acts, i));
-  c.y.resize(kTokens * kRows);
+  c.y.resize(kTokens * rows);
   return c;
 }
 
@@ -66,11 +68,26 @@ void BM_RowKernels(benchmark::State& st) {
   report(st);
 }
 
+void BM_MatVec(benchmark::State& st) {
+  const auto t = static_cast<DType>(st.range(0));
+  constexpr size_t kBigRows = 4 * kRows;
+  Case c = make_case(t, kBigRows);
+  for (auto _ : st)
+    kernels::dot_rows(t, c.w.data(), c.row_bytes, kBigRows, kCols, c.act_rows[0], c.y.data());
+  st.SetLabel(lowbit::dtype_name(t));
+  st.counters["GB/s"] =
+      benchmark::Counter(1e-9 * c.w.size() * st.iterations(), benchmark::Counter::kIsRate);
+  st.counters["GMAC/s"] =
+      benchmark::Counter(1e-9 * kBigRows * kCols * st.iterations(), benchmark::Counter::kIsRate);
+}
+
 void types(benchmark::internal::Benchmark* b) {
-  for (DType t : {DType::Q8_0, DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q3_K, DType::IQ4_XS})
+  for (DType t : {DType::Q8_0, DType::Q8_0_S24, DType::Q4_0, DType::Q4_0_S24, DType::Q4_K,
+                  DType::Q6_K, DType::Q3_K, DType::IQ4_XS})
     b->Arg(static_cast<int>(t));
 }
 BENCHMARK(BM_PackedPanels)->Apply(types)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RowKernels)->Apply(types)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_MatVec)->Apply(types)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace

@@ -90,7 +90,7 @@ TEST(FastEngine, PerplexityEqualsTheReferenceWithinATenthOfAPercent) {
 // (Q2_K), which 30 windows average down to within 0.1% for every type
 // (scripts/fast_vs_reference.sh, docs/SPEED.md); a broken kernel moves it by whole percents.
 TEST(FastEngine, EveryTypeIsWithinATenthOfAPercentOfTheReference) {
-  for (DType t : test::block_types()) {
+  for (DType t : test::block_types(true)) {
     SCOPED_TRACE(dtype_name(t));
     const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset(dtype_name(t)), 2);
     EngineOptions ref, fast;

@@ -178,8 +178,9 @@ TEST(LlamaCppJudge, PrunedFilesLoadInLlamaCppWithTheSamePerplexity) {
     const auto report = nlohmann::json::parse(r.out);
     EXPECT_EQ(report.at("sparsity").get<std::string>().rfind("sparsegpt ", 0), 0u);
     for (const auto& t : report.at("tensors"))
-      if (t.at("name").get<std::string>().rfind("blk.", 0) == 0 && t.at("shape").size() == 2)
+      if (t.at("name").get<std::string>().rfind("blk.", 0) == 0 && t.at("shape").size() == 2) {
         EXPECT_GE(t.at("zero_share").get<double>(), 0.5) << t.at("name");
+      }
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     std::printf("Q4_0 sparsegpt 2:4: lowbit PPL %.4f  llama.cpp PPL %.4f\n", ours, theirs);

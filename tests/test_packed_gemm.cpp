@@ -16,7 +16,7 @@ using test::gaussian;
 
 // Every block type lowbit writes has a packed kernel.
 std::vector<DType> packed_types() {
-  const std::vector<DType> out = test::block_types();
+  const std::vector<DType> out = test::block_types(true);
   for (DType t : out) EXPECT_TRUE(kernels::has_packed_kernel(t)) << dtype_name(t);
   return out;
 }

@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "algo/weight_edits.h"
@@ -17,6 +18,7 @@
 #include "lowbit/quant.h"
 #include "lowbit/sparsity.h"
 #include "lowbit/structured_prune.h"
+#include "lowbit/topology.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -92,13 +94,15 @@ TEST(Sparsity, PatternsParseAndBadOnesAreNamed) {
   EXPECT_EQ(p.m, 4);
   EXPECT_DOUBLE_EQ(p.share(), 0.5);
   EXPECT_EQ(sparsity_label(PruneMethod::Wanda, p), "wanda 2:4");
-  EXPECT_EQ(sparsity_label(PruneMethod::SparseGpt, {0.5}), "sparsegpt 50%");
+  EXPECT_EQ(sparsity_label(PruneMethod::SparseGpt, unstructured(0.5)), "sparsegpt 50%");
   for (const char* bad : {"2", "4:2", "0:4", "2:4x", "a:b", "2:128", ":4"})
     EXPECT_NE(test::expect_error([&] { parse_nm(bad); }).find(bad), std::string::npos) << bad;
-  EXPECT_NE(test::expect_error([] { validate(SparsityPattern{1.0}); }).find("outside [0, 1)"),
+  EXPECT_NE(test::expect_error([] { validate(unstructured(1.0)); }).find("outside [0, 1)"),
             std::string::npos);
   EXPECT_NE(test::expect_error([] {
-              validate(SparsityPattern{0.5, 2, 4});
+              SparsityPattern p = parse_nm("2:4");
+              p.ratio = 0.5;
+              validate(p);
             }).find("both given"),
             std::string::npos);
   EXPECT_EQ(prune_method_from_name("wanda"), PruneMethod::Wanda);
@@ -115,23 +119,27 @@ TEST(Sparsity, MasksHaveTheExactPatternAndWandaWeighsTheInputs) {
     const auto nm = prune_mask(pm, w.data(), rows, cols, norms.data(), parse_nm("2:4"));
     EXPECT_TRUE(follows_nm(masked(w, nm), 2, 4));
     EXPECT_EQ(std::count(nm.begin(), nm.end(), 1), int64_t(rows * cols / 2));
-    const auto half = prune_mask(pm, w.data(), rows, cols, norms.data(), {0.5});
+    const auto half = prune_mask(pm, w.data(), rows, cols, norms.data(), unstructured(0.5));
     EXPECT_EQ(std::count(half.begin(), half.end(), 1), int64_t(rows * cols / 2));
     uint64_t pruned_col5 = 0;
     for (uint64_t r = 0; r < rows; ++r) {
       pruned_col5 += half[r * cols + 5];
-      if (pm == PruneMethod::Wanda)  // per row: each row loses exactly its half
+      if (pm == PruneMethod::Wanda) {  // per row: each row loses exactly its half
         EXPECT_EQ(std::count(half.begin() + r * cols, half.begin() + (r + 1) * cols, 1), 32);
+      }
     }
-    if (pm == PruneMethod::Wanda) EXPECT_EQ(pruned_col5, 0u);
+    if (pm == PruneMethod::Wanda) {
+      EXPECT_EQ(pruned_col5, 0u);
+    }
   }
   // Magnitude compares the whole matrix: the smallest weights go, whatever their row.
   std::vector<float> rowscale = w;
   for (uint64_t c = 0; c < cols; ++c) rowscale[c] *= 1e-3f;  // row 0 is tiny
-  const auto mag = prune_mask(PruneMethod::Magnitude, rowscale.data(), rows, cols, nullptr, {0.5});
+  const auto mag =
+      prune_mask(PruneMethod::Magnitude, rowscale.data(), rows, cols, nullptr, unstructured(0.5));
   EXPECT_EQ(std::count(mag.begin(), mag.begin() + cols, 1), int64_t(cols));
   EXPECT_NE(test::expect_error([&] {
-              prune_mask(PruneMethod::Wanda, w.data(), rows, cols, nullptr, {0.5});
+              prune_mask(PruneMethod::Wanda, w.data(), rows, cols, nullptr, unstructured(0.5));
             }).find("norms"),
             std::string::npos);
 }
@@ -140,7 +148,7 @@ TEST(Sparsity, SparseGptBeatsWandaAndMagnitudeOnTheLayerOutput) {
   const uint64_t rows = 32, cols = 72;
   const std::vector<double> h = correlated_hessian(cols, 512, 11);
   const std::vector<float> w = test::gaussian(rows * cols, 12), d = diagonal(h, cols);
-  for (const SparsityPattern& p : {SparsityPattern{0.5}, parse_nm("2:4")}) {
+  for (const SparsityPattern& p : {unstructured(0.5), parse_nm("2:4")}) {
     SCOPED_TRACE(pattern_label(p));
     const double mag = output_error(
         w, masked(w, prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, p)), h, rows,
@@ -154,7 +162,9 @@ TEST(Sparsity, SparseGptBeatsWandaAndMagnitudeOnTheLayerOutput) {
     const std::vector<float> sgpt = sweep_f32(w, rows, cols, h, o);
     const double sparse = output_error(w, sgpt, h, rows, cols);
     EXPECT_NEAR(zero_share(sgpt.data(), sgpt.size()), p.share(), 0.01);
-    if (p.structured()) EXPECT_TRUE(follows_nm(sgpt, p.n, p.m));
+    if (p.structured()) {
+      EXPECT_TRUE(follows_nm(sgpt, p.n, p.m));
+    }
     EXPECT_LT(wanda, mag);
     EXPECT_LT(sparse, 0.8 * wanda) << "magnitude " << mag << " wanda " << wanda;
     // Wanda's mask kept by the sweep, whose updates lower the error below Wanda's own.
@@ -174,7 +184,8 @@ TEST(Sparsity, ZerosSurviveRoundingOnGridsWithAZero) {
   const uint64_t rows = 8, cols = 256;
   const std::vector<double> h = correlated_hessian(cols, 300, 21);
   const std::vector<float> w = test::gaussian(rows * cols, 22);
-  const auto mask = prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, {0.5});
+  const auto mask =
+      prune_mask(PruneMethod::Magnitude, w.data(), rows, cols, nullptr, unstructured(0.5));
   const std::vector<float> wm = masked(w, mask);
   for (DType t :
        {DType::Q8_0, DType::Q4_0, DType::Q5_0, DType::Q3_K, DType::Q6_K, DType::F16, DType::BF16}) {
@@ -185,13 +196,17 @@ TEST(Sparsity, ZerosSurviveRoundingOnGridsWithAZero) {
     quantize_rows(t, wm.data(), rows, cols, nullptr, 1, bytes.data());
     dequantize_values(t, bytes.data(), y.size(), y.data());
     for (size_t i = 0; i < y.size(); ++i)
-      if (mask[i]) ASSERT_EQ(y[i], 0.0f) << "rtn, value " << i;
+      if (mask[i]) {
+        ASSERT_EQ(y[i], 0.0f) << "rtn, value " << i;
+      }
     GptqOptions o;
     o.mask = mask.data();
     gptq_quantize_rows(t, w.data(), rows, cols, h, nullptr, o, bytes.data());
     dequantize_values(t, bytes.data(), y.size(), y.data());
     for (size_t i = 0; i < y.size(); ++i)
-      if (mask[i]) ASSERT_EQ(y[i], 0.0f) << "gptq, value " << i;
+      if (mask[i]) {
+        ASSERT_EQ(y[i], 0.0f) << "gptq, value " << i;
+      }
     GptqOptions s;
     s.prune = parse_nm("2:4");
     gptq_quantize_rows(t, w.data(), rows, cols, h, nullptr, s, bytes.data());
@@ -236,6 +251,73 @@ TEST(Sparsity, JobRulesNameTheBadCombination) {
   j.output = dir.path();
   EXPECT_NE(error_of(j).find("must be a GGUF type"), std::string::npos);
   EXPECT_NE(test::expect_error([&] { job("rtn", "nm", "4:2"); }).find("4:2"), std::string::npos);
+}
+
+// OWL: a block whose linears read a few very large input channels has the most outlier
+// scores and keeps the most weights; the blocks' shares average to the target.
+TEST(Sparsity, OwlKeepsMoreOfTheBlockWithOutliersAndTheAverageShare) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  SparsityPattern p = unstructured(0.5);
+  p.owl_lambda = 0.05;
+  std::map<std::string, std::vector<float>> norms;
+  for (const TensorView& t : m.tensors) {
+    if (!is_block_linear(t.name)) continue;
+    std::vector<float> n2(t.row_len(), 1.0f);
+    if (block_of(t.name) == 3)
+      for (int j = 0; j < 4; ++j) n2[j] = 1e4f;  // four outlier channels
+    norms[t.name] = n2;
+  }
+  auto lookup = [&](const std::string& name) -> const std::vector<float>* {
+    auto it = norms.find(name);
+    return it == norms.end() ? nullptr : &it->second;
+  };
+  const std::vector<double> share = owl_block_ratios(m, p, lookup);
+  ASSERT_EQ(share.size(), m.config.n_layer);
+  double mean = 0;
+  for (double s : share) {
+    mean += s / share.size();
+    EXPECT_GE(s, p.ratio - 2 * p.owl_lambda - 1e-12);
+    EXPECT_LE(s, p.ratio + 2 * p.owl_lambda + 1e-12);
+  }
+  EXPECT_NEAR(mean, p.ratio, 1e-12);
+  EXPECT_EQ(std::min_element(share.begin(), share.end()) - share.begin(), 3);
+  EXPECT_LT(share[3], p.ratio - p.owl_lambda);
+  p.block_ratios = share;
+  EXPECT_EQ(pattern_for(p, "blk.3.ffn_up.weight").ratio, share[3]);
+  EXPECT_EQ(pattern_label(p), "50% owl(λ 0.05, M 5)");
+  norms.erase("blk.5.attn_v.weight");
+  EXPECT_NE(test::expect_error([&] { owl_block_ratios(m, p, lookup); }).find("blk.5.attn_v.weight"),
+            std::string::npos);
+  p.owl_lambda = 0.3;
+  EXPECT_NE(test::expect_error([&] { validate(p); }).find("outside [0, 1)"), std::string::npos);
+}
+
+// The job with OWL: each block's linears lose their block's share, the file says so.
+TEST(Sparsity, OwlJobPrunesEachBlockByItsShare) {
+  test::TempDir dir;
+  JobSettings s;
+  s.job.model = test::shared_path("models/tinyllm-8m");
+  s.job.output = dir.file("owl.gguf");
+  s.type = "F16";
+  s.method = "imatrix";
+  s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  s.job.calib.samples = 4;
+  s.job.calib.ctx = 64;
+  set_job_option(s, "sparsity", "0.5");
+  set_job_option(s, "owl", "0.1");
+  const QuantizeReport r = run_quantize_job(make_job(s));
+  EXPECT_EQ(r.sparsity, "wanda 50% owl(λ 0.1, M 5)");
+  std::map<int, double> share;
+  for (const TensorReport& t : r.tensors)
+    if (is_block_linear(t.name)) share[block_of(t.name)] = t.zero_share;  // same in a block
+  double mean = 0, lo = 1, hi = 0;
+  for (const auto& [l, z] : share)
+    mean += z / share.size(), lo = std::min(lo, z), hi = std::max(hi, z);
+  EXPECT_NEAR(mean, 0.5, 0.005);
+  EXPECT_GT(hi - lo, 0.05) << "the blocks' shares should differ";
+  s.job.calib.text.clear();
+  s.method = "rtn";
+  EXPECT_NE(test::expect_error([&] { validate(make_job(s)); }).find("OWL"), std::string::npos);
 }
 
 // The whole job: every block linear of the file holds the pattern, nothing else is pruned,

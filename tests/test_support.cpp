@@ -106,11 +106,12 @@ double max_relative_difference(const std::vector<float>& a, const std::vector<fl
   return norm > 0 ? diff / norm : diff;
 }
 
-std::vector<DType> block_types() {
+std::vector<DType> block_types(bool with_2of4) {
   std::vector<DType> out;
   for (int i = 0; i < static_cast<int>(DType::Count); ++i) {
     const DType t = static_cast<DType>(i);
-    if (can_quantize_to(t) && traits(t).block_size > 1) out.push_back(t);
+    if (can_quantize_to(t) && traits(t).block_size > 1 && (with_2of4 || !is_sparse_2of4(t)))
+      out.push_back(t);
   }
   return out;
 }

@@ -41,8 +41,9 @@ void write_file(const std::string& path, const std::string& bytes);
 // n samples of N(0, stddev²) from a fixed seed.
 std::vector<float> gaussian(size_t n, uint32_t seed, float stddev = 1.0f);
 std::string read_file(const std::string& path);
-// The GGUF block types lowbit quantizes to (Q4_0 ... IQ4_XS), in DType order.
-std::vector<DType> block_types();
+// The GGUF block types lowbit quantizes to (Q4_0 ... IQ4_XS), in DType order, and with
+// with_2of4 lowbit's 2:4 sparse types after them.
+std::vector<DType> block_types(bool with_2of4 = false);
 // max |a - b| over max |a|: how far two sets of logits are apart (fails the test when their
 // sizes differ).
 double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b);

@@ -12,9 +12,36 @@
 namespace lowbit {
 
 enum class DType : uint8_t {
-  F32, F16, BF16, F64, I8, I16, I32, I64, U8, BOOL, F8_E4M3, F8_E5M2,
+  F32,
+  F16,
+  BF16,
+  F64,
+  I8,
+  I16,
+  I32,
+  I64,
+  U8,
+  BOOL,
+  F8_E4M3,
+  F8_E5M2,
   // GGUF block types (layouts in src/quant; bit-exact with llama.cpp)
-  Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS,
+  Q4_0,
+  Q4_1,
+  Q5_0,
+  Q5_1,
+  Q8_0,
+  Q8_1,
+  Q2_K,
+  Q3_K,
+  Q4_K,
+  Q5_K,
+  Q6_K,
+  Q8_K,
+  IQ4_NL,
+  IQ4_XS,
+  // lowbit's 2:4 sparse blocks (two values of every four stored, docs/FORMATS.md)
+  Q8_0_S24,
+  Q4_0_S24,
   Count
 };
 
@@ -26,6 +53,8 @@ struct DTypeTraits {
   uint32_t block_size;  // values per block (1 for plain types)
   uint32_t type_size;   // bytes per block
   bool is_float;        // plain floating-point element
+  // 2:4 sparse types: the dense type with the same grid (Q8_0 for Q8_0_S24); Count otherwise.
+  DType dense_twin = DType::Count;
 };
 
 const DTypeTraits& traits(DType t);
@@ -39,5 +68,10 @@ std::optional<DType> dtype_from_name(std::string_view name);  // case-insensitiv
 // values. Returns false on overflow or when row_len is not a multiple of the block size.
 bool tensor_bytes(DType t, uint64_t row_len, uint64_t n_values, uint64_t* out);
 double bits_per_weight(DType t);
+// The 2:4 sparse type storing `dense`'s grid (Q8_0 -> Q8_0_S24), if there is one.
+std::optional<DType> sparse_2of4_twin(DType dense);
+inline bool is_sparse_2of4(DType t) {
+  return traits(t).dense_twin != DType::Count;
+}
 
 }  // namespace lowbit

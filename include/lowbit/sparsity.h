@@ -13,12 +13,15 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 namespace lowbit {
+
+struct Model;
 
 enum class PruneMethod { Magnitude, Wanda, SparseGpt };
 
@@ -29,12 +32,22 @@ std::vector<std::pair<std::string, PruneMethod>> prune_method_choices();
 struct SparsityPattern {
   double ratio = 0;  // share of each matrix's (unstructured) weights set to zero
   int n = 0, m = 0;  // N:M when m > 0: n kept in every m (ratio is then 1 - n/m)
+  // OWL (Yin et al. 2023), unstructured only: the blocks' shares spread by ±owl_lambda around
+  // `ratio` by their outlier ratios (owl_block_ratios), owl_m the outlier threshold.
+  double owl_lambda = 0, owl_m = 5;
+  std::vector<double> block_ratios;  // the share of block i's linears; empty = ratio everywhere
 
   bool active() const { return ratio > 0 || m > 0; }
   bool structured() const { return m > 0; }
   double share() const { return m > 0 ? 1.0 - double(n) / m : ratio; }
 };
 
+// The share `ratio` of each matrix, unstructured.
+inline SparsityPattern unstructured(double ratio) {
+  SparsityPattern p;
+  p.ratio = ratio;
+  return p;
+}
 // "2:4" -> {n 2, m 4}. Throws Argument for anything else than N:M with 0 < N < M <= 64.
 SparsityPattern parse_nm(const std::string& text);
 // "50%" or "0.5" style label of a pattern: "50%" or "2:4".
@@ -43,6 +56,20 @@ std::string pattern_label(const SparsityPattern& p);
 std::string sparsity_label(PruneMethod method, const SparsityPattern& p);
 // Throws Argument naming the bad value: ratio outside [0, 1), N:M out of range, both given.
 void validate(const SparsityPattern& p);
+
+// The pattern one block linear ("blk.N.<role>.weight") is pruned with: ratio from
+// block_ratios[N] when there are some.
+SparsityPattern pattern_for(const SparsityPattern& p, const std::string& weight);
+
+// OWL's shares per block. A block's outlier ratio D is the share of the Wanda scores
+// |W_ij|·‖x_j‖ of all its linears above owl_m times their mean (norms2(name): the imatrix,
+// mean x_j²). With Dn = (D − min D) / (max D − min D), block l keeps
+// (1 − ratio) + 2·owl_lambda·(Dn_l − mean Dn): more outliers, more kept weights, and the
+// blocks' average share stays `ratio` (the blocks have equal sizes). Throws Argument when a
+// linear has no norms or a share would leave [0, 1).
+std::vector<double> owl_block_ratios(
+    const Model& m, const SparsityPattern& p,
+    const std::function<const std::vector<float>*(const std::string&)>& norms2);
 
 // mask[r * cols + c] = 1 where the weight is pruned. w: [rows, cols]. norms2 (wanda): cols
 // values Σ x_j² (or the mean; only their ratios matter), ignored by magnitude. Ties go to

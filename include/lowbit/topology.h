@@ -42,6 +42,8 @@ std::vector<std::string> block_residual_writers(uint32_t layer);
 // Whether `weight` is one of the linears above ("blk.N.<role>.weight"): what pruning touches
 // (not the embedding nor the output head).
 bool is_block_linear(const std::string& weight);
+// N of a block linear "blk.N.<role>.weight", -1 for any other name.
+int block_of(const std::string& weight);
 
 // The key (first weight) of the group that `weight` belongs to; `weight` itself when it is in
 // no group (the output head). Linears with the same key see the same input.

@@ -11,6 +11,9 @@
 
 #include "lowbit/error.h"
 #include "lowbit/gptq.h"
+#include "lowbit/model.h"
+#include "lowbit/tensor.h"
+#include "lowbit/topology.h"
 
 namespace lowbit {
 
@@ -56,6 +59,8 @@ SparsityPattern parse_nm(const std::string& text) {
 
 std::string pattern_label(const SparsityPattern& p) {
   if (p.structured()) return fmt::format("{}:{}", p.n, p.m);
+  if (p.owl_lambda > 0)
+    return fmt::format("{:g}% owl(λ {:g}, M {:g})", p.ratio * 100, p.owl_lambda, p.owl_m);
   return fmt::format("{:g}%", p.ratio * 100);
 }
 
@@ -69,6 +74,13 @@ void validate(const SparsityPattern& p) {
          p.ratio);
   if (p.m != 0 && !(p.n > 0 && p.n < p.m && p.m <= 64))
     fail(ErrorKind::Argument, "N:M sparsity {}:{}: needs 0 < N < M <= 64", p.n, p.m);
+  if (p.owl_lambda < 0 || (p.owl_lambda > 0 && (p.m != 0 || !(p.owl_m > 0))))
+    fail(ErrorKind::Argument,
+         "OWL λ {} (outlier threshold M {}): needs λ > 0, M > 0 and an unstructured sparsity",
+         p.owl_lambda, p.owl_m);
+  if (p.owl_lambda > 0 && !(p.ratio - 2 * p.owl_lambda >= 0 && p.ratio + 2 * p.owl_lambda < 1))
+    fail(ErrorKind::Argument, "OWL λ {}: the blocks' shares reach sparsity {} ± 2λ, outside [0, 1)",
+         p.owl_lambda, p.ratio);
   if (p.m != 0 && p.ratio != 0)
     fail(ErrorKind::Argument, "sparsity {} and N:M {}:{} both given: N:M sets the share ({})",
          p.ratio, p.n, p.m, 1.0 - double(p.n) / p.m);
@@ -125,10 +137,73 @@ std::vector<uint8_t> prune_mask(PruneMethod method, const float* w, uint64_t row
   return mask_lowest(score, rows, cols, p, method == PruneMethod::Magnitude);
 }
 
+SparsityPattern pattern_for(const SparsityPattern& p, const std::string& weight) {
+  SparsityPattern q = p;
+  q.block_ratios.clear();
+  if (p.block_ratios.empty()) return q;
+  const int layer = block_of(weight);
+  if (layer < 0 || static_cast<size_t>(layer) >= p.block_ratios.size())
+    fail(ErrorKind::Argument, "tensor '{}': no OWL share for its block ({} blocks)", weight,
+         p.block_ratios.size());
+  q.ratio = p.block_ratios[layer];
+  return q;
+}
+
+std::vector<double> owl_block_ratios(
+    const Model& m, const SparsityPattern& p,
+    const std::function<const std::vector<float>*(const std::string&)>& norms2) {
+  const uint32_t n_layer = m.config.n_layer;
+  std::vector<double> d(n_layer, 0.0);
+  for (uint32_t l = 0; l < n_layer; ++l) {
+    // Two passes over the block's linears, a chunk of rows in f32 at a time: the mean score,
+    // then the share above owl_m times it.
+    std::vector<std::pair<const TensorView*, std::vector<float>>> linears;
+    for (const InputGroup& g : block_input_groups(m.config, l))
+      for (const std::string& name : g.weights) {
+        const std::vector<float>* n2 = norms2(name);
+        const TensorView& t = m.tensor(name);
+        if (!n2 || n2->size() != t.row_len())
+          fail(ErrorKind::Argument, "OWL: no input norms for '{}' (calibration statistics)", name);
+        std::vector<float> norm(n2->size());
+        for (size_t j = 0; j < norm.size(); ++j) norm[j] = std::sqrt(std::max(0.0f, (*n2)[j]));
+        linears.emplace_back(&t, std::move(norm));
+      }
+    double sum = 0, mean = 0;
+    uint64_t count = 0, above = 0;
+    for (int pass = 0; pass < 2; ++pass) {
+      for (const auto& [t, norm] : linears) {
+        const uint64_t rows = t->n_rows(), cols = t->row_len();
+        const uint64_t step = std::max<uint64_t>(1, (uint64_t{1} << 20) / cols);
+        for (uint64_t r0 = 0; r0 < rows; r0 += step) {
+          const std::vector<float> w = to_f32(row_slice(*t, r0, std::min(rows, r0 + step)));
+          for (size_t i = 0; i < w.size(); ++i) {
+            const double score = std::fabs(w[i]) * norm[i % cols];
+            if (pass == 0)
+              sum += score, ++count;
+            else
+              above += score > p.owl_m * mean;
+          }
+        }
+      }
+      if (pass == 0) mean = count ? sum / count : 0;
+    }
+    d[l] = count ? double(above) / count : 0;
+  }
+  const auto [lo, hi] = std::minmax_element(d.begin(), d.end());
+  std::vector<double> share(n_layer, p.ratio);
+  if (n_layer == 0 || *hi <= *lo) return share;  // no block stands out: uniform
+  std::vector<double> dn(n_layer);
+  for (uint32_t l = 0; l < n_layer; ++l) dn[l] = (d[l] - *lo) / (*hi - *lo);
+  const double mean_dn = std::accumulate(dn.begin(), dn.end(), 0.0) / n_layer;
+  for (uint32_t l = 0; l < n_layer; ++l) share[l] = p.ratio - 2 * p.owl_lambda * (dn[l] - mean_dn);
+  return share;
+}
+
 std::vector<uint8_t> prepare_pruning(const std::string& name, PruneMethod method,
-                                     const SparsityPattern& p, const std::vector<float>& w,
+                                     const SparsityPattern& pattern, const std::vector<float>& w,
                                      uint64_t rows, uint64_t cols, const float* norms2,
                                      const std::vector<double>* H, GptqOptions& o) {
+  const SparsityPattern p = pattern_for(pattern, name);
   const bool has_h = H && H->size() == cols * cols;
   if (method == PruneMethod::SparseGpt) {
     if (!has_h)

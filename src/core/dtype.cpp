@@ -35,6 +35,9 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::Count)> kTraits = {
     {DType::Q8_K, "Q8_K", 15, nullptr, 256, 292, false},
     {DType::IQ4_NL, "IQ4_NL", 20, nullptr, 32, 18, false},
     {DType::IQ4_XS, "IQ4_XS", 23, nullptr, 256, 136, false},
+    // lowbit only: ids outside ggml's range ("LB" = 0x4C42 = 19522), which llama.cpp refuses
+    {DType::Q8_0_S24, "Q8_0_S24", 19522, nullptr, 32, 22, false, DType::Q8_0},
+    {DType::Q4_0_S24, "Q4_0_S24", 19523, nullptr, 32, 14, false, DType::Q4_0},
 }};
 
 constexpr bool table_is_ordered() {
@@ -78,6 +81,12 @@ bool tensor_bytes(DType t, uint64_t row_len, uint64_t n_values, uint64_t* out) {
   const auto& tr = traits(t);
   if (row_len % tr.block_size != 0) return false;
   return !mul_overflows(n_values / tr.block_size, tr.type_size, out);
+}
+
+std::optional<DType> sparse_2of4_twin(DType dense) {
+  for (const auto& t : kTraits)
+    if (t.dense_twin == dense) return t.type;
+  return std::nullopt;
 }
 
 double bits_per_weight(DType t) {

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "lowbit/error.h"
+#include "quant/block_layouts.h"
 
 namespace lowbit {
 namespace {
@@ -195,6 +196,20 @@ std::string GgufValue::to_string(size_t max_elems) const {
   }
 }
 
+namespace {
+// The 2:4 sparse types' kernels rely on every group's first place lying below its second.
+void check_2of4_patterns(const std::string& path, const TensorView& t) {
+  if (!is_sparse_2of4(t.dtype)) return;
+  const uint32_t size = traits(t.dtype).type_size;
+  for (uint64_t b = 0; b < t.nbytes / size; ++b)
+    if (!quant::valid_2of4_pattern(t.data + b * size + 2))
+      fail(ErrorKind::Format,
+           "{}: tensor '{}': block {} of {} has a group whose first kept place is not below "
+           "its second",
+           path, t.name, b, dtype_name(t.dtype));
+}
+}  // namespace
+
 std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   auto g = std::unique_ptr<GgufFile>(new GgufFile());
   g->file_ = MappedFile::open(path);
@@ -269,6 +284,7 @@ std::unique_ptr<GgufFile> GgufFile::open(const std::string& path) {
   for (size_t k = 1; k < by_offset.size(); ++k)
     if (by_offset[k - 1]->offset + by_offset[k - 1]->view.nbytes > by_offset[k]->offset)
       fail(ErrorKind::Format, "{}: tensor '{}' overlaps tensor '{}'", path, by_offset[k]->view.name, by_offset[k - 1]->view.name);
+  for (const auto& ti : g->tensors_) check_2of4_patterns(path, ti.view);
   return g;
 }
 

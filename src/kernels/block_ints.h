@@ -34,6 +34,10 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
     case DType::Q4_0: h.d = f16_to_f32(reinterpret_cast<const BlockQ4_0*>(blk)->d); break;
     case DType::Q5_0: h.d = f16_to_f32(reinterpret_cast<const BlockQ5_0*>(blk)->d); break;
     case DType::Q8_0: h.d = f16_to_f32(reinterpret_cast<const BlockQ8_0*>(blk)->d); break;
+    case DType::Q8_0_S24:  // d leads both 2:4 layouts
+    case DType::Q4_0_S24:
+      h.d = f16_to_f32(*reinterpret_cast<const uint16_t*>(blk));
+      break;
     case DType::IQ4_NL: h.d = f16_to_f32(reinterpret_cast<const BlockIQ4_NL*>(blk)->d); break;
     case DType::Q4_1:
     case DType::Q5_1: {
@@ -110,6 +114,19 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
     case DType::Q8_0:
       for (int e = 0; e < 32; ++e) v[e] = reinterpret_cast<const BlockQ8_0*>(blk)->qs[e];
       break;
+    case DType::Q8_0_S24: {
+      const auto* b = reinterpret_cast<const BlockQ8_0_S24*>(blk);
+      for (int e = 0; e < 32; ++e) v[e] = 0;
+      for (int k = 0; k < 16; ++k) v[kept_place(b->pos, k)] = b->qs[k];
+      break;
+    }
+    case DType::Q4_0_S24: {
+      const auto* b = reinterpret_cast<const BlockQ4_0_S24*>(blk);
+      for (int e = 0; e < 32; ++e) v[e] = 0;
+      for (int k = 0; k < 16; ++k)
+        v[kept_place(b->pos, k)] = (k < 8 ? b->qs[k] & 15 : b->qs[k - 8] >> 4) - 8;
+      break;
+    }
     case DType::IQ4_NL:
       for (int e = 0; e < 32; ++e) v[e] = kIq4nlValues[nibble32(reinterpret_cast<const BlockIQ4_NL*>(blk)->qs, e)];
       break;

@@ -64,6 +64,8 @@ bool has_kernel(DType t) {
     case DType::F32: case DType::F16: case DType::BF16:
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::IQ4_NL:
     case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
+    case DType::Q8_0_S24:
+    case DType::Q4_0_S24:
       return true;
     default: return false;
   }
@@ -142,6 +144,7 @@ void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_ro
 
 void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
   if (g_force_scalar) return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
+  if (is_sparse_2of4(t)) return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, &a, 1, y, 0);
   dot_rows_simd(t, w, row_bytes, n_rows, row_len, a, y);
 }
 
@@ -176,6 +179,8 @@ void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_s
 
 void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
                     size_t n_acts, float* y, size_t ld_y) {
+  if (!g_force_scalar && is_sparse_2of4(t))
+    return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
   if (!g_force_scalar) return dot_rows_multi_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
   for (size_t i = 0; i < n_acts; ++i) dot_rows_reference(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
 }

@@ -9,16 +9,18 @@
 // Float types: f16/bf16 are widened to f32 in registers.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/dot_simd.cpp"
-#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include "kernels/dot_simd.h"
+
 #include <hwy/cache_control.h>
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
 #include <cstring>
 #include <type_traits>
 
 #include "kernels/block_ints.h"
-#include "kernels/dot_simd.h"
 #include "kernels/packed_layout.h"
+#include "kernels/simd_f16-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace lowbit::kernels {
@@ -174,15 +176,6 @@ using DW32 = hn::Repartition<int32_t, DW>;
 using DWF = hn::Rebind<float, DW32>;
 using VW = hn::Vec<DW>;
 constexpr size_t kW = hn::MaxLanes(DW());
-
-// f16 bits to f32: the F16C instruction where the target has it (AVX2 and up).
-HWY_INLINE float F16(uint16_t h) {
-#if HWY_TARGET <= HWY_AVX2
-  return _cvtsh_ss(h);
-#else
-  return f16_to_f32(h);
-#endif
-}
 
 HWY_INLINE VW LoadBytesW(const uint8_t* p) { return hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<uint8_t, DW>(), p)); }
 HWY_INLINE auto MulAddPairs(VW w, const int16_t* q, hn::Vec<DW32> acc) {

@@ -10,6 +10,9 @@ namespace lowbit::kernels {
 void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
 void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
                          size_t n_acts, float* y, size_t ld_y);
+// Q8_0_S24 and Q4_0_S24 (dot_2of4_simd.cpp): y[t * ld_y + r] for n_acts tokens.
+void dot_rows_2of4_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                        const ActRow* acts, size_t n_acts, float* y, size_t ld_y);
 std::string simd_target_name();
 // 1 / d for an activation block's scale, 0 when d is 0 or so small that 1 / d overflows
 // (the block then quantizes to zeros in every version).

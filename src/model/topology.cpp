@@ -67,6 +67,12 @@ bool is_block_linear(const std::string& weight) {
   return group_of(weight, &prefix) != nullptr;
 }
 
+int block_of(const std::string& weight) {
+  size_t prefix = 0;
+  if (!group_of(weight, &prefix)) return -1;
+  return std::stoi(weight.substr(4, prefix - 5));
+}
+
 std::string input_group_key(const std::string& weight) {
   size_t prefix = 0;
   const RoleGroup* g = group_of(weight, &prefix);

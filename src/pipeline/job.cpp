@@ -63,6 +63,17 @@ void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
 
 // Pruning runs inside rtn, imatrix and gptq on GGUF types (sparsity.h).
 void validate_sparsity(const QuantizeJob& job, Method method) {
+  if (const auto* g = std::get_if<GgufTarget>(&job.target)) {
+    std::optional<DType> sparse;
+    if (plan_for_type_or_preset(g->type).sparse_2of4) sparse = dtype_from_name(g->type);
+    for (const TypeOverride& o : g->tensor_types)
+      if (is_sparse_2of4(o.type)) sparse = o.type;
+    if (sparse && !(job.sparsity.n == 2 && job.sparsity.m == 4))
+      fail(ErrorKind::Argument,
+           "{} stores 2:4-pruned linears: prune them 2:4 (--nm 2:4, with --prune magnitude, "
+           "wanda or sparsegpt)",
+           dtype_name(*sparse));
+  }
   if (!job.sparsity.active()) {
     if (job.prune)
       fail(ErrorKind::Argument, "pruning rule {} given without a sparsity or an N:M pattern",
@@ -84,6 +95,10 @@ void validate_sparsity(const QuantizeJob& job, Method method) {
   if (p == PruneMethod::SparseGpt && method != Method::Gptq)
     fail(ErrorKind::Argument, "sparsegpt prunes inside GPTQ's sweep: it needs method gptq, not {}",
          method_name(method));
+  if (job.sparsity.owl_lambda > 0 && job.calib.text.empty() && job.calib.stats.empty())
+    fail(ErrorKind::Argument,
+         "OWL weighs each block's outlier scores |w|·‖x‖: it needs calibration text or "
+         "statistics");
   if (p == PruneMethod::Wanda && method == Method::Rtn)
     fail(ErrorKind::Argument,
          "wanda needs the inputs' norms: use method imatrix or gptq with calibration");
@@ -257,6 +272,20 @@ std::map<std::string, DType> recipe_of(const std::vector<MixTensor>& tensors,
   return recipe;
 }
 
+// OWL's shares per block from the unpruned model's input norms: the statistics file's or
+// the calibration text's.
+std::vector<double> owl_ratios(const pipeline::JobRun& run) {
+  const std::string& path = run.job().calib.stats;
+  const CalibrationStats stats =
+      path.empty() ? run.collect_statistics(false) : read_calibration_stats(path);
+  std::map<std::string, std::vector<float>> norms2;
+  for (const auto& [name, st] : stats.by_weight) norms2[name] = st.importance();
+  return owl_block_ratios(run.model(), run.job().sparsity, [&](const std::string& name) {
+    auto it = norms2.find(name);
+    return it == norms2.end() ? nullptr : &it->second;
+  });
+}
+
 // The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
 // budget solved on the measured sensitivity.
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
@@ -269,6 +298,7 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   q.structured = structured;
   q.sparsity = run.job().sparsity;
   if (q.sparsity.active()) q.prune = resolved_prune_method(run.job());
+  if (q.sparsity.owl_lambda > 0) q.sparsity.block_ratios = owl_ratios(run);
   q.on_tensor = run.tensor_progress();
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;

@@ -176,6 +176,8 @@ const std::map<std::string, Setter>& setters() {
       {"rotate-ffn-down", [](S& s, V n, V v) { s.job.rotation.ffn_down = boolean(n, v); }},
       {"rotate-seed", [](S& s, V n, V v) { s.job.rotation.seed = number<uint64_t>(n, v); }},
       {"sparsity", [](S& s, V n, V v) { s.job.sparsity.ratio = number<double>(n, v); }},
+      {"owl", [](S& s, V n, V v) { s.job.sparsity.owl_lambda = number<double>(n, v); }},
+      {"owl-m", [](S& s, V n, V v) { s.job.sparsity.owl_m = number<double>(n, v); }},
       {"nm",
        [](S& s, V, V v) {
          const SparsityPattern p = parse_nm(v);

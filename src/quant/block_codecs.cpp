@@ -38,7 +38,7 @@ const BlockCodec* block_codec(DType t) {
 #define LOWBIT_AT(T, f) static_cast<int16_t>(offsetof(Block##T, f))
 #define LOWBIT_CODEC(T, name, m, debias) \
   { DType::T, choose_##name, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, debias }
-  static constexpr std::array<BlockCodec, 12> kCodecs = {{
+  static constexpr std::array<BlockCodec, 14> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, -1, false),
       LOWBIT_CODEC(Q4_1, q4_1, LOWBIT_AT(Q4_1, m), false),
       LOWBIT_CODEC(Q5_0, q5_0, -1, false),
@@ -51,6 +51,8 @@ const BlockCodec* block_codec(DType t) {
       LOWBIT_CODEC(Q5_K, q5_k, LOWBIT_AT(Q5_K, dmin), true),
       LOWBIT_CODEC(Q6_K, q6_k, -1, true),
       LOWBIT_CODEC(IQ4_XS, iq4_xs, -1, false),
+      LOWBIT_CODEC(Q8_0_S24, q8_0_s24, -1, false),
+      LOWBIT_CODEC(Q4_0_S24, q4_0_s24, -1, false),
   }};
 #undef LOWBIT_AT
 #undef LOWBIT_CODEC

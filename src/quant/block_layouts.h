@@ -48,6 +48,40 @@ struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t 
 // sub-block b in qs[16b..16b+15] laid out as Q4_0.
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
 
+// 2:4 sparse blocks (lowbit only, docs/FORMATS.md): of each group g = e / 4 of four values at
+// most two are not zero. Nibble g of pos (the low nibble of pos[g / 2] for even g) holds the
+// places in the group of kept values k = 2g (bits 0-1) and k = 2g + 1 (bits 2-3), the first
+// below the second (GGUF readers refuse other blocks: valid_2of4_pattern); the group's other
+// two values are 0.
+// value of kept k = d * qs[k].
+struct BlockQ8_0_S24 {
+  uint16_t d;
+  uint8_t pos[4];
+  int8_t qs[16];
+};
+// value of kept k = d * (code - 8); the code of k < 8 is qs[k] & 15, of k >= 8 qs[k - 8] >> 4.
+struct BlockQ4_0_S24 {
+  uint16_t d;
+  uint8_t pos[4];
+  uint8_t qs[8];
+};
+
+// The value (0-31) that kept value k (0-15) of a 2:4 block decodes to.
+inline int kept_place(const uint8_t* pos, int k) {
+  const int g = k / 2, nib = (pos[g / 2] >> (4 * (g % 2))) & 15;
+  return 4 * g + ((k % 2 ? nib >> 2 : nib) & 3);
+}
+// True when every group's first place lies below its second.
+inline bool valid_2of4_pattern(const uint8_t* pos) {
+  for (int i = 0; i < 4; ++i)
+    for (int g = 0; g < 2; ++g) {
+      const int nib = (pos[i] >> (4 * g)) & 15;
+      if ((nib & 3) >= (nib >> 2)) return false;
+    }
+  return true;
+}
+
+static_assert(sizeof(BlockQ8_0_S24) == 22 && sizeof(BlockQ4_0_S24) == 14);
 static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(BlockQ5_0) == 22 &&
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockIQ4_NL) == 18);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&

@@ -2,12 +2,13 @@
 // an output-head type and a list of rules that give some roles more bits in some layers.
 // docs/QUANTIZATION.md prints this table in prose.
 #include <algorithm>
-#include <map>
 #include <cctype>
+#include <map>
 #include <regex>
 
 #include "lowbit/error.h"
 #include "lowbit/quantize.h"
+#include "lowbit/topology.h"
 
 namespace lowbit {
 namespace {
@@ -176,6 +177,13 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
       p = {t.name, o.tensor_types[i].type, "tensor type " + o.tensor_types[i].pattern, PlanReason::Chosen};
       break;
     }
+    if (const auto twin = sparse_2of4_twin(p.type);
+        twin && o.sparse_2of4 && is_block_linear(t.name))
+      p.type = *twin;
+    if (is_sparse_2of4(p.type) && !is_block_linear(t.name))
+      fail(ErrorKind::Argument,
+           "tensor '{}': {} stores the 2:4-pruned linears of the blocks, and this is not one",
+           t.name, dtype_name(p.type));
     const DType fb = fallback_type(p.type, t.row_len());
     if (fb != p.type) {
       p.note = fmt::format("fallback: rows of {} values do not fit {} blocks of {}, using {}", t.row_len(),

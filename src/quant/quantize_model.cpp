@@ -280,6 +280,11 @@ QuantizePlanOptions plan_for_type_or_preset(const std::string& name) {
     return plan;
   }
   const auto type = dtype_from_name(name);
+  if (type && is_sparse_2of4(*type)) {  // the dense twin's preset, its linears packed
+    plan = plan_for_type_or_preset(dtype_name(traits(*type).dense_twin));
+    plan.sparse_2of4 = true;
+    return plan;
+  }
   for (const Preset& p : presets())
     if (type && p.base == *type) {
       plan.preset = p.name;

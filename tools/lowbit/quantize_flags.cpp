@@ -37,7 +37,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->required();
   c->add_option("--type", s.type,
                 "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M "
-                "Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, a type for every matrix (Q4_K), or int2..int8 "
+                "Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, a type for every matrix (Q4_K), Q8_0_S24 or "
+                "Q4_0_S24 (with --nm 2:4: the linears packed 2:4, lowbit-only), or int2..int8 "
                 "(affine safetensors)")
       ->capture_default_str();
   std::vector<std::string> methods = method_names();
@@ -126,6 +127,12 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("--sparsity", j.sparsity.ratio,
                 "prune this share of the weights of every block linear (0.5: half), by --prune")
       ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--owl", j.sparsity.owl_lambda,
+                "with --sparsity: OWL, each block's share moved by up to ±2λ (0.08: ±16%) "
+                "towards keeping the blocks with more outlier scores (needs calibration)");
+  c->add_option("--owl-m", j.sparsity.owl_m,
+                "OWL's outlier threshold: scores above M times the block's mean")
+      ->capture_default_str();
   c->add_option("--nm", f.nm, "N:M sparsity: at most N non-zero in every M weights of a row (2:4)");
   auto prune_choices = prune_method_choices();
   c->add_option("--prune", j.prune,

@@ -247,10 +247,51 @@ TEST(Sparsity, JobRulesNameTheBadCombination) {
   j.sparsity.n = 2, j.sparsity.m = 4;
   EXPECT_NE(error_of(j).find("both given"), std::string::npos);
   j = job("rtn", "sparsity", "0.5");
-  j.target = AffineTarget{};
-  j.output = dir.path();
-  EXPECT_NE(error_of(j).find("must be a GGUF type"), std::string::npos);
+  j.target = W8A8Target{};
+  j.output = dir.file("w8a8");
+  EXPECT_NE(error_of(j).find("not the W8A8 checkpoint"), std::string::npos);
   EXPECT_NE(test::expect_error([&] { job("rtn", "nm", "4:2"); }).find("4:2"), std::string::npos);
+}
+
+// The int2..int8 layout keeps the zeros too (its zero point is an integer): magnitude 2:4
+// with rounding to nearest, SparseGPT 50% inside GPTQ's sweep; and OWL's shares there.
+TEST(Sparsity, TheAffineLayoutKeepsThePrunedZeros) {
+  test::TempDir dir;
+  for (const char* method : {"rtn", "gptq"}) {
+    SCOPED_TRACE(method);
+    JobSettings s;
+    s.job.model = test::shared_path("models/tinyllm-8m");
+    s.job.output = dir.file(method);
+    s.type = "int4";
+    s.method = method;
+    const bool gptq = std::string(method) == "gptq";
+    if (gptq) {
+      s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+      s.job.calib.samples = 4;
+      s.job.calib.ctx = 64;
+      set_job_option(s, "sparsity", "0.5");
+      set_job_option(s, "owl", "0.05");
+    } else {
+      set_job_option(s, "nm", "2:4");
+    }
+    const QuantizeReport r = run_quantize_job(make_job(s));
+    EXPECT_EQ(r.sparsity, gptq ? "sparsegpt 50% owl(λ 0.05, M 5)" : "magnitude 2:4");
+    const Model m = load_model(s.job.output);
+    double mean = 0;
+    size_t linears = 0;
+    for (const TensorReport& t : r.tensors) {
+      if (!is_block_linear(t.name)) continue;
+      const TensorView& v = m.tensor(t.name);
+      const std::vector<float> y = to_f32(v);
+      EXPECT_NEAR(t.zero_share, zero_share(y.data(), y.size()), 1e-12) << t.name;
+      if (!gptq) {
+        EXPECT_TRUE(follows_nm(y, 2, 4)) << t.name;
+      }
+      mean += t.zero_share, ++linears;
+    }
+    EXPECT_EQ(linears, 7u * m.config.n_layer);
+    EXPECT_NEAR(mean / linears, 0.5, 0.01);  // a few rounded weights add zeros
+  }
 }
 
 // OWL: a block whose linears read a few very large input channels has the most outlier

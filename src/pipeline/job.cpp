@@ -82,8 +82,10 @@ void validate_sparsity(const QuantizeJob& job, Method method) {
   }
   validate(job.sparsity);
   const auto* g = std::get_if<GgufTarget>(&job.target);
-  if (!g) fail(ErrorKind::Argument, "pruning writes GGUF files: the target must be a GGUF type");
-  if (g->budget)
+  if (!g && !std::holds_alternative<AffineTarget>(job.target))
+    fail(ErrorKind::Argument,
+         "pruning writes GGUF files or the int2..int8 layout, not the W8A8 checkpoint");
+  if (g && g->budget)
     fail(ErrorKind::Argument,
          "pruning does not combine with a size budget (the sensitivity is measured unpruned)");
   if (method != Method::Rtn && method != Method::Imatrix && method != Method::Gptq)
@@ -272,20 +274,6 @@ std::map<std::string, DType> recipe_of(const std::vector<MixTensor>& tensors,
   return recipe;
 }
 
-// OWL's shares per block from the unpruned model's input norms: the statistics file's or
-// the calibration text's.
-std::vector<double> owl_ratios(const pipeline::JobRun& run) {
-  const std::string& path = run.job().calib.stats;
-  const CalibrationStats stats =
-      path.empty() ? run.collect_statistics(false) : read_calibration_stats(path);
-  std::map<std::string, std::vector<float>> norms2;
-  for (const auto& [name, st] : stats.by_weight) norms2[name] = st.importance();
-  return owl_block_ratios(run.model(), run.job().sparsity, [&](const std::string& name) {
-    auto it = norms2.find(name);
-    return it == norms2.end() ? nullptr : &it->second;
-  });
-}
-
 // The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
 // budget solved on the measured sensitivity.
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
@@ -296,9 +284,8 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   q.n_threads = run.job().threads;
   q.rotation = rotation_label(run.job().rotation);
   q.structured = structured;
-  q.sparsity = run.job().sparsity;
+  q.sparsity = run.sparsity();
   if (q.sparsity.active()) q.prune = resolved_prune_method(run.job());
-  if (q.sparsity.owl_lambda > 0) q.sparsity.block_ratios = owl_ratios(run);
   q.on_tensor = run.tensor_progress();
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;
@@ -346,6 +333,8 @@ QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
       job.target);
   r.rotation = rotation_label(job.rotation);
   r.structured = structured;
+  if (job.sparsity.active() && r.sparsity.empty())  // the affine layout's writer does not know
+    r.sparsity = sparsity_label(resolved_prune_method(job), job.sparsity);
   return r;
 }
 

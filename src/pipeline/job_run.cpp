@@ -1,5 +1,7 @@
 #include "job_run.h"
 
+#include "lowbit/sparsity.h"
+
 #include <filesystem>
 
 #include "core/parallel.h"
@@ -56,6 +58,21 @@ CalibrationStats JobRun::collect_statistics(bool hessian) const {
     report_progress(observer_, {Stage::Calibrate, i, n});
   };
   return collect_calibration_stats(m_, job_.calib.text, o);
+}
+
+SparsityPattern JobRun::sparsity() const {
+  SparsityPattern p = job_.sparsity;
+  if (p.owl_lambda <= 0) return p;
+  const CalibrationStats stats = job_.calib.stats.empty()
+                                     ? collect_statistics(false)
+                                     : read_calibration_stats(job_.calib.stats);
+  std::map<std::string, std::vector<float>> norms2;
+  for (const auto& [name, st] : stats.by_weight) norms2[name] = st.importance();
+  p.block_ratios = owl_block_ratios(m_, p, [&](const std::string& name) {
+    auto it = norms2.find(name);
+    return it == norms2.end() ? nullptr : &it->second;
+  });
+  return p;
 }
 
 CalibrationStats JobRun::hessian_statistics(const std::string& what) const {

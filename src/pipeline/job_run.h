@@ -34,6 +34,9 @@ class JobRun {
   // Statistics with every weight's Hessian: read from job.calib.stats or measured on the
   // text. `what` names their user in errors.
   CalibrationStats hessian_statistics(const std::string& what) const;
+  // The job's pruning pattern, with OWL's per-block shares measured on the unpruned model's
+  // input norms (the statistics file's or the calibration text's) when it asks for them.
+  SparsityPattern sparsity() const;
   // Per-tensor progress for the writers, as the observer sees it.
   std::function<void(size_t, size_t, const TensorReport&)> tensor_progress() const;
 

@@ -8,6 +8,8 @@
 #include <memory>
 
 #include "lowbit/error.h"
+#include "lowbit/sparsity.h"
+#include "lowbit/topology.h"
 #include "method.h"
 
 namespace lowbit::pipeline {
@@ -56,12 +58,21 @@ class GptqMethod : public QuantMethod {
   QuantizeReport affine(JobRun& run, const AffineSpec& spec) const override {
     const GptqOptions g = gptq_options(run, kAffineActOrder, kAffineDamp);
     auto stats = std::make_shared<CalibrationStats>(run.hessian_statistics("method gptq"));
-    AffineQuantizer gptq = [stats, spec, g](const std::string& name, const std::vector<float>& x,
-                                            uint64_t rows, uint64_t cols) {
+    const SparsityPattern sparsity = run.sparsity();
+    const PruneMethod prune = resolved_prune_method(run.job());
+    AffineQuantizer gptq = [stats, spec, g, sparsity, prune](const std::string& name,
+                                                             const std::vector<float>& x,
+                                                             uint64_t rows, uint64_t cols) {
       auto it = stats->by_weight.find(name);
       if (it == stats->by_weight.end())
         fail(ErrorKind::Argument, "GPTQ: no calibration statistics for '{}'", name);
-      return gptq_quantize_affine(x.data(), rows, cols, it->second.hessian(), spec, g);
+      const std::vector<double> h = it->second.hessian();
+      GptqOptions o = g;
+      std::vector<uint8_t> mask;  // sparsegpt sets o.prune; magnitude and wanda give a mask
+      if (sparsity.active() && is_block_linear(name))
+        mask = prepare_pruning(name, prune, sparsity, x, rows, cols, nullptr, &h, o);
+      o.mask = mask.empty() ? nullptr : mask.data();
+      return gptq_quantize_affine(x.data(), rows, cols, h, spec, o);
     };
     return write_affine_model(run.model(), run.job().output, spec, run.threads(),
                               run.tensor_progress(), gptq, "gptq");

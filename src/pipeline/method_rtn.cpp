@@ -1,5 +1,8 @@
 // Round to nearest: each target's own search with no calibration (a W8A8 target with static
 // activation scales still calibrates them).
+#include "lowbit/affine.h"
+#include "lowbit/sparsity.h"
+#include "lowbit/topology.h"
 #include "method.h"
 
 namespace lowbit::pipeline {
@@ -15,8 +18,17 @@ class RtnMethod : public QuantMethod {
     return quantize_model_gguf(run.model(), run.job().output, q);
   }
   QuantizeReport affine(JobRun& run, const AffineSpec& spec) const override {
+    AffineQuantizer pruned;  // magnitude: the block linears' smallest weights zeroed, then rounded
+    if (run.job().sparsity.active())
+      pruned = [p = run.sparsity(), spec](const std::string& name, const std::vector<float>& x,
+                                          uint64_t rows, uint64_t cols) {
+        if (!is_block_linear(name)) return affine_quantize(x.data(), rows, cols, spec);
+        const std::vector<float> w = apply_mask(
+            x, prune_mask(PruneMethod::Magnitude, x.data(), rows, cols, nullptr, pattern_for(p, name)));
+        return affine_quantize(w.data(), rows, cols, spec);
+      };
     return write_affine_model(run.model(), run.job().output, spec, run.threads(),
-                              run.tensor_progress());
+                              run.tensor_progress(), pruned);
   }
   QuantizeReport w8a8(JobRun& run, const W8A8Target& t) const override {
     return write_w8a8(run, t, false);

@@ -10,6 +10,7 @@
 #include "formats/model_writer.h"
 #include "lowbit/affine.h"
 #include "lowbit/error.h"
+#include "lowbit/sparsity.h"
 #include "lowbit/file_io.h"
 #include "lowbit/safetensors.h"
 #include "quant/error_sums.h"
@@ -117,6 +118,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
       std::vector<float> y(x.size());
       affine_dequantize(*cache, rows, cols, spec, y.data());
       rep.rel_rms_error = relative_rms_error(x, y);
+      rep.zero_share = zero_share(y.data(), y.size());  // shown when the job pruned
       bytes = cache->codes;
     };
     OutputTensor sc{{base + ".scales", DType::F16, param_shape}, n_params * 2, {}};

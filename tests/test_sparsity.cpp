@@ -40,6 +40,23 @@ std::vector<float> masked(std::vector<float> w, const std::vector<uint8_t>& mask
   return w;
 }
 
+// A job on tinyllm-8m writing `output` as `type`; the calibrated methods get a small
+// calibration (4 windows of 64 tokens).
+JobSettings tinyllm_job(const std::string& output, const std::string& type,
+                        const std::string& method) {
+  JobSettings s;
+  s.job.model = test::shared_path("models/tinyllm-8m");
+  s.job.output = output;
+  s.type = type;
+  s.method = method;
+  if (method != "rtn") {
+    s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+    s.job.calib.samples = 4;
+    s.job.calib.ctx = 64;
+  }
+  return s;
+}
+
 // A layer's inputs with correlated channels of very different sizes, as real activations
 // are: X = Z·A with a few channels scaled up. Returns H = XᵀX / n [cols, cols].
 std::vector<double> correlated_hessian(uint64_t cols, uint64_t n, uint32_t seed) {
@@ -218,12 +235,7 @@ TEST(Sparsity, ZerosSurviveRoundingOnGridsWithAZero) {
 TEST(Sparsity, JobRulesNameTheBadCombination) {
   test::TempDir dir;
   auto job = [&](const std::string& method, const std::string& extra, const std::string& value) {
-    JobSettings s;
-    s.job.model = test::shared_path("models/tinyllm-8m");
-    s.job.output = dir.file("o.gguf");
-    s.method = method;
-    if (method == "imatrix" || method == "gptq" || method == "awq")
-      s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+    JobSettings s = tinyllm_job(dir.file("o.gguf"), "Q4_K_M", method);
     set_job_option(s, extra, value);
     return make_job(s);
   };
@@ -259,16 +271,9 @@ TEST(Sparsity, TheAffineLayoutKeepsThePrunedZeros) {
   test::TempDir dir;
   for (const char* method : {"rtn", "gptq"}) {
     SCOPED_TRACE(method);
-    JobSettings s;
-    s.job.model = test::shared_path("models/tinyllm-8m");
-    s.job.output = dir.file(method);
-    s.type = "int4";
-    s.method = method;
+    JobSettings s = tinyllm_job(dir.file(method), "int4", method);
     const bool gptq = std::string(method) == "gptq";
     if (gptq) {
-      s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
-      s.job.calib.samples = 4;
-      s.job.calib.ctx = 64;
       set_job_option(s, "sparsity", "0.5");
       set_job_option(s, "owl", "0.05");
     } else {
@@ -336,14 +341,7 @@ TEST(Sparsity, OwlKeepsMoreOfTheBlockWithOutliersAndTheAverageShare) {
 // The job with OWL: each block's linears lose their block's share, the file says so.
 TEST(Sparsity, OwlJobPrunesEachBlockByItsShare) {
   test::TempDir dir;
-  JobSettings s;
-  s.job.model = test::shared_path("models/tinyllm-8m");
-  s.job.output = dir.file("owl.gguf");
-  s.type = "F16";
-  s.method = "imatrix";
-  s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
-  s.job.calib.samples = 4;
-  s.job.calib.ctx = 64;
+  JobSettings s = tinyllm_job(dir.file("owl.gguf"), "F16", "imatrix");
   set_job_option(s, "sparsity", "0.5");
   set_job_option(s, "owl", "0.1");
   const QuantizeReport r = run_quantize_job(make_job(s));
@@ -367,17 +365,8 @@ TEST(Sparsity, PrunedFilesKeepThePatternInEveryBlockLinear) {
   test::TempDir dir;
   for (const char* method : {"rtn", "gptq"}) {
     SCOPED_TRACE(method);
-    JobSettings s;
-    s.job.model = test::shared_path("models/tinyllm-8m");
-    s.job.output = dir.file(std::string(method) + ".gguf");
-    s.type = "Q8_0";
-    s.method = method;
+    JobSettings s = tinyllm_job(dir.file(std::string(method) + ".gguf"), "Q8_0", method);
     set_job_option(s, "nm", "2:4");
-    if (std::string(method) == "gptq") {
-      s.job.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
-      s.job.calib.samples = 4;
-      s.job.calib.ctx = 64;
-    }
     const QuantizeReport r = run_quantize_job(make_job(s));
     EXPECT_EQ(r.sparsity, std::string(method) == "gptq" ? "sparsegpt 2:4" : "magnitude 2:4");
     const Model m = load_model(s.job.output);

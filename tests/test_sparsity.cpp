@@ -330,6 +330,9 @@ TEST(Sparsity, OwlKeepsMoreOfTheBlockWithOutliersAndTheAverageShare) {
   EXPECT_LT(share[3], p.ratio - p.owl_lambda);
   p.block_ratios = share;
   EXPECT_EQ(pattern_for(p, "blk.3.ffn_up.weight").ratio, share[3]);
+  SparsityPattern high = p;  // a block's share near the top is a plain share, valid
+  high.ratio = 0.7, high.owl_lambda = 0.1, high.block_ratios.assign(m.config.n_layer, 0.85);
+  EXPECT_NO_THROW(validate(pattern_for(high, "blk.0.attn_q.weight")));
   EXPECT_EQ(pattern_label(p), "50% owl(λ 0.05, M 5)");
   norms.erase("blk.5.attn_v.weight");
   EXPECT_NE(test::expect_error([&] { owl_block_ratios(m, p, lookup); }).find("blk.5.attn_v.weight"),

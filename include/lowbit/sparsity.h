@@ -58,7 +58,7 @@ std::string sparsity_label(PruneMethod method, const SparsityPattern& p);
 void validate(const SparsityPattern& p);
 
 // The pattern one block linear ("blk.N.<role>.weight") is pruned with: ratio from
-// block_ratios[N] when there are some.
+// block_ratios[N] when there are some, without OWL's parameters.
 SparsityPattern pattern_for(const SparsityPattern& p, const std::string& weight);
 
 // OWL's shares per block. A block's outlier ratio D is the share of the Wanda scores

@@ -138,8 +138,9 @@ std::vector<uint8_t> prune_mask(PruneMethod method, const float* w, uint64_t row
 }
 
 SparsityPattern pattern_for(const SparsityPattern& p, const std::string& weight) {
-  SparsityPattern q = p;
+  SparsityPattern q = p;  // a plain share: OWL has done its part
   q.block_ratios.clear();
+  q.owl_lambda = 0;
   if (p.block_ratios.empty()) return q;
   const int layer = block_of(weight);
   if (layer < 0 || static_cast<size_t>(layer) >= p.block_ratios.size())

@@ -79,8 +79,9 @@ void validate(const SparsityPattern& p) {
          "OWL λ {} (outlier threshold M {}): needs λ > 0, M > 0 and an unstructured sparsity",
          p.owl_lambda, p.owl_m);
   if (p.owl_lambda > 0 && !(p.ratio - 2 * p.owl_lambda >= 0 && p.ratio + 2 * p.owl_lambda < 1))
-    fail(ErrorKind::Argument, "OWL λ {}: the blocks' shares reach sparsity {} ± 2λ, outside [0, 1)",
-         p.owl_lambda, p.ratio);
+    fail(ErrorKind::Argument,
+         "OWL λ {}: the blocks' shares reach sparsity {} ± 2λ, outside [0, 1)", p.owl_lambda,
+         p.ratio);
   if (p.m != 0 && p.ratio != 0)
     fail(ErrorKind::Argument, "sparsity {} and N:M {}:{} both given: N:M sets the share ({})",
          p.ratio, p.n, p.m, 1.0 - double(p.n) / p.m);

@@ -126,17 +126,12 @@ const Model& structurally_pruned(const Model& m, const QuantizeJob& job, const O
                                  std::optional<Model>& keep) {
   if (!job.structured.active()) return m;
   validate(job.structured, m);
-  std::map<std::string, std::vector<float>> importance;
-  if (!job.calib.text.empty()) {
-    QuantizeJob imatrix_job = job;  // the unpruned model's input norms
-    const pipeline::JobRun run(m, imatrix_job, observer);
-    for (const auto& [name, st] : run.collect_statistics(false).by_weight)
-      importance[name] = st.importance();
+  pipeline::ImportanceLookup importance = [](const std::string&) { return nullptr; };
+  if (!job.calib.text.empty()) {  // the unpruned model's input norms
+    const pipeline::JobRun run(m, job, observer);
+    importance = pipeline::importance_lookup(run.collect_statistics(false));
   }
-  keep = prune_structured(m, job.structured, [&](const std::string& name) {
-    auto it = importance.find(name);
-    return it == importance.end() ? nullptr : &it->second;
-  });
+  keep = prune_structured(m, job.structured, importance);
   return *keep;
 }
 

@@ -66,12 +66,7 @@ SparsityPattern JobRun::sparsity() const {
   const CalibrationStats stats = job_.calib.stats.empty()
                                      ? collect_statistics(false)
                                      : read_calibration_stats(job_.calib.stats);
-  std::map<std::string, std::vector<float>> norms2;
-  for (const auto& [name, st] : stats.by_weight) norms2[name] = st.importance();
-  p.block_ratios = owl_block_ratios(m_, p, [&](const std::string& name) {
-    auto it = norms2.find(name);
-    return it == norms2.end() ? nullptr : &it->second;
-  });
+  p.block_ratios = owl_block_ratios(m_, p, importance_lookup(stats));
   return p;
 }
 
@@ -114,6 +109,15 @@ HessianLookup hessian_lookup(CalibrationStats&& stats) {
   return [h](const std::string& name) -> const std::vector<double>* {
     auto it = h->find(name);
     return it == h->end() ? nullptr : &it->second;
+  };
+}
+
+ImportanceLookup importance_lookup(const CalibrationStats& stats) {
+  auto imp = std::make_shared<std::map<std::string, std::vector<float>>>();
+  for (const auto& [name, st] : stats.by_weight) (*imp)[name] = st.importance();
+  return [imp](const std::string& name) -> const std::vector<float>* {
+    auto it = imp->find(name);
+    return it == imp->end() ? nullptr : &it->second;
   };
 }
 

@@ -52,4 +52,8 @@ class JobRun {
 // its H is made, so the Hessians are held once.
 HessianLookup hessian_lookup(CalibrationStats&& stats);
 
+// GGUF name -> importance (mean x_j² of each input column) from `stats`, null when none.
+using ImportanceLookup = std::function<const std::vector<float>*(const std::string& name)>;
+ImportanceLookup importance_lookup(const CalibrationStats& stats);
+
 }  // namespace lowbit::pipeline

@@ -23,8 +23,9 @@ class RtnMethod : public QuantMethod {
       pruned = [p = run.sparsity(), spec](const std::string& name, const std::vector<float>& x,
                                           uint64_t rows, uint64_t cols) {
         if (!is_block_linear(name)) return affine_quantize(x.data(), rows, cols, spec);
-        const std::vector<float> w = apply_mask(
-            x, prune_mask(PruneMethod::Magnitude, x.data(), rows, cols, nullptr, pattern_for(p, name)));
+        const SparsityPattern q = pattern_for(p, name);
+        const std::vector<float> w =
+            apply_mask(x, prune_mask(PruneMethod::Magnitude, x.data(), rows, cols, nullptr, q));
         return affine_quantize(w.data(), rows, cols, spec);
       };
     return write_affine_model(run.model(), run.job().output, spec, run.threads(),

@@ -31,7 +31,8 @@ struct GptqOptions {
   // batch (unstructured, per tile of rows x batch columns) or each group of M columns (N:M;
   // act-order is then off); `mask` ([rows, cols], 1 = pruned; read during the call) is a mask
   // chosen before (magnitude, wanda). A pruned weight is rounded as 0 and its error spread like
-  // any other; every grid with a zero point keeps it exactly (not IQ4's nor those with a min).
+  // any other; it stays exactly 0 on every grid but IQ4_NL/IQ4_XS's (the types with a min
+  // are given grids that hold 0).
   SparsityPattern prune;
   const uint8_t* mask = nullptr;
 };

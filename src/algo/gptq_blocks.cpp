@@ -16,9 +16,11 @@ namespace {
 
 class BlockRounder final : public gptq::GridRounder {
  public:
-  BlockRounder(const quant::BlockCodec& codec, uint64_t cols, const float* importance, uint8_t* out,
-               float* met)
+  // zero_grids: every block's grid holds 0 (the sweep prunes: its zeros stay exactly 0).
+  BlockRounder(const quant::BlockCodec& codec, bool zero_grids, uint64_t cols,
+               const float* importance, uint8_t* out, float* met)
       : codec_(codec),
+        choose_(zero_grids && codec.choose_zero ? codec.choose_zero : codec.choose),
         blen_(traits(codec.type).block_size),
         bytes_(traits(codec.type).type_size),
         cols_(cols),
@@ -34,7 +36,7 @@ class BlockRounder final : public gptq::GridRounder {
     codes_.assign((r1 - r0) * cols_, 0);
   }
   void choose(uint64_t row, uint64_t b, const float* values) override {
-    codec_.choose(values, importance_ ? importance_ + b * blen_ : nullptr, block(row, b),
+    choose_(values, importance_ ? importance_ + b * blen_ : nullptr, block(row, b),
                   &grids_[(row - r0_) * bpr_ + b]);
   }
   float round(uint64_t row, uint64_t col, float v) override {
@@ -54,6 +56,7 @@ class BlockRounder final : public gptq::GridRounder {
   uint8_t* block(uint64_t row, uint64_t b) const { return out_ + (row * bpr_ + b) * bytes_; }
 
   const quant::BlockCodec& codec_;
+  quant::ChooseGridFn choose_;
   uint64_t blen_, bytes_, cols_, bpr_;
   const float* importance_;
   uint8_t* out_;
@@ -121,11 +124,13 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   std::vector<float> hf;
   if (codec->debias && H.size() == cols * cols) hf.assign(H.begin(), H.end());
   std::vector<float> W(w, w + rows * cols);
-  BlockRounder rounder(*codec, cols, importance, out, pre_round);
+  const bool prunes = o.mask || o.prune.active();
+  BlockRounder rounder(*codec, prunes, cols, importance, out, pre_round);
   gptq::sweep(W, rows, cols, std::move(H), o, rounder);
   // The sweep's least-squares block scales shrink each row's output as rounding to nearest
   // shrinks the row; removing it lowers the model's KLD here too (docs/QUANTIZATION.md).
-  if (!hf.empty()) quant::debias_rows_output(type, w, rows, cols, hf.data(), o.n_threads, out);
+  if (!hf.empty())
+    quant::debias_rows_output(type, w, rows, cols, hf.data(), o.n_threads, out, prunes);
 }
 
 }  // namespace lowbit

@@ -36,23 +36,26 @@ void BlockCodec::quantize(const float* x, const float* w, uint8_t* block) const 
 
 const BlockCodec* block_codec(DType t) {
 #define LOWBIT_AT(T, f) static_cast<int16_t>(offsetof(Block##T, f))
-#define LOWBIT_CODEC(T, name, m, debias) \
-  { DType::T, choose_##name, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, debias }
+#define LOWBIT_CODEC(T, name, zero, m, debias)                                                \
+  {                                                                                           \
+    DType::T, choose_##name, zero, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, \
+        debias                                                                                \
+  }
   static constexpr std::array<BlockCodec, 14> kCodecs = {{
-      LOWBIT_CODEC(Q4_0, q4_0, -1, false),
-      LOWBIT_CODEC(Q4_1, q4_1, LOWBIT_AT(Q4_1, m), false),
-      LOWBIT_CODEC(Q5_0, q5_0, -1, false),
-      LOWBIT_CODEC(Q5_1, q5_1, LOWBIT_AT(Q5_1, m), false),
-      LOWBIT_CODEC(Q8_0, q8_0, -1, false),
-      LOWBIT_CODEC(IQ4_NL, iq4_nl, -1, false),
-      LOWBIT_CODEC(Q2_K, q2_k, LOWBIT_AT(Q2_K, dmin), true),
-      LOWBIT_CODEC(Q3_K, q3_k, -1, true),
-      LOWBIT_CODEC(Q4_K, q4_k, LOWBIT_AT(Q4_K, dmin), true),
-      LOWBIT_CODEC(Q5_K, q5_k, LOWBIT_AT(Q5_K, dmin), true),
-      LOWBIT_CODEC(Q6_K, q6_k, -1, true),
-      LOWBIT_CODEC(IQ4_XS, iq4_xs, -1, false),
-      LOWBIT_CODEC(Q8_0_S24, q8_0_s24, -1, false),
-      LOWBIT_CODEC(Q4_0_S24, q4_0_s24, -1, false),
+      LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),
+      LOWBIT_CODEC(Q4_1, q4_1, choose_zero_q4_1, LOWBIT_AT(Q4_1, m), false),
+      LOWBIT_CODEC(Q5_0, q5_0, choose_q5_0, -1, false),
+      LOWBIT_CODEC(Q5_1, q5_1, choose_zero_q5_1, LOWBIT_AT(Q5_1, m), false),
+      LOWBIT_CODEC(Q8_0, q8_0, choose_q8_0, -1, false),
+      LOWBIT_CODEC(IQ4_NL, iq4_nl, nullptr, -1, false),
+      LOWBIT_CODEC(Q2_K, q2_k, choose_zero_q2_k, LOWBIT_AT(Q2_K, dmin), true),
+      LOWBIT_CODEC(Q3_K, q3_k, choose_q3_k, -1, true),
+      LOWBIT_CODEC(Q4_K, q4_k, choose_zero_q4_k, LOWBIT_AT(Q4_K, dmin), true),
+      LOWBIT_CODEC(Q5_K, q5_k, choose_zero_q5_k, LOWBIT_AT(Q5_K, dmin), true),
+      LOWBIT_CODEC(Q6_K, q6_k, choose_q6_k, -1, true),
+      LOWBIT_CODEC(IQ4_XS, iq4_xs, nullptr, -1, false),
+      LOWBIT_CODEC(Q8_0_S24, q8_0_s24, choose_q8_0_s24, -1, false),
+      LOWBIT_CODEC(Q4_0_S24, q4_0_s24, choose_q4_0_s24, -1, false),
   }};
 #undef LOWBIT_AT
 #undef LOWBIT_CODEC

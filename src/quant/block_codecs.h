@@ -35,6 +35,9 @@ using DequantizeBlockFn = void (*)(const uint8_t* block, float* y);
 struct BlockCodec {
   DType type;
   ChooseGridFn choose;
+  // choose with 0 on the grid (pruned weights stay 0; affine_grids.h): choose itself for the
+  // types whose grid always holds 0, null for IQ4_NL/IQ4_XS (no 0 among their levels).
+  ChooseGridFn choose_zero;
   SetCodesFn set_codes;
   DequantizeBlockFn dequantize;
   // Byte offsets of the f16 fields that every decoded value of the block is proportional to
@@ -80,6 +83,12 @@ LOWBIT_DECLARE_CODEC(iq4_xs)
 LOWBIT_DECLARE_CODEC(q8_0_s24)  // blocks_2of4.cpp
 LOWBIT_DECLARE_CODEC(q4_0_s24)
 #undef LOWBIT_DECLARE_CODEC
+// The choose with 0 on the grid of the types with an offset or a min (affine_grids.h).
+void choose_zero_q4_1(const float* x, const float* w, uint8_t* block, BlockGrid* g);
+void choose_zero_q5_1(const float* x, const float* w, uint8_t* block, BlockGrid* g);
+void choose_zero_q2_k(const float* x, const float* w, uint8_t* block, BlockGrid* g);
+void choose_zero_q4_k(const float* x, const float* w, uint8_t* block, BlockGrid* g);
+void choose_zero_q5_k(const float* x, const float* w, uint8_t* block, BlockGrid* g);
 
 // The integer sub-block parameters of a K super-block (Q2_K, Q3_K, Q4_K, Q5_K, Q6_K), for
 // searches that move one sub-block's scale (and min) at a time while the f16 super-scales

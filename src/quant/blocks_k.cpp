@@ -7,11 +7,14 @@
 //   3. report the grid of the stored parameters (block_codecs.h), on which values are rounded.
 // Step 2 is where this differs from a plain "round the scales" quantizer: the integer
 // scales are chosen by the error they cause, not by their distance to the float scale.
+// The search of the types with a min (Q2_K, Q4_K, Q5_K) lives in affine_grids.cpp, beside
+// their grids that hold 0 for pruned weights.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include "lowbit/float_convert.h"
+#include "quant/affine_grids.h"
 #include "quant/block_codecs.h"
 #include "quant/block_layouts.h"
 #include "quant/scale_fit.h"
@@ -21,55 +24,6 @@ namespace {
 
 float f16_round(float f) { return f16_to_f32(f32_to_f16(f)); }
 const float* sub(const float* w, int off) { return w ? w + off : nullptr; }
-
-constexpr float kSuperScaleFactors[] = {1.0f, 0.97f, 0.94f, 0.91f, 0.88f};
-
-// --- affine sub-blocks (Q2_K, Q4_K, Q5_K): value = d*sc*q - dmin*mn, q in [0, qmax] ---
-struct AffineK {
-  float d = 0, dmin = 0;
-  int sc[16] = {}, mn[16] = {};
-};
-
-AffineK choose_affine_k(const float* x, const float* w, int n_sub, int len, int qmax, int smax) {
-  float s[16], m[16], max_s = 0, max_m = 0;
-  for (int j = 0; j < n_sub; ++j) {
-    const AffineFit f = fit_affine(x + j * len, sub(w, j * len), len, qmax, true);
-    s[j] = f.scale;
-    m[j] = -f.offset;
-    max_s = std::max(max_s, s[j]);
-    max_m = std::max(max_m, m[j]);
-  }
-  AffineK best;
-  float best_err = INFINITY;
-  for (float fd : kSuperScaleFactors) {
-    for (float fm : {1.0f, 0.94f}) {
-      AffineK cand;
-      cand.d = f16_round(max_s / smax * fd);
-      cand.dmin = f16_round(max_m / smax * fm);
-      float err = 0;
-      for (int j = 0; j < n_sub; ++j) {
-        const int rs = cand.d > 0 ? round_clamp(s[j] / cand.d, 0, smax) : 0;
-        const int rm = cand.dmin > 0 ? round_clamp(m[j] / cand.dmin, 0, smax) : 0;
-        // The integer scale and min next to the rounded ones, scored side by side.
-        AffineFit fits[9];
-        int codes[9][2], k = 0;
-        for (int a = std::max(rs - 1, 0); a <= std::min(rs + 1, smax); ++a)
-          for (int b = std::max(rm - 1, 0); b <= std::min(rm + 1, smax); ++b) {
-            fits[k] = {cand.d * a, -cand.dmin * b};
-            codes[k][0] = a;
-            codes[k++][1] = b;
-          }
-        float errs[9], ej = INFINITY;
-        error_affine_batch(x + j * len, sub(w, j * len), len, fits, k, qmax, errs);
-        for (int c = 0; c < k; ++c)
-          if (errs[c] < ej) { ej = errs[c]; cand.sc[j] = codes[c][0]; cand.mn[j] = codes[c][1]; }
-        err += ej;
-      }
-      if (err < best_err) { best_err = err; best = cand; }
-    }
-  }
-  return best;
-}
 
 // The grid of the chosen affine parameters: value = (d*sc)*code - dmin*mn, codes [0, qmax].
 void affine_grid(const AffineK& p, int n_sub, int len, int qmax, BlockGrid* g) {
@@ -177,13 +131,23 @@ constexpr SymSpec kIQ4XS{8, 32, 0, 0, -32, 31, kIq4nlValues};
 
 }  // namespace
 
-void choose_q2_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+namespace {
+void store_q2_k(const float* x, const float* w, bool zero, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ2_K*>(out);
-  const AffineK p = choose_affine_k(x, w, 16, 16, 3, 15);
+  const AffineK p =
+      zero ? choose_affine_k_with_zero(x, w, 16, 16, 3, 15) : choose_affine_k(x, w, 16, 16, 3, 15);
   affine_grid(p, 16, 16, 3, g);
   b->d = f32_to_f16(p.d);
   b->dmin = f32_to_f16(p.dmin);
   for (int j = 0; j < 16; ++j) b->scales[j] = static_cast<uint8_t>(p.sc[j] | (p.mn[j] << 4));
+}
+}  // namespace
+
+void choose_q2_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  store_q2_k(x, w, has_exact_zero(x, kQKK), out, g);
+}
+void choose_zero_q2_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  store_q2_k(x, w, true, out, g);
 }
 void set_codes_q2_k(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ2_K*>(out);
@@ -231,8 +195,9 @@ void dequantize_q3_k(const uint8_t* in, float* y) {
 // Q4_K and Q5_K share the parameter search, the 12-byte scale packing and the nibble
 // layout; Q5_K adds the fifth bits in qh.
 template <typename Block>
-void choose_k4_family(const float* x, const float* w, int qmax, Block* b, BlockGrid* g) {
-  const AffineK p = choose_affine_k(x, w, 8, 32, qmax, 63);
+void choose_k4_family(const float* x, const float* w, int qmax, bool zero, Block* b, BlockGrid* g) {
+  const AffineK p = zero ? choose_affine_k_with_zero(x, w, 8, 32, qmax, 63)
+                         : choose_affine_k(x, w, 8, 32, qmax, 63);
   affine_grid(p, 8, 32, qmax, g);
   b->d = f32_to_f16(p.d);
   b->dmin = f32_to_f16(p.dmin);
@@ -258,7 +223,10 @@ void dequantize_k4_family(const Block* b, const uint8_t* qh, float* y) {
 }
 
 void choose_q4_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
-  choose_k4_family(x, w, 15, reinterpret_cast<BlockQ4_K*>(out), g);
+  choose_k4_family(x, w, 15, has_exact_zero(x, kQKK), reinterpret_cast<BlockQ4_K*>(out), g);
+}
+void choose_zero_q4_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_k4_family(x, w, 15, true, reinterpret_cast<BlockQ4_K*>(out), g);
 }
 void set_codes_q4_k(const int* codes, uint8_t* out) { pack_low_nibbles_k4(codes, reinterpret_cast<BlockQ4_K*>(out)->qs); }
 void dequantize_q4_k(const uint8_t* in, float* y) {
@@ -266,7 +234,10 @@ void dequantize_q4_k(const uint8_t* in, float* y) {
 }
 
 void choose_q5_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
-  choose_k4_family(x, w, 31, reinterpret_cast<BlockQ5_K*>(out), g);
+  choose_k4_family(x, w, 31, has_exact_zero(x, kQKK), reinterpret_cast<BlockQ5_K*>(out), g);
+}
+void choose_zero_q5_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  choose_k4_family(x, w, 31, true, reinterpret_cast<BlockQ5_K*>(out), g);
 }
 void set_codes_q5_k(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ5_K*>(out);

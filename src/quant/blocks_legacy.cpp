@@ -6,6 +6,7 @@
 
 #include "lowbit/float_convert.h"
 #include "quant/block_codecs.h"
+#include "quant/affine_grids.h"
 #include "quant/block_layouts.h"
 #include "quant/scale_fit.h"
 
@@ -45,9 +46,17 @@ void choose_symmetric(const float* x, const float* w, int qmin, int qmax, uint16
   for (int e = 0; e < kQK; ++e) g->scale[e] = d, g->offset[e] = 0;
 }
 
-// Affine grid: value = d*code + m, codes [0, qmax], f16 d and m.
-void choose_affine(const float* x, const float* w, int qmax, uint16_t* d16, uint16_t* m16, BlockGrid* g) {
-  const AffineFit f = fit_affine(x, w, kQK, qmax, false);
+// Affine grid: value = d*code + m, codes [0, qmax], f16 d and m; with `zero`, m = -k*d
+// exactly, so that code k decodes to 0 (affine_grids.h).
+void choose_affine(const float* x, const float* w, int qmax, bool zero, uint16_t* d16,
+                   uint16_t* m16, BlockGrid* g) {
+  AffineFit f;
+  if (zero) {
+    const ZeroAffine z = fit_affine_with_zero(x, w, kQK, qmax, true);
+    f = {z.d, -(z.d * static_cast<float>(z.zero))};
+  } else {
+    f = fit_affine(x, w, kQK, qmax, false);
+  }
   const float m = store_f16(f.offset, m16);
   const float d = store_f16(f.scale, d16);
   g->n_codes = qmax + 1;
@@ -68,7 +77,11 @@ void dequantize_q4_0(const uint8_t* in, float* y) {
 
 void choose_q4_1(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ4_1*>(out);
-  choose_affine(x, w, 15, &b->d, &b->m, g);
+  choose_affine(x, w, 15, has_exact_zero(x, kQK), &b->d, &b->m, g);
+}
+void choose_zero_q4_1(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  auto* b = reinterpret_cast<BlockQ4_1*>(out);
+  choose_affine(x, w, 15, true, &b->d, &b->m, g);
 }
 void set_codes_q4_1(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockQ4_1*>(out)->qs); }
 void dequantize_q4_1(const uint8_t* in, float* y) {
@@ -93,7 +106,11 @@ void dequantize_q5_0(const uint8_t* in, float* y) {
 
 void choose_q5_1(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   auto* b = reinterpret_cast<BlockQ5_1*>(out);
-  choose_affine(x, w, 31, &b->d, &b->m, g);
+  choose_affine(x, w, 31, has_exact_zero(x, kQK), &b->d, &b->m, g);
+}
+void choose_zero_q5_1(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
+  auto* b = reinterpret_cast<BlockQ5_1*>(out);
+  choose_affine(x, w, 31, true, &b->d, &b->m, g);
 }
 void set_codes_q5_1(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ5_1*>(out);

@@ -11,6 +11,7 @@
 #include "core/parallel.h"
 #include "lowbit/dtype.h"
 #include "lowbit/float_convert.h"
+#include "quant/affine_grids.h"
 #include "quant/block_layouts.h"
 
 namespace lowbit::quant {
@@ -38,10 +39,19 @@ void store_f16(uint8_t* p, uint16_t h) {
   std::memcpy(p, &h, 2);
 }
 
+// dmin / d of a two-field block when that ratio is a power of two (a zero-holding grid,
+// affine_grids.h), else 0.
+float zero_keeping_ratio(const BlockCodec& codec, const uint8_t* blk) {
+  const float d = f16_to_f32(load_f16(blk + codec.f16_scales[0]));
+  const float dmin = f16_to_f32(load_f16(blk + codec.f16_scales[1]));
+  int e = 0;
+  return d != 0 && std::frexp(dmin / d, &e) == 0.5f ? dmin / d : 0;
+}
+
 }  // namespace
 
 void debias_row(const BlockCodec& codec, const float* x, const float* mx, uint64_t row_len,
-                uint8_t* q) {
+                uint8_t* q, bool zero_grids) {
   const auto& tr = traits(codec.type);
   const uint64_t n_blocks = row_len / tr.block_size, len = tr.block_size;
   const int n_fields = codec.f16_scales[1] < 0 ? 1 : 2;
@@ -87,9 +97,16 @@ void debias_row(const BlockCodec& codec, const float* x, const float* mx, uint64
       drift += now - want;
       continue;
     }
+    // A block whose grid holds 0 through dmin = 2^e d (affine_grids.h) keeps that ratio, so
+    // its zeros stay exactly 0: dmin's candidates follow d's.
+    const bool holds_zero = zero_grids || has_exact_zero(x + b * len, static_cast<int>(len));
+    const float ratio = n_fields == 2 && holds_zero ? zero_keeping_ratio(codec, blk) : 0;
+    if (ratio != 0)
+      for (int c = 0; c < 2; ++c) cand[1][c] = f32_to_f16(f16_to_f32(cand[0][c]) * ratio);
     double best = INFINITY;
     int pick = 0;
     for (int c = 0; c < (1 << n_fields); ++c) {
+      if (ratio != 0 && (c & 1) != (c >> 1)) continue;
       double got = 0;
       for (int i = 0; i < n_fields; ++i) got += f16_to_f32(cand[i][(c >> i) & 1]) * part[b][i];
       if (std::fabs(drift + got - want) < best) best = std::fabs(drift + got - want), pick = c;
@@ -105,7 +122,7 @@ void debias_row(const BlockCodec& codec, const float* x, const float* mx, uint64
 }
 
 void debias_rows_output(DType type, const float* w, uint64_t rows, uint64_t cols, const float* h,
-                        int n_threads, uint8_t* q) {
+                        int n_threads, uint8_t* q, bool zero_grids) {
   const BlockCodec* codec = block_codec(type);
   if (!codec || !codec->debias) return;
   std::vector<float> wh(rows * cols);  // row r: h w_r (h is symmetric)
@@ -114,7 +131,7 @@ void debias_rows_output(DType type, const float* w, uint64_t rows, uint64_t cols
   const uint64_t row_bytes = cols / traits(type).block_size * traits(type).type_size;
   parallel_for(rows, resolve_threads(n_threads), [&](uint64_t r0, uint64_t r1) {
     for (uint64_t r = r0; r < r1; ++r)
-      debias_row(*codec, w + r * cols, &wh[r * cols], cols, q + r * row_bytes);
+      debias_row(*codec, w + r * cols, &wh[r * cols], cols, q + r * row_bytes, zero_grids);
   });
 }
 

@@ -16,13 +16,15 @@ using test::TempDir;
 
 const char* kTricky =
     "Hello world, it's a TEST. They'll say \"don't\" -- 12345 and 3.14!\n\n"
-    "  Indented  text\twith\ttabs\r\nUnicode: caf\xc3\xa9, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, emoji \xf0\x9f\x98\x80.\n";
+    "  Indented  text\twith\ttabs\r\nUnicode: caf\xc3\xa9, \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e, "
+    "emoji \xf0\x9f\x98\x80.\n";
 
 using test::expect_error;
 
 TEST(Tokenizer, SpmTinyllmRoundTripsWikitext) {
   auto tok = Tokenizer::create(read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model")));
-  std::string text = read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")).substr(0, 20000);
+  std::string text =
+      read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")).substr(0, 20000);
   auto ids = tok->encode(text);
   ASSERT_GT(ids.size(), 1000u);
   EXPECT_EQ(ids[0], 1);  // BOS
@@ -79,7 +81,8 @@ TEST(Tokenizer, QwenByteLevelBpe) {
 
 TEST(Tokenizer, GgufVocabRoundTrip) {
   TempDir dir;
-  for (Vocab v : {read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model")), read_hf_bpe(shared_path("tokenizers/qwen2.5"))}) {
+  for (Vocab v : {read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model")),
+                  read_hf_bpe(shared_path("tokenizers/qwen2.5"))}) {
     GgufWriter w;
     write_gguf_vocab(v, w);
     w.write(dir.file("v.gguf"));
@@ -97,29 +100,67 @@ TEST(Tokenizer, GgufVocabRoundTrip) {
 }
 
 TEST(Tokenizer, TokenizerJsonMissingMerges) {
-  auto msg = expect_error([] { parse_hf_tokenizer_json(R"({"model":{"type":"BPE","vocab":{"a":0}}})", "tok.json"); });
+  auto msg = expect_error(
+      [] { parse_hf_tokenizer_json(R"({"model":{"type":"BPE","vocab":{"a":0}}})", "tok.json"); });
   EXPECT_NE(msg.find("tok.json: missing array key 'model.merges'"), std::string::npos) << msg;
 }
 
 TEST(Tokenizer, TokenizerJsonMergeWithUnknownToken) {
   auto msg = expect_error([] {
-    parse_hf_tokenizer_json(R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b","a c"]}})", "tok.json");
+    parse_hf_tokenizer_json(
+        R"({"model":{"type":"BPE","vocab":{"a":0,"b":1,"ab":2},"merges":["a b","a c"]}})",
+        "tok.json");
   });
-  EXPECT_NE(msg.find("tok.json: merge #1 'a c': token 'c' is not in the vocabulary"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tok.json: merge #1 'a c': token 'c' is not in the vocabulary"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Tokenizer, TokenizerJsonMergedTokenMissing) {
-  auto msg = expect_error([] { parse_hf_tokenizer_json(R"({"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[["a","b"]]}})", "tok.json"); });
+  auto msg = expect_error([] {
+    parse_hf_tokenizer_json(
+        R"({"model":{"type":"BPE","vocab":{"a":0,"b":1},"merges":[["a","b"]]}})", "tok.json");
+  });
   EXPECT_NE(msg.find("merged token 'ab' is not in the vocabulary"), std::string::npos) << msg;
 }
 
 TEST(Tokenizer, TokenizerJsonMalformed) {
   auto msg = expect_error([] { parse_hf_tokenizer_json("{\"model\": [", "tok.json"); });
   EXPECT_NE(msg.find("tok.json: not valid JSON"), std::string::npos) << msg;
-  msg = expect_error([] { parse_hf_tokenizer_json(R"({"model":{"type":"Unigram","vocab":[]}})", "tok.json"); });
+  msg = expect_error(
+      [] { parse_hf_tokenizer_json(R"({"model":{"type":"Unigram","vocab":[]}})", "tok.json"); });
   EXPECT_NE(msg.find("key 'model.type': 'Unigram' is not supported"), std::string::npos) << msg;
-  msg = expect_error([] { parse_hf_tokenizer_json(R"({"model":{"vocab":{"a":0,"b":0},"merges":[]}})", "tok.json"); });
+  msg = expect_error([] {
+    parse_hf_tokenizer_json(R"({"model":{"vocab":{"a":0,"b":0},"merges":[]}})", "tok.json");
+  });
   EXPECT_NE(msg.find("id 0 is given to both"), std::string::npos) << msg;
+}
+
+// Found by fuzz_tokenizer_json: a 261-byte file whose one id near 2^24 made
+// the parser allocate over 2 GB of placeholder tokens.
+TEST(Tokenizer, TokenizerJsonSparseIdsAreRefused) {
+  auto msg = expect_error([] {
+    parse_hf_tokenizer_json(
+        R"({"model":{"type":"BPE","vocab":{"H":0,"e":1,"l":16770686},"merges":[]}})", "tok.json");
+  });
+  EXPECT_NE(
+      msg.find("tok.json: token 'l' has id 16770686, which leaves more than 65536 ids unused"),
+      std::string::npos)
+      << msg;
+  msg = expect_error([] {
+    parse_hf_tokenizer_json(
+        R"({"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"added_tokens":[{"id":900000,"content":"<s>"}]})",
+        "tok.json");
+  });
+  EXPECT_NE(msg.find("added token '<s>' has id 900000, which leaves more than"), std::string::npos)
+      << msg;
+  msg = expect_error(
+      [] { parse_hf_tokenizer_json(R"({"model":{"vocab":{"a":-1},"merges":[]}})", "tok.json"); });
+  EXPECT_NE(msg.find("token 'a' has id -1 out of range"), std::string::npos) << msg;
+  // A small hole is a real tokenizer's habit and stays allowed.
+  Vocab v = parse_hf_tokenizer_json(R"({"model":{"vocab":{"a":0,"b":5},"merges":[]}})", "tok.json");
+  ASSERT_EQ(v.tokens.size(), 6u);
+  EXPECT_EQ(v.tokens[3], "[PAD3]");
 }
 
 TEST(Tokenizer, VocabJsonWithoutMergesTxt) {
@@ -132,10 +173,13 @@ TEST(Tokenizer, VocabJsonWithoutMergesTxt) {
 TEST(Tokenizer, SpmModelTruncated) {
   std::string bytes = read_text_file(shared_path("models/tinyllm-8m/tokenizer.model"));
   auto msg = expect_error([&] {
-    parse_spm_model(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() / 2 + 3, "tokenizer.model");
+    parse_spm_model(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size() / 2 + 3,
+                    "tokenizer.model");
   });
   EXPECT_NE(msg.find("tokenizer.model:"), std::string::npos) << msg;
-  EXPECT_TRUE(msg.find("runs past the end") != std::string::npos || msg.find("truncated") != std::string::npos) << msg;
+  EXPECT_TRUE(msg.find("runs past the end") != std::string::npos ||
+              msg.find("truncated") != std::string::npos)
+      << msg;
 }
 
 TEST(Tokenizer, SpmModelGarbage) {
@@ -159,7 +203,9 @@ TEST(Tokenizer, VocabValidateNamesTheProblem) {
   v.scores = {0, 0};
   v.bos = 5;
   auto msg = expect_error([&] { v.validate("my.vocab"); });
-  EXPECT_NE(msg.find("my.vocab: BOS token id 5 is outside the vocabulary of 2 tokens"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("my.vocab: BOS token id 5 is outside the vocabulary of 2 tokens"),
+            std::string::npos)
+      << msg;
 }
 
 }  // namespace

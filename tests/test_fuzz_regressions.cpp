@@ -115,5 +115,16 @@ TEST(FuzzRegression, SpmByteTokenThatIsNoHexIsText) {
             "A>");
 }
 
+// fuzz_tokenizer_json: one vocabulary id of 16,770,686 in a 261-byte file made the parser
+// build 16.7 million placeholder tokens (out of memory under ASan's 2 GB limit).
+TEST(FuzzRegression, TokenizerJsonSparseIdIsAFormatError) {
+  const std::string path = regression("tokenizer_json_sparse_id_oom.json");
+  const std::string msg =
+      test::expect_error([&] { parse_hf_tokenizer_json(test::read_file(path), path); });
+  EXPECT_NE(msg.find("token 'l' has id 16770686, which leaves more than 65536 ids unused"),
+            std::string::npos)
+      << msg;
+}
+
 }  // namespace
 }  // namespace lowbit

@@ -136,8 +136,7 @@ TEST(Tokenizer, TokenizerJsonMalformed) {
   EXPECT_NE(msg.find("id 0 is given to both"), std::string::npos) << msg;
 }
 
-// Found by fuzz_tokenizer_json: a 261-byte file whose one id near 2^24 made
-// the parser allocate over 2 GB of placeholder tokens.
+// Ids far past the ones in use (fuzz/regressions/tokenizer_json_sparse_id_oom.json).
 TEST(Tokenizer, TokenizerJsonSparseIdsAreRefused) {
   auto msg = expect_error([] {
     parse_hf_tokenizer_json(

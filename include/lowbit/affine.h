@@ -18,6 +18,16 @@ enum class RangeMethod {
   Mse,         // shrink the range over a grid, keep the smallest squared error
 };
 
+// Layouts of an affine checkpoint's linears (docs/FORMATS.md, src/quant/hf_formats.h):
+//   Lowbit  <weight>.qweight U8 [rows, ceil(cols*bits/8)] (each row's codes LSB first),
+//           .scales F16 [rows, groups], .zeros U8 [rows, groups];
+//   Gptq    GPTQModel/AutoGPTQ: qweight/qzeros/scales/g_idx, checkpoint_format "gptq"
+//           (symmetric) or "gptq_v2" (asymmetric: v1 cannot hold a zero point of 0);
+//   Awq     AutoAWQ GEMM (4 bits): qweight/qzeros/scales.
+enum class AffineFormat { Lowbit, Gptq, Awq };
+const char* affine_format_name(AffineFormat f);  // "lowbit", "gptq", "awq"
+bool parse_affine_format(const std::string& name, AffineFormat* out);
+
 struct AffineSpec {
   int bits = 4;            // 2..8
   int64_t group = 128;     // > 0: values per group; 0: per channel (whole row); -1: per tensor
@@ -66,17 +76,22 @@ void unpack_bits(const uint8_t* in, uint64_t n, int bits, uint8_t* codes);
 namespace lowbit {
 
 // Writes a Hugging Face directory (model.safetensors + config.json + tokenizer files) whose
-// decoder-layer linear weights are affine-quantized (layout in docs/FORMATS.md):
-//   <weight>.qweight U8 [rows, ceil(cols*bits/8)], <weight>.scales F16 [rows, groups],
-//   <weight>.zeros U8 [rows, groups]; embeddings and head stay F16, norms F32.
-// The source must be a Hugging Face directory. The output appears only when complete.
+// decoder-layer linear weights are affine-quantized, in one of the layouts of AffineFormat
+// (docs/FORMATS.md); embeddings and head stay F16, norms F32. The source must be a Hugging
+// Face directory. The output appears only when complete.
 // `quantizer` (optional) replaces round-to-nearest for a weight, e.g. GPTQ with that
 // weight's Hessian: (GGUF name, f32 weight [rows, cols] in HF layout, rows, cols) -> codes.
 using AffineQuantizer = std::function<AffineTensor(const std::string&, const std::vector<float>&, uint64_t, uint64_t)>;
-QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
-                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {},
-                                  const AffineQuantizer& quantizer = {}, const std::string& method = "rtn",
-                                  const W8A8Activations* int8_activations = nullptr);
+struct AffineWriteOptions {
+  int n_threads = 0;
+  std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
+  AffineQuantizer quantizer;   // null: round to nearest
+  std::string method = "rtn";  // recorded in the metadata and the report
+  const W8A8Activations* int8_activations = nullptr;
+  AffineFormat format = AffineFormat::Lowbit;
+};
+QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec,
+                                  const AffineWriteOptions& o);
 
 // int8_activations (int8 per-channel symmetric weights only) makes it a W8A8 checkpoint: the
 // metadata adds "activations": {"bits":8,"scheme":"per-token"|"static","input_scales":{...}}
@@ -85,5 +100,11 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
 void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);
+// The same for GPTQ and AWQ checkpoints: config.json's text (from `source`) names the layout
+// in its quantization_config; `raw` holds the .qweight/.qzeros/.scales/.g_idx parts.
+// has_hf_quantized_linears: whether it does (fails on a quant_method lowbit cannot read).
+bool has_hf_quantized_linears(const std::string& config_json, const std::string& source);
+void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,
+                               const std::string& config_json, const std::string& source);
 
 }  // namespace lowbit

@@ -49,9 +49,11 @@ struct GgufTarget {
   std::string save_recipe;  // with a budget: write the chosen mix here
 };
 
-// The generic affine layout (a Hugging Face directory with qweight/scales/zeros).
+// The affine int layout: a Hugging Face directory in lowbit's layout (qweight/scales/zeros)
+// or in GPTQ's or AWQ's (AffineFormat).
 struct AffineTarget {
   AffineSpec spec;
+  AffineFormat format = AffineFormat::Lowbit;
 };
 
 // int8 weights per output channel and int8 activations (a Hugging Face directory).

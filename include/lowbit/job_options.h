@@ -28,6 +28,7 @@ struct JobSettings {
   RangeMethod range = RangeMethod::MinMax;
   double percentile = 99.9;
   bool static_activations = false;  // w8a8 / smoothquant
+  std::optional<AffineFormat> format;  // affine: lowbit (default), gptq, awq
   std::optional<double> bpw;        // budget in bits per weight (above 0)
   std::string max_size;             // budget in bytes ("4.2MB", "3GiB"), "" = none
 };

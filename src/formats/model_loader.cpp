@@ -38,8 +38,9 @@ const std::pair<const char*, const char*> kGlobalNames[] = {
     {"lm_head.weight", "output.weight"},
 };
 
+// lowbit's layout: .qweight/.scales/.zeros; GPTQ and AWQ: .qweight/.qzeros/.scales/.g_idx.
 bool is_affine_part(const std::string& name) {
-  for (const char* suffix : {".qweight", ".scales", ".zeros"}) {
+  for (const char* suffix : {".qweight", ".scales", ".zeros", ".qzeros", ".g_idx"}) {
     const size_t n = std::strlen(suffix);
     if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) return true;
   }
@@ -50,7 +51,10 @@ Model load_hf_dir(const std::string& dir) {
   Model m;
   m.format = ModelFormat::HfDir;
   m.source = dir;
-  m.config = read_hf_config((fs::path(dir) / "config.json").string());
+  const std::string config_path = (fs::path(dir) / "config.json").string();
+  m.config = read_hf_config(config_path);
+  const std::string config_text = read_text_file(config_path, kMaxMetadataBytes);
+  const bool hf_quantized = has_hf_quantized_linears(config_text, config_path);
   m.vocab = read_hf_dir_vocab(dir);
   if (m.vocab.size() > m.config.n_vocab)
     fail(ErrorKind::Format, "{}: tokenizer has {} tokens but config.json vocab_size is {}", dir,
@@ -75,7 +79,7 @@ Model load_hf_dir(const std::string& dir) {
   const auto affine = ck->metadata().find("lowbit.affine");
   std::vector<TensorView> affine_parts;
   for (const auto& t : ck->tensors()) {
-    if (affine != ck->metadata().end() && is_affine_part(t.name)) {
+    if ((hf_quantized || affine != ck->metadata().end()) && is_affine_part(t.name)) {
       affine_parts.push_back(t);
       continue;
     }
@@ -88,7 +92,8 @@ Model load_hf_dir(const std::string& dir) {
     v.name = name;
     m.tensors.push_back(v);
   }
-  if (affine != ck->metadata().end()) load_affine_tensors(m, affine_parts, affine->second);
+  if (hf_quantized) load_hf_quantized_tensors(m, affine_parts, config_text, config_path);
+  else if (affine != ck->metadata().end()) load_affine_tensors(m, affine_parts, affine->second);
   if (m.config.rope_scaling.type == RopeScaling::Type::Llama3) {
     ModelConfig plain = m.config;
     plain.rope_scaling = {};

@@ -66,6 +66,10 @@ QuantizeJob make_job(const JobSettings& s) {
       fail(ErrorKind::Argument,
            "type {}: budgets, recipes and per-tensor types apply to GGUF targets only", s.type);
   }
+  if (s.format && (!bits || w8a8_name || j.method.kind == Method::SmoothQuant) &&
+      *s.format != AffineFormat::Lowbit)
+    fail(ErrorKind::Argument, "format {} holds int2..int8 weights (with rtn or gptq), not type {}",
+         affine_format_name(*s.format), s.type);
   if (w8a8_name || (bits && j.method.kind == Method::SmoothQuant)) {
     if ((bits && bits != 8) || s.asym)
       fail(ErrorKind::Argument, "{} writes int8 symmetric weights: use type int8",
@@ -83,7 +87,7 @@ QuantizeJob make_job(const JobSettings& s) {
     spec.symmetric = !s.asym;
     spec.range = s.range;
     spec.percentile = s.percentile;
-    j.target = AffineTarget{spec};
+    j.target = AffineTarget{spec, s.format.value_or(AffineFormat::Lowbit)};
     return j;
   }
   GgufTarget g = s.gguf;
@@ -224,6 +228,13 @@ const std::map<std::string, Setter>& setters() {
                                         {"mse", RangeMethod::Mse}});
        }},
       {"percentile", [](S& s, V n, V v) { s.percentile = number<double>(n, v); }},
+      {"format",
+       [](S& s, V n, V v) {
+         s.format = choice<AffineFormat>(n, v,
+                                         {{"lowbit", AffineFormat::Lowbit},
+                                          {"gptq", AffineFormat::Gptq},
+                                          {"awq", AffineFormat::Awq}});
+       }},
   };
   return all;
 }

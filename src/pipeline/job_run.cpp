@@ -100,6 +100,15 @@ std::function<void(size_t, size_t, const TensorReport&)> JobRun::tensor_progress
   };
 }
 
+AffineWriteOptions JobRun::affine_options(const std::string& method) const {
+  AffineWriteOptions o;
+  o.n_threads = threads_;
+  o.on_tensor = tensor_progress();
+  o.method = method;
+  if (const auto* t = std::get_if<AffineTarget>(&job_.target)) o.format = t->format;
+  return o;
+}
+
 HessianLookup hessian_lookup(CalibrationStats&& stats) {
   auto h = std::make_shared<std::map<std::string, std::vector<double>>>();
   for (auto& [name, st] : stats.by_weight) {

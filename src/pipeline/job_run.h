@@ -39,6 +39,8 @@ class JobRun {
   SparsityPattern sparsity() const;
   // Per-tensor progress for the writers, as the observer sees it.
   std::function<void(size_t, size_t, const TensorReport&)> tensor_progress() const;
+  // How write_affine_model writes this job's output: threads, progress, the target's format.
+  AffineWriteOptions affine_options(const std::string& method) const;
 
  private:
   const Model& m_;

@@ -74,8 +74,9 @@ class GptqMethod : public QuantMethod {
       o.mask = mask.empty() ? nullptr : mask.data();
       return gptq_quantize_affine(x.data(), rows, cols, h, spec, o);
     };
-    return write_affine_model(run.model(), run.job().output, spec, run.threads(),
-                              run.tensor_progress(), gptq, "gptq");
+    AffineWriteOptions o = run.affine_options("gptq");
+    o.quantizer = gptq;
+    return write_affine_model(run.model(), run.job().output, spec, o);
   }
 };
 

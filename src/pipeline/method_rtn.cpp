@@ -28,8 +28,9 @@ class RtnMethod : public QuantMethod {
             apply_mask(x, prune_mask(PruneMethod::Magnitude, x.data(), rows, cols, nullptr, q));
         return affine_quantize(w.data(), rows, cols, spec);
       };
-    return write_affine_model(run.model(), run.job().output, spec, run.threads(),
-                              run.tensor_progress(), pruned);
+    AffineWriteOptions o = run.affine_options("rtn");
+    o.quantizer = pruned;
+    return write_affine_model(run.model(), run.job().output, spec, o);
   }
   QuantizeReport w8a8(JobRun& run, const W8A8Target& t) const override {
     return write_w8a8(run, t, false);

@@ -27,8 +27,9 @@ QuantizeReport write_w8a8(JobRun& run, const W8A8Target& t, bool smooth) {
   const std::string scheme = t.static_activations ? "static" : "per-token";
   if (!smooth && !t.static_activations) {  // plain W8A8 with per-token scales: nothing to calibrate
     W8A8Activations acts;
-    return write_affine_model(run.model(), job.output, spec, run.threads(), run.tensor_progress(),
-                              {}, "w8a8 per-token", &acts);
+    AffineWriteOptions o = run.affine_options("w8a8 per-token");
+    o.int8_activations = &acts;
+    return write_affine_model(run.model(), job.output, spec, o);
   }
   SmoothQuantOptions so;
   so.alpha = job.method.smoothquant.alpha;
@@ -37,8 +38,9 @@ QuantizeReport write_w8a8(JobRun& run, const W8A8Target& t, bool smooth) {
   const SmoothQuantResult sq = smooth_model(run.model(), run.collect_statistics(false), so);
   const std::string label =
       smooth ? fmt::format("smoothquant alpha={} {}", so.alpha, scheme) : "w8a8 " + scheme;
-  QuantizeReport r = write_affine_model(sq.model, job.output, spec, run.threads(),
-                                        run.tensor_progress(), {}, label, &sq.acts);
+  AffineWriteOptions o = run.affine_options(label);
+  o.int8_activations = &sq.acts;
+  QuantizeReport r = write_affine_model(sq.model, job.output, spec, o);
   if (smooth)
     for (const auto& [name, sp] : sq.spikiness)
       r.spikiness_before = std::max(r.spikiness_before, sp.first),

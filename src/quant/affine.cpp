@@ -84,6 +84,16 @@ Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
 
 AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec) { return choose_params(x, n, spec); }
 
+const char* affine_format_name(AffineFormat f) {
+  return f == AffineFormat::Gptq ? "gptq" : f == AffineFormat::Awq ? "awq" : "lowbit";
+}
+
+bool parse_affine_format(const std::string& name, AffineFormat* out) {
+  for (AffineFormat f : {AffineFormat::Lowbit, AffineFormat::Gptq, AffineFormat::Awq})
+    if (name == affine_format_name(f)) return *out = f, true;
+  return false;
+}
+
 std::string AffineSpec::describe() const {
   const char* r = range == RangeMethod::MinMax ? "minmax" : range == RangeMethod::Percentile ? "percentile" : "mse";
   const std::string g = group > 0 ? "g" + std::to_string(group) : group == 0 ? "per-channel" : "per-tensor";

@@ -14,6 +14,7 @@
 #include "lowbit/file_io.h"
 #include "lowbit/safetensors.h"
 #include "quant/error_sums.h"
+#include "quant/hf_formats.h"
 
 namespace lowbit {
 namespace {
@@ -57,11 +58,17 @@ const char* range_name(RangeMethod r) {
 
 }  // namespace
 
-QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec, int n_threads,
-                                  const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor,
-                                  const AffineQuantizer& quantizer, const std::string& method,
-                                  const W8A8Activations* int8_activations) {
+QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec,
+                                  const AffineWriteOptions& o) {
+  const auto& on_tensor = o.on_tensor;
+  const AffineQuantizer& quantizer = o.quantizer;
+  const std::string& method = o.method;
+  const W8A8Activations* int8_activations = o.int8_activations;
+  int n_threads = o.n_threads;
   validate(spec);
+  if (int8_activations && o.format != AffineFormat::Lowbit)
+    fail(ErrorKind::Argument, "W8A8 checkpoints are written in lowbit's layout, not {}",
+         affine_format_name(o.format));
   if (int8_activations && !is_w8(spec))
     fail(ErrorKind::Argument, "W8A8 needs int8 per-channel symmetric weights, not {}", spec.describe());
   if (m.format != ModelFormat::HfDir)
@@ -109,16 +116,43 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     rep.type = DType::U8;
     rep.note = spec.describe() + (method == "rtn" ? "" : " " + method);
     const uint64_t row_bytes = packed_row_bytes(cols, spec.bits);
-    rep.bytes = rows * row_bytes + n_params * 3;  // codes + f16 scales + u8 zeros
-    report.total_bytes += rep.bytes;
-    OutputTensor q{{base + ".qweight", DType::U8, {rows, row_bytes}}, rows * row_bytes, {}};
-    q.produce = [&m, &src, &rep, spec, n_threads, cache, rows, cols, &quantizer](std::vector<uint8_t>& bytes) {
+    // Quantizes the weight into the cache and measures what was lost.
+    auto quantize_into_cache = [&m, &src, &rep, spec, n_threads, cache, rows, cols, &quantizer] {
       const auto x = load_rows(m, src, RopeLayout::Halves);
       *cache = quantizer ? quantizer(src.name, x, rows, cols) : quantize_parallel(x, rows, cols, spec, n_threads);
       std::vector<float> y(x.size());
       affine_dequantize(*cache, rows, cols, spec, y.data());
       rep.rel_rms_error = relative_rms_error(x, y);
       rep.zero_share = zero_share(y.data(), y.size());  // shown when the job pruned
+    };
+    if (o.format != AffineFormat::Lowbit) {  // GPTQ / AWQ parts, packed together by the first
+      const auto parts = quant::packed_parts(o.format, spec, rows, cols, src.name);
+      auto packed = std::make_shared<std::vector<std::vector<uint8_t>>>();
+      rep.bytes = 0;
+      for (size_t k = 0; k < parts.size(); ++k) {
+        uint64_t n = traits(parts[k].type).type_size;
+        for (uint64_t d : parts[k].shape) n *= d;
+        rep.bytes += n;
+        OutputTensor t{{base + parts[k].suffix, parts[k].type, parts[k].shape}, n, {}};
+        t.produce = [k, last = k + 1 == parts.size(), packed, quantize_into_cache, cache, spec,
+                     rows, cols, fmt = o.format, done](std::vector<uint8_t>& bytes) {
+          if (k == 0) {
+            quantize_into_cache();
+            *packed = quant::pack_affine(fmt, *cache, spec, rows, cols);
+          }
+          bytes = std::move((*packed)[k]);
+          if (last) done();
+        };
+        out.push_back(std::move(t));
+      }
+      report.total_bytes += rep.bytes;
+      continue;
+    }
+    rep.bytes = rows * row_bytes + n_params * 3;  // codes + f16 scales + u8 zeros
+    report.total_bytes += rep.bytes;
+    OutputTensor q{{base + ".qweight", DType::U8, {rows, row_bytes}}, rows * row_bytes, {}};
+    q.produce = [cache, quantize_into_cache](std::vector<uint8_t>& bytes) {
+      quantize_into_cache();
       bytes = cache->codes;
     };
     OutputTensor sc{{base + ".scales", DType::F16, param_shape}, n_params * 2, {}};
@@ -144,8 +178,9 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
   // Build the directory beside its final place, then rename it in one step.
   TemporaryDirectory tmp(out_dir);
   if (int8_activations) meta["activations"] = acts_meta;
-  write_safetensors(tmp.file("model.safetensors"), out,
-                    {{"format", "pt"}, {"lowbit.affine", meta.dump()}});
+  std::map<std::string, std::string> st_meta = {{"format", "pt"}};
+  if (o.format == AffineFormat::Lowbit) st_meta["lowbit.affine"] = meta.dump();
+  write_safetensors(tmp.file("model.safetensors"), out, st_meta);
   // config.json with a quantization_config; tokenizer files copied unchanged.
   const std::string config_path = (fs::path(m.source) / "config.json").string();
   nlohmann::json cfg = nlohmann::json::parse(read_text_file(config_path, kMaxMetadataBytes));
@@ -153,6 +188,13 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
                                 {"group_size", spec.group},        {"sym", spec.symmetric},
                                 {"range", range_name(spec.range)}, {"method", method}};
   if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
+  if (o.format != AffineFormat::Lowbit) {
+    cfg["quantization_config"] = quant::hf_quantization_config(o.format, spec, method);
+    cfg["torch_dtype"] = "float16";
+  }
+  if (o.format == AffineFormat::Gptq)  // AutoGPTQ and vLLM also read this file
+    write_file_atomic(tmp.file("quantize_config.json"),
+                      cfg["quantization_config"].dump(2) + "\n");
   // A rotation unties the head (lowbit/rotation.h): the checkpoint then carries lm_head.
   cfg["tie_word_embeddings"] = m.config.tied_embeddings;
   write_file_atomic(tmp.file("config.json"), cfg.dump(2) + "\n");

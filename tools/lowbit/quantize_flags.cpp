@@ -186,6 +186,11 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->default_str("minmax");
   c->add_option("--percentile", s.percentile, "int types with --range percentile: clip percentile")
       ->capture_default_str();
+  c->add_option("--format", f.format,
+                "int types: the checkpoint layout: lowbit (default), gptq (GPTQModel/AutoGPTQ: "
+                "2, 3, 4, 8 bits) or awq (AutoAWQ GEMM: 4 bits), which transformers and vLLM "
+                "load; lowbit reads all three")
+      ->check(CLI::IsMember({"lowbit", "gptq", "awq"}));
   c->add_flag("--resume", j.resume,
               "gptq, awq, learned methods: continue an interrupted run of the same job from its "
               "checkpoint (OUTPUT.lowbit-checkpoint/)");
@@ -199,6 +204,7 @@ QuantizeJob job_from_flags(const QuantizeFlags& f) {
   s.group_given = f.group_option->count() > 0;
   if (f.bpw_option->count() > 0) s.bpw = f.bpw;
   if (!f.nm.empty()) set_job_option(s, "nm", f.nm);
+  if (!f.format.empty()) set_job_option(s, "format", f.format);
   return make_job(s);
 }
 

@@ -20,7 +20,8 @@ struct QuantizeFlags {
   CLI::Option* group_option = nullptr;
   double bpw = 0;  // JobSettings::bpw when --bpw was given
   CLI::Option* bpw_option = nullptr;
-  std::string nm;  // --nm N:M, parsed by the library
+  std::string nm;      // --nm N:M, parsed by the library
+  std::string format;  // --format, parsed by the library
 };
 
 // Registers every quantize flag on `c`.

@@ -1,0 +1,67 @@
+// The Hugging Face quantized checkpoint layouts of the affine int layout (docs/FORMATS.md):
+// GPTQ as GPTQModel and AutoGPTQ write it (checkpoint_format "gptq", read also "gptq_v2") and
+// AWQ as AutoAWQ writes it (version "gemm"). A weight [rows = outputs, cols = inputs] with
+// codes q, scales s and integer zeros z per group of inputs decodes as w = s * (q - z).
+//
+//   GPTQ  qweight I32 [cols*bits/32, rows]   output j's codes as a little-endian bit stream
+//                                            along the inputs, one 32-bit word per element;
+//         qzeros  I32 [groups, rows*bits/32] z - 1 ("gptq", written for symmetric codes) or
+//                                            z ("gptq_v2", asymmetric), a bit stream along
+//                                            the outputs;
+//         scales  F16 [groups, rows];  g_idx I32 [cols]: the group of each input.
+//   AWQ   qweight I32 [cols, rows/8]         eight outputs' 4-bit codes per word, in the
+//         qzeros  I32 [groups, rows/8]       nibble order of kAwqOrder; zeros as they are;
+//         scales  F16 [groups, rows].
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lowbit/affine.h"
+#include "lowbit/tensor.h"
+
+namespace lowbit::quant {
+
+// Output j + kAwqOrder[k] of a group of eight sits in nibble k of AWQ's words.
+inline constexpr int kAwqOrder[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+
+// One tensor of a linear in a layout: name suffix (".qweight", ...), type and shape.
+struct PackedPart {
+  std::string suffix;
+  DType type;
+  std::vector<uint64_t> shape;
+};
+
+// The parts of a [rows, cols] weight in `format`; fails naming `tensor` when the layout
+// cannot hold it (bits, group, shape).
+std::vector<PackedPart> packed_parts(AffineFormat format, const AffineSpec& spec, uint64_t rows,
+                                     uint64_t cols, const std::string& tensor);
+// GPTQ writes "gptq" (z - 1) for symmetric codes and "gptq_v2" (z) for asymmetric ones.
+bool gptq_zeros_minus_one(const AffineSpec& spec);
+// config.json's quantization_config for `format` (GPTQModel's or AutoAWQ's keys).
+nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spec,
+                                      const std::string& method);
+// The bytes of each part, in packed_parts' order.
+std::vector<std::vector<uint8_t>> pack_affine(AffineFormat format, const AffineTensor& t,
+                                              const AffineSpec& spec, uint64_t rows, uint64_t cols);
+
+// A checkpoint's quantized linears, read back: the config's quantization_config names the
+// layout; `source` and the tensor names go into the errors.
+struct HfQuantConfig {
+  AffineFormat format = AffineFormat::Gptq;
+  int bits = 4;
+  int64_t group_size = 128;     // -1: one group per row
+  bool zeros_minus_one = true;  // GPTQ "gptq" (v1) stores z - 1
+};
+// nullopt when config.json has no quantization_config of GPTQ or AWQ.
+std::optional<HfQuantConfig> read_hf_quant_config(const std::string& config_json_text,
+                                                  const std::string& source);
+// The f32 weight [rows, cols] of linear `base` from its parts (looked up by name).
+std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::string& base,
+                                        const std::vector<const TensorView*>& parts,
+                                        const std::string& source, uint64_t* rows, uint64_t* cols);
+
+}  // namespace lowbit::quant

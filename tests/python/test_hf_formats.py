@@ -1,0 +1,114 @@
+"""GPTQ and AWQ checkpoints written by lowbit, decoded by a NumPy reference written from the
+formats' descriptions (GPTQModel/AutoGPTQ's shift-and-mask unpacking, AutoAWQ's reverse
+nibble order), against what lowbit's loader reads."""
+import json
+import os
+import struct
+
+import numpy as np
+import pytest
+
+import lowbit
+
+SHARED = os.environ.get("LOWBIT_SHARED") or os.environ["LOWBIT_SHARED_DEFAULT"]
+MODEL = os.path.join(SHARED, "models", "tinyllm-8m")
+
+# AutoAWQ unpacks a word's eight nibbles in order and then takes output p from nibble
+# AWQ_REVERSE_ORDER[p].
+AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
+DTYPES = {"I32": np.int32, "F16": np.float16, "F32": np.float32}
+
+
+def read_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    out = {}
+    for name, h in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = h["data_offsets"]
+        out[name] = np.frombuffer(data[begin:end], dtype=DTYPES[h["dtype"]]).reshape(h["shape"])
+    return out
+
+
+def unpack_words(words, bits, count):
+    """Codes of `bits` bits from int32 words along axis 0, `count` of them per column."""
+    words = words.astype(np.int64) & 0xFFFFFFFF
+    if 32 % bits == 0:  # each word holds 32 / bits codes, the first in the lowest bits
+        per = 32 // bits
+        shifts = np.arange(per) * bits
+        codes = (words[:, None, :] >> shifts[None, :, None]) & ((1 << bits) - 1)
+        return codes.reshape(-1, words.shape[1])[:count]
+    # 3 bits: the codes run on across word boundaries (three words hold 32 codes)
+    bitplane = np.stack([(words >> b) & 1 for b in range(32)], axis=1)  # [words, 32, cols]
+    stream = bitplane.reshape(-1, words.shape[1])[: count * bits]
+    return (stream.reshape(count, bits, -1) * (1 << np.arange(bits))[None, :, None]).sum(axis=1)
+
+
+def dequantize_gptq(t, base, q):
+    bits = q["bits"]
+    qweight, qzeros = t[base + ".qweight"], t[base + ".qzeros"]
+    scales, g_idx = t[base + ".scales"].astype(np.float32), t[base + ".g_idx"]
+    rows = scales.shape[1]
+    codes = unpack_words(qweight, bits, len(g_idx))  # [inputs, outputs]
+    zeros = unpack_words(qzeros.T, bits, rows).T  # [groups, outputs]
+    if q.get("checkpoint_format", "gptq") == "gptq":
+        zeros = zeros + 1
+    return (scales[g_idx] * (codes - zeros[g_idx])).T  # [outputs, inputs]
+
+
+def dequantize_awq(t, base, q):
+    qweight, qzeros = t[base + ".qweight"], t[base + ".qzeros"]
+    scales = t[base + ".scales"].astype(np.float32)
+
+    def nibbles(words):  # [n, outputs/8] -> [n, outputs]
+        w = words.astype(np.int64) & 0xFFFFFFFF
+        packed = np.stack([(w >> (4 * k)) & 15 for k in range(8)], axis=2)  # [n, outputs/8, 8]
+        return packed[:, :, AWQ_REVERSE_ORDER].reshape(w.shape[0], -1)
+
+    codes, zeros = nibbles(qweight), nibbles(qzeros)  # [inputs, outputs], [groups, outputs]
+    group = q["group_size"] if q["group_size"] > 0 else codes.shape[0]
+    g = np.arange(codes.shape[0]) // group
+    return (scales[g] * (codes - zeros[g])).T
+
+
+@pytest.mark.parametrize(
+    "fmt,settings",
+    [
+        ("gptq", {"type": "int4", "group": 128}),
+        ("gptq", {"type": "int3", "group": 64, "asym": True}),
+        ("gptq", {"type": "int2", "group": 32}),
+        ("gptq", {"type": "int8", "group": 0}),
+        ("awq", {"type": "int4", "group": 64}),
+        ("awq", {"type": "int4", "group": 128, "asym": True}),
+    ],
+)
+def test_numpy_reference_reads_what_lowbit_reads(tmp_path, fmt, settings):
+    out = tmp_path / "ck"
+    lowbit.quantize(MODEL, out, format=fmt, progress=False, **settings)
+    config = json.loads((out / "config.json").read_text())
+    q = config["quantization_config"]
+    assert q["quant_method"] == fmt and q["bits"] == int(settings["type"][3:])
+    tensors = read_safetensors(out / "model.safetensors")
+    model = lowbit.load(out)
+    decode = dequantize_gptq if fmt == "gptq" else dequantize_awq
+    checked = 0
+    for base, name in [
+        ("model.layers.0.self_attn.q_proj", "blk.0.attn_q.weight"),
+        ("model.layers.1.self_attn.v_proj", "blk.1.attn_v.weight"),
+        ("model.layers.3.mlp.down_proj", "blk.3.ffn_down.weight"),
+        ("model.layers.7.mlp.gate_proj", "blk.7.ffn_gate.weight"),
+    ]:
+        ours = model.tensor(name)
+        ref = decode(tensors, base, q)
+        assert ref.shape == ours.shape
+        np.testing.assert_array_equal(ref.astype(np.float32), ours)
+        checked += 1
+    assert checked == 4
+    # and the weights are close to the source's (the codes are not noise)
+    source = lowbit.load(MODEL)
+    w = source.tensor("blk.3.ffn_down.weight")
+    rel = np.linalg.norm(model.tensor("blk.3.ffn_down.weight") - w) / np.linalg.norm(w)
+    assert rel < {"int8": 0.01, "int4": 0.15, "int3": 0.3, "int2": 0.7}[settings["type"]]

@@ -1,0 +1,315 @@
+// GPTQ and AWQ checkpoints (src/quant/hf_formats.h): the packed layouts decode to exactly
+// what lowbit's own layout decodes to, the exported directories load back bit for bit, and
+// corrupted parts or configs fail naming the tensor or key.
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "lowbit/affine.h"
+#include "lowbit/float_convert.h"
+#include "lowbit/model.h"
+#include "lowbit/safetensors.h"
+#include "quant/hf_formats.h"
+#include "test_support.h"
+
+namespace lowbit {
+namespace {
+
+namespace fs = std::filesystem;
+using quant::HfQuantConfig;
+
+// One linear packed in a layout: the parts' bytes and views named "w.qweight", ...
+struct Packed {
+  std::vector<std::vector<uint8_t>> bytes;
+  std::vector<TensorView> views;
+  std::vector<const TensorView*> parts() const {
+    std::vector<const TensorView*> p;
+    for (const TensorView& v : views) p.push_back(&v);
+    return p;
+  }
+  int32_t word(size_t part, size_t i) const {
+    int32_t w;
+    std::memcpy(&w, bytes[part].data() + 4 * i, 4);
+    return w;
+  }
+};
+
+Packed pack(AffineFormat f, const AffineTensor& t, const AffineSpec& s, uint64_t rows,
+            uint64_t cols) {
+  Packed p;
+  p.bytes = quant::pack_affine(f, t, s, rows, cols);
+  const auto parts = quant::packed_parts(f, s, rows, cols, "w");
+  for (size_t k = 0; k < parts.size(); ++k)
+    p.views.push_back(TensorView{{"w" + parts[k].suffix, parts[k].type, parts[k].shape},
+                                 p.bytes[k].data(),
+                                 p.bytes[k].size()});
+  return p;
+}
+
+HfQuantConfig config_for(AffineFormat f, const AffineSpec& s) {
+  const nlohmann::json cfg = {{"quantization_config", quant::hf_quantization_config(f, s, "rtn")}};
+  return quant::read_hf_quant_config(cfg.dump(), "config.json").value();
+}
+
+// lowbit's own decoding, with the scales rounded to f16 as every layout stores them.
+std::vector<float> reference(AffineTensor t, const AffineSpec& s, uint64_t rows, uint64_t cols) {
+  const std::vector<uint8_t> h = from_f32(t.scales.data(), t.scales.size(), DType::F16);
+  t.scales = to_f32(TensorView{{"s", DType::F16, {t.scales.size()}}, h.data(), h.size()});
+  std::vector<float> y(rows * cols);
+  affine_dequantize(t, rows, cols, s, y.data());
+  return y;
+}
+
+uint8_t code_at(const AffineTensor& t, const AffineSpec& s, uint64_t cols, uint64_t j, uint64_t i) {
+  std::vector<uint8_t> row(cols);
+  unpack_bits(&t.codes[j * packed_row_bytes(cols, s.bits)], cols, s.bits, row.data());
+  return row[i];
+}
+
+struct Case {
+  AffineFormat format;
+  int bits;
+  int64_t group;
+  bool symmetric;
+};
+
+TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
+  const uint64_t rows = 64, cols = 256;
+  const std::vector<float> x = test::gaussian(rows * cols, 7);
+  for (const Case c :
+       {Case{AffineFormat::Gptq, 2, 32, true}, Case{AffineFormat::Gptq, 3, 32, true},
+        Case{AffineFormat::Gptq, 4, 128, true}, Case{AffineFormat::Gptq, 4, 64, false},
+        Case{AffineFormat::Gptq, 8, 0, true}, Case{AffineFormat::Gptq, 3, 128, false},
+        Case{AffineFormat::Awq, 4, 32, true}, Case{AffineFormat::Awq, 4, 128, false}}) {
+    AffineSpec s;
+    s.bits = c.bits, s.group = c.group, s.symmetric = c.symmetric;
+    SCOPED_TRACE(std::string(affine_format_name(c.format)) + " " + s.describe());
+    const AffineTensor t = affine_quantize(x.data(), rows, cols, s);
+    const Packed p = pack(c.format, t, s, rows, cols);
+    const HfQuantConfig cfg = config_for(c.format, s);
+    EXPECT_EQ(cfg.zeros_minus_one, c.format == AffineFormat::Gptq && c.symmetric);
+    uint64_t r = 0, n = 0;
+    const std::vector<float> y = quant::dequantize_hf_linear(cfg, "w", p.parts(), "ck", &r, &n);
+    ASSERT_EQ(r, rows);
+    ASSERT_EQ(n, cols);
+    const std::vector<float> want = reference(t, s, rows, cols);
+    EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * 4), 0);
+    // The layouts' conventions, element by element (not just self-consistency).
+    const uint64_t groups = s.groups_per_row(cols);
+    if (c.format == AffineFormat::Gptq && c.bits == 4) {
+      // qweight [cols/8, rows]: word (w, j) holds inputs 8w..8w+7 of output j, LSB first.
+      for (uint64_t j : {0u, 5u, 63u})
+        for (uint64_t i : {0u, 3u, 9u, 255u})
+          EXPECT_EQ((p.word(0, (i / 8) * rows + j) >> (4 * (i % 8))) & 15,
+                    code_at(t, s, cols, j, i));
+      // qzeros [groups, rows/8]: output j's zero (minus one for "gptq") in nibble j % 8.
+      for (uint64_t j : {0u, 13u})
+        EXPECT_EQ((p.word(1, j / 8) >> (4 * (j % 8))) & 15,
+                  (t.zeros[j * groups] - (c.symmetric ? 1 : 0)) & 15);
+    }
+    if (c.format == AffineFormat::Awq) {
+      // qweight [cols, rows/8]: nibble k of word (i, b) holds output 8b + {0,2,4,6,1,3,5,7}[k].
+      const int order[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+      for (uint64_t i : {0u, 77u})
+        for (int k = 0; k < 8; ++k)
+          EXPECT_EQ((p.word(0, i * (rows / 8) + 2) >> (4 * k)) & 15,
+                    code_at(t, s, cols, 16 + order[k], i));
+    }
+    // scales [groups, rows]
+    const std::vector<float> sc = to_f32(p.views[2]);
+    EXPECT_NEAR(sc[(groups - 1) * rows + 3], t.scales[3 * groups + groups - 1],
+                1e-3 * std::abs(t.scales[3 * groups + groups - 1]));
+  }
+}
+
+TEST(HfFormats, LayoutsRefuseWhatTheyCannotHold) {
+  AffineSpec s;
+  s.bits = 5;
+  EXPECT_NE(test::expect_error([&] {
+              quant::packed_parts(AffineFormat::Gptq, s, 64, 256, "w");
+            }).find("GPTQ stores 2, 3, 4 or 8 bits, not 5"),
+            std::string::npos);
+  s.bits = 3;
+  EXPECT_NE(test::expect_error([&] {
+              quant::packed_parts(AffineFormat::Awq, s, 64, 256, "w");
+            }).find("AWQ stores 4 bits, not 3"),
+            std::string::npos);
+  s.bits = 4, s.group = 100;
+  EXPECT_NE(test::expect_error([&] {
+              quant::packed_parts(AffineFormat::Gptq, s, 64, 256, "w");
+            }).find("tensor 'w': 256 inputs do not divide into gptq groups of 100"),
+            std::string::npos);
+  s.group = 32;
+  EXPECT_NE(test::expect_error([&] {
+              quant::packed_parts(AffineFormat::Awq, s, 12, 256, "w");
+            }).find("tensor 'w': AWQ packs 8 outputs per word; 12"),
+            std::string::npos);
+}
+
+TEST(HfFormats, CorruptedPartsNameTheTensor) {
+  const uint64_t rows = 32, cols = 128;
+  const std::vector<float> x = test::gaussian(rows * cols, 3);
+  AffineSpec s;
+  s.group = 32;
+  const AffineTensor t = affine_quantize(x.data(), rows, cols, s);
+  const HfQuantConfig cfg = config_for(AffineFormat::Gptq, s);
+  auto error_of = [&](const std::function<void(Packed&)>& spoil) {
+    Packed p = pack(AffineFormat::Gptq, t, s, rows, cols);
+    spoil(p);
+    uint64_t r, n;
+    return test::expect_error(
+        [&] { quant::dequantize_hf_linear(cfg, "w", p.parts(), "ck", &r, &n); });
+  };
+  std::string msg = error_of([](Packed& p) { p.views[0].shape = {15, 32}; });
+  EXPECT_NE(msg.find("ck: tensor 'w.qweight' has shape [15, 32], expected [16, 32]"),
+            std::string::npos)
+      << msg;
+  msg = error_of([](Packed& p) { p.views[2].dtype = DType::BF16; });
+  EXPECT_NE(msg.find("ck: tensor 'w.scales' is BF16, expected F16"), std::string::npos) << msg;
+  msg = error_of([](Packed& p) { p.views[1].shape = {4, 8}, p.views[1].dtype = DType::F16; });
+  EXPECT_NE(msg.find("tensor 'w.qzeros' is F16, expected I32"), std::string::npos) << msg;
+  msg = error_of([](Packed& p) { p.views[3].dtype = DType::F32; });
+  EXPECT_NE(msg.find("tensor 'w.g_idx' must be a vector of I32, not F32 [128]"), std::string::npos)
+      << msg;
+  msg = error_of([](Packed& p) { p.views.erase(p.views.begin() + 1); });
+  EXPECT_NE(msg.find("ck: tensor 'w.qzeros' is missing"), std::string::npos) << msg;
+  msg = error_of([](Packed& p) {
+    int32_t bad = 9;
+    std::memcpy(p.bytes[3].data() + 4 * 40, &bad, 4);
+  });
+  EXPECT_NE(msg.find("tensor 'w.g_idx'[40] = 9 is outside its 4 groups"), std::string::npos) << msg;
+  msg = error_of([](Packed& p) {  // input 40 moved from group 1 to group 2
+    int32_t other = 2;
+    std::memcpy(p.bytes[3].data() + 4 * 40, &other, 4);
+  });
+  EXPECT_NE(msg.find("tensor 'w.g_idx' puts 31 inputs in group 1, not 32"), std::string::npos)
+      << msg;
+  // A group size the config does not match: 4 groups of scales, config says 64 (2 groups).
+  HfQuantConfig wrong = cfg;
+  wrong.group_size = 64;
+  Packed p = pack(AffineFormat::Gptq, t, s, rows, cols);
+  p.views.pop_back();  // without g_idx the config's group size decides
+  uint64_t r, n;
+  msg =
+      test::expect_error([&] { quant::dequantize_hf_linear(wrong, "w", p.parts(), "ck", &r, &n); });
+  EXPECT_NE(msg.find("tensor 'w.scales' has 4 groups; 128 inputs in groups of 64 make 2"),
+            std::string::npos)
+      << msg;
+}
+
+TEST(HfFormats, ConfigErrorsNameTheKey) {
+  auto read = [](const std::string& q) {
+    return quant::read_hf_quant_config("{\"quantization_config\": " + q + "}", "config.json");
+  };
+  EXPECT_FALSE(quant::read_hf_quant_config("{\"hidden_size\": 8}", "config.json").has_value());
+  EXPECT_FALSE(read(R"({"quant_method": "lowbit-affine", "bits": 4})").has_value());
+  const HfQuantConfig v2 =
+      read(
+          R"({"quant_method": "gptq", "bits": 3, "group_size": -1, "checkpoint_format": "gptq_v2"})")
+          .value();
+  EXPECT_EQ(v2.bits, 3);
+  EXPECT_EQ(v2.group_size, -1);
+  EXPECT_FALSE(v2.zeros_minus_one);
+  const std::pair<const char*, const char*> bad[] = {
+      {R"({"quant_method": "bitsandbytes"})",
+       "config.json: quantization_config.quant_method "
+       "'bitsandbytes' is not read"},
+      {R"({"quant_method": "gptq", "bits": 5, "group_size": 128})",
+       "config.json: quantization_config.bits 5 is not a gptq width"},
+      {R"({"quant_method": "gptq", "bits": 4, "group_size": 0})",
+       "config.json: quantization_config.group_size 0"},
+      {R"({"quant_method": "gptq", "bits": 4, "group_size": 128, "checkpoint_format": "marlin"})",
+       "quantization_config.checkpoint_format 'marlin' is not read"},
+      {R"({"quant_method": "awq", "bits": 4, "group_size": 128, "version": "gemv"})",
+       "quantization_config.version 'gemv' is not read"},
+      {R"({"quant_method": "awq", "bits": 4, "group_size": 128, "zero_point": false})",
+       "AWQ without zero points is not read"},
+      {R"({"quant_method": "gptq", "bits": "four", "group_size": 128})",
+       "config.json: quantization_config:"},
+      {R"({"quant_method": "gptq", "group_size": 128})", "config.json: quantization_config:"},
+  };
+  for (const auto& [q, want] : bad) {
+    const std::string msg = test::expect_error([&] { read(q); });
+    EXPECT_NE(msg.find(want), std::string::npos) << q << " -> " << msg;
+  }
+}
+
+// tinyllm-8m written in all three layouts loads back to the same weights, bit for bit.
+TEST(HfFormats, ExportedCheckpointsLoadLikeLowbitsOwn) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::pair<std::vector<std::string>, std::vector<std::string>> runs[] = {
+      {{"--type", "int4", "--group", "128"}, {"lowbit", "gptq", "awq"}},
+      {{"--type", "int3", "--group", "64", "--asym"}, {"lowbit", "gptq"}},
+  };
+  for (const auto& [flags, formats] : runs) {
+    std::vector<Model> loaded;
+    for (const std::string& f : formats) {
+      const std::string out = dir.file(flags[1] + "-" + f);
+      std::vector<std::string> args = {"quantize", model, "-o", out, "--format", f, "-q"};
+      args.insert(args.end(), flags.begin(), flags.end());
+      const auto r = test::run_cli(args);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      loaded.push_back(load_model(out));
+    }
+    const nlohmann::json cfg =
+        nlohmann::json::parse(test::read_file(dir.file(flags[1] + "-gptq/config.json")));
+    const auto& q = cfg["quantization_config"];
+    EXPECT_EQ(q["quant_method"], "gptq");
+    EXPECT_EQ(q["bits"], flags[1] == "int4" ? 4 : 3);
+    EXPECT_EQ(q["checkpoint_format"], flags.size() == 4 ? "gptq" : "gptq_v2");
+    EXPECT_TRUE(fs::exists(dir.file(flags[1] + "-gptq/quantize_config.json")));
+    const Model& own = loaded[0];
+    for (size_t k = 1; k < loaded.size(); ++k) {
+      SCOPED_TRACE(formats[k] + " " + flags[1]);
+      ASSERT_EQ(loaded[k].tensors.size(), own.tensors.size());
+      for (const TensorView& t : own.tensors) {
+        const TensorView& u = loaded[k].tensor(t.name);
+        ASSERT_EQ(u.shape, t.shape) << t.name;
+        const std::vector<float> a = to_f32(t), b = to_f32(u);
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << t.name;
+      }
+    }
+  }
+}
+
+TEST(HfFormats, CliRefusesFormatsThatCannotHoldTheTarget) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::pair<std::vector<std::string>, const char*> bad[] = {
+      {{"--type", "Q4_K_M", "--format", "gptq"}, "format gptq holds int2..int8 weights"},
+      {{"--type", "int3", "--format", "awq"}, "AWQ stores 4 bits, not 3"},
+      {{"--type", "int5", "--format", "gptq"}, "GPTQ stores 2, 3, 4 or 8 bits, not 5"},
+      {{"--type", "int4", "--group", "-1", "--format", "gptq"}, "gptq has no per-tensor scale"},
+      {{"--type", "int8", "--method", "w8a8", "--format", "gptq"}, "format gptq holds"},
+  };
+  for (const auto& [flags, want] : bad) {
+    std::vector<std::string> args = {"quantize", model, "-o", dir.file("o"), "-q"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << flags[1];
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+  }
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
+// A GPTQ checkpoint whose config names a scheme lowbit cannot read fails naming the key.
+TEST(HfFormats, UnknownSchemeInAConfigNamesTheKey) {
+  test::TempDir dir;
+  const auto r = test::run_cli({"quantize", test::shared_path("models/tinyllm-8m"), "-o",
+                                dir.file("g"), "--type", "int4", "--format", "gptq", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json cfg = nlohmann::json::parse(test::read_file(dir.file("g/config.json")));
+  cfg["quantization_config"]["quant_method"] = "exl3";
+  { std::ofstream(dir.file("g/config.json")) << cfg.dump(); }
+  const std::string msg = test::expect_error([&] { load_model(dir.file("g")); });
+  EXPECT_NE(msg.find("config.json: quantization_config.quant_method 'exl3' is not read"),
+            std::string::npos)
+      << msg;
+}
+
+}  // namespace
+}  // namespace lowbit

@@ -8,10 +8,12 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "formats/model_writer.h"
 #include "lowbit/affine.h"
 #include "lowbit/float_convert.h"
 #include "lowbit/model.h"
 #include "lowbit/safetensors.h"
+#include "quant/affine_gguf.h"
 #include "quant/hf_formats.h"
 #include "test_support.h"
 
@@ -309,6 +311,89 @@ TEST(HfFormats, UnknownSchemeInAConfigNamesTheKey) {
   EXPECT_NE(msg.find("config.json: quantization_config.quant_method 'exl3' is not read"),
             std::string::npos)
       << msg;
+}
+
+// Which grids a GGUF block type holds, and that the blocks decode to the grid's values.
+TEST(HfFormats, GgufBlocksKeepTheGridsTheyHold) {
+  const uint64_t rows = 16, cols = 256;
+  const std::vector<float> x = test::gaussian(rows * cols, 11);
+  struct Want {
+    int bits;
+    int64_t group;
+    bool symmetric;
+    std::optional<DType> type;
+  };
+  for (const Want c : {Want{4, 32, true, DType::Q4_0}, Want{4, 128, false, DType::Q4_1},
+                       Want{5, 64, true, DType::Q5_0}, Want{5, 0, false, DType::Q5_1},
+                       Want{8, 0, true, DType::Q8_0}, Want{8, -1, true, DType::Q8_0},
+                       Want{8, 32, false, std::nullopt}, Want{3, 32, true, std::nullopt},
+                       Want{4, 16, true, std::nullopt}, Want{2, 128, false, std::nullopt}}) {
+    AffineWeight w;
+    w.spec.bits = c.bits, w.spec.group = c.group, w.spec.symmetric = c.symmetric;
+    w.rows = rows, w.cols = cols;
+    SCOPED_TRACE(w.spec.describe());
+    w.t = affine_quantize(x.data(), rows, cols, w.spec);
+    const std::vector<float> want = reference(w.t, w.spec, rows, cols);
+    for (float& s : w.t.scales) s = f16_to_f32(f32_to_f16(s));  // f16, as a loader gives them
+    const std::optional<DType> t = quant::gguf_type_holding(w);
+    EXPECT_EQ(t, c.type);
+    if (!t) {
+      EXPECT_NE(quant::gguf_type_for_requantizing(w), DType::F16);
+      continue;
+    }
+    const std::vector<uint8_t> blocks = quant::encode_affine_blocks(w, *t);
+    const std::vector<float> y =
+        to_f32(TensorView{{"w", *t, {rows, cols}}, blocks.data(), blocks.size()});
+    ASSERT_EQ(y.size(), want.size());
+    if (c.symmetric) {
+      EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * 4), 0);
+    } else {  // exact but for the f16 rounding of the offset -s*z
+      for (size_t i = 0; i < y.size(); ++i)
+        ASSERT_NEAR(y[i], want[i], 1e-3 * std::abs(want[i]) + 1e-3) << i;
+    }
+  }
+}
+
+// convert --type auto: a GPTQ int4 checkpoint becomes Q4_0 GGUF with the same weights, bit
+// for bit; an int3 one is rounded again onto Q3_K and says so.
+TEST(HfFormats, ConvertToGgufKeepsTheCodes) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  for (const char* type : {"int4", "int3"}) {
+    SCOPED_TRACE(type);
+    const std::string ck = dir.file(std::string(type) + "-gptq");
+    const std::string gguf = ck + ".gguf";
+    auto r = test::run_cli({"quantize", model, "-o", ck, "--type", type, "--format", "gptq", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    r = test::run_cli({"convert", ck, "-o", gguf, "--json"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const bool kept = std::string(type) == "int4";
+    const nlohmann::json report = nlohmann::json::parse(r.out);
+    for (const auto& t : report["tensors"])
+      if (t["name"] == "blk.2.attn_q.weight") EXPECT_EQ(t["type"], kept ? "Q4_0" : "Q3_K");
+    EXPECT_NE(r.err.find(kept ? "56 linears with their codes kept, 0 rounded again"
+                              : "0 linears with their codes kept, 56 rounded again"),
+              std::string::npos)
+        << r.err;
+    const Model source = load_model(ck), out = load_model(gguf);
+    for (const auto& [name, w] : source.affine_weights) {
+      const std::vector<float> a = to_f32(source.tensor(name));
+      const std::vector<float> b = load_rows(out, out.tensor(name), RopeLayout::Halves);
+      ASSERT_EQ(a.size(), b.size());
+      if (kept) {
+        EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0) << name;
+      } else {
+        double e = 0, n = 0;
+        for (size_t i = 0; i < a.size(); ++i) e += (a[i] - b[i]) * (a[i] - b[i]), n += a[i] * a[i];
+        EXPECT_LT(std::sqrt(e / n), 0.2) << name;
+        EXPECT_GT(std::sqrt(e / n), 0.0) << name;
+      }
+    }
+  }
+  // A float model has no codes to keep: auto writes F16 as before.
+  const auto r = test::run_cli({"convert", model, "-o", dir.file("f16.gguf")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(load_model(dir.file("f16.gguf")).tensor("blk.0.ffn_up.weight").dtype, DType::F16);
 }
 
 }  // namespace

@@ -50,6 +50,13 @@ struct AffineTensor {
   std::vector<uint8_t> zeros;  // integer zero points (also filled for symmetric: 2^(bits-1))
 };
 
+// A linear of an integer checkpoint as stored: [rows, cols] codes on spec's grid.
+struct AffineWeight {
+  AffineSpec spec;
+  AffineTensor t;
+  uint64_t rows = 0, cols = 0;
+};
+
 // Throws Argument for bits outside 2..8 or a group size that does not divide into rows.
 void validate(const AffineSpec& spec);
 AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& spec);
@@ -97,6 +104,16 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
 // metadata adds "activations": {"bits":8,"scheme":"per-token"|"static","input_scales":{...}}
 // and the loader fills Model::int8_weights.
 //
+// Writes an integer checkpoint (m.affine_weights; any of the three layouts) as GGUF keeping
+// each linear's codes where a block type holds its grid: symmetric 4, 5, 8 bits as Q4_0,
+// Q5_0, Q8_0 (exact), asymmetric 4, 5 bits as Q4_1, Q5_1 (exact but for the f16 rounding of
+// the offset -s*z); groups must cover whole 32-value blocks. The other linears are rounded
+// to nearest onto the K type of as many bits (quant/affine_gguf.h); the other matrices are
+// written F16 and 1-D tensors F32. Throws Argument when m has no integer linears.
+QuantizeReport write_affine_checkpoint_gguf(
+    const Model& m, const std::string& path, int n_threads,
+    const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {});
+
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
 void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);

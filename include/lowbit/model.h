@@ -17,6 +17,8 @@ namespace lowbit {
 
 enum class ModelFormat { HfDir, Gguf, Llama2c };
 
+struct AffineWeight;  // lowbit/affine.h
+
 struct Model {
   ModelFormat format = ModelFormat::HfDir;
   std::string source;  // the path it was loaded from
@@ -29,6 +31,10 @@ struct Model {
   // W8A8 checkpoints: the int8 form of their linear weights (GGUF names), which the engine
   // multiplies with int8 activations; `tensors` holds the same weights dequantized.
   std::map<std::string, Int8Weight> int8_weights;
+  // Integer checkpoints (lowbit's, GPTQ's, AWQ's layouts): each linear's codes, scales and
+  // zeros (GGUF names, rows as stored), so that writers can keep the grid exactly. A weight
+  // replaced by set_f32 or reshape_f32 loses its entry.
+  std::map<std::string, std::shared_ptr<const AffineWeight>> affine_weights;
 
   const TensorView* find(const std::string& name) const;
   const TensorView& tensor(const std::string& name) const;  // throws Format naming the tensor

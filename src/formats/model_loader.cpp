@@ -278,6 +278,7 @@ void Model::set_f32(const std::string& name, std::vector<float> values) {
   t.data = reinterpret_cast<const uint8_t*>(owned->data());
   t.nbytes = owned->size() * sizeof(float);
   storage.push_back(std::move(owned));
+  affine_weights.erase(name);  // the stored grid no longer describes it
 }
 
 void Model::reshape_f32(const std::string& name, std::vector<uint64_t> shape,
@@ -298,6 +299,7 @@ void Model::reshape_f32(const std::string& name, std::vector<uint64_t> shape,
   t.data = reinterpret_cast<const uint8_t*>(owned->data());
   t.nbytes = owned->size() * sizeof(float);
   storage.push_back(std::move(owned));
+  affine_weights.erase(name);  // the stored grid no longer describes it
 }
 
 void Model::add_f32(const std::string& name, std::vector<uint64_t> shape,

@@ -272,6 +272,7 @@ void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std
     TensorView v;
     v.name = hf_to_gguf_name(base + ".weight");
     if (v.name.empty()) fail(ErrorKind::Format, "{}: '{}' is not a weight of the model", m.source, base);
+    m.affine_weights[v.name] = std::make_shared<AffineWeight>(AffineWeight{spec, t, rows, cols});
     v.dtype = DType::F32;
     v.shape = {rows, cols};
     v.data = reinterpret_cast<const uint8_t*>(buf->data());

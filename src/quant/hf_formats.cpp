@@ -207,7 +207,7 @@ std::optional<HfQuantConfig> read_hf_quant_config(const std::string& text,
 std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::string& base,
                                         const std::vector<const TensorView*>& parts,
                                         const std::string& source, uint64_t* rows_out,
-                                        uint64_t* cols_out) {
+                                        uint64_t* cols_out, AffineWeight* grid) {
   auto find = [&](const char* suffix, bool needed) -> const TensorView* {
     for (const TensorView* t : parts)
       if (t->name == base + suffix) return t;
@@ -316,6 +316,30 @@ std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::strin
     }
   *rows_out = rows;
   *cols_out = cols;
+  bool consecutive = true;
+  for (uint64_t i = 0; i < cols && consecutive; ++i)
+    consecutive = static_cast<uint64_t>(g_idx[i]) == i / glen;
+  if (grid && consecutive) {  // the grid as lowbit's layout holds it
+    AffineSpec& spec = grid->spec;
+    spec.bits = bits;
+    spec.group = c.group_size > 0 ? c.group_size : 0;
+    spec.symmetric = true;
+    AffineTensor& t = grid->t;
+    const uint64_t row_bytes = packed_row_bytes(cols, bits);
+    t.codes.assign(rows * row_bytes, 0);
+    t.scales.resize(rows * groups);
+    t.zeros.resize(rows * groups);
+    for (uint64_t j = 0; j < rows; ++j) {
+      pack_bits(&q[j * cols], cols, bits, &t.codes[j * row_bytes]);
+      for (uint64_t g = 0; g < groups; ++g) {
+        const uint8_t zero = static_cast<uint8_t>((z[g * rows + j] + zero_shift) & (2 * mask + 1));
+        t.scales[j * groups + g] = s[g * rows + j];
+        t.zeros[j * groups + g] = zero;
+        spec.symmetric = spec.symmetric && zero == (mask + 1) / 2;
+      }
+    }
+    grid->rows = rows, grid->cols = cols;
+  }
   return w;
 }
 
@@ -336,8 +360,9 @@ void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,
   for (const TensorView& t : raw) by_base[t.name.substr(0, t.name.rfind('.'))].push_back(&t);
   for (const auto& [base, parts] : by_base) {
     uint64_t rows = 0, cols = 0;
+    auto grid = std::make_shared<AffineWeight>();
     auto buf = std::make_shared<std::vector<float>>(
-        quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols));
+        quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols, grid.get()));
     TensorView v;
     v.name = hf_to_gguf_name(base + ".weight");
     if (v.name.empty())
@@ -348,6 +373,7 @@ void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,
     v.nbytes = buf->size() * 4;
     m.storage.push_back(buf);
     m.tensors.push_back(v);
+    if (grid->rows) m.affine_weights[v.name] = grid;
   }
 }
 

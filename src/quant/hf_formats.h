@@ -59,9 +59,12 @@ struct HfQuantConfig {
 // nullopt when config.json has no quantization_config of GPTQ or AWQ.
 std::optional<HfQuantConfig> read_hf_quant_config(const std::string& config_json_text,
                                                   const std::string& source);
-// The f32 weight [rows, cols] of linear `base` from its parts (looked up by name).
+// The f32 weight [rows, cols] of linear `base` from its parts (looked up by name). `grid`
+// (optional) receives the codes, scales and zeros when the groups are consecutive runs of
+// inputs (no act-order g_idx); its rows stay 0 otherwise.
 std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::string& base,
                                         const std::vector<const TensorView*>& parts,
-                                        const std::string& source, uint64_t* rows, uint64_t* cols);
+                                        const std::string& source, uint64_t* rows, uint64_t* cols,
+                                        AffineWeight* grid = nullptr);
 
 }  // namespace lowbit::quant

@@ -85,7 +85,12 @@ TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
        {Case{AffineFormat::Gptq, 2, 32, true}, Case{AffineFormat::Gptq, 3, 32, true},
         Case{AffineFormat::Gptq, 4, 128, true}, Case{AffineFormat::Gptq, 4, 64, false},
         Case{AffineFormat::Gptq, 8, 0, true}, Case{AffineFormat::Gptq, 3, 128, false},
-        Case{AffineFormat::Awq, 4, 32, true}, Case{AffineFormat::Awq, 4, 128, false}}) {
+        Case{AffineFormat::Awq, 4, 32, true}, Case{AffineFormat::Awq, 4, 128, false},
+        Case{AffineFormat::CompressedTensors, 4, 128, true},
+        Case{AffineFormat::CompressedTensors, 3, 32, false},
+        Case{AffineFormat::CompressedTensors, 5, 0, true},
+        Case{AffineFormat::CompressedTensors, 7, 64, false},
+        Case{AffineFormat::CompressedTensors, 8, 0, false}}) {
     AffineSpec s;
     s.bits = c.bits, s.group = c.group, s.symmetric = c.symmetric;
     SCOPED_TRACE(std::string(affine_format_name(c.format)) + " " + s.describe());
@@ -93,6 +98,9 @@ TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
     const Packed p = pack(c.format, t, s, rows, cols);
     const HfQuantConfig cfg = config_for(c.format, s);
     EXPECT_EQ(cfg.zeros_minus_one, c.format == AffineFormat::Gptq && c.symmetric);
+    EXPECT_EQ(cfg.bits, c.bits);
+    EXPECT_EQ(cfg.group_size, c.group > 0 ? c.group : -1);
+    if (c.format == AffineFormat::CompressedTensors) EXPECT_EQ(cfg.symmetric, c.symmetric);
     uint64_t r = 0, n = 0;
     const std::vector<float> y = quant::dequantize_hf_linear(cfg, "w", p.parts(), "ck", &r, &n);
     ASSERT_EQ(r, rows);
@@ -119,6 +127,30 @@ TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
         for (int k = 0; k < 8; ++k)
           EXPECT_EQ((p.word(0, i * (rows / 8) + 2) >> (4 * k)) & 15,
                     code_at(t, s, cols, 16 + order[k], i));
+    }
+    if (c.format == AffineFormat::CompressedTensors) {
+      // weight_packed [rows, words]: 32/bits codes per word, none crossing into the next.
+      const uint64_t per = 32 / c.bits, words = (cols + per - 1) / per;
+      const uint32_t mask = (1u << c.bits) - 1;
+      for (uint64_t j : {0u, 9u, 63u})
+        for (uint64_t i : {0u, 10u, 29u, 255u})
+          EXPECT_EQ(
+              (static_cast<uint32_t>(p.word(0, j * words + i / per)) >> (c.bits * (i % per))) &
+                  mask,
+              code_at(t, s, cols, j, i));
+      // weight_zero_point [words of rows, groups] (asymmetric only), weight_shape [rows, cols]
+      ASSERT_EQ(p.views.size(), c.symmetric ? 3u : 4u);
+      if (!c.symmetric)
+        for (uint64_t j : {0u, 12u, 63u})
+          EXPECT_EQ((static_cast<uint32_t>(p.word(2, (j / per) * groups + groups - 1)) >>
+                     (c.bits * (j % per))) &
+                        mask,
+                    t.zeros[j * groups + groups - 1]);
+      int64_t shape[2];
+      std::memcpy(shape, p.bytes.back().data(), 16);
+      EXPECT_EQ(shape[0], 64);
+      EXPECT_EQ(shape[1], 256);
+      continue;
     }
     // scales [groups, rows]
     const std::vector<float> sc = to_f32(p.views[2]);
@@ -189,6 +221,30 @@ TEST(HfFormats, CorruptedPartsNameTheTensor) {
   });
   EXPECT_NE(msg.find("tensor 'w.g_idx' puts 31 inputs in group 1, not 32"), std::string::npos)
       << msg;
+  // compressed-tensors: a weight_shape that disagrees with the packed codes, zeros outside
+  // the codes' range.
+  {
+    AffineSpec a = s;
+    a.symmetric = false;
+    const AffineTensor ta = affine_quantize(x.data(), rows, cols, a);
+    const HfQuantConfig ct = config_for(AffineFormat::CompressedTensors, a);
+    Packed p = pack(AffineFormat::CompressedTensors, ta, a, rows, cols);
+    const int64_t wrong_shape[2] = {32, 120};
+    std::memcpy(p.bytes[3].data(), wrong_shape, 16);
+    uint64_t r, n;
+    std::string m =
+        test::expect_error([&] { quant::dequantize_hf_linear(ct, "w", p.parts(), "ck", &r, &n); });
+    EXPECT_NE(m.find("tensor 'w.weight_packed' has shape [32, 16], expected [32, 15]"),
+              std::string::npos)
+        << m;
+    p = pack(AffineFormat::CompressedTensors, ta, a, rows, cols);
+    p.views[2].dtype = DType::I8, p.views[2].shape = {rows, 4};  // old unpacked signed zeros
+    p.bytes[2].assign(rows * 4, static_cast<uint8_t>(-100));
+    p.views[2].data = p.bytes[2].data();
+    m = test::expect_error([&] { quant::dequantize_hf_linear(ct, "w", p.parts(), "ck", &r, &n); });
+    EXPECT_NE(m.find("ck: 'w' has a zero point of -92, outside its 4-bit codes"), std::string::npos)
+        << m;
+  }
   // A group size the config does not match: 4 groups of scales, config says 64 (2 groups).
   HfQuantConfig wrong = cfg;
   wrong.group_size = 64;
@@ -232,10 +288,27 @@ TEST(HfFormats, ConfigErrorsNameTheKey) {
       {R"({"quant_method": "gptq", "bits": "four", "group_size": 128})",
        "config.json: quantization_config:"},
       {R"({"quant_method": "gptq", "group_size": 128})", "config.json: quantization_config:"},
+      {R"({"quant_method": "compressed-tensors", "format": "float-quantized"})",
+       "quantization_config.format 'float-quantized' is not read (pack-quantized)"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights":
+          {"num_bits": 8, "strategy": "channel"}, "input_activations": {"num_bits": 8}}}})",
+       "quantization_config.config_groups.g.input_activations: activation quantization"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights":
+          {"num_bits": 4, "strategy": "tensor"}}}})",
+       "weights.strategy 'tensor' is not read"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"a": {"weights":
+          {"num_bits": 4, "group_size": 128}}, "b": {"weights": {"num_bits": 8, "group_size": 128}}}})",
+       "config_groups.b: groups whose weights differ are not read"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {}})",
+       "quantization_config.config_groups holds no group"},
+      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights":
+          {"num_bits": 9, "group_size": 32}}}})",
+       "quantization_config.bits 9 is not a compressed-tensors width"},
   };
-  for (const auto& [q, want] : bad) {
+  for (const auto& entry : bad) {
+    const char* q = entry.first;  // a named variable: clang 14 cannot capture a binding
     const std::string msg = test::expect_error([&] { read(q); });
-    EXPECT_NE(msg.find(want), std::string::npos) << q << " -> " << msg;
+    EXPECT_NE(msg.find(entry.second), std::string::npos) << q << " -> " << msg;
   }
 }
 
@@ -244,8 +317,8 @@ TEST(HfFormats, ExportedCheckpointsLoadLikeLowbitsOwn) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
   const std::pair<std::vector<std::string>, std::vector<std::string>> runs[] = {
-      {{"--type", "int4", "--group", "128"}, {"lowbit", "gptq", "awq"}},
-      {{"--type", "int3", "--group", "64", "--asym"}, {"lowbit", "gptq"}},
+      {{"--type", "int4", "--group", "128"}, {"lowbit", "gptq", "awq", "compressed-tensors"}},
+      {{"--type", "int3", "--group", "64", "--asym"}, {"lowbit", "gptq", "compressed-tensors"}},
   };
   for (const auto& [flags, formats] : runs) {
     std::vector<Model> loaded;

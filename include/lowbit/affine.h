@@ -24,8 +24,10 @@ enum class RangeMethod {
 //   Gptq    GPTQModel/AutoGPTQ: qweight/qzeros/scales/g_idx, checkpoint_format "gptq"
 //           (symmetric) or "gptq_v2" (asymmetric: v1 cannot hold a zero point of 0);
 //   Awq     AutoAWQ GEMM (4 bits): qweight/qzeros/scales.
-enum class AffineFormat { Lowbit, Gptq, Awq };
-const char* affine_format_name(AffineFormat f);  // "lowbit", "gptq", "awq"
+//   CompressedTensors  llm-compressor's pack-quantized int2..int8: weight_packed/weight_scale/
+//           weight_zero_point (asymmetric)/weight_shape.
+enum class AffineFormat { Lowbit, Gptq, Awq, CompressedTensors };
+const char* affine_format_name(AffineFormat f);  // "lowbit", "gptq", "awq", "compressed-tensors"
 bool parse_affine_format(const std::string& name, AffineFormat* out);
 
 struct AffineSpec {
@@ -104,7 +106,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
 // metadata adds "activations": {"bits":8,"scheme":"per-token"|"static","input_scales":{...}}
 // and the loader fills Model::int8_weights.
 //
-// Writes an integer checkpoint (m.affine_weights; any of the three layouts) as GGUF keeping
+// Writes an integer checkpoint (m.affine_weights; any of the four layouts) as GGUF keeping
 // each linear's codes where a block type holds its grid: symmetric 4, 5, 8 bits as Q4_0,
 // Q5_0, Q8_0 (exact), asymmetric 4, 5 bits as Q4_1, Q5_1 (exact but for the f16 rounding of
 // the offset -s*z); groups must cover whole 32-value blocks. The other linears are rounded
@@ -117,8 +119,9 @@ QuantizeReport write_affine_checkpoint_gguf(
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
 void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);
-// The same for GPTQ and AWQ checkpoints: config.json's text (from `source`) names the layout
-// in its quantization_config; `raw` holds the .qweight/.qzeros/.scales/.g_idx parts.
+// The same for GPTQ, AWQ and compressed-tensors checkpoints: config.json's text (from
+// `source`) names the layout in its quantization_config; `raw` holds the linears' parts
+// (.qweight/.qzeros/.scales/.g_idx, or .weight_packed/.weight_scale/...).
 // has_hf_quantized_linears: whether it does (fails on a quant_method lowbit cannot read).
 bool has_hf_quantized_linears(const std::string& config_json, const std::string& source);
 void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,

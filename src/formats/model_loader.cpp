@@ -38,9 +38,13 @@ const std::pair<const char*, const char*> kGlobalNames[] = {
     {"lm_head.weight", "output.weight"},
 };
 
-// lowbit's layout: .qweight/.scales/.zeros; GPTQ and AWQ: .qweight/.qzeros/.scales/.g_idx.
+// lowbit's layout: .qweight/.scales/.zeros; GPTQ and AWQ: .qweight/.qzeros/.scales/.g_idx;
+// compressed-tensors: .weight_packed/.weight_scale/.weight_zero_point/.weight_shape/
+// .weight_g_idx.
 bool is_affine_part(const std::string& name) {
-  for (const char* suffix : {".qweight", ".scales", ".zeros", ".qzeros", ".g_idx"}) {
+  for (const char* suffix : {".qweight", ".scales", ".zeros", ".qzeros", ".g_idx", ".weight_packed",
+                             ".weight_scale", ".weight_zero_point", ".weight_shape",
+                             ".weight_g_idx"}) {
     const size_t n = std::strlen(suffix);
     if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) return true;
   }

@@ -233,7 +233,8 @@ const std::map<std::string, Setter>& setters() {
          s.format = choice<AffineFormat>(n, v,
                                          {{"lowbit", AffineFormat::Lowbit},
                                           {"gptq", AffineFormat::Gptq},
-                                          {"awq", AffineFormat::Awq}});
+                                          {"awq", AffineFormat::Awq},
+                                          {"compressed-tensors", AffineFormat::CompressedTensors}});
        }},
   };
   return all;

@@ -85,11 +85,17 @@ Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
 AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec) { return choose_params(x, n, spec); }
 
 const char* affine_format_name(AffineFormat f) {
-  return f == AffineFormat::Gptq ? "gptq" : f == AffineFormat::Awq ? "awq" : "lowbit";
+  switch (f) {
+    case AffineFormat::Gptq: return "gptq";
+    case AffineFormat::Awq: return "awq";
+    case AffineFormat::CompressedTensors: return "compressed-tensors";
+    default: return "lowbit";
+  }
 }
 
 bool parse_affine_format(const std::string& name, AffineFormat* out) {
-  for (AffineFormat f : {AffineFormat::Lowbit, AffineFormat::Gptq, AffineFormat::Awq})
+  for (AffineFormat f : {AffineFormat::Lowbit, AffineFormat::Gptq, AffineFormat::Awq,
+                         AffineFormat::CompressedTensors})
     if (name == affine_format_name(f)) return *out = f, true;
   return false;
 }

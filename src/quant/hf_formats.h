@@ -1,6 +1,7 @@
 // The Hugging Face quantized checkpoint layouts of the affine int layout (docs/FORMATS.md):
 // GPTQ as GPTQModel and AutoGPTQ write it (checkpoint_format "gptq", read also "gptq_v2") and
-// AWQ as AutoAWQ writes it (version "gemm"). A weight [rows = outputs, cols = inputs] with
+// AWQ as AutoAWQ writes it (version "gemm") and compressed-tensors' pack-quantized integers as
+// llm-compressor writes them. A weight [rows = outputs, cols = inputs] with
 // codes q, scales s and integer zeros z per group of inputs decodes as w = s * (q - z).
 //
 //   GPTQ  qweight I32 [cols*bits/32, rows]   output j's codes as a little-endian bit stream
@@ -12,6 +13,10 @@
 //   AWQ   qweight I32 [cols, rows/8]         eight outputs' 4-bit codes per word, in the
 //         qzeros  I32 [groups, rows/8]       nibble order of kAwqOrder; zeros as they are;
 //         scales  F16 [groups, rows].
+//   compressed-tensors  weight_packed I32 [rows, words of cols]  32/bits codes per word
+//         (packed_words.h), each code + 2^(bits-1) from the signed one; weight_scale
+//         [rows, groups]; weight_zero_point I32 [words of rows, groups] (asymmetric only);
+//         weight_shape I64 [2].
 #pragma once
 
 #include <cstdint>
@@ -55,6 +60,7 @@ struct HfQuantConfig {
   int bits = 4;
   int64_t group_size = 128;     // -1: one group per row
   bool zeros_minus_one = true;  // GPTQ "gptq" (v1) stores z - 1
+  bool symmetric = true;        // compressed-tensors: no weight_zero_point
 };
 // nullopt when config.json has no quantization_config of GPTQ or AWQ.
 std::optional<HfQuantConfig> read_hf_quant_config(const std::string& config_json_text,

@@ -1,6 +1,7 @@
-"""GPTQ and AWQ checkpoints written by lowbit, decoded by a NumPy reference written from the
-formats' descriptions (GPTQModel/AutoGPTQ's shift-and-mask unpacking, AutoAWQ's reverse
-nibble order), against what lowbit's loader reads."""
+"""GPTQ, AWQ and compressed-tensors checkpoints written by lowbit, decoded by a NumPy
+reference written from the formats' descriptions (GPTQModel/AutoGPTQ's shift-and-mask
+unpacking, AutoAWQ's reverse nibble order, compressed-tensors' unpack_from_int32), against
+what lowbit's loader reads."""
 import json
 import os
 import struct
@@ -16,7 +17,7 @@ MODEL = os.path.join(SHARED, "models", "tinyllm-8m")
 # AutoAWQ unpacks a word's eight nibbles in order and then takes output p from nibble
 # AWQ_REVERSE_ORDER[p].
 AWQ_REVERSE_ORDER = [0, 4, 1, 5, 2, 6, 3, 7]
-DTYPES = {"I32": np.int32, "F16": np.float16, "F32": np.float32}
+DTYPES = {"I32": np.int32, "I64": np.int64, "F16": np.float16, "F32": np.float32}
 
 
 def read_safetensors(path):
@@ -74,6 +75,29 @@ def dequantize_awq(t, base, q):
     return (scales[g] * (codes - zeros[g])).T
 
 
+def dequantize_compressed_tensors(t, base, q):
+    weights = q["config_groups"]["group_0"]["weights"]
+    bits = weights["num_bits"]
+    rows, cols = (int(v) for v in t[base + ".weight_shape"])
+    per = 32 // bits  # codes per int32, none split across two
+    offset = 1 << (bits - 1)
+
+    def unpack(words, n):  # along the last axis
+        w = words.astype(np.int64) & 0xFFFFFFFF
+        codes = np.stack([(w >> (bits * k)) & ((1 << bits) - 1) for k in range(per)], axis=-1)
+        return codes.reshape(w.shape[0], -1)[:, :n]
+
+    signed = unpack(t[base + ".weight_packed"], cols) - offset  # [rows, cols]
+    scale = t[base + ".weight_scale"].astype(np.float32)  # [rows, groups]
+    if weights["symmetric"]:
+        zero = np.zeros_like(scale)
+    else:  # packed down the outputs, stored with the same offset
+        zero = unpack(t[base + ".weight_zero_point"].T, rows).T - offset
+    group = weights["group_size"] or cols
+    g = np.arange(cols) // group
+    return (signed - zero[:, g]) * scale[:, g]
+
+
 @pytest.mark.parametrize(
     "fmt,settings",
     [
@@ -83,6 +107,10 @@ def dequantize_awq(t, base, q):
         ("gptq", {"type": "int8", "group": 0}),
         ("awq", {"type": "int4", "group": 64}),
         ("awq", {"type": "int4", "group": 128, "asym": True}),
+        ("compressed-tensors", {"type": "int4", "group": 128}),
+        ("compressed-tensors", {"type": "int3", "group": 32, "asym": True}),
+        ("compressed-tensors", {"type": "int8", "group": 0}),
+        ("compressed-tensors", {"type": "int6", "group": 64, "asym": True}),
     ],
 )
 def test_numpy_reference_reads_what_lowbit_reads(tmp_path, fmt, settings):
@@ -90,10 +118,13 @@ def test_numpy_reference_reads_what_lowbit_reads(tmp_path, fmt, settings):
     lowbit.quantize(MODEL, out, format=fmt, progress=False, **settings)
     config = json.loads((out / "config.json").read_text())
     q = config["quantization_config"]
-    assert q["quant_method"] == fmt and q["bits"] == int(settings["type"][3:])
+    assert q["quant_method"] == fmt
+    bits = q["bits"] if "bits" in q else q["config_groups"]["group_0"]["weights"]["num_bits"]
+    assert bits == int(settings["type"][3:])
     tensors = read_safetensors(out / "model.safetensors")
     model = lowbit.load(out)
-    decode = dequantize_gptq if fmt == "gptq" else dequantize_awq
+    decode = {"gptq": dequantize_gptq, "awq": dequantize_awq,
+              "compressed-tensors": dequantize_compressed_tensors}[fmt]
     checked = 0
     for base, name in [
         ("model.layers.0.self_attn.q_proj", "blk.0.attn_q.weight"),
@@ -111,4 +142,4 @@ def test_numpy_reference_reads_what_lowbit_reads(tmp_path, fmt, settings):
     source = lowbit.load(MODEL)
     w = source.tensor("blk.3.ffn_down.weight")
     rel = np.linalg.norm(model.tensor("blk.3.ffn_down.weight") - w) / np.linalg.norm(w)
-    assert rel < {"int8": 0.01, "int4": 0.15, "int3": 0.3, "int2": 0.7}[settings["type"]]
+    assert rel < {"int8": 0.01, "int6": 0.04, "int4": 0.15, "int3": 0.3, "int2": 0.7}[settings["type"]]

@@ -23,7 +23,7 @@ Action add_convert(CLI::App& app) {
   c->add_option("-o,--output", o->out, "output file: *.gguf or *.safetensors")->required();
   c->add_option("--type", o->type,
                 "element type of the matrices: f32, f16, bf16, or auto: f16, but an integer "
-                "checkpoint (lowbit, GPTQ, AWQ) to GGUF keeps each linear's codes in the block "
+                "checkpoint (lowbit, GPTQ, AWQ, compressed-tensors) to GGUF keeps each linear's codes in the block "
                 "type that holds its grid (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) and rounds the others "
                 "onto the K type of as many bits")
       ->capture_default_str();

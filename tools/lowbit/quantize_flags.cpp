@@ -188,9 +188,10 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->capture_default_str();
   c->add_option("--format", f.format,
                 "int types: the checkpoint layout: lowbit (default), gptq (GPTQModel/AutoGPTQ: "
-                "2, 3, 4, 8 bits) or awq (AutoAWQ GEMM: 4 bits), which transformers and vLLM "
-                "load; lowbit reads all three")
-      ->check(CLI::IsMember({"lowbit", "gptq", "awq"}));
+                "2, 3, 4, 8 bits), awq (AutoAWQ GEMM: 4 bits) or compressed-tensors "
+                "(llm-compressor's pack-quantized: 2..8 bits), which transformers and vLLM "
+                "load; lowbit reads them all")
+      ->check(CLI::IsMember({"lowbit", "gptq", "awq", "compressed-tensors"}));
   c->add_flag("--resume", j.resume,
               "gptq, awq, learned methods: continue an interrupted run of the same job from its "
               "checkpoint (OUTPUT.lowbit-checkpoint/)");

@@ -288,14 +288,20 @@ TEST(HfFormats, ConfigErrorsNameTheKey) {
       {R"({"quant_method": "gptq", "bits": "four", "group_size": 128})",
        "config.json: quantization_config:"},
       {R"({"quant_method": "gptq", "group_size": 128})", "config.json: quantization_config:"},
-      {R"({"quant_method": "compressed-tensors", "format": "float-quantized"})",
-       "quantization_config.format 'float-quantized' is not read (pack-quantized)"},
-      {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights":
-          {"num_bits": 8, "strategy": "channel"}, "input_activations": {"num_bits": 8}}}})",
-       "quantization_config.config_groups.g.input_activations: activation quantization"},
+      {R"({"quant_method": "compressed-tensors", "format": "marlin-24"})",
+       "quantization_config.format 'marlin-24' is not read (pack-quantized, int-quantized"},
+      {R"({"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups":
+          {"g": {"weights": {"num_bits": 8, "type": "float", "strategy": "channel"}}}})",
+       "weights.type 'float' is not read with this format"},
+      {R"({"quant_method": "compressed-tensors", "format": "float-quantized", "config_groups":
+          {"g": {"weights": {"num_bits": 4, "type": "float", "strategy": "channel"}}}})",
+       "float weights must be 8-bit symmetric (E4M3)"},
+      {R"({"quant_method": "compressed-tensors", "format": "int-quantized", "config_groups":
+          {"g": {"weights": {"num_bits": 8, "strategy": "block"}}}})",
+       "weights.strategy 'block' is not read (group, channel, tensor)"},
       {R"({"quant_method": "compressed-tensors", "config_groups": {"g": {"weights":
           {"num_bits": 4, "strategy": "tensor"}}}})",
-       "weights.strategy 'tensor' is not read"},
+       "pack-quantized weights with one scale per tensor are not read"},
       {R"({"quant_method": "compressed-tensors", "config_groups": {"a": {"weights":
           {"num_bits": 4, "group_size": 128}}, "b": {"weights": {"num_bits": 8, "group_size": 128}}}})",
        "config_groups.b: groups whose weights differ are not read"},
@@ -467,6 +473,111 @@ TEST(HfFormats, ConvertToGgufKeepsTheCodes) {
   const auto r = test::run_cli({"convert", model, "-o", dir.file("f16.gguf")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(load_model(dir.file("f16.gguf")).tensor("blk.0.ffn_up.weight").dtype, DType::F16);
+}
+
+// compressed-tensors int-quantized (W8A8: int8 codes in ".weight", per-channel scales, a
+// static input scale) and float-quantized (FP8 E4M3, 128 x 128 block scales), made from
+// tinyllm-8m here as llm-compressor lays them out: the loader decodes s * code exactly.
+TEST(HfFormats, CompressedTensorsInt8AndFp8CheckpointsLoad) {
+  test::TempDir dir;
+  const std::string src = test::shared_path("models/tinyllm-8m");
+  const Model m = load_model(src);
+  for (const bool fp8 : {false, true}) {
+    SCOPED_TRACE(fp8 ? "fp8" : "int8");
+    const std::string out = dir.file(fp8 ? "fp8" : "int8");
+    fs::create_directory(out);
+    fs::copy_file(src + "/tokenizer.model", out + "/tokenizer.model");
+    nlohmann::json cfg = nlohmann::json::parse(test::read_file(src + "/config.json"));
+    const nlohmann::json weights =
+        fp8 ? nlohmann::json{{"num_bits", 8},
+                             {"type", "float"},
+                             {"symmetric", true},
+                             {"strategy", "block"},
+                             {"block_structure", {128, 128}}}
+            : nlohmann::json{
+                  {"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "channel"}};
+    cfg["quantization_config"] = {
+        {"quant_method", "compressed-tensors"},
+        {"format", fp8 ? "float-quantized" : "int-quantized"},
+        {"config_groups",
+         {{"group_0",
+           {{"targets", {"Linear"}},
+            {"weights", weights},
+            {"input_activations",
+             {{"num_bits", 8}, {"type", fp8 ? "float" : "int"}, {"strategy", "tensor"}}}}}}},
+        {"ignore", {"lm_head"}}};
+    std::ofstream(out + "/config.json") << cfg.dump();
+    std::map<std::string, std::vector<float>> expected;  // GGUF name -> decoded weight
+    std::vector<std::shared_ptr<std::vector<uint8_t>>> keep;
+    std::vector<OutputTensor> tensors;
+    auto add = [&](const std::string& name, DType dt, std::vector<uint64_t> shape,
+                   std::vector<uint8_t> bytes) {
+      auto b = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+      keep.push_back(b);
+      tensors.push_back({{name, dt, shape}, b->size(), [b](std::vector<uint8_t>& o) { o = *b; }});
+    };
+    for (const TensorView& t : m.tensors) {
+      const std::string hf = gguf_to_hf_name(t.name);
+      const std::vector<float> x = to_f32(t);
+      if (t.name.rfind("blk.", 0) != 0 || t.shape.size() != 2) {
+        add(hf, DType::F32, t.shape, from_f32(x.data(), x.size(), DType::F32));
+        continue;
+      }
+      const uint64_t rows = t.shape[0], cols = t.shape[1];
+      const std::string base = hf.substr(0, hf.size() - 7);  // without ".weight"
+      std::vector<float>& y = expected[t.name];
+      y.resize(x.size());
+      if (fp8) {  // scale per 128 x 128 tile: its max |w| / 448
+        const uint64_t br = (rows + 127) / 128, bc = (cols + 127) / 128;
+        std::vector<float> s(br * bc, 0);
+        for (uint64_t r = 0; r < rows; ++r)
+          for (uint64_t i = 0; i < cols; ++i)
+            s[(r / 128) * bc + i / 128] =
+                std::max(s[(r / 128) * bc + i / 128], std::abs(x[r * cols + i]) / 448);
+        std::vector<uint8_t> codes(x.size());
+        for (uint64_t r = 0; r < rows; ++r)
+          for (uint64_t i = 0; i < cols; ++i) {
+            const float si = s[(r / 128) * bc + i / 128];
+            codes[r * cols + i] = f32_to_e4m3(x[r * cols + i] / si);
+            y[r * cols + i] = e4m3_to_f32(codes[r * cols + i]) * si;
+          }
+        add(base + ".weight", DType::F8_E4M3, {rows, cols}, codes);
+        add(base + ".weight_scale", DType::F32, {br, bc}, from_f32(s.data(), s.size(), DType::F32));
+      } else {  // one scale per row: max |w| / 127
+        std::vector<float> s(rows, 0);
+        std::vector<uint8_t> codes(x.size());
+        for (uint64_t r = 0; r < rows; ++r) {
+          for (uint64_t i = 0; i < cols; ++i)
+            s[r] = std::max(s[r], std::abs(x[r * cols + i]) / 127);
+          for (uint64_t i = 0; i < cols; ++i) {
+            const int q = static_cast<int>(std::nearbyint(x[r * cols + i] / s[r]));
+            codes[r * cols + i] = static_cast<uint8_t>(static_cast<int8_t>(q));
+            y[r * cols + i] = s[r] * static_cast<float>(q);
+          }
+        }
+        add(base + ".weight", DType::I8, {rows, cols}, codes);
+        add(base + ".weight_scale", DType::F32, {rows, 1},
+            from_f32(s.data(), s.size(), DType::F32));
+      }
+      const float input_scale = 0.05f;  // read and not used
+      add(base + ".input_scale", DType::F32, {1}, from_f32(&input_scale, 1, DType::F32));
+    }
+    write_safetensors(out + "/model.safetensors", tensors, {{"format", "pt"}});
+    const Model q = load_model(out);
+    EXPECT_EQ(q.tensors.size(), m.tensors.size());
+    for (const auto& [name, y] : expected) {
+      const std::vector<float> got = to_f32(q.tensor(name));
+      ASSERT_EQ(got.size(), y.size());
+      EXPECT_EQ(std::memcmp(got.data(), y.data(), y.size() * 4), 0) << name;
+    }
+    EXPECT_EQ(q.affine_weights.size(), fp8 ? 0u : expected.size());
+    if (!fp8) {  // int8 per channel: the GGUF keeps every code in Q8_0
+      const auto r = test::run_cli({"convert", out, "-o", dir.file("int8.gguf"), "-q"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      EXPECT_NE(r.err.find("56 linears with their codes kept, 0 rounded again"), std::string::npos)
+          << r.err;
+    }
+  }
 }
 
 }  // namespace

@@ -120,11 +120,15 @@ QuantizeReport write_affine_checkpoint_gguf(
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
 void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);
 // The same for GPTQ, AWQ and compressed-tensors checkpoints: config.json's text (from
-// `source`) names the layout in its quantization_config; `raw` holds the linears' parts
-// (.qweight/.qzeros/.scales/.g_idx, or .weight_packed/.weight_scale/...).
-// has_hf_quantized_linears: whether it does (fails on a quant_method lowbit cannot read).
+// `source`) names the layout in its quantization_config. Takes the linears' parts out of
+// `all` (.qweight/.qzeros/.scales/.g_idx; .weight_packed/.weight_scale/...; or the int8
+// or FP8 `.weight` beside a `.weight_scale`), adds their f32 weights to m and returns the
+// other tensors. Activation and KV-cache scales are read and not used.
+// has_hf_quantized_linears: whether the config names such a layout (fails on a
+// quant_method or format lowbit cannot read).
 bool has_hf_quantized_linears(const std::string& config_json, const std::string& source);
-void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,
-                               const std::string& config_json, const std::string& source);
+std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& all,
+                                                  const std::string& config_json,
+                                                  const std::string& source);
 
 }  // namespace lowbit

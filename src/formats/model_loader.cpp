@@ -38,13 +38,9 @@ const std::pair<const char*, const char*> kGlobalNames[] = {
     {"lm_head.weight", "output.weight"},
 };
 
-// lowbit's layout: .qweight/.scales/.zeros; GPTQ and AWQ: .qweight/.qzeros/.scales/.g_idx;
-// compressed-tensors: .weight_packed/.weight_scale/.weight_zero_point/.weight_shape/
-// .weight_g_idx.
+// lowbit's layout: .qweight/.scales/.zeros (the other layouts: load_hf_quantized_tensors).
 bool is_affine_part(const std::string& name) {
-  for (const char* suffix : {".qweight", ".scales", ".zeros", ".qzeros", ".g_idx", ".weight_packed",
-                             ".weight_scale", ".weight_zero_point", ".weight_shape",
-                             ".weight_g_idx"}) {
+  for (const char* suffix : {".qweight", ".scales", ".zeros"}) {
     const size_t n = std::strlen(suffix);
     if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) return true;
   }
@@ -82,8 +78,11 @@ Model load_hf_dir(const std::string& dir) {
   m.vocab.pad_to(m.config.n_vocab);
   const auto affine = ck->metadata().find("lowbit.affine");
   std::vector<TensorView> affine_parts;
-  for (const auto& t : ck->tensors()) {
-    if ((hf_quantized || affine != ck->metadata().end()) && is_affine_part(t.name)) {
+  const std::vector<TensorView> plain =
+      hf_quantized ? load_hf_quantized_tensors(m, ck->tensors(), config_text, config_path)
+                   : ck->tensors();
+  for (const auto& t : plain) {
+    if (affine != ck->metadata().end() && is_affine_part(t.name)) {
       affine_parts.push_back(t);
       continue;
     }
@@ -96,8 +95,7 @@ Model load_hf_dir(const std::string& dir) {
     v.name = name;
     m.tensors.push_back(v);
   }
-  if (hf_quantized) load_hf_quantized_tensors(m, affine_parts, config_text, config_path);
-  else if (affine != ck->metadata().end()) load_affine_tensors(m, affine_parts, affine->second);
+  if (affine != ck->metadata().end()) load_affine_tensors(m, affine_parts, affine->second);
   if (m.config.rope_scaling.type == RopeScaling::Type::Llama3) {
     ModelConfig plain = m.config;
     plain.rope_scaling = {};

@@ -4,7 +4,8 @@
 //   symmetric codes (z = 2^(bits-1) everywhere): 4 bits -> Q4_0 (d = s), 5 -> Q5_0, 8 -> Q8_0;
 //   any z: 4 bits -> Q4_1, 5 -> Q5_1 (d = s, m = -s*z rounded to f16: exact when it fits).
 // Groups must cover whole blocks: group % 32 == 0, or one group per row or tensor with
-// cols % 32 == 0. The scales are f16 already, so d = s exactly.
+// cols % 32 == 0. The scales of lowbit's, GPTQ's and AWQ's layouts are f16 already, so
+// d = s exactly; F32 or BF16 scales (compressed-tensors) are rounded to f16.
 #pragma once
 
 #include <cstdint>

@@ -2,6 +2,7 @@
 #include "quant/hf_formats.h"
 
 #include <map>
+#include <set>
 
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
@@ -141,34 +142,52 @@ nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spe
 
 namespace {
 
-// compressed-tensors: every config group must quantize its weights the same way, as
-// pack-quantized integers without activation quantization.
+// compressed-tensors: every config group must store its weights the same way (one format
+// of pack-quantized, int-quantized, naive-quantized, float-quantized).
 void read_compressed_tensors(const nlohmann::json& q, const std::string& source, HfQuantConfig& c) {
-  const std::string format = q.value("format", std::string("pack-quantized"));
-  if (format != "pack-quantized")
-    fail(ErrorKind::Unsupported, "{}: quantization_config.format '{}' is not read (pack-quantized)",
-         source, format);
+  using Storage = HfQuantConfig::Storage;
+  const std::map<std::string, Storage> storages = {{"pack-quantized", Storage::Packed},
+                                                   {"int-quantized", Storage::Int8},
+                                                   {"naive-quantized", Storage::Int8},
+                                                   {"float-quantized", Storage::Fp8}};
+  auto storage_of = [&](const nlohmann::json& f, const std::string& key) {
+    const std::string name = f.is_string() ? f.get<std::string>() : f.dump();
+    auto it = storages.find(name);
+    if (it == storages.end())
+      fail(ErrorKind::Unsupported,
+           "{}: {} '{}' is not read (pack-quantized, int-quantized, naive-quantized, "
+           "float-quantized)",
+           source, key, name);
+    return it->second;
+  };
+  std::optional<Storage> storage;
+  if (q.contains("format") && q["format"] != "mixed-precision")
+    storage = storage_of(q["format"], "quantization_config.format");
   const nlohmann::json& groups = q.at("config_groups");
   if (!groups.is_object() || groups.empty())
     fail(ErrorKind::Format, "{}: quantization_config.config_groups holds no group", source);
   std::optional<nlohmann::json> first;
   for (const auto& [name, g] : groups.items()) {
     const std::string key = "quantization_config.config_groups." + name;
-    if (g.contains("format") && !g["format"].is_null() && g["format"] != "pack-quantized")
-      fail(ErrorKind::Unsupported, "{}: {}.format '{}' is not read (pack-quantized)", source, key,
-           g["format"].dump());
+    if (g.contains("format") && !g["format"].is_null()) {
+      const Storage s = storage_of(g["format"], key + ".format");
+      if (storage && s != *storage)
+        fail(ErrorKind::Unsupported, "{}: {}.format differs from the others", source, key);
+      storage = s;
+    }
     if (g.contains("input_activations") && !g["input_activations"].is_null())
-      fail(ErrorKind::Unsupported, "{}: {}.input_activations: activation quantization is not read",
-           source, key);
+      c.quantized_activations = true;
     const nlohmann::json& w = g.at("weights");
-    if (w.value("type", std::string("int")) != "int")
-      fail(ErrorKind::Unsupported, "{}: {}.weights.type '{}' is not read (int)", source, key,
-           w.value("type", std::string()));
     if (first && w != *first)
       fail(ErrorKind::Unsupported, "{}: {}: groups whose weights differ are not read", source, key);
     first = w;
   }
   const nlohmann::json& w = *first;
+  c.storage = storage.value_or(Storage::Packed);
+  const std::string type = w.value("type", std::string("int"));
+  if (type != (c.storage == Storage::Fp8 ? "float" : "int"))
+    fail(ErrorKind::Unsupported, "{}: weights.type '{}' is not read with this format", source,
+         type);
   c.bits = w.value("num_bits", 8);
   c.symmetric = w.value("symmetric", true);
   const nlohmann::json gs = w.contains("group_size") ? w["group_size"] : nlohmann::json(nullptr);
@@ -177,13 +196,25 @@ void read_compressed_tensors(const nlohmann::json& q, const std::string& source,
                                : gs.is_null()          ? "tensor"
                                : gs.get<int64_t>() > 0 ? "group"
                                                        : "channel";
-  if (strategy == "group")
+  c.group_size = -1;
+  if (strategy == "group") {
     c.group_size = gs.get<int64_t>();
-  else if (strategy == "channel")
-    c.group_size = -1;
-  else
-    fail(ErrorKind::Unsupported, "{}: weights.strategy '{}' is not read (group, channel)", source,
-         strategy);
+  } else if (strategy == "tensor") {
+    c.per_tensor = true;
+  } else if (strategy == "block" && c.storage == Storage::Fp8) {
+    const nlohmann::json& b = w.at("block_structure");
+    c.block_rows = b.at(0).get<uint64_t>(), c.block_cols = b.at(1).get<uint64_t>();
+    if (c.block_rows == 0 || c.block_cols == 0)
+      fail(ErrorKind::Format, "{}: weights.block_structure {} has an empty side", source, b.dump());
+  } else if (strategy != "channel") {
+    fail(ErrorKind::Unsupported, "{}: weights.strategy '{}' is not read (group, channel, tensor{})",
+         source, strategy, c.storage == Storage::Fp8 ? ", block" : "");
+  }
+  if (c.storage == Storage::Packed && c.per_tensor)
+    fail(ErrorKind::Unsupported,
+         "{}: pack-quantized weights with one scale per tensor are not read", source);
+  if (c.storage == Storage::Fp8 && (c.bits != 8 || !c.symmetric))
+    fail(ErrorKind::Unsupported, "{}: float weights must be 8-bit symmetric (E4M3)", source);
 }
 
 }  // namespace
@@ -255,18 +286,64 @@ bool has_hf_quantized_linears(const std::string& config_json, const std::string&
   return quant::read_hf_quant_config(config_json, source).has_value();
 }
 
-void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,
-                               const std::string& config_json, const std::string& source) {
+namespace {
+
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() > suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+// The suffixes of a quantized linear's parts. Activation and KV-cache scales are read as
+// parts too and not used: the engine does not simulate those quantizations.
+const std::vector<std::string>& part_suffixes(AffineFormat f) {
+  static const std::vector<std::string> gptq = {".qweight", ".qzeros", ".scales", ".g_idx"};
+  static const std::vector<std::string> ct = {
+      ".weight_packed", ".weight_scale", ".weight_zero_point", ".weight_shape",
+      ".weight_g_idx",  ".input_scale",  ".input_zero_point",  ".k_scale",
+      ".v_scale",       ".output_scale"};
+  return f == AffineFormat::CompressedTensors ? ct : gptq;
+}
+
+bool is_unused_scale(const std::string& name) {
+  for (const char* s :
+       {".input_scale", ".input_zero_point", ".k_scale", ".v_scale", ".output_scale"})
+    if (ends_with(name, s)) return true;
+  return false;
+}
+
+}  // namespace
+
+std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& all,
+                                                  const std::string& config_json,
+                                                  const std::string& source) {
   const std::optional<quant::HfQuantConfig> c = quant::read_hf_quant_config(config_json, source);
-  if (!c) fail(ErrorKind::Format, "{}: no GPTQ or AWQ quantization_config", source);
-  // The parts of each linear, by the name before ".qweight", ".qzeros", ...
-  std::map<std::string, std::vector<const TensorView*>> by_base;
-  for (const TensorView& t : raw) by_base[t.name.substr(0, t.name.rfind('.'))].push_back(&t);
+  if (!c)
+    fail(ErrorKind::Format, "{}: no GPTQ, AWQ or compressed-tensors quantization_config", source);
+  // int-quantized and float-quantized keep the codes in "<linear>.weight", beside a
+  // "<linear>.weight_scale"; the other parts are known by their suffixes.
+  std::set<std::string> scaled;
+  for (const TensorView& t : all)
+    if (ends_with(t.name, ".weight_scale")) scaled.insert(t.name.substr(0, t.name.size() - 13));
+  const bool codes_in_weight = c->storage != quant::HfQuantConfig::Storage::Packed;
+  std::map<std::string, std::vector<const TensorView*>> by_base;  // the parts of each linear
+  std::vector<TensorView> rest;
+  for (const TensorView& t : all) {
+    const std::string base = t.name.substr(0, t.name.rfind('.'));
+    bool part = codes_in_weight && ends_with(t.name, ".weight") && scaled.count(base);
+    for (const std::string& suffix : part_suffixes(c->format))
+      part = part || ends_with(t.name, suffix);
+    if (!part)
+      rest.push_back(t);
+    else if (!is_unused_scale(t.name))
+      by_base[base].push_back(&t);
+  }
   for (const auto& [base, parts] : by_base) {
     uint64_t rows = 0, cols = 0;
     auto grid = std::make_shared<AffineWeight>();
     auto buf = std::make_shared<std::vector<float>>(
-        quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols, grid.get()));
+        c->storage == quant::HfQuantConfig::Storage::Fp8
+            ? quant::dequantize_fp8_linear(*c, base, parts, m.source, &rows, &cols)
+            : quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols, grid.get()));
     TensorView v;
     v.name = hf_to_gguf_name(base + ".weight");
     if (v.name.empty())
@@ -279,6 +356,7 @@ void load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& raw,
     m.tensors.push_back(v);
     if (grid->rows) m.affine_weights[v.name] = grid;
   }
+  return rest;
 }
 
 }  // namespace lowbit

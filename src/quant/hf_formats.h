@@ -58,13 +58,27 @@ std::vector<std::vector<uint8_t>> pack_affine(AffineFormat format, const AffineT
 struct HfQuantConfig {
   AffineFormat format = AffineFormat::Gptq;
   int bits = 4;
-  int64_t group_size = 128;     // -1: one group per row
+  int64_t group_size = 128;     // -1: one group per row (or per tensor, see below)
   bool zeros_minus_one = true;  // GPTQ "gptq" (v1) stores z - 1
-  bool symmetric = true;        // compressed-tensors: no weight_zero_point
+  // compressed-tensors: how the weights are stored (pack-quantized: packed int32 words;
+  // int-quantized and naive-quantized: one int8 per weight in `.weight`; float-quantized:
+  // FP8 E4M3 in `.weight`), whether a zero point is stored, one scale for the whole
+  // tensor, the [rows, cols] blocks of a block-strategy FP8 scale, and whether activations
+  // are quantized too (lowbit's engine does not simulate it for these checkpoints).
+  enum class Storage { Packed, Int8, Fp8 } storage = Storage::Packed;
+  bool symmetric = true;
+  bool per_tensor = false;
+  uint64_t block_rows = 0, block_cols = 0;
+  bool quantized_activations = false;
 };
 // nullopt when config.json has no quantization_config of GPTQ or AWQ.
 std::optional<HfQuantConfig> read_hf_quant_config(const std::string& config_json_text,
                                                   const std::string& source);
+// FP8 (float-quantized) linears: weight E4M3 [rows, cols] times its scale, per tensor, per
+// row or per block.
+std::vector<float> dequantize_fp8_linear(const HfQuantConfig& c, const std::string& base,
+                                         const std::vector<const TensorView*>& parts,
+                                         const std::string& source, uint64_t* rows, uint64_t* cols);
 // The f32 weight [rows, cols] of linear `base` from its parts (looked up by name). `grid`
 // (optional) receives the codes, scales and zeros when the groups are consecutive runs of
 // inputs (no act-order g_idx); its rows stay 0 otherwise.

@@ -189,6 +189,54 @@ Decoded decode_compressed_tensors(const HfQuantConfig& c, const Parts& p) {
   return d;
 }
 
+// A weight_scale of shape [rows, groups], [rows, 1] or ([1] or [1, 1]) per tensor, as
+// [rows, groups] f32 values.
+std::vector<float> scales_per_group(const TensorView* sc, uint64_t rows, uint64_t groups,
+                                    bool per_tensor, const Parts& p) {
+  p.dtype(sc, {DType::F16, DType::BF16, DType::F32});
+  if (per_tensor) {
+    if (sc->n_values() != 1)
+      fail(ErrorKind::Format, "{}: tensor '{}' has shape {}, expected one scale per tensor",
+           p.source, sc->name, shape_string(sc->shape));
+    return std::vector<float>(rows * groups, to_f32(*sc)[0]);
+  }
+  p.shape(sc, {rows, groups});
+  return to_f32(*sc);
+}
+
+// int-quantized / naive-quantized: signed codes, one int8 per weight, in "<linear>.weight".
+Decoded decode_int8_codes(const HfQuantConfig& c, const Parts& p) {
+  const TensorView* w = p.find(".weight", true);
+  const TensorView* sc = p.find(".weight_scale", true);
+  p.matrix(w);
+  p.dtype(w, {DType::I8});
+  Decoded d;
+  d.rows = w->shape[0], d.cols = w->shape[1];
+  const uint64_t glen = c.group_size > 0 ? static_cast<uint64_t>(c.group_size) : d.cols;
+  d.groups = (d.cols + glen - 1) / glen;
+  d.s = scales_per_group(sc, d.rows, d.groups, c.per_tensor, p);
+  const int offset = 1 << (c.bits - 1);
+  const auto* codes = reinterpret_cast<const int8_t*>(w->data);
+  d.q.resize(d.rows * d.cols);
+  for (uint64_t k = 0; k < d.q.size(); ++k) {
+    if (codes[k] < -offset || codes[k] >= offset)
+      fail(ErrorKind::Format, "{}: tensor '{}' holds {} at {}, outside {}-bit codes", p.source,
+           w->name, int{codes[k]}, k, c.bits);
+    d.q[k] = static_cast<uint8_t>(codes[k] + offset);
+  }
+  d.z.assign(d.rows * d.groups, offset);
+  if (const TensorView* zp = p.find(".weight_zero_point", !c.symmetric)) {
+    p.dtype(zp, {DType::I8});
+    if (c.per_tensor ? zp->n_values() != 1 : zp->shape != std::vector<uint64_t>{d.rows, d.groups})
+      fail(ErrorKind::Format, "{}: tensor '{}' has shape {}, expected that of its scales", p.source,
+           zp->name, shape_string(zp->shape));
+    const auto* z = reinterpret_cast<const int8_t*>(zp->data);
+    for (uint64_t k = 0; k < d.z.size(); ++k) d.z[k] = offset + z[c.per_tensor ? 0 : k];
+  }
+  if (const TensorView* gi = p.find(".weight_g_idx", false)) d.g_idx = p.g_idx(gi, d.cols);
+  return d;
+}
+
 // Checks the groups against the config and g_idx: each group holds group_size inputs (the
 // last one the rest), in any order when the checkpoint was made in act order.
 void check_groups(const Decoded& d, uint64_t glen, const Parts& p, const char* scales_suffix,
@@ -219,9 +267,11 @@ std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::strin
                                         uint64_t* cols_out, AffineWeight* grid) {
   const Parts p{parts, base, source};
   const bool ct = c.format == AffineFormat::CompressedTensors;
+  const bool int8_codes = ct && c.storage == HfQuantConfig::Storage::Int8;
   const Decoded d = c.format == AffineFormat::Gptq ? decode_gptq(c, p)
-                    : ct                           ? decode_compressed_tensors(c, p)
-                                                   : decode_awq(p);
+                    : !ct                          ? decode_awq(p)
+                    : int8_codes                   ? decode_int8_codes(c, p)
+                                                   : decode_compressed_tensors(c, p);
   for (const int z : d.z)
     if (z < 0 || z > (1 << c.bits))
       fail(ErrorKind::Format, "{}: '{}' has a zero point of {}, outside its {}-bit codes", source,
@@ -257,6 +307,34 @@ std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::strin
     grid->rows = d.rows, grid->cols = d.cols;
   }
   return w;
+}
+
+std::vector<float> dequantize_fp8_linear(const HfQuantConfig& c, const std::string& base,
+                                         const std::vector<const TensorView*>& parts,
+                                         const std::string& source, uint64_t* rows_out,
+                                         uint64_t* cols_out) {
+  const Parts p{parts, base, source};
+  const TensorView* w = p.find(".weight", true);
+  const TensorView* sc = p.find(".weight_scale", true);
+  p.matrix(w);
+  p.dtype(w, {DType::F8_E4M3});
+  const uint64_t rows = w->shape[0], cols = w->shape[1];
+  std::vector<float> x = to_f32(*w);
+  if (c.block_rows) {  // one scale per [block_rows, block_cols] tile
+    const uint64_t br = c.block_rows, bc = c.block_cols;
+    p.dtype(sc, {DType::F16, DType::BF16, DType::F32});
+    p.shape(sc, {(rows + br - 1) / br, (cols + bc - 1) / bc});
+    const std::vector<float> s = to_f32(*sc);
+    for (uint64_t r = 0; r < rows; ++r)
+      for (uint64_t i = 0; i < cols; ++i) x[r * cols + i] *= s[(r / br) * sc->shape[1] + i / bc];
+  } else {
+    const std::vector<float> s = scales_per_group(sc, rows, 1, c.per_tensor, p);
+    for (uint64_t r = 0; r < rows; ++r)
+      for (uint64_t i = 0; i < cols; ++i) x[r * cols + i] *= s[r];
+  }
+  *rows_out = rows;
+  *cols_out = cols;
+  return x;
 }
 
 }  // namespace lowbit::quant

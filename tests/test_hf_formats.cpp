@@ -580,5 +580,55 @@ TEST(HfFormats, CompressedTensorsInt8AndFp8CheckpointsLoad) {
   }
 }
 
+// W8A8 written as compressed-tensors int-quantized loads back with the same int8 weights,
+// scales and static input scales as lowbit's own W8A8 layout, so the same perplexity.
+TEST(HfFormats, W8A8AsCompressedTensorsRunsLikeLowbitsOwn) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
+  for (const bool smooth : {false, true}) {
+    SCOPED_TRACE(smooth ? "smoothquant static" : "w8a8 per-token");
+    std::vector<Model> loaded;
+    std::vector<double> ppl;
+    for (const char* format : {"lowbit", "compressed-tensors"}) {
+      const std::string out = dir.file(std::string(smooth ? "sq-" : "w8-") + format);
+      std::vector<std::string> args = {"quantize", model,      "-o",   out, "--type",
+                                       "int8",     "--format", format, "-q"};
+      const std::vector<std::string> more =
+          smooth
+              ? std::vector<std::string>{"--method",    "smoothquant", "--act-scheme",    "static",
+                                         "--calib",     calib,         "--calib-samples", "4",
+                                         "--calib-ctx", "128"}
+              : std::vector<std::string>{"--method", "w8a8"};
+      args.insert(args.end(), more.begin(), more.end());
+      auto r = test::run_cli(args);
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      loaded.push_back(load_model(out));
+      r = test::run_cli({"perplexity", out, "-f",
+                         test::shared_path("data/wikitext-2/wikitext-2-test.txt"), "--chunks", "1",
+                         "--json", "-q"});
+      ASSERT_EQ(r.exit_code, 0) << r.err;
+      ppl.push_back(nlohmann::json::parse(r.out)["ppl"].get<double>());
+    }
+    const nlohmann::json cfg = nlohmann::json::parse(test::read_file(
+        dir.file(std::string(smooth ? "sq-" : "w8-") + "compressed-tensors/config.json")));
+    const auto& acts = cfg["quantization_config"]["config_groups"]["group_0"]["input_activations"];
+    EXPECT_EQ(cfg["quantization_config"]["format"], "int-quantized");
+    EXPECT_EQ(acts["strategy"], smooth ? "tensor" : "token");
+    EXPECT_EQ(acts["dynamic"], !smooth);
+    const Model &own = loaded[0], &ct = loaded[1];
+    ASSERT_EQ(ct.int8_weights.size(), own.int8_weights.size());
+    ASSERT_EQ(own.int8_weights.size(), 56u);
+    for (const auto& [name, w] : own.int8_weights) {
+      const Int8Weight& u = ct.int8_weights.at(name);
+      EXPECT_EQ(u.q, w.q) << name;
+      EXPECT_EQ(u.scale, w.scale) << name;
+      EXPECT_EQ(u.input_scale, w.input_scale) << name;
+      if (smooth) EXPECT_GT(u.input_scale, 0) << name;
+    }
+    EXPECT_EQ(ppl[0], ppl[1]);
+  }
+}
+
 }  // namespace
 }  // namespace lowbit

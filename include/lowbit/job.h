@@ -61,6 +61,7 @@ struct W8A8Target {
   bool static_activations = false;          // one calibrated scale per linear input; else per token
   RangeMethod range = RangeMethod::MinMax;  // how each weight row's scale is chosen
   double percentile = 99.9;                 // RangeMethod::Percentile
+  AffineFormat format = AffineFormat::Lowbit;  // or CompressedTensors (int-quantized)
   AffineSpec weight_spec() const;           // int8, one symmetric scale per output channel
 };
 

@@ -13,7 +13,7 @@ namespace lowbit {
 
 struct Int8Weight {
   uint64_t rows = 0, cols = 0;
-  std::vector<int8_t> q;     // [rows, cols], in [-127, 127]
+  std::vector<int8_t> q;     // [rows, cols], in [-127, 127] (-128 from compressed-tensors)
   std::vector<float> scale;  // [rows]: w[r, i] ≈ scale[r] · q[r, i]
   float input_scale = 0;     // static activation scale; 0: per token
 };

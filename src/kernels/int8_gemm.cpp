@@ -4,8 +4,9 @@
 // Micro-tile: kRows weight rows × kToks tokens. Each step loads N int8 values of every row
 // and every token once, widens them to int16 and multiply-adds pairs into kRows·kToks int32
 // accumulators (pmaddwd), so a decoded weight vector is reused by kToks tokens and an
-// activation vector by kRows rows. Bounds: |w|, |x| ≤ 127, one lane gains ≤ 2·127² per step,
-// so rows of up to 2^31 / 32258 ≈ 66 000 values per lane cannot overflow.
+// activation vector by kRows rows. Bounds: |w| ≤ 128 (-128 from compressed-tensors), |x| ≤ 127,
+// one lane gains ≤ 2·128·127 per step, so rows of up to 2^31 / 32512 ≈ 66 000 values per
+// lane cannot overflow.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/int8_gemm.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep

@@ -66,10 +66,13 @@ QuantizeJob make_job(const JobSettings& s) {
       fail(ErrorKind::Argument,
            "type {}: budgets, recipes and per-tensor types apply to GGUF targets only", s.type);
   }
-  if (s.format && (!bits || w8a8_name || j.method.kind == Method::SmoothQuant) &&
-      *s.format != AffineFormat::Lowbit)
-    fail(ErrorKind::Argument, "format {} holds int2..int8 weights (with rtn or gptq), not type {}",
-         affine_format_name(*s.format), s.type);
+  const bool w8a8 = w8a8_name || (bits && j.method.kind == Method::SmoothQuant);
+  if (s.format && *s.format != AffineFormat::Lowbit && (!bits || w8a8) &&
+      !(w8a8 && *s.format == AffineFormat::CompressedTensors))
+    fail(ErrorKind::Argument,
+         "format {} holds int2..int8 weights (with rtn or gptq), not type {}{}; W8A8 goes to "
+         "lowbit or compressed-tensors",
+         affine_format_name(*s.format), s.type, w8a8 ? " with W8A8" : "");
   if (w8a8_name || (bits && j.method.kind == Method::SmoothQuant)) {
     if ((bits && bits != 8) || s.asym)
       fail(ErrorKind::Argument, "{} writes int8 symmetric weights: use type int8",
@@ -77,7 +80,8 @@ QuantizeJob make_job(const JobSettings& s) {
     if (s.group_given && s.group != 0)
       fail(ErrorKind::Argument,
            "W8A8 weights have one scale per output channel: group {} does not apply", s.group);
-    j.target = W8A8Target{s.static_activations, s.range, s.percentile};
+    j.target = W8A8Target{s.static_activations, s.range, s.percentile,
+                          s.format.value_or(AffineFormat::Lowbit)};
     return j;
   }
   if (bits) {

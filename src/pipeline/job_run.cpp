@@ -106,6 +106,7 @@ AffineWriteOptions JobRun::affine_options(const std::string& method) const {
   o.on_tensor = tensor_progress();
   o.method = method;
   if (const auto* t = std::get_if<AffineTarget>(&job_.target)) o.format = t->format;
+  if (const auto* t = std::get_if<W8A8Target>(&job_.target)) o.format = t->format;
   return o;
 }
 

@@ -66,8 +66,10 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
   const W8A8Activations* int8_activations = o.int8_activations;
   int n_threads = o.n_threads;
   validate(spec);
-  if (int8_activations && o.format != AffineFormat::Lowbit)
-    fail(ErrorKind::Argument, "W8A8 checkpoints are written in lowbit's layout, not {}",
+  if (int8_activations && o.format != AffineFormat::Lowbit &&
+      o.format != AffineFormat::CompressedTensors)
+    fail(ErrorKind::Argument,
+         "W8A8 checkpoints are written in lowbit's or compressed-tensors' layout, not {}",
          affine_format_name(o.format));
   if (int8_activations && !is_w8(spec))
     fail(ErrorKind::Argument, "W8A8 needs int8 per-channel symmetric weights, not {}", spec.describe());
@@ -126,7 +128,7 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
       rep.zero_share = zero_share(y.data(), y.size());  // shown when the job pruned
     };
     if (o.format != AffineFormat::Lowbit) {  // GPTQ / AWQ parts, packed together by the first
-      const auto parts = quant::packed_parts(o.format, spec, rows, cols, src.name);
+      const auto parts = quant::packed_parts(o.format, spec, rows, cols, src.name, int8_activations);
       auto packed = std::make_shared<std::vector<std::vector<uint8_t>>>();
       rep.bytes = 0;
       for (size_t k = 0; k < parts.size(); ++k) {
@@ -135,10 +137,11 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
         rep.bytes += n;
         OutputTensor t{{base + parts[k].suffix, parts[k].type, parts[k].shape}, n, {}};
         t.produce = [k, last = k + 1 == parts.size(), packed, quantize_into_cache, cache, spec,
-                     rows, cols, fmt = o.format, done](std::vector<uint8_t>& bytes) {
+                     rows, cols, fmt = o.format, done, int8_activations,
+                     &src](std::vector<uint8_t>& bytes) {
           if (k == 0) {
             quantize_into_cache();
-            *packed = quant::pack_affine(fmt, *cache, spec, rows, cols);
+            *packed = quant::pack_affine(fmt, *cache, spec, rows, cols, int8_activations, src.name);
           }
           bytes = std::move((*packed)[k]);
           if (last) done();
@@ -189,7 +192,8 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
                                 {"range", range_name(spec.range)}, {"method", method}};
   if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
   if (o.format != AffineFormat::Lowbit) {
-    cfg["quantization_config"] = quant::hf_quantization_config(o.format, spec, method);
+    cfg["quantization_config"] =
+        quant::hf_quantization_config(o.format, spec, method, int8_activations);
     cfg["torch_dtype"] = "float16";
   }
   if (o.format == AffineFormat::Gptq)  // AutoGPTQ and vLLM also read this file

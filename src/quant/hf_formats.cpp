@@ -1,6 +1,7 @@
 // The Hugging Face layouts of the affine int layout: their parts and configs (hf_formats.h).
 #include "quant/hf_formats.h"
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -16,7 +17,8 @@ bool gptq_zeros_minus_one(const AffineSpec& spec) {
 }
 
 std::vector<PackedPart> packed_parts(AffineFormat format, const AffineSpec& spec, uint64_t rows,
-                                     uint64_t cols, const std::string& tensor) {
+                                     uint64_t cols, const std::string& tensor,
+                                     const W8A8Activations* acts) {
   const char* name = affine_format_name(format);
   if (spec.group < 0)
     fail(ErrorKind::Argument, "{} has no per-tensor scale: use a group size or per channel (0)",
@@ -46,6 +48,12 @@ std::vector<PackedPart> packed_parts(AffineFormat format, const AffineSpec& spec
             {".qzeros", DType::I32, {groups, rows / 8}},
             {".scales", DType::F16, {groups, rows}}};
   }
+  if (format == AffineFormat::CompressedTensors && acts) {
+    std::vector<PackedPart> parts = {{".weight", DType::I8, {rows, cols}},
+                                     {".weight_scale", DType::F16, {rows, 1}}};
+    if (acts->static_scales) parts.push_back({".input_scale", DType::F32, {1}});
+    return parts;
+  }
   if (format == AffineFormat::CompressedTensors) {
     std::vector<PackedPart> parts = {
         {".weight_packed", DType::I32, {rows, word_count(cols, spec.bits)}},
@@ -59,7 +67,7 @@ std::vector<PackedPart> packed_parts(AffineFormat format, const AffineSpec& spec
 }
 
 nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spec,
-                                      const std::string& method) {
+                                      const std::string& method, const W8A8Activations* acts) {
   const int64_t group = spec.group > 0 ? spec.group : -1;
   if (format == AffineFormat::CompressedTensors) {
     // compressed-tensors' QuantizationArgs forbid keys it does not know: no lowbit notes here.
@@ -74,16 +82,31 @@ nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spe
         {"actorder", nullptr},
         {"observer", "minmax"},
         {"observer_kwargs", nlohmann::json::object()}};
+    // W8A8: int8 activations, per token (dynamic) or one static scale per tensor.
+    const nlohmann::json activations =
+        acts ? nlohmann::json{{"num_bits", 8},
+                              {"type", "int"},
+                              {"symmetric", true},
+                              {"strategy", acts->static_scales ? "tensor" : "token"},
+                              {"group_size", nullptr},
+                              {"block_structure", nullptr},
+                              {"dynamic", !acts->static_scales},
+                              {"actorder", nullptr},
+                              {"observer", acts->static_scales ? nlohmann::json("minmax")
+                                                               : nlohmann::json(nullptr)},
+                              {"observer_kwargs", nlohmann::json::object()}}
+             : nlohmann::json(nullptr);
+    const char* storage = acts ? "int-quantized" : "pack-quantized";
     return {{"quant_method", "compressed-tensors"},
-            {"format", "pack-quantized"},
+            {"format", storage},
             {"quantization_status", "compressed"},
             {"config_groups",
              {{"group_0",
                {{"targets", {"Linear"}},
                 {"weights", weights},
-                {"input_activations", nullptr},
+                {"input_activations", activations},
                 {"output_activations", nullptr},
-                {"format", "pack-quantized"}}}}},
+                {"format", storage}}}}},
             {"ignore", {"lm_head"}},
             {"kv_cache_scheme", nullptr},
             {"global_compression_ratio", nullptr},
@@ -103,16 +126,31 @@ nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spe
         {"actorder", nullptr},
         {"observer", "minmax"},
         {"observer_kwargs", nlohmann::json::object()}};
+    // W8A8: int8 activations, per token (dynamic) or one static scale per tensor.
+    const nlohmann::json activations =
+        acts ? nlohmann::json{{"num_bits", 8},
+                              {"type", "int"},
+                              {"symmetric", true},
+                              {"strategy", acts->static_scales ? "tensor" : "token"},
+                              {"group_size", nullptr},
+                              {"block_structure", nullptr},
+                              {"dynamic", !acts->static_scales},
+                              {"actorder", nullptr},
+                              {"observer", acts->static_scales ? nlohmann::json("minmax")
+                                                               : nlohmann::json(nullptr)},
+                              {"observer_kwargs", nlohmann::json::object()}}
+             : nlohmann::json(nullptr);
+    const char* storage = acts ? "int-quantized" : "pack-quantized";
     return {{"quant_method", "compressed-tensors"},
-            {"format", "pack-quantized"},
+            {"format", storage},
             {"quantization_status", "compressed"},
             {"config_groups",
              {{"group_0",
                {{"targets", {"Linear"}},
                 {"weights", weights},
-                {"input_activations", nullptr},
+                {"input_activations", activations},
                 {"output_activations", nullptr},
-                {"format", "pack-quantized"}}}}},
+                {"format", storage}}}}},
             {"ignore", {"lm_head"}},
             {"kv_cache_scheme", nullptr},
             {"global_compression_ratio", nullptr},
@@ -175,8 +213,18 @@ void read_compressed_tensors(const nlohmann::json& q, const std::string& source,
         fail(ErrorKind::Unsupported, "{}: {}.format differs from the others", source, key);
       storage = s;
     }
-    if (g.contains("input_activations") && !g["input_activations"].is_null())
+    if (g.contains("input_activations") && !g["input_activations"].is_null()) {
       c.quantized_activations = true;
+      const nlohmann::json& a = g["input_activations"];
+      const bool int8 = a.value("num_bits", 8) == 8 &&
+                        a.value("type", std::string("int")) == "int" && a.value("symmetric", true);
+      const std::string strategy = a.value("strategy", std::string());
+      const bool dynamic = a.contains("dynamic") && a["dynamic"] == true;
+      c.int8_acts = !int8                              ? HfQuantConfig::Int8Acts::None
+                    : strategy == "token" && dynamic   ? HfQuantConfig::Int8Acts::PerToken
+                    : strategy == "tensor" && !dynamic ? HfQuantConfig::Int8Acts::Static
+                                                       : HfQuantConfig::Int8Acts::None;
+    }
     const nlohmann::json& w = g.at("weights");
     if (first && w != *first)
       fail(ErrorKind::Unsupported, "{}: {}: groups whose weights differ are not read", source, key);
@@ -311,6 +359,30 @@ bool is_unused_scale(const std::string& name) {
   return false;
 }
 
+// W8A8 checkpoints whose scheme the engine runs (int8 per-channel symmetric weights, int8
+// symmetric activations per token or with one static scale): the int8 codes for the
+// engine, as lowbit's own W8A8 layout gives them.
+void add_int8_weight(Model& m, const std::string& name, const AffineWeight& w,
+                     const quant::HfQuantConfig& c, const std::vector<const TensorView*>& parts) {
+  using Acts = quant::HfQuantConfig::Int8Acts;
+  if (c.int8_acts == Acts::None || w.spec.bits != 8 || w.spec.group > 0 || !w.spec.symmetric)
+    return;
+  Int8Weight& q8 = m.int8_weights[name];
+  q8.rows = w.rows, q8.cols = w.cols;
+  q8.scale = w.t.scales;  // one group per row
+  q8.q.resize(w.rows * w.cols);
+  for (uint64_t k = 0; k < q8.q.size(); ++k) q8.q[k] = static_cast<int8_t>(int{w.t.codes[k]} - 128);
+  if (c.int8_acts == Acts::Static) {
+    const TensorView* s = nullptr;
+    for (const TensorView* t : parts)
+      if (ends_with(t->name, ".input_scale")) s = t;
+    if (!s || s->n_values() != 1 || !(to_f32(*s)[0] > 0))
+      fail(ErrorKind::Format, "{}: static W8A8 checkpoint has no positive input scale for '{}'",
+           m.source, name);
+    q8.input_scale = to_f32(*s)[0];
+  }
+}
+
 }  // namespace
 
 std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<TensorView>& all,
@@ -332,12 +404,15 @@ std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<Te
     bool part = codes_in_weight && ends_with(t.name, ".weight") && scaled.count(base);
     for (const std::string& suffix : part_suffixes(c->format))
       part = part || ends_with(t.name, suffix);
-    if (!part)
-      rest.push_back(t);
-    else if (!is_unused_scale(t.name))
+    if (part)
       by_base[base].push_back(&t);
+    else
+      rest.push_back(t);
   }
   for (const auto& [base, parts] : by_base) {
+    if (std::all_of(parts.begin(), parts.end(),
+                    [](const TensorView* t) { return is_unused_scale(t->name); }))
+      continue;  // KV-cache scales of an attention module
     uint64_t rows = 0, cols = 0;
     auto grid = std::make_shared<AffineWeight>();
     auto buf = std::make_shared<std::vector<float>>(
@@ -355,6 +430,8 @@ std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<Te
     m.storage.push_back(buf);
     m.tensors.push_back(v);
     if (grid->rows) m.affine_weights[v.name] = grid;
+    if (grid->rows && c->storage == quant::HfQuantConfig::Storage::Int8)
+      add_int8_weight(m, v.name, *grid, *c, parts);
   }
   return rest;
 }

@@ -42,16 +42,23 @@ struct PackedPart {
 
 // The parts of a [rows, cols] weight in `format`; fails naming `tensor` when the layout
 // cannot hold it (bits, group, shape).
+// W8A8 (`acts`: int8 per-channel symmetric weights) goes to compressed-tensors as
+// int-quantized: .weight I8 [rows, cols], .weight_scale [rows, 1], and with static
+// activations .input_scale F32 [1] (acts->input_scales[tensor], tensor a GGUF name).
 std::vector<PackedPart> packed_parts(AffineFormat format, const AffineSpec& spec, uint64_t rows,
-                                     uint64_t cols, const std::string& tensor);
+                                     uint64_t cols, const std::string& tensor,
+                                     const W8A8Activations* acts = nullptr);
 // GPTQ writes "gptq" (z - 1) for symmetric codes and "gptq_v2" (z) for asymmetric ones.
 bool gptq_zeros_minus_one(const AffineSpec& spec);
 // config.json's quantization_config for `format` (GPTQModel's or AutoAWQ's keys).
 nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spec,
-                                      const std::string& method);
+                                      const std::string& method,
+                                      const W8A8Activations* acts = nullptr);
 // The bytes of each part, in packed_parts' order.
 std::vector<std::vector<uint8_t>> pack_affine(AffineFormat format, const AffineTensor& t,
-                                              const AffineSpec& spec, uint64_t rows, uint64_t cols);
+                                              const AffineSpec& spec, uint64_t rows, uint64_t cols,
+                                              const W8A8Activations* acts = nullptr,
+                                              const std::string& tensor = "");
 
 // A checkpoint's quantized linears, read back: the config's quantization_config names the
 // layout; `source` and the tensor names go into the errors.
@@ -70,6 +77,9 @@ struct HfQuantConfig {
   bool per_tensor = false;
   uint64_t block_rows = 0, block_cols = 0;
   bool quantized_activations = false;
+  // Activations lowbit's engine simulates (int8 symmetric, per token or one static scale
+  // per tensor, with 8-bit per-channel symmetric int8 weights): loaded as Int8Weight.
+  enum class Int8Acts { None, PerToken, Static } int8_acts = Int8Acts::None;
 };
 // nullopt when config.json has no quantization_config of GPTQ or AWQ.
 std::optional<HfQuantConfig> read_hf_quant_config(const std::string& config_json_text,

@@ -78,6 +78,24 @@ Parts pack_awq(const AffineTensor& t, const AffineSpec& spec, uint64_t rows, uin
 
 // weight_packed [rows, words]: each row's codes in whole words; weight_zero_point
 // [words of rows, groups]: each group's zeros packed down the outputs.
+// W8A8 as int-quantized: signed codes, one scale per row, the static input scale.
+Parts pack_int8_weights(const AffineTensor& t, uint64_t rows, uint64_t cols,
+                        const W8A8Activations& acts, const std::string& tensor) {
+  std::vector<uint8_t> codes(rows * cols);
+  for (uint64_t j = 0; j < rows; ++j)
+    for (uint64_t i = 0; i < cols; ++i)
+      codes[j * cols + i] =
+          static_cast<uint8_t>(static_cast<int8_t>(int{t.codes[j * cols + i]} - int{t.zeros[j]}));
+  Parts parts = {codes, f16_bytes(t.scales)};
+  if (acts.static_scales) {
+    auto it = acts.input_scales.find(tensor);
+    if (it == acts.input_scales.end())
+      fail(ErrorKind::Argument, "tensor '{}' has no static input scale", tensor);
+    parts.push_back(from_f32(&it->second, 1, DType::F32));
+  }
+  return parts;
+}
+
 Parts pack_compressed_tensors(const AffineTensor& t, const AffineSpec& spec, uint64_t rows,
                               uint64_t cols) {
   const int bits = spec.bits;
@@ -105,8 +123,11 @@ Parts pack_compressed_tensors(const AffineTensor& t, const AffineSpec& spec, uin
 }  // namespace
 
 std::vector<std::vector<uint8_t>> pack_affine(AffineFormat format, const AffineTensor& t,
-                                              const AffineSpec& spec, uint64_t rows,
-                                              uint64_t cols) {
+                                              const AffineSpec& spec, uint64_t rows, uint64_t cols,
+                                              const W8A8Activations* acts,
+                                              const std::string& tensor) {
+  if (format == AffineFormat::CompressedTensors && acts)
+    return pack_int8_weights(t, rows, cols, *acts, tensor);
   switch (format) {
     case AffineFormat::Gptq:
       return pack_gptq(t, spec, rows, cols);

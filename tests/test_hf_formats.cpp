@@ -272,9 +272,14 @@ TEST(HfFormats, ConfigErrorsNameTheKey) {
   EXPECT_EQ(v2.group_size, -1);
   EXPECT_FALSE(v2.zeros_minus_one);
   const std::pair<const char*, const char*> bad[] = {
+      {R"({"quant_method": "hqq"})",
+       "config.json: quantization_config.quant_method 'hqq' is not read (gptq, awq, "
+       "compressed-tensors, bitsandbytes)"},
       {R"({"quant_method": "bitsandbytes"})",
-       "config.json: quantization_config.quant_method "
-       "'bitsandbytes' is not read"},
+       "bitsandbytes with neither load_in_4bit nor load_in_8bit"},
+      {R"({"quant_method": "bitsandbytes", "load_in_4bit": true,
+          "bnb_4bit_quant_storage": "bfloat16"})",
+       "quantization_config.bnb_4bit_quant_storage 'bfloat16' is not read (uint8)"},
       {R"({"quant_method": "gptq", "bits": 5, "group_size": 128})",
        "config.json: quantization_config.bits 5 is not a gptq width"},
       {R"({"quant_method": "gptq", "bits": 4, "group_size": 0})",

@@ -8,6 +8,7 @@
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
 #include "lowbit/model.h"
+#include "quant/bnb_format.h"
 #include "quant/packed_words.h"
 
 namespace lowbit::quant {
@@ -282,9 +283,24 @@ std::optional<HfQuantConfig> read_hf_quant_config(const std::string& text,
   try {
     const std::string method = q.at("quant_method").get<std::string>();
     if (method == "lowbit-affine") return std::nullopt;  // described by the safetensors metadata
+    if (method == "bitsandbytes") {  // bnb_format.h: each linear's quant state describes it
+      c.bnb = true;
+      if (!q.value("load_in_4bit", false) && !q.value("load_in_8bit", false))
+        fail(ErrorKind::Format,
+             "{}: quantization_config: bitsandbytes with neither load_in_4bit "
+             "nor load_in_8bit",
+             source);
+      const std::string storage = q.value("bnb_4bit_quant_storage", std::string("uint8"));
+      if (storage != "uint8")
+        fail(ErrorKind::Unsupported,
+             "{}: quantization_config.bnb_4bit_quant_storage '{}' is not read (uint8)", source,
+             storage);
+      return c;
+    }
     if (!parse_affine_format(method, &c.format) || c.format == AffineFormat::Lowbit)
       fail(ErrorKind::Unsupported,
-           "{}: quantization_config.quant_method '{}' is not read (gptq, awq, compressed-tensors)",
+           "{}: quantization_config.quant_method '{}' is not read (gptq, awq, "
+           "compressed-tensors, bitsandbytes)",
            source, method);
     if (c.format == AffineFormat::Gptq) {
       const std::string fmt = q.value("checkpoint_format", std::string("gptq"));
@@ -399,11 +415,17 @@ std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<Te
   const bool codes_in_weight = c->storage != quant::HfQuantConfig::Storage::Packed;
   std::map<std::string, std::vector<const TensorView*>> by_base;  // the parts of each linear
   std::vector<TensorView> rest;
+  // bitsandbytes: "<linear>.weight" beside "<linear>.weight.absmax", "<linear>.SCB", ...
+  for (const TensorView& t : all)
+    if (c->bnb && !quant::bnb_linear_of(t.name).empty())
+      scaled.insert(quant::bnb_linear_of(t.name));
   for (const TensorView& t : all) {
-    const std::string base = t.name.substr(0, t.name.rfind('.'));
-    bool part = codes_in_weight && ends_with(t.name, ".weight") && scaled.count(base);
+    std::string base = t.name.substr(0, t.name.rfind('.'));
+    bool part = (codes_in_weight || c->bnb) && ends_with(t.name, ".weight") && scaled.count(base);
+    if (c->bnb && !quant::bnb_linear_of(t.name).empty())
+      part = true, base = quant::bnb_linear_of(t.name);
     for (const std::string& suffix : part_suffixes(c->format))
-      part = part || ends_with(t.name, suffix);
+      part = part || (!c->bnb && ends_with(t.name, suffix));
     if (part)
       by_base[base].push_back(&t);
     else
@@ -416,7 +438,8 @@ std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<Te
     uint64_t rows = 0, cols = 0;
     auto grid = std::make_shared<AffineWeight>();
     auto buf = std::make_shared<std::vector<float>>(
-        c->storage == quant::HfQuantConfig::Storage::Fp8
+        c->bnb ? quant::dequantize_bnb_linear(base, parts, m.source, &rows, &cols)
+        : c->storage == quant::HfQuantConfig::Storage::Fp8
             ? quant::dequantize_fp8_linear(*c, base, parts, m.source, &rows, &cols)
             : quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols, grid.get()));
     TensorView v;

@@ -80,6 +80,7 @@ struct HfQuantConfig {
   // Activations lowbit's engine simulates (int8 symmetric, per token or one static scale
   // per tensor, with 8-bit per-channel symmetric int8 weights): loaded as Int8Weight.
   enum class Int8Acts { None, PerToken, Static } int8_acts = Int8Acts::None;
+  bool bnb = false;  // bitsandbytes (bnb_format.h); the fields above do not apply
 };
 // nullopt when config.json has no quantization_config of GPTQ or AWQ.
 std::optional<HfQuantConfig> read_hf_quant_config(const std::string& config_json_text,

@@ -119,26 +119,19 @@ TEST(Bnb, TinyllmCheckpointsLoad) {
     SCOPED_TRACE(flavour);
     const std::string kind(flavour);
     const std::string out = dir.file(flavour);
-    fs::create_directory(out);
-    fs::copy_file(src + "/tokenizer.model", out + "/tokenizer.model");
-    nlohmann::json cfg = nlohmann::json::parse(test::read_file(src + "/config.json"));
-    cfg["quantization_config"] = {{"quant_method", "bitsandbytes"},
-                                  {"load_in_4bit", kind != "int8"},
-                                  {"load_in_8bit", kind == "int8"},
-                                  {"bnb_4bit_quant_type", kind == "fp4" ? "fp4" : "nf4"},
-                                  {"bnb_4bit_use_double_quant", kind == "nf4-double"},
-                                  {"bnb_4bit_quant_storage", "uint8"}};
-    std::ofstream(out + "/config.json") << cfg.dump();
+    const nlohmann::json qc = {{"quant_method", "bitsandbytes"},
+                               {"load_in_4bit", kind != "int8"},
+                               {"load_in_8bit", kind == "int8"},
+                               {"bnb_4bit_quant_type", kind == "fp4" ? "fp4" : "nf4"},
+                               {"bnb_4bit_use_double_quant", kind == "nf4-double"},
+                               {"bnb_4bit_quant_storage", "uint8"}};
+    test::HfDirWriter ck(src, out, qc.dump());
+    auto add = [&ck](const std::string& name, DType dt, std::vector<uint64_t> shape,
+                     std::vector<uint8_t> bytes) {
+      ck.add(name, dt, std::move(shape), std::move(bytes));
+    };
     std::vector<float> table(16);
     for (int c = 0; c < 16; ++c) table[c] = kind == "fp4" ? kFp4Raw[c] / 12 : kNf4[c];
-    std::vector<std::shared_ptr<std::vector<uint8_t>>> keep;
-    std::vector<OutputTensor> tensors;
-    auto add = [&](const std::string& name, DType dt, std::vector<uint64_t> shape,
-                   std::vector<uint8_t> bytes) {
-      auto b = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
-      keep.push_back(b);
-      tensors.push_back({{name, dt, shape}, b->size(), [b](std::vector<uint8_t>& o) { o = *b; }});
-    };
     std::map<std::string, std::vector<float>> expected;
     for (const TensorView& t : m.tensors) {
       const std::string hf = gguf_to_hf_name(t.name);
@@ -206,7 +199,7 @@ TEST(Bnb, TinyllmCheckpointsLoad) {
       add(hf + ".quant_state.bitsandbytes__" + std::string(kind == "fp4" ? "fp4" : "nf4"),
           DType::U8, {blob.size()}, std::vector<uint8_t>(blob.begin(), blob.end()));
     }
-    write_safetensors(out + "/model.safetensors", tensors, {{"format", "pt"}});
+    ck.write();
     const Model q = load_model(out);
     EXPECT_EQ(q.tensors.size(), m.tensors.size());
     for (const auto& [name, y] : expected) {

@@ -490,9 +490,6 @@ TEST(HfFormats, CompressedTensorsInt8AndFp8CheckpointsLoad) {
   for (const bool fp8 : {false, true}) {
     SCOPED_TRACE(fp8 ? "fp8" : "int8");
     const std::string out = dir.file(fp8 ? "fp8" : "int8");
-    fs::create_directory(out);
-    fs::copy_file(src + "/tokenizer.model", out + "/tokenizer.model");
-    nlohmann::json cfg = nlohmann::json::parse(test::read_file(src + "/config.json"));
     const nlohmann::json weights =
         fp8 ? nlohmann::json{{"num_bits", 8},
                              {"type", "float"},
@@ -501,7 +498,7 @@ TEST(HfFormats, CompressedTensorsInt8AndFp8CheckpointsLoad) {
                              {"block_structure", {128, 128}}}
             : nlohmann::json{
                   {"num_bits", 8}, {"type", "int"}, {"symmetric", true}, {"strategy", "channel"}};
-    cfg["quantization_config"] = {
+    const nlohmann::json qc = {
         {"quant_method", "compressed-tensors"},
         {"format", fp8 ? "float-quantized" : "int-quantized"},
         {"config_groups",
@@ -511,16 +508,12 @@ TEST(HfFormats, CompressedTensorsInt8AndFp8CheckpointsLoad) {
             {"input_activations",
              {{"num_bits", 8}, {"type", fp8 ? "float" : "int"}, {"strategy", "tensor"}}}}}}},
         {"ignore", {"lm_head"}}};
-    std::ofstream(out + "/config.json") << cfg.dump();
-    std::map<std::string, std::vector<float>> expected;  // GGUF name -> decoded weight
-    std::vector<std::shared_ptr<std::vector<uint8_t>>> keep;
-    std::vector<OutputTensor> tensors;
-    auto add = [&](const std::string& name, DType dt, std::vector<uint64_t> shape,
-                   std::vector<uint8_t> bytes) {
-      auto b = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
-      keep.push_back(b);
-      tensors.push_back({{name, dt, shape}, b->size(), [b](std::vector<uint8_t>& o) { o = *b; }});
+    test::HfDirWriter ck(src, out, qc.dump());
+    auto add = [&ck](const std::string& name, DType dt, std::vector<uint64_t> shape,
+                     std::vector<uint8_t> bytes) {
+      ck.add(name, dt, std::move(shape), std::move(bytes));
     };
+    std::map<std::string, std::vector<float>> expected;  // GGUF name -> decoded weight
     for (const TensorView& t : m.tensors) {
       const std::string hf = gguf_to_hf_name(t.name);
       const std::vector<float> x = to_f32(t);
@@ -567,7 +560,7 @@ TEST(HfFormats, CompressedTensorsInt8AndFp8CheckpointsLoad) {
       const float input_scale = 0.05f;  // read and not used
       add(base + ".input_scale", DType::F32, {1}, from_f32(&input_scale, 1, DType::F32));
     }
-    write_safetensors(out + "/model.safetensors", tensors, {{"format", "pt"}});
+    ck.write();
     const Model q = load_model(out);
     EXPECT_EQ(q.tensors.size(), m.tensors.size());
     for (const auto& [name, y] : expected) {

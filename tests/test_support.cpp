@@ -1,8 +1,5 @@
 #include "test_support.h"
 
-#include "lowbit/error.h"
-#include "lowbit/quant.h"
-
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -12,8 +9,13 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
+
+#include "lowbit/error.h"
+#include "lowbit/quant.h"
+#include "lowbit/safetensors.h"
 
 namespace lowbit::test {
 
@@ -24,7 +26,8 @@ std::string shared_path(const std::string& rel) {
   fs::path root = env && *env ? fs::path(env) : fs::path(LOWBIT_SHARED_DEFAULT);
   fs::path p = root / rel;
   if (!fs::exists(p)) {
-    ADD_FAILURE() << "missing shared asset " << p << " (set LOWBIT_SHARED to the shared/ directory)";
+    ADD_FAILURE() << "missing shared asset " << p
+                  << " (set LOWBIT_SHARED to the shared/ directory)";
     throw std::runtime_error("missing shared asset " + p.string());
   }
   return fs::absolute(p).lexically_normal().string();
@@ -114,6 +117,28 @@ std::vector<DType> block_types(bool with_2of4) {
       out.push_back(t);
   }
   return out;
+}
+
+HfDirWriter::HfDirWriter(const std::string& src, const std::string& out,
+                         const std::string& quantization_config)
+    : out_(out) {
+  std::filesystem::create_directories(out);
+  std::filesystem::copy_file(src + "/tokenizer.model", out + "/tokenizer.model");
+  nlohmann::json cfg = nlohmann::json::parse(read_file(src + "/config.json"));
+  cfg["quantization_config"] = nlohmann::json::parse(quantization_config);
+  write_file(out + "/config.json", cfg.dump());
+}
+
+void HfDirWriter::add(const std::string& name, DType dt, std::vector<uint64_t> shape,
+                      std::vector<uint8_t> bytes) {
+  auto b = std::make_shared<std::vector<uint8_t>>(std::move(bytes));
+  bytes_.push_back(b);
+  tensors_.push_back(
+      {{name, dt, std::move(shape)}, b->size(), [b](std::vector<uint8_t>& o) { o = *b; }});
+}
+
+void HfDirWriter::write() const {
+  write_safetensors(out_ + "/model.safetensors", tensors_, {{"format", "pt"}});
 }
 
 }  // namespace lowbit::test

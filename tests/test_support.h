@@ -2,10 +2,12 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "lowbit/dtype.h"
+#include "lowbit/tensor.h"
 
 namespace lowbit::test {
 
@@ -44,6 +46,23 @@ std::string read_file(const std::string& path);
 // The GGUF block types lowbit quantizes to (Q4_0 ... IQ4_XS), in DType order, and with
 // with_2of4 lowbit's 2:4 sparse types after them.
 std::vector<DType> block_types(bool with_2of4 = false);
+// A Hugging Face directory made by a test the way another tool lays out its checkpoints:
+// `src`'s tokenizer.model, `src`'s config.json with `quantization_config` (JSON text)
+// added, and the tensors given to add(), written as model.safetensors by write().
+class HfDirWriter {
+ public:
+  HfDirWriter(const std::string& src, const std::string& out,
+              const std::string& quantization_config);
+  void add(const std::string& name, DType dt, std::vector<uint64_t> shape,
+           std::vector<uint8_t> bytes);
+  void write() const;
+
+ private:
+  std::string out_;
+  std::vector<std::shared_ptr<std::vector<uint8_t>>> bytes_;
+  std::vector<OutputTensor> tensors_;
+};
+
 // max |a - b| over max |a|: how far two sets of logits are apart (fails the test when their
 // sizes differ).
 double max_relative_difference(const std::vector<float>& a, const std::vector<float>& b);

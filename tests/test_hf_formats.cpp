@@ -159,6 +159,29 @@ TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
   }
 }
 
+// GPTQ v1 stores z - 1 per field: a zero point of 0 is stored as 15 (4 bits) and must read
+// back as 0, not 16.
+TEST(HfFormats, GptqV1ZeroPointOfZeroReadsBack) {
+  const uint64_t rows = 32, cols = 64;
+  const std::vector<float> x = test::gaussian(rows * cols, 5);
+  AffineSpec a;
+  a.bits = 4, a.group = 32, a.symmetric = false;
+  AffineTensor t = affine_quantize(x.data(), rows, cols, a);
+  t.zeros[0] = 0, t.zeros[5] = 15;
+  Packed p = pack(AffineFormat::Gptq, t, a, rows, cols);  // gptq_v2: z as it is
+  for (size_t w = 0; w < p.bytes[1].size() / 4; ++w) {    // to v1: each field z - 1, masked
+    uint32_t v = static_cast<uint32_t>(p.word(1, w)), out = 0;
+    for (int k = 0; k < 8; ++k) out |= (((v >> (4 * k)) - 1) & 15u) << (4 * k);
+    std::memcpy(p.bytes[1].data() + 4 * w, &out, 4);
+  }
+  HfQuantConfig v1 = config_for(AffineFormat::Gptq, a);
+  v1.zeros_minus_one = true;
+  uint64_t r, n;
+  const std::vector<float> y = quant::dequantize_hf_linear(v1, "w", p.parts(), "ck", &r, &n);
+  const std::vector<float> want = reference(t, a, rows, cols);
+  EXPECT_EQ(std::memcmp(y.data(), want.data(), y.size() * 4), 0);
+}
+
 TEST(HfFormats, LayoutsRefuseWhatTheyCannotHold) {
   AffineSpec s;
   s.bits = 5;

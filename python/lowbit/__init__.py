@@ -202,7 +202,8 @@ def quantize(model, out, type="Q4_K_M", method=None, calib=None, progress=None, 
     method: rtn, imatrix, gptq, awq, awq+gptq, adaround, adaquant, autoround, smoothquant
     (default: gptq with calib, imatrix with saved stats, else rtn; Report.method says which ran).
     settings: any other `lowbit quantize` flag, dashes as underscores (calib_samples=16,
-    damp=0.1, max_size="4MB", tensor_type=["blk\\.0\\..*=Q8_0"], awq_clip=True, ...).
+    damp=0.1, max_size="4MB", tensor_type=["blk\\.0\\..*=Q8_0"], awq_clip=True,
+    format="gptq" for int types, ...).
     """
     job = ctypes.c_void_p()
     _check(_lib.lowbit_job_new(str(model).encode(), str(out).encode(), ctypes.byref(job)))

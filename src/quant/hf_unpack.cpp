@@ -109,7 +109,8 @@ Decoded decode_gptq(const HfQuantConfig& c, const Parts& p) {
   d.z.resize(z.size());
   const int shift = c.zeros_minus_one ? 1 : 0;
   for (uint64_t j = 0; j < d.rows; ++j)
-    for (uint64_t g = 0; g < d.groups; ++g) d.z[j * d.groups + g] = z[g * d.rows + j] + shift;
+    for (uint64_t g = 0; g < d.groups; ++g)  // v1: z - 1 per field, so 2^bits - 1 means 0
+      d.z[j * d.groups + g] = (z[g * d.rows + j] + shift) & ((1 << bits) - 1);
   return d;
 }
 
@@ -291,7 +292,7 @@ std::vector<float> dequantize_hf_linear(const HfQuantConfig& c, const std::strin
   *cols_out = d.cols;
   bool consecutive = true;
   for (uint64_t i = 0; i < d.cols && consecutive; ++i) consecutive = group_of(i) == i / glen;
-  // The grid as lowbit's layout holds it (zeros fit a byte: at most 2^bits, GPTQ v1's 15 + 1).
+  // The grid as lowbit's layout holds it.
   if (grid && consecutive) {
     grid->spec.bits = c.bits;
     grid->spec.group = c.group_size > 0 ? c.group_size : 0;

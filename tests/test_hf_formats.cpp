@@ -3,6 +3,8 @@
 // corrupted parts or configs fail naming the tensor or key.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -649,6 +651,62 @@ TEST(HfFormats, W8A8AsCompressedTensorsRunsLikeLowbitsOwn) {
     }
     EXPECT_EQ(ppl[0], ppl[1]);
   }
+}
+
+// --type fp8 writes compressed-tensors float-quantized weights: E4M3 codes of w / s with
+// s = max |w| / 448 per row (or per tensor), which load back as e4m3 * s exactly.
+TEST(HfFormats, Fp8ExportLoadsBack) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const Model source = load_model(model);
+  for (const bool per_tensor : {false, true}) {
+    SCOPED_TRACE(per_tensor ? "per tensor" : "per channel");
+    const std::string out = dir.file(per_tensor ? "fp8t" : "fp8c");
+    const auto r = test::run_cli(
+        {"quantize", model, "-o", out, "--type", "fp8", "--group", per_tensor ? "-1" : "0", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const nlohmann::json q =
+        nlohmann::json::parse(test::read_file(out + "/config.json"))["quantization_config"];
+    EXPECT_EQ(q["format"], "float-quantized");
+    EXPECT_EQ(q["config_groups"]["group_0"]["weights"]["type"], "float");
+    EXPECT_EQ(q["config_groups"]["group_0"]["weights"]["strategy"],
+              per_tensor ? "tensor" : "channel");
+    const Model m = load_model(out);
+    EXPECT_TRUE(m.affine_weights.empty());
+    for (const char* name : {"blk.0.attn_q.weight", "blk.5.ffn_down.weight"}) {
+      const std::vector<float> x = to_f32(source.tensor(name)), y = to_f32(m.tensor(name));
+      const uint64_t rows = source.tensor(name).shape[0], cols = source.tensor(name).shape[1];
+      std::vector<float> s(per_tensor ? 1 : rows, 0);
+      for (uint64_t i = 0; i < x.size(); ++i)
+        s[per_tensor ? 0 : i / cols] = std::max(s[per_tensor ? 0 : i / cols], std::abs(x[i]) / 448);
+      double e = 0, n = 0;
+      for (uint64_t i = 0; i < x.size(); ++i) {
+        const float si = s[per_tensor ? 0 : i / cols];
+        ASSERT_EQ(y[i], e4m3_to_f32(f32_to_e4m3(std::clamp(x[i] / si, -448.0f, 448.0f))) * si)
+            << name << " " << i;
+        e += (x[i] - y[i]) * (x[i] - y[i]), n += x[i] * x[i];
+      }
+      EXPECT_LT(std::sqrt(e / n), 0.05) << name;
+      EXPECT_GT(rows, 0u);
+    }
+  }
+  const std::pair<std::vector<std::string>, const char*> bad[] = {
+      {{"--group", "32"}, "type fp8 has one scale per output channel (group 0) or per tensor"},
+      {{"--format", "awq"}, "type fp8 is written as compressed-tensors, not format awq"},
+      {{"--asym"}, "type fp8 has symmetric scales only"},
+      {{"--method", "gptq"}, "not FP8 weights (which takes rtn)"},
+      {{"--calib", test::shared_path("data/calibration/calib-en-1mb.txt")},
+       "type fp8 rounds each weight on its own: calibration is not used"},
+  };
+  for (const auto& [flags, want] : bad) {
+    std::vector<std::string> args = {"quantize", model, "-o", dir.file("bad"),
+                                     "--type",   "fp8", "-q"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    const auto r = test::run_cli(args);
+    EXPECT_EQ(r.exit_code, 1) << flags[0];
+    EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+  }
+  EXPECT_FALSE(fs::exists(dir.file("bad")));
 }
 
 }  // namespace

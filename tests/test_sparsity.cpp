@@ -272,7 +272,7 @@ TEST(Sparsity, JobRulesNameTheBadCombination) {
   j = job("rtn", "sparsity", "0.5");
   j.target = W8A8Target{};
   j.output = dir.file("w8a8");
-  EXPECT_NE(error_of(j).find("not the W8A8 checkpoint"), std::string::npos);
+  EXPECT_NE(error_of(j).find("not W8A8 or FP8 checkpoints"), std::string::npos);
   EXPECT_NE(test::expect_error([&] { job("rtn", "nm", "4:2"); }).find("4:2"), std::string::npos);
 }
 

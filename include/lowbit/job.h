@@ -65,7 +65,13 @@ struct W8A8Target {
   AffineSpec weight_spec() const;           // int8, one symmetric scale per output channel
 };
 
-using Target = std::variant<GgufTarget, AffineTarget, W8A8Target>;
+// FP8 E4M3 weights (compressed-tensors float-quantized, lowbit/fp8.h), one scale per output
+// channel or per tensor.
+struct Fp8Target {
+  bool per_tensor = false;
+};
+
+using Target = std::variant<GgufTarget, AffineTarget, W8A8Target, Fp8Target>;
 
 // --- methods -------------------------------------------------------------------------
 

@@ -84,7 +84,7 @@ void validate_sparsity(const QuantizeJob& job, Method method) {
   const auto* g = std::get_if<GgufTarget>(&job.target);
   if (!g && !std::holds_alternative<AffineTarget>(job.target))
     fail(ErrorKind::Argument,
-         "pruning writes GGUF files or the int2..int8 layout, not the W8A8 checkpoint");
+         "pruning writes GGUF files or the int2..int8 layout, not W8A8 or FP8 checkpoints");
   if (g && g->budget)
     fail(ErrorKind::Argument,
          "pruning does not combine with a size budget (the sensitivity is measured unpruned)");
@@ -172,7 +172,8 @@ void validate(const QuantizeJob& job) {
   // Every output is checked before the work: never an input, and its directory exists.
   const std::vector<std::string> inputs = {job.model, job.tokenizer, job.calib.text,
                                            job.calib.stats};
-  if (std::holds_alternative<AffineTarget>(job.target))
+  if (std::holds_alternative<AffineTarget>(job.target) ||
+      std::holds_alternative<Fp8Target>(job.target))
     check_output_directory(job.output, inputs);
   else
     check_output_path(job.output, inputs);
@@ -199,6 +200,10 @@ void validate(const QuantizeJob& job) {
         using T = std::decay_t<decltype(t)>;
         if constexpr (std::is_same_v<T, GgufTarget>) validate_gguf(job, t);
         if constexpr (std::is_same_v<T, AffineTarget>) validate(t.spec);
+        if constexpr (std::is_same_v<T, Fp8Target>)
+          if (!job.calib.text.empty() || !job.calib.stats.empty())
+            fail(ErrorKind::Argument,
+                 "type fp8 rounds each weight on its own: calibration is not used");
         if constexpr (std::is_same_v<T, W8A8Target>)
           if (job.calib.text.empty() && (t.static_activations || method == Method::SmoothQuant))
             fail(ErrorKind::Argument,
@@ -324,6 +329,7 @@ QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
         if constexpr (std::is_same_v<T, GgufTarget>) return run_gguf(run, qm, t, structured);
         if constexpr (std::is_same_v<T, AffineTarget>) return qm.affine(run, t.spec);
         if constexpr (std::is_same_v<T, W8A8Target>) return qm.w8a8(run, t);
+        if constexpr (std::is_same_v<T, Fp8Target>) return qm.fp8(run, t);
       },
       job.target);
   r.rotation = rotation_label(job.rotation);

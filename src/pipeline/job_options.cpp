@@ -57,7 +57,8 @@ QuantizeJob make_job(const JobSettings& s) {
     j.method.kind = Method::Rtn;
   }
   const int bits = affine_type_bits(s.type);
-  if (w8a8_name || bits) {  // settings that only a GGUF target reads must not pass unnoticed
+  const bool fp8 = s.type == "fp8" || s.type == "FP8";
+  if (w8a8_name || bits || fp8) {  // settings that only a GGUF target reads must not pass unnoticed
     const bool gguf_only = s.bpw.has_value() || !s.max_size.empty() ||
                            !s.gguf.recipe_path.empty() || !s.gguf.save_recipe.empty() ||
                            !s.tensor_types.empty() || !s.output_tensor_type.empty() ||
@@ -65,6 +66,18 @@ QuantizeJob make_job(const JobSettings& s) {
     if (gguf_only)
       fail(ErrorKind::Argument,
            "type {}: budgets, recipes and per-tensor types apply to GGUF targets only", s.type);
+  }
+  if (fp8) {  // FP8 E4M3 weights: compressed-tensors float-quantized only
+    if (s.format && *s.format != AffineFormat::CompressedTensors)
+      fail(ErrorKind::Argument, "type fp8 is written as compressed-tensors, not format {}",
+           affine_format_name(*s.format));
+    if (s.asym) fail(ErrorKind::Argument, "type fp8 has symmetric scales only");
+    if (s.group_given && s.group != 0 && s.group != -1)
+      fail(ErrorKind::Argument,
+           "type fp8 has one scale per output channel (group 0) or per tensor (-1), not group {}",
+           s.group);
+    j.target = Fp8Target{s.group_given && s.group == -1};
+    return j;
   }
   const bool w8a8 = w8a8_name || (bits && j.method.kind == Method::SmoothQuant);
   if (s.format && *s.format != AffineFormat::Lowbit && (!bits || w8a8) &&

@@ -10,7 +10,7 @@
 
 namespace lowbit::pipeline {
 
-enum class TargetKind { Gguf, Affine, W8A8 };
+enum class TargetKind { Gguf, Affine, W8A8, Fp8 };
 TargetKind target_kind(const Target& t);
 // Throws Argument: method `m` does not write targets of kind `k` (naming what it does write).
 [[noreturn]] void fail_target(Method m, TargetKind k);
@@ -26,6 +26,7 @@ class QuantMethod {
   virtual QuantizeReport gguf(JobRun& run, QuantizeOptions q) const;
   virtual QuantizeReport affine(JobRun& run, const AffineSpec& spec) const;
   virtual QuantizeReport w8a8(JobRun& run, const W8A8Target& t) const;
+  virtual QuantizeReport fp8(JobRun& run, const Fp8Target& t) const;
   virtual bool writes(TargetKind k) const = 0;
 };
 

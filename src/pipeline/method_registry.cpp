@@ -24,6 +24,7 @@ const QuantMethod& method_for(Method m) {
 
 TargetKind target_kind(const Target& t) {
   if (std::holds_alternative<GgufTarget>(t)) return TargetKind::Gguf;
+  if (std::holds_alternative<Fp8Target>(t)) return TargetKind::Fp8;
   return std::holds_alternative<AffineTarget>(t) ? TargetKind::Affine : TargetKind::W8A8;
 }
 
@@ -32,10 +33,12 @@ void fail_target(Method m, TargetKind k) {
   std::string writes;
   for (auto [kind, what] : {std::pair{TargetKind::Gguf, "GGUF types"},
                             {TargetKind::Affine, "the affine int layout"},
-                            {TargetKind::W8A8, "W8A8 (int8 weights and activations)"}})
+                            {TargetKind::W8A8, "W8A8 (int8 weights and activations)"},
+                            {TargetKind::Fp8, "FP8 weights"}})
     if (q.writes(kind)) writes += (writes.empty() ? "" : ", ") + std::string(what);
   const char* target = k == TargetKind::Gguf     ? "GGUF types"
                        : k == TargetKind::Affine ? "the affine int layout"
+                       : k == TargetKind::Fp8    ? "FP8 weights"
                                                  : "W8A8";
   std::vector<std::string> others;
   for (const QuantMethod* o : registered_methods())
@@ -52,6 +55,9 @@ QuantizeReport QuantMethod::affine(JobRun&, const AffineSpec&) const {
 }
 QuantizeReport QuantMethod::w8a8(JobRun&, const W8A8Target&) const {
   fail_target(kind(), TargetKind::W8A8);
+}
+QuantizeReport QuantMethod::fp8(JobRun&, const Fp8Target&) const {
+  fail_target(kind(), TargetKind::Fp8);
 }
 
 }  // namespace pipeline

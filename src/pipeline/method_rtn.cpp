@@ -1,6 +1,7 @@
 // Round to nearest: each target's own search with no calibration (a W8A8 target with static
 // activation scales still calibrates them).
 #include "lowbit/affine.h"
+#include "lowbit/fp8.h"
 #include "lowbit/sparsity.h"
 #include "lowbit/topology.h"
 #include "method.h"
@@ -12,7 +13,8 @@ class RtnMethod : public QuantMethod {
  public:
   Method kind() const override { return Method::Rtn; }
   bool writes(TargetKind k) const override {
-    return k == TargetKind::Gguf || k == TargetKind::Affine || k == TargetKind::W8A8;
+    return k == TargetKind::Gguf || k == TargetKind::Affine || k == TargetKind::W8A8 ||
+           k == TargetKind::Fp8;
   }
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
     return quantize_model_gguf(run.model(), run.job().output, q);
@@ -34,6 +36,9 @@ class RtnMethod : public QuantMethod {
   }
   QuantizeReport w8a8(JobRun& run, const W8A8Target& t) const override {
     return write_w8a8(run, t, false);
+  }
+  QuantizeReport fp8(JobRun& run, const Fp8Target& t) const override {
+    return write_fp8_model(run.model(), run.job().output, t.per_tensor, run.affine_options("rtn"));
   }
 };
 

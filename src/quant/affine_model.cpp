@@ -14,14 +14,13 @@
 #include "lowbit/file_io.h"
 #include "lowbit/safetensors.h"
 #include "quant/error_sums.h"
+#include "quant/hf_dir_writer.h"
 #include "quant/hf_formats.h"
 
 namespace lowbit {
 namespace {
 
 namespace fs = std::filesystem;
-
-bool is_layer_matrix(const TensorView& t) { return t.shape.size() == 2 && t.name.rfind("blk.", 0) == 0; }
 
 std::string base_of(const std::string& hf_weight_name) {
   return hf_weight_name.substr(0, hf_weight_name.size() - std::string(".weight").size());
@@ -93,20 +92,8 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     rep.shape = src.shape;
     report.n_weights += src.n_values();
     auto done = [&report, i, n = m.tensors.size(), on_tensor] { if (on_tensor) on_tensor(i, n, report.tensors[i]); };
-    if (!is_layer_matrix(src)) {
-      rep.type = src.shape.size() == 1 ? DType::F32 : DType::F16;
-      rep.bytes = src.n_values() * traits(rep.type).type_size;
-      OutputTensor t{{hf, rep.type, src.shape}, rep.bytes, {}};
-      t.produce = [&m, &src, dt = rep.type, done, &rep](std::vector<uint8_t>& bytes) {
-        const auto x = load_rows(m, src, RopeLayout::Halves);
-        bytes = from_f32(x.data(), x.size(), dt);
-        if (dt != DType::F32) {
-          const auto y = to_f32(TensorView{{src.name, dt, src.shape}, bytes.data(), bytes.size()});
-          rep.rel_rms_error = relative_rms_error(x, y);
-        }
-        done();
-      };
-      out.push_back(std::move(t));
+    if (!quant::is_layer_matrix(src)) {
+      out.push_back(quant::plain_output(m, src, rep, done));
       report.total_bytes += rep.bytes;
       continue;
     }
@@ -178,40 +165,22 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
     acts_meta = {{"bits", 8}, {"scheme", int8_activations->static_scales ? "static" : "per-token"}, {"input_scales", scales}};
   }
 
-  // Build the directory beside its final place, then rename it in one step.
-  TemporaryDirectory tmp(out_dir);
   if (int8_activations) meta["activations"] = acts_meta;
   std::map<std::string, std::string> st_meta = {{"format", "pt"}};
-  if (o.format == AffineFormat::Lowbit) st_meta["lowbit.affine"] = meta.dump();
-  write_safetensors(tmp.file("model.safetensors"), out, st_meta);
-  // config.json with a quantization_config; tokenizer files copied unchanged.
-  const std::string config_path = (fs::path(m.source) / "config.json").string();
-  nlohmann::json cfg = nlohmann::json::parse(read_text_file(config_path, kMaxMetadataBytes));
-  cfg["quantization_config"] = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits},
-                                {"group_size", spec.group},        {"sym", spec.symmetric},
-                                {"range", range_name(spec.range)}, {"method", method}};
-  if (int8_activations) cfg["quantization_config"]["activations"] = acts_meta;
-  if (o.format != AffineFormat::Lowbit) {
-    cfg["quantization_config"] =
-        quant::hf_quantization_config(o.format, spec, method, int8_activations);
-    cfg["torch_dtype"] = "float16";
+  nlohmann::json qc = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits},
+                       {"group_size", spec.group},        {"sym", spec.symmetric},
+                       {"range", range_name(spec.range)}, {"method", method}};
+  if (int8_activations) qc["activations"] = acts_meta;
+  std::map<std::string, std::string> extra;
+  if (o.format == AffineFormat::Lowbit) {
+    st_meta["lowbit.affine"] = meta.dump();
+  } else {
+    qc = quant::hf_quantization_config(o.format, spec, method, int8_activations);
   }
   if (o.format == AffineFormat::Gptq)  // AutoGPTQ and vLLM also read this file
-    write_file_atomic(tmp.file("quantize_config.json"),
-                      cfg["quantization_config"].dump(2) + "\n");
-  // A rotation unties the head (lowbit/rotation.h): the checkpoint then carries lm_head.
-  cfg["tie_word_embeddings"] = m.config.tied_embeddings;
-  write_file_atomic(tmp.file("config.json"), cfg.dump(2) + "\n");
-  for (const char* f :
-       {"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "generation_config.json",
-        "special_tokens_map.json", "vocab.json", "merges.txt"}) {
-    const fs::path from = fs::path(m.source) / f;
-    std::error_code ec;
-    if (!fs::exists(from, ec)) continue;
-    if (!fs::copy_file(from, tmp.file(f), ec) || ec)
-      fail(ErrorKind::Io, "{}: cannot copy into the output: {}", from.string(), ec.message());
-  }
-  tmp.commit();
+    extra["quantize_config.json"] = qc.dump(2) + "\n";
+  quant::write_hf_dir(m, out_dir, out, st_meta, qc,
+                      o.format == AffineFormat::Lowbit ? "" : "float16", extra);
   const fs::path final_dir(out_dir);
   report.file_bytes = fs::file_size(final_dir / "model.safetensors");
   report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;

@@ -67,20 +67,34 @@ std::vector<PackedPart> packed_parts(AffineFormat format, const AffineSpec& spec
   fail(ErrorKind::Argument, "layout {} has no packed parts", name);
 }
 
-namespace {
-
-// compressed-tensors' QuantizationArgs, every key it has (it refuses others).
-nlohmann::json quantization_args(int bits, bool symmetric, const char* strategy,
+nlohmann::json quantization_args(const char* type, int bits, bool symmetric, const char* strategy,
                                  const nlohmann::json& group_size, bool dynamic,
                                  const nlohmann::json& observer) {
-  return {{"num_bits", bits},         {"type", "int"},
+  return {{"num_bits", bits},         {"type", type},
           {"symmetric", symmetric},   {"strategy", strategy},
           {"group_size", group_size}, {"block_structure", nullptr},
           {"dynamic", dynamic},       {"actorder", nullptr},
           {"observer", observer},     {"observer_kwargs", nlohmann::json::object()}};
 }
 
-}  // namespace
+nlohmann::json compressed_tensors_config(const char* storage, const nlohmann::json& weights,
+                                         const nlohmann::json& activations) {
+  return {{"quant_method", "compressed-tensors"},
+          {"format", storage},
+          {"quantization_status", "compressed"},
+          {"config_groups",
+           {{"group_0",
+             {{"targets", {"Linear"}},
+              {"weights", weights},
+              {"input_activations", activations},
+              {"output_activations", nullptr},
+              {"format", storage}}}}},
+          {"ignore", {"lm_head"}},
+          {"kv_cache_scheme", nullptr},
+          {"global_compression_ratio", nullptr},
+          {"sparsity_config", nlohmann::json::object()},
+          {"transform_config", nlohmann::json::object()}};
+}
 
 nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spec,
                                       const std::string& method, const W8A8Activations* acts) {
@@ -89,29 +103,15 @@ nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spe
     // Weights, and with W8A8 int8 activations per token (dynamic) or one static scale per
     // tensor. compressed-tensors forbids keys it does not know: no lowbit notes here.
     const nlohmann::json weights = quantization_args(
-        spec.bits, spec.symmetric, spec.group > 0 ? "group" : "channel",
+        "int", spec.bits, spec.symmetric, spec.group > 0 ? "group" : "channel",
         spec.group > 0 ? nlohmann::json(spec.group) : nlohmann::json(nullptr), false, "minmax");
     const nlohmann::json activations =
-        acts ? quantization_args(8, true, acts->static_scales ? "tensor" : "token", nullptr,
+        acts ? quantization_args("int", 8, true, acts->static_scales ? "tensor" : "token", nullptr,
                                  !acts->static_scales,
                                  acts->static_scales ? nlohmann::json("minmax") : nlohmann::json())
              : nlohmann::json(nullptr);
-    const char* storage = acts ? "int-quantized" : "pack-quantized";
-    return {{"quant_method", "compressed-tensors"},
-            {"format", storage},
-            {"quantization_status", "compressed"},
-            {"config_groups",
-             {{"group_0",
-               {{"targets", {"Linear"}},
-                {"weights", weights},
-                {"input_activations", activations},
-                {"output_activations", nullptr},
-                {"format", storage}}}}},
-            {"ignore", {"lm_head"}},
-            {"kv_cache_scheme", nullptr},
-            {"global_compression_ratio", nullptr},
-            {"sparsity_config", nlohmann::json::object()},
-            {"transform_config", nlohmann::json::object()}};
+    return compressed_tensors_config(acts ? "int-quantized" : "pack-quantized", weights,
+                                     activations);
   }
   if (format == AffineFormat::Awq)
     return {{"quant_method", "awq"},

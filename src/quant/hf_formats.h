@@ -54,6 +54,13 @@ bool gptq_zeros_minus_one(const AffineSpec& spec);
 nlohmann::json hf_quantization_config(AffineFormat format, const AffineSpec& spec,
                                       const std::string& method,
                                       const W8A8Activations* acts = nullptr);
+// compressed-tensors' QuantizationArgs with every key it has (it refuses others), and the
+// quantization_config of one config group targeting Linear (lm_head ignored).
+nlohmann::json quantization_args(const char* type, int bits, bool symmetric, const char* strategy,
+                                 const nlohmann::json& group_size, bool dynamic,
+                                 const nlohmann::json& observer);
+nlohmann::json compressed_tensors_config(const char* storage, const nlohmann::json& weights,
+                                         const nlohmann::json& activations);
 // The bytes of each part, in packed_parts' order.
 std::vector<std::vector<uint8_t>> pack_affine(AffineFormat format, const AffineTensor& t,
                                               const AffineSpec& spec, uint64_t rows, uint64_t cols,

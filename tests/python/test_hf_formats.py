@@ -143,3 +143,49 @@ def test_numpy_reference_reads_what_lowbit_reads(tmp_path, fmt, settings):
     w = source.tensor("blk.3.ffn_down.weight")
     rel = np.linalg.norm(model.tensor("blk.3.ffn_down.weight") - w) / np.linalg.norm(w)
     assert rel < {"int8": 0.01, "int6": 0.04, "int4": 0.15, "int3": 0.3, "int2": 0.7}[settings["type"]]
+
+
+def e4m3_table():
+    """The 256 FP8 E4M3 (fn) values: sign, 4 exponent bits (bias 7), 3 mantissa bits;
+    exponent 0 is subnormal, code 0x7f / 0xff is NaN and there is no infinity."""
+    values = np.empty(256, dtype=np.float32)
+    for code in range(256):
+        sign = -1.0 if code & 0x80 else 1.0
+        e, m = (code >> 3) & 15, code & 7
+        if e == 15 and m == 7:
+            values[code] = np.nan
+        elif e == 0:
+            values[code] = sign * (m / 8) * 2.0 ** -6
+        else:
+            values[code] = sign * (1 + m / 8) * 2.0 ** (e - 7)
+    return values
+
+
+@pytest.mark.parametrize("group", [0, -1])
+def test_numpy_reference_reads_fp8_weights(tmp_path, group):
+    out = tmp_path / "fp8"
+    lowbit.quantize(MODEL, out, type="fp8", group=group, progress=False)
+    q = json.loads((out / "config.json").read_text())["quantization_config"]
+    assert q["format"] == "float-quantized"
+    header_dtypes = {}
+    with open(out / "model.safetensors", "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    for name, h in header.items():
+        if name != "__metadata__":
+            header_dtypes[name] = h["dtype"]
+    table = e4m3_table()
+    model, source = lowbit.load(out), lowbit.load(MODEL)
+    for base, name in [("model.layers.0.self_attn.k_proj", "blk.0.attn_k.weight"),
+                       ("model.layers.6.mlp.up_proj", "blk.6.ffn_up.weight")]:
+        h, s = header[base + ".weight"], header[base + ".weight_scale"]
+        assert h["dtype"] == "F8_E4M3" and s["dtype"] == "F32"
+        codes = np.frombuffer(data[slice(*h["data_offsets"])], dtype=np.uint8).reshape(h["shape"])
+        scale = np.frombuffer(data[slice(*s["data_offsets"])], dtype=np.float32).reshape(s["shape"])
+        assert scale.shape == ((1,) if group == -1 else (codes.shape[0], 1))
+        ref = table[codes] * (scale if group == 0 else scale[0])
+        np.testing.assert_array_equal(ref, model.tensor(name))
+        w = source.tensor(name)
+        assert np.linalg.norm(ref - w) / np.linalg.norm(w) < 0.05
+    assert set(header_dtypes.values()) >= {"F8_E4M3", "F32", "F16"}

@@ -33,13 +33,13 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   QuantizeJob& j = s.job;
   AwqParams& awq = j.method.awq;
   c->add_option("model", j.model, "model directory, .gguf file or llama2.c .bin")->required();
-  c->add_option("-o,--output", j.output, "output .gguf file (a directory for int2..int8)")
+  c->add_option("-o,--output", j.output, "output .gguf file (a directory for int2..int8, fp8)")
       ->required();
   c->add_option("--type", s.type,
                 "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M "
                 "Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, a type for every matrix (Q4_K), Q8_0_S24 or "
-                "Q4_0_S24 (with --nm 2:4: the linears packed 2:4, lowbit-only), or int2..int8 "
-                "(affine safetensors)")
+                "Q4_0_S24 (with --nm 2:4: the linears packed 2:4, lowbit-only), int2..int8 "
+                "(affine safetensors), or fp8 (E4M3 weights, compressed-tensors)")
       ->capture_default_str();
   std::vector<std::string> methods = method_names();
   methods.push_back("w8a8");

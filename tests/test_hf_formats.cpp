@@ -422,6 +422,39 @@ TEST(HfFormats, UnknownSchemeInAConfigNamesTheKey) {
       << msg;
 }
 
+// convert --calib: the linears no GGUF type holds (int3 -> Q3_K) are rounded by GPTQ with
+// Hessians of the checkpoint's own activations, which lowers their output error.
+TEST(HfFormats, ConvertWithCalibrationRoundsTheRestByGptq) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
+  auto r = test::run_cli(
+      {"quantize", model, "-o", dir.file("ck"), "--type", "int3", "--format", "gptq", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = test::run_cli({"convert", dir.file("ck"), "-o", dir.file("ck.gguf"), "--calib", calib,
+                     "--calib-samples", "8", "--calib-ctx", "128", "--json", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const nlohmann::json report = nlohmann::json::parse(r.out);
+  EXPECT_NE(report["method"].get<std::string>().find("gptq"), std::string::npos);
+  double gptq = 0, rtn = 0;
+  int linears = 0;
+  for (const auto& t : report["tensors"])
+    if (t["type"] == "Q3_K") {
+      ++linears;
+      EXPECT_GT(t["rel_output_error"].get<double>(), 0) << t["name"];
+      gptq += t["rel_output_error"].get<double>(), rtn += t["rel_output_error_rtn"].get<double>();
+    }
+  EXPECT_EQ(linears, 56);
+  EXPECT_LT(gptq, rtn);
+  // A float model has no grid to keep: --calib is refused before any work.
+  r = test::run_cli({"convert", model, "-o", dir.file("f.gguf"), "--calib", calib});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--calib applies to an integer checkpoint written as GGUF"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("f.gguf")));
+}
+
 // Which grids a GGUF block type holds, and that the blocks decode to the grid's values.
 TEST(HfFormats, GgufBlocksKeepTheGridsTheyHold) {
   const uint64_t rows = 16, cols = 256;

@@ -79,6 +79,7 @@ void unpack_bits(const uint8_t* in, uint64_t n, int bits, uint8_t* codes);
 
 }  // namespace lowbit
 
+#include "lowbit/calibration.h"
 #include "lowbit/model.h"
 #include "lowbit/quantize.h"
 
@@ -110,11 +111,13 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
 // each linear's codes where a block type holds its grid: symmetric 4, 5, 8 bits as Q4_0,
 // Q5_0, Q8_0 (exact), asymmetric 4, 5 bits as Q4_1, Q5_1 (exact but for the f16 rounding of
 // the offset -s*z); groups must cover whole 32-value blocks. The other linears are rounded
-// to nearest onto the K type of as many bits (quant/affine_gguf.h); the other matrices are
-// written F16 and 1-D tensors F32. Throws Argument when m has no integer linears.
+// to nearest onto the K type of as many bits (quant/affine_gguf.h), or by GPTQ when `stats`
+// (calibration statistics of m with Hessians) are given; the other matrices are written
+// F16 and 1-D tensors F32. Throws Argument when m has no integer linears.
 QuantizeReport write_affine_checkpoint_gguf(
     const Model& m, const std::string& path, int n_threads,
-    const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {});
+    const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor = {},
+    const CalibrationStats* stats = nullptr);
 
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.

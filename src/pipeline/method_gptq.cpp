@@ -25,10 +25,8 @@ GptqOptions gptq_options(const JobRun& run, bool act_order, double damp) {
 
 namespace {
 
-// Measured on tinyllm-8m: left to right with damping 0.1 for the GGUF blocks; act-order
-// with static groups and damping 0.01 for the affine layout.
-constexpr double kGgufDamp = 0.1, kAffineDamp = 0.01;
-constexpr bool kGgufActOrder = false, kAffineActOrder = true;
+constexpr double kGgufDamp = kGptqGgufDamp, kAffineDamp = kGptqAffineDamp;
+constexpr bool kGgufActOrder = kGptqGgufActOrder, kAffineActOrder = kGptqAffineActOrder;
 
 class GptqMethod : public QuantMethod {
  public:

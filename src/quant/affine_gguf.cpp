@@ -100,7 +100,8 @@ namespace lowbit {
 
 QuantizeReport write_affine_checkpoint_gguf(
     const Model& m, const std::string& path, int n_threads,
-    const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor) {
+    const std::function<void(size_t, size_t, const TensorReport&)>& on_tensor,
+    const CalibrationStats* stats) {
   if (m.affine_weights.empty())
     fail(ErrorKind::Argument, "{}: not an integer checkpoint (no quantized linears)", m.source);
   QuantizeOptions o;
@@ -114,6 +115,31 @@ QuantizeReport write_affine_checkpoint_gguf(
     const std::optional<DType> t = quant::gguf_type_holding(*w);
     o.plan.recipe[name] = t ? *t : quant::gguf_type_for_requantizing(*w);
     exact[name] = t.has_value();
+  }
+  // GPTQ for the linears rounded again: each one's Hessian and importance from `stats`.
+  std::map<std::string, std::vector<double>> hessians;
+  std::map<std::string, std::vector<float>> importance;
+  if (stats) {
+    for (const auto& [name, keep] : exact) {
+      auto it = stats->by_weight.find(name);
+      if (keep) continue;
+      if (it == stats->by_weight.end() || it->second.xtx.empty())
+        fail(ErrorKind::Argument, "calibration statistics have no Hessian for '{}'", name);
+      hessians[name] = it->second.hessian();
+      importance[name] = it->second.importance();
+    }
+    o.hessian = [&hessians](const std::string& n) -> const std::vector<double>* {
+      auto it = hessians.find(n);
+      return it == hessians.end() ? nullptr : &it->second;
+    };
+    o.importance = [&importance](const std::string& n) -> const std::vector<float>* {
+      auto it = importance.find(n);
+      return it == importance.end() ? nullptr : &it->second;
+    };
+    o.use_gptq = true;
+    o.gptq.damp = kGptqGgufDamp;
+    o.gptq.act_order = kGptqGgufActOrder;
+    o.method = "grid kept from the checkpoint; gptq for the rest";
   }
   GgufQuantizeWriter writer(m, path, o);
   const std::vector<TensorPlan>& plan = writer.plan();

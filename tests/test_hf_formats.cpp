@@ -185,27 +185,25 @@ TEST(HfFormats, GptqV1ZeroPointOfZeroReadsBack) {
 }
 
 TEST(HfFormats, LayoutsRefuseWhatTheyCannotHold) {
-  AffineSpec s;
-  s.bits = 5;
-  EXPECT_NE(test::expect_error([&] {
-              quant::packed_parts(AffineFormat::Gptq, s, 64, 256, "w");
-            }).find("GPTQ stores 2, 3, 4 or 8 bits, not 5"),
-            std::string::npos);
-  s.bits = 3;
-  EXPECT_NE(test::expect_error([&] {
-              quant::packed_parts(AffineFormat::Awq, s, 64, 256, "w");
-            }).find("AWQ stores 4 bits, not 3"),
-            std::string::npos);
-  s.bits = 4, s.group = 100;
-  EXPECT_NE(test::expect_error([&] {
-              quant::packed_parts(AffineFormat::Gptq, s, 64, 256, "w");
-            }).find("tensor 'w': 256 inputs do not divide into gptq groups of 100"),
-            std::string::npos);
-  s.group = 32;
-  EXPECT_NE(test::expect_error([&] {
-              quant::packed_parts(AffineFormat::Awq, s, 12, 256, "w");
-            }).find("tensor 'w': AWQ packs 8 outputs per word; 12"),
-            std::string::npos);
+  struct Bad {
+    AffineFormat format;
+    int bits;
+    int64_t group;
+    uint64_t rows;
+    const char* message;
+  };
+  for (const Bad b :
+       {Bad{AffineFormat::Gptq, 5, 128, 64, "GPTQ stores 2, 3, 4 or 8 bits, not 5"},
+        Bad{AffineFormat::Awq, 3, 128, 64, "AWQ stores 4 bits, not 3"},
+        Bad{AffineFormat::Gptq, 4, 100, 64,
+            "tensor 'w': 256 inputs do not divide into gptq groups of 100"},
+        Bad{AffineFormat::Awq, 4, 32, 12, "tensor 'w': AWQ packs 8 outputs per word; 12"}}) {
+    AffineSpec s;
+    s.bits = b.bits, s.group = b.group;
+    const std::string msg =
+        test::expect_error([&] { quant::packed_parts(b.format, s, b.rows, 256, "w"); });
+    EXPECT_NE(msg.find(b.message), std::string::npos) << msg;
+  }
 }
 
 TEST(HfFormats, CorruptedPartsNameTheTensor) {
@@ -291,7 +289,8 @@ TEST(HfFormats, ConfigErrorsNameTheKey) {
   EXPECT_FALSE(read(R"({"quant_method": "lowbit-affine", "bits": 4})").has_value());
   const HfQuantConfig v2 =
       read(
-          R"({"quant_method": "gptq", "bits": 3, "group_size": -1, "checkpoint_format": "gptq_v2"})")
+          R"({"quant_method": "gptq", "bits": 3, "group_size": -1, )"
+          R"("checkpoint_format": "gptq_v2"})")
           .value();
   EXPECT_EQ(v2.bits, 3);
   EXPECT_EQ(v2.group_size, -1);
@@ -333,7 +332,8 @@ TEST(HfFormats, ConfigErrorsNameTheKey) {
           {"num_bits": 4, "strategy": "tensor"}}}})",
        "pack-quantized weights with one scale per tensor are not read"},
       {R"({"quant_method": "compressed-tensors", "config_groups": {"a": {"weights":
-          {"num_bits": 4, "group_size": 128}}, "b": {"weights": {"num_bits": 8, "group_size": 128}}}})",
+          {"num_bits": 4, "group_size": 128}}, "b": {"weights":
+          {"num_bits": 8, "group_size": 128}}}})",
        "config_groups.b: groups whose weights differ are not read"},
       {R"({"quant_method": "compressed-tensors", "config_groups": {}})",
        "quantization_config.config_groups holds no group"},

@@ -148,7 +148,8 @@ TEST(Tokenizer, TokenizerJsonSparseIdsAreRefused) {
       << msg;
   msg = expect_error([] {
     parse_hf_tokenizer_json(
-        R"({"model":{"type":"BPE","vocab":{"a":0},"merges":[]},"added_tokens":[{"id":900000,"content":"<s>"}]})",
+        R"({"model":{"type":"BPE","vocab":{"a":0},"merges":[]},)"
+        R"("added_tokens":[{"id":900000,"content":"<s>"}]})",
         "tok.json");
   });
   EXPECT_NE(msg.find("added token '<s>' has id 900000, which leaves more than"), std::string::npos)

@@ -100,8 +100,8 @@ struct AffineWriteOptions {
   const W8A8Activations* int8_activations = nullptr;
   AffineFormat format = AffineFormat::Lowbit;
 };
-QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec,
-                                  const AffineWriteOptions& o);
+QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
+                                  const AffineSpec& spec, const AffineWriteOptions& o);
 
 // int8_activations (int8 per-channel symmetric weights only) makes it a W8A8 checkpoint: the
 // metadata adds "activations": {"bits":8,"scheme":"per-token"|"static","input_scales":{...}}

@@ -7,16 +7,13 @@
 #include <filesystem>
 
 #include "lowbit/calibration.h"
+#include "core/names.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/gguf.h"
 
 namespace lowbit {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 // "<weight>.in_hessian": F32 [cols, cols], the mean Σ x xᵀ / count; returned as the sum.
 std::vector<double> read_hessian(const std::string& path, const TensorView& t, uint64_t cols, uint64_t count) {
@@ -52,7 +49,7 @@ CalibrationStats read_gguf_stats(const std::string& path) {
     const std::string& name = ti.view.name;
     std::string base;
     for (const char* suffix : {".in_sum2", ".sums"})
-      if (ends_with(name, suffix)) base = name.substr(0, name.size() - std::strlen(suffix));
+      if (has_suffix(name, suffix)) base = name.substr(0, name.size() - std::strlen(suffix));
     if (base.empty()) continue;
     const TensorView* counts = g->find_tensor(base + ".counts");
     if (!counts) fail(ErrorKind::Format, "{}: tensor '{}' has no matching '{}.counts'", path, name, base);

@@ -2,6 +2,7 @@
 #include <filesystem>
 #include <regex>
 
+#include "core/names.h"
 #include "lowbit/affine.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
@@ -40,10 +41,8 @@ const std::pair<const char*, const char*> kGlobalNames[] = {
 
 // lowbit's layout: .qweight/.scales/.zeros (the other layouts: load_hf_quantized_tensors).
 bool is_affine_part(const std::string& name) {
-  for (const char* suffix : {".qweight", ".scales", ".zeros"}) {
-    const size_t n = std::strlen(suffix);
-    if (name.size() > n && name.compare(name.size() - n, n, suffix) == 0) return true;
-  }
+  for (const char* suffix : {".qweight", ".scales", ".zeros"})
+    if (has_suffix(name, suffix)) return true;
   return false;
 }
 
@@ -52,8 +51,8 @@ Model load_hf_dir(const std::string& dir) {
   m.format = ModelFormat::HfDir;
   m.source = dir;
   const std::string config_path = (fs::path(dir) / "config.json").string();
-  m.config = read_hf_config(config_path);
-  const std::string config_text = read_text_file(config_path, kMaxMetadataBytes);
+  const std::string config_text = read_text_file(config_path);
+  m.config = parse_hf_config(config_text, config_path);
   const bool hf_quantized = has_hf_quantized_linears(config_text, config_path);
   m.vocab = read_hf_dir_vocab(dir);
   if (m.vocab.size() > m.config.n_vocab)

@@ -11,10 +11,6 @@
 namespace lowbit {
 namespace {
 
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 // The online rotation of ffn_down's input lives in lowbit's GGUF metadata and engine; the
 // methods that move scales across the up → down boundary (awq, smoothquant) or run their own
 // block forward (the learned ones) do not apply the transform.
@@ -40,7 +36,7 @@ void check_online_rotation(const QuantizeJob& job, Method method) {
 
 void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
   plan_for_type_or_preset(t.type);  // an unknown name fails before any file is read
-  if (!ends_with(job.output, ".gguf"))
+  if (!job.output.ends_with(".gguf"))
     fail(ErrorKind::Argument, "output '{}': a GGUF file name must end in .gguf", job.output);
   if (t.budget) {
     if (!t.recipe_path.empty() || !t.recipe.empty())

@@ -121,8 +121,8 @@ QuantizeReport write_affine_checkpoint_gguf(
   std::map<std::string, std::vector<float>> importance;
   if (stats) {
     for (const auto& [name, keep] : exact) {
-      auto it = stats->by_weight.find(name);
       if (keep) continue;
+      auto it = stats->by_weight.find(name);
       if (it == stats->by_weight.end() || it->second.xtx.empty())
         fail(ErrorKind::Argument, "calibration statistics have no Hessian for '{}'", name);
       hessians[name] = it->second.hessian();
@@ -149,9 +149,10 @@ QuantizeReport write_affine_checkpoint_gguf(
       continue;  // requantized (or planned otherwise, e.g. a fallback) by the writer
     PrecomputedTensor t;
     t.bytes = quant::encode_affine_blocks(*it->second, p.type);
-    const std::vector<float> x = to_f32(m.tensor(p.name));
-    const std::vector<float> y = to_f32(
-        TensorView{{p.name, p.type, m.tensor(p.name).shape}, t.bytes.data(), t.bytes.size()});
+    const TensorView& src = m.tensor(p.name);
+    const std::vector<float> x = to_f32(src);
+    const std::vector<float> y =
+        to_f32(TensorView{{p.name, p.type, src.shape}, t.bytes.data(), t.bytes.size()});
     ErrorSums e;
     e.add(x.data(), y.data(), x.size());
     t.rel_rms_error = e.relative_rms();  // 0, or the f16 rounding of Q4_1/Q5_1 offsets

@@ -16,6 +16,7 @@
 #include "quant/error_sums.h"
 #include "quant/hf_dir_writer.h"
 #include "quant/hf_formats.h"
+#include "quant/loaded_linear.h"
 
 namespace lowbit {
 namespace {
@@ -57,8 +58,8 @@ const char* range_name(RangeMethod r) {
 
 }  // namespace
 
-QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, const AffineSpec& spec,
-                                  const AffineWriteOptions& o) {
+QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
+                                  const AffineSpec& spec, const AffineWriteOptions& o) {
   const auto& on_tensor = o.on_tensor;
   const AffineQuantizer& quantizer = o.quantizer;
   const std::string& method = o.method;
@@ -114,8 +115,9 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
       rep.rel_rms_error = relative_rms_error(x, y);
       rep.zero_share = zero_share(y.data(), y.size());  // shown when the job pruned
     };
-    if (o.format != AffineFormat::Lowbit) {  // GPTQ / AWQ parts, packed together by the first
-      const auto parts = quant::packed_parts(o.format, spec, rows, cols, src.name, int8_activations);
+    if (o.format != AffineFormat::Lowbit) {  // the layout's parts, all packed by the first
+      const auto parts =
+          quant::packed_parts(o.format, spec, rows, cols, src.name, int8_activations);
       auto packed = std::make_shared<std::vector<std::vector<uint8_t>>>();
       rep.bytes = 0;
       for (size_t k = 0; k < parts.size(); ++k) {
@@ -167,16 +169,17 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir, co
 
   if (int8_activations) meta["activations"] = acts_meta;
   std::map<std::string, std::string> st_meta = {{"format", "pt"}};
-  nlohmann::json qc = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits},
-                       {"group_size", spec.group},        {"sym", spec.symmetric},
-                       {"range", range_name(spec.range)}, {"method", method}};
-  if (int8_activations) qc["activations"] = acts_meta;
-  std::map<std::string, std::string> extra;
+  nlohmann::json qc;
   if (o.format == AffineFormat::Lowbit) {
     st_meta["lowbit.affine"] = meta.dump();
+    qc = {{"quant_method", "lowbit-affine"}, {"bits", spec.bits},
+          {"group_size", spec.group},        {"sym", spec.symmetric},
+          {"range", range_name(spec.range)}, {"method", method}};
+    if (int8_activations) qc["activations"] = acts_meta;
   } else {
     qc = quant::hf_quantization_config(o.format, spec, method, int8_activations);
   }
+  std::map<std::string, std::string> extra;
   if (o.format == AffineFormat::Gptq)  // AutoGPTQ and vLLM also read this file
     extra["quantize_config.json"] = qc.dump(2) + "\n";
   quant::write_hf_dir(m, out_dir, out, st_meta, qc,
@@ -235,35 +238,55 @@ void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std
     if (q.shape.size() != 2 || q.shape[1] != packed_row_bytes(cols, spec.bits) || sc.n_values() != n_params || z.n_values() != n_params)
       fail(ErrorKind::Format, "{}: tensor '{}.qweight' {} does not match {} columns of {}", m.source, base,
            shape_string(q.shape), cols, spec.describe());
-    AffineTensor t;
-    t.codes.assign(q.data, q.data + q.nbytes);
-    t.scales = to_f32(sc);
-    t.zeros.assign(z.data, z.data + z.nbytes);
-    auto buf = std::make_shared<std::vector<float>>(rows * cols);
-    affine_dequantize(t, rows, cols, spec, buf->data());
-    m.storage.push_back(buf);
-    TensorView v;
-    v.name = hf_to_gguf_name(base + ".weight");
-    if (v.name.empty()) fail(ErrorKind::Format, "{}: '{}' is not a weight of the model", m.source, base);
-    m.affine_weights[v.name] = std::make_shared<AffineWeight>(AffineWeight{spec, t, rows, cols});
-    v.dtype = DType::F32;
-    v.shape = {rows, cols};
-    v.data = reinterpret_cast<const uint8_t*>(buf->data());
-    v.nbytes = buf->size() * 4;
-    m.tensors.push_back(v);
+    auto grid = std::make_shared<AffineWeight>();
+    grid->spec = spec, grid->rows = rows, grid->cols = cols;
+    grid->t.codes.assign(q.data, q.data + q.nbytes);
+    grid->t.scales = to_f32(sc);
+    grid->t.zeros.assign(z.data, z.data + z.nbytes);
+    std::vector<float> w(rows * cols);
+    affine_dequantize(grid->t, rows, cols, spec, w.data());
+    const std::string name = quant::add_loaded_linear(m, base, rows, cols, std::move(w), grid);
     if (w8a8) {
-      Int8Weight& q8 = m.int8_weights[v.name];
-      q8.rows = rows, q8.cols = cols, q8.scale = t.scales;
-      q8.q.resize(rows * cols);
-      for (uint64_t r = 0; r < rows; ++r)
-        for (uint64_t i = 0; i < cols; ++i) q8.q[r * cols + i] = static_cast<int8_t>(int{t.codes[r * cols + i]} - t.zeros[r]);
+      Int8Weight& q8 = m.int8_weights[name] = quant::int8_weight_of(*grid);
       if (static_acts) {
-        if (!input_scales.contains(base) || !input_scales[base].is_number() || !(input_scales[base].get<float>() > 0))
-          fail(ErrorKind::Format, "{}: static W8A8 checkpoint has no positive input scale for '{}'", m.source, base);
-        q8.input_scale = input_scales[base].get<float>();
+        const auto& s = input_scales.contains(base) ? input_scales[base] : nlohmann::json();
+        q8.input_scale = quant::positive_input_scale(
+            s.is_number() ? std::optional<float>(s.get<float>()) : std::nullopt, m.source, base);
       }
     }
   }
 }
 
 }  // namespace lowbit
+
+namespace lowbit::quant {
+
+std::string add_loaded_linear(Model& m, const std::string& hf_base, uint64_t rows, uint64_t cols,
+                              std::vector<float> w, std::shared_ptr<const AffineWeight> grid) {
+  const std::string name = hf_to_gguf_name(hf_base + ".weight");
+  if (name.empty())
+    fail(ErrorKind::Format, "{}: '{}' is not a weight of the model", m.source, hf_base);
+  m.add_f32(name, {rows, cols}, std::move(w));
+  if (grid) m.affine_weights[name] = std::move(grid);
+  return name;
+}
+
+Int8Weight int8_weight_of(const AffineWeight& w) {
+  Int8Weight q8;
+  q8.rows = w.rows, q8.cols = w.cols, q8.scale = w.t.scales;
+  q8.q.resize(w.rows * w.cols);
+  for (uint64_t r = 0; r < w.rows; ++r)
+    for (uint64_t i = 0; i < w.cols; ++i)
+      q8.q[r * w.cols + i] = static_cast<int8_t>(int{w.t.codes[r * w.cols + i]} - w.t.zeros[r]);
+  return q8;
+}
+
+float positive_input_scale(std::optional<float> s, const std::string& source,
+                           const std::string& linear) {
+  if (!s || !(*s > 0))
+    fail(ErrorKind::Format, "{}: static W8A8 checkpoint has no positive input scale for '{}'",
+         source, linear);
+  return *s;
+}
+
+}  // namespace lowbit::quant

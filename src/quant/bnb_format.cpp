@@ -3,16 +3,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/names.h"
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
 
 namespace lowbit::quant {
 namespace {
-
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 struct BnbParts {
   const std::vector<const TensorView*>& all;
@@ -131,7 +127,7 @@ std::vector<float> dequantize_8bit(const BnbParts& p, const TensorView* w, uint6
 std::string bnb_linear_of(const std::string& name) {
   if (const size_t at = name.rfind(".weight."); at != std::string::npos) return name.substr(0, at);
   for (const char* suffix : {".SCB", ".weight_format"})
-    if (ends_with(name, suffix)) return name.substr(0, name.size() - std::string(suffix).size());
+    if (has_suffix(name, suffix)) return name.substr(0, name.size() - std::string(suffix).size());
   return "";
 }
 

@@ -5,10 +5,12 @@
 #include <map>
 #include <set>
 
+#include "core/names.h"
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
 #include "lowbit/model.h"
 #include "quant/bnb_format.h"
+#include "quant/loaded_linear.h"
 #include "quant/packed_words.h"
 
 namespace lowbit::quant {
@@ -307,11 +309,6 @@ bool has_hf_quantized_linears(const std::string& config_json, const std::string&
 
 namespace {
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() > suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 // The suffixes of a quantized linear's parts. Activation and KV-cache scales are read as
 // parts too and not used: the engine does not simulate those quantizations.
 const std::vector<std::string>& part_suffixes(AffineFormat f) {
@@ -326,7 +323,7 @@ const std::vector<std::string>& part_suffixes(AffineFormat f) {
 bool is_unused_scale(const std::string& name) {
   for (const char* s :
        {".input_scale", ".input_zero_point", ".k_scale", ".v_scale", ".output_scale"})
-    if (ends_with(name, s)) return true;
+    if (has_suffix(name, s)) return true;
   return false;
 }
 
@@ -338,19 +335,12 @@ void add_int8_weight(Model& m, const std::string& name, const AffineWeight& w,
   using Acts = quant::HfQuantConfig::Int8Acts;
   if (c.int8_acts == Acts::None || w.spec.bits != 8 || w.spec.group > 0 || !w.spec.symmetric)
     return;
-  Int8Weight& q8 = m.int8_weights[name];
-  q8.rows = w.rows, q8.cols = w.cols;
-  q8.scale = w.t.scales;  // one group per row
-  q8.q.resize(w.rows * w.cols);
-  for (uint64_t k = 0; k < q8.q.size(); ++k) q8.q[k] = static_cast<int8_t>(int{w.t.codes[k]} - 128);
+  Int8Weight& q8 = m.int8_weights[name] = quant::int8_weight_of(w);  // one group per row
   if (c.int8_acts == Acts::Static) {
-    const TensorView* s = nullptr;
+    std::optional<float> s;
     for (const TensorView* t : parts)
-      if (ends_with(t->name, ".input_scale")) s = t;
-    if (!s || s->n_values() != 1 || !(to_f32(*s)[0] > 0))
-      fail(ErrorKind::Format, "{}: static W8A8 checkpoint has no positive input scale for '{}'",
-           m.source, name);
-    q8.input_scale = to_f32(*s)[0];
+      if (has_suffix(t->name, ".input_scale") && t->n_values() == 1) s = to_f32(*t)[0];
+    q8.input_scale = quant::positive_input_scale(s, m.source, name);
   }
 }
 
@@ -366,21 +356,21 @@ std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<Te
   // "<linear>.weight_scale"; the other parts are known by their suffixes.
   std::set<std::string> scaled;
   for (const TensorView& t : all)
-    if (ends_with(t.name, ".weight_scale")) scaled.insert(t.name.substr(0, t.name.size() - 13));
+    if (has_suffix(t.name, ".weight_scale")) scaled.insert(t.name.substr(0, t.name.size() - 13));
   const bool codes_in_weight = c->storage != quant::HfQuantConfig::Storage::Packed;
   std::map<std::string, std::vector<const TensorView*>> by_base;  // the parts of each linear
   std::vector<TensorView> rest;
   // bitsandbytes: "<linear>.weight" beside "<linear>.weight.absmax", "<linear>.SCB", ...
-  for (const TensorView& t : all)
-    if (c->bnb && !quant::bnb_linear_of(t.name).empty())
-      scaled.insert(quant::bnb_linear_of(t.name));
-  for (const TensorView& t : all) {
+  std::vector<std::string> bnb_linear(all.size());
+  for (size_t i = 0; i < all.size() && c->bnb; ++i)
+    if (!(bnb_linear[i] = quant::bnb_linear_of(all[i].name)).empty()) scaled.insert(bnb_linear[i]);
+  for (size_t i = 0; i < all.size(); ++i) {
+    const TensorView& t = all[i];
     std::string base = t.name.substr(0, t.name.rfind('.'));
-    bool part = (codes_in_weight || c->bnb) && ends_with(t.name, ".weight") && scaled.count(base);
-    if (c->bnb && !quant::bnb_linear_of(t.name).empty())
-      part = true, base = quant::bnb_linear_of(t.name);
+    bool part = (codes_in_weight || c->bnb) && has_suffix(t.name, ".weight") && scaled.count(base);
+    if (!bnb_linear[i].empty()) part = true, base = bnb_linear[i];
     for (const std::string& suffix : part_suffixes(c->format))
-      part = part || (!c->bnb && ends_with(t.name, suffix));
+      part = part || (!c->bnb && has_suffix(t.name, suffix));
     if (part)
       by_base[base].push_back(&t);
     else
@@ -392,24 +382,15 @@ std::vector<TensorView> load_hf_quantized_tensors(Model& m, const std::vector<Te
       continue;  // KV-cache scales of an attention module
     uint64_t rows = 0, cols = 0;
     auto grid = std::make_shared<AffineWeight>();
-    auto buf = std::make_shared<std::vector<float>>(
+    std::vector<float> w =
         c->bnb ? quant::dequantize_bnb_linear(base, parts, m.source, &rows, &cols)
         : c->storage == quant::HfQuantConfig::Storage::Fp8
             ? quant::dequantize_fp8_linear(*c, base, parts, m.source, &rows, &cols)
-            : quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols, grid.get()));
-    TensorView v;
-    v.name = hf_to_gguf_name(base + ".weight");
-    if (v.name.empty())
-      fail(ErrorKind::Format, "{}: '{}' is not a weight of the model", m.source, base);
-    v.dtype = DType::F32;
-    v.shape = {rows, cols};
-    v.data = reinterpret_cast<const uint8_t*>(buf->data());
-    v.nbytes = buf->size() * 4;
-    m.storage.push_back(buf);
-    m.tensors.push_back(v);
-    if (grid->rows) m.affine_weights[v.name] = grid;
-    if (grid->rows && c->storage == quant::HfQuantConfig::Storage::Int8)
-      add_int8_weight(m, v.name, *grid, *c, parts);
+            : quant::dequantize_hf_linear(*c, base, parts, m.source, &rows, &cols, grid.get());
+    if (!grid->rows) grid.reset();  // no grid to keep (FP8, bitsandbytes, act-order groups)
+    const std::string name = quant::add_loaded_linear(m, base, rows, cols, std::move(w), grid);
+    if (grid && c->storage == quant::HfQuantConfig::Storage::Int8)
+      add_int8_weight(m, name, *grid, *c, parts);
   }
   return rest;
 }

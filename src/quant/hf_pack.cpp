@@ -10,14 +10,6 @@ namespace {
 
 using Parts = std::vector<std::vector<uint8_t>>;
 
-// [rows, groups] -> [groups, rows]
-std::vector<float> transposed(const std::vector<float>& a, uint64_t rows, uint64_t groups) {
-  std::vector<float> t(a.size());
-  for (uint64_t j = 0; j < rows; ++j)
-    for (uint64_t g = 0; g < groups; ++g) t[g * rows + j] = a[j * groups + g];
-  return t;
-}
-
 std::vector<uint8_t> f16_bytes(const std::vector<float>& v) {
   return from_f32(v.data(), v.size(), DType::F16);
 }

@@ -63,15 +63,6 @@ const int32_t* words_of(const TensorView* t) {
   return reinterpret_cast<const int32_t*>(t->data);
 }
 
-// [groups, rows] -> [rows, groups]
-template <typename T>
-std::vector<T> transposed(const std::vector<T>& a, uint64_t groups, uint64_t rows) {
-  std::vector<T> t(a.size());
-  for (uint64_t g = 0; g < groups; ++g)
-    for (uint64_t j = 0; j < rows; ++j) t[j * groups + g] = a[g * rows + j];
-  return t;
-}
-
 Decoded decode_gptq(const HfQuantConfig& c, const Parts& p) {
   const TensorView* qw = p.find(".qweight", true);
   const TensorView* qz = p.find(".qzeros", true);

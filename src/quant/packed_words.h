@@ -13,6 +13,15 @@
 
 namespace lowbit::quant {
 
+// A [rows, cols] matrix as [cols, rows] (lowbit keeps scales [outputs, groups]; GPTQ and
+// AWQ store them [groups, outputs]).
+inline std::vector<float> transposed(const std::vector<float>& a, uint64_t rows, uint64_t cols) {
+  std::vector<float> t(a.size());
+  for (uint64_t r = 0; r < rows; ++r)
+    for (uint64_t c = 0; c < cols; ++c) t[c * rows + r] = a[r * cols + c];
+  return t;
+}
+
 inline std::vector<uint8_t> bytes_of(const std::vector<int32_t>& v) {
   std::vector<uint8_t> b(v.size() * 4);
   std::memcpy(b.data(), v.data(), b.size());

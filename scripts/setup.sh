@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(cmake ninja-build g++ clang libclang-rt-14-dev pkg-config
           libgtest-dev libgmock-dev libbenchmark-dev libhwy-dev libopenblas-dev
           nlohmann-json3-dev libcli11-dev libfmt-dev libpcre2-dev libsentencepiece-dev
-          python3 python3-numpy python3-pytest)
+          python3 python3-numpy python3-pytest libopenmpi-dev openmpi-bin)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -38,6 +38,9 @@ struct CalibrationOptions {
   uint64_t seed = 1;
   int n_threads = 0;  // 0: every core
   bool hessian = false;  // also accumulate Σ x xᵀ per weight (cols² doubles each)
+  // Under mpirun (lowbit/distributed.h) the ranks measure the windows in turns and rank 0
+  // sums them; the other ranks get the totals too only with this set.
+  bool on_every_rank = false;
   std::function<void(size_t done, size_t total)> on_window;
 };
 
@@ -47,13 +50,19 @@ struct CalibrationOptions {
 std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n, size_t len, uint64_t seed,
                                                  int32_t bos);
 
+// The same sums in the same order for any number of ranks: each window's share (its Σx²
+// summed from zero, its x xᵀ in float) is added to the totals in window order.
 CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens, const CalibrationOptions& o);
 // The same on the text file at `text_path`, tokenized with the model's tokenizer (no BOS:
 // each window gets its own); `dataset` is set to the file's name.
 CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path, const CalibrationOptions& o);
 
 void write_calibration_stats(const CalibrationStats& s, const std::string& path);
-// Reads a GGUF imatrix (lowbit's or llama.cpp's) or a legacy llama.cpp imatrix.dat.
-CalibrationStats read_calibration_stats(const std::string& path);
+// Reads a GGUF imatrix (lowbit's or llama.cpp's) or a legacy llama.cpp imatrix.dat. With
+// `wants_hessian`, only the weights it names get their Hessians (xtx) read: a rank of a
+// distributed job reads those of its own tensors.
+using WeightFilter = std::function<bool(const std::string& weight)>;
+CalibrationStats read_calibration_stats(const std::string& path,
+                                        const WeightFilter& wants_hessian = {});
 
 }  // namespace lowbit

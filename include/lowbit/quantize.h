@@ -175,11 +175,20 @@ struct QuantizeOptions {
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
 };
 
+// Which rank (0 .. n_ranks-1) quantizes each of m's tensors (m.tensors' order) when the job
+// runs over MPI (lowbit/distributed.h): the longest first, each to the least loaded rank.
+// A GPTQ sweep (`gptq`: every 2-D tensor but the embedding) costs rows·cols² + cols³,
+// rounding rows·cols.
+std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks);
+
 // A GGUF quantization in progress. The plan and the file's header (so every tensor's
 // offset) are made when it is constructed; a tensor quantized elsewhere (the sequential
 // driver's blocks) is written as soon as it is put, in any order, and its memory can go;
 // finish() quantizes and writes every tensor not put, in row chunks where it can, and
-// renames the file into place. Destroyed before finish(), it leaves no file.
+// renames the file into place. Destroyed before finish(), it leaves no file. Under mpirun the
+// ranks quantize the tensors spread_tensors gives them and rank 0 writes the file (the same
+// bytes as one process); put() is then refused, and the other ranks' reports hold only their
+// own tensors' figures.
 class GgufQuantizeWriter {
  public:
   GgufQuantizeWriter(const Model& m, const std::string& path, const QuantizeOptions& o);

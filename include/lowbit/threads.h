@@ -5,15 +5,19 @@
 #include <algorithm>
 #include <thread>
 
+#include "lowbit/distributed.h"
+
 namespace lowbit {
 
 inline int max_threads() {
   return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()) * 4);
 }
 
+// 0: the cores shared among the job's ranks on this machine (lowbit/distributed.h).
 inline int resolve_threads(int n_threads) {
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   return n_threads > 0 ? std::min(n_threads, max_threads())
-                       : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+                       : std::max(1, cores / dist::local_ranks());
 }
 
 }  // namespace lowbit

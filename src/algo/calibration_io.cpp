@@ -40,7 +40,7 @@ void check_sums(const std::string& path, const std::string& tensor, const Values
            path, tensor, double(v[i]), i);
 }
 
-CalibrationStats read_gguf_stats(const std::string& path) {
+CalibrationStats read_gguf_stats(const std::string& path, const WeightFilter& wants_hessian) {
   auto g = GgufFile::open(path);
   CalibrationStats s;
   if (auto v = g->get_uint_opt("imatrix.chunk_count")) s.n_windows = *v;
@@ -74,7 +74,8 @@ CalibrationStats read_gguf_stats(const std::string& path) {
       st.absmax = to_f32(*am);
       check_sums(path, base + ".in_absmax", st.absmax);
     }
-    if (const TensorView* h = g->find_tensor(base + ".in_hessian")) st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
+    const TensorView* h = g->find_tensor(base + ".in_hessian");
+    if (h && (!wants_hessian || wants_hessian(base))) st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
     s.by_weight[base] = std::move(st);
   }
   if (s.by_weight.empty()) fail(ErrorKind::Format, "{}: no imatrix tensors ('<weight>.in_sum2' + '<weight>.counts')", path);
@@ -169,9 +170,10 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
   w.write(path);
 }
 
-CalibrationStats read_calibration_stats(const std::string& path) {
+CalibrationStats read_calibration_stats(const std::string& path, const WeightFilter& wants_hessian) {
   auto f = MappedFile::open(path);
-  if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0) return read_gguf_stats(path);
+  if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0)
+    return read_gguf_stats(path, wants_hessian);
   return read_legacy_dat(path);
 }
 

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "method.h"
@@ -301,11 +302,34 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   return r;
 }
 
+// Under mpirun the ranks split the tensors of one GGUF file, which works for the methods
+// that quantize every tensor on its own (docs/DISTRIBUTED.md).
+void check_distributable(const QuantizeJob& job) {
+  const Method method = resolved_method(job);
+  const auto* g = std::get_if<GgufTarget>(&job.target);
+  if (!g)
+    fail(ErrorKind::Argument,
+         "over several MPI ranks lowbit writes GGUF files only: run this target as one process");
+  if (g->budget)
+    fail(ErrorKind::Argument,
+         "a size budget measures the sensitivity in one process: solve it once with "
+         "--save-recipe, then run the recipe over the ranks");
+  const bool per_tensor = method == Method::Rtn || method == Method::Imatrix ||
+                          (method == Method::Gptq && !job.calib.stats.empty());
+  if (!per_tensor)
+    fail(ErrorKind::Argument,
+         "method {} quantizes block by block (each block sees the blocks quantized before it), "
+         "which one process does: run it without mpirun, or split the calibration with "
+         "`mpirun lowbit calibrate --hessian` and quantize with --method gptq --stats",
+         method_name(method));
+}
+
 }  // namespace
 
 QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
                                 const Observer& observer) {
   validate(job);
+  if (dist::is_distributed()) check_distributable(job);
   if (source.config.ffn_down_hadamard) {  // a lowbit file with the online rotation already
     if (!job.calib.stats.empty())
       fail(ErrorKind::Argument,

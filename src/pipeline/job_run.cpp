@@ -54,6 +54,7 @@ CalibrationStats JobRun::collect_statistics(bool hessian) const {
   o.seed = job_.calib.seed;
   o.n_threads = threads_;
   o.hessian = hessian;
+  o.on_every_rank = true;  // each rank quantizes its own tensors with them
   o.on_window = [this](size_t i, size_t n) {
     report_progress(observer_, {Stage::Calibrate, i, n});
   };
@@ -70,7 +71,8 @@ SparsityPattern JobRun::sparsity() const {
   return p;
 }
 
-CalibrationStats JobRun::hessian_statistics(const std::string& what) const {
+CalibrationStats JobRun::hessian_statistics(const std::string& what,
+                                            const WeightFilter& wanted) const {
   if (job_.calib.stats.empty()) {
     if (job_.calib.text.empty())
       fail(ErrorKind::Argument,
@@ -78,10 +80,10 @@ CalibrationStats JobRun::hessian_statistics(const std::string& what) const {
     return collect_statistics(true);
   }
   const std::string& path = job_.calib.stats;
-  CalibrationStats s = read_calibration_stats(path);
+  CalibrationStats s = read_calibration_stats(path, wanted);
   for (const TensorView& t : m_.tensors) {
     auto it = s.by_weight.find(t.name);
-    if (it == s.by_weight.end()) continue;
+    if (it == s.by_weight.end() || (wanted && !wanted(t.name))) continue;
     if (it->second.xtx.empty())
       fail(ErrorKind::Argument,
            "{}: {} needs the Hessian of '{}', which this file lacks (calibrate with Hessians)",

@@ -32,8 +32,10 @@ class JobRun {
   // Statistics collected on the calibration text (with Σ x xᵀ when `hessian`).
   CalibrationStats collect_statistics(bool hessian) const;
   // Statistics with every weight's Hessian: read from job.calib.stats or measured on the
-  // text. `what` names their user in errors.
-  CalibrationStats hessian_statistics(const std::string& what) const;
+  // text. `what` names their user in errors. With `wanted`, a file's Hessians are read
+  // only for the weights it names.
+  CalibrationStats hessian_statistics(const std::string& what,
+                                      const WeightFilter& wanted = {}) const;
   // The job's pruning pattern, with OWL's per-block shares measured on the unpruned model's
   // input norms (the statistics file's or the calibration text's) when it asks for them.
   SparsityPattern sparsity() const;

@@ -6,7 +6,9 @@
 
 #include <filesystem>
 #include <memory>
+#include <set>
 
+#include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/sparsity.h"
 #include "lowbit/topology.h"
@@ -42,8 +44,18 @@ class GptqMethod : public QuantMethod {
   }
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
     if (run.job().calib.stats.empty()) return run_sequential(run, q, false, true);
-    // Static GPTQ: every layer's H from the fp32 model, saved once.
-    CalibrationStats stats = run.hessian_statistics("method gptq");
+    // Static GPTQ: every layer's H from the fp32 model, saved once. Over MPI ranks, each
+    // reads the Hessians of the tensors it quantizes.
+    WeightFilter mine;
+    if (dist::is_distributed()) {
+      const Model& m = run.model();
+      const std::vector<int> owner = spread_tensors(m, true, dist::world().size());
+      auto names = std::make_shared<std::set<std::string>>();
+      for (size_t i = 0; i < owner.size(); ++i)
+        if (owner[i] == dist::world().rank()) names->insert(m.tensors[i].name);
+      mine = [names](const std::string& name) { return names->count(name) > 0; };
+    }
+    CalibrationStats stats = run.hessian_statistics("method gptq", mine);
     q.use_gptq = true;
     q.gptq = gptq_options(run, kGgufActOrder, kGgufDamp);
     q.method =

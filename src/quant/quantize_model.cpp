@@ -6,10 +6,13 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <array>
+#include <deque>
 #include <mutex>
 
 #include "core/parallel.h"
 #include "formats/model_writer.h"
+#include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/quant.h"
@@ -81,6 +84,12 @@ struct GgufQuantizeWriter::Impl {
   GgufWriter layout;
   std::unique_ptr<GgufStreamWriter> out;
   size_t first = 0;  // the layout index of model tensor 0
+  // Under mpirun: each tensor's rank. Rank 0 writes the file; the others send it their
+  // tensors' bytes (kept in `outgoing` until sent) and their report figures.
+  dist::Group& group = dist::world();
+  std::vector<int> owner;
+  std::deque<std::vector<uint8_t>> outgoing;
+  std::deque<std::array<double, 4>> outgoing_figures;
   QuantizeReport report;
   size_t n_done = 0;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
@@ -118,7 +127,44 @@ struct GgufQuantizeWriter::Impl {
       t.nbytes = rep.bytes;
       layout.add_tensor(std::move(t));
     }
-    out = std::make_unique<GgufStreamWriter>(layout, path);
+    if (group.size() > 1) owner = spread_tensors(m, o.use_gptq && o.hessian, group.size());
+    if (group.rank() == 0) out = std::make_unique<GgufStreamWriter>(layout, path);
+  }
+
+  bool mine(size_t i) const { return owner.empty() || owner[i] == group.rank(); }
+
+  // Bytes of tensor i at `offset`: into the file on rank 0, into the outgoing copy elsewhere.
+  void emit(size_t i, uint64_t offset, const uint8_t* data, size_t n) {
+    if (out) return out->write(first + i, offset, data, n);
+    std::copy_n(data, n, outgoing.back().begin() + offset);
+  }
+
+  static constexpr int kTensorTag = 21;
+
+  // Rank k > 0: tensor i quantized here and sent to rank 0 without waiting for it.
+  void quantize_and_send(size_t i) {
+    outgoing.emplace_back(report.tensors[i].bytes);
+    quantize(i);
+    const TensorReport& r = report.tensors[i];
+    outgoing_figures.push_back(
+        {r.rel_rms_error, r.rel_output_error, r.rel_output_error_rtn, r.zero_share});
+    group.send_later(0, kTensorTag, outgoing_figures.back().data(), 4 * sizeof(double));
+    group.send_later(0, kTensorTag, outgoing.back().data(), outgoing.back().size());
+  }
+
+  // Rank 0: tensor i from the rank that quantized it, into the file.
+  void receive(size_t i) {
+    TensorReport& r = report.tensors[i];
+    std::array<double, 4> f{};
+    group.recv(owner[i], kTensorTag, f.data(), 4 * sizeof(double));
+    std::vector<uint8_t> bytes(r.bytes);
+    group.recv(owner[i], kTensorTag, bytes.data(), bytes.size());
+    r.rel_rms_error = f[0];
+    r.rel_output_error = f[1];
+    r.rel_output_error_rtn = f[2];
+    r.zero_share = f[3];
+    out->write(first + i, bytes);
+    done(i);
   }
 
   void done(size_t i) {
@@ -172,7 +218,7 @@ struct GgufQuantizeWriter::Impl {
         quantize_tensor(r.type, x, s.row_len(), importance, nullptr, nullptr, n_threads, rtn);
         r.rel_output_error_rtn = measure_errors(r.type, x, s.row_len(), rtn, &hf, n_threads).output;
       }
-      out->write(first + i, bytes);
+      emit(i, 0, bytes.data(), bytes.size());
       return done(i);
     }
     const uint64_t rows = s.n_rows(), step = std::max<uint64_t>(1, o.chunk_values / s.row_len());
@@ -184,7 +230,7 @@ struct GgufQuantizeWriter::Impl {
       const std::vector<float> x = to_f32(piece);
       quantize_tensor(r.type, x, s.row_len(), importance, nullptr, nullptr, n_threads, bytes);
       sums.add(weight_error_sums(r.type, x, s.row_len(), bytes, n_threads));
-      out->write(first + i, r0 * out_row_bytes, bytes.data(), bytes.size());
+      emit(i, r0 * out_row_bytes, bytes.data(), bytes.size());
       release_mapped_pages(piece.data, piece.nbytes);
     }
     r.rel_rms_error = sums.relative_rms();
@@ -201,6 +247,9 @@ const std::vector<TensorPlan>& GgufQuantizeWriter::plan() const { return impl_->
 
 void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t) {
   Impl& s = *impl_;
+  if (s.group.size() > 1)
+    fail(ErrorKind::Argument, "'{}': tensors quantized elsewhere cannot be put in a file that "
+         "several ranks write", name);
   const size_t slot = s.out->index_of(name);
   if (slot < s.first) fail(ErrorKind::Argument, "'{}' is written by the quantizer itself", name);
   const size_t i = slot - s.first;
@@ -218,19 +267,46 @@ void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t
 
 QuantizeReport GgufQuantizeWriter::finish() {
   Impl& s = *impl_;
+  if (!s.out) {  // a rank other than 0: its tensors, in file order, to rank 0
+    for (size_t i = 0; i < s.plan.size(); ++i)
+      if (s.mine(i)) s.quantize_and_send(i);
+    s.group.finish_sends();
+    return s.report;
+  }
   for (size_t k = 0; k < s.first; ++k) {  // rope_freqs: made by its producer
     std::vector<uint8_t> bytes;
     s.layout.tensors()[k].produce(bytes);
     s.out->write(k, bytes);
   }
   for (size_t i = 0; i < s.plan.size(); ++i)
-    if (!s.out->complete(s.first + i)) s.quantize(i);
+    if (!s.out->complete(s.first + i)) s.mine(i) ? s.quantize(i) : s.receive(i);
   s.out->commit();
   QuantizeReport& report = s.report;
   report.file_bytes = std::filesystem::file_size(s.out->path());
   report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;
   report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.t0).count();
   return report;
+}
+
+std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks) {
+  std::vector<double> cost(m.tensors.size());
+  for (size_t i = 0; i < m.tensors.size(); ++i) {
+    const TensorView& t = m.tensors[i];
+    const double rows = static_cast<double>(t.n_rows()), cols = static_cast<double>(t.row_len());
+    const bool swept = gptq && t.shape.size() == 2 && t.name != "token_embd.weight";
+    cost[i] = swept ? rows * cols * cols + cols * cols * cols : rows * cols;
+  }
+  std::vector<size_t> order(cost.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  std::vector<double> load(static_cast<size_t>(std::max(1, n_ranks)), 0.0);
+  std::vector<int> owner(cost.size(), 0);
+  for (size_t i : order) {  // longest first, to the least loaded rank (the lowest on a tie)
+    const size_t k = static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    owner[i] = static_cast<int>(k);
+    load[k] += cost[i];
+  }
+  return owner;
 }
 
 uint64_t gguf_overhead_bound(const Model& m, const QuantizePlanOptions& o) {

@@ -1,9 +1,11 @@
 // lowbit calibrate MODEL --calib TEXT -o STATS.gguf [--calib-samples 128] [--calib-ctx 512] [--seed
 // 1] [--hessian]
+// Under `mpirun -np N` the ranks share the windows (lowbit/distributed.h).
 #include <fmt/core.h>
 
 #include "commands.h"
 #include "lowbit/calibration.h"
+#include "lowbit/distributed.h"
 #include "lowbit/file_io.h"
 #include "lowbit/model.h"
 #include "quantize_flags.h"
@@ -40,10 +42,12 @@ Action add_calibrate(CLI::App& app) {
     co.seed = o->calib.seed;
     co.n_threads = o->threads;
     co.hessian = o->hessian;
-    const Observer progress = progress_printer(o->quiet);
+    const Observer progress = progress_printer(o->quiet || !dist::is_root());
     co.on_window = [&](size_t i, size_t n) { report_progress(progress, {Stage::Calibrate, i, n}); };
     stop_on_signals();
+    // Under mpirun every rank measures its share of the windows and rank 0 writes the sums.
     const CalibrationStats s = collect_calibration_stats(m, o->calib.text, co);
+    if (!dist::is_root()) return 0;
     write_calibration_stats(s, o->out);
     if (!o->quiet)
       fmt::print(stderr, "wrote {}: {} weights, {} windows of {} tokens\n", o->out,

@@ -3,6 +3,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "quantize_flags.h"
 
@@ -80,8 +81,8 @@ Action add_prune(CLI::App& app) {
       fmt::print(stderr, "pruning: {} of every block linear, stored as {}\n",
                  sparsity_label(*job.prune, job.sparsity), s.type);
     stop_on_signals();
-    print_quantize_report(run_quantize_job(job, progress_printer(f->quiet)), job.output, f->json,
-                          f->quiet);
+    const QuantizeReport report = run_quantize_job(job, progress_printer(f->quiet || !dist::is_root()));
+    if (dist::is_root()) print_quantize_report(report, job.output, f->json, f->quiet);
     return 0;
   };
 }

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "lowbit/distributed.h"
 #include "lowbit/job.h"
 #include "quantize_flags.h"
 
@@ -124,6 +125,7 @@ Action add_quantize(CLI::App& app) {
   add_quantize_flags(c, *f);
   return [f]() {
     const QuantizeJob job = job_from_flags(*f);
+    if (!dist::is_root()) f->quiet = true;  // under mpirun rank 0 reports
     if (!f->quiet) {
       const bool chosen = job.method.kind != Method::Default;
       fmt::print(stderr, "method: {}{}\n", method_name(resolved_method(job)),
@@ -140,8 +142,8 @@ Action add_quantize(CLI::App& app) {
                    sparsity_label(resolved_prune_method(job), job.sparsity));
     }
     stop_on_signals();
-    print_quantize_report(run_quantize_job(job, progress_printer(f->quiet)), job.output, f->json,
-                          f->quiet);
+    const QuantizeReport report = run_quantize_job(job, progress_printer(f->quiet));
+    if (dist::is_root()) print_quantize_report(report, job.output, f->json, f->quiet);
     return 0;
   };
 }

@@ -6,8 +6,35 @@
 #include <new>
 
 #include "commands.h"
+#include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
+
+namespace {
+
+int run(const std::map<CLI::App*, lowbit::cli::Action>& actions) {
+  try {
+    for (auto& [sub, action] : actions)
+      if (sub->parsed()) return action();
+  } catch (const lowbit::Error& e) {
+    fmt::print(stderr, "lowbit: error: {}\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr,
+               "lowbit: error: out of memory (a smaller --ctx, --batch or fewer threads "
+               "may fit)\n");
+    return 1;
+  } catch (const std::filesystem::filesystem_error& e) {
+    fmt::print(stderr, "lowbit: error: {}: {}\n", e.path1().string(), e.code().message());
+    return 1;
+  } catch (const std::exception& e) {
+    fmt::print(stderr, "lowbit: internal error: {}\n", e.what());
+    return 2;
+  }
+  return 0;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lowbit: quantize, convert, evaluate and run Llama-family models on the CPU"};
@@ -34,23 +61,9 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 1;  // --help is 0; every bad flag is 1, like every other bad input
   }
   lowbit::clean_up_outputs_on_signals();  // quantize and calibrate stop more gently
-  try {
-    for (auto& [sub, action] : actions)
-      if (sub->parsed()) return action();
-  } catch (const lowbit::Error& e) {
-    fmt::print(stderr, "lowbit: error: {}\n", e.what());
-    return 1;
-  } catch (const std::bad_alloc&) {
-    fmt::print(stderr,
-               "lowbit: error: out of memory (a smaller --ctx, --batch or fewer threads "
-               "may fit)\n");
-    return 1;
-  } catch (const std::filesystem::filesystem_error& e) {
-    fmt::print(stderr, "lowbit: error: {}: {}\n", e.path1().string(), e.code().message());
-    return 1;
-  } catch (const std::exception& e) {
-    fmt::print(stderr, "lowbit: internal error: {}\n", e.what());
-    return 2;
-  }
-  return 0;
+  const int code = run(actions);
+  // Under mpirun: a rank that failed stops the others, which would wait for it forever.
+  if (code != 0) lowbit::dist::abort_job(code);
+  lowbit::dist::finish();
+  return code;
 }

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# The distributed job against one process: run.sh LOWBIT_CLI DEFAULT_SHARED_DIR
+# Under `mpirun -np 2|3 --oversubscribe` on this machine, calibrate and quantize must write
+# the bytes one process writes; a method that cannot be split and a rank that dies must stop
+# the job with a clear message and no output.
+set -euo pipefail
+lowbit=$1
+shared=${LOWBIT_SHARED:-$2}
+model=$shared/models/tinyllm-8m
+calib=$shared/data/calibration/calib-en-1mb.txt
+for f in "$model/config.json" "$calib"; do
+  [ -e "$f" ] || { echo "mpi test: missing asset $f (set LOWBIT_SHARED)"; exit 1; }
+done
+command -v mpirun >/dev/null || { echo "mpi test: mpirun not found (scripts/setup.sh installs it)"; exit 1; }
+# Root (CI) needs OpenMPI's consent; more ranks than cores needs --oversubscribe.
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+export OMPI_MCA_btl_vader_single_copy_mechanism=none  # containers may forbid CMA
+
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+ranks() { local n=$1; shift; mpirun -np "$n" "$lowbit" "$@"; }
+same() {
+  cmp "$1" "$2" || { echo "FAIL: $3: $2 differs from the one-process $1"; exit 1; }
+  echo "ok: $3"
+}
+
+small=(--calib "$calib" --calib-samples 7 --calib-ctx 96 -q)
+"$lowbit" calibrate "$model" "${small[@]}" --hessian -o "$dir/h1.gguf"
+ranks 2 calibrate "$model" "${small[@]}" --hessian -o "$dir/h2.gguf"
+ranks 3 calibrate "$model" "${small[@]}" --hessian -o "$dir/h3.gguf"
+same "$dir/h1.gguf" "$dir/h2.gguf" "calibrate --hessian, 2 ranks"
+same "$dir/h1.gguf" "$dir/h3.gguf" "calibrate --hessian, 3 ranks (7 windows)"
+"$lowbit" calibrate "$model" "${small[@]}" -o "$dir/i1.gguf"
+ranks 2 calibrate "$model" "${small[@]}" -o "$dir/i2.gguf"
+same "$dir/i1.gguf" "$dir/i2.gguf" "calibrate, 2 ranks"
+
+check_quantize() {
+  local label=$1; shift
+  "$lowbit" quantize "$model" -q "$@" -o "$dir/q1.gguf" >/dev/null
+  ranks 2 quantize "$model" -q "$@" -o "$dir/q2.gguf" >/dev/null
+  same "$dir/q1.gguf" "$dir/q2.gguf" "quantize $label, 2 ranks"
+  rm -f "$dir/q1.gguf" "$dir/q2.gguf"
+}
+check_quantize "rtn Q4_K_M" --type Q4_K_M
+check_quantize "imatrix Q3_K_M" --type Q3_K_M --method imatrix --stats "$dir/i1.gguf"
+check_quantize "static gptq Q4_K_M" --type Q4_K_M --method gptq --stats "$dir/h1.gguf"
+check_quantize "static gptq 2:4 sparsegpt" --type Q4_0 --method gptq --stats "$dir/h1.gguf" \
+  --nm 2:4 --prune sparsegpt
+
+# A sequential method is refused on every rank, before any output exists.
+if ranks 2 quantize "$model" --type Q4_K_M --method awq --calib "$calib" -q \
+  -o "$dir/awq.gguf" >"$dir/awq.log" 2>&1; then
+  echo "FAIL: awq over 2 ranks succeeded"; exit 1
+fi
+grep -q "quantizes block by block" "$dir/awq.log" || { cat "$dir/awq.log"; echo "FAIL: message"; exit 1; }
+[ ! -e "$dir/awq.gguf" ] || { echo "FAIL: awq left an output"; exit 1; }
+echo "ok: a sequential method is refused"
+
+# A rank killed mid-run: mpirun stops the job, which ends non-zero with no output and no
+# temporary file beside it.
+ranks 2 calibrate "$model" --calib "$calib" --calib-samples 64 --calib-ctx 512 --hessian -q \
+  -o "$dir/killed.gguf" >"$dir/killed.log" 2>&1 &
+job=$!
+victim=""
+for _ in $(seq 100); do
+  for p in $(pgrep -f "$lowbit calibrate" || true); do
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then
+      victim=$p
+    fi
+  done
+  [ -n "$victim" ] && break
+  sleep 0.1
+done
+[ -n "$victim" ] || { echo "FAIL: rank 1 never started"; exit 1; }
+sleep 1
+kill -9 "$victim"
+if wait "$job"; then echo "FAIL: the job survived its rank 1"; exit 1; fi
+grep -q "rank 1" "$dir/killed.log" || { cat "$dir/killed.log"; echo "FAIL: no word of rank 1"; exit 1; }
+leftovers=$(ls "$dir" | grep killed.gguf || true)
+[ -z "$leftovers" ] || { echo "FAIL: left $leftovers"; exit 1; }
+echo "ok: a killed rank stops the job without output"

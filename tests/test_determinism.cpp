@@ -5,8 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 
+#include "lowbit/calibration.h"
 #include "lowbit/job.h"
 #include "test_support.h"
 
@@ -103,6 +105,74 @@ TEST(Resume, AKilledRunResumesToTheSameBytes) {
     return true;
   });
   EXPECT_EQ(blocks, (std::vector<size_t>{5, 6, 7, 8}));  // only the blocks not done
+  EXPECT_TRUE(test::read_file(out) == test::read_file(whole));
+  EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
+}
+
+// A tensor-by-tensor job (static GPTQ here) with --resume keeps each finished tensor; killed,
+// it continues from them. Runs over MPI ranks keep them the same way (tests/mpi/run.sh).
+TEST(Resume, ATensorByTensorRunResumesToTheSameBytes) {
+  test::TempDir d;
+  CalibrationOptions co;
+  co.n_samples = 4;
+  co.n_ctx = 64;
+  co.hessian = true;
+  const std::string stats = d.file("h.gguf");
+  write_calibration_stats(
+      collect_calibration_stats(load_model(shared_path("models/tinyllm-8m")),
+                                shared_path("data/calibration/calib-en-1mb.txt"), co),
+      stats);
+  auto job_to = [&](const std::string& out) {
+    QuantizeJob job = small_gptq_job(out);
+    job.calib.text.clear();
+    job.calib.stats = stats;
+    return job;
+  };
+  const std::string whole = d.file("whole.gguf"), out = d.file("resumed.gguf");
+  run_quantize_job(job_to(whole));
+  EXPECT_FALSE(std::filesystem::exists(whole + ".lowbit-checkpoint"));  // none without --resume
+
+  const pid_t pid = fork();
+  if (pid == 0) {  // kill -9 once 20 tensors are in
+    QuantizeJob job = job_to(out);
+    job.resume = true;  // nothing to resume yet: a fresh run that keeps its tensors
+    run_quantize_job(job, [](const Progress& p) {
+      if (p.stage == Stage::Tensor && p.done == 20) raise(SIGKILL);
+      return true;
+    });
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_FALSE(std::filesystem::exists(out));
+  size_t kept = 0;
+  for (const auto& e : std::filesystem::directory_iterator(out + ".lowbit-checkpoint"))
+    kept += e.path().filename().string().rfind("done-", 0) == 0;
+  EXPECT_GE(kept, 19u);
+
+  QuantizeJob other = job_to(out);  // another job's checkpoint is refused
+  other.resume = true;
+  GgufTarget q3;
+  q3.type = "Q3_K_M";
+  other.target = q3;
+  EXPECT_NE(test::expect_error([&] { run_quantize_job(other); }).find("another job"),
+            std::string::npos);
+
+  // Tensor 0's figures in its checkpoint (u32 name length, name, f64 rel_rms_error, ...)
+  // changed: the resumed run must report them, since it takes the tensor from there.
+  const std::string first = out + ".lowbit-checkpoint/done-0.bin";
+  std::string saved = test::read_file(first);
+  uint32_t len = 0;
+  std::memcpy(&len, saved.data(), 4);
+  const double marker = 12345.0;
+  std::memcpy(saved.data() + 4 + len, &marker, 8);
+  test::write_file(first, saved);
+
+  QuantizeJob resumed = job_to(out);
+  resumed.resume = true;
+  const QuantizeReport r = run_quantize_job(resumed);
+  EXPECT_EQ(r.tensors[0].rel_rms_error, marker);
   EXPECT_TRUE(test::read_file(out) == test::read_file(whole));
   EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
 }

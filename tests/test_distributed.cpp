@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <thread>
 
+#include "algo/stats_reducer.h"
 #include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/quantize.h"
@@ -24,7 +25,7 @@ Model small_model() {
   return make_synthetic_model(c, Vocab{}, 5, DType::F32, 0.1f);
 }
 
-// The estimated cost spread_tensors balances (its documented formula).
+// The estimated cost spread_tensors balances (its documented formula; embeddings untied).
 double cost(const TensorView& t, bool gptq) {
   const double rows = double(t.n_rows()), cols = double(t.row_len());
   const bool swept = gptq && t.shape.size() == 2 && t.name != "token_embd.weight";
@@ -78,8 +79,35 @@ TEST(Distributed, SpreadTensorsGivesEveryTensorOneRankAndBalancesTheCost) {
       // Longest first to the least loaded: no rank ends more than one tensor above another.
       const auto [lo, hi] = std::minmax_element(load.begin(), load.end());
       EXPECT_LE(*hi - *lo, largest);
-      if (n == 1) EXPECT_EQ(*std::max_element(owner.begin(), owner.end()), 0);
-      if (n > 1) EXPECT_GT(*lo, 0);  // more tensors than ranks: nobody idles
+      if (n == 1) {
+        EXPECT_EQ(*std::max_element(owner.begin(), owner.end()), 0);
+      } else {
+        EXPECT_GT(*lo, 0);  // more tensors than ranks: nobody idles
+      }
+    }
+}
+
+TEST(Distributed, HessianBandsCoverTheTriangleInEqualShares) {
+  for (size_t cols : {1, 7, 64, 2048})
+    for (size_t n : {1, 2, 3, 8}) {
+      SCOPED_TRACE(testing::Message() << cols << " columns, " << n << " ranks");
+      const size_t total = cols * (cols + 1) / 2;
+      size_t next = 0, largest = 0, smallest = total;
+      for (size_t k = 0; k < n; ++k) {
+        const auto [first, last] = StatsReducer::band(cols, k, n);
+        EXPECT_EQ(first, next);  // contiguous, in rank order
+        ASSERT_LE(first, last);
+        size_t elements = 0;
+        for (size_t r = first; r < last; ++r) elements += cols - r;
+        largest = std::max(largest, elements);
+        smallest = std::min(smallest, elements);
+        next = last;
+      }
+      EXPECT_EQ(next, cols);
+      // Each boundary is the first row past its ideal split: bands differ by under two rows.
+      if (cols >= 64 * n) {
+        EXPECT_LE(largest - smallest, 2 * cols);
+      }
     }
 }
 

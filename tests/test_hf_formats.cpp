@@ -102,7 +102,9 @@ TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
     EXPECT_EQ(cfg.zeros_minus_one, c.format == AffineFormat::Gptq && c.symmetric);
     EXPECT_EQ(cfg.bits, c.bits);
     EXPECT_EQ(cfg.group_size, c.group > 0 ? c.group : -1);
-    if (c.format == AffineFormat::CompressedTensors) EXPECT_EQ(cfg.symmetric, c.symmetric);
+    if (c.format == AffineFormat::CompressedTensors) {
+      EXPECT_EQ(cfg.symmetric, c.symmetric);
+    }
     uint64_t r = 0, n = 0;
     const std::vector<float> y = quant::dequantize_hf_linear(cfg, "w", p.parts(), "ck", &r, &n);
     ASSERT_EQ(r, rows);
@@ -142,12 +144,13 @@ TEST(HfFormats, PackedLayoutsDecodeBitExactly) {
               code_at(t, s, cols, j, i));
       // weight_zero_point [words of rows, groups] (asymmetric only), weight_shape [rows, cols]
       ASSERT_EQ(p.views.size(), c.symmetric ? 3u : 4u);
-      if (!c.symmetric)
+      if (!c.symmetric) {
         for (uint64_t j : {0u, 12u, 63u})
           EXPECT_EQ((static_cast<uint32_t>(p.word(2, (j / per) * groups + groups - 1)) >>
                      (c.bits * (j % per))) &
                         mask,
                     t.zeros[j * groups + groups - 1]);
+      }
       int64_t shape[2];
       std::memcpy(shape, p.bytes.back().data(), 16);
       EXPECT_EQ(shape[0], 64);
@@ -512,7 +515,9 @@ TEST(HfFormats, ConvertToGgufKeepsTheCodes) {
     const bool kept = std::string(type) == "int4";
     const nlohmann::json report = nlohmann::json::parse(r.out);
     for (const auto& t : report["tensors"])
-      if (t["name"] == "blk.2.attn_q.weight") EXPECT_EQ(t["type"], kept ? "Q4_0" : "Q3_K");
+      if (t["name"] == "blk.2.attn_q.weight") {
+        EXPECT_EQ(t["type"], kept ? "Q4_0" : "Q3_K");
+      }
     EXPECT_NE(r.err.find(kept ? "56 linears with their codes kept, 0 rounded again"
                               : "0 linears with their codes kept, 56 rounded again"),
               std::string::npos)
@@ -680,7 +685,9 @@ TEST(HfFormats, W8A8AsCompressedTensorsRunsLikeLowbitsOwn) {
       EXPECT_EQ(u.q, w.q) << name;
       EXPECT_EQ(u.scale, w.scale) << name;
       EXPECT_EQ(u.input_scale, w.input_scale) << name;
-      if (smooth) EXPECT_GT(u.input_scale, 0) << name;
+      if (smooth) {
+        EXPECT_GT(u.input_scale, 0) << name;
+      }
     }
     EXPECT_EQ(ppl[0], ppl[1]);
   }

@@ -173,11 +173,18 @@ struct QuantizeOptions {
   std::string structured;  // structured pruning done on `m` (lowbit.quantize.structured), "" = none
   // Called after each tensor is written (index, count, its report).
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
+  // Checkpoints of a run that quantizes tensor by tensor: with a directory, each finished
+  // tensor is saved there until the file is complete; with `resume`, the tensors found there
+  // are taken instead of quantized again. `fingerprint` describes the job (with the method
+  // and the plan): a checkpoint of another job is refused.
+  std::string checkpoint_dir;
+  bool resume = false;
+  std::string fingerprint;
 };
 
 // Which rank (0 .. n_ranks-1) quantizes each of m's tensors (m.tensors' order) when the job
 // runs over MPI (lowbit/distributed.h): the longest first, each to the least loaded rank.
-// A GPTQ sweep (`gptq`: every 2-D tensor but the embedding) costs rows·cols² + cols³,
+// A GPTQ sweep (`gptq`: every 2-D tensor but an untied embedding) costs rows·cols² + cols³,
 // rounding rows·cols.
 std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks);
 

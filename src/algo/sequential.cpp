@@ -64,22 +64,19 @@ std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows,
   return std::vector<float>(out.begin(), out.end());
 }
 
-// FNV-1a over what decides a sequential run's bytes: the caller's description of the job,
-// the calibration tokens, the planned types and the activation shapes.
+// What decides a sequential run's bytes: the caller's description of the job, the
+// calibration tokens, the planned types and the activation shapes.
 uint64_t fingerprint(const std::string& job, const std::vector<int32_t>& tokens,
                      const std::map<std::string, DType>& types, size_t W, size_t T, size_t D) {
-  uint64_t h = 1469598103934665603ull;
-  auto add = [&h](const void* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) h = (h ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
-  };
-  add(job.data(), job.size());
-  add(tokens.data(), tokens.size() * sizeof(int32_t));
+  JobHash h;
+  h.add(job);
+  h.add(tokens.data(), tokens.size() * sizeof(int32_t));
   for (const auto& [name, type] : types) {
-    add(name.data(), name.size());
-    add(&type, sizeof type);
+    h.add(name);
+    h.add(&type, sizeof type);
   }
-  for (const size_t v : {W, T, D}) add(&v, sizeof v);
-  return h;
+  for (const size_t v : {W, T, D}) h.add(&v, sizeof v);
+  return h.value;
 }
 
 // Index into train::kLinearNames of "blk.N.<linear>.weight".

@@ -59,6 +59,9 @@ void SequentialCheckpoint::save_step(
 
 void SequentialCheckpoint::save_state(uint32_t next_layer, const Activations& xq,
                                       const Activations& xf) const {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec) fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir_, ec.message());
   AtomicFileWriter w(dir_ + "/state.bin");
   const uint64_t W = xq.size(), TD = W ? xq[0].size() : 0;
   w.write(kMagic, 8);
@@ -116,6 +119,11 @@ std::vector<std::pair<std::string, PrecomputedTensor>> SequentialCheckpoint::loa
     out.emplace_back(std::move(name), std::move(t));
   }
   return out;
+}
+
+bool SequentialCheckpoint::has_step(uint32_t step) const {
+  std::error_code ec;
+  return fs::exists(dir_ + "/done-" + std::to_string(step) + ".bin", ec);
 }
 
 void SequentialCheckpoint::remove() const {

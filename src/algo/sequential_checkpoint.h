@@ -1,5 +1,7 @@
 // Checkpoints of the sequential driver (lowbit/sequential.h), so that a run killed after
-// block l continues from block l + 1 with the same bytes as an uninterrupted run.
+// block l continues from block l + 1 with the same bytes as an uninterrupted run. A
+// tensor-by-tensor run (GgufQuantizeWriter) keeps each finished tensor as step = its index
+// and a state without activations.
 //
 // Directory layout (every file written atomically):
 //   state.bin     u64 magic "LBCKPT01", u64 fingerprint, u32 next_layer, u64 W, T, D,
@@ -22,6 +24,16 @@ namespace lowbit {
 
 using Activations = std::vector<std::vector<float>>;  // [windows][T * D]
 
+// FNV-1a over what decides a run's bytes: a checkpoint records it, and a run with another
+// value refuses the checkpoint.
+struct JobHash {
+  uint64_t value = 1469598103934665603ull;
+  void add(const void* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) value = (value ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+  }
+  void add(const std::string& s) { add(s.data(), s.size()); }
+};
+
 class SequentialCheckpoint {
  public:
   SequentialCheckpoint(std::string dir, uint64_t fingerprint)
@@ -38,6 +50,7 @@ class SequentialCheckpoint {
   // checkpoint. Fails naming the directory when it belongs to another job or is damaged.
   uint32_t load_state(Activations& xq, Activations& xf) const;
   std::vector<std::pair<std::string, PrecomputedTensor>> load_step(uint32_t step) const;
+  bool has_step(uint32_t step) const;
 
   void remove() const;
 

@@ -44,6 +44,13 @@ void make_single_threaded() {
   std::call_once(once, [] { openblas_set_num_threads(1); });
 }
 
+namespace {
+// Also when the library loads, before any LAPACK or CBLAS call: OpenBLAS's own threads (as
+// many as the CPUs it may use) change its blocking, so a Cholesky factor made before the
+// first product would depend on them, e.g. differ in an MPI rank bound to one core.
+const bool kSingleThreadedAtLoad = (make_single_threaded(), true);
+}  // namespace
+
 void sgemm(int n_threads, CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, size_t m, size_t n, size_t k,
            float alpha, const float* a, size_t lda, const float* b, size_t ldb, float beta,
            float* c, size_t ldc) {

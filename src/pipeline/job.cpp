@@ -271,6 +271,23 @@ std::map<std::string, DType> recipe_of(const std::vector<MixTensor>& tensors,
   return recipe;
 }
 
+// Methods that quantize every tensor on its own, from the weights and saved or measured
+// statistics (not from the outputs of blocks quantized before).
+bool tensor_by_tensor(const QuantizeJob& job) {
+  const Method method = resolved_method(job);
+  return method == Method::Rtn || method == Method::Imatrix ||
+         (method == Method::Gptq && !job.calib.stats.empty());
+}
+
+// Size and modification time of a statistics file: part of a checkpoint's fingerprint.
+std::string file_stamp(const std::string& path) {
+  std::error_code ec;
+  if (path.empty() || !std::filesystem::exists(path, ec)) return "";
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto time = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  return fmt::format("{}@{}", size, time);
+}
+
 // The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
 // budget solved on the measured sensitivity.
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
@@ -284,6 +301,17 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   q.sparsity = run.sparsity();
   if (q.sparsity.active()) q.prune = resolved_prune_method(run.job());
   q.on_tensor = run.tensor_progress();
+  const QuantizeJob& job = run.job();
+  if (tensor_by_tensor(job) && (job.resume || dist::is_distributed())) {
+    // Finished tensors are kept until the file is complete; --resume takes them back.
+    q.checkpoint_dir = job.output + ".lowbit-checkpoint";
+    q.resume = job.resume;
+    q.fingerprint = fmt::format(
+        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text,
+        job.calib.stats, file_stamp(job.calib.stats), job.calib.samples, job.calib.ctx,
+        job.calib.seed, q.rotation, structured,
+        q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : "");
+  }
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;
   uint64_t budget_bytes = 0;
@@ -314,9 +342,7 @@ void check_distributable(const QuantizeJob& job) {
     fail(ErrorKind::Argument,
          "a size budget measures the sensitivity in one process: solve it once with "
          "--save-recipe, then run the recipe over the ranks");
-  const bool per_tensor = method == Method::Rtn || method == Method::Imatrix ||
-                          (method == Method::Gptq && !job.calib.stats.empty());
-  if (!per_tensor)
+  if (!tensor_by_tensor(job))
     fail(ErrorKind::Argument,
          "method {} quantizes block by block (each block sees the blocks quantized before it), "
          "which one process does: run it without mpirun, or split the calibration with "

@@ -9,8 +9,10 @@
 #include <array>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 #include "core/parallel.h"
+#include "algo/sequential_checkpoint.h"
 #include "formats/model_writer.h"
 #include "lowbit/distributed.h"
 #include "lowbit/error.h"
@@ -90,6 +92,11 @@ struct GgufQuantizeWriter::Impl {
   std::vector<int> owner;
   std::deque<std::vector<uint8_t>> outgoing;
   std::deque<std::array<double, 4>> outgoing_figures;
+  // Rank 0's checkpoint: `restored[i]` when a resumed run found tensor i there (every rank
+  // knows); `current` collects the bytes of the tensor being written, for saving.
+  std::optional<SequentialCheckpoint> checkpoint;
+  std::vector<uint8_t> restored;
+  std::vector<uint8_t> current;
   QuantizeReport report;
   size_t n_done = 0;
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
@@ -129,14 +136,78 @@ struct GgufQuantizeWriter::Impl {
     }
     if (group.size() > 1) owner = spread_tensors(m, o.use_gptq && o.hessian, group.size());
     if (group.rank() == 0) out = std::make_unique<GgufStreamWriter>(layout, path);
+    open_checkpoint();
+  }
+
+  void open_checkpoint() {
+    restored.assign(plan.size(), 0);
+    if (o.checkpoint_dir.empty()) return;
+    if (group.rank() == 0) {
+      JobHash h;
+      h.add(o.fingerprint);
+      h.add(report.method);
+      for (const TensorPlan& p : plan) {
+        h.add(p.name);
+        h.add(&p.type, sizeof p.type);
+      }
+      checkpoint.emplace(o.checkpoint_dir, h.value);
+      Activations none;
+      if (o.resume && checkpoint->load_state(none, none) != 0) {
+        for (size_t i = 0; i < plan.size(); ++i) restored[i] = checkpoint->has_step(i);
+      } else {
+        checkpoint->remove();
+        checkpoint->save_state(1, none, none);  // the job's fingerprint
+      }
+    }
+    group.broadcast(0, restored.data(), restored.size());
+  }
+
+  // Rank 0: tensor i from a resumed run's checkpoint into the file.
+  void restore(size_t i) {
+    auto tensors = checkpoint->load_step(static_cast<uint32_t>(i));
+    if (tensors.size() != 1 || tensors[0].first != plan[i].name ||
+        tensors[0].second.bytes.size() != report.tensors[i].bytes)
+      fail(ErrorKind::Format, "{}: the checkpoint of tensor {} ('{}') does not match the job",
+           o.checkpoint_dir, i, plan[i].name);
+    const PrecomputedTensor& t = tensors[0].second;
+    TensorReport& r = report.tensors[i];
+    r.rel_rms_error = t.rel_rms_error;
+    r.rel_output_error = t.rel_output_error;
+    r.rel_output_error_rtn = t.rel_output_error_rtn;
+    r.zero_share = t.zero_share;
+    out->write(first + i, t.bytes);
+    done(i);
+  }
+
+  // Rank 0, with a checkpoint: tensor i (its bytes in `bytes`) saved as finished.
+  void save(size_t i, std::vector<uint8_t>&& bytes) {
+    if (!checkpoint) return;
+    const TensorReport& r = report.tensors[i];
+    PrecomputedTensor t;
+    t.bytes = std::move(bytes);
+    t.rel_rms_error = r.rel_rms_error;
+    t.rel_output_error = r.rel_output_error;
+    t.rel_output_error_rtn = r.rel_output_error_rtn;
+    t.zero_share = r.zero_share;
+    checkpoint->save_step(static_cast<uint32_t>(i), {{plan[i].name, &t}});
   }
 
   bool mine(size_t i) const { return owner.empty() || owner[i] == group.rank(); }
 
   // Bytes of tensor i at `offset`: into the file on rank 0, into the outgoing copy elsewhere.
   void emit(size_t i, uint64_t offset, const uint8_t* data, size_t n) {
-    if (out) return out->write(first + i, offset, data, n);
-    std::copy_n(data, n, outgoing.back().begin() + offset);
+    if (!out) return (void)std::copy_n(data, n, outgoing.back().begin() + offset);
+    out->write(first + i, offset, data, n);
+    if (checkpoint) std::copy_n(data, n, current.begin() + offset);
+  }
+
+  // Rank 0: quantizes tensor i here, or takes it from its rank or the checkpoint.
+  void produce(size_t i) {
+    if (restored[i]) return restore(i);
+    if (!mine(i)) return receive(i);
+    if (checkpoint) current.assign(report.tensors[i].bytes, 0);
+    quantize(i);
+    save(i, std::move(current));
   }
 
   static constexpr int kTensorTag = 21;
@@ -165,6 +236,7 @@ struct GgufQuantizeWriter::Impl {
     r.zero_share = f[3];
     out->write(first + i, bytes);
     done(i);
+    save(i, std::move(bytes));
   }
 
   void done(size_t i) {
@@ -269,7 +341,7 @@ QuantizeReport GgufQuantizeWriter::finish() {
   Impl& s = *impl_;
   if (!s.out) {  // a rank other than 0: its tensors, in file order, to rank 0
     for (size_t i = 0; i < s.plan.size(); ++i)
-      if (s.mine(i)) s.quantize_and_send(i);
+      if (s.mine(i) && !s.restored[i]) s.quantize_and_send(i);
     s.group.finish_sends();
     return s.report;
   }
@@ -279,8 +351,9 @@ QuantizeReport GgufQuantizeWriter::finish() {
     s.out->write(k, bytes);
   }
   for (size_t i = 0; i < s.plan.size(); ++i)
-    if (!s.out->complete(s.first + i)) s.mine(i) ? s.quantize(i) : s.receive(i);
+    if (!s.out->complete(s.first + i)) s.produce(i);
   s.out->commit();
+  if (s.checkpoint) s.checkpoint->remove();  // the file is complete
   QuantizeReport& report = s.report;
   report.file_bytes = std::filesystem::file_size(s.out->path());
   report.bits_per_weight = report.n_weights ? 8.0 * report.total_bytes / report.n_weights : 0;
@@ -293,7 +366,9 @@ std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks) {
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const TensorView& t = m.tensors[i];
     const double rows = static_cast<double>(t.n_rows()), cols = static_cast<double>(t.row_len());
-    const bool swept = gptq && t.shape.size() == 2 && t.name != "token_embd.weight";
+    // The embedding is only swept as the tied output head (its Hessian is the head's).
+    const bool swept = gptq && t.shape.size() == 2 &&
+                       (t.name != "token_embd.weight" || m.config.tied_embeddings);
     cost[i] = swept ? rows * cols * cols + cols * cols * cols : rows * cols;
   }
   std::vector<size_t> order(cost.size());

@@ -56,26 +56,59 @@ grep -q "quantizes block by block" "$dir/awq.log" || { cat "$dir/awq.log"; echo 
 [ ! -e "$dir/awq.gguf" ] || { echo "FAIL: awq left an output"; exit 1; }
 echo "ok: a sequential method is refused"
 
-# A rank killed mid-run: mpirun stops the job, which ends non-zero with no output and no
-# temporary file beside it.
+# rank1_of COMMAND: the pid of rank 1 of a running `lowbit COMMAND` job (empty if none).
+rank1_of() {
+  local exe
+  exe=$(readlink -f "$lowbit")
+  for p in $(pgrep -f "$lowbit $1" || true); do
+    # the rank itself, not mpirun's child before its exec
+    [ "$(readlink -f "/proc/$p/exe" 2>/dev/null)" = "$exe" ] || continue
+    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then
+      echo "$p"
+      return
+    fi
+  done
+}
+# expect_stopped JOB_PID LOG OUT: the job ended non-zero, naming rank 1, and left no OUT.
+expect_stopped() {
+  if wait "$1"; then echo "FAIL: the job survived its rank 1"; exit 1; fi
+  grep -q "rank 1" "$2" || { cat "$2"; echo "FAIL: no word of rank 1"; exit 1; }
+  [ ! -e "$3" ] || { echo "FAIL: left $3"; exit 1; }
+  if ls "$3".tmp.* >/dev/null 2>&1; then echo "FAIL: left a temporary of $3"; exit 1; fi
+}
+
+# A rank killed mid-run: mpirun stops the job, which ends non-zero with no output.
 ranks 2 calibrate "$model" --calib "$calib" --calib-samples 64 --calib-ctx 512 --hessian -q \
   -o "$dir/killed.gguf" >"$dir/killed.log" 2>&1 &
 job=$!
 victim=""
 for _ in $(seq 100); do
-  for p in $(pgrep -f "$lowbit calibrate" || true); do
-    if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=1"; then
-      victim=$p
-    fi
-  done
+  victim=$(rank1_of calibrate)
   [ -n "$victim" ] && break
   sleep 0.1
 done
 [ -n "$victim" ] || { echo "FAIL: rank 1 never started"; exit 1; }
 sleep 1
 kill -9 "$victim"
-if wait "$job"; then echo "FAIL: the job survived its rank 1"; exit 1; fi
-grep -q "rank 1" "$dir/killed.log" || { cat "$dir/killed.log"; echo "FAIL: no word of rank 1"; exit 1; }
-leftovers=$(ls "$dir" | grep killed.gguf || true)
-[ -z "$leftovers" ] || { echo "FAIL: left $leftovers"; exit 1; }
-echo "ok: a killed rank stops the job without output"
+expect_stopped "$job" "$dir/killed.log" "$dir/killed.gguf"
+echo "ok: a killed rank stops calibrate without output"
+
+# The same during quantize, once rank 0 has written five tensors: the finished ones stay in
+# OUT.lowbit-checkpoint, and a rerun with --resume ends with the one-process bytes.
+gptq=(--type Q4_K_M --method gptq --stats "$dir/h1.gguf")
+"$lowbit" quantize "$model" -q "${gptq[@]}" -o "$dir/whole.gguf" >/dev/null
+out=$dir/resumed.gguf
+ranks 2 quantize "$model" -q "${gptq[@]}" -o "$out" >/dev/null 2>"$dir/resumed.log" &
+job=$!
+victim=""
+for _ in $(seq 1000); do
+  [ -n "$victim" ] || victim=$(rank1_of quantize)
+  [ -n "$victim" ] && [ -e "$out.lowbit-checkpoint/done-4.bin" ] && break
+  sleep 0.005
+done
+[ -e "$out.lowbit-checkpoint/done-4.bin" ] || { echo "FAIL: no checkpoint of tensor 4"; exit 1; }
+kill -9 "$victim"
+expect_stopped "$job" "$dir/resumed.log" "$out"
+ranks 2 quantize "$model" -q "${gptq[@]}" -o "$out" --resume >/dev/null
+same "$dir/whole.gguf" "$out" "quantize killed at a rank, then --resume"
+[ ! -e "$out.lowbit-checkpoint" ] || { echo "FAIL: the checkpoint outlived the file"; exit 1; }

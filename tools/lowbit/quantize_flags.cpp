@@ -1,5 +1,7 @@
 #include "quantize_flags.h"
 
+#include "lowbit/distributed.h"
+
 #include <fmt/core.h>
 
 #include <atomic>
@@ -193,8 +195,9 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "load; lowbit reads them all")
       ->check(CLI::IsMember({"lowbit", "gptq", "awq", "compressed-tensors"}));
   c->add_flag("--resume", j.resume,
-              "gptq, awq, learned methods: continue an interrupted run of the same job from its "
-              "checkpoint (OUTPUT.lowbit-checkpoint/)");
+              "continue an interrupted run of the same job from its checkpoint "
+              "(OUTPUT.lowbit-checkpoint/): the sequential methods keep finished blocks, a "
+              "run over MPI ranks (or one with --resume) finished tensors");
   c->add_flag("--json", f.json, "print the summary as JSON on stdout");
   c->add_flag("-q,--quiet", f.quiet, "no progress or table");
 }
@@ -218,7 +221,9 @@ std::atomic<bool> interrupted{false};
 // The first SIGINT or SIGTERM asks the running job to stop at its next step (it then
 // removes its unfinished output); a second one removes it and ends the process at once.
 void stop_on_signals() {
-  clean_up_outputs_on_signals(&interrupted);
+  // Over MPI ranks a rank may wait for a message that a stopped rank never sends: each one
+  // deletes its temporaries and ends at once (mpirun's SIGKILL follows in a second).
+  clean_up_outputs_on_signals(dist::is_distributed() ? nullptr : &interrupted);
 }
 
 Observer progress_printer(bool quiet) {

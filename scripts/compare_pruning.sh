@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Pruning on MODEL (default tinyllm-8m): each rule at 50% unstructured and 2:4, in F16 (no
 # quantization) and with a GGUF preset, then structured pruning (25% of the FFN channels, one
-# KV group per block); perplexity and mean KLD against the unpruned model on CHUNKS WikiText-2
+# KV group per block; with and without distillation from the unpruned model, DISTILL_STEPS at
+# DISTILL_LR); perplexity and mean KLD against the unpruned model on CHUNKS WikiText-2
 # windows of 512, the file size, and each run's time and peak RSS; last, SparseGPT 2:4 in the
 # packed 2:4 types against their dense twins; OWL's per-block shares at 50% and 70%.
 # Usage: scripts/compare_pruning.sh [CHUNKS] [SAMPLES]   (run after setup.sh)
@@ -16,6 +17,7 @@ CALIB=$SHARED/data/calibration/calib-en-1mb.txt
 LB=${LB:-build/lowbit}
 PRESETS=${PRESETS:-F16 Q4_K_M}
 SECTIONS=${SECTIONS:-unstructured owl structured packed}
+DISTILL_STEPS=${DISTILL_STEPS:-200}; DISTILL_LR=${DISTILL_LR:-3e-5}  # structured + distillation
 has() { [[ " $SECTIONS " == *" $1 "* ]]; }
 W=$(mktemp -d); trap 'rm -rf "$W"' EXIT
 $LB perplexity "$MODEL" -f "$TEXT" --chunks "$CHUNKS" -q --save-logits "$W/base.logits" > /dev/null
@@ -60,6 +62,10 @@ if has structured; then
   row F16 ffn-calib 25% --method rtn --prune-ffn 0.25 "${cal[@]}"
   row F16 kv-calib 1grp --method rtn --prune-kv-groups 1 "${cal[@]}"
   row Q4_K_M ffn-calib 25% --method gptq --prune-ffn 0.25 "${cal[@]}"
+  kd=(--distill-steps "$DISTILL_STEPS" --distill-lr "$DISTILL_LR")
+  row F16 ffn-calib-kd 25% --method rtn --prune-ffn 0.25 "${cal[@]}" "${kd[@]}"
+  row F16 kv-calib-kd 1grp --method rtn --prune-kv-groups 1 "${cal[@]}" "${kd[@]}"
+  row Q4_K_M ffn-calib-kd 25% --method gptq --prune-ffn 0.25 "${cal[@]}" "${kd[@]}"
 fi
 if has packed; then
   for preset in Q8_0 Q8_0_S24 Q4_0 Q4_0_S24; do

@@ -19,6 +19,10 @@
 #include "lowbit/sparsity.h"
 #include "lowbit/structured_prune.h"
 #include "lowbit/topology.h"
+#include "lowbit/model_grad.h"
+#include "lowbit/tokenizer.h"
+#include "lowbit/calibration.h"
+#include "lowbit/file_io.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -467,6 +471,10 @@ TEST(StructuredPrune, BadOptionsNameTheModelOrTheFile) {
   QuantizeJob j;
   j.model = test::shared_path("models/tinyllm-8m");
   j.output = dir.file("o.gguf");
+  j.distill.steps = 10;  // distillation without structured pruning or text
+  EXPECT_NE(test::expect_error([&] { validate(j); }).find("structurally pruned"),
+            std::string::npos);
+  j.distill.steps = 0;
   j.structured.ffn_share = 0.25;
   j.calib.stats = dir.file("stats.gguf");
   EXPECT_NE(test::expect_error([&] { validate(j); }).find("unpruned model"), std::string::npos);
@@ -482,6 +490,48 @@ TEST(StructuredPrune, BadOptionsNameTheModelOrTheFile) {
 
 namespace lowbit {
 namespace {
+
+// Structured pruning recovered by distillation: the label says so, the distilled model is
+// closer to the unpruned one on the calibration text than the pruned one.
+TEST(PruneCli, DistillationBringsThePrunedModelBackTowardsTheUnpruned) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  std::vector<std::string> args = {"prune",         model, "--prune-ffn", "0.25", "--calib",
+                                   text,            "--calib-samples", "8", "--calib-ctx",
+                                   "128",           "--type", "F16", "-q", "--json"};
+  auto run = [&](const std::string& out, int steps) {
+    std::vector<std::string> a = args;
+    for (const std::string& x : {std::string("-o"), out, std::string("--distill-steps"),
+                                 std::to_string(steps), std::string("--distill-lr"),
+                                 std::string("3e-5")})
+      a.push_back(x);
+    const auto r = test::run_cli(a);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out);
+  };
+  const std::string pruned = dir.file("pruned.gguf"), distilled = dir.file("distilled.gguf");
+  run(pruned, 0);
+  EXPECT_NE(run(distilled, 12).at("structured").get<std::string>().find("distilled 12 steps"),
+            std::string::npos);
+  // KL divergence to the unpruned model on calibration windows the training used
+  const Model base = load_model(model), a = load_model(pruned), b = load_model(distilled);
+  const auto tokens = Tokenizer::create(base.vocab, base.source)->encode(read_text_file(text), false);
+  const auto windows = sample_windows(tokens, 8, 128, 1, base.vocab.bos);
+  auto kld = [&](const Model& m) {
+    double sum = 0;
+    for (const auto& w : windows) {
+      Engine teacher(base, {2, 128}), student(m, {2, 128});
+      std::vector<float> zt, zs, d(w.size() * base.config.n_vocab);
+      teacher.eval(w.data(), w.size(), zt, true);
+      student.eval(w.data(), w.size(), zs, true);
+      sum += train::kd_loss(zs.data(), zt.data(), w.size(), base.config.n_vocab, 1.0, d.data());
+    }
+    return sum / windows.size();
+  };
+  const double before = kld(a), after = kld(b);
+  EXPECT_LT(after, 0.9 * before) << before << " -> " << after;
+}
 
 TEST(PruneCli, WritesAnF16FileAndRefusesWhatItCannotDo) {
   test::TempDir dir;

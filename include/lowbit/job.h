@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "lowbit/affine.h"
+#include "lowbit/distill.h"
 #include "lowbit/mixed.h"
 #include "lowbit/model.h"
 #include "lowbit/observer.h"
@@ -154,6 +155,9 @@ struct QuantizeJob {
   // Whole FFN channels and KV groups removed first (lowbit/structured_prune.h), scored with
   // statistics of the calibration text when given; the method then runs on the smaller model.
   StructuredPruneOptions structured;
+  // With steps > 0, the structurally pruned model is trained first to match the model before
+  // pruning on the calibration text (lowbit/distill.h); windows and seed from `calib`.
+  DistillOptions distill;
   // Sequential methods (gptq, awq, the learned ones) to GGUF keep a checkpoint beside the
   // output ("<output>.lowbit-checkpoint/") after every block, removed when the file is
   // written; resume continues an interrupted run of the same job from it.

@@ -114,7 +114,8 @@ void StatsReducer::fold(Totals& t, size_t cols) {
       s.count += c.rows;
     }
   if (!hessian_) return;
-  const auto [first, last] = band(cols, rank_, n_ranks_);
+  const std::pair<size_t, size_t> rows = band(cols, rank_, n_ranks_);
+  const size_t first = rows.first, last = rows.second;  // (lambdas below capture them)
   std::vector<const float*> sources;  // this band's rows of each window's x xᵀ, in order
   for (size_t j = 0; j < n_ranks_; ++j)
     if (present_[j])

@@ -2,6 +2,7 @@
 // method's strategy object (method.h) for the job's target.
 #include "lowbit/job.h"
 
+#include <chrono>
 #include <filesystem>
 
 #include "lowbit/distributed.h"
@@ -105,6 +106,13 @@ void validate_sparsity(const QuantizeJob& job, Method method) {
 
 void validate_structured(const QuantizeJob& job) {
   const StructuredPruneOptions& o = job.structured;
+  if (job.distill.steps < 0 || !(job.distill.lr >= 0))
+    fail(ErrorKind::Argument, "distillation needs steps >= 0 and lr >= 0, not {} and {}",
+         job.distill.steps, job.distill.lr);
+  if (job.distill.steps > 0 && (!o.active() || job.calib.text.empty()))
+    fail(ErrorKind::Argument,
+         "distillation recovers a structurally pruned model on calibration text: it needs "
+         "structured pruning (ffn share or KV groups) and calibration text");
   if (!o.active()) return;
   validate(o);
   if (!std::holds_alternative<GgufTarget>(job.target))
@@ -129,6 +137,23 @@ const Model& structurally_pruned(const Model& m, const QuantizeJob& job, const O
     importance = pipeline::importance_lookup(run.collect_statistics(false));
   }
   keep = prune_structured(m, job.structured, importance);
+  if (job.distill.steps > 0) {  // the unpruned model teaches the pruned one
+    const pipeline::JobRun run(*keep, job, observer);
+    DistillOptions d = job.distill;
+    d.n_ctx = job.calib.ctx;
+    d.n_windows = job.calib.samples;
+    d.seed = job.calib.seed;
+    d.n_threads = job.threads;
+    const auto t0 = std::chrono::steady_clock::now();
+    d.on_step = [&observer, t0](int step, int steps, double loss) {
+      const double sec =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      report_progress(observer, {Stage::Train, size_t(step), size_t(steps),
+                                 fmt::format("distill loss {:.4g}", loss), sec});
+      return true;
+    };
+    keep = distill(*keep, m, run.calibration_tokens(), d);
+  }
   return *keep;
 }
 
@@ -365,7 +390,9 @@ QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
     check_online_rotation(job, resolved_method(job));
   }
   std::optional<Model> keep, smaller;
-  const std::string structured = structured_label(source.config, job.structured);
+  std::string structured = structured_label(source.config, job.structured);
+  if (job.structured.active() && job.distill.steps > 0)
+    structured += fmt::format(", distilled {} steps", job.distill.steps);
   const Model& m = structurally_pruned(rotated(source, job, keep), job, observer, smaller);
   pipeline::JobRun run(m, job, observer);
   const pipeline::QuantMethod& qm = pipeline::method_for(run.method());

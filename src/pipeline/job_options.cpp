@@ -213,6 +213,8 @@ const std::map<std::string, Setter>& setters() {
        [](S& s, V n, V v) { s.job.structured.ffn_share = number<double>(n, v); }},
       {"prune-kv-groups",
        [](S& s, V n, V v) { s.job.structured.kv_groups = number<uint32_t>(n, v); }},
+      {"distill-steps", [](S& s, V n, V v) { s.job.distill.steps = number<int>(n, v); }},
+      {"distill-lr", [](S& s, V n, V v) { s.job.distill.lr = number<double>(n, v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

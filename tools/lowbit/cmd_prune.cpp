@@ -55,8 +55,9 @@ Action add_prune(CLI::App& app) {
       ->check(CLI::Range(0.0, 1.0));
   c->add_option("--prune-kv-groups", j.structured.kv_groups,
                 "structured: KV heads (with their query heads) removed from every block");
+  add_distill_flags(c, j);
   c->add_option("--type", f->s.type,
-                "F16, BF16 or F32 (no quantization), or any quantize preset or type")
+                "F16 or BF16 (no quantization), or any quantize preset or type")
       ->capture_default_str();
   c->add_option("--calib", j.calib.text, "calibration text (wanda, sparsegpt, structured scores)");
   add_calibration_source_flags(c, j.calib);

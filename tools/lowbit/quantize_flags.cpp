@@ -149,6 +149,7 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("--prune-kv-groups", j.structured.kv_groups,
                 "structured: remove this many KV heads (with the query heads reading them) from "
                 "every block first");
+  add_distill_flags(c, j);
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");
@@ -220,6 +221,15 @@ std::atomic<bool> interrupted{false};
 
 // The first SIGINT or SIGTERM asks the running job to stop at its next step (it then
 // removes its unfinished output); a second one removes it and ends the process at once.
+void add_distill_flags(CLI::App* c, QuantizeJob& j) {
+  c->add_option("--distill-steps", j.distill.steps,
+                "structured: train the pruned model this many steps to match the unpruned one "
+                "on the calibration text (knowledge distillation; 0: none)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--distill-lr", j.distill.lr, "distillation: Adam's step size")
+      ->capture_default_str();
+}
+
 void stop_on_signals() {
   // Over MPI ranks a rank may wait for a message that a stopped rank never sends: each one
   // deletes its temporaries and ends at once (mpirun's SIGKILL follows in a second).

@@ -35,6 +35,8 @@ QuantizeJob job_from_flags(const QuantizeFlags& f);
 // Progress lines on stderr for every stage (nothing when quiet); cancels the job once
 // stop_on_signals() has seen SIGINT or SIGTERM.
 Observer progress_printer(bool quiet);
+// --distill-steps, --distill-lr: structured pruning recovered by distillation.
+void add_distill_flags(CLI::App* c, QuantizeJob& j);
 void stop_on_signals();
 // The report of a finished job: findings and notes on stderr, then the per-tensor table (or
 // the JSON summary) on stdout. Defined in cmd_quantize.cpp.

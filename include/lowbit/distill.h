@@ -1,0 +1,46 @@
+// Knowledge distillation (Hinton et al. 2015) on the CPU: a student model is trained so that
+// its next-token distributions match a teacher's on windows of calibration text. The loss is
+// KL(teacher ‖ student) at temperature τ, averaged over every position; Adam trains the
+// student's blocks and final norm through the whole model's backward pass
+// (lowbit/model_grad.h), and the embedding and head stay as they are. lowbit uses it to
+// recover what structured pruning removed (the student is the pruned model, the teacher the
+// model before pruning; lowbit/structured_prune.h).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "lowbit/model.h"
+
+namespace lowbit {
+
+struct DistillOptions {
+  int steps = 0;           // optimiser steps; 0: no training
+  int batch = 2;           // windows per step, one per thread
+  size_t n_ctx = 512;      // tokens per window (BOS first)
+  size_t n_windows = 128;  // the seeded pool of windows the steps take in turns
+  double lr = 3e-5;        // Adam's step, warmed up linearly over the first tenth of the steps
+  double temperature = 1;
+  uint64_t seed = 1;
+  int n_threads = 0;  // 0: every core
+  // After each step: (step, steps, the batch's mean loss). Returning false stops with
+  // Error(Cancelled).
+  std::function<bool(int, int, double)> on_step;
+};
+// The defaults (measured on tinyllm-8m, docs/PRUNING.md) filled in.
+DistillOptions resolved(const DistillOptions& o);
+
+struct DistillReport {
+  std::vector<double> losses;  // per step
+  size_t n_params = 0;         // trained
+  double seconds = 0;
+};
+
+// The student with its blocks and final norm trained (stored as F32). `tokens` is the
+// tokenized calibration text. Throws Argument when the vocabularies differ (naming both
+// models) and when the loss stops being finite.
+Model distill(const Model& student, const Model& teacher, const std::vector<int32_t>& tokens,
+              const DistillOptions& options, DistillReport* report = nullptr);
+
+}  // namespace lowbit

@@ -1,0 +1,68 @@
+// Forward and backward pass of a whole Llama-family model, for the methods that train
+// against the model's output (distillation, lowbit/distill.h): the embedding rows, every
+// block (lowbit/block_grad.h), the final RMSNorm and the head, in float or double.
+//
+// The embedding and the head stay fixed (a tied head is the embedding); the blocks and the
+// final norm are trained. The forward pass keeps only each block's input [n, D]; the
+// backward pass runs each block forward again to get its activations, so memory is the
+// block inputs plus one block's activations, whatever the depth.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "lowbit/block_grad.h"
+#include "lowbit/model.h"
+
+namespace lowbit::train {
+
+// The trainable parameters; also the shape of their gradients.
+template <class Real>
+struct ModelWeights {
+  std::vector<BlockWeights<Real>> blocks;
+  std::vector<Real> output_norm;  // [n_embd]
+
+  void zeros_like(const ModelWeights& like);
+  // Every parameter tensor, in a fixed order (blocks' linears, norms, biases, then the final
+  // norm): for optimisers and checkpoints.
+  std::vector<std::vector<Real>*> tensors();
+  size_t count() const;  // parameters in all
+};
+
+// m's blocks and final norm in Real (weights of any stored type, dequantized).
+template <class Real>
+ModelWeights<Real> model_weights(const Model& m);
+// m with its blocks and final norm replaced by `w`, stored as F32 (the other tensors as they
+// were).
+Model with_weights(const Model& m, const ModelWeights<float>& w);
+
+// One model's fixed parts and shape, for passes over windows of tokens at positions 0..n-1.
+template <class Real>
+class ModelPass {
+ public:
+  explicit ModelPass(const Model& m);
+  uint32_t vocab() const { return vocab_; }
+
+  // logits [n, vocab]. `inputs` receives what backward() needs (each block's input).
+  void forward(const ModelWeights<Real>& w, const int32_t* tokens, size_t n,
+               std::vector<Real>& logits, std::vector<std::vector<Real>>& inputs) const;
+  // Given dlogits = ∂L/∂logits [n, vocab]: adds ∂L/∂(every parameter) to `grad` (shaped by
+  // zeros_like).
+  void backward(const ModelWeights<Real>& w, const std::vector<std::vector<Real>>& inputs,
+                const Real* dlogits, size_t n, ModelWeights<Real>& grad) const;
+
+ private:
+  BlockShape shape_;
+  uint32_t vocab_ = 0, n_layer_ = 0;
+  float norm_eps_ = 1e-5f;
+  std::vector<Real> embedding_, head_;  // [vocab, D] each (the same values when tied)
+};
+
+// Distillation loss of one window: the mean over the n positions of
+// KL(softmax(teacher / τ) ‖ softmax(student / τ)), returned; dstudent [n, vocab] receives
+// its gradient times τ² (Hinton et al. 2015: the gradients keep their size across τ).
+template <class Real>
+double kd_loss(const Real* student, const float* teacher, size_t n, size_t vocab,
+               double temperature, Real* dstudent);
+
+}  // namespace lowbit::train

@@ -1,0 +1,106 @@
+// Knowledge distillation (lowbit/distill.h): the teacher's logits from the fp32 engine, the
+// student's pass and gradient from lowbit/model_grad.h, Adam (train/optimizer.h).
+#include "lowbit/distill.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "core/parallel.h"
+#include "lowbit/calibration.h"
+#include "lowbit/engine.h"
+#include "lowbit/error.h"
+#include "lowbit/model_grad.h"
+#include "train/optimizer.h"
+
+namespace lowbit {
+
+DistillOptions resolved(const DistillOptions& o) {
+  DistillOptions r = o;
+  if (r.batch <= 0) r.batch = 2;
+  if (r.n_ctx == 0) r.n_ctx = 512;
+  if (r.n_windows == 0) r.n_windows = 128;
+  if (!(r.lr > 0)) r.lr = 3e-5;
+  if (!(r.temperature > 0)) r.temperature = 1;
+  return r;
+}
+
+Model distill(const Model& student, const Model& teacher, const std::vector<int32_t>& tokens,
+              const DistillOptions& options, DistillReport* report) {
+  const DistillOptions o = resolved(options);
+  if (student.config.n_vocab != teacher.config.n_vocab)
+    fail(ErrorKind::Argument,
+         "distillation compares next-token distributions, but the teacher {} has {} tokens and "
+         "the student {} has {}",
+         teacher.source, teacher.config.n_vocab, student.source, student.config.n_vocab);
+  DistillReport local;
+  DistillReport& rep = report ? *report : local;
+  rep = {};
+  if (o.steps <= 0) return student;
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto windows = sample_windows(tokens, o.n_windows, o.n_ctx, o.seed, student.vocab.bos);
+  const int threads = resolve_threads(o.n_threads);
+  Engine engine(teacher, {threads, static_cast<uint32_t>(o.n_ctx)});
+  const train::ModelPass<float> pass(student);
+  train::ModelWeights<float> w = train::model_weights<float>(student);
+  const std::vector<std::vector<float>*> params = w.tensors();
+  rep.n_params = w.count();
+  std::vector<train::Adam> adam;
+  for (const std::vector<float>* p : params) adam.emplace_back(p->size());
+
+  const size_t B = static_cast<size_t>(o.batch), V = pass.vocab();
+  std::vector<size_t> order(windows.size());  // the windows in a seeded order, in turns
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::shuffle(order.begin(), order.end(), std::mt19937_64(o.seed + 1));
+  std::vector<std::vector<float>> teacher_logits(B);
+  std::vector<train::ModelWeights<float>> grads(B);
+  std::vector<double> losses(B);
+  const int warmup = std::max(1, o.steps / 10);
+  for (int step = 0; step < o.steps; ++step) {
+    std::vector<size_t> batch(B);
+    for (size_t b = 0; b < B; ++b) batch[b] = order[(size_t(step) * B + b) % order.size()];
+    for (size_t b = 0; b < B; ++b) {  // the teacher on all threads, one window at a time
+      engine.reset();
+      const auto& win = windows[batch[b]];
+      engine.eval(win.data(), win.size(), teacher_logits[b], true);
+    }
+    // The student's windows in parallel, each with its own gradient; summed in batch order.
+    parallel_for(B, threads, [&](uint64_t b0, uint64_t b1) {
+      std::vector<float> logits, dlogits;
+      std::vector<std::vector<float>> inputs;
+      for (uint64_t b = b0; b < b1; ++b) {
+        const auto& win = windows[batch[b]];
+        pass.forward(w, win.data(), win.size(), logits, inputs);
+        dlogits.resize(logits.size());
+        losses[b] = train::kd_loss(logits.data(), teacher_logits[b].data(), win.size(), V,
+                                   o.temperature, dlogits.data());
+        grads[b].zeros_like(w);
+        pass.backward(w, inputs, dlogits.data(), win.size(), grads[b]);
+      }
+    });
+    double loss = 0;
+    for (size_t b = 0; b < B; ++b) loss += losses[b] / double(B);
+    if (!std::isfinite(loss))
+      fail(ErrorKind::Argument, "distillation diverged at step {} (loss {}): try a smaller lr",
+           step + 1, loss);
+    const double lr = o.lr * std::min(1.0, double(step + 1) / warmup);
+    std::vector<std::vector<float>*> g0 = grads[0].tensors();
+    for (size_t b = 1; b < B; ++b) {
+      std::vector<std::vector<float>*> gb = grads[b].tensors();
+      for (size_t k = 0; k < g0.size(); ++k)
+        for (size_t i = 0; i < g0[k]->size(); ++i) (*g0[k])[i] += (*gb[k])[i];
+    }
+    for (size_t k = 0; k < params.size(); ++k) {
+      for (float& v : *g0[k]) v /= float(B);
+      adam[k].step(params[k]->data(), g0[k]->data(), lr);
+    }
+    rep.losses.push_back(loss);
+    if (o.on_step && !o.on_step(step + 1, o.steps, loss))
+      fail(ErrorKind::Cancelled, "distillation stopped at step {} of {}", step + 1, o.steps);
+  }
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return train::with_weights(student, w);
+}
+
+}  // namespace lowbit

@@ -1,0 +1,150 @@
+// The whole model's backward pass against central differences (in double), its forward
+// against the engine, and distillation (lowbit/distill.h) on a small synthetic model.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "lowbit/distill.h"
+#include "lowbit/engine.h"
+#include "lowbit/model_grad.h"
+#include "lowbit/synthetic.h"
+#include "test_support.h"
+
+namespace lowbit::train {
+namespace {
+
+Model small_model(const char* arch, bool tied, uint64_t seed = 5) {
+  ModelConfig c;
+  c.arch = arch;
+  c.n_vocab = 64, c.n_embd = 32, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 8,
+  c.n_ff = 48;
+  c.n_ctx = 32;
+  c.tied_embeddings = tied;
+  c.attn_bias = c.arch == std::string("qwen2");
+  c.qk_norm = c.arch == std::string("qwen3");
+  return make_synthetic_model(c, Vocab{}, seed, DType::F32, 0.3f);
+}
+
+std::vector<int32_t> random_tokens(size_t n, uint32_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t(n);
+  for (int32_t& v : t) v = static_cast<int32_t>(rng() % vocab);
+  return t;
+}
+
+TEST(ModelGrad, ForwardEqualsTheEngine) {
+  for (bool tied : {false, true}) {
+    const Model m = small_model("llama", tied);
+    const auto tokens = random_tokens(20, 64, 1);
+    Engine e(m, {1, 32});
+    std::vector<float> want, got;
+    e.eval(tokens.data(), tokens.size(), want, true);
+    std::vector<std::vector<float>> inputs;
+    ModelPass<float>(m).forward(model_weights<float>(m), tokens.data(), tokens.size(), got, inputs);
+    ASSERT_EQ(got.size(), want.size());
+    double worst = 0, scale = 0;
+    for (size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, double(std::fabs(got[i] - want[i]))),
+      scale = std::max(scale, double(std::fabs(want[i])));
+    EXPECT_LE(worst, 1e-4 * scale) << "tied " << tied;
+    EXPECT_EQ(inputs.size(), m.config.n_layer + 1u);
+  }
+}
+
+// KD loss of the model's logits against fixed teacher logits, and its gradient by backward().
+TEST(ModelGrad, GradientMatchesCentralDifferences) {
+  for (const char* arch : {"llama", "qwen2", "qwen3"})
+    for (bool tied : {false, true}) {
+      SCOPED_TRACE(testing::Message() << arch << (tied ? " tied" : ""));
+      const Model m = small_model(arch, tied);
+      const ModelPass<double> pass(m);
+      ModelWeights<double> w = model_weights<double>(m);
+      const size_t n = 9;
+      const auto tokens = random_tokens(n, 64, 2);
+      std::vector<float> teacher(n * 64);
+      std::mt19937 rng(4);
+      std::normal_distribution<float> d(0, 2);
+      for (float& v : teacher) v = d(rng);
+      const double tau = 1.5;
+      auto loss = [&](const ModelWeights<double>& at, ModelWeights<double>* grad) {
+        std::vector<double> logits;
+        std::vector<std::vector<double>> inputs;
+        pass.forward(at, tokens.data(), n, logits, inputs);
+        std::vector<double> dl(logits.size());
+        const double l = kd_loss(logits.data(), teacher.data(), n, 64, tau, dl.data());
+        if (grad) pass.backward(at, inputs, dl.data(), n, *grad);
+        return l * tau * tau;  // the gradient is scaled by τ²
+      };
+      ModelWeights<double> g;
+      g.zeros_like(w);
+      loss(w, &g);
+      std::vector<std::vector<double>*> p = w.tensors(), gp = g.tensors();
+      // a few entries of every tensor: block 0's and 1's linears, norms, biases, final norm
+      for (size_t k = 0; k < p.size(); ++k)
+        for (size_t i : {size_t(0), p[k]->size() / 2, p[k]->size() - 1}) {
+          const double keep = (*p[k])[i], eps = 1e-5;
+          (*p[k])[i] = keep + eps;
+          const double up = loss(w, nullptr);
+          (*p[k])[i] = keep - eps;
+          const double down = loss(w, nullptr);
+          (*p[k])[i] = keep;
+          const double fd = (up - down) / (2 * eps), an = (*gp[k])[i];
+          EXPECT_NEAR(an, fd, 1e-6 + 1e-5 * std::fabs(fd)) << "tensor " << k << " entry " << i;
+        }
+    }
+}
+
+TEST(ModelGrad, TrainedWeightsGoBackIntoTheModel) {
+  const Model m = small_model("qwen2", false);
+  ModelWeights<float> w = model_weights<float>(m);
+  w.blocks[1].wdown[7] = 42.0f;
+  w.output_norm[3] = -2.0f;
+  const ModelWeights<float> back = model_weights<float>(with_weights(m, w));
+  EXPECT_EQ(back.blocks[1].wdown, w.blocks[1].wdown);
+  EXPECT_EQ(back.blocks[0].bq, w.blocks[0].bq);
+  EXPECT_EQ(back.output_norm, w.output_norm);
+}
+
+TEST(Distill, AStudentMovesTowardsItsTeacher) {
+  const Model teacher = small_model("llama", false, 5);
+  // The student: the teacher's blocks with noise of half their size.
+  ModelWeights<float> w = model_weights<float>(teacher);
+  std::mt19937 rng(9);
+  for (std::vector<float>* t : w.tensors())
+    for (float& v : *t) v += 0.5f * v * std::normal_distribution<float>()(rng);
+  const Model student = with_weights(teacher, w);
+  const auto tokens = random_tokens(4000, 64, 3);
+  DistillOptions o;
+  o.steps = 60;
+  o.n_ctx = 32;
+  o.n_windows = 16;
+  o.lr = 3e-3;
+  DistillReport rep;
+  const Model trained = distill(student, teacher, tokens, o, &rep);
+  ASSERT_EQ(rep.losses.size(), 60u);
+  EXPECT_EQ(rep.n_params, w.count());
+  const double first = (rep.losses[0] + rep.losses[1]) / 2,
+               last = (rep.losses[58] + rep.losses[59]) / 2;
+  EXPECT_LT(last, 0.5 * first) << first << " -> " << last;
+
+  // The same seed gives the same weights.
+  const Model again = distill(student, teacher, tokens, o);
+  EXPECT_EQ(model_weights<float>(again).blocks[0].wq, model_weights<float>(trained).blocks[0].wq);
+}
+
+TEST(Distill, ATeacherWithAnotherVocabularyIsNamed) {
+  Model teacher = small_model("llama", false);
+  ModelConfig c = teacher.config;
+  c.n_vocab = 80;
+  const Model other = make_synthetic_model(c, Vocab{}, 3, DType::F32, 0.3f);
+  DistillOptions o;
+  o.steps = 1;
+  const std::string err =
+      test::expect_error([&] { distill(teacher, other, random_tokens(100, 64, 1), o); });
+  EXPECT_NE(err.find("80 tokens"), std::string::npos) << err;
+  EXPECT_NE(err.find("has 64"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace lowbit::train

@@ -209,6 +209,15 @@ TEST(Cli, InspectCorruptFileNamesIt) {
   EXPECT_NE(r.err.find(dir.file("bad.gguf") + ": truncated while reading tensor count"), std::string::npos) << r.err;
 }
 
+// A llama2.c checkpoint is read as load_model reads it, not as a safetensors file.
+TEST(Cli, InspectReadsLlama2cCheckpoints) {
+  auto r = test::run_cli({"inspect", shared_path("models/stories260K/stories260K.bin")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("llama2.c checkpoint"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("layers 5"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("blk.4.ffn_down.weight"), std::string::npos) << r.out;
+}
+
 TEST(Cli, InspectPrintsTensorTable) {
   auto r = test::run_cli({"inspect", shared_path("models/tinyllm-8m")});
   EXPECT_EQ(r.exit_code, 0) << r.err;

@@ -1,5 +1,5 @@
-// lowbit inspect FILE: header, metadata and tensor table of a GGUF, safetensors file or
-// Hugging Face model directory.
+// lowbit inspect FILE: header, metadata and tensor table of a GGUF or safetensors file, a
+// llama2.c checkpoint or a Hugging Face model directory.
 #include <fmt/core.h>
 
 #include <cstring>
@@ -39,6 +39,14 @@ void inspect_gguf(const std::string& path) {
   print_tensor_table(views);
 }
 
+void print_config(const char* what, const std::string& path, const ModelConfig& c) {
+  fmt::print(
+      "{} {}\narch {}  vocab {}  hidden {}  layers {}  heads {}/{} (kv)  ffn {}  ctx {}  "
+      "rope_theta {}\n",
+      what, path, c.arch, c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_ctx,
+      c.rope_theta);
+}
+
 void print_safetensors(const std::map<std::string, std::string>& metadata, const std::vector<TensorView>& tensors) {
   fmt::print("metadata ({} keys):\n", metadata.size());
   for (const auto& [k, v] : metadata) fmt::print("  {:<45} {}\n", k, v);
@@ -51,14 +59,12 @@ void print_safetensors(const std::map<std::string, std::string>& metadata, const
 Action add_inspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto* c = app.add_subcommand("inspect", "Print the header, metadata and tensor table of a model file");
-  c->add_option("file", *path, "GGUF file, .safetensors file or Hugging Face model directory")->required();
+  c->add_option("file", *path, "GGUF file, .safetensors file, llama2.c .bin or Hugging Face model directory")->required();
   return [path]() {
     namespace fs = std::filesystem;
     if (fs::is_directory(*path)) {
       Model m = load_model(*path);
-      const auto& c = m.config;
-      fmt::print("Hugging Face model directory {}\narch {}  vocab {}  hidden {}  layers {}  heads {}/{} (kv)  ffn {}  ctx {}  rope_theta {}\n",
-                 *path, c.arch, c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.n_ff, c.n_ctx, c.rope_theta);
+      print_config("Hugging Face model directory", *path, m.config);
       fmt::print("tokenizer: {} tokens ({})\n", m.vocab.size(), m.vocab.kind == VocabKind::Spm ? "SentencePiece BPE" : "byte-level BPE " + m.vocab.pre);
       auto ck = SafetensorsCheckpoint::open_dir(*path);
       print_safetensors(ck->metadata(), ck->tensors());
@@ -67,10 +73,15 @@ Action add_inspect(CLI::App& app) {
     auto f = MappedFile::open(*path);
     if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0) {
       inspect_gguf(*path);
-    } else {
+    } else if (path->size() >= 12 && path->substr(path->size() - 12) == ".safetensors") {
       auto st = SafetensorsFile::open(*path);
       fmt::print("safetensors {}\n", *path);
       print_safetensors(st->metadata(), st->tensors());
+    } else {  // what load_model takes for a llama2.c checkpoint
+      const Model m = load_model(*path);
+      print_config("llama2.c checkpoint", *path, m.config);
+      fmt::print("\n");
+      print_tensor_table(m.tensors);
     }
     return 0;
   };

@@ -17,14 +17,17 @@
 int main(int argc, char** argv) {
   using namespace lowbit;
   try {
-    if (argc < 2) fail(ErrorKind::Argument, "usage: lowbit_make_synthetic OUT.gguf [llama-1b|llama-8m] [f32|f16|bf16] [LAYERS]");
+    if (argc < 2)
+      fail(ErrorKind::Argument,
+           "usage: lowbit_make_synthetic OUT.gguf [llama-1b|llama-8m] [f32|f16|bf16] [LAYERS]");
     const std::string shape = argc > 2 ? argv[2] : "llama-1b";
     const auto dtype = dtype_from_name(argc > 3 ? argv[3] : "bf16");
     if (!dtype) fail(ErrorKind::Argument, "unknown type '{}'", argv[3]);
     ModelConfig c = synthetic_shape(shape);
     if (argc > 4) {
       const int layers = std::atoi(argv[4]);
-      if (layers < 1) fail(ErrorKind::Argument, "LAYERS must be a positive count, not '{}'", argv[4]);
+      if (layers < 1)
+        fail(ErrorKind::Argument, "LAYERS must be a positive count, not '{}'", argv[4]);
       c.n_layer = static_cast<uint32_t>(layers);
     }
     const Model m = make_synthetic_model(c, Vocab{}, 1, *dtype);

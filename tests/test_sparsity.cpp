@@ -516,7 +516,8 @@ TEST(PruneCli, DistillationBringsThePrunedModelBackTowardsTheUnpruned) {
             std::string::npos);
   // KL divergence to the unpruned model on calibration windows the training used
   const Model base = load_model(model), a = load_model(pruned), b = load_model(distilled);
-  const auto tokens = Tokenizer::create(base.vocab, base.source)->encode(read_text_file(text), false);
+  const auto tokens =
+      Tokenizer::create(base.vocab, base.source)->encode(read_text_file(text), false);
   const auto windows = sample_windows(tokens, 8, 128, 1, base.vocab.bos);
   auto kld = [&](const Model& m) {
     double sum = 0;

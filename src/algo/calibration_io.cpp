@@ -75,7 +75,8 @@ CalibrationStats read_gguf_stats(const std::string& path, const WeightFilter& wa
       check_sums(path, base + ".in_absmax", st.absmax);
     }
     const TensorView* h = g->find_tensor(base + ".in_hessian");
-    if (h && (!wants_hessian || wants_hessian(base))) st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
+    if (h && (!wants_hessian || wants_hessian(base)))
+      st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
     s.by_weight[base] = std::move(st);
   }
   if (s.by_weight.empty()) fail(ErrorKind::Format, "{}: no imatrix tensors ('<weight>.in_sum2' + '<weight>.counts')", path);
@@ -170,7 +171,8 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
   w.write(path);
 }
 
-CalibrationStats read_calibration_stats(const std::string& path, const WeightFilter& wants_hessian) {
+CalibrationStats read_calibration_stats(const std::string& path,
+                                        const WeightFilter& wants_hessian) {
   auto f = MappedFile::open(path);
   if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0)
     return read_gguf_stats(path, wants_hessian);

@@ -29,7 +29,8 @@ using Activations = std::vector<std::vector<float>>;  // [windows][T * D]
 struct JobHash {
   uint64_t value = 1469598103934665603ull;
   void add(const void* p, size_t n) {
-    for (size_t i = 0; i < n; ++i) value = (value ^ static_cast<const uint8_t*>(p)[i]) * 1099511628211ull;
+    const auto* b = static_cast<const uint8_t*>(p);
+    for (size_t i = 0; i < n; ++i) value = (value ^ b[i]) * 1099511628211ull;
   }
   void add(const std::string& s) { add(s.data(), s.size()); }
 };

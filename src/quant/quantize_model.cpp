@@ -373,7 +373,8 @@ std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks) {
   }
   std::vector<size_t> order(cost.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return cost[a] > cost[b]; });
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return cost[a] > cost[b]; });
   std::vector<double> load(static_cast<size_t>(std::max(1, n_ranks)), 0.0);
   std::vector<int> owner(cost.size(), 0);
   for (size_t i : order) {  // longest first, to the least loaded rank (the lowest on a tie)

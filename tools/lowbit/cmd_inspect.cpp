@@ -59,7 +59,9 @@ void print_safetensors(const std::map<std::string, std::string>& metadata, const
 Action add_inspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
   auto* c = app.add_subcommand("inspect", "Print the header, metadata and tensor table of a model file");
-  c->add_option("file", *path, "GGUF file, .safetensors file, llama2.c .bin or Hugging Face model directory")->required();
+  c->add_option("file", *path,
+                "GGUF file, .safetensors file, llama2.c .bin or Hugging Face model directory")
+      ->required();
   return [path]() {
     namespace fs = std::filesystem;
     if (fs::is_directory(*path)) {

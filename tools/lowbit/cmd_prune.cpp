@@ -82,7 +82,8 @@ Action add_prune(CLI::App& app) {
       fmt::print(stderr, "pruning: {} of every block linear, stored as {}\n",
                  sparsity_label(*job.prune, job.sparsity), s.type);
     stop_on_signals();
-    const QuantizeReport report = run_quantize_job(job, progress_printer(f->quiet || !dist::is_root()));
+    const QuantizeReport report =
+        run_quantize_job(job, progress_printer(f->quiet || !dist::is_root()));
     if (dist::is_root()) print_quantize_report(report, job.output, f->json, f->quiet);
     return 0;
   };

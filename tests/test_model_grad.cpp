@@ -3,11 +3,15 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
+#include <nlohmann/json.hpp>
 #include <random>
 
+#include "lowbit/calibration.h"
 #include "lowbit/distill.h"
 #include "lowbit/engine.h"
 #include "lowbit/model_grad.h"
+#include "lowbit/quant.h"
 #include "lowbit/synthetic.h"
 #include "test_support.h"
 
@@ -18,7 +22,7 @@ Model small_model(const char* arch, bool tied, uint64_t seed = 5) {
   ModelConfig c;
   c.arch = arch;
   c.n_vocab = 64, c.n_embd = 32, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 8,
-  c.n_ff = 48;
+  c.n_ff = 64;
   c.n_ctx = 32;
   c.tied_embeddings = tied;
   c.attn_bias = c.arch == std::string("qwen2");
@@ -133,6 +137,105 @@ TEST(Distill, AStudentMovesTowardsItsTeacher) {
   EXPECT_EQ(model_weights<float>(again).blocks[0].wq, model_weights<float>(trained).blocks[0].wq);
 }
 
+TEST(ModelGrad, FakeQuantizeRoundsTheNamedLinearsAsTheWriterDoes) {
+  const Model m = small_model("llama", false);
+  const ModelWeights<float> latent = model_weights<float>(m);
+  const std::map<std::string, DType> types = {{"blk.0.ffn_up.weight", DType::Q8_0},
+                                              {"blk.1.attn_q.weight", DType::Q4_0}};
+  ModelWeights<float> rounded;
+  fake_quantize(m, types, latent, rounded, 2);
+  for (const auto& [name, type] : types) {
+    const TensorView& t = m.tensor(name);
+    const std::vector<float>& w = name[4] == '0' ? latent.blocks[0].wup : latent.blocks[1].wq;
+    const std::vector<float>& r = name[4] == '0' ? rounded.blocks[0].wup : rounded.blocks[1].wq;
+    uint64_t bytes = 0;
+    ASSERT_TRUE(tensor_bytes(type, t.row_len(), w.size(), &bytes));
+    std::vector<uint8_t> q(bytes);
+    quantize_rows(type, w.data(), t.n_rows(), t.row_len(), nullptr, 1, q.data());
+    std::vector<float> want(w.size());
+    dequantize_values(type, q.data(), w.size(), want.data());
+    EXPECT_EQ(r, want) << name;
+    EXPECT_NE(r, w) << name;
+  }
+  EXPECT_EQ(rounded.blocks[0].wq, latent.blocks[0].wq);  // not named: as it was
+  EXPECT_EQ(rounded.blocks[1].ffn_norm, latent.blocks[1].ffn_norm);
+}
+
+// The straight-through estimator: Adam's first step moves each weight by lr against the
+// sign of the gradient, and that gradient must be the one at the rounded weights.
+TEST(Distill, QuantizationAwareStepsFollowTheGradientAtTheRoundedWeights) {
+  const Model m = small_model("llama", false);
+  std::map<std::string, DType> types;
+  for (int l = 0; l < 2; ++l)
+    for (const char* lin : kLinearNames)
+      types["blk." + std::to_string(l) + "." + lin + ".weight"] = DType::Q4_0;
+  const auto tokens = random_tokens(64, 64, 5);
+  DistillOptions o;
+  o.steps = 1, o.batch = 1, o.n_ctx = 32, o.n_windows = 1, o.lr = 1e-3;
+  o.quantize_to = types;
+  const ModelWeights<float> before = model_weights<float>(m);
+  const ModelWeights<float> after = model_weights<float>(distill(m, m, tokens, o));
+  // The one window, its teacher logits, the gradient at the rounded weights.
+  const auto window = sample_windows(tokens, 1, 32, o.seed, m.vocab.bos)[0];
+  Engine teacher(m, {1, 32});
+  std::vector<float> zt, zs;
+  teacher.eval(window.data(), window.size(), zt, true);
+  ModelWeights<float> rounded, g;
+  fake_quantize(m, types, before, rounded, 1);
+  g.zeros_like(rounded);
+  const ModelPass<float> pass(m);
+  std::vector<std::vector<float>> inputs;
+  pass.forward(rounded, window.data(), window.size(), zs, inputs);
+  std::vector<float> dz(zs.size());
+  kd_loss(zs.data(), zt.data(), window.size(), 64, 1.0, dz.data());
+  pass.backward(rounded, inputs, dz.data(), window.size(), g);
+  const std::vector<float>&w0 = before.blocks[1].wdown, &w1 = after.blocks[1].wdown,
+        &gd = g.blocks[1].wdown;
+  double largest = 0;
+  for (float v : gd) largest = std::max(largest, double(std::fabs(v)));
+  size_t checked = 0;
+  for (size_t i = 0; i < gd.size(); ++i) {
+    if (std::fabs(gd[i]) < 1e-3 * largest) continue;  // Adam's ε blurs the smallest
+    EXPECT_NEAR(w1[i] - w0[i], gd[i] > 0 ? -1e-3 : 1e-3, 1e-5) << i;
+    ++checked;
+  }
+  EXPECT_GT(checked, gd.size() / 2);
+}
+
+TEST(Distill, QuantizationAwareTrainingLowersTheRoundedModelsLoss) {
+  const Model m = small_model("llama", false);
+  std::map<std::string, DType> types;
+  for (int l = 0; l < 2; ++l)
+    for (const char* lin : kLinearNames)
+      types["blk." + std::to_string(l) + "." + lin + ".weight"] = DType::Q4_0;
+  const auto tokens = random_tokens(4000, 64, 3);
+  DistillOptions o;
+  o.steps = 60, o.n_ctx = 32, o.n_windows = 16, o.lr = 1e-3;
+  o.quantize_to = types;
+  const Model trained = distill(m, m, tokens, o);
+  // The loss of the rounded model on the training windows, before and after.
+  const auto windows = sample_windows(tokens, 16, 32, o.seed, m.vocab.bos);
+  auto loss_of = [&](const Model& weights) {
+    ModelWeights<float> rounded;
+    fake_quantize(m, types, model_weights<float>(weights), rounded, 1);
+    const ModelPass<float> pass(m);
+    Engine teacher(m, {1, 32});
+    double sum = 0;
+    for (const auto& w : windows) {
+      std::vector<float> zt, zs;
+      std::vector<std::vector<float>> inputs;
+      teacher.reset();
+      teacher.eval(w.data(), w.size(), zt, true);
+      pass.forward(rounded, w.data(), w.size(), zs, inputs);
+      std::vector<float> dz(zs.size());
+      sum += kd_loss(zs.data(), zt.data(), w.size(), 64, 1.0, dz.data());
+    }
+    return sum / windows.size();
+  };
+  const double start = loss_of(m), end = loss_of(trained);
+  EXPECT_LT(end, 0.7 * start) << start << " -> " << end;
+}
+
 TEST(Distill, ATeacherWithAnotherVocabularyIsNamed) {
   Model teacher = small_model("llama", false);
   ModelConfig c = teacher.config;
@@ -144,6 +247,27 @@ TEST(Distill, ATeacherWithAnotherVocabularyIsNamed) {
       test::expect_error([&] { distill(teacher, other, random_tokens(100, 64, 1), o); });
   EXPECT_NE(err.find("80 tokens"), std::string::npos) << err;
   EXPECT_NE(err.find("has 64"), std::string::npos) << err;
+}
+
+// `quantize --method qat`: the label names the training, the file holds the planned types,
+// and a job without calibration text is refused before any output.
+TEST(QatCli, TrainsThenWritesThePlannedTypes) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m"), out = dir.file("q.gguf");
+  const std::string text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  auto r = test::run_cli({"quantize", model, "-o", out, "--type", "Q4_0", "--method", "qat",
+                          "--calib", text, "--calib-samples", "4", "--calib-ctx", "64",
+                          "--distill-steps", "3", "-q", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("method").get<std::string>().rfind("qat steps=3", 0),
+            0u)
+      << r.out;
+  EXPECT_EQ(load_model(out).tensor("blk.2.ffn_up.weight").dtype, DType::Q4_0);
+  const auto bad = test::run_cli(
+      {"quantize", model, "-o", dir.file("bad.gguf"), "--type", "Q4_0", "--method", "qat"});
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("calibration text"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
 }
 
 }  // namespace

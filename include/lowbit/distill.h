@@ -9,8 +9,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <string>
 #include <vector>
 
+#include "lowbit/dtype.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -24,6 +27,12 @@ struct DistillOptions {
   double temperature = 1;
   uint64_t seed = 1;
   int n_threads = 0;  // 0: every core
+  // Quantization-aware training: the block linears named here run rounded to their type
+  // (round to nearest, as the GGUF writer rounds them) in the student's forward pass, and
+  // the gradient at the rounded weights moves the unrounded ones (the straight-through
+  // estimator). The returned model holds the unrounded weights; rounding them again gives
+  // what the last step ran.
+  std::map<std::string, DType> quantize_to;
   // After each step: (step, steps, the batch's mean loss). Returning false stops with
   // Error(Cancelled).
   std::function<bool(int, int, double)> on_step;

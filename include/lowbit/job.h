@@ -87,6 +87,7 @@ enum class Method {
   AdaRound,     // learned rounding on calibration text (lowbit/learned.h; GGUF types)
   AdaQuant,
   AutoRound,
+  Qat,  // quantization-aware training by distillation from the unquantized model (GGUF)
 };
 const char* method_name(Method m);                                // "rtn", "awq+gptq", ...
 std::optional<Method> method_from_name(const std::string& name);  // nullopt when unknown

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <string>
 #include <vector>
 
 #include "lowbit/block_grad.h"
@@ -57,6 +59,13 @@ class ModelPass {
   float norm_eps_ = 1e-5f;
   std::vector<Real> embedding_, head_;  // [vocab, D] each (the same values when tied)
 };
+
+// `rounded` = `latent` (the weights of `m`'s shapes) with each block linear named in `types`
+// ("blk.3.ffn_up.weight" -> Q2_K, ...) rounded to nearest in its type and decoded: the
+// forward pass of quantization-aware training. Its backward pass is the identity
+// (straight-through).
+void fake_quantize(const Model& m, const std::map<std::string, DType>& types,
+                   const ModelWeights<float>& latent, ModelWeights<float>& rounded, int n_threads);
 
 // Distillation loss of one window: the mean over the n positions of
 // KL(softmax(teacher / τ) ‖ softmax(student / τ)), returned; dstudent [n, vocab] receives

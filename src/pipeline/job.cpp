@@ -27,6 +27,7 @@ void check_online_rotation(const QuantizeJob& job, Method method) {
     case Method::AdaRound:
     case Method::AdaQuant:
     case Method::AutoRound:
+    case Method::Qat:
       fail(ErrorKind::Argument,
            "method {} does not support the online rotation of ffn_down (rtn, imatrix and gptq "
            "do)",
@@ -109,7 +110,8 @@ void validate_structured(const QuantizeJob& job) {
   if (job.distill.steps < 0 || !(job.distill.lr >= 0))
     fail(ErrorKind::Argument, "distillation needs steps >= 0 and lr >= 0, not {} and {}",
          job.distill.steps, job.distill.lr);
-  if (job.distill.steps > 0 && (!o.active() || job.calib.text.empty()))
+  if (job.distill.steps > 0 && resolved_method(job) != Method::Qat &&
+      (!o.active() || job.calib.text.empty()))
     fail(ErrorKind::Argument,
          "distillation recovers a structurally pruned model on calibration text: it needs "
          "structured pruning (ffn share or KV groups) and calibration text");
@@ -369,8 +371,9 @@ void check_distributable(const QuantizeJob& job) {
          "--save-recipe, then run the recipe over the ranks");
   if (!tensor_by_tensor(job))
     fail(ErrorKind::Argument,
-         "method {} quantizes block by block (each block sees the blocks quantized before it), "
-         "which one process does: run it without mpirun, or split the calibration with "
+         "method {} does not quantize tensor by tensor (it runs block by block, each block on "
+         "the blocks quantized before it, or trains the whole model), which one process does: "
+         "run it without mpirun, or split the calibration with "
          "`mpirun lowbit calibrate --hessian` and quantize with --method gptq --stats",
          method_name(method));
 }

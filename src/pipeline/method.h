@@ -44,6 +44,7 @@ const QuantMethod& smoothquant_method();
 const QuantMethod& adaround_method();
 const QuantMethod& adaquant_method();
 const QuantMethod& autoround_method();
+const QuantMethod& qat_method();
 
 // The sequential driver as awq, awq+gptq and gptq (on calibration text) use it: AWQ scales
 // when `awq`, GPTQ rounding when `gptq_rounding`, learned rounding after it when `learn`,

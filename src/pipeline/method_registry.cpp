@@ -12,7 +12,7 @@ const std::vector<const QuantMethod*>& registered_methods() {
                                                       &gptq_method(),     &awq_method(),
                                                       &awq_gptq_method(), &smoothquant_method(),
                                                       &adaround_method(), &adaquant_method(),
-                                                      &autoround_method()};
+                                                      &autoround_method(), &qat_method()};
   return all;
 }
 
@@ -84,6 +84,8 @@ const char* method_name(Method m) {
       return "adaquant";
     case Method::AutoRound:
       return "autoround";
+    case Method::Qat:
+      return "qat";
   }
   return "?";
 }

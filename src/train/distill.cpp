@@ -56,6 +56,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   std::vector<std::vector<float>> teacher_logits(B);
   std::vector<train::ModelWeights<float>> grads(B);
   std::vector<double> losses(B);
+  train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
+  const bool qat = !o.quantize_to.empty();
   const int warmup = std::max(1, o.steps / 10);
   for (int step = 0; step < o.steps; ++step) {
     std::vector<size_t> batch(B);
@@ -65,18 +67,20 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       const auto& win = windows[batch[b]];
       engine.eval(win.data(), win.size(), teacher_logits[b], true);
     }
+    if (qat) train::fake_quantize(student, o.quantize_to, w, rounded, threads);
+    const train::ModelWeights<float>& run = qat ? rounded : w;
     // The student's windows in parallel, each with its own gradient; summed in batch order.
     parallel_for(B, threads, [&](uint64_t b0, uint64_t b1) {
       std::vector<float> logits, dlogits;
       std::vector<std::vector<float>> inputs;
       for (uint64_t b = b0; b < b1; ++b) {
         const auto& win = windows[batch[b]];
-        pass.forward(w, win.data(), win.size(), logits, inputs);
+        pass.forward(run, win.data(), win.size(), logits, inputs);
         dlogits.resize(logits.size());
         losses[b] = train::kd_loss(logits.data(), teacher_logits[b].data(), win.size(), V,
                                    o.temperature, dlogits.data());
         grads[b].zeros_like(w);
-        pass.backward(w, inputs, dlogits.data(), win.size(), grads[b]);
+        pass.backward(run, inputs, dlogits.data(), win.size(), grads[b]);
       }
     });
     double loss = 0;

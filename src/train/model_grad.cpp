@@ -110,6 +110,28 @@ Model with_weights(const Model& m, const ModelWeights<float>& w) {
   return out;
 }
 
+void fake_quantize(const Model& m, const std::map<std::string, DType>& types,
+                   const ModelWeights<float>& latent, ModelWeights<float>& rounded, int n_threads) {
+  rounded = latent;
+  for (size_t l = 0; l < rounded.blocks.size(); ++l) {
+    const std::string prefix = "blk." + std::to_string(l) + ".";
+    for (int i = 0; i < 7; ++i) {
+      const std::string name = prefix + kLinearNames[i] + ".weight";
+      const auto it = types.find(name);
+      if (it == types.end()) continue;
+      std::vector<float>& w = *rounded.blocks[l].linear(i);
+      const TensorView& t = m.tensor(name);
+      uint64_t bytes = 0;
+      if (t.n_values() != w.size() || !tensor_bytes(it->second, t.row_len(), w.size(), &bytes))
+        fail(ErrorKind::Argument, "'{}': {} values cannot be rounded to {} in rows of {}", name,
+             w.size(), dtype_name(it->second), t.row_len());
+      std::vector<uint8_t> q(bytes);
+      quantize_rows(it->second, w.data(), t.n_rows(), t.row_len(), nullptr, n_threads, q.data());
+      dequantize_values(it->second, q.data(), w.size(), w.data());
+    }
+  }
+}
+
 template <class Real>
 ModelPass<Real>::ModelPass(const Model& m)
     : shape_(block_shape(m)),

@@ -52,7 +52,7 @@ if ranks 2 quantize "$model" --type Q4_K_M --method awq --calib "$calib" -q \
   -o "$dir/awq.gguf" >"$dir/awq.log" 2>&1; then
   echo "FAIL: awq over 2 ranks succeeded"; exit 1
 fi
-grep -q "quantizes block by block" "$dir/awq.log" || { cat "$dir/awq.log"; echo "FAIL: message"; exit 1; }
+grep -q "does not quantize tensor by tensor" "$dir/awq.log" || { cat "$dir/awq.log"; echo "FAIL: message"; exit 1; }
 [ ! -e "$dir/awq.gguf" ] || { echo "FAIL: awq left an output"; exit 1; }
 echo "ok: a sequential method is refused"
 

@@ -223,10 +223,12 @@ std::atomic<bool> interrupted{false};
 // removes its unfinished output); a second one removes it and ends the process at once.
 void add_distill_flags(CLI::App* c, QuantizeJob& j) {
   c->add_option("--distill-steps", j.distill.steps,
-                "structured: train the pruned model this many steps to match the unpruned one "
-                "on the calibration text (knowledge distillation; 0: none)")
+                "training steps of knowledge distillation on the calibration text: after "
+                "structured pruning (from the unpruned model; 0: none), or of --method qat "
+                "(default 200)")
       ->check(CLI::NonNegativeNumber);
-  c->add_option("--distill-lr", j.distill.lr, "distillation: Adam's step size")
+  c->add_option("--distill-lr", j.distill.lr,
+                "distillation's Adam step size (qat: 1e-4 unless given)")
       ->capture_default_str();
 }
 

@@ -37,6 +37,15 @@ std::vector<int32_t> random_tokens(size_t n, uint32_t vocab, uint32_t seed) {
   return t;
 }
 
+// Each block linear of small_model's two blocks -> `type`.
+std::map<std::string, DType> every_linear_in(DType type) {
+  std::map<std::string, DType> types;
+  for (int l = 0; l < 2; ++l)
+    for (const char* lin : kLinearNames)
+      types["blk." + std::to_string(l) + "." + lin + ".weight"] = type;
+  return types;
+}
+
 TEST(ModelGrad, ForwardEqualsTheEngine) {
   for (bool tied : {false, true}) {
     const Model m = small_model("llama", tied);
@@ -165,10 +174,7 @@ TEST(ModelGrad, FakeQuantizeRoundsTheNamedLinearsAsTheWriterDoes) {
 // sign of the gradient, and that gradient must be the one at the rounded weights.
 TEST(Distill, QuantizationAwareStepsFollowTheGradientAtTheRoundedWeights) {
   const Model m = small_model("llama", false);
-  std::map<std::string, DType> types;
-  for (int l = 0; l < 2; ++l)
-    for (const char* lin : kLinearNames)
-      types["blk." + std::to_string(l) + "." + lin + ".weight"] = DType::Q4_0;
+  const std::map<std::string, DType> types = every_linear_in(DType::Q4_0);
   const auto tokens = random_tokens(64, 64, 5);
   DistillOptions o;
   o.steps = 1, o.batch = 1, o.n_ctx = 32, o.n_windows = 1, o.lr = 1e-3;
@@ -204,10 +210,7 @@ TEST(Distill, QuantizationAwareStepsFollowTheGradientAtTheRoundedWeights) {
 
 TEST(Distill, QuantizationAwareTrainingLowersTheRoundedModelsLoss) {
   const Model m = small_model("llama", false);
-  std::map<std::string, DType> types;
-  for (int l = 0; l < 2; ++l)
-    for (const char* lin : kLinearNames)
-      types["blk." + std::to_string(l) + "." + lin + ".weight"] = DType::Q4_0;
+  const std::map<std::string, DType> types = every_linear_in(DType::Q4_0);
   const auto tokens = random_tokens(4000, 64, 3);
   DistillOptions o;
   o.steps = 60, o.n_ctx = 32, o.n_windows = 16, o.lr = 1e-3;

@@ -180,6 +180,9 @@ struct QuantizeOptions {
   std::string checkpoint_dir;
   bool resume = false;
   std::string fingerprint;
+  // Under mpirun: each tensor's rank, when the caller chose them (to read only its own
+  // statistics); empty: spread_tensors chooses.
+  std::vector<int> owner;
 };
 
 // Which rank (0 .. n_ranks-1) quantizes each of m's tensors (m.tensors' order) when the job

@@ -1,8 +1,5 @@
 // Collects the input statistics of every linear layer through the engine's input hook.
 #include <algorithm>
-#include <cmath>
-#include <cblas.h>
-
 #include <filesystem>
 #include <random>
 
@@ -14,7 +11,6 @@
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/tokenizer.h"
-#include "lowbit/topology.h"
 
 namespace lowbit {
 

@@ -142,12 +142,20 @@ bool built_with_mpi() {
 #endif
 }
 
-void finish() {
 #ifdef LOWBIT_WITH_MPI
+namespace {
+bool mpi_running() {
   int started = 0, finished = 0;
   MPI_Initialized(&started);
   MPI_Finalized(&finished);
-  if (started && !finished) {
+  return started && !finished;
+}
+}  // namespace
+#endif
+
+void finish() {
+#ifdef LOWBIT_WITH_MPI
+  if (mpi_running()) {
     world().finish_sends();
     MPI_Finalize();
   }
@@ -156,10 +164,7 @@ void finish() {
 
 void abort_job(int code) {
 #ifdef LOWBIT_WITH_MPI
-  int started = 0, finished = 0;
-  MPI_Initialized(&started);
-  MPI_Finalized(&finished);
-  if (started && !finished && world().size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
+  if (mpi_running() && world().size() > 1) MPI_Abort(MPI_COMM_WORLD, code);
 #endif
   (void)code;
 }

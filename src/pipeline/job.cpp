@@ -2,7 +2,6 @@
 // method's strategy object (method.h) for the job's target.
 #include "lowbit/job.h"
 
-#include <chrono>
 #include <filesystem>
 
 #include "lowbit/distributed.h"
@@ -141,20 +140,7 @@ const Model& structurally_pruned(const Model& m, const QuantizeJob& job, const O
   keep = prune_structured(m, job.structured, importance);
   if (job.distill.steps > 0) {  // the unpruned model teaches the pruned one
     const pipeline::JobRun run(*keep, job, observer);
-    DistillOptions d = job.distill;
-    d.n_ctx = job.calib.ctx;
-    d.n_windows = job.calib.samples;
-    d.seed = job.calib.seed;
-    d.n_threads = job.threads;
-    const auto t0 = std::chrono::steady_clock::now();
-    d.on_step = [&observer, t0](int step, int steps, double loss) {
-      const double sec =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      report_progress(observer, {Stage::Train, size_t(step), size_t(steps),
-                                 fmt::format("distill loss {:.4g}", loss), sec});
-      return true;
-    };
-    keep = distill(*keep, m, run.calibration_tokens(), d);
+    keep = distill(*keep, m, run.calibration_tokens(), run.distill_options("distill"));
   }
   return *keep;
 }

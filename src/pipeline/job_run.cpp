@@ -1,12 +1,14 @@
 #include "job_run.h"
 
-#include "lowbit/sparsity.h"
+#include <fmt/format.h>
 
+#include <chrono>
 #include <filesystem>
 
 #include "core/parallel.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
+#include "lowbit/sparsity.h"
 #include "lowbit/tokenizer.h"
 
 namespace lowbit {
@@ -93,6 +95,22 @@ CalibrationStats JobRun::hessian_statistics(const std::string& what,
            path, t.name, it->second.sum_sq.size(), t.row_len());
   }
   return s;
+}
+
+DistillOptions JobRun::distill_options(const std::string& label) const {
+  DistillOptions d = job_.distill;
+  d.n_ctx = job_.calib.ctx;
+  d.n_windows = job_.calib.samples;
+  d.seed = job_.calib.seed;
+  d.n_threads = job_.threads;
+  const auto t0 = std::chrono::steady_clock::now();
+  d.on_step = [observer = observer_, label, t0](int step, int steps, double loss) {
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    report_progress(observer, {Stage::Train, size_t(step), size_t(steps),
+                               fmt::format("{} loss {:.4g}", label, loss), sec});
+    return true;
+  };
+  return d;
 }
 
 std::function<void(size_t, size_t, const TensorReport&)> JobRun::tensor_progress() const {

@@ -39,6 +39,9 @@ class JobRun {
   // The job's pruning pattern, with OWL's per-block shares measured on the unpruned model's
   // input norms (the statistics file's or the calibration text's) when it asks for them.
   SparsityPattern sparsity() const;
+  // The job's distillation settings with its calibration windows, seed, threads and the
+  // observer's progress (Stage::Train, "<label> loss L").
+  DistillOptions distill_options(const std::string& label) const;
   // Per-tensor progress for the writers, as the observer sees it.
   std::function<void(size_t, size_t, const TensorReport&)> tensor_progress() const;
   // How write_affine_model writes this job's output: threads, progress, the target's format.

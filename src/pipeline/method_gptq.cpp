@@ -47,12 +47,12 @@ class GptqMethod : public QuantMethod {
     // Static GPTQ: every layer's H from the fp32 model, saved once. Over MPI ranks, each
     // reads the Hessians of the tensors it quantizes.
     WeightFilter mine;
-    if (dist::is_distributed()) {
+    if (dist::is_distributed()) {  // the writer takes the same ranks (q.owner)
       const Model& m = run.model();
-      const std::vector<int> owner = spread_tensors(m, true, dist::world().size());
+      q.owner = spread_tensors(m, true, dist::world().size());
       auto names = std::make_shared<std::set<std::string>>();
-      for (size_t i = 0; i < owner.size(); ++i)
-        if (owner[i] == dist::world().rank()) names->insert(m.tensors[i].name);
+      for (size_t i = 0; i < q.owner.size(); ++i)
+        if (q.owner[i] == dist::world().rank()) names->insert(m.tensors[i].name);
       mine = [names](const std::string& name) { return names->count(name) > 0; };
     }
     CalibrationStats stats = run.hessian_statistics("method gptq", mine);

@@ -4,8 +4,6 @@
 // gives exactly the weights the last training step ran.
 #include <fmt/format.h>
 
-#include <chrono>
-
 #include "lowbit/distill.h"
 #include "lowbit/error.h"
 #include "lowbit/topology.h"
@@ -28,23 +26,11 @@ class QatMethod : public QuantMethod {
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
     const Model& m = run.model();
     const QuantizeJob& job = run.job();
-    DistillOptions d = job.distill;
+    DistillOptions d = run.distill_options("qat");
     if (d.steps <= 0) d.steps = kQatSteps;
     if (job.distill.lr == DistillOptions{}.lr) d.lr = kQatLr;  // not set by the job
-    d.n_ctx = job.calib.ctx;
-    d.n_windows = job.calib.samples;
-    d.seed = job.calib.seed;
-    d.n_threads = job.threads;
     for (const TensorPlan& p : plan_quantization(m, q.plan))
       if (is_block_linear(p.name) && !traits(p.type).is_float) d.quantize_to[p.name] = p.type;
-    const auto t0 = std::chrono::steady_clock::now();
-    d.on_step = [&run, t0](int step, int steps, double loss) {
-      const double sec =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-      report_progress(run.observer(), {Stage::Train, size_t(step), size_t(steps),
-                                       fmt::format("qat loss {:.4g}", loss), sec});
-      return true;
-    };
     const Model trained = distill(m, m, run.calibration_tokens(), d);
     for (const TensorPlan& p : plan_quantization(trained, q.plan))  // F32 now: the same plan?
       if (const auto it = d.quantize_to.find(p.name);

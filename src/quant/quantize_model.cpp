@@ -3,16 +3,16 @@
 // and released. Peak memory is about one tensor in f32 plus its quantized bytes.
 #include <cblas.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <array>
 #include <deque>
+#include <filesystem>
 #include <mutex>
 #include <optional>
 
-#include "core/parallel.h"
 #include "algo/sequential_checkpoint.h"
+#include "core/parallel.h"
 #include "formats/model_writer.h"
 #include "lowbit/distributed.h"
 #include "lowbit/error.h"
@@ -60,6 +60,15 @@ std::vector<uint8_t> rows_in_layout(const Model& m, const TensorView& t, const s
   for (uint64_t r = 0; r < rows; ++r)
     std::copy_n(bytes.begin() + static_cast<uint64_t>(moved[r]) * rb, rb, out.begin() + r * rb);
   return out;
+}
+
+// The report figures of a tensor quantized elsewhere: by the sequential driver, another
+// rank or a run that was resumed.
+void take_figures(TensorReport& r, const PrecomputedTensor& t) {
+  r.rel_rms_error = t.rel_rms_error;
+  r.rel_output_error = t.rel_output_error;
+  r.rel_output_error_rtn = t.rel_output_error_rtn;
+  r.zero_share = t.zero_share;
 }
 
 // Metadata of a quantized file: the model's, the file type (the preset's, or guessed from a
@@ -134,7 +143,10 @@ struct GgufQuantizeWriter::Impl {
       t.nbytes = rep.bytes;
       layout.add_tensor(std::move(t));
     }
-    if (group.size() > 1) owner = spread_tensors(m, o.use_gptq && o.hessian, group.size());
+    if (group.size() > 1)
+      owner = !o.owner.empty() ? o.owner : spread_tensors(m, o.use_gptq && o.hessian, group.size());
+    if (!owner.empty() && owner.size() != plan.size())
+      fail(ErrorKind::Argument, "{} tensor ranks for {} tensors", owner.size(), plan.size());
     if (group.rank() == 0) out = std::make_unique<GgufStreamWriter>(layout, path);
     open_checkpoint();
   }
@@ -169,12 +181,12 @@ struct GgufQuantizeWriter::Impl {
         tensors[0].second.bytes.size() != report.tensors[i].bytes)
       fail(ErrorKind::Format, "{}: the checkpoint of tensor {} ('{}') does not match the job",
            o.checkpoint_dir, i, plan[i].name);
-    const PrecomputedTensor& t = tensors[0].second;
-    TensorReport& r = report.tensors[i];
-    r.rel_rms_error = t.rel_rms_error;
-    r.rel_output_error = t.rel_output_error;
-    r.rel_output_error_rtn = t.rel_output_error_rtn;
-    r.zero_share = t.zero_share;
+    install(i, tensors[0].second);
+  }
+
+  // Rank 0: tensor i, quantized elsewhere (bytes in GGUF's row layout), into the file.
+  void install(size_t i, const PrecomputedTensor& t) {
+    take_figures(report.tensors[i], t);
     out->write(first + i, t.bytes);
     done(i);
   }
@@ -225,18 +237,15 @@ struct GgufQuantizeWriter::Impl {
 
   // Rank 0: tensor i from the rank that quantized it, into the file.
   void receive(size_t i) {
-    TensorReport& r = report.tensors[i];
     std::array<double, 4> f{};
     group.recv(owner[i], kTensorTag, f.data(), 4 * sizeof(double));
-    std::vector<uint8_t> bytes(r.bytes);
-    group.recv(owner[i], kTensorTag, bytes.data(), bytes.size());
-    r.rel_rms_error = f[0];
-    r.rel_output_error = f[1];
-    r.rel_output_error_rtn = f[2];
-    r.zero_share = f[3];
-    out->write(first + i, bytes);
-    done(i);
-    save(i, std::move(bytes));
+    PrecomputedTensor t;
+    t.bytes.resize(report.tensors[i].bytes);
+    group.recv(owner[i], kTensorTag, t.bytes.data(), t.bytes.size());
+    t.rel_rms_error = f[0], t.rel_output_error = f[1], t.rel_output_error_rtn = f[2];
+    t.zero_share = f[3];
+    install(i, t);
+    save(i, std::move(t.bytes));
   }
 
   void done(size_t i) {
@@ -330,10 +339,7 @@ void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t
     fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", name, t.bytes.size(), r.bytes);
   if (s.out->complete(slot)) fail(ErrorKind::Argument, "precomputed '{}' given twice", name);
   s.out->write(slot, rows_in_layout(s.m, s.m.tensors[i], t.bytes, s.target));
-  r.rel_rms_error = t.rel_rms_error;
-  r.rel_output_error = t.rel_output_error;
-  r.rel_output_error_rtn = t.rel_output_error_rtn;
-  r.zero_share = t.zero_share;
+  take_figures(r, t);
   s.done(i);
 }
 

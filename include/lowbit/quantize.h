@@ -190,6 +190,12 @@ struct QuantizeOptions {
 // A GPTQ sweep (`gptq`: every 2-D tensor but an untied embedding) costs rows·cols² + cols³,
 // rounding rows·cols.
 std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks);
+// The same placement for any list of costs: item i's rank.
+std::vector<int> spread_by_cost(const std::vector<double>& cost, int n_ranks);
+// What a GPTQ sweep of a rows × cols weight costs (its unit for spread_by_cost).
+inline double gptq_sweep_cost(double rows, double cols) {
+  return rows * cols * cols + cols * cols * cols;
+}
 
 // A GGUF quantization in progress. The plan and the file's header (so every tensor's
 // offset) are made when it is constructed; a tensor quantized elsewhere (the sequential
@@ -197,8 +203,10 @@ std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks);
 // finish() quantizes and writes every tensor not put, in row chunks where it can, and
 // renames the file into place. Destroyed before finish(), it leaves no file. Under mpirun the
 // ranks quantize the tensors spread_tensors gives them and rank 0 writes the file (the same
-// bytes as one process); put() is then refused, and the other ranks' reports hold only their
-// own tensors' figures.
+// bytes as one process), and the other ranks' reports hold only their own tensors' figures.
+// put() is then taken only when every tensor is rank 0's (QuantizeOptions::owner all 0: the
+// sequential driver's blocks, quantized over the ranks and then known to all); on the other
+// ranks it does nothing.
 class GgufQuantizeWriter {
  public:
   GgufQuantizeWriter(const Model& m, const std::string& path, const QuantizeOptions& o);

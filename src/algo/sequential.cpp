@@ -2,6 +2,7 @@
 #include "lowbit/sequential.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -9,10 +10,12 @@
 #include <optional>
 
 #include "algo/sequential_checkpoint.h"
+#include "algo/stats_reducer.h"
 #include "awq_block.h"
 #include "core/blas.h"
 #include "core/parallel.h"
 #include "lowbit/awq.h"
+#include "lowbit/distributed.h"
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
@@ -28,11 +31,14 @@ extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* 
 namespace lowbit {
 namespace {
 
-// Σ over calibration tokens of one linear input: H = X̃ᵀX̃ and, with fp targets, C = XᵀX̃.
+// Σ over calibration tokens of one linear input beside H (StatsReducer): with fp targets
+// C = XᵀX̃, with AWQ Σ|x_j| (its activation scale).
 struct InputSums {
   uint64_t count = 0;
-  std::vector<double> h, c, abs_sum;  // abs_sum: Σ|x_j| (AWQ's activation scale)
+  std::vector<double> c, abs_sum;
 };
+
+constexpr int kStateTag = 31;  // a checkpoint's activations between rank 0 and their rank
 
 // out[i, j] = Σ_t a[t, i] b[t, j] over `rows` tokens of `cols` features (f32).
 void product(std::vector<float>& out, const float* a, const float* b, size_t rows, size_t cols,
@@ -94,6 +100,30 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   const ModelConfig& c = m.config;
   const auto windows = sample_windows(tokens, o.calib.n_samples, o.calib.n_ctx, o.calib.seed, m.vocab.bos);
   const size_t W = windows.size(), T = o.calib.n_ctx, D = c.n_embd;
+  // Under mpirun the ranks take the windows in turns (algo/stats_reducer.h): rank k keeps
+  // windows k, k + N, ... and their activations; each block's linears are quantized over
+  // the ranks and then sent to all (docs/DISTRIBUTED.md). The bytes do not depend on N.
+  dist::Group& group = dist::world();
+  const size_t n_ranks = static_cast<size_t>(group.size()), rank = group.rank();
+  if (n_ranks > 1 && (o.learn || o.awq || o.fp_targets))
+    fail(ErrorKind::Argument,
+         "over several MPI ranks the block-by-block driver runs GPTQ alone, not {}: run this "
+         "job as one process",
+         o.learn ? "learned rounding"
+         : o.awq ? "AWQ"
+                 : "fp targets");
+  if (n_ranks > W)
+    fail(ErrorKind::Argument, "{} ranks for {} calibration windows: use at most {} ranks", n_ranks,
+         W, W);
+  std::vector<size_t> mine;  // the global index of each window kept here
+  for (size_t i = rank; i < W; i += n_ranks) mine.push_back(i);
+  const size_t n_rounds = (W + n_ranks - 1) / n_ranks;
+  auto begin_round = [&](StatsReducer& reducer, size_t round) {
+    std::vector<bool> present(n_ranks);
+    for (size_t k = 0; k < n_ranks; ++k) present[k] = round * n_ranks + k < W;
+    reducer.begin_round(std::move(present));
+    return round < mine.size();  // whether this rank has a window (local index `round`)
+  };
   // Both engines run one window at a time: a KV cache of T positions (not the model's context).
   const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(T)};
   Engine quant(m, eo);  // the quantized path: weights replaced as they are done
@@ -113,6 +143,12 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     return !traits(t).is_float && can_quantize_to(t) ? &it->second : nullptr;
   };
   const int n_threads = resolve_threads(o.calib.n_threads);
+  // Points the quantized path at the finished res.tensors[src.name].
+  auto use = [&](const TensorView& src, DType type) {
+    views[src.name] = view_of_bytes(src, type, res.tensors[src.name].bytes);
+    quant.replace_weight(src.name, &views[src.name]);
+    if (!ref) release_mapped_pages(src.data, src.nbytes);  // only the reference reads it again
+  };
   // Stores a quantized weight with its errors against `w` (what was quantized: the weight,
   // scaled by AWQ if it was) and points the quantized path at it.
   // hf: the input's H in f32 (hessian_f32), or null.
@@ -130,9 +166,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       t.rel_output_error_rtn = measure_errors(type, w, src.row_len(), plain, hf, n_threads).output;
     }
     t.bytes = std::move(bytes);
-    views[src.name] = view_of_bytes(src, type, t.bytes);
-    quant.replace_weight(src.name, &views[src.name]);
-    if (!ref) release_mapped_pages(src.data, src.nbytes);  // only the reference reads it again
+    use(src, type);
   };
 
   // The finished tensors whose names start with `prefix`, for a checkpoint.
@@ -145,10 +179,11 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   };
   // Hands the finished tensors whose names start with `prefix` to on_done and frees them; the
   // quantized path reads its original weights there again (it does not run them any more).
+  // Under several ranks only rank 0 hands them over or keeps them; the others drop them.
   auto hand_over = [&](const std::string& prefix) {
-    if (!o.on_done) return;
+    if (!o.on_done && rank == 0) return;
     for (auto it = res.tensors.lower_bound(prefix); it != res.tensors.end() && it->first.rfind(prefix, 0) == 0;) {
-      o.on_done(it->first, it->second);
+      if (rank == 0) o.on_done(it->first, it->second);
       if (views.count(it->first)) {
         quant.replace_weight(it->first, &m.tensor(it->first));
         views.erase(it->first);
@@ -163,18 +198,19 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // This window's products for the current input, kept in f32 while the linears sharing the
   // input (lowbit/topology.h: q/k/v, gate/up) add them to their sums.
   std::string last_group;
-  std::vector<float> last_h, last_c;
+  std::vector<float> last_c;
   bool collect = false;
+  StatsReducer reducer(group, true, n_threads);  // H = Σ x xᵀ / n of every linear input
   auto on_input = [&](const std::string& name, const float* x, size_t rows, size_t cols) {
     if (!collect) return;
-    if (const std::string group = input_group_key(name); group != last_group) {
-      product(last_h, x, x, rows, cols, n_threads);
+    reducer.add(name, x, rows, cols);
+    if (!o.fp_targets && !o.awq) return;  // (both run as one process only)
+    if (const std::string key = input_group_key(name); key != last_group) {
       if (o.fp_targets) product(last_c, fp_inputs.at(name).data(), x, rows, cols, n_threads);
-      last_group = group;
+      last_group = key;
     }
     InputSums& s = sums[name];
-    if (s.h.empty()) s.h.assign(cols * cols, 0.0), s.c.assign(o.fp_targets ? cols * cols : 0, 0.0);
-    for (size_t i = 0; i < s.h.size(); ++i) s.h[i] += last_h[i];
+    if (s.c.empty() && o.fp_targets) s.c.assign(cols * cols, 0.0);
     for (size_t i = 0; i < s.c.size(); ++i) s.c[i] += last_c[i];
     if (s.abs_sum.empty()) s.abs_sum.assign(cols, 0.0);
     for (size_t t = 0; t < rows; ++t)
@@ -231,8 +267,51 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Quantizes the weights whose statistics were just collected (one block, or the head).
   // The calibration windows' activations at the current block's input: quantized path (and
   // the unquantized one, for fp targets).
-  std::vector<std::vector<float>> xq(W, std::vector<float>(T * D));
-  std::vector<std::vector<float>> xf(ref ? W : 0, std::vector<float>(T * D));
+  std::vector<std::vector<float>> xq(mine.size(), std::vector<float>(T * D));
+  std::vector<std::vector<float>> xf(ref ? mine.size() : 0, std::vector<float>(T * D));
+  // The planned weights of step `layer` (block layer; the head at n_layer), each with the rank
+  // that quantizes it: the longest GPTQ sweeps first, each to the least loaded rank.
+  auto owners_of = [&](uint32_t layer) {
+    std::vector<std::string> names;
+    if (layer < c.n_layer) {
+      const std::string prefix = "blk." + std::to_string(layer) + ".";
+      for (auto it = types.lower_bound(prefix);
+           it != types.end() && it->first.rfind(prefix, 0) == 0; ++it)
+        if (planned(it->first)) names.push_back(it->first);
+    } else if (!c.tied_embeddings && planned("output.weight")) {
+      names.push_back("output.weight");
+    }
+    std::vector<double> cost;
+    for (const std::string& n : names) {
+      const TensorView& t = m.tensor(n);
+      cost.push_back(
+          gptq_sweep_cost(static_cast<double>(t.shape[0]), static_cast<double>(t.row_len())));
+    }
+    const std::vector<int> rank_of = spread_by_cost(cost, static_cast<int>(n_ranks));
+    std::map<std::string, int> out;
+    for (size_t i = 0; i < names.size(); ++i) out[names[i]] = rank_of[i];
+    return out;
+  };
+  // Under several ranks: each quantized weight of a block, with its figures, from its rank
+  // to every rank (each moves its own windows through the whole quantized block).
+  auto share = [&](const std::map<std::string, int>& owner) {
+    for (const auto& [name, from] : owner) {
+      const TensorView& src = m.tensor(name);
+      const DType type = *planned(name);
+      PrecomputedTensor& t = res.tensors[name];
+      std::array<double, 4> f{t.rel_rms_error, t.rel_output_error, t.rel_output_error_rtn,
+                              t.zero_share};
+      group.broadcast(from, f.data(), sizeof f);
+      const bool here = from == static_cast<int>(rank);
+      if (!here) {
+        t.rel_rms_error = f[0], t.rel_output_error = f[1], t.rel_output_error_rtn = f[2],
+        t.zero_share = f[3];
+        t.bytes.resize(src.n_values() / traits(type).block_size * traits(type).type_size);
+      }
+      group.broadcast(from, t.bytes.data(), t.bytes.size());
+      if (!here) use(src, type);
+    }
+  };
   std::vector<std::vector<float>> awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
@@ -240,13 +319,20 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     // AWQ rescales groups of weights together; otherwise each weight is read as f32 only
     // when its turn comes and dropped after (one matrix in f32 at a time).
     const bool awq_block = o.awq && !prefix.empty();
-    for (auto& [name, st] : sums) {
-      if (!planned(name)) continue;
+    const std::map<std::string, int> owner = owners_of(layer);
+    CalibrationStats stats = reducer.finish(false, [&](const std::string& name) {
+      const auto it = owner.find(name);
+      return it == owner.end() ? 0 : it->second;
+    });
+    for (auto& [name, st] : stats.by_weight) {
+      const auto it = owner.find(name);
+      if (it == owner.end() || it->second != static_cast<int>(rank)) continue;
       w[name] = awq_block ? to_f32(m.tensor(name)) : std::vector<float>();
       auto& hn = h[name];
-      hn = std::move(st.h);  // H = Σxxᵀ / n, in place: an 8192-wide input's H is 512 MB
+      hn = std::move(st.xtx);  // H = Σxxᵀ / n, in place: an 8192-wide input's H is 512 MB
       for (double& v : hn) v /= st.count;
     }
+    stats.by_weight.clear();
     std::optional<AwqBlockSearch> block;  // its rounded weights stay in the engine until replaced below
     if (awq_block) {
       if (o.awq_objective == AwqObjective::Block) block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
@@ -320,21 +406,52 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
         install(m.tensor(name), l.type, std::move(l.bytes), wn, &hf);
       }
     }
+    if (n_ranks > 1 && layer < c.n_layer) share(owner);
     sums.clear();
     last_group.clear();
   };
 
   // Checkpoints: a resumed run takes the finished tensors and block first_layer's inputs
   // from the last one, and hands the tensors over as the interrupted run did.
+  // Under several ranks rank 0 keeps the checkpoint (the same files as one process) and the
+  // activations travel: each window between rank 0 and the rank that keeps it.
   std::optional<SequentialCheckpoint> checkpoint;
   uint32_t first_layer = 0;
+  const size_t TD = T * D;
+  auto save_state = [&](uint32_t next_layer) {
+    if (rank != 0) {
+      for (const Activations* a : {&xq, &xf})
+        for (const auto& x : *a) group.send(0, kStateTag, x.data(), TD * sizeof(float));
+      return;
+    }
+    std::vector<float> buf(n_ranks > 1 ? TD : 0);
+    checkpoint->save_state(
+        next_layer, W, TD, ref.has_value(), [&](bool reference, size_t i) -> const float* {
+          if (i % n_ranks == 0) return (reference ? xf : xq)[i / n_ranks].data();
+          group.recv(static_cast<int>(i % n_ranks), kStateTag, buf.data(), TD * sizeof(float));
+          return buf.data();
+        });
+  };
   if (!o.checkpoint_dir.empty()) {
     checkpoint.emplace(o.checkpoint_dir, fingerprint(o.fingerprint, tokens, types, W, T, D));
-    if (o.resume)
-      first_layer = checkpoint->load_state(xq, xf);
-    else
+    if (rank == 0 && o.resume)
+      first_layer = checkpoint->stored_layer(W, TD, ref.has_value());
+    else if (rank == 0)
       checkpoint->remove();
-    for (uint32_t step = 0; first_layer > 0 && step <= first_layer; ++step)
+    group.broadcast(0, &first_layer, sizeof first_layer);
+    if (first_layer > 0 && rank == 0) {
+      checkpoint->load_windows(
+          W, TD, ref.has_value(), [&](bool reference, size_t i, const void* x) {
+            if (i % n_ranks == 0)
+              std::memcpy((reference ? xf : xq)[i / n_ranks].data(), x, TD * sizeof(float));
+            else
+              group.send(static_cast<int>(i % n_ranks), kStateTag, x, TD * sizeof(float));
+          });
+    } else if (first_layer > 0) {
+      for (Activations* a : {&xq, &xf})
+        for (auto& x : *a) group.recv(0, kStateTag, x.data(), TD * sizeof(float));
+    }
+    for (uint32_t step = 0; rank == 0 && first_layer > 0 && step <= first_layer; ++step)
       for (auto& [name, t] : checkpoint->load_step(step)) {
         res.tensors[name] = std::move(t);
         hand_over(name);
@@ -363,12 +480,12 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     views[embd.name] = view_of_bytes(embd, *t, e.bytes);
     quant.replace_weight(embd.name, &views[embd.name]);
   }
-  for (size_t i = 0; i < W && first_layer == 0; ++i) {
-    quant.embed(windows[i].data(), T, xq[i].data());
-    if (ref) ref->embed(windows[i].data(), T, xf[i].data());
+  for (size_t i = 0; i < mine.size() && first_layer == 0; ++i) {
+    quant.embed(windows[mine[i]].data(), T, xq[i].data());
+    if (ref) ref->embed(windows[mine[i]].data(), T, xf[i].data());
   }
   res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
-  if (checkpoint && first_layer == 0) checkpoint->save_step(0, finished(embd.name));
+  if (checkpoint && first_layer == 0 && rank == 0) checkpoint->save_step(0, finished(embd.name));
   hand_over(embd.name);
 
   std::vector<float> scratch(T * D);
@@ -377,27 +494,33 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     const auto t0 = std::chrono::steady_clock::now();
     const std::string block_prefix = "blk." + std::to_string(l) + ".";
     collect = true;  // 1. statistics of block l on the quantized path (reference inputs alongside)
-    for (size_t i = 0; i < W; ++i) {
-      if (ref) {  // also moves the reference activations on: xf is then the fp block's output
+    for (size_t i = 0; i < n_rounds; ++i) {  // i: the window's index on this rank
+      // A rank without a window in the last round runs zeros to take part in the sums.
+      const bool has = begin_round(reducer, i);
+      if (ref &&
+          has) {  // also moves the reference activations on: xf is then the fp block's output
         ref->reset();
         ref->forward_layer(l, xf[i].data(), T);
       }
-      scratch = xq[i];
+      if (has)
+        scratch = xq[i];
+      else
+        std::fill(scratch.begin(), scratch.end(), 0.0f);
       quant.reset();
       quant.forward_layer(l, scratch.data(), T);
-      if (i < awq_targets.size()) awq_targets[i] = scratch;
+      if (has && i < awq_targets.size()) awq_targets[i] = scratch;
     }
     collect = false;
-    std::vector<float>().swap(last_h);  // free the per-window products before quantizing
-    std::vector<float>().swap(last_c);
+    std::vector<float>().swap(last_c);    // free the per-window products before quantizing
     quantize_collected(block_prefix, l);  // 2. quantize the block's linears
-    for (size_t i = 0; i < W; ++i) {  // 3. the next block's inputs, through the quantized block
+    for (size_t i = 0; i < mine.size();
+         ++i) {  // 3. the next block's inputs, through the quantized block
       quant.reset();
       quant.forward_layer(l, xq[i].data(), T);
     }
     if (checkpoint) {  // the block's tensors first: a state names only finished steps
-      checkpoint->save_step(l + 1, finished(block_prefix));
-      checkpoint->save_state(l + 1, xq, xf);
+      if (rank == 0) checkpoint->save_step(l + 1, finished(block_prefix));
+      save_state(l + 1);
     }
     hand_over(block_prefix);
     res.layer_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -409,8 +532,11 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     const std::string block_prefix;  // no AWQ for the head
     std::vector<float> hq(T * D), hf(T * D);
     collect = true;
-    for (size_t i = 0; i < W; ++i) {
-      quant.final_norm(xq[i].data(), T, hq.data());
+    for (size_t i = 0; i < n_rounds; ++i) {
+      if (begin_round(reducer, i))
+        quant.final_norm(xq[i].data(), T, hq.data());
+      else
+        std::fill(hq.begin(), hq.end(), 0.0f);
       if (o.fp_targets) {
         ref->final_norm(xf[i].data(), T, hf.data());
         fp_inputs[head] = hf;

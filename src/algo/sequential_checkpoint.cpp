@@ -59,44 +59,80 @@ void SequentialCheckpoint::save_step(
 
 void SequentialCheckpoint::save_state(uint32_t next_layer, const Activations& xq,
                                       const Activations& xf) const {
+  const size_t W = xq.size(), TD = W ? xq[0].size() : 0;
+  save_state(next_layer, W, TD, !xf.empty(),
+             [&](bool reference, size_t i) { return (reference ? xf : xq)[i].data(); });
+}
+
+void SequentialCheckpoint::save_state(uint32_t next_layer, size_t W, size_t TD, bool has_reference,
+                                      const WindowSource& window) const {
   std::error_code ec;
   fs::create_directories(dir_, ec);
   if (ec) fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir_, ec.message());
   AtomicFileWriter w(dir_ + "/state.bin");
-  const uint64_t W = xq.size(), TD = W ? xq[0].size() : 0;
+  const uint64_t w64 = W, td64 = TD;
   w.write(kMagic, 8);
   w.write(&fp_, 8);
   w.write(&next_layer, 4);
-  w.write(&W, 8);
-  w.write(&TD, 8);
-  const uint8_t has_ref = xf.empty() ? 0 : 1;
+  w.write(&w64, 8);
+  w.write(&td64, 8);
+  const uint8_t has_ref = has_reference ? 1 : 0;
   w.write(&has_ref, 1);
-  for (const Activations* a : {&xq, &xf})
-    for (const auto& x : *a) w.write(x.data(), x.size() * sizeof(float));
+  for (const bool reference : {false, true})
+    for (size_t i = 0; i < W && (!reference || has_reference); ++i)
+      w.write(window(reference, i), TD * sizeof(float));
   w.commit();
 }
 
-uint32_t SequentialCheckpoint::load_state(Activations& xq, Activations& xf) const {
+namespace {
+
+// The header of state.bin checked against the job; the reader is left at the windows.
+uint32_t read_state_header(Reader& r, const std::string& path, const std::string& dir,
+                           uint64_t fingerprint, size_t W, size_t TD, bool has_reference) {
+  if (std::memcmp(r.take(8), kMagic, 8) != 0)
+    fail(ErrorKind::Format, "{}: not a lowbit checkpoint", path);
+  if (r.get<uint64_t>() != fingerprint)
+    fail(ErrorKind::Argument,
+         "{}: the checkpoint was made by another job (other model, method, settings or text); "
+         "remove {} or run the same job",
+         path, dir);
+  const uint32_t next = r.get<uint32_t>();
+  const uint64_t w = r.get<uint64_t>(), td = r.get<uint64_t>();
+  const bool has_ref = r.get<uint8_t>() != 0;
+  if (w != W || (W && td != TD) || has_ref != has_reference)
+    fail(ErrorKind::Format, "{}: checkpoint shapes do not match the job", path);
+  return next;
+}
+
+}  // namespace
+
+uint32_t SequentialCheckpoint::stored_layer(size_t W, size_t TD, bool has_reference) const {
   const std::string path = dir_ + "/state.bin";
   std::error_code ec;
   if (!fs::exists(path, ec)) return 0;
   const auto f = MappedFile::open(path);
   Reader r{*f};
-  if (std::memcmp(r.take(8), kMagic, 8) != 0)
-    fail(ErrorKind::Format, "{}: not a lowbit checkpoint", path);
-  if (r.get<uint64_t>() != fp_)
-    fail(ErrorKind::Argument,
-         "{}: the checkpoint was made by another job (other model, method, settings or text); "
-         "remove {} or run the same job",
-         path, dir_);
-  const uint32_t next = r.get<uint32_t>();
-  const uint64_t W = r.get<uint64_t>(), TD = r.get<uint64_t>();
-  const bool has_ref = r.get<uint8_t>() != 0;
-  if (W != xq.size() || (W && TD != xq[0].size()) || has_ref != !xf.empty())
-    fail(ErrorKind::Format, "{}: checkpoint shapes do not match the job", path);
-  for (Activations* a : {&xq, &xf})
-    for (auto& x : *a)
-      std::memcpy(x.data(), r.take(x.size() * sizeof(float)), x.size() * sizeof(float));
+  return read_state_header(r, path, dir_, fp_, W, TD, has_reference);
+}
+
+void SequentialCheckpoint::load_windows(size_t W, size_t TD, bool has_reference,
+                                        const WindowSink& take) const {
+  const std::string path = dir_ + "/state.bin";
+  const auto f = MappedFile::open(path);
+  Reader r{*f};
+  read_state_header(r, path, dir_, fp_, W, TD, has_reference);
+  for (const bool reference : {false, true})
+    for (size_t i = 0; i < W && (!reference || has_reference); ++i)
+      take(reference, i, r.take(TD * sizeof(float)));
+}
+
+uint32_t SequentialCheckpoint::load_state(Activations& xq, Activations& xf) const {
+  const size_t W = xq.size(), TD = W ? xq[0].size() : 0;
+  const uint32_t next = stored_layer(W, TD, !xf.empty());
+  if (next == 0) return 0;
+  load_windows(W, TD, !xf.empty(), [&](bool reference, size_t i, const void* data) {
+    std::memcpy((reference ? xf : xq)[i].data(), data, TD * sizeof(float));
+  });
   return next;
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <utility>
@@ -46,10 +47,21 @@ class SequentialCheckpoint {
       const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const;
   // The inputs of block next_layer; written after that block's tensors (save_step).
   void save_state(uint32_t next_layer, const Activations& xq, const Activations& xf) const;
+  // The same, window by window: `window(reference, i)` gives window i's TD floats (it may
+  // fetch them from another rank), the quantized path's W windows first.
+  using WindowSource = std::function<const float*(bool reference, size_t i)>;
+  void save_state(uint32_t next_layer, size_t W, size_t TD, bool has_reference,
+                  const WindowSource& window) const;
 
   // Loads the state into xq / xf (sized already) and returns next_layer; 0 when there is no
   // checkpoint. Fails naming the directory when it belongs to another job or is damaged.
   uint32_t load_state(Activations& xq, Activations& xf) const;
+  // The stored next_layer (0: no checkpoint), after the same checks as load_state, and the
+  // windows handed one by one to `take(reference, i, data)` in the order save_state wrote
+  // (`data`: TD floats, not aligned).
+  uint32_t stored_layer(size_t W, size_t TD, bool has_reference) const;
+  using WindowSink = std::function<void(bool reference, size_t i, const void* data)>;
+  void load_windows(size_t W, size_t TD, bool has_reference, const WindowSink& take) const;
   std::vector<std::pair<std::string, PrecomputedTensor>> load_step(uint32_t step) const;
   bool has_step(uint32_t step) const;
 

@@ -153,20 +153,34 @@ void StatsReducer::add(const std::string& name, const float* x, size_t rows, siz
   fold(t, cols);
 }
 
-CalibrationStats StatsReducer::finish(bool everywhere) {
+CalibrationStats StatsReducer::finish(bool everywhere,
+                                      const std::function<int(const std::string&)>& root_of) {
   CalibrationStats out;
   for (auto& [name, t] : totals_) {
     InputStats& s = t.stats;
     const size_t cols = s.sum_sq.size();
-    if (hessian_) {  // the bands gathered on rank 0, the lower triangle mirrored
-      if (rank_ != 0) {
-        group_.send(0, kGatherTag, t.band_xtx.data(), t.band_xtx.size() * sizeof(double));
+    const size_t root = root_of ? static_cast<size_t>(root_of(name)) : 0;
+    if (root != 0 && rank_ == 0) {  // the small sums, added on rank 0
+      group_.send(static_cast<int>(root), kSumsTag, &s.count, sizeof s.count);
+      group_.send(static_cast<int>(root), kSumsTag, s.sum_sq.data(), cols * sizeof(double));
+      group_.send(static_cast<int>(root), kSumsTag, s.absmax.data(), cols * sizeof(float));
+    } else if (root != 0 && rank_ == root) {
+      group_.recv(0, kSumsTag, &s.count, sizeof s.count);
+      group_.recv(0, kSumsTag, s.sum_sq.data(), cols * sizeof(double));
+      group_.recv(0, kSumsTag, s.absmax.data(), cols * sizeof(float));
+    }
+    if (hessian_) {  // the bands gathered on the root, the lower triangle mirrored
+      if (rank_ != root) {
+        const auto [first, last] = band(cols, rank_, n_ranks_);
+        if (last > first)
+          group_.send(static_cast<int>(root), kGatherTag, t.band_xtx.data(),
+                      t.band_xtx.size() * sizeof(double));
       } else {
         s.xtx.assign(cols * cols, 0.0);
         for (size_t j = 0; j < n_ranks_; ++j) {
           const auto [first, last] = band(cols, j, n_ranks_);
           double* rows = s.xtx.data() + first * cols;
-          if (j == 0)
+          if (j == rank_)
             std::copy(t.band_xtx.begin(), t.band_xtx.end(), rows);
           else if (last > first)
             group_.recv(static_cast<int>(j), kGatherTag, rows,
@@ -178,11 +192,14 @@ CalibrationStats StatsReducer::finish(bool everywhere) {
       std::vector<double>().swap(t.band_xtx);
     }
     if (everywhere && n_ranks_ > 1) {
-      if (hessian_ && rank_ != 0) s.xtx.resize(cols * cols);
-      group_.broadcast(0, &s.count, sizeof s.count);
-      group_.broadcast(0, s.sum_sq.data(), cols * sizeof(double));
-      group_.broadcast(0, s.absmax.data(), cols * sizeof(float));
-      if (hessian_) group_.broadcast(0, s.xtx.data(), s.xtx.size() * sizeof(double));
+      const int from = static_cast<int>(root);
+      if (hessian_ && rank_ != root) s.xtx.resize(cols * cols);
+      group_.broadcast(from, &s.count, sizeof s.count);
+      group_.broadcast(from, s.sum_sq.data(), cols * sizeof(double));
+      group_.broadcast(from, s.absmax.data(), cols * sizeof(float));
+      if (hessian_) group_.broadcast(from, s.xtx.data(), s.xtx.size() * sizeof(double));
+    } else if (rank_ != root) {  // the sums here are partial: the caller gets empty ones
+      s = InputStats{};
     }
     out.by_weight[name] = std::move(s);
   }

@@ -6,10 +6,13 @@
 //     received from the rank that measured the window; rank 0 gathers the bands at the end.
 // Each total element gets the same adds in the same order (window by window, a window's
 // share summed from zero) for any number of ranks and threads, so the statistics are the
-// same bytes. Ranks measure windows in turns: in round t, rank k measures window t·N + k.
+// same bytes. Ranks measure windows in turns: in round t, rank k measures window t·N + k. At
+// the end each weight's totals can go to another rank than 0 (the rank that quantizes the
+// weight, in the sequential driver).
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -31,9 +34,10 @@ class StatsReducer {
   // Weights that read the same input (lowbit/topology.h input_group_key) come one after
   // another and share one measurement.
   void add(const std::string& name, const float* x, size_t rows, size_t cols);
-  // The totals on rank 0, and on every rank with `everywhere`; elsewhere the names with
-  // empty sums.
-  CalibrationStats finish(bool everywhere);
+  // Each weight's totals on its root rank (`root_of(name)`; rank 0 when not given), and on
+  // every rank with `everywhere`; elsewhere the names with empty sums.
+  CalibrationStats finish(bool everywhere,
+                          const std::function<int(const std::string&)>& root_of = {});
 
   // Rows [first, last) of a cols × cols upper triangle that rank k of n sums.
   static std::pair<size_t, size_t> band(size_t cols, size_t k, size_t n);

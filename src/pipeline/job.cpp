@@ -355,13 +355,17 @@ void check_distributable(const QuantizeJob& job) {
     fail(ErrorKind::Argument,
          "a size budget measures the sensitivity in one process: solve it once with "
          "--save-recipe, then run the recipe over the ranks");
-  if (!tensor_by_tensor(job))
+  // Sequential GPTQ splits each block's windows and linears over the ranks.
+  const bool sequential_gptq = method == Method::Gptq;
+  if (!tensor_by_tensor(job) && !sequential_gptq)
     fail(ErrorKind::Argument,
-         "method {} does not quantize tensor by tensor (it runs block by block, each block on "
-         "the blocks quantized before it, or trains the whole model), which one process does: "
-         "run it without mpirun, or split the calibration with "
-         "`mpirun lowbit calibrate --hessian` and quantize with --method gptq --stats",
+         "method {} does not split over ranks (it scales, learns or trains with the whole "
+         "calibration set in one process): run it without mpirun, or use --method gptq "
+         "(block by block over the ranks, or from statistics of "
+         "`mpirun lowbit calibrate --hessian`)",
          method_name(method));
+  if (method == Method::Gptq && job.method.gptq.fp_targets && job.calib.stats.empty())
+    fail(ErrorKind::Argument, "gptq with --fp-targets runs as one process: run it without mpirun");
 }
 
 }  // namespace

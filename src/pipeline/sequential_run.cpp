@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "method.h"
 
@@ -78,6 +79,8 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   // The file's layout is planned and its header written first; each block's tensors go in
   // as the driver finishes them, so no quantized tensor waits in memory for the end.
   q.method = method_label(run, so);
+  if (dist::is_distributed())  // the driver shares every block; rank 0 writes the file
+    q.owner.assign(m.tensors.size(), 0);
   GgufQuantizeWriter writer(m, job.output, q);
   std::map<std::string, DType> types;
   for (const TensorPlan& p : writer.plan()) types[p.name] = p.type;
@@ -104,7 +107,7 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   }
   QuantizeReport r = writer.finish();
   std::error_code ec;
-  std::filesystem::remove_all(so.checkpoint_dir, ec);  // the file is complete
+  if (dist::is_root()) std::filesystem::remove_all(so.checkpoint_dir, ec);  // the file is complete
   r.activation_bytes = res.activation_bytes;
   r.awq_alpha = res.awq_alpha;
   r.awq_input_spread = res.awq_input_spread;

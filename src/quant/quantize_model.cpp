@@ -3,6 +3,7 @@
 // and released. Peak memory is about one tensor in f32 plus its quantized bytes.
 #include <cblas.h>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cmath>
@@ -328,9 +329,11 @@ const std::vector<TensorPlan>& GgufQuantizeWriter::plan() const { return impl_->
 
 void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t) {
   Impl& s = *impl_;
-  if (s.group.size() > 1)
+  if (s.group.size() > 1 &&
+      (s.owner.empty() || std::any_of(s.owner.begin(), s.owner.end(), [](int k) { return k; })))
     fail(ErrorKind::Argument, "'{}': tensors quantized elsewhere cannot be put in a file that "
          "several ranks write", name);
+  if (!s.out) return;  // another rank than 0: rank 0 writes every tensor
   const size_t slot = s.out->index_of(name);
   if (slot < s.first) fail(ErrorKind::Argument, "'{}' is written by the quantizer itself", name);
   const size_t i = slot - s.first;
@@ -375,8 +378,12 @@ std::vector<int> spread_tensors(const Model& m, bool gptq, int n_ranks) {
     // The embedding is only swept as the tied output head (its Hessian is the head's).
     const bool swept = gptq && t.shape.size() == 2 &&
                        (t.name != "token_embd.weight" || m.config.tied_embeddings);
-    cost[i] = swept ? rows * cols * cols + cols * cols * cols : rows * cols;
+    cost[i] = swept ? gptq_sweep_cost(rows, cols) : rows * cols;
   }
+  return spread_by_cost(cost, n_ranks);
+}
+
+std::vector<int> spread_by_cost(const std::vector<double>& cost, int n_ranks) {
   std::vector<size_t> order(cost.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::stable_sort(order.begin(), order.end(),

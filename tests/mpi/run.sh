@@ -47,14 +47,26 @@ check_quantize "static gptq Q4_K_M" --type Q4_K_M --method gptq --stats "$dir/h1
 check_quantize "static gptq 2:4 sparsegpt" --type Q4_0 --method gptq --stats "$dir/h1.gguf" \
   --nm 2:4 --prune sparsegpt
 
-# A sequential method is refused on every rank, before any output exists.
+# Sequential GPTQ: each block's windows and linears split over the ranks.
+seq=(--type Q4_K_M --method gptq "${small[@]}")
+"$lowbit" quantize "$model" "${seq[@]}" -o "$dir/s1.gguf" >/dev/null
+ranks 2 quantize "$model" "${seq[@]}" -o "$dir/s2.gguf" >/dev/null
+ranks 3 quantize "$model" "${seq[@]}" -o "$dir/s3.gguf" >/dev/null
+same "$dir/s1.gguf" "$dir/s2.gguf" "sequential gptq Q4_K_M, 2 ranks"
+same "$dir/s1.gguf" "$dir/s3.gguf" "sequential gptq Q4_K_M, 3 ranks (7 windows)"
+[ ! -e "$dir/s2.gguf.lowbit-checkpoint" ] || { echo "FAIL: a checkpoint outlived the file"; exit 1; }
+check_quantize "sequential gptq 2:4 sparsegpt" --type Q4_0 --method gptq "${small[@]}" \
+  --nm 2:4 --prune sparsegpt
+
+# A method that needs the whole calibration set in one process is refused on every rank,
+# before any output exists.
 if ranks 2 quantize "$model" --type Q4_K_M --method awq --calib "$calib" -q \
   -o "$dir/awq.gguf" >"$dir/awq.log" 2>&1; then
   echo "FAIL: awq over 2 ranks succeeded"; exit 1
 fi
-grep -q "does not quantize tensor by tensor" "$dir/awq.log" || { cat "$dir/awq.log"; echo "FAIL: message"; exit 1; }
+grep -q "method awq does not split over ranks" "$dir/awq.log" || { cat "$dir/awq.log"; echo "FAIL: message"; exit 1; }
 [ ! -e "$dir/awq.gguf" ] || { echo "FAIL: awq left an output"; exit 1; }
-echo "ok: a sequential method is refused"
+echo "ok: awq is refused"
 
 # rank1_of COMMAND: the pid of rank 1 of a running `lowbit COMMAND` job (empty if none).
 rank1_of() {
@@ -111,4 +123,25 @@ kill -9 "$victim"
 expect_stopped "$job" "$dir/resumed.log" "$out"
 ranks 2 quantize "$model" -q "${gptq[@]}" -o "$out" --resume >/dev/null
 same "$dir/whole.gguf" "$out" "quantize killed at a rank, then --resume"
+[ ! -e "$out.lowbit-checkpoint" ] || { echo "FAIL: the checkpoint outlived the file"; exit 1; }
+
+# Sequential GPTQ killed at rank 1 after block 2 (its checkpoint holds every window's
+# activations, gathered on rank 0), resumed over 3 ranks: the one-process bytes.
+seq=(--type Q4_K_M --method gptq --calib "$calib" --calib-samples 24 --calib-ctx 256)
+"$lowbit" quantize "$model" -q "${seq[@]}" -o "$dir/seq-whole.gguf" >/dev/null
+out=$dir/seq-resumed.gguf
+ranks 2 quantize "$model" -q "${seq[@]}" -o "$out" >/dev/null 2>"$dir/seq.log" &
+job=$!
+victim=""
+for _ in $(seq 2000); do
+  [ -n "$victim" ] || victim=$(rank1_of quantize)
+  [ -n "$victim" ] && [ -e "$out.lowbit-checkpoint/done-3.bin" ] && break
+  sleep 0.005
+done
+[ -e "$out.lowbit-checkpoint/done-3.bin" ] || { echo "FAIL: no checkpoint of block 2"; exit 1; }
+kill -9 "$victim"
+expect_stopped "$job" "$dir/seq.log" "$out"
+[ -e "$out.lowbit-checkpoint/state.bin" ] || { echo "FAIL: no activations kept"; exit 1; }
+ranks 3 quantize "$model" -q "${seq[@]}" -o "$out" --resume >/dev/null
+same "$dir/seq-whole.gguf" "$out" "sequential gptq killed at a rank, then --resume on 3 ranks"
 [ ! -e "$out.lowbit-checkpoint" ] || { echo "FAIL: the checkpoint outlived the file"; exit 1; }

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
@@ -107,6 +108,49 @@ TEST(Resume, AKilledRunResumesToTheSameBytes) {
   EXPECT_EQ(blocks, (std::vector<size_t>{5, 6, 7, 8}));  // only the blocks not done
   EXPECT_TRUE(test::read_file(out) == test::read_file(whole));
   EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
+}
+
+// QAT killed at step 5 of 6 (checkpoints every 2 steps) continues from step 4 and writes
+// the bytes of an uninterrupted run; the loss curve covers all six steps.
+TEST(Resume, AKilledQatRunResumesToTheSameBytes) {
+  test::TempDir d;
+  auto job_to = [&](const std::string& out) {
+    QuantizeJob job = small_gptq_job(out);
+    job.method.kind = Method::Qat;
+    GgufTarget t;
+    t.type = "Q4_0";
+    job.target = t;
+    job.calib.ctx = 64;
+    job.distill.steps = 6;
+    job.distill.checkpoint_every = 2;
+    return job;
+  };
+  const std::string whole = d.file("whole.gguf"), out = d.file("resumed.gguf");
+  run_quantize_job(job_to(whole));
+  EXPECT_FALSE(std::filesystem::exists(whole + ".lowbit-checkpoint"));
+
+  const pid_t pid = fork();
+  if (pid == 0) {
+    run_quantize_job(job_to(out), [](const Progress& p) {
+      if (p.stage == Stage::Train && p.done == 5) raise(SIGKILL);
+      return true;
+    });
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  EXPECT_FALSE(std::filesystem::exists(out));
+  ASSERT_TRUE(std::filesystem::exists(out + ".lowbit-checkpoint/distill.bin"));
+
+  QuantizeJob resumed = job_to(out);
+  resumed.resume = true;
+  resumed.distill.loss_curve = d.file("loss.csv");
+  run_quantize_job(resumed);
+  EXPECT_EQ(test::read_file(out), test::read_file(whole));
+  EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
+  const std::string csv = test::read_file(d.file("loss.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 7) << csv;  // the header and 6 steps
 }
 
 // A tensor-by-tensor job (static GPTQ here) with --resume keeps each finished tensor; killed,

@@ -1,9 +1,12 @@
 // The whole model's backward pass against central differences (in double), its forward
 // against the engine, and distillation (lowbit/distill.h) on a small synthetic model.
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <random>
 
@@ -35,6 +38,15 @@ std::vector<int32_t> random_tokens(size_t n, uint32_t vocab, uint32_t seed) {
   std::vector<int32_t> t(n);
   for (int32_t& v : t) v = static_cast<int32_t>(rng() % vocab);
   return t;
+}
+
+// A student: the teacher's weights with noise of half their size.
+Model noisy_student(const Model& teacher, uint32_t seed) {
+  ModelWeights<float> w = model_weights<float>(teacher);
+  std::mt19937 rng(seed);
+  for (std::vector<float>* t : w.tensors())
+    for (float& v : *t) v += 0.5f * v * std::normal_distribution<float>()(rng);
+  return with_weights(teacher, w);
 }
 
 // Each block linear of small_model's two blocks -> `type`.
@@ -121,12 +133,7 @@ TEST(ModelGrad, TrainedWeightsGoBackIntoTheModel) {
 
 TEST(Distill, AStudentMovesTowardsItsTeacher) {
   const Model teacher = small_model("llama", false, 5);
-  // The student: the teacher's blocks with noise of half their size.
-  ModelWeights<float> w = model_weights<float>(teacher);
-  std::mt19937 rng(9);
-  for (std::vector<float>* t : w.tensors())
-    for (float& v : *t) v += 0.5f * v * std::normal_distribution<float>()(rng);
-  const Model student = with_weights(teacher, w);
+  const Model student = noisy_student(teacher, 9);
   const auto tokens = random_tokens(4000, 64, 3);
   DistillOptions o;
   o.steps = 60;
@@ -136,7 +143,7 @@ TEST(Distill, AStudentMovesTowardsItsTeacher) {
   DistillReport rep;
   const Model trained = distill(student, teacher, tokens, o, &rep);
   ASSERT_EQ(rep.losses.size(), 60u);
-  EXPECT_EQ(rep.n_params, w.count());
+  EXPECT_EQ(rep.n_params, model_weights<float>(teacher).count());
   const double first = (rep.losses[0] + rep.losses[1]) / 2,
                last = (rep.losses[58] + rep.losses[59]) / 2;
   EXPECT_LT(last, 0.5 * first) << first << " -> " << last;
@@ -250,6 +257,89 @@ TEST(Distill, ATeacherWithAnotherVocabularyIsNamed) {
       test::expect_error([&] { distill(teacher, other, random_tokens(100, 64, 1), o); });
   EXPECT_NE(err.find("80 tokens"), std::string::npos) << err;
   EXPECT_NE(err.find("has 64"), std::string::npos) << err;
+}
+
+// Stopped after step 5 of 8 (a checkpoint every 3 steps, and one when stopped), then
+// resumed: the weights and losses of an uninterrupted run, bit for bit; the checkpoint
+// goes when the run is done, and another run's checkpoint is refused.
+TEST(Distill, AStoppedRunResumesToTheSameWeights) {
+  test::TempDir dir;
+  const Model teacher = small_model("llama", false, 5);
+  const Model student = noisy_student(teacher, 9);
+  const auto tokens = random_tokens(4000, 64, 3);
+  DistillOptions o;
+  o.steps = 8;
+  o.n_ctx = 32;
+  o.n_windows = 16;
+  o.lr = 3e-3;
+  o.quantize_to = every_linear_in(DType::Q4_0);  // QAT: the rounded weights run
+  DistillReport whole;
+  ModelWeights<float> expected = model_weights<float>(distill(student, teacher, tokens, o, &whole));
+
+  o.checkpoint = dir.file("ck/distill.bin");
+  o.checkpoint_every = 3;
+  o.on_step = [](int step, int, double) { return step < 5; };
+  const std::string stopped = test::expect_error([&] { distill(student, teacher, tokens, o); });
+  EXPECT_NE(stopped.find("--resume"), std::string::npos) << stopped;
+  ASSERT_TRUE(std::filesystem::exists(o.checkpoint));
+
+  DistillOptions other = o;
+  other.resume = true;
+  other.seed = 2;  // other windows: another run
+  const std::string refused = test::expect_error([&] { distill(student, teacher, tokens, other); });
+  EXPECT_NE(refused.find("another run"), std::string::npos) << refused;
+
+  o.on_step = nullptr;
+  o.resume = true;
+  DistillReport resumed;
+  ModelWeights<float> got = model_weights<float>(distill(student, teacher, tokens, o, &resumed));
+  const auto a = expected.tensors(), b = got.tensors();
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(*a[k], *b[k]) << "tensor " << k;
+  EXPECT_EQ(resumed.losses, whole.losses);
+  EXPECT_FALSE(std::filesystem::exists(dir.file("ck")));
+}
+
+// A loss that stops being finite keeps the state before the bad step, and the message
+// names where.
+TEST(Distill, ADivergingRunKeepsItsLastGoodStep) {
+  test::TempDir dir;
+  const Model teacher = small_model("llama", false, 5);
+  ModelWeights<float> w = model_weights<float>(teacher);
+  w.blocks[0].wq[3] = std::numeric_limits<float>::quiet_NaN();
+  const Model broken = with_weights(teacher, w);
+  DistillOptions o;
+  o.steps = 4;
+  o.n_ctx = 32;
+  o.n_windows = 4;
+  o.checkpoint = dir.file("distill.bin");
+  const std::string err =
+      test::expect_error([&] { distill(broken, teacher, random_tokens(1000, 64, 3), o); });
+  EXPECT_NE(err.find("diverged at step 1"), std::string::npos) << err;
+  EXPECT_NE(err.find(o.checkpoint), std::string::npos) << err;
+  EXPECT_TRUE(std::filesystem::exists(o.checkpoint));
+}
+
+// The loss curve: one CSV row per step and an SVG line with one point per step.
+TEST(Distill, WritesTheLossCurveAsCsvAndSvg) {
+  test::TempDir dir;
+  const Model teacher = small_model("llama", false, 5);
+  DistillOptions o;
+  o.steps = 5;
+  o.n_ctx = 32;
+  o.n_windows = 8;
+  o.loss_curve = dir.file("loss.csv");
+  DistillReport rep;
+  distill(noisy_student(teacher, 9), teacher, random_tokens(2000, 64, 3), o, &rep);
+  const std::string csv = test::read_file(o.loss_curve);
+  EXPECT_EQ(csv.rfind("step,loss\n1,", 0), 0u) << csv;
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 6);
+  EXPECT_NE(csv.find(fmt::format("5,{}\n", rep.losses[4])), std::string::npos) << csv;
+  const std::string svg = test::read_file(dir.file("loss.svg"));
+  const size_t points = svg.find("points=\"");
+  ASSERT_NE(points, std::string::npos) << svg;
+  const std::string line = svg.substr(points, svg.find('"', points + 8) - points);
+  EXPECT_EQ(std::count(line.begin(), line.end(), ','), 5) << line;
 }
 
 // `quantize --method qat`: the label names the training, the file holds the planned types,

@@ -36,6 +36,20 @@ struct DistillOptions {
   // After each step: (step, steps, the batch's mean loss). Returning false stops with
   // Error(Cancelled).
   std::function<bool(int, int, double)> on_step;
+  // Long runs. With a `checkpoint` file, every `checkpoint_every` steps the weights, Adam's
+  // moments and the losses so far are saved there, and also when on_step stops the run or
+  // the loss stops being finite (then the state before the bad step: the last good one).
+  // With `resume`, a run continues from the file and ends with the weights of an
+  // uninterrupted run. The file belongs to the run described by `fingerprint` with the
+  // tokens, seed, windows, batch, temperature and quantize_to; another run's is refused.
+  // steps and lr may differ (a diverged run resumes with a smaller lr).
+  std::string checkpoint;
+  int checkpoint_every = 50;
+  bool resume = false;
+  std::string fingerprint;
+  // When set, the losses so far are written at each checkpoint and at the end
+  // (write_loss_curve).
+  std::string loss_curve;
 };
 // The defaults (measured on tinyllm-8m, docs/PRUNING.md) filled in.
 DistillOptions resolved(const DistillOptions& o);
@@ -45,6 +59,11 @@ struct DistillReport {
   size_t n_params = 0;         // trained
   double seconds = 0;
 };
+
+// The losses, one per step, as CSV ("step,loss") at `csv_path` and as an SVG line plot
+// beside it (the same path with ".svg" for its extension).
+void write_loss_curve(const std::string& csv_path, const std::vector<double>& losses,
+                      const std::string& title);
 
 // The student with its blocks and final norm trained (stored as F32). `tokens` is the
 // tokenized calibration text. Throws Argument when the vocabularies differ (naming both

@@ -215,6 +215,9 @@ const std::map<std::string, Setter>& setters() {
        [](S& s, V n, V v) { s.job.structured.kv_groups = number<uint32_t>(n, v); }},
       {"distill-steps", [](S& s, V n, V v) { s.job.distill.steps = number<int>(n, v); }},
       {"distill-lr", [](S& s, V n, V v) { s.job.distill.lr = number<double>(n, v); }},
+      {"distill-checkpoint-every",
+       [](S& s, V n, V v) { s.job.distill.checkpoint_every = number<int>(n, v); }},
+      {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

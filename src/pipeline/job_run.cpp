@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 
 #include "core/parallel.h"
 #include "lowbit/error.h"
@@ -103,12 +104,24 @@ DistillOptions JobRun::distill_options(const std::string& label) const {
   d.n_windows = job_.calib.samples;
   d.seed = job_.calib.seed;
   d.n_threads = job_.threads;
+  // Checkpoints beside the output, as the sequential methods keep theirs.
+  d.checkpoint = job_.output + ".lowbit-checkpoint/distill.bin";
+  d.resume = job_.resume;
+  d.fingerprint = fmt::format("{}|{}|{}|{}|{}", label, job_.model, job_.tokenizer, job_.calib.text,
+                              job_.structured.active() ? "structured" : "");
   const auto t0 = std::chrono::steady_clock::now();
-  d.on_step = [observer = observer_, label, t0](int step, int steps, double loss) {
+  const double tokens_per_step = double(d.batch > 0 ? d.batch : resolved(d).batch) * d.n_ctx;
+  auto first =
+      std::make_shared<int>(-1);  // the first step of this run (a resumed one starts later)
+  d.on_step = [observer = observer_, label, t0, tokens_per_step, first](int step, int steps,
+                                                                        double loss) {
+    if (*first < 0) *first = step - 1;
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    report_progress(observer, {Stage::Train, size_t(step), size_t(steps),
-                               fmt::format("{} loss {:.4g}", label, loss), sec});
-    return true;
+    const double rate = sec > 0 ? (step - *first) * tokens_per_step / sec : 0;
+    // A stop asked by the observer goes back to distill(), which saves the steps done.
+    return !observer ||
+           observer({Stage::Train, size_t(step), size_t(steps),
+                     fmt::format("{} loss {:.4g}, {:.0f} tok/s", label, loss, rate), sec});
   };
   return d;
 }

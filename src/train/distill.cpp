@@ -2,19 +2,50 @@
 // student's pass and gradient from lowbit/model_grad.h, Adam (train/optimizer.h).
 #include "lowbit/distill.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <random>
 
+#include "algo/sequential_checkpoint.h"
 #include "core/parallel.h"
 #include "lowbit/calibration.h"
 #include "lowbit/engine.h"
 #include "lowbit/error.h"
 #include "lowbit/model_grad.h"
+#include "train/distill_checkpoint.h"
 #include "train/optimizer.h"
 
 namespace lowbit {
+
+namespace {
+
+constexpr const char* kCurveTitle = "distillation: KL(teacher || student) per step";
+
+// What decides the weights a run ends with, besides the steps and lr (lowbit/distill.h).
+uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& tokens,
+                         const std::vector<std::vector<float>*>& params) {
+  JobHash h;
+  h.add(o.fingerprint);
+  h.add(tokens.data(), tokens.size() * sizeof(int32_t));
+  for (const double v :
+       {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature, double(o.seed)})
+    h.add(&v, sizeof v);
+  for (const auto& [name, type] : o.quantize_to) {
+    h.add(name);
+    h.add(&type, sizeof type);
+  }
+  for (const std::vector<float>* p : params) {
+    const uint64_t n = p->size();
+    h.add(&n, sizeof n);
+  }
+  return h.value;
+}
+
+}  // namespace
 
 DistillOptions resolved(const DistillOptions& o) {
   DistillOptions r = o;
@@ -48,6 +79,18 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   rep.n_params = w.count();
   std::vector<train::Adam> adam;
   for (const std::vector<float>* p : params) adam.emplace_back(p->size());
+  const train::DistillCheckpoint checkpoint{o.checkpoint, run_fingerprint(o, tokens, params)};
+  int first_step = 0;
+  if (!o.checkpoint.empty() && o.resume) {
+    first_step = static_cast<int>(checkpoint.load(rep.losses, params, adam));
+    if (first_step > o.steps)
+      fail(ErrorKind::Argument, "{}: the checkpoint has done {} steps, more than the {} asked",
+           o.checkpoint, first_step, o.steps);
+  }
+  auto save = [&](int steps_done) {
+    if (!o.checkpoint.empty()) checkpoint.save(steps_done, rep.losses, params, adam);
+    if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle);
+  };
 
   const size_t B = static_cast<size_t>(o.batch), V = pass.vocab();
   std::vector<size_t> order(windows.size());  // the windows in a seeded order, in turns
@@ -59,7 +102,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
   const bool qat = !o.quantize_to.empty();
   const int warmup = std::max(1, o.steps / 10);
-  for (int step = 0; step < o.steps; ++step) {
+  for (int step = first_step; step < o.steps; ++step) {
     std::vector<size_t> batch(B);
     for (size_t b = 0; b < B; ++b) batch[b] = order[(size_t(step) * B + b) % order.size()];
     for (size_t b = 0; b < B; ++b) {  // the teacher on all threads, one window at a time
@@ -85,9 +128,15 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
     });
     double loss = 0;
     for (size_t b = 0; b < B; ++b) loss += losses[b] / double(B);
-    if (!std::isfinite(loss))
-      fail(ErrorKind::Argument, "distillation diverged at step {} (loss {}): try a smaller lr",
-           step + 1, loss);
+    if (!std::isfinite(loss)) {  // the weights are still those before this step
+      save(step);
+      fail(ErrorKind::Argument, "distillation diverged at step {} (loss {}): try a smaller lr{}",
+           step + 1, loss,
+           o.checkpoint.empty() ? ""
+                                : fmt::format(" (the {} good steps are kept in {}: --resume "
+                                              "continues from there)",
+                                              step, o.checkpoint));
+    }
     const double lr = o.lr * std::min(1.0, double(step + 1) / warmup);
     std::vector<std::vector<float>*> g0 = grads[0].tensors();
     for (size_t b = 1; b < B; ++b) {
@@ -100,9 +149,23 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       adam[k].step(params[k]->data(), g0[k]->data(), lr);
     }
     rep.losses.push_back(loss);
-    if (o.on_step && !o.on_step(step + 1, o.steps, loss))
-      fail(ErrorKind::Cancelled, "distillation stopped at step {} of {}", step + 1, o.steps);
+    const bool go_on = !o.on_step || o.on_step(step + 1, o.steps, loss);
+    if (!go_on ||
+        (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0 && step + 1 < o.steps))
+      save(step + 1);
+    if (!go_on)
+      fail(ErrorKind::Cancelled, "distillation stopped at step {} of {}{}", step + 1, o.steps,
+           o.checkpoint.empty()
+               ? ""
+               : fmt::format("; the steps done are kept in {}: --resume continues", o.checkpoint));
   }
+  if (!o.checkpoint.empty()) {  // finished: the checkpoint (and its directory, if empty) go
+    std::error_code ec;
+    std::filesystem::remove(o.checkpoint, ec);
+    const std::filesystem::path dir = std::filesystem::path(o.checkpoint).parent_path();
+    if (!dir.empty()) std::filesystem::remove(dir, ec);
+  }
+  if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return train::with_weights(student, w);
 }

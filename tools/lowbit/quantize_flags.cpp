@@ -230,6 +230,13 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
   c->add_option("--distill-lr", j.distill.lr,
                 "distillation's Adam step size (qat: 1e-4 unless given)")
       ->capture_default_str();
+  c->add_option("--distill-checkpoint-every", j.distill.checkpoint_every,
+                "training: save the weights and optimiser state every N steps in "
+                "OUT.lowbit-checkpoint/ (--resume continues; 0: only when stopped)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  c->add_option("--loss-curve", j.distill.loss_curve,
+                "training: write the loss per step to FILE.csv and a plot to FILE.svg");
 }
 
 void stop_on_signals() {

@@ -64,18 +64,21 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
 // Both batched integer paths: the row kernels (packed_batch 0) and, where the CPU has
 // AVX-512 VNNI, the packed panels.
 TEST(FastEngine, PerplexityEqualsTheReferenceWithinATenthOfAPercent) {
+  // 6 windows left Q3_K_M at +0.109% on an AVX2-only CPU (the 8-bit activations' noise);
+  // 12 average it down as the per-type test's 30 do.
+  constexpr size_t kWindows = 12;
   for (const char* preset : {"Q4_K_M", "Q8_0", "Q3_K_M"}) {
     SCOPED_TRACE(preset);
     const Model q = quantize_model_in_memory(tinyllm(), plan_for_type_or_preset(preset), 2);
     EngineOptions ref;
-    const double p_ref = perplexity(q, ref);
+    const double p_ref = perplexity(q, ref, kWindows);
     for (uint32_t packed_batch : {0u, 8u}) {
       if (packed_batch && !kernels::packed_gemm_is_fast()) continue;
       EngineOptions fast;
       fast.fast = true;
       fast.blas_batch = 0;  // the integer kernels for the whole window, not BLAS
       fast.packed_batch = packed_batch;
-      const double p_fast = perplexity(q, fast);
+      const double p_fast = perplexity(q, fast, kWindows);
       EXPECT_LT(std::fabs(p_fast / p_ref - 1), 1e-3)
           << "reference " << p_ref << ", fast " << p_fast;
       std::printf("%s, packed_batch %u: reference %.4f, fast %.4f (%+.4f%%)\n", preset,

@@ -363,5 +363,33 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
 }
 
+// `--teacher`: training may start from a quantized file (here plain Q4_0) and learn from the
+// unquantized model; a teacher of another network is named with the student.
+TEST(QatCli, StartsFromAQuantizedFileWithTheUnquantizedTeacher) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  const std::string start = dir.file("start.gguf"), out = dir.file("q.gguf");
+  ASSERT_EQ(test::run_cli({"quantize", model, "-o", start, "--type", "Q4_0", "-q"}).exit_code, 0);
+  const std::vector<std::string> qat = {
+      "--type",      "Q4_0", "--method",        "qat", "--calib", text, "--calib-samples", "4",
+      "--calib-ctx", "64",   "--distill-steps", "2",   "-q"};
+  auto args = [&](std::vector<std::string> head) {
+    head.insert(head.end(), qat.begin(), qat.end());
+    return head;
+  };
+  auto r = test::run_cli(args({"quantize", start, "-o", out, "--teacher", model}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(load_model(out).tensor("blk.0.attn_q.weight").dtype, DType::Q4_0);
+
+  const std::string other = test::shared_path("models/stories260K/stories260K.bin");
+  const auto bad =
+      test::run_cli(args({"quantize", model, "-o", dir.file("bad.gguf"), "--teacher", other}));
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.err.find("is not the network of the student"), std::string::npos) << bad.err;
+  EXPECT_NE(bad.err.find("stories260K"), std::string::npos) << bad.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
+}
+
 }  // namespace
 }  // namespace lowbit::train

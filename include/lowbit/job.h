@@ -159,6 +159,11 @@ struct QuantizeJob {
   // With steps > 0, the structurally pruned model is trained first to match the model before
   // pruning on the calibration text (lowbit/distill.h); windows and seed from `calib`.
   DistillOptions distill;
+  // qat: the model whose next-token distributions the student learns; empty: the job's own
+  // model. Given, the job's model may be a quantized file (a learned-rounding result, say):
+  // its dequantized weights are where training starts (EfficientQAT's block-wise phase
+  // first, then this end-to-end one).
+  std::string teacher;
   // Sequential methods (gptq, awq, the learned ones) to GGUF keep a checkpoint beside the
   // output ("<output>.lowbit-checkpoint/") after every block, removed when the file is
   // written; resume continues an interrupted run of the same job from it.

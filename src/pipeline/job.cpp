@@ -114,6 +114,8 @@ void validate_structured(const QuantizeJob& job) {
     fail(ErrorKind::Argument,
          "distillation recovers a structurally pruned model on calibration text: it needs "
          "structured pruning (ffn share or KV groups) and calibration text");
+  if (!job.teacher.empty() && resolved_method(job) != Method::Qat)
+    fail(ErrorKind::Argument, "a teacher model ('{}') is for --method qat", job.teacher);
   if (!o.active()) return;
   validate(o);
   if (!std::holds_alternative<GgufTarget>(job.target))

@@ -217,6 +217,7 @@ const std::map<std::string, Setter>& setters() {
       {"distill-lr", [](S& s, V n, V v) { s.job.distill.lr = number<double>(n, v); }},
       {"distill-checkpoint-every",
        [](S& s, V n, V v) { s.job.distill.checkpoint_every = number<int>(n, v); }},
+      {"teacher", [](S& s, V, V v) { s.job.teacher = std::string(v); }},
       {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",

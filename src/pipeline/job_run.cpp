@@ -107,8 +107,8 @@ DistillOptions JobRun::distill_options(const std::string& label) const {
   // Checkpoints beside the output, as the sequential methods keep theirs.
   d.checkpoint = job_.output + ".lowbit-checkpoint/distill.bin";
   d.resume = job_.resume;
-  d.fingerprint = fmt::format("{}|{}|{}|{}|{}", label, job_.model, job_.tokenizer, job_.calib.text,
-                              job_.structured.active() ? "structured" : "");
+  d.fingerprint = fmt::format("{}|{}|{}|{}|{}|{}", label, job_.model, job_.teacher, job_.tokenizer,
+                              job_.calib.text, job_.structured.active() ? "structured" : "");
   const auto t0 = std::chrono::steady_clock::now();
   const double tokens_per_step = double(d.batch > 0 ? d.batch : resolved(d).batch) * d.n_ctx;
   auto first =

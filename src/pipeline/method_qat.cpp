@@ -4,6 +4,8 @@
 // gives exactly the weights the last training step ran.
 #include <fmt/format.h>
 
+#include <optional>
+
 #include "lowbit/distill.h"
 #include "lowbit/error.h"
 #include "lowbit/topology.h"
@@ -14,6 +16,17 @@ namespace {
 
 constexpr int kQatSteps = 200;
 constexpr double kQatLr = 1e-4;  // the rounded weights need larger moves than distillation's
+
+// The student learns the teacher's own network, rounded: the same shapes, or the wrong file.
+void check_same_shape(const Model& student, const Model& teacher) {
+  const ModelConfig &s = student.config, &t = teacher.config;
+  if (s.n_vocab != t.n_vocab || s.n_embd != t.n_embd || s.n_layer != t.n_layer || s.n_ff != t.n_ff)
+    fail(ErrorKind::Argument,
+         "qat: the teacher {} ({} tokens, {} wide, {} blocks, FFN {}) is not the network of "
+         "the student {} ({} tokens, {} wide, {} blocks, FFN {})",
+         teacher.source, t.n_vocab, t.n_embd, t.n_layer, t.n_ff, student.source, s.n_vocab,
+         s.n_embd, s.n_layer, s.n_ff);
+}
 
 class QatMethod : public QuantMethod {
  public:
@@ -31,7 +44,10 @@ class QatMethod : public QuantMethod {
     if (job.distill.lr == DistillOptions{}.lr) d.lr = kQatLr;  // not set by the job
     for (const TensorPlan& p : plan_quantization(m, q.plan))
       if (is_block_linear(p.name) && !traits(p.type).is_float) d.quantize_to[p.name] = p.type;
-    const Model trained = distill(m, m, run.calibration_tokens(), d);
+    std::optional<Model> loaded;
+    const Model& teacher = job.teacher.empty() ? m : loaded.emplace(load_model(job.teacher));
+    check_same_shape(m, teacher);
+    const Model trained = distill(m, teacher, run.calibration_tokens(), d);
     for (const TensorPlan& p : plan_quantization(trained, q.plan))  // F32 now: the same plan?
       if (const auto it = d.quantize_to.find(p.name);
           it != d.quantize_to.end() && it->second != p.type)

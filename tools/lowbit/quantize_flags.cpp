@@ -235,6 +235,9 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
                 "OUT.lowbit-checkpoint/ (--resume continues; 0: only when stopped)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--teacher", j.teacher,
+                "qat: the unquantized model to learn from (default: MODEL itself); MODEL may "
+                "then be a quantized file, e.g. from --method adaquant, where training starts");
   c->add_option("--loss-curve", j.distill.loss_curve,
                 "training: write the loss per step to FILE.csv and a plot to FILE.svg");
 }

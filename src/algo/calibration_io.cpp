@@ -6,8 +6,9 @@
 #include <cstring>
 #include <filesystem>
 
-#include "lowbit/calibration.h"
+#include "core/mapped_reader.h"
 #include "core/names.h"
+#include "lowbit/calibration.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/gguf.h"
@@ -83,34 +84,17 @@ CalibrationStats read_gguf_stats(const std::string& path, const WeightFilter& wa
   return s;
 }
 
-// Bounded little-endian reader over the legacy file.
-struct Cursor {
-  const MappedFile& f;
-  size_t pos = 0;
-  const uint8_t* take(size_t n, const char* what) {
-    if (n > f.size() - pos) fail(ErrorKind::Format, "{}: truncated while reading {}", f.path(), what);
-    const uint8_t* p = f.data() + pos;
-    pos += n;
-    return p;
-  }
-  int32_t i32(const char* what) {
-    int32_t v;
-    std::memcpy(&v, take(4, what), 4);
-    return v;
-  }
-};
-
 CalibrationStats read_legacy_dat(const std::string& path) {
   auto f = MappedFile::open(path);
-  Cursor c{*f};
+  MappedReader c{*f};
   CalibrationStats s;
-  const int32_t n = c.i32("entry count");
+  const int32_t n = c.get<int32_t>("entry count");
   if (n <= 0) fail(ErrorKind::Format, "{}: entry count {} is not positive", path, n);
   for (int32_t e = 0; e < n; ++e) {
-    const int32_t len = c.i32("name length");
+    const int32_t len = c.get<int32_t>("name length");
     if (len <= 0 || len > 4096) fail(ErrorKind::Format, "{}: entry {}: name length {} out of range", path, e, len);
     const std::string name(reinterpret_cast<const char*>(c.take(len, "entry name")), len);
-    const int32_t ncall = c.i32("call count"), nval = c.i32("value count");
+    const int32_t ncall = c.get<int32_t>("call count"), nval = c.get<int32_t>("value count");
     if (ncall <= 0 || nval <= 0) fail(ErrorKind::Format, "{}: entry '{}': call count {} / value count {} must be positive", path, name, ncall, nval);
     const uint8_t* p = c.take(static_cast<size_t>(nval) * 4, "values");
     InputStats st;
@@ -124,7 +108,8 @@ CalibrationStats read_legacy_dat(const std::string& path) {
     check_sums(path, name, st.sum_sq);
     s.by_weight[name] = std::move(st);
   }
-  if (c.pos + 4 <= f->size()) s.n_windows = static_cast<uint64_t>(std::max(0, c.i32("chunk count")));
+  if (c.pos + 4 <= f->size())
+    s.n_windows = static_cast<uint64_t>(std::max(0, c.get<int32_t>("chunk count")));
   return s;
 }
 

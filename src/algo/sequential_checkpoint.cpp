@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/mapped_reader.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 
@@ -16,24 +17,6 @@ template <typename T>
 void put(std::string& s, const T& v) {
   s.append(reinterpret_cast<const char*>(&v), sizeof v);
 }
-
-// Bounded reads over a mapped checkpoint file.
-struct Reader {
-  const MappedFile& f;
-  size_t pos = 0;
-  const uint8_t* take(size_t n) {
-    if (n > f.size() - pos) fail(ErrorKind::Format, "{}: checkpoint file is truncated", f.path());
-    const uint8_t* p = f.data() + pos;
-    pos += n;
-    return p;
-  }
-  template <typename T>
-  T get() {
-    T v;
-    std::memcpy(&v, take(sizeof v), sizeof v);
-    return v;
-  }
-};
 
 }  // namespace
 
@@ -87,18 +70,18 @@ void SequentialCheckpoint::save_state(uint32_t next_layer, size_t W, size_t TD, 
 namespace {
 
 // The header of state.bin checked against the job; the reader is left at the windows.
-uint32_t read_state_header(Reader& r, const std::string& path, const std::string& dir,
+uint32_t read_state_header(MappedReader& r, const std::string& path, const std::string& dir,
                            uint64_t fingerprint, size_t W, size_t TD, bool has_reference) {
-  if (std::memcmp(r.take(8), kMagic, 8) != 0)
+  if (std::memcmp(r.take(8, "the magic"), kMagic, 8) != 0)
     fail(ErrorKind::Format, "{}: not a lowbit checkpoint", path);
-  if (r.get<uint64_t>() != fingerprint)
+  if (r.get<uint64_t>("the fingerprint") != fingerprint)
     fail(ErrorKind::Argument,
          "{}: the checkpoint was made by another job (other model, method, settings or text); "
          "remove {} or run the same job",
          path, dir);
-  const uint32_t next = r.get<uint32_t>();
-  const uint64_t w = r.get<uint64_t>(), td = r.get<uint64_t>();
-  const bool has_ref = r.get<uint8_t>() != 0;
+  const uint32_t next = r.get<uint32_t>("the next layer");
+  const uint64_t w = r.get<uint64_t>("the window count"), td = r.get<uint64_t>("the window size");
+  const bool has_ref = r.get<uint8_t>("the reference flag") != 0;
   if (w != W || (W && td != TD) || has_ref != has_reference)
     fail(ErrorKind::Format, "{}: checkpoint shapes do not match the job", path);
   return next;
@@ -111,7 +94,7 @@ uint32_t SequentialCheckpoint::stored_layer(size_t W, size_t TD, bool has_refere
   std::error_code ec;
   if (!fs::exists(path, ec)) return 0;
   const auto f = MappedFile::open(path);
-  Reader r{*f};
+  MappedReader r{*f};
   return read_state_header(r, path, dir_, fp_, W, TD, has_reference);
 }
 
@@ -119,11 +102,11 @@ void SequentialCheckpoint::load_windows(size_t W, size_t TD, bool has_reference,
                                         const WindowSink& take) const {
   const std::string path = dir_ + "/state.bin";
   const auto f = MappedFile::open(path);
-  Reader r{*f};
+  MappedReader r{*f};
   read_state_header(r, path, dir_, fp_, W, TD, has_reference);
   for (const bool reference : {false, true})
     for (size_t i = 0; i < W && (!reference || has_reference); ++i)
-      take(reference, i, r.take(TD * sizeof(float)));
+      take(reference, i, r.take(TD * sizeof(float), "activations"));
 }
 
 uint32_t SequentialCheckpoint::load_state(Activations& xq, Activations& xf) const {
@@ -139,18 +122,18 @@ uint32_t SequentialCheckpoint::load_state(Activations& xq, Activations& xf) cons
 std::vector<std::pair<std::string, PrecomputedTensor>> SequentialCheckpoint::load_step(
     uint32_t step) const {
   const auto f = MappedFile::open(dir_ + "/done-" + std::to_string(step) + ".bin");
-  Reader r{*f};
+  MappedReader r{*f};
   std::vector<std::pair<std::string, PrecomputedTensor>> out;
   while (r.pos < f->size()) {
-    const uint32_t len = r.get<uint32_t>();
-    std::string name(reinterpret_cast<const char*>(r.take(len)), len);
+    const uint32_t len = r.get<uint32_t>("a name length");
+    std::string name(reinterpret_cast<const char*>(r.take(len, "a tensor name")), len);
     PrecomputedTensor t;
-    t.rel_rms_error = r.get<double>();
-    t.rel_output_error = r.get<double>();
-    t.rel_output_error_rtn = r.get<double>();
-    t.zero_share = r.get<double>();
-    const uint64_t n = r.get<uint64_t>();
-    const uint8_t* p = r.take(n);
+    t.rel_rms_error = r.get<double>("figures");
+    t.rel_output_error = r.get<double>("figures");
+    t.rel_output_error_rtn = r.get<double>("figures");
+    t.zero_share = r.get<double>("figures");
+    const uint64_t n = r.get<uint64_t>("a byte count");
+    const uint8_t* p = r.take(n, "tensor bytes");
     t.bytes.assign(p, p + n);
     out.emplace_back(std::move(name), std::move(t));
   }

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "core/mapped_reader.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 
@@ -10,28 +11,6 @@ namespace lowbit::train {
 namespace {
 
 constexpr char kMagic[8] = {'L', 'B', 'D', 'I', 'S', 'T', '0', '1'};
-
-// Bounded reads over the mapped file.
-struct Reader {
-  const MappedFile& f;
-  size_t pos = 0;
-  const uint8_t* take(size_t n) {
-    if (n > f.size() - pos)
-      fail(ErrorKind::Format, "{}: training checkpoint is truncated", f.path());
-    const uint8_t* p = f.data() + pos;
-    pos += n;
-    return p;
-  }
-  template <typename T>
-  T get() {
-    T v;
-    std::memcpy(&v, take(sizeof v), sizeof v);
-    return v;
-  }
-  void floats(std::vector<float>& out) {
-    std::memcpy(out.data(), take(out.size() * sizeof(float)), out.size() * sizeof(float));
-  }
-};
 
 }  // namespace
 
@@ -70,30 +49,29 @@ uint32_t DistillCheckpoint::load(std::vector<double>& losses,
   std::error_code ec;
   if (!std::filesystem::exists(path, ec)) return 0;
   const auto f = MappedFile::open(path);
-  Reader r{*f};
-  if (std::memcmp(r.take(8), kMagic, 8) != 0)
+  MappedReader r{*f};
+  if (std::memcmp(r.take(8, "the magic"), kMagic, 8) != 0)
     fail(ErrorKind::Format, "{}: not a lowbit training checkpoint", path);
-  if (r.get<uint64_t>() != fingerprint)
+  if (r.get<uint64_t>("the fingerprint") != fingerprint)
     fail(ErrorKind::Argument,
          "{}: the checkpoint was made by another run (other model, text, types or settings); "
          "remove it or run the same job",
          path);
-  const uint32_t steps_done = r.get<uint32_t>();
-  const uint64_t n_losses = r.get<uint64_t>();
+  const uint32_t steps_done = r.get<uint32_t>("the step count");
+  const uint64_t n_losses = r.get<uint64_t>("the loss count");
   if (n_losses != steps_done)
     fail(ErrorKind::Format, "{}: {} losses for {} steps", path, n_losses, steps_done);
   losses.resize(n_losses);
-  std::memcpy(losses.data(), r.take(n_losses * sizeof(double)), n_losses * sizeof(double));
-  if (r.get<uint64_t>() != params.size())
+  r.read_into(losses.data(), n_losses * sizeof(double), "losses");
+  if (r.get<uint64_t>("the tensor count") != params.size())
     fail(ErrorKind::Format, "{}: the checkpoint's tensors do not match the model", path);
   for (size_t k = 0; k < params.size(); ++k) {
-    if (r.get<uint64_t>() != params[k]->size())
+    if (r.get<uint64_t>("a tensor size") != params[k]->size())
       fail(ErrorKind::Format, "{}: tensor {} of the checkpoint has another size", path, k);
     Adam::State& s = adam[k].state();
-    r.floats(*params[k]);
-    r.floats(s.m);
-    r.floats(s.v);
-    s.t = r.get<int>();
+    for (std::vector<float>* v : {params[k], &s.m, &s.v})
+      r.read_into(v->data(), v->size() * sizeof(float), "weights and moments");
+    s.t = r.get<int>("the Adam step");
   }
   if (r.pos != f->size()) fail(ErrorKind::Format, "{}: bytes after the last tensor", path);
   return steps_done;

@@ -348,11 +348,29 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m"), out = dir.file("q.gguf");
   const std::string text = test::shared_path("data/calibration/calib-en-1mb.txt");
-  auto r = test::run_cli({"quantize", model, "-o", out, "--type", "Q4_0", "--method", "qat",
-                          "--calib", text, "--calib-samples", "4", "--calib-ctx", "64",
-                          "--distill-steps", "3", "-q", "--json"});
+  auto r = test::run_cli({"quantize",
+                          model,
+                          "-o",
+                          out,
+                          "--type",
+                          "Q4_0",
+                          "--method",
+                          "qat",
+                          "--calib",
+                          text,
+                          "--calib-samples",
+                          "4",
+                          "--calib-ctx",
+                          "64",
+                          "--distill-steps",
+                          "3",
+                          "--qat-start",
+                          "rtn",
+                          "-q",
+                          "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(nlohmann::json::parse(r.out).at("method").get<std::string>().rfind("qat steps=3", 0),
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("method").get<std::string>().rfind(
+                "qat start=rtn steps=3", 0),
             0u)
       << r.out;
   EXPECT_EQ(load_model(out).tensor("blk.2.ffn_up.weight").dtype, DType::Q4_0);
@@ -361,6 +379,25 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("calibration text"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
+}
+
+// The default schedule's two phases: adaquant block by block (2 steps per block here), then
+// the whole model from its file; the start's file goes with the checkpoint at the end.
+TEST(QatCli, StartsFromTheBlockWiseMethodsFile) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m"), out = dir.file("q.gguf");
+  const std::string text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  auto r = test::run_cli({"quantize",    model,   "-o",      out,  "--type",          "Q4_0",
+                          "--method",    "qat",   "--calib", text, "--calib-samples", "4",
+                          "--calib-ctx", "64",    "--steps", "2",  "--distill-steps", "2",
+                          "-q",          "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("method").get<std::string>().rfind(
+                "qat start=adaquant steps=2", 0),
+            0u)
+      << r.out;
+  EXPECT_EQ(load_model(out).tensor("blk.0.ffn_down.weight").dtype, DType::Q4_0);
+  EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
 }
 
 // `--teacher`: training may start from a quantized file (here plain Q4_0) and learn from the

@@ -116,6 +116,13 @@ struct LearnedParams {
   double reg = 0.01;       // adaround: regulariser weight, relative to the block's start loss
   bool gptq_start = true;  // start from GPTQ's rounding; false: from rounding to nearest
 };
+// qat: where training starts. A method other than rtn (adaquant, adaround, autoround, gptq)
+// first quantizes block by block (EfficientQAT's block-wise phase); the whole model is then
+// trained end to end from that file's weights. Not used with a teacher (the job's model is
+// then the start).
+struct QatParams {
+  Method start = Method::AdaQuant;
+};
 struct SmoothQuantParams {
   double alpha = 0.5;  // migration strength in [0, 1]
 };
@@ -126,6 +133,7 @@ struct MethodSpec {
   AwqParams awq;
   SmoothQuantParams smoothquant;
   LearnedParams learned;
+  QatParams qat;
 };
 
 // --- the job -------------------------------------------------------------------------

@@ -217,6 +217,14 @@ const std::map<std::string, Setter>& setters() {
       {"distill-lr", [](S& s, V n, V v) { s.job.distill.lr = number<double>(n, v); }},
       {"distill-checkpoint-every",
        [](S& s, V n, V v) { s.job.distill.checkpoint_every = number<int>(n, v); }},
+      {"qat-start",
+       [](S& s, V n, V v) {
+         s.job.method.qat.start = choice<Method>(n, v, {{"rtn", Method::Rtn},
+                                                        {"gptq", Method::Gptq},
+                                                        {"adaround", Method::AdaRound},
+                                                        {"adaquant", Method::AdaQuant},
+                                                        {"autoround", Method::AutoRound}});
+       }},
       {"teacher", [](S& s, V, V v) { s.job.teacher = std::string(v); }},
       {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},

@@ -4,18 +4,22 @@
 // gives exactly the weights the last training step ran.
 #include <fmt/format.h>
 
+#include <filesystem>
 #include <optional>
 
 #include "lowbit/distill.h"
 #include "lowbit/error.h"
+#include "lowbit/job.h"
 #include "lowbit/topology.h"
 #include "method.h"
 
 namespace lowbit::pipeline {
 namespace {
 
-constexpr int kQatSteps = 200;
-constexpr double kQatLr = 1e-4;  // the rounded weights need larger moves than distillation's
+// Defaults measured on tinyllm-8m at Q2_K (docs/QUANTIZATION.md): from a learned start a
+// distillation-sized lr; from the plain model's rounding larger moves help for a few steps.
+constexpr int kQatSteps = 100;
+constexpr double kQatRtnStartLr = 1e-4;
 
 // The student learns the teacher's own network, rounded: the same shapes, or the wrong file.
 void check_same_shape(const Model& student, const Model& teacher) {
@@ -28,6 +32,30 @@ void check_same_shape(const Model& student, const Model& teacher) {
          s.n_embd, s.n_layer, s.n_ff);
 }
 
+// Where the block-wise phase's file is kept: beside the training checkpoint, so that a
+// resumed job does not run the phase again.
+std::string start_path(const QuantizeJob& job) {
+  return job.output + ".lowbit-checkpoint/start.gguf";
+}
+
+// EfficientQAT's first phase: the block-by-block method `start` on the job's model (already
+// rotated or pruned as the job asks), written to start_path and loaded back.
+Model block_wise_start(const JobRun& run, Method start) {
+  const QuantizeJob& job = run.job();
+  const std::string path = start_path(job);
+  if (!(job.resume && std::filesystem::exists(path))) {
+    QuantizeJob first = job;
+    first.method.kind = start;
+    first.output = path;
+    first.rotation = RotationOptions{RotationKind::None};
+    first.structured = StructuredPruneOptions{};
+    first.distill = DistillOptions{};
+    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    run_quantize_job(run.model(), first, run.observer());
+  }
+  return load_model(path);
+}
+
 class QatMethod : public QuantMethod {
  public:
   Method kind() const override { return Method::Qat; }
@@ -37,25 +65,37 @@ class QatMethod : public QuantMethod {
       fail(ErrorKind::Argument, "method qat trains on calibration text, which the job lacks");
   }
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
-    const Model& m = run.model();
+    const Model& source = run.model();
     const QuantizeJob& job = run.job();
     DistillOptions d = run.distill_options("qat");
     if (d.steps <= 0) d.steps = kQatSteps;
-    if (job.distill.lr == DistillOptions{}.lr) d.lr = kQatLr;  // not set by the job
+    // The student starts from the job's model (with a teacher, or --qat-start rtn) or from the
+    // block-by-block method's file; the teacher is the unquantized model.
+    std::optional<Model> teacher_file, start_file;
+    const Model* student = &source;
+    const Model* teacher = &source;
+    const Method start = job.teacher.empty() ? job.method.qat.start : Method::Rtn;
+    if (!job.teacher.empty()) teacher = &teacher_file.emplace(load_model(job.teacher));
+    if (start != Method::Rtn) student = &start_file.emplace(block_wise_start(run, start));
+    if (start == Method::Rtn && job.teacher.empty() && job.distill.lr == DistillOptions{}.lr)
+      d.lr = kQatRtnStartLr;  // (not set by the job)
+    const Model& m = *student;
+    check_same_shape(m, *teacher);
     for (const TensorPlan& p : plan_quantization(m, q.plan))
       if (is_block_linear(p.name) && !traits(p.type).is_float) d.quantize_to[p.name] = p.type;
-    std::optional<Model> loaded;
-    const Model& teacher = job.teacher.empty() ? m : loaded.emplace(load_model(job.teacher));
-    check_same_shape(m, teacher);
-    const Model trained = distill(m, teacher, run.calibration_tokens(), d);
+    const Model trained = distill(m, *teacher, run.calibration_tokens(), d);
     for (const TensorPlan& p : plan_quantization(trained, q.plan))  // F32 now: the same plan?
       if (const auto it = d.quantize_to.find(p.name);
           it != d.quantize_to.end() && it->second != p.type)
         fail(ErrorKind::Argument, "qat: '{}' trained as {} would be written as {}", p.name,
              dtype_name(it->second), dtype_name(p.type));
-    q.method = fmt::format("qat steps={} lr={} calib={}x{}", d.steps, d.lr, job.calib.samples,
-                           job.calib.ctx);
-    return quantize_model_gguf(trained, job.output, q);
+    q.method = fmt::format("qat start={} steps={} lr={} calib={}x{}", method_name(start), d.steps,
+                           d.lr, job.calib.samples, job.calib.ctx);
+    QuantizeReport r = quantize_model_gguf(trained, job.output, q);
+    std::error_code ec;  // the start's file goes with the checkpoint
+    std::filesystem::remove(start_path(job), ec);
+    std::filesystem::remove(std::filesystem::path(start_path(job)).parent_path(), ec);
+    return r;
   }
 };
 

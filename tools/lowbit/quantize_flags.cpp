@@ -225,16 +225,26 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
   c->add_option("--distill-steps", j.distill.steps,
                 "training steps of knowledge distillation on the calibration text: after "
                 "structured pruning (from the unpruned model; 0: none), or of --method qat "
-                "(default 200)")
+                "(default 100)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--distill-lr", j.distill.lr,
-                "distillation's Adam step size (qat: 1e-4 unless given)")
+                "distillation's Adam step size (qat --qat-start rtn: 1e-4 unless given)")
       ->capture_default_str();
   c->add_option("--distill-checkpoint-every", j.distill.checkpoint_every,
                 "training: save the weights and optimiser state every N steps in "
                 "OUT.lowbit-checkpoint/ (--resume continues; 0: only when stopped)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--qat-start", j.method.qat.start,
+                "qat: the block-by-block method whose file the end-to-end training starts from "
+                "(rtn: the model itself)")
+      ->transform(
+          CLI::CheckedTransformer(std::map<std::string, Method>{{"rtn", Method::Rtn},
+                                                                {"gptq", Method::Gptq},
+                                                                {"adaround", Method::AdaRound},
+                                                                {"adaquant", Method::AdaQuant},
+                                                                {"autoround", Method::AutoRound}}))
+      ->default_str("adaquant");
   c->add_option("--teacher", j.teacher,
                 "qat: the unquantized model to learn from (default: MODEL itself); MODEL may "
                 "then be a quantized file, e.g. from --method adaquant, where training starts");

@@ -18,7 +18,7 @@ namespace {
 
 // Defaults measured on tinyllm-8m at Q2_K (docs/QUANTIZATION.md): from a learned start a
 // distillation-sized lr; from the plain model's rounding larger moves help for a few steps.
-constexpr int kQatSteps = 100;
+constexpr int kQatSteps = 200;
 constexpr double kQatRtnStartLr = 1e-4;
 
 // The student learns the teacher's own network, rounded: the same shapes, or the wrong file.

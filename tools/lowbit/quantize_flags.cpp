@@ -225,7 +225,7 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
   c->add_option("--distill-steps", j.distill.steps,
                 "training steps of knowledge distillation on the calibration text: after "
                 "structured pruning (from the unpruned model; 0: none), or of --method qat "
-                "(default 100)")
+                "(default 200)")
       ->check(CLI::NonNegativeNumber);
   c->add_option("--distill-lr", j.distill.lr,
                 "distillation's Adam step size (qat --qat-start rtn: 1e-4 unless given)")

@@ -320,6 +320,37 @@ TEST(Distill, ADivergingRunKeepsItsLastGoodStep) {
   EXPECT_TRUE(std::filesystem::exists(o.checkpoint));
 }
 
+// The held-out score (the last tenth of the text, never trained on) falls as the student
+// learns, and goes into the loss curve as a third column and a second line.
+TEST(Distill, AHeldOutScoreFallsAsTheStudentLearns) {
+  test::TempDir dir;
+  const Model teacher = small_model("llama", false, 5);
+  DistillOptions o;
+  o.steps = 40;
+  o.n_ctx = 32;
+  o.n_windows = 16;
+  o.lr = 3e-3;
+  o.eval_every = 10;
+  o.loss_curve = dir.file("loss.csv");
+  DistillReport rep;
+  distill(noisy_student(teacher, 9), teacher, random_tokens(4000, 64, 3), o, &rep);
+  ASSERT_EQ(rep.held_out.size(), 5u);  // before the first step, then every 10
+  EXPECT_EQ(rep.held_out.front().first, 0);
+  EXPECT_EQ(rep.held_out.back().first, 40);
+  EXPECT_LT(rep.held_out.back().second, 0.85 * rep.held_out.front().second);
+  const std::string csv = test::read_file(o.loss_curve);
+  EXPECT_EQ(csv.rfind("step,loss,held_out\n0,,", 0), 0u) << csv;
+  EXPECT_NE(csv.find(fmt::format("\n10,{},{}\n", rep.losses[9], rep.held_out[1].second)),
+            std::string::npos)
+      << csv;
+  EXPECT_NE(test::read_file(dir.file("loss.svg")).find("held out"), std::string::npos);
+
+  o.eval_every = 1;  // a text whose last tenth is shorter than a window is named
+  const std::string err = test::expect_error(
+      [&] { distill(noisy_student(teacher, 9), teacher, random_tokens(200, 64, 3), o); });
+  EXPECT_NE(err.find("last tenth of the text (20 tokens)"), std::string::npos) << err;
+}
+
 // The loss curve: one CSV row per step and an SVG line with one point per step.
 TEST(Distill, WritesTheLossCurveAsCsvAndSvg) {
   test::TempDir dir;

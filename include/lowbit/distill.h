@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "lowbit/dtype.h"
@@ -50,20 +51,29 @@ struct DistillOptions {
   // When set, the losses so far are written at each checkpoint and at the end
   // (write_loss_curve).
   std::string loss_curve;
+  // Held-out evaluation: with eval_every > 0 the last tenth of the tokens is kept out of
+  // training; `eval_windows` windows from it are scored (mean KL at τ, no gradient) before
+  // the first step and every eval_every steps.
+  int eval_every = 0;
+  size_t eval_windows = 4;
 };
 // The defaults (measured on tinyllm-8m, docs/PRUNING.md) filled in.
 DistillOptions resolved(const DistillOptions& o);
 
 struct DistillReport {
   std::vector<double> losses;  // per step
+  // (steps done, mean KL on the held-out windows); after a resume, from the resumed step on
+  std::vector<std::pair<int, double>> held_out;
   size_t n_params = 0;         // trained
   double seconds = 0;
 };
 
-// The losses, one per step, as CSV ("step,loss") at `csv_path` and as an SVG line plot
-// beside it (the same path with ".svg" for its extension).
+// The losses, one per step, as CSV ("step,loss", with a third column "held_out" when there
+// are held-out scores) at `csv_path` and as an SVG line plot beside it (the same path with
+// ".svg" for its extension; the held-out scores as a second line).
 void write_loss_curve(const std::string& csv_path, const std::vector<double>& losses,
-                      const std::string& title);
+                      const std::string& title,
+                      const std::vector<std::pair<int, double>>& held_out = {});
 
 // The student with its blocks and final norm trained (stored as F32). `tokens` is the
 // tokenized calibration text. Throws Argument when the vocabularies differ (naming both

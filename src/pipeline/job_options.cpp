@@ -226,6 +226,7 @@ const std::map<std::string, Setter>& setters() {
                                                         {"autoround", Method::AutoRound}});
        }},
       {"teacher", [](S& s, V, V v) { s.job.teacher = std::string(v); }},
+      {"eval-every", [](S& s, V n, V v) { s.job.distill.eval_every = number<int>(n, v); }},
       {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",

@@ -31,8 +31,8 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   JobHash h;
   h.add(o.fingerprint);
   h.add(tokens.data(), tokens.size() * sizeof(int32_t));
-  for (const double v :
-       {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature, double(o.seed)})
+  for (const double v : {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature,
+                         double(o.seed), double(o.eval_every > 0)})
     h.add(&v, sizeof v);
   for (const auto& [name, type] : o.quantize_to) {
     h.add(name);
@@ -70,7 +70,19 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   rep = {};
   if (o.steps <= 0) return student;
   const auto t0 = std::chrono::steady_clock::now();
-  const auto windows = sample_windows(tokens, o.n_windows, o.n_ctx, o.seed, student.vocab.bos);
+  // With a held-out evaluation the last tenth of the text stays out of training.
+  const size_t cut = o.eval_every > 0 ? tokens.size() - tokens.size() / 10 : tokens.size();
+  if (tokens.size() - cut < (o.eval_every > 0 ? o.n_ctx : 0))
+    fail(ErrorKind::Argument,
+         "the held-out evaluation takes the last tenth of the text ({} tokens), fewer than one "
+         "window of {}: give a longer text or shorter windows",
+         tokens.size() - cut, o.n_ctx);
+  const auto windows = sample_windows(std::vector<int32_t>(tokens.begin(), tokens.begin() + cut),
+                                      o.n_windows, o.n_ctx, o.seed, student.vocab.bos);
+  const auto held = o.eval_every > 0
+                        ? sample_windows(std::vector<int32_t>(tokens.begin() + cut, tokens.end()),
+                                         o.eval_windows, o.n_ctx, o.seed + 2, student.vocab.bos)
+                        : std::vector<std::vector<int32_t>>{};
   const int threads = resolve_threads(o.n_threads);
   Engine engine(teacher, {threads, static_cast<uint32_t>(o.n_ctx)});
   const train::ModelPass<float> pass(student);
@@ -89,7 +101,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   }
   auto save = [&](int steps_done) {
     if (!o.checkpoint.empty()) checkpoint.save(steps_done, rep.losses, params, adam);
-    if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle);
+    if (!o.loss_curve.empty())
+      write_loss_curve(o.loss_curve, rep.losses, kCurveTitle, rep.held_out);
   };
 
   const size_t B = static_cast<size_t>(o.batch), V = pass.vocab();
@@ -101,6 +114,24 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   std::vector<double> losses(B);
   train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
   const bool qat = !o.quantize_to.empty();
+  // The mean KL on the held-out windows of the weights as they are now (rounded for QAT).
+  auto evaluate = [&](int steps_done) {
+    if (qat) train::fake_quantize(student, o.quantize_to, w, rounded, threads);
+    const train::ModelWeights<float>& run = qat ? rounded : w;
+    std::vector<float> teacher_out, logits, dlogits;
+    std::vector<std::vector<float>> inputs;
+    double sum = 0;
+    for (const auto& win : held) {
+      engine.reset();
+      engine.eval(win.data(), win.size(), teacher_out, true);
+      pass.forward(run, win.data(), win.size(), logits, inputs);
+      dlogits.resize(logits.size());
+      sum += train::kd_loss(logits.data(), teacher_out.data(), win.size(), V, o.temperature,
+                            dlogits.data());
+    }
+    rep.held_out.emplace_back(steps_done, sum / double(held.size()));
+  };
+  if (!held.empty()) evaluate(first_step);
   const int warmup = std::max(1, o.steps / 10);
   for (int step = first_step; step < o.steps; ++step) {
     std::vector<size_t> batch(B);
@@ -149,6 +180,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       adam[k].step(params[k]->data(), g0[k]->data(), lr);
     }
     rep.losses.push_back(loss);
+    if (!held.empty() && ((step + 1) % o.eval_every == 0 || step + 1 == o.steps))
+      evaluate(step + 1);
     const bool go_on = !o.on_step || o.on_step(step + 1, o.steps, loss);
     if (!go_on ||
         (o.checkpoint_every > 0 && (step + 1) % o.checkpoint_every == 0 && step + 1 < o.steps))
@@ -165,7 +198,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
     const std::filesystem::path dir = std::filesystem::path(o.checkpoint).parent_path();
     if (!dir.empty()) std::filesystem::remove(dir, ec);
   }
-  if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle);
+  if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle, rep.held_out);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return train::with_weights(student, w);
 }

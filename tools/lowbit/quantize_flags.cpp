@@ -248,6 +248,10 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
   c->add_option("--teacher", j.teacher,
                 "qat: the unquantized model to learn from (default: MODEL itself); MODEL may "
                 "then be a quantized file, e.g. from --method adaquant, where training starts");
+  c->add_option("--eval-every", j.distill.eval_every,
+                "training: keep the last tenth of the calibration text out of training and score "
+                "4 windows from it every N steps (in --loss-curve; 0: off)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--loss-curve", j.distill.loss_curve,
                 "training: write the loss per step to FILE.csv and a plot to FILE.svg");
 }

@@ -410,6 +410,11 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("calibration text"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
+  const auto start = test::run_cli({"quantize", model, "-o", dir.file("bad.gguf"), "--type", "Q4_0",
+                                    "--method", "qat", "--calib", text, "--qat-start", "awq"});
+  EXPECT_EQ(start.exit_code, 1);
+  EXPECT_NE(start.err.find("awq not in {adaquant,adaround,autoround,gptq,rtn}"), std::string::npos)
+      << start.err;
 }
 
 // The default schedule's two phases: adaquant block by block (2 steps per block here), then

@@ -235,16 +235,12 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
                 "OUT.lowbit-checkpoint/ (--resume continues; 0: only when stopped)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  c->add_option("--qat-start", j.method.qat.start,
-                "qat: the block-by-block method whose file the end-to-end training starts from "
-                "(rtn: the model itself)")
-      ->transform(
-          CLI::CheckedTransformer(std::map<std::string, Method>{{"rtn", Method::Rtn},
-                                                                {"gptq", Method::Gptq},
-                                                                {"adaround", Method::AdaRound},
-                                                                {"adaquant", Method::AdaQuant},
-                                                                {"autoround", Method::AutoRound}}))
-      ->default_str("adaquant");
+  c->add_option_function<std::string>(
+       "--qat-start", [&j](const std::string& v) { j.method.qat.start = *method_from_name(v); },
+       "qat: the block-by-block method whose file the end-to-end training starts from (rtn: "
+       "the model itself)")
+      ->check(CLI::IsMember({"adaquant", "adaround", "autoround", "gptq", "rtn"}))
+      ->option_text("adaquant|adaround|autoround|gptq|rtn (default adaquant)");
   c->add_option("--teacher", j.teacher,
                 "qat: the unquantized model to learn from (default: MODEL itself); MODEL may "
                 "then be a quantized file, e.g. from --method adaquant, where training starts");

@@ -70,6 +70,22 @@ QuantizeJob small_gptq_job(const std::string& output) {
   return job;
 }
 
+// Runs `job` in a child process that kills itself with SIGKILL (kill -9) once `stage`
+// reports `done`; true when the child ended that way.
+bool killed_at(const QuantizeJob& job, Stage stage, size_t done) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    run_quantize_job(job, [stage, done](const Progress& p) {
+      if (p.stage == stage && p.done == done) raise(SIGKILL);
+      return true;
+    });
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
+}
+
 TEST(Resume, AKilledRunResumesToTheSameBytes) {
   test::TempDir d;
   const std::string whole = d.file("whole.gguf"), out = d.file("resumed.gguf");
@@ -77,17 +93,7 @@ TEST(Resume, AKilledRunResumesToTheSameBytes) {
   EXPECT_FALSE(std::filesystem::exists(whole + ".lowbit-checkpoint"));  // removed once written
 
   // kill -9 right after the fourth block (of 8) is done and checkpointed
-  const pid_t pid = fork();
-  if (pid == 0) {
-    run_quantize_job(small_gptq_job(out), [](const Progress& p) {
-      if (p.stage == Stage::Block && p.done == 4) raise(SIGKILL);
-      return true;
-    });
-    _exit(0);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ASSERT_TRUE(killed_at(small_gptq_job(out), Stage::Block, 4));
   ASSERT_TRUE(std::filesystem::exists(out + ".lowbit-checkpoint/state.bin"));
   EXPECT_FALSE(std::filesystem::exists(out));
 
@@ -130,17 +136,7 @@ TEST(Resume, AKilledQatRunResumesToTheSameBytes) {
   run_quantize_job(job_to(whole));
   EXPECT_FALSE(std::filesystem::exists(whole + ".lowbit-checkpoint"));
 
-  const pid_t pid = fork();
-  if (pid == 0) {
-    run_quantize_job(job_to(out), [](const Progress& p) {
-      if (p.stage == Stage::Train && p.done == 5) raise(SIGKILL);
-      return true;
-    });
-    _exit(0);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  ASSERT_TRUE(killed_at(job_to(out), Stage::Train, 5));
   EXPECT_FALSE(std::filesystem::exists(out));
   ASSERT_TRUE(std::filesystem::exists(out + ".lowbit-checkpoint/distill.bin"));
 
@@ -177,19 +173,9 @@ TEST(Resume, ATensorByTensorRunResumesToTheSameBytes) {
   run_quantize_job(job_to(whole));
   EXPECT_FALSE(std::filesystem::exists(whole + ".lowbit-checkpoint"));  // none without --resume
 
-  const pid_t pid = fork();
-  if (pid == 0) {  // kill -9 once 20 tensors are in
-    QuantizeJob job = job_to(out);
-    job.resume = true;  // nothing to resume yet: a fresh run that keeps its tensors
-    run_quantize_job(job, [](const Progress& p) {
-      if (p.stage == Stage::Tensor && p.done == 20) raise(SIGKILL);
-      return true;
-    });
-    _exit(0);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  QuantizeJob keeping = job_to(out);
+  keeping.resume = true;  // nothing to resume yet: a fresh run that keeps its tensors
+  ASSERT_TRUE(killed_at(keeping, Stage::Tensor, 20));  // kill -9 once 20 tensors are in
   EXPECT_FALSE(std::filesystem::exists(out));
   size_t kept = 0;
   for (const auto& e : std::filesystem::directory_iterator(out + ".lowbit-checkpoint"))

@@ -49,6 +49,17 @@ Model noisy_student(const Model& teacher, uint32_t seed) {
   return with_weights(teacher, w);
 }
 
+// Distillation on small_model: `steps` steps over 16 windows of 32 tokens at a step size
+// that moves it within them.
+DistillOptions short_run(int steps) {
+  DistillOptions o;
+  o.steps = steps;
+  o.n_ctx = 32;
+  o.n_windows = 16;
+  o.lr = 3e-3;
+  return o;
+}
+
 // Each block linear of small_model's two blocks -> `type`.
 std::map<std::string, DType> every_linear_in(DType type) {
   std::map<std::string, DType> types;
@@ -135,11 +146,7 @@ TEST(Distill, AStudentMovesTowardsItsTeacher) {
   const Model teacher = small_model("llama", false, 5);
   const Model student = noisy_student(teacher, 9);
   const auto tokens = random_tokens(4000, 64, 3);
-  DistillOptions o;
-  o.steps = 60;
-  o.n_ctx = 32;
-  o.n_windows = 16;
-  o.lr = 3e-3;
+  DistillOptions o = short_run(60);
   DistillReport rep;
   const Model trained = distill(student, teacher, tokens, o, &rep);
   ASSERT_EQ(rep.losses.size(), 60u);
@@ -267,11 +274,7 @@ TEST(Distill, AStoppedRunResumesToTheSameWeights) {
   const Model teacher = small_model("llama", false, 5);
   const Model student = noisy_student(teacher, 9);
   const auto tokens = random_tokens(4000, 64, 3);
-  DistillOptions o;
-  o.steps = 8;
-  o.n_ctx = 32;
-  o.n_windows = 16;
-  o.lr = 3e-3;
+  DistillOptions o = short_run(8);
   o.quantize_to = every_linear_in(DType::Q4_0);  // QAT: the rounded weights run
   DistillReport whole;
   ModelWeights<float> expected = model_weights<float>(distill(student, teacher, tokens, o, &whole));
@@ -325,11 +328,7 @@ TEST(Distill, ADivergingRunKeepsItsLastGoodStep) {
 TEST(Distill, AHeldOutScoreFallsAsTheStudentLearns) {
   test::TempDir dir;
   const Model teacher = small_model("llama", false, 5);
-  DistillOptions o;
-  o.steps = 40;
-  o.n_ctx = 32;
-  o.n_windows = 16;
-  o.lr = 3e-3;
+  DistillOptions o = short_run(40);
   o.eval_every = 10;
   o.loss_curve = dir.file("loss.csv");
   DistillReport rep;

@@ -195,8 +195,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Statistics of the current block's linear inputs, filled by the hooks window by window.
   std::map<std::string, InputSums> sums;
   std::map<std::string, std::vector<float>> fp_inputs;  // this window's reference inputs, per weight
-  // This window's products for the current input, kept in f32 while the linears sharing the
-  // input (lowbit/topology.h: q/k/v, gate/up) add them to their sums.
+  // With fp targets, this window's C for the current input, kept in f32 while the linears
+  // sharing the input (lowbit/topology.h: q/k/v, gate/up) add it to their sums.
   std::string last_group;
   std::vector<float> last_c;
   bool collect = false;

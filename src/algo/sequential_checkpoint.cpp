@@ -20,12 +20,16 @@ void put(std::string& s, const T& v) {
 
 }  // namespace
 
+void make_checkpoint_directory(const std::string& dir) {
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir, ec.message());
+}
+
 void SequentialCheckpoint::save_step(
     uint32_t step,
     const std::vector<std::pair<std::string, const PrecomputedTensor*>>& tensors) const {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir_, ec.message());
+  make_checkpoint_directory(dir_);
   std::string s;
   for (const auto& [name, t] : tensors) {
     put(s, static_cast<uint32_t>(name.size()));
@@ -49,9 +53,7 @@ void SequentialCheckpoint::save_state(uint32_t next_layer, const Activations& xq
 
 void SequentialCheckpoint::save_state(uint32_t next_layer, size_t W, size_t TD, bool has_reference,
                                       const WindowSource& window) const {
-  std::error_code ec;
-  fs::create_directories(dir_, ec);
-  if (ec) fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir_, ec.message());
+  make_checkpoint_directory(dir_);
   AtomicFileWriter w(dir_ + "/state.bin");
   const uint64_t w64 = W, td64 = TD;
   w.write(kMagic, 8);

@@ -25,6 +25,9 @@ namespace lowbit {
 
 using Activations = std::vector<std::vector<float>>;  // [windows][T * D]
 
+// Creates `dir` (and its parents) for a checkpoint; fails naming it when it cannot.
+void make_checkpoint_directory(const std::string& dir);
+
 // FNV-1a over what decides a run's bytes: a checkpoint records it, and a run with another
 // value refuses the checkpoint.
 struct JobHash {

@@ -110,7 +110,7 @@ DistillOptions JobRun::distill_options(const std::string& label) const {
   d.fingerprint = fmt::format("{}|{}|{}|{}|{}|{}", label, job_.model, job_.teacher, job_.tokenizer,
                               job_.calib.text, job_.structured.active() ? "structured" : "");
   const auto t0 = std::chrono::steady_clock::now();
-  const double tokens_per_step = double(d.batch > 0 ? d.batch : resolved(d).batch) * d.n_ctx;
+  const double tokens_per_step = double(resolved(d).batch) * d.n_ctx;
   auto first =
       std::make_shared<int>(-1);  // the first step of this run (a resumed one starts later)
   d.on_step = [observer = observer_, label, t0, tokens_per_step, first](int step, int steps,

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "algo/sequential_checkpoint.h"
 #include "lowbit/distill.h"
 #include "lowbit/error.h"
 #include "lowbit/job.h"
@@ -50,7 +51,7 @@ Model block_wise_start(const JobRun& run, Method start) {
     first.rotation = RotationOptions{RotationKind::None};
     first.structured = StructuredPruneOptions{};
     first.distill = DistillOptions{};
-    std::filesystem::create_directories(std::filesystem::path(path).parent_path());
+    make_checkpoint_directory(std::filesystem::path(path).parent_path().string());
     run_quantize_job(run.model(), first, run.observer());
   }
   return load_model(path);

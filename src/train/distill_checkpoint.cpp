@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "algo/sequential_checkpoint.h"
 #include "core/mapped_reader.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
@@ -17,12 +18,8 @@ constexpr char kMagic[8] = {'L', 'B', 'D', 'I', 'S', 'T', '0', '1'};
 void DistillCheckpoint::save(uint32_t steps_done, const std::vector<double>& losses,
                              const std::vector<std::vector<float>*>& params,
                              std::vector<Adam>& adam) const {
-  const std::filesystem::path dir = std::filesystem::path(path).parent_path();
-  std::error_code ec;
-  if (!dir.empty()) std::filesystem::create_directories(dir, ec);
-  if (ec)
-    fail(ErrorKind::Io, "{}: cannot create the checkpoint directory: {}", dir.string(),
-         ec.message());
+  const std::string dir = std::filesystem::path(path).parent_path().string();
+  if (!dir.empty()) make_checkpoint_directory(dir);
   AtomicFileWriter w(path);
   const uint64_t n_losses = losses.size(), n_tensors = params.size();
   w.write(kMagic, 8);

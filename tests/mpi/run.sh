@@ -89,6 +89,24 @@ expect_stopped() {
   if ls "$3".tmp.* >/dev/null 2>&1; then echo "FAIL: left a temporary of $3"; exit 1; fi
 }
 
+# kill_rank1_when TRIES FILE OUT LOG ARGS...: starts `quantize MODEL -q ARGS -o OUT` on 2
+# ranks, kills its rank 1 with SIGKILL once FILE exists (polled TRIES times, 5 ms apart) and
+# checks that the job stopped, naming rank 1, with no OUT.
+kill_rank1_when() {
+  local tries=$1 file=$2 out=$3 log=$4
+  shift 4
+  ranks 2 quantize "$model" -q "$@" -o "$out" >/dev/null 2>"$log" &
+  local job=$! victim=""
+  for _ in $(seq "$tries"); do
+    [ -n "$victim" ] || victim=$(rank1_of quantize)
+    [ -n "$victim" ] && [ -e "$file" ] && break
+    sleep 0.005
+  done
+  [ -e "$file" ] || { echo "FAIL: $file never appeared"; exit 1; }
+  kill -9 "$victim"
+  expect_stopped "$job" "$log" "$out"
+}
+
 # A rank killed mid-run: mpirun stops the job, which ends non-zero with no output.
 ranks 2 calibrate "$model" --calib "$calib" --calib-samples 64 --calib-ctx 512 --hessian -q \
   -o "$dir/killed.gguf" >"$dir/killed.log" 2>&1 &
@@ -110,17 +128,7 @@ echo "ok: a killed rank stops calibrate without output"
 gptq=(--type Q4_K_M --method gptq --stats "$dir/h1.gguf")
 "$lowbit" quantize "$model" -q "${gptq[@]}" -o "$dir/whole.gguf" >/dev/null
 out=$dir/resumed.gguf
-ranks 2 quantize "$model" -q "${gptq[@]}" -o "$out" >/dev/null 2>"$dir/resumed.log" &
-job=$!
-victim=""
-for _ in $(seq 1000); do
-  [ -n "$victim" ] || victim=$(rank1_of quantize)
-  [ -n "$victim" ] && [ -e "$out.lowbit-checkpoint/done-4.bin" ] && break
-  sleep 0.005
-done
-[ -e "$out.lowbit-checkpoint/done-4.bin" ] || { echo "FAIL: no checkpoint of tensor 4"; exit 1; }
-kill -9 "$victim"
-expect_stopped "$job" "$dir/resumed.log" "$out"
+kill_rank1_when 1000 "$out.lowbit-checkpoint/done-4.bin" "$out" "$dir/resumed.log" "${gptq[@]}"
 ranks 2 quantize "$model" -q "${gptq[@]}" -o "$out" --resume >/dev/null
 same "$dir/whole.gguf" "$out" "quantize killed at a rank, then --resume"
 [ ! -e "$out.lowbit-checkpoint" ] || { echo "FAIL: the checkpoint outlived the file"; exit 1; }
@@ -130,17 +138,7 @@ same "$dir/whole.gguf" "$out" "quantize killed at a rank, then --resume"
 seq=(--type Q4_K_M --method gptq --calib "$calib" --calib-samples 24 --calib-ctx 256)
 "$lowbit" quantize "$model" -q "${seq[@]}" -o "$dir/seq-whole.gguf" >/dev/null
 out=$dir/seq-resumed.gguf
-ranks 2 quantize "$model" -q "${seq[@]}" -o "$out" >/dev/null 2>"$dir/seq.log" &
-job=$!
-victim=""
-for _ in $(seq 2000); do
-  [ -n "$victim" ] || victim=$(rank1_of quantize)
-  [ -n "$victim" ] && [ -e "$out.lowbit-checkpoint/done-3.bin" ] && break
-  sleep 0.005
-done
-[ -e "$out.lowbit-checkpoint/done-3.bin" ] || { echo "FAIL: no checkpoint of block 2"; exit 1; }
-kill -9 "$victim"
-expect_stopped "$job" "$dir/seq.log" "$out"
+kill_rank1_when 2000 "$out.lowbit-checkpoint/done-3.bin" "$out" "$dir/seq.log" "${seq[@]}"
 [ -e "$out.lowbit-checkpoint/state.bin" ] || { echo "FAIL: no activations kept"; exit 1; }
 ranks 3 quantize "$model" -q "${seq[@]}" -o "$out" --resume >/dev/null
 same "$dir/seq-whole.gguf" "$out" "sequential gptq killed at a rank, then --resume on 3 ranks"

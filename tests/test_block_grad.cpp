@@ -8,8 +8,10 @@
 
 #include "lowbit/block_grad.h"
 #include "lowbit/engine.h"
+#include "lowbit/kernels.h"
 #include "lowbit/synthetic.h"
 #include "train/block_ops.h"
+#include "train/rounding_ops.h"
 
 namespace lowbit::train {
 namespace {
@@ -226,6 +228,109 @@ TEST(BlockGrad, FloatForwardEqualsEngineBlock) {
       scale = std::max(scale, double(std::fabs(want[i])));
     EXPECT_LE(worst, 1e-5 * scale);
   }
+}
+
+// The online transforms as the engine applies them (ffn_down's input; q and k per head): their
+// backward passes, Hᵀ, checked where H is not symmetric (n_ff = 20 takes a Paley I factor).
+TEST(BlockGrad, OnlineHadamardTransformsMatchFiniteDifferences) {
+  BlockShape s = small_shape(true, false, RopeLayout::Halves);
+  s.ffn_down_hadamard = true;
+  s.rounding.rotate_kv = true;
+  const size_t n = 6;
+  BlockWeights<double> w = random_block(s, 40);
+  auto x = randn(n * s.n_embd, 41), probe = randn(n * s.n_embd, 42);
+  std::vector<double> y(x.size());
+  auto loss = [&] {
+    block_forward(s, w, x.data(), n, y.data());
+    return dot(probe, y);
+  };
+  BlockCache<double> cache;
+  block_forward(s, w, x.data(), n, y.data(), &cache);
+  BlockWeights<double> g;
+  g.zeros_like(w);
+  std::vector<double> dx(x.size());
+  block_backward(s, w, cache, probe.data(), g, dx.data());
+  check_gradient(x, dx, loss, "x");
+  for (int i = 0; i < 7; ++i) check_gradient(*w.linear(i), *g.linear(i), loss, kLinearNames[i]);
+  check_gradient(w.bk, g.bk, loss, "bk");
+  // Rotating q and k alike leaves the scores, so the output, as they were.
+  loss();  // (y of the unperturbed weights again)
+  s.rounding.rotate_kv = false;
+  std::vector<double> plain(x.size());
+  block_forward(s, w, x.data(), n, plain.data());
+  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(plain[i], y[i], 1e-12);
+}
+
+// Rounded linear inputs: the weight gradient of ffn_down (whose rounded input its weights do
+// not move) is exact, and the gradients further back pass straight through the rounding.
+TEST(BlockGrad, RoundedActivationsPassGradientsStraightThrough) {
+  for (int bits : {4, 8}) {
+    SCOPED_TRACE(testing::Message() << bits << " bits");
+    BlockShape s = small_shape(false, false, RopeLayout::Halves);
+    const size_t n = 6;
+    BlockWeights<double> w = random_block(s, 50);
+    auto x = randn(n * s.n_embd, 51), probe = randn(n * s.n_embd, 52);
+    auto gradients = [&](const BlockShape& shape) {
+      std::vector<double> y(x.size());
+      BlockCache<double> cache;
+      block_forward(shape, w, x.data(), n, y.data(), &cache);
+      BlockWeights<double> g;
+      g.zeros_like(w);
+      block_backward(shape, w, cache, probe.data(), g);
+      return g;
+    };
+    const BlockWeights<double> exact = gradients(s);
+    s.rounding.act_bits = bits;
+    BlockWeights<double> ste = gradients(s);
+    std::vector<double> y(x.size());
+    check_gradient(
+        w.wdown, ste.wdown,
+        [&] {
+          block_forward(s, w, x.data(), n, y.data());
+          return dot(probe, y);
+        },
+        "wdown");
+    // At 8 bits the rounding barely moves anything, so neither does the gradient; at 4 bits
+    // it does (the test sees the rounded inputs).
+    for (int i = 0; i < 7; ++i) {
+      const std::vector<double>&a = *ste.linear(i),
+            &b = *const_cast<BlockWeights<double>&>(exact).linear(i);
+      double diff = 0, norm = 0;
+      for (size_t k = 0; k < a.size(); ++k)
+        diff += (a[k] - b[k]) * (a[k] - b[k]), norm += b[k] * b[k];
+      const double rel = std::sqrt(diff / norm);
+      if (bits == 8)
+        EXPECT_LT(rel, 0.05) << kLinearNames[i];
+      else
+        EXPECT_GT(rel, 0.01) << kLinearNames[i];
+    }
+  }
+}
+
+TEST(BlockGrad, ActivationRoundingIsTheEnginesAndClampedValuesGetNoGradient) {
+  const size_t rows = 3, cols = 40;
+  const auto x = randn(rows * cols, 60);
+  std::vector<float> want(x.begin(), x.end());
+  kernels::round_acts_per_token(want.data(), rows, cols, 4, 0.5f);
+  std::vector<double> got(x.size());
+  round_acts(x.data(), rows, cols, 4, 0.5f, got.data());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(float(got[i]), want[i]) << i;
+  std::vector<double> dx(x.size(), 1.0);
+  round_acts_backward(x.data(), rows, cols, 0.5f, dx.data());
+  size_t clamped = 0;
+  for (size_t t = 0; t < rows; ++t) {
+    double amax = 0;
+    for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(x[t * cols + i]));
+    for (size_t i = 0; i < cols; ++i) {
+      const bool out = std::fabs(x[t * cols + i]) > 0.5 * amax;
+      clamped += out;
+      EXPECT_EQ(dx[t * cols + i], out ? 0.0 : 1.0) << t << "," << i;
+    }
+  }
+  EXPECT_GT(clamped, 0u);
+  std::vector<double> all(x.size(), 1.0);
+  round_acts_backward(x.data(), rows, cols, 1.0f, all.data());  // clip 1: nothing clamped
+  for (double v : all) EXPECT_EQ(v, 1.0);
 }
 
 }  // namespace

@@ -204,14 +204,14 @@ TEST(FastEngine, KvCacheTypesChangePerplexityLittle) {
   const double f32 = perplexity(tinyllm(), {}, 4);
   for (DType t : {DType::F16, DType::Q8_0}) {
     EngineOptions o;
-    o.cache_type_k = o.cache_type_v = t;
+    o.rounding.cache_type_k = o.rounding.cache_type_v = t;
     const double p = perplexity(tinyllm(), o, 4);
     EXPECT_NE(p, f32) << dtype_name(t) << ": the cache type changed nothing";
     EXPECT_LT(std::fabs(p / f32 - 1), t == DType::F16 ? 1e-4 : 3e-3) << dtype_name(t) << ": " << p << " vs f32 " << f32;
     std::printf("KV cache %s: %.4f vs f32 %.4f (%+.4f%%)\n", dtype_name(t), p, f32, 100 * (p / f32 - 1));
   }
   EngineOptions bad;
-  bad.cache_type_k = DType::Q4_K;
+  bad.rounding.cache_type_k = DType::Q4_K;
   EXPECT_NE(test::expect_error([&] { Engine e(tinyllm(), bad); }).find("KV cache type Q4_K"), std::string::npos);
 }
 

@@ -253,6 +253,63 @@ TEST(Distill, QuantizationAwareTrainingLowersTheRoundedModelsLoss) {
   EXPECT_LT(end, 0.7 * start) << start << " -> " << end;
 }
 
+// The student's pass rounds what the engine rounds with the same settings: 4-bit activations,
+// a 4-bit KV cache of rotated keys.
+TEST(ModelGrad, RoundedForwardEqualsTheEnginesSimulation) {
+  ModelConfig c = small_model("llama", false).config;
+  c.n_head_kv = 4;  // kv rows of 32 values: the cache's blocks
+  const Model m = make_synthetic_model(c, Vocab{}, 5, DType::F32, 0.3f);
+  const auto tokens = random_tokens(20, 64, 1);
+  ActivationRounding r;
+  r.act_bits = 4, r.cache_type_k = DType::Q4_0, r.cache_type_v = DType::Q4_1, r.rotate_kv = true;
+  EngineOptions eo{1, 32};
+  eo.rounding = r;
+  Engine e(m, eo);
+  std::vector<float> want, got, plain;
+  e.eval(tokens.data(), tokens.size(), want, true);
+  std::vector<std::vector<float>> inputs;
+  ModelPass<float>(m, r).forward(model_weights<float>(m), tokens.data(), tokens.size(), got,
+                                 inputs);
+  ModelPass<float>(m).forward(model_weights<float>(m), tokens.data(), tokens.size(), plain, inputs);
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0, unrounded = 0, scale = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, double(std::fabs(got[i] - want[i]))),
+    unrounded = std::max(unrounded, double(std::fabs(plain[i] - want[i]))),
+    scale = std::max(scale, double(std::fabs(want[i])));
+  EXPECT_LE(worst, 1e-4 * scale);
+  EXPECT_GT(unrounded, 100 * worst) << "the rounding should show";
+  r.cache_type_k = DType::Q2_K;
+  EXPECT_NE(test::expect_error([&] { ModelPass<float>(m, r); }).find("Q2_K"), std::string::npos);
+}
+
+// Trained for 4-bit activations, the model's loss with them falls.
+TEST(Distill, TrainingForRoundedActivationsLowersTheirLoss) {
+  const Model m = small_model("llama", false);
+  const auto tokens = random_tokens(4000, 64, 3);
+  DistillOptions o = short_run(40);
+  o.rounding.act_bits = 4;
+  const Model trained = distill(m, m, tokens, o);
+  const auto windows = sample_windows(tokens, 16, 32, o.seed, m.vocab.bos);
+  auto loss_of = [&](const Model& weights) {
+    const ModelPass<float> pass(m, o.rounding);
+    Engine teacher(m, {1, 32});
+    double sum = 0;
+    for (const auto& w : windows) {
+      std::vector<float> zt, zs;
+      std::vector<std::vector<float>> inputs;
+      teacher.reset();
+      teacher.eval(w.data(), w.size(), zt, true);
+      pass.forward(model_weights<float>(weights), w.data(), w.size(), zs, inputs);
+      std::vector<float> dz(zs.size());
+      sum += kd_loss(zs.data(), zt.data(), w.size(), 64, 1.0, dz.data());
+    }
+    return sum / windows.size();
+  };
+  const double start = loss_of(m), end = loss_of(trained);
+  EXPECT_LT(end, 0.7 * start) << start << " -> " << end;
+}
+
 TEST(Distill, ATeacherWithAnotherVocabularyIsNamed) {
   Model teacher = small_model("llama", false);
   ModelConfig c = teacher.config;
@@ -396,13 +453,16 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
                           "3",
                           "--qat-start",
                           "rtn",
+                          "--act-bits",
+                          "8",
+                          "--cache-type-v",
+                          "q8_0",
                           "-q",
                           "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(nlohmann::json::parse(r.out).at("method").get<std::string>().rfind(
-                "qat start=rtn steps=3", 0),
-            0u)
-      << r.out;
+  const std::string label = nlohmann::json::parse(r.out).at("method").get<std::string>();
+  EXPECT_EQ(label.rfind("qat start=rtn steps=3", 0), 0u) << label;
+  EXPECT_NE(label.find(" act-bits=8 cache-type-v=q8_0"), std::string::npos) << label;
   EXPECT_EQ(load_model(out).tensor("blk.2.ffn_up.weight").dtype, DType::Q4_0);
   const auto bad = test::run_cli(
       {"quantize", model, "-o", dir.file("bad.gguf"), "--type", "Q4_0", "--method", "qat"});
@@ -414,6 +474,11 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
   EXPECT_EQ(start.exit_code, 1);
   EXPECT_NE(start.err.find("awq not in {adaquant,adaround,autoround,gptq,rtn}"), std::string::npos)
       << start.err;
+  const auto acts = test::run_cli({"quantize", model, "-o", dir.file("bad.gguf"), "--type", "Q4_0",
+                                   "--method", "gptq", "--calib", text, "--act-bits", "4"});
+  EXPECT_EQ(acts.exit_code, 1);
+  EXPECT_NE(acts.err.find("are trained for by --method qat"), std::string::npos) << acts.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad.gguf")));
 }
 
 // The default schedule's two phases: adaquant block by block (2 steps per block here), then

@@ -213,7 +213,7 @@ TEST(Rotation, OnlineFfnDownRotationComputesTheSameLogitsAndTravelsInGguf) {
   const Model r = rotate_model(m, o);
   auto fast = [&](int threads) {
     EngineOptions eo;
-    eo.fast = true, eo.n_threads = threads, eo.rotate_kv = true, eo.n_ctx = 32;
+    eo.fast = true, eo.n_threads = threads, eo.rounding.rotate_kv = true, eo.n_ctx = 32;
     Engine e(r, eo);
     std::vector<float> out;
     e.eval(tokens.data(), tokens.size(), out, true);
@@ -276,27 +276,27 @@ TEST(Rotation, EngineRotatesKvAndRoundsActivations) {
   };
   const auto base = run({});
   EngineOptions kv;
-  kv.rotate_kv = true;
+  kv.rounding.rotate_kv = true;
   EXPECT_LT(test::max_relative_difference(base, run(kv)), 1e-4);
   EngineOptions a8, a4;
-  a8.act_bits = 8, a4.act_bits = 4;
+  a8.rounding.act_bits = 8, a4.rounding.act_bits = 4;
   const double d8 = test::max_relative_difference(base, run(a8));
   const double d4 = test::max_relative_difference(base, run(a4));
   EXPECT_GT(d8, 0.0);
   EXPECT_GT(d4, 4 * d8) << d8;
   for (DType t : {DType::Q4_0, DType::Q4_1, DType::IQ4_NL, DType::Q5_0, DType::Q5_1}) {
     EngineOptions c;
-    c.cache_type_k = c.cache_type_v = t;
+    c.rounding.cache_type_k = c.rounding.cache_type_v = t;
     const double d = test::max_relative_difference(base, run(c));
     EXPECT_GT(d, 0.0) << dtype_name(t);
     EXPECT_LT(d, 0.5) << dtype_name(t);
   }
   EngineOptions bad;
-  bad.act_bits = 1;
+  bad.rounding.act_bits = 1;
   EXPECT_NE(test::expect_error([&] { run(bad); }).find("activation bits 1"), std::string::npos);
-  bad.act_bits = 4, bad.act_clip = 0;
+  bad.rounding.act_bits = 4, bad.rounding.act_clip = 0;
   EXPECT_NE(test::expect_error([&] { run(bad); }).find("clipping ratio 0"), std::string::npos);
-  bad.act_clip = 1, bad.cache_type_k = DType::Q2_K;
+  bad.rounding.act_clip = 1, bad.rounding.cache_type_k = DType::Q2_K;
   EXPECT_NE(test::expect_error([&] { run(bad); }).find("q4_0, q4_1"), std::string::npos);
 }
 

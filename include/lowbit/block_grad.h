@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "lowbit/engine.h"
 #include "lowbit/model.h"
 
 namespace lowbit::train {
@@ -23,6 +24,11 @@ struct BlockShape {
   RopeLayout rope_layout = RopeLayout::Halves;
   std::vector<double> inv_freq;  // head_dim / 2 RoPE frequencies (llama3 factors applied)
   bool attn_bias = false, qk_norm = false;
+  // ffn_down's input runs through the online Hadamard transform (ModelConfig::ffn_down_hadamard).
+  bool ffn_down_hadamard = false;
+  // What the pass rounds besides the weights, as the engine does (none by default); the
+  // backward pass goes straight through the rounding (rounding_ops.h).
+  ActivationRounding rounding = {};
 
   uint32_t q_dim() const { return n_head * head_dim; }
   uint32_t kv_dim() const { return n_head_kv * head_dim; }
@@ -60,6 +66,9 @@ struct BlockCache {
   std::vector<Real> a;             // attention output [n, Q]
   std::vector<Real> x2, r2, h2;    // residual after attention; its norm
   std::vector<Real> g, u, m;       // gate, up, silu(gate) ⊙ up [n, F]
+  std::vector<Real> md;            // ffn_down_hadamard: m transformed, ffn_down's input [n, F]
+  // act_bits: each linear's input rounded (of h1, a, h2 and ffn_down's input); else empty
+  std::vector<Real> h1q, aq, h2q, mq;
 };
 
 // y[n, D] = block(x[n, D]). With `cache`, keeps what block_backward needs.

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "lowbit/dtype.h"
+#include "lowbit/engine.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -34,6 +35,11 @@ struct DistillOptions {
   // estimator). The returned model holds the unrounded weights; rounding them again gives
   // what the last step ran.
   std::map<std::string, DType> quantize_to;
+  // What the student's pass rounds besides its weights (activations per token, the KV cache),
+  // as the engine simulates it with the same settings: training for W4A8, W4A4, KV4. The
+  // gradient goes straight through the rounding (zero where act_clip clamped a value). The
+  // teacher runs unrounded.
+  ActivationRounding rounding = {};
   // After each step: (step, steps, the batch's mean loss). Returning false stops with
   // Error(Cancelled).
   std::function<bool(int, int, double)> on_step;

@@ -18,6 +18,36 @@ namespace lowbit {
 // KV cache types the engine stores: F32, F16, Q8_0, Q4_0, Q4_1, IQ4_NL, Q5_0, Q5_1.
 bool is_kv_cache_type(DType t);
 std::string kv_cache_type_names();  // "f32, f16, q8_0, ..." for messages
+// The KV cache type called `name` ("q4_0"); else Argument "WHAT NAME: use f32, f16, ...".
+DType kv_cache_type(const std::string& name, const std::string& what);
+
+// What the engine rounds besides the weights, to measure low-bit inference in fp32:
+// quantization-aware training (lowbit/distill.h) rounds the same values the same way.
+struct ActivationRounding {
+  // Types of the KV cache (is_kv_cache_type): F32, F16, Q8_0 and llama.cpp's 4/5-bit cache
+  // types; the block types need n_head_kv·head_dim divisible by 32.
+  DType cache_type_k = DType::F32, cache_type_v = DType::F32;
+  // Rotates q and k of every head by the Hadamard transform of head_dim values after RoPE
+  // (the scores do not change): a quantized key cache then stores rows without outlier
+  // channels (QuaRot).
+  bool rotate_kv = false;
+  // Simulated activation quantization: every linear's input but the output head's is rounded
+  // per token to signed act_bits integers (0: off, else 2..8) with the scale
+  // act_clip·max|x| / (2^(act_bits−1) − 1), values clamped (kernels::round_acts_per_token);
+  // the product then runs on the rounded values as usual.
+  int act_bits = 0;
+  float act_clip = 1.0f;
+
+  bool any() const {
+    return act_bits != 0 || rotate_kv || cache_type_k != DType::F32 || cache_type_v != DType::F32;
+  }
+};
+// Throws Argument naming the setting that `c` cannot run (a cache type, the bits, the clip,
+// rotate_kv without a Hadamard transform of head_dim).
+void check_rounding(const ActivationRounding& r, const ModelConfig& c);
+// "act-bits=4 act-clip=0.9 cache-type-k=q4_0 rotate-kv" (the settings that differ from the
+// defaults, in the flags' words); empty when nothing is rounded.
+std::string rounding_label(const ActivationRounding& r);
 
 struct EngineOptions {
   int n_threads = 0;  // 0: every core
@@ -41,19 +71,8 @@ struct EngineOptions {
   // The weights' bytes must not change while the engine lives (replace_weight drops every
   // panel).
   uint32_t packed_batch = 8;
-  // Types of the KV cache (is_kv_cache_type): F32, F16, Q8_0 and llama.cpp's 4/5-bit cache
-  // types; the block types need n_head_kv·head_dim divisible by 32.
-  DType cache_type_k = DType::F32, cache_type_v = DType::F32;
-  // Rotates q and k of every head by the Hadamard transform of head_dim values after RoPE
-  // (the scores do not change): a quantized key cache then stores rows without outlier
-  // channels (QuaRot).
-  bool rotate_kv = false;
-  // Simulated activation quantization, for W4A4 / W4A8 studies: every linear's input but the
-  // output head's is rounded per token to signed act_bits integers (0: off, else 2..8) with
-  // the scale act_clip·max|x| / (2^(act_bits−1) − 1), values clamped; the product then runs
-  // on the rounded values as usual.
-  int act_bits = 0;
-  float act_clip = 1.0f;
+  // What the engine rounds besides the weights (W4A4 / W4A8 studies, a quantized KV cache).
+  ActivationRounding rounding = {};
 };
 
 // Called with the input of a linear layer: `weight` is its GGUF name (e.g.

@@ -42,7 +42,9 @@ Model with_weights(const Model& m, const ModelWeights<float>& w);
 template <class Real>
 class ModelPass {
  public:
-  explicit ModelPass(const Model& m);
+  // `rounding`: what the blocks round besides the weights (BlockShape::rounding); checked
+  // against m (check_rounding).
+  explicit ModelPass(const Model& m, const ActivationRounding& rounding = {});
   uint32_t vocab() const { return vocab_; }
 
   // logits [n, vocab]. `inputs` receives what backward() needs (each block's input).

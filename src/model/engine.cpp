@@ -88,13 +88,19 @@ bool is_kv_cache_type(DType t) {
          std::end(kKvCacheTypes);
 }
 
+namespace {
+
+std::string cache_type_word(DType t) {  // as the flags take it: "q4_0"
+  std::string name = dtype_name(t);
+  for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  return name;
+}
+
+}  // namespace
+
 std::string kv_cache_type_names() {
   std::string out;
-  for (DType t : kKvCacheTypes) {
-    std::string name = dtype_name(t);
-    for (char& ch : name) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-    out += (out.empty() ? "" : ", ") + name;
-  }
+  for (DType t : kKvCacheTypes) out += (out.empty() ? "" : ", ") + cache_type_word(t);
   return out;
 }
 
@@ -186,20 +192,7 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
          n_ctx_, c.n_ctx);
   blas::make_single_threaded();  // (core/blas.h: results independent of the thread count)
   Impl& s = *impl_;
-  for (DType t : {opts.cache_type_k, opts.cache_type_v}) {
-    if (!is_kv_cache_type(t))
-      fail(ErrorKind::Argument, "KV cache type {}: use {}", dtype_name(t), kv_cache_type_names());
-    if (c.kv_dim() % traits(t).block_size)
-      fail(ErrorKind::Argument, "KV cache type {}: rows of {} values are not a multiple of {}", dtype_name(t), c.kv_dim(),
-           traits(t).block_size);
-  }
-  if (opts.act_bits != 0 && (opts.act_bits < 2 || opts.act_bits > 8))
-    fail(ErrorKind::Argument, "activation bits {}: 0 (off) or 2..8", opts.act_bits);
-  if (!(opts.act_clip > 0 && opts.act_clip <= 1))
-    fail(ErrorKind::Argument, "activation clipping ratio {}: must be in (0, 1]", opts.act_clip);
-  if (opts.rotate_kv && !has_hadamard(c.head_dim))
-    fail(ErrorKind::Argument, "rotating the KV cache: no Hadamard transform of head_dim {}",
-         c.head_dim);
+  check_rounding(opts.rounding, c);
   if (opts.fast) s.pool = std::make_unique<ThreadPool>(std::max(1, opts.n_threads));
   s.embd = &m.tensor("token_embd.weight");
   s.output = c.tied_embeddings ? s.embd : &m.tensor("output.weight");
@@ -226,11 +219,48 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
       L.q_norm = vector_of(m, L.prefix + "attn_q_norm.weight");
       L.k_norm = vector_of(m, L.prefix + "attn_k_norm.weight");
     }
-    L.k_cache.init(opts.cache_type_k, n_ctx_, c.kv_dim());
-    L.v_cache.init(opts.cache_type_v, n_ctx_, c.kv_dim());
+    L.k_cache.init(opts.rounding.cache_type_k, n_ctx_, c.kv_dim());
+    L.v_cache.init(opts.rounding.cache_type_v, n_ctx_, c.kv_dim());
     s.layers.push_back(std::move(L));
   }
   s.inv_freq = rope_frequencies(m);
+}
+
+DType kv_cache_type(const std::string& name, const std::string& what) {
+  const auto t = dtype_from_name(name);
+  if (!t || !is_kv_cache_type(*t))
+    fail(ErrorKind::Argument, "{} {}: use {}", what, name, kv_cache_type_names());
+  return *t;
+}
+
+std::string rounding_label(const ActivationRounding& r) {
+  std::string out;
+  auto add = [&](const std::string& item) { out += (out.empty() ? "" : " ") + item; };
+  if (r.act_bits) add(fmt::format("act-bits={}", r.act_bits));
+  if (r.act_bits && r.act_clip != ActivationRounding{}.act_clip)
+    add(fmt::format("act-clip={}", r.act_clip));
+  for (const auto& [name, t] :
+       {std::pair{"cache-type-k", r.cache_type_k}, std::pair{"cache-type-v", r.cache_type_v}})
+    if (t != DType::F32) add(fmt::format("{}={}", name, cache_type_word(t)));
+  if (r.rotate_kv) add("rotate-kv");
+  return out;
+}
+
+void check_rounding(const ActivationRounding& r, const ModelConfig& c) {
+  for (DType t : {r.cache_type_k, r.cache_type_v}) {
+    if (!is_kv_cache_type(t))
+      fail(ErrorKind::Argument, "KV cache type {}: use {}", dtype_name(t), kv_cache_type_names());
+    if (c.kv_dim() % traits(t).block_size)
+      fail(ErrorKind::Argument, "KV cache type {}: rows of {} values are not a multiple of {}",
+           dtype_name(t), c.kv_dim(), traits(t).block_size);
+  }
+  if (r.act_bits != 0 && (r.act_bits < 2 || r.act_bits > 8))
+    fail(ErrorKind::Argument, "activation bits {}: 0 (off) or 2..8", r.act_bits);
+  if (!(r.act_clip > 0 && r.act_clip <= 1))
+    fail(ErrorKind::Argument, "activation clipping ratio {}: must be in (0, 1]", r.act_clip);
+  if (r.rotate_kv && !has_hadamard(c.head_dim))
+    fail(ErrorKind::Argument, "rotating the KV cache: no Hadamard transform of head_dim {}",
+         c.head_dim);
 }
 
 std::vector<double> rope_frequencies(const Model& m) {
@@ -265,10 +295,11 @@ void Engine::reserve(size_t n) {
 // tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
 // over them) handed out to the pool's threads.
 void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
-  if (opts_.act_bits && &w != impl_->output) {
+  if (opts_.rounding.act_bits && &w != impl_->output) {
     std::vector<float>& r = impl_->acts_rounded;
     r.assign(x, x + n * w.row_len());
-    kernels::round_acts_per_token(r.data(), n, w.row_len(), opts_.act_bits, opts_.act_clip);
+    kernels::round_acts_per_token(r.data(), n, w.row_len(), opts_.rounding.act_bits,
+                                  opts_.rounding.act_clip);
     x = r.data();
   }
   if (!model_.int8_weights.empty()) {
@@ -418,7 +449,8 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   }
   apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
   apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
-  if (opts_.rotate_kv) {  // q·k per head is unchanged: both rotated by the same orthogonal H
+  if (opts_.rounding
+          .rotate_kv) {  // q·k per head is unchanged: both rotated by the same orthogonal H
     s.hadamard(s.q.data(), n * c.n_head, hd);
     s.hadamard(s.k.data(), n * c.n_head_kv, hd);
   }

@@ -116,6 +116,10 @@ void validate_structured(const QuantizeJob& job) {
          "structured pruning (ffn share or KV groups) and calibration text");
   if (!job.teacher.empty() && resolved_method(job) != Method::Qat)
     fail(ErrorKind::Argument, "a teacher model ('{}') is for --method qat", job.teacher);
+  if (job.distill.rounding.any() && resolved_method(job) != Method::Qat)
+    fail(ErrorKind::Argument,
+         "rounded activations or KV cache (act-bits, cache-type-k/v, rotate-kv) are trained "
+         "for by --method qat; for other methods give them to perplexity, run or bench");
   if (!o.active()) return;
   validate(o);
   if (!std::holds_alternative<GgufTarget>(job.target))

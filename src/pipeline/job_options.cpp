@@ -7,6 +7,7 @@
 #include <functional>
 #include <map>
 
+#include "lowbit/engine.h"
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
 
@@ -228,6 +229,13 @@ const std::map<std::string, Setter>& setters() {
       {"teacher", [](S& s, V, V v) { s.job.teacher = std::string(v); }},
       {"eval-every", [](S& s, V n, V v) { s.job.distill.eval_every = number<int>(n, v); }},
       {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
+      {"act-bits", [](S& s, V n, V v) { s.job.distill.rounding.act_bits = number<int>(n, v); }},
+      {"act-clip", [](S& s, V n, V v) { s.job.distill.rounding.act_clip = number<float>(n, v); }},
+      {"cache-type-k",
+       [](S& s, V n, V v) { s.job.distill.rounding.cache_type_k = kv_cache_type(v, n); }},
+      {"cache-type-v",
+       [](S& s, V n, V v) { s.job.distill.rounding.cache_type_v = kv_cache_type(v, n); }},
+      {"rotate-kv", [](S& s, V n, V v) { s.job.distill.rounding.rotate_kv = boolean(n, v); }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

@@ -92,6 +92,7 @@ class QatMethod : public QuantMethod {
              dtype_name(it->second), dtype_name(p.type));
     q.method = fmt::format("qat start={} steps={} lr={} calib={}x{}", method_name(start), d.steps,
                            d.lr, job.calib.samples, job.calib.ctx);
+    if (const std::string r = rounding_label(d.rounding); !r.empty()) q.method += " " + r;
     QuantizeReport r = quantize_model_gguf(trained, job.output, q);
     std::error_code ec;  // the start's file goes with the checkpoint
     std::filesystem::remove(start_path(job), ec);

@@ -7,6 +7,7 @@
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
 #include "train/block_ops.h"
+#include "train/rounding_ops.h"
 
 namespace lowbit::train {
 
@@ -19,6 +20,7 @@ BlockShape block_shape(const Model& m) {
   s.rope_layout = m.rope_layout;
   s.inv_freq = rope_frequencies(m);
   s.attn_bias = c.attn_bias, s.qk_norm = c.qk_norm;
+  s.ffn_down_hadamard = c.ffn_down_hadamard;
   return s;
 }
 
@@ -69,6 +71,24 @@ void bias_backward(const Real* dy, size_t n, std::vector<Real>& db) {
     for (size_t i = 0; i < db.size(); ++i) db[i] += dy[t * db.size() + i];
 }
 
+// The input a linear multiplies: x itself, or x rounded into `rounded` when the shape asks for
+// rounded activations.
+template <class Real>
+const Real* linear_input(const BlockShape& s, const std::vector<Real>& x, size_t n,
+                         std::vector<Real>& rounded) {
+  if (!s.rounding.act_bits) return x.data();
+  rounded.resize(x.size());
+  round_acts(x.data(), n, x.size() / n, s.rounding.act_bits, s.rounding.act_clip, rounded.data());
+  return rounded.data();
+}
+
+// The straight-through pass of linear_input: dx (the gradient at the rounded input) kept where
+// the rounding did not clamp.
+template <class Real>
+void linear_input_backward(const BlockShape& s, const std::vector<Real>& x, size_t n, Real* dx) {
+  if (s.rounding.act_bits) round_acts_backward(x.data(), n, x.size() / n, s.rounding.act_clip, dx);
+}
+
 }  // namespace
 
 template <class Real>
@@ -82,9 +102,10 @@ void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real*
   c.r1.resize(n), c.h1.resize(n * D);
   rms_norm(x, w.attn_norm.data(), n, D, s.norm_eps, c.h1.data(), c.r1.data());
   c.q.resize(n * Q), c.k.resize(n * KV), c.v.resize(n * KV);
-  linear(w.wq.data(), Q, D, c.h1.data(), n, c.q.data());
-  linear(w.wk.data(), KV, D, c.h1.data(), n, c.k.data());
-  linear(w.wv.data(), KV, D, c.h1.data(), n, c.v.data());
+  const Real* h1 = linear_input(s, c.h1, n, c.h1q);
+  linear(w.wq.data(), Q, D, h1, n, c.q.data());
+  linear(w.wk.data(), KV, D, h1, n, c.k.data());
+  linear(w.wv.data(), KV, D, h1, n, c.v.data());
   add_bias(c.q.data(), w.bq, n), add_bias(c.k.data(), w.bk, n), add_bias(c.v.data(), w.bv, n);
   if (s.qk_norm) {
     c.q_pre = c.q, c.k_pre = c.k;
@@ -96,19 +117,33 @@ void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real*
   }
   rope(c.q.data(), n, s.n_head, hd, s.inv_freq, s.rope_layout, false);
   rope(c.k.data(), n, s.n_head_kv, hd, s.inv_freq, s.rope_layout, false);
+  const ActivationRounding& r = s.rounding;
+  if (r.rotate_kv) {  // as the engine: q and k of every head, the scores unchanged
+    hadamard_rows(c.q.data(), n * s.n_head, hd, false);
+    hadamard_rows(c.k.data(), n * s.n_head_kv, hd, false);
+  }
+  round_rows_to(r.cache_type_k, c.k.data(), n, KV);  // what the KV cache keeps
+  round_rows_to(r.cache_type_v, c.v.data(), n, KV);
   c.p.resize(s.n_head * n * n), c.a.resize(n * Q);
   attention(c.q.data(), c.k.data(), c.v.data(), n, s.n_head, s.n_head_kv, hd, c.p.data(),
             c.a.data());
   c.x2.resize(n * D);
-  linear(w.wo.data(), D, Q, c.a.data(), n, c.x2.data());
+  linear(w.wo.data(), D, Q, linear_input(s, c.a, n, c.aq), n, c.x2.data());
   for (size_t i = 0; i < n * D; ++i) c.x2[i] += x[i];
   c.r2.resize(n), c.h2.resize(n * D);
   rms_norm(c.x2.data(), w.ffn_norm.data(), n, D, s.norm_eps, c.h2.data(), c.r2.data());
   c.g.resize(n * F), c.u.resize(n * F), c.m.resize(n * F);
-  linear(w.wgate.data(), F, D, c.h2.data(), n, c.g.data());
-  linear(w.wup.data(), F, D, c.h2.data(), n, c.u.data());
+  const Real* h2 = linear_input(s, c.h2, n, c.h2q);
+  linear(w.wgate.data(), F, D, h2, n, c.g.data());
+  linear(w.wup.data(), F, D, h2, n, c.u.data());
   swiglu(c.g.data(), c.u.data(), n * F, c.m.data());
-  linear(w.wdown.data(), D, F, c.m.data(), n, y);
+  if (s.ffn_down_hadamard) {
+    c.md = c.m;
+    hadamard_rows(c.md.data(), n, F, false);
+  } else {
+    c.md.clear();
+  }
+  linear(w.wdown.data(), D, F, linear_input(s, c.md.empty() ? c.m : c.md, n, c.mq), n, y);
   for (size_t i = 0; i < n * D; ++i) y[i] += c.x2[i];
 }
 
@@ -117,20 +152,36 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
                     const Real* dy, BlockWeights<Real>& grad, Real* dx) {
   const size_t n = c.n, D = s.n_embd, Q = s.q_dim(), KV = s.kv_dim(), F = s.n_ff, hd = s.head_dim;
   // feed-forward: y = x2 + Wd m, m = silu(Wg h2) ⊙ Wu h2, h2 = n2(x2)
+  // The linears' inputs as the forward pass used them (rounded or not).
+  auto used = [&](const std::vector<Real>& x, const std::vector<Real>& rounded) {
+    return s.rounding.act_bits ? rounded.data() : x.data();
+  };
+  const std::vector<Real>& down_in = c.md.empty() ? c.m : c.md;
   std::vector<Real> dm(n * F), dg(n * F), du(n * F), dh(n * D);
-  linear_backward(w.wdown.data(), D, F, c.m.data(), n, dy, grad.wdown.data(), dm.data(), false);
-  swiglu_backward(c.g.data(), c.u.data(), n * F, dm.data(), dg.data(), du.data());
-  linear_backward(w.wgate.data(), F, D, c.h2.data(), n, dg.data(), grad.wgate.data(), dh.data(),
+  linear_backward(w.wdown.data(), D, F, used(down_in, c.mq), n, dy, grad.wdown.data(), dm.data(),
                   false);
-  linear_backward(w.wup.data(), F, D, c.h2.data(), n, du.data(), grad.wup.data(), dh.data(), true);
+  linear_input_backward(s, down_in, n, dm.data());
+  if (!c.md.empty()) hadamard_rows(dm.data(), n, F, true);
+  swiglu_backward(c.g.data(), c.u.data(), n * F, dm.data(), dg.data(), du.data());
+  const Real* h2 = used(c.h2, c.h2q);
+  linear_backward(w.wgate.data(), F, D, h2, n, dg.data(), grad.wgate.data(), dh.data(), false);
+  linear_backward(w.wup.data(), F, D, h2, n, du.data(), grad.wup.data(), dh.data(), true);
+  linear_input_backward(s, c.h2, n, dh.data());
   std::vector<Real> dx2(dy, dy + n * D);
   rms_norm_backward(c.x2.data(), w.ffn_norm.data(), c.r2.data(), n, D, dh.data(), dx2.data(),
                     grad.ffn_norm.data());
   // attention: x2 = x + Wo a
   std::vector<Real> da(n * Q), dq(n * Q), dk(n * KV), dv(n * KV);
-  linear_backward(w.wo.data(), D, Q, c.a.data(), n, dx2.data(), grad.wo.data(), da.data(), false);
+  linear_backward(w.wo.data(), D, Q, used(c.a, c.aq), n, dx2.data(), grad.wo.data(), da.data(),
+                  false);
+  linear_input_backward(s, c.a, n, da.data());
+  // (the KV cache's rounding: straight through)
   attention_backward(c.q.data(), c.k.data(), c.v.data(), c.p.data(), n, s.n_head, s.n_head_kv, hd,
                      da.data(), dq.data(), dk.data(), dv.data());
+  if (s.rounding.rotate_kv) {
+    hadamard_rows(dq.data(), n * s.n_head, hd, true);
+    hadamard_rows(dk.data(), n * s.n_head_kv, hd, true);
+  }
   rope(dq.data(), n, s.n_head, hd, s.inv_freq, s.rope_layout, true);
   rope(dk.data(), n, s.n_head_kv, hd, s.inv_freq, s.rope_layout, true);
   if (s.qk_norm) {  // dq, dk are gradients of the normed values: take them back through the norms
@@ -145,9 +196,11 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
     bias_backward(dq.data(), n, grad.bq), bias_backward(dk.data(), n, grad.bk),
         bias_backward(dv.data(), n, grad.bv);
   std::fill(dh.begin(), dh.end(), Real(0));
-  linear_backward(w.wq.data(), Q, D, c.h1.data(), n, dq.data(), grad.wq.data(), dh.data(), true);
-  linear_backward(w.wk.data(), KV, D, c.h1.data(), n, dk.data(), grad.wk.data(), dh.data(), true);
-  linear_backward(w.wv.data(), KV, D, c.h1.data(), n, dv.data(), grad.wv.data(), dh.data(), true);
+  const Real* h1 = used(c.h1, c.h1q);
+  linear_backward(w.wq.data(), Q, D, h1, n, dq.data(), grad.wq.data(), dh.data(), true);
+  linear_backward(w.wk.data(), KV, D, h1, n, dk.data(), grad.wk.data(), dh.data(), true);
+  linear_backward(w.wv.data(), KV, D, h1, n, dv.data(), grad.wv.data(), dh.data(), true);
+  linear_input_backward(s, c.h1, n, dh.data());
   if (dx) std::copy(dx2.begin(), dx2.end(), dx);
   std::vector<Real> dx1(dx ? 0 : n * D, Real(0));
   rms_norm_backward(c.x.data(), w.attn_norm.data(), c.r1.data(), n, D, dh.data(),

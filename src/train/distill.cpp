@@ -34,6 +34,10 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   for (const double v : {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature,
                          double(o.seed), double(o.eval_every > 0)})
     h.add(&v, sizeof v);
+  const ActivationRounding& r = o.rounding;
+  for (const double v : {double(r.act_bits), double(r.act_clip), double(r.cache_type_k),
+                         double(r.cache_type_v), double(r.rotate_kv)})
+    h.add(&v, sizeof v);
   for (const auto& [name, type] : o.quantize_to) {
     h.add(name);
     h.add(&type, sizeof type);
@@ -85,7 +89,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
                         : std::vector<std::vector<int32_t>>{};
   const int threads = resolve_threads(o.n_threads);
   Engine engine(teacher, {threads, static_cast<uint32_t>(o.n_ctx)});
-  const train::ModelPass<float> pass(student);
+  const train::ModelPass<float> pass(student, o.rounding);
   train::ModelWeights<float> w = train::model_weights<float>(student);
   const std::vector<std::vector<float>*> params = w.tensors();
   rep.n_params = w.count();
@@ -113,7 +117,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   std::vector<train::ModelWeights<float>> grads(B);
   std::vector<double> losses(B);
   train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
-  const bool qat = !o.quantize_to.empty();
+  const bool qat = !o.quantize_to.empty();  // (rounded activations alone: the pass rounds them)
   // The mean KL on the held-out windows of the weights as they are now (rounded for QAT).
   auto evaluate = [&](int steps_done) {
     if (qat) train::fake_quantize(student, o.quantize_to, w, rounded, threads);

@@ -133,11 +133,13 @@ void fake_quantize(const Model& m, const std::map<std::string, DType>& types,
 }
 
 template <class Real>
-ModelPass<Real>::ModelPass(const Model& m)
+ModelPass<Real>::ModelPass(const Model& m, const ActivationRounding& rounding)
     : shape_(block_shape(m)),
       vocab_(m.config.n_vocab),
       n_layer_(m.config.n_layer),
       norm_eps_(m.config.norm_eps) {
+  check_rounding(rounding, m.config);
+  shape_.rounding = rounding;
   embedding_ = converted<Real>(to_f32(m.tensor("token_embd.weight")));
   head_ =
       m.config.tied_embeddings ? embedding_ : converted<Real>(to_f32(m.tensor("output.weight")));

@@ -28,17 +28,7 @@ void add_threads_option(CLI::App* c, int& threads) {
       });
 }
 
-void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels) {
-  f.kernels = default_kernels;
-  add_threads_option(c, f.threads);
-  c->add_option("--kernels", f.kernels, "fast (integer dot products on 8-bit activations, SIMD) or reference (fp32, BLAS)")
-      ->check(CLI::IsMember({"fast", "reference"}))->capture_default_str();
-  c->add_option("--blas-batch", f.blas_batch, "fast kernels: batches of at least N tokens multiply dequantized weight tiles with BLAS; 0: always the integer kernels")
-      ->capture_default_str();
-  c->add_option("--packed-batch", f.packed_batch,
-                "fast kernels, AVX-512 VNNI: batches of at least N tokens use weights repacked in "
-                "int8 panels (before --blas-batch); 0: never")
-      ->capture_default_str();
+void add_rounding_flags(CLI::App* c, RoundingFlags& f) {
   c->add_option("--cache-type-k", f.cache_k, "KV cache type of keys: " + kv_cache_type_names())
       ->capture_default_str();
   c->add_option("--cache-type-v", f.cache_v, "KV cache type of values (as keys)")
@@ -53,6 +43,34 @@ void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_ke
   c->add_option("--act-clip", f.act_clip,
                 "with --act-bits: the rounding scale covers this fraction of max|x| (0, 1]")
       ->capture_default_str();
+}
+
+ActivationRounding activation_rounding(const RoundingFlags& f) {
+  ActivationRounding r;
+  r.cache_type_k = kv_cache_type(f.cache_k, "--cache-type-k");
+  r.cache_type_v = kv_cache_type(f.cache_v, "--cache-type-v");
+  r.rotate_kv = f.rotate_kv;
+  r.act_bits = f.act_bits;
+  r.act_clip = f.act_clip;
+  return r;
+}
+
+void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels) {
+  f.kernels = default_kernels;
+  add_threads_option(c, f.threads);
+  c->add_option("--kernels", f.kernels,
+                "fast (integer dot products on 8-bit activations, SIMD) or reference (fp32, BLAS)")
+      ->check(CLI::IsMember({"fast", "reference"}))
+      ->capture_default_str();
+  c->add_option("--blas-batch", f.blas_batch,
+                "fast kernels: batches of at least N tokens multiply dequantized weight tiles with "
+                "BLAS; 0: always the integer kernels")
+      ->capture_default_str();
+  c->add_option("--packed-batch", f.packed_batch,
+                "fast kernels, AVX-512 VNNI: batches of at least N tokens use weights repacked in "
+                "int8 panels (before --blas-batch); 0: never")
+      ->capture_default_str();
+  add_rounding_flags(c, f.rounding);
   c->add_option("--quantize", f.quantize, "quantize the weights in memory at load time: a preset (Q4_K_M) or a type (Q8_0, Q4_K)");
 }
 
@@ -63,17 +81,7 @@ EngineOptions engine_options(const EngineFlags& f, uint32_t n_ctx) {
   o.fast = f.kernels == "fast";
   o.blas_batch = f.blas_batch;
   o.packed_batch = f.packed_batch;
-  auto cache_type = [](const std::string& name, const char* flag) {
-    const auto t = dtype_from_name(name);
-    if (!t || !is_kv_cache_type(*t))
-      fail(ErrorKind::Argument, "{} {}: use {}", flag, name, kv_cache_type_names());
-    return *t;
-  };
-  o.cache_type_k = cache_type(f.cache_k, "--cache-type-k");
-  o.cache_type_v = cache_type(f.cache_v, "--cache-type-v");
-  o.rotate_kv = f.rotate_kv;
-  o.act_bits = f.act_bits;
-  o.act_clip = f.act_clip;
+  o.rounding = activation_rounding(f.rounding);
   return o;
 }
 

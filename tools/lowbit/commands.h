@@ -22,6 +22,18 @@ inline std::string progress_bar(size_t done, size_t total, size_t width = 30) {
 // to it, with a note on stderr.
 void add_threads_option(CLI::App* c, int& threads);
 
+// What the engine rounds besides the weights (lowbit::ActivationRounding): --cache-type-k/-v,
+// --rotate-kv, --act-bits, --act-clip. `run`, `perplexity` and `bench` simulate it;
+// `quantize --method qat` trains for it.
+struct RoundingFlags {
+  std::string cache_k = "f32", cache_v = "f32";
+  bool rotate_kv = false;
+  int act_bits = 0;
+  float act_clip = ActivationRounding{}.act_clip;
+};
+void add_rounding_flags(CLI::App* c, RoundingFlags& f);
+ActivationRounding activation_rounding(const RoundingFlags& f);
+
 // Engine flags shared by `run`, `perplexity` and `bench`: threads, kernels (fast or
 // reference), KV cache types and in-flight quantization.
 struct EngineFlags {
@@ -29,10 +41,7 @@ struct EngineFlags {
   std::string kernels;  // "fast" or "reference"
   uint32_t blas_batch = EngineOptions{}.blas_batch;
   uint32_t packed_batch = EngineOptions{}.packed_batch;
-  std::string cache_k = "f32", cache_v = "f32";
-  bool rotate_kv = false;
-  int act_bits = 0;
-  float act_clip = EngineOptions{}.act_clip;
+  RoundingFlags rounding;
   std::string quantize;  // preset or type name; empty: the model's own types
 };
 void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_kernels);

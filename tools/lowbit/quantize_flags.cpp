@@ -150,6 +150,7 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "structured: remove this many KV heads (with the query heads reading them) from "
                 "every block first");
   add_distill_flags(c, j);
+  add_rounding_flags(c, f.rounding);  // (qat trains for them)
   c->add_flag("--fp-targets", j.method.gptq.fp_targets,
               "gptq, GGUF types: match the unquantized model's layer outputs from the quantized "
               "inputs (GPTAQ)");
@@ -210,6 +211,7 @@ QuantizeJob job_from_flags(const QuantizeFlags& f) {
   if (f.bpw_option->count() > 0) s.bpw = f.bpw;
   if (!f.nm.empty()) set_job_option(s, "nm", f.nm);
   if (!f.format.empty()) set_job_option(s, "format", f.format);
+  s.job.distill.rounding = activation_rounding(f.rounding);
   return make_job(s);
 }
 

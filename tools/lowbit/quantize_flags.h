@@ -22,6 +22,7 @@ struct QuantizeFlags {
   CLI::Option* bpw_option = nullptr;
   std::string nm;      // --nm N:M, parsed by the library
   std::string format;  // --format, parsed by the library
+  RoundingFlags rounding;  // qat: what the student's pass rounds besides its weights
 };
 
 // Registers every quantize flag on `c`.

@@ -122,14 +122,16 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
          j.target = t;
        },
        "bits must be 2..8"},
-      {[](QuantizeJob& j) {
-         j.rotation.kind = RotationKind::Hadamard, j.calib.stats = "s.gguf";
-       },
+      {[](QuantizeJob& j) { j.rotation.kind = RotationKind::Hadamard, j.calib.stats = "s.gguf"; },
        "statistics file 's.gguf' was measured on the unrotated model"},
       {[](QuantizeJob& j) {
          j.rotation.ffn_down = true, j.method.kind = Method::Awq, j.calib.text = "c.txt";
        },
        "method awq does not support the online rotation of ffn_down"},
+      {[](QuantizeJob& j) {
+         j.rotation.ffn_down = true, j.method.kind = Method::Qat, j.calib.text = "c.txt";
+       },
+       "qat from adaquant does not support the online rotation of ffn_down"},
       {[](QuantizeJob& j) { j.rotation.ffn_down = true, j.target = AffineTarget{}; },
        "the target must be GGUF"},
   };

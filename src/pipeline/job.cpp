@@ -26,11 +26,18 @@ void check_online_rotation(const QuantizeJob& job, Method method) {
     case Method::AdaRound:
     case Method::AdaQuant:
     case Method::AutoRound:
-    case Method::Qat:
       fail(ErrorKind::Argument,
-           "method {} does not support the online rotation of ffn_down (rtn, imatrix and gptq "
-           "do)",
+           "method {} does not support the online rotation of ffn_down (rtn, imatrix, gptq and "
+           "qat from rtn or gptq do)",
            method_name(method));
+    case Method::Qat:  // the end-to-end pass applies it; the learned starts' passes do not
+      if (job.teacher.empty() && job.method.qat.start != Method::Rtn &&
+          job.method.qat.start != Method::Gptq)
+        fail(ErrorKind::Argument,
+             "qat from {} does not support the online rotation of ffn_down: use --qat-start "
+             "gptq or rtn, or --teacher with a quantized start file",
+             method_name(job.method.qat.start));
+      break;
     default:
       break;
   }

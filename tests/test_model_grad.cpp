@@ -17,6 +17,7 @@
 #include "lowbit/quant.h"
 #include "lowbit/synthetic.h"
 #include "test_support.h"
+#include "train/teacher_top_k.h"
 
 namespace lowbit::train {
 namespace {
@@ -158,6 +159,87 @@ TEST(Distill, AStudentMovesTowardsItsTeacher) {
   // The same seed gives the same weights.
   const Model again = distill(student, teacher, tokens, o);
   EXPECT_EQ(model_weights<float>(again).blocks[0].wq, model_weights<float>(trained).blocks[0].wq);
+}
+
+std::vector<float> random_logits(size_t n, size_t vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0, 2);
+  std::vector<float> z(n * vocab);
+  for (float& v : z) v = d(rng);
+  return z;
+}
+
+TEST(TeacherTopK, TheWholeVocabularyGivesTheFullLoss) {
+  const size_t n = 5, V = 30;
+  const auto teacher = random_logits(n, V, 1), student = random_logits(n, V, 2);
+  std::vector<float> want(n * V), got(n * V);
+  const double full = kd_loss(student.data(), teacher.data(), n, V, 1.5, want.data());
+  const TopKDistribution all = top_k_of(teacher.data(), n, V, V, 1.5);
+  EXPECT_NEAR(kd_loss_top_k(student.data(), all, V, 1.5, got.data()), full, 1e-6 * full);
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-6) << i;
+  const TopKDistribution few = top_k_of(teacher.data(), n, V, 4, 1.5);
+  for (size_t t = 0; t < n; ++t) {  // the most likely first, and the bucket holds the rest
+    double mass = few.tail[t];
+    for (size_t i = 0; i < 4; ++i) mass += std::exp(double(few.logp[t * 4 + i]));
+    EXPECT_NEAR(mass, 1.0, 1e-6);
+    EXPECT_GE(few.logp[t * 4], few.logp[t * 4 + 1]);
+    const float* z = teacher.data() + t * V;
+    EXPECT_EQ(few.token[t * 4], std::max_element(z, z + V) - z);
+  }
+  EXPECT_NE(test::expect_error([&] { top_k_of(teacher.data(), n, V, V + 1, 1); }).find("1..30"),
+            std::string::npos);
+}
+
+TEST(TeacherTopK, GradientMatchesCentralDifferences) {
+  const size_t n = 3, V = 20, k = 5;
+  const double tau = 2;
+  const auto teacher = random_logits(n, V, 3);
+  const auto start = random_logits(n, V, 4);
+  std::vector<double> z(start.begin(), start.end()), dz(z.size()), scratch(z.size());
+  const TopKDistribution d = top_k_of(teacher.data(), n, V, k, tau);
+  kd_loss_top_k(z.data(), d, V, tau, dz.data());
+  for (size_t i = 0; i < z.size(); i += 7) {
+    const double keep = z[i], eps = 1e-6;
+    z[i] = keep + eps;
+    const double up = kd_loss_top_k(z.data(), d, V, tau, scratch.data());
+    z[i] = keep - eps;
+    const double down = kd_loss_top_k(z.data(), d, V, tau, scratch.data());
+    z[i] = keep;
+    // dz carries τ²
+    EXPECT_NEAR(dz[i], tau * tau * (up - down) / (2 * eps), 1e-7) << i;
+  }
+}
+
+TEST(Distill, AStudentLearnsFromTheTeachersTopTokens) {
+  const Model teacher = small_model("llama", false, 5);
+  const Model student = noisy_student(teacher, 9);
+  const auto tokens = random_tokens(4000, 64, 3);
+  DistillOptions o = short_run(60);
+  o.teacher_top_k = 8;
+  const Model trained = distill(student, teacher, tokens, o);
+  // Scored with the teacher's whole distribution on windows of the text.
+  const auto windows = sample_windows(tokens, 8, 32, 77, teacher.vocab.bos);
+  auto full_kl = [&](const Model& m) {
+    Engine t(teacher, {1, 32}), s(m, {1, 32});
+    double sum = 0;
+    for (const auto& w : windows) {
+      std::vector<float> zt, zs;
+      t.reset(), s.reset();
+      t.eval(w.data(), w.size(), zt, true);
+      s.eval(w.data(), w.size(), zs, true);
+      std::vector<float> dz(zs.size());
+      sum += kd_loss(zs.data(), zt.data(), w.size(), 64, 1.0, dz.data());
+    }
+    return sum / windows.size();
+  };
+  o.teacher_top_k = 0;
+  const double before = full_kl(student), after = full_kl(trained),
+               whole = full_kl(distill(student, teacher, tokens, o));
+  EXPECT_LT(after, 0.8 * before) << before << " -> " << after;
+  EXPECT_LT(after, 1.2 * whole) << "trained on the whole distributions: " << whole;
+  o.teacher_top_k = 65;
+  EXPECT_NE(test::expect_error([&] { distill(student, teacher, tokens, o); }).find("1..64"),
+            std::string::npos);
 }
 
 TEST(ModelGrad, FakeQuantizeRoundsTheNamedLinearsAsTheWriterDoes) {

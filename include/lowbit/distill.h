@@ -27,6 +27,10 @@ struct DistillOptions {
   size_t n_windows = 128;  // the seeded pool of windows the steps take in turns
   double lr = 3e-5;        // Adam's step, warmed up linearly over the first tenth of the steps
   double temperature = 1;
+  // 0: the teacher's whole distribution, from a teacher pass at every visit of a window. K:
+  // its K most likely tokens per position and the rest as one bucket, from one pass per window
+  // kept for the run (8·K bytes per position; train/teacher_top_k.h).
+  int teacher_top_k = 0;
   uint64_t seed = 1;
   int n_threads = 0;  // 0: every core
   // Quantization-aware training: the block linears named here run rounded to their type

@@ -229,6 +229,8 @@ const std::map<std::string, Setter>& setters() {
       {"teacher", [](S& s, V, V v) { s.job.teacher = std::string(v); }},
       {"eval-every", [](S& s, V n, V v) { s.job.distill.eval_every = number<int>(n, v); }},
       {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
+      {"teacher-top-k",
+       [](S& s, V n, V v) { s.job.distill.teacher_top_k = number<int>(n, v); }},
       {"act-bits", [](S& s, V n, V v) { s.job.distill.rounding.act_bits = number<int>(n, v); }},
       {"act-clip", [](S& s, V n, V v) { s.job.distill.rounding.act_clip = number<float>(n, v); }},
       {"cache-type-k",

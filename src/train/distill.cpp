@@ -18,6 +18,7 @@
 #include "lowbit/model_grad.h"
 #include "train/distill_checkpoint.h"
 #include "train/optimizer.h"
+#include "train/teacher_top_k.h"
 
 namespace lowbit {
 
@@ -32,7 +33,7 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   h.add(o.fingerprint);
   h.add(tokens.data(), tokens.size() * sizeof(int32_t));
   for (const double v : {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature,
-                         double(o.seed), double(o.eval_every > 0)})
+                         double(o.seed), double(o.eval_every > 0), double(o.teacher_top_k)})
     h.add(&v, sizeof v);
   const ActivationRounding& r = o.rounding;
   for (const double v : {double(r.act_bits), double(r.act_clip), double(r.cache_type_k),
@@ -69,6 +70,11 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
          "distillation compares next-token distributions, but the teacher {} has {} tokens and "
          "the student {} has {}",
          teacher.source, teacher.config.n_vocab, student.source, student.config.n_vocab);
+  if (o.teacher_top_k < 0 || size_t(o.teacher_top_k) > student.config.n_vocab)
+    fail(ErrorKind::Argument,
+         "teacher top-k {}: 0 (the whole distribution) or 1..{} (the "
+         "vocabulary)",
+         o.teacher_top_k, student.config.n_vocab);
   DistillReport local;
   DistillReport& rep = report ? *report : local;
   rep = {};
@@ -114,6 +120,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), std::mt19937_64(o.seed + 1));
   std::vector<std::vector<float>> teacher_logits(B);
+  // teacher_top_k: each window's teacher distribution, made at its first visit
+  std::vector<train::TopKDistribution> top_k(o.teacher_top_k > 0 ? windows.size() : 0);
   std::vector<train::ModelWeights<float>> grads(B);
   std::vector<double> losses(B);
   train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
@@ -141,9 +149,13 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
     std::vector<size_t> batch(B);
     for (size_t b = 0; b < B; ++b) batch[b] = order[(size_t(step) * B + b) % order.size()];
     for (size_t b = 0; b < B; ++b) {  // the teacher on all threads, one window at a time
+      if (!top_k.empty() && top_k[batch[b]].n) continue;
       engine.reset();
       const auto& win = windows[batch[b]];
       engine.eval(win.data(), win.size(), teacher_logits[b], true);
+      if (!top_k.empty())
+        top_k[batch[b]] = train::top_k_of(teacher_logits[b].data(), win.size(), V,
+                                          size_t(o.teacher_top_k), o.temperature);
     }
     if (qat) train::fake_quantize(student, o.quantize_to, w, rounded, threads);
     const train::ModelWeights<float>& run = qat ? rounded : w;
@@ -155,8 +167,10 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
         const auto& win = windows[batch[b]];
         pass.forward(run, win.data(), win.size(), logits, inputs);
         dlogits.resize(logits.size());
-        losses[b] = train::kd_loss(logits.data(), teacher_logits[b].data(), win.size(), V,
-                                   o.temperature, dlogits.data());
+        losses[b] = top_k.empty() ? train::kd_loss(logits.data(), teacher_logits[b].data(),
+                                                   win.size(), V, o.temperature, dlogits.data())
+                                  : train::kd_loss_top_k(logits.data(), top_k[batch[b]], V,
+                                                         o.temperature, dlogits.data());
         grads[b].zeros_like(w);
         pass.backward(run, inputs, dlogits.data(), win.size(), grads[b]);
       }

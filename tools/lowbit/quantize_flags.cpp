@@ -250,6 +250,11 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
                 "training: keep the last tenth of the calibration text out of training and score "
                 "4 windows from it every N steps (in --loss-curve; 0: off)")
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--teacher-top-k", j.distill.teacher_top_k,
+                "training: keep the teacher's K most likely tokens per position (and the rest as "
+                "one bucket), one teacher pass per window; 0: the whole distribution every step")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--loss-curve", j.distill.loss_curve,
                 "training: write the loss per step to FILE.csv and a plot to FILE.svg");
 }

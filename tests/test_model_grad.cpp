@@ -600,6 +600,21 @@ TEST(QatCli, StartsFromAQuantizedFileWithTheUnquantizedTeacher) {
   auto r = test::run_cli(args({"quantize", start, "-o", out, "--teacher", model}));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(load_model(out).tensor("blk.0.attn_q.weight").dtype, DType::Q4_0);
+  // Trained scales keep the start's codes: only each block's d (its first two bytes) moves.
+  const std::string scales = dir.file("scales.gguf");
+  r = test::run_cli(args({"quantize", start, "-o", scales, "--teacher", model, "--qat-train",
+                          "scales", "--distill-lr", "1e-2"}));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Model a = load_model(start), b = load_model(scales);
+  const TensorView &ta = a.tensor("blk.1.ffn_up.weight"), &tb = b.tensor("blk.1.ffn_up.weight");
+  ASSERT_EQ(tb.dtype, DType::Q4_0);
+  ASSERT_EQ(ta.nbytes, tb.nbytes);
+  size_t moved = 0;
+  for (size_t i = 0; i < ta.nbytes; ++i) {
+    if (i % 18 >= 2) ASSERT_EQ(ta.data[i], tb.data[i]) << "byte " << i;
+    moved += ta.data[i] != tb.data[i];
+  }
+  EXPECT_GT(moved, 0u);
 
   const std::string other = test::shared_path("models/stories260K/stories260K.bin");
   const auto bad =

@@ -39,6 +39,11 @@ struct DistillOptions {
   // estimator). The returned model holds the unrounded weights; rounding them again gives
   // what the last step ran.
   std::map<std::string, DType> quantize_to;
+  // With quantize_to: the linears keep their integer codes and learn their blocks' f16 scale
+  // fields instead of their weights (LSQ; train/scale_training.h), the norms as before. Codes
+  // come from the student's tensor when it is stored in the planned type (a start file),
+  // else from rounding its weights. The returned model holds those linears in their types.
+  bool train_scales = false;
   // What the student's pass rounds besides its weights (activations per token, the KV cache),
   // as the engine simulates it with the same settings: training for W4A8, W4A4, KV4. The
   // gradient goes straight through the rounding (zero where act_clip clamped a value). The

@@ -120,8 +120,11 @@ struct LearnedParams {
 // first quantizes block by block (EfficientQAT's block-wise phase); the whole model is then
 // trained end to end from that file's weights. Not used with a teacher (the job's model is
 // then the start).
+// train_scales: the end-to-end phase learns the blocks' f16 scales with the start's integer
+// codes kept (EfficientQAT's second phase, LSQ) instead of the weights behind the codes.
 struct QatParams {
   Method start = Method::AdaQuant;
+  bool train_scales = false;
 };
 struct SmoothQuantParams {
   double alpha = 0.5;  // migration strength in [0, 1]

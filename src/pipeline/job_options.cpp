@@ -229,6 +229,11 @@ const std::map<std::string, Setter>& setters() {
       {"teacher", [](S& s, V, V v) { s.job.teacher = std::string(v); }},
       {"eval-every", [](S& s, V n, V v) { s.job.distill.eval_every = number<int>(n, v); }},
       {"loss-curve", [](S& s, V, V v) { s.job.distill.loss_curve = std::string(v); }},
+      {"qat-train",
+       [](S& s, V n, V v) {
+         s.job.method.qat.train_scales =
+             choice<bool>(n, v, {{"weights", false}, {"scales", true}});
+       }},
       {"teacher-top-k",
        [](S& s, V n, V v) { s.job.distill.teacher_top_k = number<int>(n, v); }},
       {"act-bits", [](S& s, V n, V v) { s.job.distill.rounding.act_bits = number<int>(n, v); }},

@@ -70,6 +70,7 @@ class QatMethod : public QuantMethod {
     const QuantizeJob& job = run.job();
     DistillOptions d = run.distill_options("qat");
     if (d.steps <= 0) d.steps = kQatSteps;
+    d.train_scales = job.method.qat.train_scales;
     // The student starts from the job's model (with a teacher, or --qat-start rtn) or from the
     // block-by-block method's file; the teacher is the unquantized model.
     std::optional<Model> teacher_file, start_file;
@@ -90,10 +91,19 @@ class QatMethod : public QuantMethod {
           it != d.quantize_to.end() && it->second != p.type)
         fail(ErrorKind::Argument, "qat: '{}' trained as {} would be written as {}", p.name,
              dtype_name(it->second), dtype_name(p.type));
-    q.method = fmt::format("qat start={} steps={} lr={} calib={}x{}", method_name(start), d.steps,
-                           d.lr, job.calib.samples, job.calib.ctx);
+    q.method =
+        fmt::format("qat start={} steps={} lr={} calib={}x{}{}", method_name(start), d.steps, d.lr,
+                    job.calib.samples, job.calib.ctx, d.train_scales ? " train=scales" : "");
     if (const std::string r = rounding_label(d.rounding); !r.empty()) q.method += " " + r;
-    QuantizeReport r = quantize_model_gguf(trained, job.output, q);
+    // Trained scales: the linears' bytes as trained (rounding their values again could pick
+    // other codes); the writer rounds the rest.
+    GgufQuantizeWriter writer(trained, job.output, q);
+    if (d.train_scales)
+      for (const auto& [name, type] : d.quantize_to) {
+        const TensorView& t = trained.tensor(name);
+        writer.put(name, PrecomputedTensor{std::vector<uint8_t>(t.data, t.data + t.nbytes)});
+      }
+    QuantizeReport r = writer.finish();
     std::error_code ec;  // the start's file goes with the checkpoint
     std::filesystem::remove(start_path(job), ec);
     std::filesystem::remove(std::filesystem::path(start_path(job)).parent_path(), ec);

@@ -6,7 +6,11 @@
 // The comment on each struct says which bits of which byte hold value e (0-based in block).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <vector>
+
+#include "lowbit/dtype.h"
 
 namespace lowbit::quant {
 
@@ -110,6 +114,44 @@ inline int unpack_scale_q3k(const uint8_t* q, int i) {
   const int low = (q[i % 8] >> (i < 8 ? 0 : 4)) & 15;
   const int high = (q[8 + i % 4] >> (2 * (i / 4))) & 3;
   return (low | high << 4) - 32;
+}
+
+// Byte offsets in a block of t of its f16 scale fields (d, and dmin or m where the type has
+// one). Each value decodes linearly in each field, the others fixed: quantization-aware
+// training moves them (train/scale_training.h). Empty for the types without a block.
+inline std::vector<size_t> f16_scale_offsets(DType t) {
+  switch (t) {
+    case DType::Q4_0:
+      return {offsetof(BlockQ4_0, d)};
+    case DType::Q4_1:
+      return {offsetof(BlockQ4_1, d), offsetof(BlockQ4_1, m)};
+    case DType::Q5_0:
+      return {offsetof(BlockQ5_0, d)};
+    case DType::Q5_1:
+      return {offsetof(BlockQ5_1, d), offsetof(BlockQ5_1, m)};
+    case DType::Q8_0:
+      return {offsetof(BlockQ8_0, d)};
+    case DType::IQ4_NL:
+      return {offsetof(BlockIQ4_NL, d)};
+    case DType::Q2_K:
+      return {offsetof(BlockQ2_K, d), offsetof(BlockQ2_K, dmin)};
+    case DType::Q3_K:
+      return {offsetof(BlockQ3_K, d)};
+    case DType::Q4_K:
+      return {offsetof(BlockQ4_K, d), offsetof(BlockQ4_K, dmin)};
+    case DType::Q5_K:
+      return {offsetof(BlockQ5_K, d), offsetof(BlockQ5_K, dmin)};
+    case DType::Q6_K:
+      return {offsetof(BlockQ6_K, d)};
+    case DType::IQ4_XS:
+      return {offsetof(BlockIQ4_XS, d)};
+    case DType::Q8_0_S24:
+      return {offsetof(BlockQ8_0_S24, d)};
+    case DType::Q4_0_S24:
+      return {offsetof(BlockQ4_0_S24, d)};
+    default:
+      return {};
+  }
 }
 
 }  // namespace lowbit::quant

@@ -18,6 +18,7 @@
 #include "lowbit/model_grad.h"
 #include "train/distill_checkpoint.h"
 #include "train/optimizer.h"
+#include "train/scale_training.h"
 #include "train/teacher_top_k.h"
 
 namespace lowbit {
@@ -32,8 +33,9 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   JobHash h;
   h.add(o.fingerprint);
   h.add(tokens.data(), tokens.size() * sizeof(int32_t));
-  for (const double v : {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature,
-                         double(o.seed), double(o.eval_every > 0), double(o.teacher_top_k)})
+  for (const double v :
+       {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature, double(o.seed),
+        double(o.eval_every > 0), double(o.teacher_top_k), double(o.train_scales)})
     h.add(&v, sizeof v);
   const ActivationRounding& r = o.rounding;
   for (const double v : {double(r.act_bits), double(r.act_clip), double(r.cache_type_k),
@@ -97,8 +99,22 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   Engine engine(teacher, {threads, static_cast<uint32_t>(o.n_ctx)});
   const train::ModelPass<float> pass(student, o.rounding);
   train::ModelWeights<float> w = train::model_weights<float>(student);
-  const std::vector<std::vector<float>*> params = w.tensors();
-  rep.n_params = w.count();
+  // train_scales: each quantized linear's θ takes its place among the parameters
+  std::map<std::string, train::TrainedScales> scales;
+  if (o.train_scales) {
+    if (o.quantize_to.empty())
+      fail(ErrorKind::Argument, "training scales needs the linears' quantized types");
+    scales = train::trained_scales(student, o.quantize_to, w, threads);
+  }
+  std::vector<std::vector<float>*> params = w.tensors();
+  std::vector<train::TrainedScales*> scales_at(params.size(), nullptr);
+  for (auto& [name, sc] : scales) {
+    const auto at = std::find(params.begin(), params.end(), train::linear_of(w, name));
+    scales_at[at - params.begin()] = &sc;
+    *at = &sc.theta();
+  }
+  rep.n_params = 0;
+  for (const std::vector<float>* p : params) rep.n_params += p->size();
   std::vector<train::Adam> adam;
   for (const std::vector<float>* p : params) adam.emplace_back(p->size());
   const train::DistillCheckpoint checkpoint{o.checkpoint, run_fingerprint(o, tokens, params)};
@@ -126,9 +142,14 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   std::vector<double> losses(B);
   train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
   const bool qat = !o.quantize_to.empty();  // (rounded activations alone: the pass rounds them)
+  auto round_weights = [&] {
+    if (!o.train_scales) return train::fake_quantize(student, o.quantize_to, w, rounded, threads);
+    rounded = w;
+    for (const auto& [name, sc] : scales) sc.decode(*train::linear_of(rounded, name));
+  };
   // The mean KL on the held-out windows of the weights as they are now (rounded for QAT).
   auto evaluate = [&](int steps_done) {
-    if (qat) train::fake_quantize(student, o.quantize_to, w, rounded, threads);
+    if (qat) round_weights();
     const train::ModelWeights<float>& run = qat ? rounded : w;
     std::vector<float> teacher_out, logits, dlogits;
     std::vector<std::vector<float>> inputs;
@@ -145,6 +166,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   };
   if (!held.empty()) evaluate(first_step);
   const int warmup = std::max(1, o.steps / 10);
+  std::vector<float> dtheta;
   for (int step = first_step; step < o.steps; ++step) {
     std::vector<size_t> batch(B);
     for (size_t b = 0; b < B; ++b) batch[b] = order[(size_t(step) * B + b) % order.size()];
@@ -157,7 +179,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
         top_k[batch[b]] = train::top_k_of(teacher_logits[b].data(), win.size(), V,
                                           size_t(o.teacher_top_k), o.temperature);
     }
-    if (qat) train::fake_quantize(student, o.quantize_to, w, rounded, threads);
+    if (qat) round_weights();
     const train::ModelWeights<float>& run = qat ? rounded : w;
     // The student's windows in parallel, each with its own gradient; summed in batch order.
     parallel_for(B, threads, [&](uint64_t b0, uint64_t b1) {
@@ -195,6 +217,11 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
     }
     for (size_t k = 0; k < params.size(); ++k) {
       for (float& v : *g0[k]) v /= float(B);
+      if (scales_at[k]) {
+        scales_at[k]->backward(*g0[k], dtheta);
+        adam[k].step(params[k]->data(), dtheta.data(), lr);
+        continue;
+      }
       adam[k].step(params[k]->data(), g0[k]->data(), lr);
     }
     rep.losses.push_back(loss);
@@ -218,7 +245,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   }
   if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle, rep.held_out);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return train::with_weights(student, w);
+  return train::with_trained_scales(train::with_weights(student, w), scales);
 }
 
 }  // namespace lowbit

@@ -243,6 +243,12 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
        "the model itself)")
       ->check(CLI::IsMember({"adaquant", "adaround", "autoround", "gptq", "rtn"}))
       ->option_text("adaquant|adaround|autoround|gptq|rtn (default adaquant)");
+  c->add_option_function<std::string>(
+       "--qat-train", [&j](const std::string& v) { j.method.qat.train_scales = v == "scales"; },
+       "qat: what the end-to-end phase trains: the weights behind the codes, or the blocks' "
+       "f16 scales with the start's codes kept (LSQ)")
+      ->check(CLI::IsMember({"weights", "scales"}))
+      ->option_text("weights|scales (default weights)");
   c->add_option("--teacher", j.teacher,
                 "qat: the unquantized model to learn from (default: MODEL itself); MODEL may "
                 "then be a quantized file, e.g. from --method adaquant, where training starts");

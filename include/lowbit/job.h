@@ -115,6 +115,7 @@ struct LearnedParams {
   int batch = 0;           // calibration windows per step
   double reg = 0.01;       // adaround: regulariser weight, relative to the block's start loss
   bool gptq_start = true;  // start from GPTQ's rounding; false: from rounding to nearest
+  bool teacher_inputs = false;  // LearnedOptions::teacher_inputs (LKD)
 };
 // qat: where training starts. A method other than rtn (adaquant, adaround, autoround, gptq)
 // first quantizes block by block (EfficientQAT's block-wise phase); the whole model is then

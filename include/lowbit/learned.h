@@ -36,6 +36,10 @@ struct LearnedOptions {
   int batch = 0;      // calibration windows per step; 0: the default
   double reg = 0.01;  // AdaRound: regulariser weight, relative to the block's start loss
   uint64_t seed = 1;  // order of the windows
+  // Each block learns on the unquantized model's inputs to it instead of those the quantized
+  // blocks before it produce (the targets stay the unquantized block's outputs): ZeroQuant's
+  // layer-by-layer distillation (LKD) with adaquant. Read by the sequential driver.
+  bool teacher_inputs = false;
 };
 // The defaults (measured on tinyllm-8m, docs/QUANTIZATION.md) filled in.
 LearnedOptions resolved(const LearnedOptions& o);

@@ -269,6 +269,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // the unquantized one, for fp targets).
   std::vector<std::vector<float>> xq(mine.size(), std::vector<float>(T * D));
   std::vector<std::vector<float>> xf(ref ? mine.size() : 0, std::vector<float>(T * D));
+  // Learning on the teacher's inputs (LKD): block l's unquantized inputs, kept for its learning.
+  const bool lkd = o.learn && o.learn->teacher_inputs;
+  std::vector<std::vector<float>> xin(lkd ? xf.size() : 0);
   // The planned weights of step `layer` (block layer; the head at n_layer), each with the rank
   // that quantizes it: the longest GPTQ sweeps first, each to the least loaded rank.
   auto owners_of = [&](uint32_t layer) {
@@ -396,9 +399,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       auto on_step = [&](int step, int steps, double loss) {
         if (o.on_learn_step) o.on_learn_step(layer, step, steps, loss);
       };
-      res.learned.push_back(learn_block_rounding(train::block_shape(m),
-                                                 train::block_weights(m, layer), learned, xq, xf,
-                                                 T, *o.learn, label, n_threads, on_step));
+      res.learned.push_back(
+          learn_block_rounding(train::block_shape(m), train::block_weights(m, layer), learned,
+                               lkd ? xin : xq, xf, T, *o.learn, label, n_threads, on_step));
       res.learned.back().layer = layer;
       for (LearnedLinear& l : learned) {
         const std::string name = prefix + train::kLinearNames[l.index] + ".weight";
@@ -484,7 +487,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     quant.embed(windows[mine[i]].data(), T, xq[i].data());
     if (ref) ref->embed(windows[mine[i]].data(), T, xf[i].data());
   }
-  res.activation_bytes = (xq.size() + xf.size()) * T * D * sizeof(float);
+  res.activation_bytes = (xq.size() + xf.size() + xin.size()) * T * D * sizeof(float);
   if (checkpoint && first_layer == 0 && rank == 0) checkpoint->save_step(0, finished(embd.name));
   hand_over(embd.name);
 
@@ -499,6 +502,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       const bool has = begin_round(reducer, i);
       if (ref &&
           has) {  // also moves the reference activations on: xf is then the fp block's output
+        if (lkd) xin[i] = xf[i];
         ref->reset();
         ref->forward_layer(l, xf[i].data(), T);
       }

@@ -191,6 +191,11 @@ const std::map<std::string, Setter>& setters() {
        [](S& s, V n, V v) {
          s.job.method.learned.gptq_start = choice<bool>(n, v, {{"gptq", true}, {"rtn", false}});
        }},
+      {"learn-inputs",
+       [](S& s, V n, V v) {
+         s.job.method.learned.teacher_inputs =
+             choice<bool>(n, v, {{"quantized", false}, {"teacher", true}});
+       }},
       {"rotate",
        [](S& s, V n, V v) {
          s.job.rotation.kind = choice<RotationKind>(n, v, rotation_choices());

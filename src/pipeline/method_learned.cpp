@@ -33,6 +33,7 @@ class LearnedRoundingMethod : public QuantMethod {
     o.method = learned_;
     o.steps = p.steps, o.lr = p.lr, o.batch = p.batch, o.reg = p.reg;
     o.seed = run.job().calib.seed;
+    o.teacher_inputs = p.teacher_inputs;
     return run_sequential(run, q, false, p.gptq_start, o);
   }
 

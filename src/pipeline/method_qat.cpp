@@ -21,6 +21,9 @@ namespace {
 // distillation-sized lr; from the plain model's rounding larger moves help for a few steps.
 constexpr int kQatSteps = 200;
 constexpr double kQatRtnStartLr = 1e-4;
+// --qat-train scales: θ is a relative change of each f16 field (100 steps from adaquant at
+// Q2_K: 1e-3 beat 1e-4).
+constexpr double kQatScalesLr = 1e-3;
 
 // The student learns the teacher's own network, rounded: the same shapes, or the wrong file.
 void check_same_shape(const Model& student, const Model& teacher) {
@@ -79,8 +82,11 @@ class QatMethod : public QuantMethod {
     const Method start = job.teacher.empty() ? job.method.qat.start : Method::Rtn;
     if (!job.teacher.empty()) teacher = &teacher_file.emplace(load_model(job.teacher));
     if (start != Method::Rtn) student = &start_file.emplace(block_wise_start(run, start));
-    if (start == Method::Rtn && job.teacher.empty() && job.distill.lr == DistillOptions{}.lr)
-      d.lr = kQatRtnStartLr;  // (not set by the job)
+    const bool default_lr = job.distill.lr == DistillOptions{}.lr;  // (not set by the job)
+    if (d.train_scales && default_lr)
+      d.lr = kQatScalesLr;
+    else if (start == Method::Rtn && job.teacher.empty() && default_lr)
+      d.lr = kQatRtnStartLr;
     const Model& m = *student;
     check_same_shape(m, *teacher);
     for (const TensorPlan& p : plan_quantization(m, q.plan))

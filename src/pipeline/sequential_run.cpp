@@ -25,6 +25,7 @@ std::string method_label(const JobRun& run, const SequentialOptions& so) {
     label += fmt::format(" start={} steps={} lr={} batch={}", so.gptq_rounding ? "gptq" : "rtn",
                          l.steps, l.lr, l.batch);
     if (l.method == LearnedMethod::AdaRound) label += fmt::format(" reg={}", l.reg);
+    if (l.teacher_inputs) label += " inputs=teacher";
   }
   if (so.gptq_rounding)
     label += fmt::format(" damp={} act_order={}{}", so.gptq.damp, so.gptq.act_order ? 1 : 0,

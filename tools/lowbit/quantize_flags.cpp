@@ -95,6 +95,12 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->transform(
           CLI::CheckedTransformer(std::map<std::string, bool>{{"gptq", true}, {"rtn", false}}))
       ->default_str("gptq");
+  c->add_option("--learn-inputs", learned.teacher_inputs,
+                "learned rounding: each block learns on the inputs the quantized blocks before "
+                "it produce, or on the unquantized model's (teacher: ZeroQuant's LKD)")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, bool>{{"quantized", false}, {"teacher", true}}))
+      ->default_str("quantized");
   c->add_option("--awq-grid", awq.grid, "awq: alpha is tried at 0, 1/N, ..., 1")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
@@ -229,8 +235,10 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
                 "structured pruning (from the unpruned model; 0: none), or of --method qat "
                 "(default 200)")
       ->check(CLI::NonNegativeNumber);
-  c->add_option("--distill-lr", j.distill.lr,
-                "distillation's Adam step size (qat --qat-start rtn: 1e-4 unless given)")
+  c->add_option(
+       "--distill-lr", j.distill.lr,
+       "distillation's Adam step size (qat --qat-start rtn: 1e-4, --qat-train scales: 1e-3, "
+       "unless given)")
       ->capture_default_str();
   c->add_option("--distill-checkpoint-every", j.distill.checkpoint_every,
                 "training: save the weights and optimiser state every N steps in "

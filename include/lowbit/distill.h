@@ -25,7 +25,9 @@ struct DistillOptions {
   int batch = 2;           // windows per step, one per thread
   size_t n_ctx = 512;      // tokens per window (BOS first)
   size_t n_windows = 128;  // the seeded pool of windows the steps take in turns
-  double lr = 3e-5;        // Adam's step, warmed up linearly over the first tenth of the steps
+  // Adam's step, warmed up linearly over the first tenth of the steps; 0: the default (3e-5,
+  // which resolved() fills in; quantize --method qat picks its own).
+  double lr = 0;
   double temperature = 1;
   // 0: the teacher's whole distribution, from a teacher pass at every visit of a window. K:
   // its K most likely tokens per position and the rest as one bucket, from one pass per window

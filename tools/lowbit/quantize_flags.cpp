@@ -237,9 +237,9 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
       ->check(CLI::NonNegativeNumber);
   c->add_option(
        "--distill-lr", j.distill.lr,
-       "distillation's Adam step size (qat --qat-start rtn: 1e-4, --qat-train scales: 1e-3, "
-       "unless given)")
-      ->capture_default_str();
+       "distillation's Adam step size (default 3e-5 after pruning; qat 1e-4, with --qat-train "
+       "scales 1e-3)")
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--distill-checkpoint-every", j.distill.checkpoint_every,
                 "training: save the weights and optimiser state every N steps in "
                 "OUT.lowbit-checkpoint/ (--resume continues; 0: only when stopped)")

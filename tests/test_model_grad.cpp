@@ -304,6 +304,23 @@ TEST(Distill, QuantizationAwareStepsFollowTheGradientAtTheRoundedWeights) {
   EXPECT_GT(checked, gd.size() / 2);
 }
 
+// Mean KL from `teacher`'s distributions to `pass` with weights w over `windows`.
+double mean_kd(const Model& teacher, const ModelPass<float>& pass, const ModelWeights<float>& w,
+               const std::vector<std::vector<int32_t>>& windows) {
+  Engine e(teacher, {1, 32});
+  double sum = 0;
+  for (const auto& win : windows) {
+    std::vector<float> zt, zs;
+    std::vector<std::vector<float>> inputs;
+    e.reset();
+    e.eval(win.data(), win.size(), zt, true);
+    pass.forward(w, win.data(), win.size(), zs, inputs);
+    std::vector<float> dz(zs.size());
+    sum += kd_loss(zs.data(), zt.data(), win.size(), teacher.config.n_vocab, 1.0, dz.data());
+  }
+  return sum / windows.size();
+}
+
 TEST(Distill, QuantizationAwareTrainingLowersTheRoundedModelsLoss) {
   const Model m = small_model("llama", false);
   const std::map<std::string, DType> types = every_linear_in(DType::Q4_0);
@@ -317,19 +334,7 @@ TEST(Distill, QuantizationAwareTrainingLowersTheRoundedModelsLoss) {
   auto loss_of = [&](const Model& weights) {
     ModelWeights<float> rounded;
     fake_quantize(m, types, model_weights<float>(weights), rounded, 1);
-    const ModelPass<float> pass(m);
-    Engine teacher(m, {1, 32});
-    double sum = 0;
-    for (const auto& w : windows) {
-      std::vector<float> zt, zs;
-      std::vector<std::vector<float>> inputs;
-      teacher.reset();
-      teacher.eval(w.data(), w.size(), zt, true);
-      pass.forward(rounded, w.data(), w.size(), zs, inputs);
-      std::vector<float> dz(zs.size());
-      sum += kd_loss(zs.data(), zt.data(), w.size(), 64, 1.0, dz.data());
-    }
-    return sum / windows.size();
+    return mean_kd(m, ModelPass<float>(m), rounded, windows);
   };
   const double start = loss_of(m), end = loss_of(trained);
   EXPECT_LT(end, 0.7 * start) << start << " -> " << end;
@@ -374,19 +379,7 @@ TEST(Distill, TrainingForRoundedActivationsLowersTheirLoss) {
   const Model trained = distill(m, m, tokens, o);
   const auto windows = sample_windows(tokens, 16, 32, o.seed, m.vocab.bos);
   auto loss_of = [&](const Model& weights) {
-    const ModelPass<float> pass(m, o.rounding);
-    Engine teacher(m, {1, 32});
-    double sum = 0;
-    for (const auto& w : windows) {
-      std::vector<float> zt, zs;
-      std::vector<std::vector<float>> inputs;
-      teacher.reset();
-      teacher.eval(w.data(), w.size(), zt, true);
-      pass.forward(model_weights<float>(weights), w.data(), w.size(), zs, inputs);
-      std::vector<float> dz(zs.size());
-      sum += kd_loss(zs.data(), zt.data(), w.size(), 64, 1.0, dz.data());
-    }
-    return sum / windows.size();
+    return mean_kd(m, ModelPass<float>(m, o.rounding), model_weights<float>(weights), windows);
   };
   const double start = loss_of(m), end = loss_of(trained);
   EXPECT_LT(end, 0.7 * start) << start << " -> " << end;

@@ -161,6 +161,38 @@ BlockWeights<double> random_block(const BlockShape& s, uint32_t seed) {
   return w;
 }
 
+// Every gradient of a random block of shape s (weights from w_seed, input from x_seed, the
+// probe from x_seed + 1) against central differences; biases and q/k norms where s has them.
+void check_whole_block(const BlockShape& s, uint32_t w_seed, uint32_t x_seed) {
+  const size_t n = 6;
+  BlockWeights<double> w = random_block(s, w_seed);
+  auto x = randn(n * s.n_embd, x_seed), probe = randn(n * s.n_embd, x_seed + 1);
+  std::vector<double> y(x.size());
+  auto loss = [&] {
+    block_forward(s, w, x.data(), n, y.data());
+    return dot(probe, y);
+  };
+  BlockCache<double> cache;
+  block_forward(s, w, x.data(), n, y.data(), &cache);
+  BlockWeights<double> g;
+  g.zeros_like(w);
+  std::vector<double> dx(x.size());
+  block_backward(s, w, cache, probe.data(), g, dx.data());
+  check_gradient(x, dx, loss, "x");
+  for (int i = 0; i < 7; ++i) check_gradient(*w.linear(i), *g.linear(i), loss, kLinearNames[i]);
+  check_gradient(w.attn_norm, g.attn_norm, loss, "attn_norm");
+  check_gradient(w.ffn_norm, g.ffn_norm, loss, "ffn_norm");
+  if (s.attn_bias) {
+    check_gradient(w.bq, g.bq, loss, "bq");
+    check_gradient(w.bk, g.bk, loss, "bk");
+    check_gradient(w.bv, g.bv, loss, "bv");
+  }
+  if (s.qk_norm) {
+    check_gradient(w.q_norm, g.q_norm, loss, "q_norm");
+    check_gradient(w.k_norm, g.k_norm, loss, "k_norm");
+  }
+}
+
 TEST(BlockGrad, WholeBlockMatchesFiniteDifferencesInEveryVariant) {
   struct Variant {
     bool bias, qk_norm;
@@ -170,34 +202,7 @@ TEST(BlockGrad, WholeBlockMatchesFiniteDifferencesInEveryVariant) {
        {Variant{false, false, RopeLayout::Interleaved}, Variant{true, false, RopeLayout::Halves},
         Variant{true, true, RopeLayout::Halves}}) {
     SCOPED_TRACE(testing::Message() << "bias " << var.bias << " qk_norm " << var.qk_norm);
-    const BlockShape s = small_shape(var.bias, var.qk_norm, var.layout);
-    const size_t n = 6;
-    BlockWeights<double> w = random_block(s, 20);
-    auto x = randn(n * s.n_embd, 30), probe = randn(n * s.n_embd, 31);
-    std::vector<double> y(x.size());
-    auto loss = [&] {
-      block_forward(s, w, x.data(), n, y.data());
-      return dot(probe, y);
-    };
-    BlockCache<double> cache;
-    block_forward(s, w, x.data(), n, y.data(), &cache);
-    BlockWeights<double> g;
-    g.zeros_like(w);
-    std::vector<double> dx(x.size());
-    block_backward(s, w, cache, probe.data(), g, dx.data());
-    check_gradient(x, dx, loss, "x");
-    for (int i = 0; i < 7; ++i) check_gradient(*w.linear(i), *g.linear(i), loss, kLinearNames[i]);
-    check_gradient(w.attn_norm, g.attn_norm, loss, "attn_norm");
-    check_gradient(w.ffn_norm, g.ffn_norm, loss, "ffn_norm");
-    if (var.bias) {
-      check_gradient(w.bq, g.bq, loss, "bq");
-      check_gradient(w.bk, g.bk, loss, "bk");
-      check_gradient(w.bv, g.bv, loss, "bv");
-    }
-    if (var.qk_norm) {
-      check_gradient(w.q_norm, g.q_norm, loss, "q_norm");
-      check_gradient(w.k_norm, g.k_norm, loss, "k_norm");
-    }
+    check_whole_block(small_shape(var.bias, var.qk_norm, var.layout), 20, 30);
   }
 }
 
@@ -236,29 +241,16 @@ TEST(BlockGrad, OnlineHadamardTransformsMatchFiniteDifferences) {
   BlockShape s = small_shape(true, false, RopeLayout::Halves);
   s.ffn_down_hadamard = true;
   s.rounding.rotate_kv = true;
-  const size_t n = 6;
-  BlockWeights<double> w = random_block(s, 40);
-  auto x = randn(n * s.n_embd, 41), probe = randn(n * s.n_embd, 42);
-  std::vector<double> y(x.size());
-  auto loss = [&] {
-    block_forward(s, w, x.data(), n, y.data());
-    return dot(probe, y);
-  };
-  BlockCache<double> cache;
-  block_forward(s, w, x.data(), n, y.data(), &cache);
-  BlockWeights<double> g;
-  g.zeros_like(w);
-  std::vector<double> dx(x.size());
-  block_backward(s, w, cache, probe.data(), g, dx.data());
-  check_gradient(x, dx, loss, "x");
-  for (int i = 0; i < 7; ++i) check_gradient(*w.linear(i), *g.linear(i), loss, kLinearNames[i]);
-  check_gradient(w.bk, g.bk, loss, "bk");
+  check_whole_block(s, 40, 41);
   // Rotating q and k alike leaves the scores, so the output, as they were.
-  loss();  // (y of the unperturbed weights again)
+  const size_t n = 6;
+  const BlockWeights<double> w = random_block(s, 40);
+  const auto x = randn(n * s.n_embd, 41);
+  std::vector<double> rotated(x.size()), plain(x.size());
+  block_forward(s, w, x.data(), n, rotated.data());
   s.rounding.rotate_kv = false;
-  std::vector<double> plain(x.size());
   block_forward(s, w, x.data(), n, plain.data());
-  for (size_t i = 0; i < y.size(); ++i) EXPECT_NEAR(plain[i], y[i], 1e-12);
+  for (size_t i = 0; i < rotated.size(); ++i) EXPECT_NEAR(plain[i], rotated[i], 1e-12);
 }
 
 // Rounded linear inputs: the weight gradient of ffn_down (whose rounded input its weights do

@@ -210,6 +210,66 @@ TEST(TeacherTopK, GradientMatchesCentralDifferences) {
   }
 }
 
+TEST(ModelGrad, CrossEntropyGradientMatchesCentralDifferences) {
+  const size_t n = 4, V = 16;
+  const double weight = 0.7;
+  const auto start = random_logits(n, V, 8);
+  const auto tokens = random_tokens(n, V, 2);
+  std::vector<double> z(start.begin(), start.end()), dz(z.size(), 0.5), scratch(z.size());
+  const double loss = ce_loss(z.data(), tokens.data(), n, V, weight, dz.data());
+  double direct = 0;  // −log p(next), from the softmax written out
+  for (size_t t = 0; t + 1 < n; ++t) {
+    double sum = 0;
+    for (size_t j = 0; j < V; ++j) sum += std::exp(z[t * V + j]);
+    direct -= std::log(std::exp(z[t * V + size_t(tokens[t + 1])]) / sum) / double(n - 1);
+  }
+  EXPECT_NEAR(loss, direct, 1e-12);
+  for (size_t i = 0; i < z.size(); ++i) {
+    const double keep = z[i], eps = 1e-6;
+    z[i] = keep + eps;
+    const double up = ce_loss(z.data(), tokens.data(), n, V, weight, scratch.data());
+    z[i] = keep - eps;
+    const double down = ce_loss(z.data(), tokens.data(), n, V, weight, scratch.data());
+    z[i] = keep;
+    // added to what dz held (0.5); the last position has no next token: nothing added
+    const double want = i >= (n - 1) * V ? 0 : weight * (up - down) / (2 * eps);
+    EXPECT_NEAR(dz[i] - 0.5, want, 1e-7) << i;
+  }
+}
+
+// With a cross-entropy term the student also learns the text: the teacher here is a random
+// network, so the text's own tokens pull the student away from it.
+TEST(Distill, ACrossEntropyTermLowersTheStudentsLossOnTheText) {
+  const Model teacher = small_model("llama", false, 5);
+  const Model student = noisy_student(teacher, 9);
+  std::vector<int32_t> tokens(4000);  // a text that repeats a short pattern
+  for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = int32_t(i % 7 + 3);
+  DistillOptions o = short_run(40);
+  const Model kl_only = distill(student, teacher, tokens, o);
+  o.ce_weight = 1;
+  DistillReport rep;
+  const Model with_ce = distill(student, teacher, tokens, o, &rep);
+  const auto windows = sample_windows(tokens, 8, 32, 77, teacher.vocab.bos);
+  auto text_ce = [&](const Model& m) {
+    Engine e(m, {1, 32});
+    double sum = 0;
+    for (const auto& w : windows) {
+      std::vector<float> z;
+      e.reset();
+      e.eval(w.data(), w.size(), z, true);
+      std::vector<float> dz(z.size());
+      sum += ce_loss(z.data(), w.data(), w.size(), 64, 1.0, dz.data());
+    }
+    return sum / windows.size();
+  };
+  const double before = text_ce(student), kl = text_ce(kl_only), ce = text_ce(with_ce);
+  EXPECT_LT(ce, 0.5 * std::min(before, kl)) << before << ", KL only " << kl << ", with CE " << ce;
+  EXPECT_GT(rep.losses[0], 1.0) << "the reported loss includes the cross-entropy";
+  o.ce_weight = -1;
+  EXPECT_NE(test::expect_error([&] { distill(student, teacher, tokens, o); }).find("-1"),
+            std::string::npos);
+}
+
 TEST(Distill, AStudentLearnsFromTheTeachersTopTokens) {
   const Model teacher = small_model("llama", false, 5);
   const Model student = noisy_student(teacher, 9);
@@ -532,12 +592,14 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
                           "8",
                           "--cache-type-v",
                           "q8_0",
+                          "--distill-ce",
+                          "0.5",
                           "-q",
                           "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string label = nlohmann::json::parse(r.out).at("method").get<std::string>();
   EXPECT_EQ(label.rfind("qat start=rtn steps=3", 0), 0u) << label;
-  EXPECT_NE(label.find(" act-bits=8 cache-type-v=q8_0"), std::string::npos) << label;
+  EXPECT_NE(label.find(" ce=0.5 act-bits=8 cache-type-v=q8_0"), std::string::npos) << label;
   EXPECT_EQ(load_model(out).tensor("blk.2.ffn_up.weight").dtype, DType::Q4_0);
   const auto bad = test::run_cli(
       {"quantize", model, "-o", dir.file("bad.gguf"), "--type", "Q4_0", "--method", "qat"});
@@ -604,7 +666,9 @@ TEST(QatCli, StartsFromAQuantizedFileWithTheUnquantizedTeacher) {
   ASSERT_EQ(ta.nbytes, tb.nbytes);
   size_t moved = 0;
   for (size_t i = 0; i < ta.nbytes; ++i) {
-    if (i % 18 >= 2) ASSERT_EQ(ta.data[i], tb.data[i]) << "byte " << i;
+    if (i % 18 >= 2) {
+      ASSERT_EQ(ta.data[i], tb.data[i]) << "byte " << i;
+    }
     moved += ta.data[i] != tb.data[i];
   }
   EXPECT_GT(moved, 0u);

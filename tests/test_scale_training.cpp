@@ -82,7 +82,9 @@ TEST(ScaleTraining, UntrainedFieldsKeepTheBytesAndTrainedOnesOnlyTheirFields) {
     const size_t at = i % block;
     const bool in_field =
         std::any_of(fields.begin(), fields.end(), [&](size_t f) { return at == f || at == f + 1; });
-    if (!in_field) EXPECT_EQ(moved[i], q[i]) << "byte " << i;
+    if (!in_field) {
+      EXPECT_EQ(moved[i], q[i]) << "byte " << i;
+    }
     changed += moved[i] != q[i];
   }
   EXPECT_GT(changed, 0u);
@@ -119,7 +121,9 @@ TEST(ScaleTraining, DistillationLearnsTheScalesOnly) {
   const std::vector<uint8_t> start = quantized(DType::Q2_K, w, c.n_embd);
   const size_t block = traits(DType::Q2_K).type_size;
   for (size_t i = 0; i < start.size(); ++i)
-    if (i % block < offsetof(quant::BlockQ2_K, d)) ASSERT_EQ(t.data[i], start[i]) << "byte " << i;
+    if (i % block < offsetof(quant::BlockQ2_K, d)) {
+      ASSERT_EQ(t.data[i], start[i]) << "byte " << i;
+    }
 }
 
 }  // namespace

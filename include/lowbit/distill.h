@@ -29,6 +29,9 @@ struct DistillOptions {
   // which resolved() fills in; quantize --method qat picks its own).
   double lr = 0;
   double temperature = 1;
+  // > 0: the loss adds ce_weight times the student's cross-entropy on the text itself (its
+  // next tokens, at temperature 1; train::ce_loss) to the KL; the held-out score stays KL.
+  double ce_weight = 0;
   // 0: the teacher's whole distribution, from a teacher pass at every visit of a window. K:
   // its K most likely tokens per position and the rest as one bucket, from one pass per window
   // kept for the run (8·K bytes per position; train/teacher_top_k.h).

@@ -76,4 +76,11 @@ template <class Real>
 double kd_loss(const Real* student, const float* teacher, size_t n, size_t vocab,
                double temperature, Real* dstudent);
 
+// Cross-entropy of the student on the window's own text: the mean over positions 0..n-2 of
+// −log softmax(student_t)[tokens[t+1]] (the last position's next token is outside the
+// window), returned; `weight` times its gradient is added to dstudent [n, vocab].
+template <class Real>
+double ce_loss(const Real* student, const int32_t* tokens, size_t n, size_t vocab, double weight,
+               Real* dstudent);
+
 }  // namespace lowbit::train

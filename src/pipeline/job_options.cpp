@@ -221,6 +221,7 @@ const std::map<std::string, Setter>& setters() {
        [](S& s, V n, V v) { s.job.structured.kv_groups = number<uint32_t>(n, v); }},
       {"distill-steps", [](S& s, V n, V v) { s.job.distill.steps = number<int>(n, v); }},
       {"distill-lr", [](S& s, V n, V v) { s.job.distill.lr = number<double>(n, v); }},
+      {"distill-ce", [](S& s, V n, V v) { s.job.distill.ce_weight = number<double>(n, v); }},
       {"distill-checkpoint-every",
        [](S& s, V n, V v) { s.job.distill.checkpoint_every = number<int>(n, v); }},
       {"qat-start",

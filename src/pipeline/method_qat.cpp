@@ -96,6 +96,7 @@ class QatMethod : public QuantMethod {
     q.method =
         fmt::format("qat start={} steps={} lr={} calib={}x{}{}", method_name(start), d.steps, d.lr,
                     job.calib.samples, job.calib.ctx, d.train_scales ? " train=scales" : "");
+    if (d.ce_weight > 0) q.method += fmt::format(" ce={}", d.ce_weight);
     if (const std::string r = rounding_label(d.rounding); !r.empty()) q.method += " " + r;
     // Trained scales: the linears' bytes as trained (rounding their values again could pick
     // other codes); the writer rounds the rest.

@@ -35,7 +35,7 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   h.add(tokens.data(), tokens.size() * sizeof(int32_t));
   for (const double v :
        {double(o.batch), double(o.n_ctx), double(o.n_windows), o.temperature, double(o.seed),
-        double(o.eval_every > 0), double(o.teacher_top_k), double(o.train_scales)})
+        double(o.eval_every > 0), double(o.teacher_top_k), double(o.train_scales), o.ce_weight})
     h.add(&v, sizeof v);
   const ActivationRounding& r = o.rounding;
   for (const double v : {double(r.act_bits), double(r.act_clip), double(r.cache_type_k),
@@ -77,6 +77,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
          "teacher top-k {}: 0 (the whole distribution) or 1..{} (the "
          "vocabulary)",
          o.teacher_top_k, student.config.n_vocab);
+  if (!(o.ce_weight >= 0 && std::isfinite(o.ce_weight)))
+    fail(ErrorKind::Argument, "cross-entropy weight {}: a finite number >= 0", o.ce_weight);
   DistillReport local;
   DistillReport& rep = report ? *report : local;
   rep = {};
@@ -193,6 +195,9 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
                                                    win.size(), V, o.temperature, dlogits.data())
                                   : train::kd_loss_top_k(logits.data(), top_k[batch[b]], V,
                                                          o.temperature, dlogits.data());
+        if (o.ce_weight > 0)
+          losses[b] += o.ce_weight * train::ce_loss(logits.data(), win.data(), win.size(), V,
+                                                    o.ce_weight, dlogits.data());
         grads[b].zeros_like(w);
         pass.backward(run, inputs, dlogits.data(), win.size(), grads[b]);
       }

@@ -217,6 +217,28 @@ double kd_loss(const Real* student, const float* teacher, size_t n, size_t vocab
   return loss / double(n);
 }
 
+template <class Real>
+double ce_loss(const Real* student, const int32_t* tokens, size_t n, size_t vocab, double weight,
+               Real* dstudent) {
+  if (n < 2) return 0;
+  double loss = 0;
+  const double per_position = weight / double(n - 1);
+  for (size_t t = 0; t + 1 < n; ++t) {
+    const Real* z = student + t * vocab;
+    const size_t next = size_t(tokens[t + 1]);
+    double mx = -INFINITY, sum = 0;
+    for (size_t j = 0; j < vocab; ++j) mx = std::max(mx, double(z[j]));
+    for (size_t j = 0; j < vocab; ++j) sum += std::exp(double(z[j]) - mx);
+    const double lse = mx + std::log(sum);
+    loss += lse - double(z[next]);
+    // ∂CE/∂z_j = softmax(z)_j − [j = next]
+    for (size_t j = 0; j < vocab; ++j)
+      dstudent[t * vocab + j] +=
+          Real(per_position * (std::exp(double(z[j]) - lse) - (j == next ? 1.0 : 0.0)));
+  }
+  return loss / double(n - 1);
+}
+
 template struct ModelWeights<float>;
 template struct ModelWeights<double>;
 template ModelWeights<float> model_weights<float>(const Model&);
@@ -225,5 +247,7 @@ template class ModelPass<float>;
 template class ModelPass<double>;
 template double kd_loss<float>(const float*, const float*, size_t, size_t, double, float*);
 template double kd_loss<double>(const double*, const float*, size_t, size_t, double, double*);
+template double ce_loss<float>(const float*, const int32_t*, size_t, size_t, double, float*);
+template double ce_loss<double>(const double*, const int32_t*, size_t, size_t, double, double*);
 
 }  // namespace lowbit::train

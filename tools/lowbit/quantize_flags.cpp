@@ -240,6 +240,11 @@ void add_distill_flags(CLI::App* c, QuantizeJob& j) {
        "distillation's Adam step size (default 3e-5 after pruning; qat 1e-4, with --qat-train "
        "scales 1e-3)")
       ->check(CLI::NonNegativeNumber);
+  c->add_option("--distill-ce", j.distill.ce_weight,
+                "training: add W times the student's cross-entropy on the calibration text to "
+                "the KL loss (0: KL only)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   c->add_option("--distill-checkpoint-every", j.distill.checkpoint_every,
                 "training: save the weights and optimiser state every N steps in "
                 "OUT.lowbit-checkpoint/ (--resume continues; 0: only when stopped)")

@@ -305,10 +305,10 @@ TEST(BlockGrad, ActivationRoundingIsTheEnginesAndClampedValuesGetNoGradient) {
   std::vector<float> want(x.begin(), x.end());
   kernels::round_acts_per_token(want.data(), rows, cols, 4, 0.5f);
   std::vector<double> got(x.size());
-  round_acts(x.data(), rows, cols, 4, 0.5f, got.data());
+  round_acts(x.data(), rows, cols, 4, 0.5f, 0.0f, got.data());
   for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(float(got[i]), want[i]) << i;
   std::vector<double> dx(x.size(), 1.0);
-  round_acts_backward(x.data(), rows, cols, 0.5f, dx.data());
+  round_acts_backward(x.data(), rows, cols, 0.5f, 0.0f, dx.data());
   size_t clamped = 0;
   for (size_t t = 0; t < rows; ++t) {
     double amax = 0;
@@ -321,8 +321,23 @@ TEST(BlockGrad, ActivationRoundingIsTheEnginesAndClampedValuesGetNoGradient) {
   }
   EXPECT_GT(clamped, 0u);
   std::vector<double> all(x.size(), 1.0);
-  round_acts_backward(x.data(), rows, cols, 1.0f, all.data());  // clip 1: nothing clamped
+  round_acts_backward(x.data(), rows, cols, 1.0f, 0.0f, all.data());  // clip 1: nothing clamped
   for (double v : all) EXPECT_EQ(v, 1.0);
+  // A static range: one step for all rows, and what lies beyond clip·range gets no gradient.
+  std::vector<float> fixed(x.begin(), x.end());
+  kernels::round_acts_to_range(fixed.data(), fixed.size(), 4, 0.5f, 1.5f);
+  round_acts(x.data(), rows, cols, 4, 0.5f, 1.5f, got.data());
+  for (size_t i = 0; i < x.size(); ++i) EXPECT_EQ(float(got[i]), fixed[i]) << i;
+  std::fill(dx.begin(), dx.end(), 1.0);
+  round_acts_backward(x.data(), rows, cols, 0.5f, 1.5f, dx.data());
+  clamped = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const bool out = std::fabs(x[i]) > 0.75;
+    clamped += out;
+    EXPECT_EQ(dx[i], out ? 0.0 : 1.0) << i;
+  }
+  EXPECT_GT(clamped, 0u);
+  EXPECT_LT(clamped, x.size());
 }
 
 }  // namespace

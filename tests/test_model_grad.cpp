@@ -430,6 +430,62 @@ TEST(ModelGrad, RoundedForwardEqualsTheEnginesSimulation) {
   EXPECT_NE(test::expect_error([&] { ModelPass<float>(m, r); }).find("Q2_K"), std::string::npos);
 }
 
+// Static ranges: each block's four inputs rounded with the model's ranges, in the engine and
+// in the student's pass alike. The ranges are the inputs' maxima scaled by 0.5..1.2, so some
+// clamp.
+TEST(ModelGrad, StaticRangesRoundAsTheEngineDoes) {
+  Model m = small_model("qwen2", false);
+  const auto tokens = random_tokens(20, 64, 1);
+  ActivationRounding r;
+  r.act_bits = 6;
+  std::vector<float> logits, seen, plain;
+  std::vector<std::vector<float>> inputs;
+  ModelPass<float>(m, r).forward(model_weights<float>(m), tokens.data(), tokens.size(), plain,
+                                 inputs, &seen);
+  ASSERT_EQ(seen.size(), 2u * kActRangeSites);
+  for (size_t i = 0; i < seen.size(); ++i) {
+    EXPECT_GT(seen[i], 0.0f) << i;
+    m.config.act_ranges.push_back(seen[i] * (0.5f + 0.1f * float(i)));
+  }
+  r.static_ranges = true;
+  EngineOptions eo{1, 32};
+  eo.rounding = r;
+  Engine e(m, eo);
+  std::vector<float> want;
+  e.eval(tokens.data(), tokens.size(), want, true);
+  ModelPass<float>(m, r).forward(model_weights<float>(m), tokens.data(), tokens.size(), logits,
+                                 inputs);
+  ASSERT_EQ(logits.size(), want.size());
+  EXPECT_LT(test::max_relative_difference(want, logits), 1e-4);
+  EXPECT_GT(test::max_relative_difference(plain, logits), 1e-2) << "per token rounds otherwise";
+}
+
+// The ranges follow the inputs' maxima as a moving average: from ranges 50 times too large,
+// 12 steps at momentum 0.5 bring them within a few percent of a fresh run's; without static
+// ranges the trained model keeps none.
+TEST(Distill, StaticRangesFollowTheInputsMaxima) {
+  const Model m = small_model("llama", false);
+  const auto tokens = random_tokens(4000, 64, 3);
+  DistillOptions o = short_run(12);
+  o.lr = 1e-6;  // the weights stay put: the ranges alone move
+  o.rounding.act_bits = 8, o.rounding.static_ranges = true;
+  o.range_momentum = 0.5;
+  const Model fresh = distill(m, m, tokens, o);
+  ASSERT_EQ(fresh.config.act_ranges.size(), 2u * kActRangeSites);
+  Model wide = m;
+  for (float v : fresh.config.act_ranges) wide.config.act_ranges.push_back(50 * v);
+  const Model followed = distill(wide, m, tokens, o);
+  for (size_t i = 0; i < fresh.config.act_ranges.size(); ++i) {
+    const float a = fresh.config.act_ranges[i], b = followed.config.act_ranges[i];
+    EXPECT_NEAR(b, a, 0.05 * a) << i;  // 50·0.5^12 ≈ 0.012 of the start is left
+  }
+  o.rounding.static_ranges = false;
+  EXPECT_TRUE(distill(wide, m, tokens, o).config.act_ranges.empty());
+  o.rounding.static_ranges = true, o.range_momentum = 1;
+  EXPECT_NE(test::expect_error([&] { distill(m, m, tokens, o); }).find("range momentum 1"),
+            std::string::npos);
+}
+
 // Trained for 4-bit activations, the model's loss with them falls.
 TEST(Distill, TrainingForRoundedActivationsLowersTheirLoss) {
   const Model m = small_model("llama", false);
@@ -468,8 +524,10 @@ TEST(Distill, AStoppedRunResumesToTheSameWeights) {
   const auto tokens = random_tokens(4000, 64, 3);
   DistillOptions o = short_run(8);
   o.quantize_to = every_linear_in(DType::Q4_0);  // QAT: the rounded weights run
+  o.rounding.act_bits = 8, o.rounding.static_ranges = true;  // ... on inputs of tracked ranges
   DistillReport whole;
-  ModelWeights<float> expected = model_weights<float>(distill(student, teacher, tokens, o, &whole));
+  const Model uninterrupted = distill(student, teacher, tokens, o, &whole);
+  ModelWeights<float> expected = model_weights<float>(uninterrupted);
 
   o.checkpoint = dir.file("ck/distill.bin");
   o.checkpoint_every = 3;
@@ -487,7 +545,9 @@ TEST(Distill, AStoppedRunResumesToTheSameWeights) {
   o.on_step = nullptr;
   o.resume = true;
   DistillReport resumed;
-  ModelWeights<float> got = model_weights<float>(distill(student, teacher, tokens, o, &resumed));
+  const Model resumed_model = distill(student, teacher, tokens, o, &resumed);
+  EXPECT_EQ(resumed_model.config.act_ranges, uninterrupted.config.act_ranges);
+  ModelWeights<float> got = model_weights<float>(resumed_model);
   const auto a = expected.tensors(), b = got.tensors();
   ASSERT_EQ(a.size(), b.size());
   for (size_t k = 0; k < a.size(); ++k) EXPECT_EQ(*a[k], *b[k]) << "tensor " << k;
@@ -594,13 +654,18 @@ TEST(QatCli, TrainsThenWritesThePlannedTypes) {
                           "q8_0",
                           "--distill-ce",
                           "0.5",
+                          "--act-ranges",
+                          "static",
                           "-q",
                           "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string label = nlohmann::json::parse(r.out).at("method").get<std::string>();
   EXPECT_EQ(label.rfind("qat start=rtn steps=3", 0), 0u) << label;
-  EXPECT_NE(label.find(" ce=0.5 act-bits=8 cache-type-v=q8_0"), std::string::npos) << label;
-  EXPECT_EQ(load_model(out).tensor("blk.2.ffn_up.weight").dtype, DType::Q4_0);
+  EXPECT_NE(label.find(" ce=0.5 act-bits=8 act-ranges=static cache-type-v=q8_0"), std::string::npos)
+      << label;
+  const Model written = load_model(out);
+  EXPECT_EQ(written.tensor("blk.2.ffn_up.weight").dtype, DType::Q4_0);
+  EXPECT_EQ(written.config.act_ranges.size(), kActRangeSites * written.config.n_layer);
   const auto bad = test::run_cli(
       {"quantize", model, "-o", dir.file("bad.gguf"), "--type", "Q4_0", "--method", "qat"});
   EXPECT_EQ(bad.exit_code, 1);

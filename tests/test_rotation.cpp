@@ -262,6 +262,55 @@ TEST(ActivationRounding, ValuesLandOnTheGridWithinHalfAStep) {
     }
 }
 
+// One static range rounds every value with one step: a row's own max gives per-token rounding.
+TEST(ActivationRounding, AStaticRangeIsOneStepForEveryValue) {
+  const size_t cols = 64;
+  auto x = test::gaussian(2 * cols, 4);
+  float amax = 0;
+  for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(x[i]));
+  auto per_token = x, fixed = x;
+  kernels::round_acts_per_token(per_token.data(), 1, cols, 4, 0.8f);
+  kernels::round_acts_to_range(fixed.data(), cols, 4, 0.8f, amax);
+  for (size_t i = 0; i < cols; ++i) EXPECT_EQ(fixed[i], per_token[i]) << i;
+  fixed = x;
+  kernels::round_acts_to_range(fixed.data(), 2 * cols, 4, 1.0f, 0.5f);  // a range below max|x|
+  const float step = 0.5f / 7;
+  for (size_t i = 0; i < 2 * cols; ++i) {
+    EXPECT_NEAR(fixed[i] / step, std::nearbyint(fixed[i] / step), 1e-4) << i;
+    EXPECT_LE(std::fabs(fixed[i]), 0.5f + 1e-6f) << i;  // clamped at the range
+  }
+}
+
+// The ranges travel in the file; a wrong count or a range that is not > 0 names the key, and
+// the engine asked for static ranges of a file without them names the file.
+TEST(ActivationRounding, StaticRangesTravelInGgufAndBadOnesAreNamed) {
+  test::TempDir dir;
+  const Vocab v = read_spm_model(shared_path("models/tinyllm-8m/tokenizer.model"));
+  ModelConfig c;
+  c.n_vocab = 4096, c.n_embd = 64, c.n_layer = 2, c.n_head = 2, c.n_head_kv = 2;
+  c.n_ff = 128, c.head_dim = 32, c.n_ctx = 32;
+  Model m = make_synthetic_model(c, v, 7);
+  EngineOptions o{1, 16};
+  o.rounding.act_bits = 8, o.rounding.static_ranges = true;
+  const std::string none = test::expect_error([&] { Engine e(m, o); });
+  EXPECT_NE(none.find("the model has none"), std::string::npos) << none;
+  m.config.act_ranges = {1, 2, 3, 4, 5, 6, 7, 8};
+  write_model_gguf(m, dir.file("m.gguf"), DType::F32);
+  EXPECT_EQ(load_model(dir.file("m.gguf")).config.act_ranges, m.config.act_ranges);
+  m.config.act_ranges.pop_back();
+  write_model_gguf(m, dir.file("count.gguf"), DType::F32);
+  const std::string count = test::expect_error([&] { load_model(dir.file("count.gguf")); });
+  EXPECT_NE(count.find("lowbit.activation_ranges': 7 ranges for 2 blocks"), std::string::npos)
+      << count;
+  m.config.act_ranges = {1, 2, 3, 4, 5, -6, 7, 8};
+  write_model_gguf(m, dir.file("sign.gguf"), DType::F32);
+  const std::string sign = test::expect_error([&] { load_model(dir.file("sign.gguf")); });
+  EXPECT_NE(sign.find("range 1 of block 1 is -6"), std::string::npos) << sign;
+  o.rounding.act_bits = 0;
+  const std::string bits = test::expect_error([&] { Engine e(m, o); });
+  EXPECT_NE(bits.find("give act-bits too"), std::string::npos) << bits;
+}
+
 // The engine's W4A4 study options: rotating q and k keeps the scores, 8-bit activations cost
 // little, 4-bit ones on the outlier model much more; the 4- and 5-bit cache types run.
 TEST(Rotation, EngineRotatesKvAndRoundsActivations) {

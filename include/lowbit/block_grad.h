@@ -8,6 +8,7 @@
 // Activations are row-major [n, features]; weights [out, in] as in the model file.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -42,6 +43,9 @@ struct BlockWeights {
   std::vector<Real> attn_norm, ffn_norm;                // [n_embd]
   std::vector<Real> bq, bk, bv;                         // [q_dim], [kv_dim]; empty without bias
   std::vector<Real> q_norm, k_norm;                     // [head_dim]; empty without q/k norm
+  // The linear inputs' static ranges [kActRangeSites] (ActivationRounding::static_ranges):
+  // not trained by gradients (QAT tracks them with a moving average); empty otherwise.
+  std::vector<float> act_range;
 
   // The seven linears, in the order of kLinearNames.
   std::vector<Real>* linear(int i);
@@ -69,6 +73,8 @@ struct BlockCache {
   std::vector<Real> md;            // ffn_down_hadamard: m transformed, ffn_down's input [n, F]
   // act_bits: each linear's input rounded (of h1, a, h2 and ffn_down's input); else empty
   std::vector<Real> h1q, aq, h2q, mq;
+  // act_bits: max |x| of each of those inputs before rounding, in act_range's order
+  std::array<float, kActRangeSites> seen{};
 };
 
 // y[n, D] = block(x[n, D]). With `cache`, keeps what block_backward needs.

@@ -54,6 +54,12 @@ struct DistillOptions {
   // gradient goes straight through the rounding (zero where act_clip clamped a value). The
   // teacher runs unrounded.
   ActivationRounding rounding = {};
+  // rounding.static_ranges: the ranges start from the student's (config.act_ranges) or at the
+  // mean maxima over `batch` windows (with per-token rounding), and after each step move to
+  //   range ← momentum·range + (1 − momentum)·(the step's windows' mean max |x|)
+  // (an exponential moving average, as QAT's observers keep them). The returned model holds
+  // them in config.act_ranges; without static_ranges it holds none.
+  double range_momentum = 0.9;
   // After each step: (step, steps, the batch's mean loss). Returning false stops with
   // Error(Cancelled).
   std::function<bool(int, int, double)> on_step;

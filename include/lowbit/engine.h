@@ -37,13 +37,18 @@ struct ActivationRounding {
   // the product then runs on the rounded values as usual.
   int act_bits = 0;
   float act_clip = 1.0f;
+  // With act_bits: each linear input is rounded with one step for all its values,
+  // act_clip·range / (2^(act_bits−1) − 1), where range is the model's static range of that
+  // input (ModelConfig::act_ranges, tracked during QAT; kernels::round_acts_to_range).
+  bool static_ranges = false;
 
   bool any() const {
     return act_bits != 0 || rotate_kv || cache_type_k != DType::F32 || cache_type_v != DType::F32;
   }
 };
 // Throws Argument naming the setting that `c` cannot run (a cache type, the bits, the clip,
-// rotate_kv without a Hadamard transform of head_dim).
+// rotate_kv without a Hadamard transform of head_dim, static ranges without act_bits). The
+// engine also needs the model's ranges for static_ranges; training tracks its own.
 void check_rounding(const ActivationRounding& r, const ModelConfig& c);
 // "act-bits=4 act-clip=0.9 cache-type-k=q4_0 rotate-kv" (the settings that differ from the
 // defaults, in the flags' words); empty when nothing is rounded.

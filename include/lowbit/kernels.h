@@ -119,6 +119,9 @@ void hadamard_rows_reference(float* x, size_t rows, uint32_t n);
 // x ← clamp(round(x / s), −q, q) · s with q = 2^(bits−1) − 1 and s = clip · max|x| / q
 // (rows of zeros stay). Rounding is to nearest, ties to even.
 void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip);
+// The same with one static range for all n values: s = clip · range / q (a range of 0 leaves
+// x as it is).
+void round_acts_to_range(float* x, size_t n, int bits, float clip, float range);
 
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).

@@ -37,6 +37,10 @@ struct ModelConfig {
   // lowbit only: ffn_down reads its input after the orthonormal Hadamard transform of n_ff
   // values (an online rotation, lowbit/rotation.h); GGUF key lowbit.rotation.ffn_down.
   bool ffn_down_hadamard = false;
+  // lowbit only: static activation ranges, [n_layer × kActRangeSites] max |x| of each block's
+  // linear inputs as QAT's moving average tracked them (ActivationRounding::static_ranges);
+  // empty: none. GGUF key kActRangesKey.
+  std::vector<float> act_ranges;
   int32_t bos_id = 1, eos_id = 2;
 
   uint32_t q_dim() const { return n_head * head_dim; }
@@ -44,6 +48,16 @@ struct ModelConfig {
   // Throws Format when counts are zero or do not divide (e.g. n_head % n_head_kv).
   void validate(const std::string& source) const;
 };
+
+// The inputs of a block's linears that act_ranges holds, in this order: attn_q/k/v's (the
+// attention norm's output), attn_output's, ffn_gate/up's (the FFN norm's output), ffn_down's.
+inline constexpr int kActRangeSites = 4;
+inline constexpr const char* kActRangesKey = "lowbit.activation_ranges";
+// The site of linear i in the order q, k, v, output, gate, up, down (train's kLinearNames).
+inline int act_range_site(int linear) {
+  constexpr int sites[7] = {0, 0, 0, 1, 2, 2, 3};
+  return sites[linear];
+}
 
 // Reads a Hugging Face config.json (llama, mistral, qwen2, qwen3).
 ModelConfig read_hf_config(const std::string& path);

@@ -35,7 +35,8 @@ struct ModelWeights {
 template <class Real>
 ModelWeights<Real> model_weights(const Model& m);
 // m with its blocks and final norm replaced by `w`, stored as F32 (the other tensors as they
-// were).
+// were); the blocks' act_range, when every block has one, becomes config.act_ranges.
+// (model_weights fills act_range from config.act_ranges.)
 Model with_weights(const Model& m, const ModelWeights<float>& w);
 
 // One model's fixed parts and shape, for passes over windows of tokens at positions 0..n-1.
@@ -47,9 +48,12 @@ class ModelPass {
   explicit ModelPass(const Model& m, const ActivationRounding& rounding = {});
   uint32_t vocab() const { return vocab_; }
 
-  // logits [n, vocab]. `inputs` receives what backward() needs (each block's input).
+  // logits [n, vocab]. `inputs` receives what backward() needs (each block's input). With
+  // rounded activations, `seen` (when given) receives max |x| of every linear input before
+  // rounding, [n_layer × kActRangeSites] as ModelConfig::act_ranges (0 without rounding).
   void forward(const ModelWeights<Real>& w, const int32_t* tokens, size_t n,
-               std::vector<Real>& logits, std::vector<std::vector<Real>>& inputs) const;
+               std::vector<Real>& logits, std::vector<std::vector<Real>>& inputs,
+               std::vector<float>* seen = nullptr) const;
   // Given dlogits = ∂L/∂logits [n, vocab]: adds ∂L/∂(every parameter) to `grad` (shaped by
   // zeros_like).
   void backward(const ModelWeights<Real>& w, const std::vector<std::vector<Real>>& inputs,

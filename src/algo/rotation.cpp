@@ -93,6 +93,7 @@ void rotate_heads(int threads, WeightEdits& w, const ModelConfig& c, uint32_t la
 
 Model with_online(Model m, const RotationOptions& o) {
   m.config.ffn_down_hadamard = m.config.ffn_down_hadamard || o.ffn_down;
+  m.config.act_ranges.clear();  // rotated inputs have other ranges
   return m;
 }
 

@@ -161,6 +161,7 @@ Model prune_structured(const Model& m, const StructuredPruneOptions& o,
   }
   const uint32_t per_group = m.config.n_head / m.config.n_head_kv;
   out.config.n_ff = keep_ff;
+  out.config.act_ranges.clear();  // they were the unpruned network's
   out.config.n_head_kv = m.config.n_head_kv - o.kv_groups;
   out.config.n_head = out.config.n_head_kv * per_group;
   out.config.validate(m.source);

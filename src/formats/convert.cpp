@@ -68,6 +68,7 @@ void set_model_metadata(const Model& m, GgufWriter& w, uint32_t file_type) {
   }
   w.set(a + "vocab_size", GgufValue::of_u32(c.n_vocab));
   if (c.ffn_down_hadamard) w.set(kFfnDownHadamardKey, GgufValue::of_bool(true));
+  if (!c.act_ranges.empty()) w.set(kActRangesKey, GgufValue::of_f32s(c.act_ranges));
   write_gguf_vocab(m.vocab, w);
 }
 

@@ -1,3 +1,4 @@
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 #include <regex>
@@ -141,6 +142,17 @@ Model load_gguf(const std::string& path) {
   if (c.ffn_down_hadamard && !has_hadamard(c.n_ff))
     fail(ErrorKind::Format, "{}: key '{}': no Hadamard transform of feed_forward_length {}", path,
          kFfnDownHadamardKey, c.n_ff);
+  if (g->find(kActRangesKey)) {
+    for (const GgufValue& v : g->get_array(kActRangesKey, GgufType::F32).array)
+      c.act_ranges.push_back(v.f);
+    if (c.act_ranges.size() != size_t(kActRangeSites) * c.n_layer)
+      fail(ErrorKind::Format, "{}: key '{}': {} ranges for {} blocks of {} linear inputs", path,
+           kActRangesKey, c.act_ranges.size(), c.n_layer, kActRangeSites);
+    for (size_t i = 0; i < c.act_ranges.size(); ++i)
+      if (!(c.act_ranges[i] > 0 && std::isfinite(c.act_ranges[i])))
+        fail(ErrorKind::Format, "{}: key '{}': range {} of block {} is {} (not finite > 0)", path,
+             kActRangesKey, i % kActRangeSites, i / kActRangeSites, c.act_ranges[i]);
+  }
   m.vocab = read_gguf_vocab(*g);
   c.n_vocab = static_cast<uint32_t>(m.vocab.size());
   c.bos_id = m.vocab.bos;

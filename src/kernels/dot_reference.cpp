@@ -99,16 +99,19 @@ void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t blo
   }
 }
 
-void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip) {
+void round_acts_to_range(float* x, size_t n, int bits, float clip, float range) {
   const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
+  const float s = clip * range / qmax;
+  if (!(s > 0)) return;
+  for (size_t i = 0; i < n; ++i) x[i] = std::clamp(std::nearbyint(x[i] / s), -qmax, qmax) * s;
+}
+
+void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip) {
   for (size_t t = 0; t < rows; ++t) {
     float* row = x + t * cols;
     float amax = 0;
     for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
-    const float s = clip * amax / qmax;
-    if (!(s > 0)) continue;
-    for (size_t i = 0; i < cols; ++i)
-      row[i] = std::clamp(std::nearbyint(row[i] / s), -qmax, qmax) * s;
+    round_acts_to_range(row, cols, bits, clip, amax);
   }
 }
 

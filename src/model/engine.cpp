@@ -151,6 +151,8 @@ struct Engine::Impl {
   std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;  // x: eval's residual stream
   std::vector<float> k_rows, v_rows;  // decoded cache rows (quantized caches)
   std::vector<float> acts_rounded;     // EngineOptions::act_bits: the rounded linear input
+  // ActivationRounding::static_ranges: each block linear's input range (ModelConfig::act_ranges)
+  std::unordered_map<std::string, float> act_range;  // by weight name
 
   // The Hadamard transform of `rows` rows of `len` values; on the fast path the rows are
   // split over the pool (each row is transformed alone, so the values do not change).
@@ -219,6 +221,16 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
       L.q_norm = vector_of(m, L.prefix + "attn_q_norm.weight");
       L.k_norm = vector_of(m, L.prefix + "attn_k_norm.weight");
     }
+    if (opts.rounding.static_ranges) {
+      if (c.act_ranges.size() != size_t(kActRangeSites) * c.n_layer)
+        fail(ErrorKind::Argument,
+             "{}: static activation ranges: the model has none (quantize --method qat "
+             "--act-ranges static trains them)",
+             m.source);
+      const TensorView* linears[7] = {L.wq, L.wk, L.wv, L.wo, L.wgate, L.wup, L.wdown};
+      for (int i = 0; i < 7; ++i)
+        s.act_range[linears[i]->name] = c.act_ranges[l * kActRangeSites + act_range_site(i)];
+    }
     L.k_cache.init(opts.rounding.cache_type_k, n_ctx_, c.kv_dim());
     L.v_cache.init(opts.rounding.cache_type_v, n_ctx_, c.kv_dim());
     s.layers.push_back(std::move(L));
@@ -239,6 +251,7 @@ std::string rounding_label(const ActivationRounding& r) {
   if (r.act_bits) add(fmt::format("act-bits={}", r.act_bits));
   if (r.act_bits && r.act_clip != ActivationRounding{}.act_clip)
     add(fmt::format("act-clip={}", r.act_clip));
+  if (r.act_bits && r.static_ranges) add("act-ranges=static");
   for (const auto& [name, t] :
        {std::pair{"cache-type-k", r.cache_type_k}, std::pair{"cache-type-v", r.cache_type_v}})
     if (t != DType::F32) add(fmt::format("{}={}", name, cache_type_word(t)));
@@ -256,6 +269,8 @@ void check_rounding(const ActivationRounding& r, const ModelConfig& c) {
   }
   if (r.act_bits != 0 && (r.act_bits < 2 || r.act_bits > 8))
     fail(ErrorKind::Argument, "activation bits {}: 0 (off) or 2..8", r.act_bits);
+  if (r.static_ranges && !r.act_bits)
+    fail(ErrorKind::Argument, "static activation ranges round activations: give act-bits too");
   if (!(r.act_clip > 0 && r.act_clip <= 1))
     fail(ErrorKind::Argument, "activation clipping ratio {}: must be in (0, 1]", r.act_clip);
   if (r.rotate_kv && !has_hadamard(c.head_dim))
@@ -298,8 +313,12 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   if (opts_.rounding.act_bits && &w != impl_->output) {
     std::vector<float>& r = impl_->acts_rounded;
     r.assign(x, x + n * w.row_len());
-    kernels::round_acts_per_token(r.data(), n, w.row_len(), opts_.rounding.act_bits,
-                                  opts_.rounding.act_clip);
+    const ActivationRounding& o = opts_.rounding;
+    if (o.static_ranges)
+      kernels::round_acts_to_range(r.data(), r.size(), o.act_bits, o.act_clip,
+                                   impl_->act_range.at(w.name));
+    else
+      kernels::round_acts_per_token(r.data(), n, w.row_len(), o.act_bits, o.act_clip);
     x = r.data();
   }
   if (!model_.int8_weights.empty()) {

@@ -249,6 +249,11 @@ const std::map<std::string, Setter>& setters() {
       {"cache-type-v",
        [](S& s, V n, V v) { s.job.distill.rounding.cache_type_v = kv_cache_type(v, n); }},
       {"rotate-kv", [](S& s, V n, V v) { s.job.distill.rounding.rotate_kv = boolean(n, v); }},
+      {"act-ranges",
+       [](S& s, V n, V v) {
+         s.job.distill.rounding.static_ranges =
+             choice<bool>(n, v, {{"dynamic", false}, {"static", true}});
+       }},
       {"sq-alpha", [](S& s, V n, V v) { s.job.method.smoothquant.alpha = number<double>(n, v); }},
       {"act-scheme",
        [](S& s, V n, V v) {

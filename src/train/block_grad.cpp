@@ -71,22 +71,38 @@ void bias_backward(const Real* dy, size_t n, std::vector<Real>& db) {
     for (size_t i = 0; i < db.size(); ++i) db[i] += dy[t * db.size() + i];
 }
 
-// The input a linear multiplies: x itself, or x rounded into `rounded` when the shape asks for
-// rounded activations.
+// The static range of input `site` when the shape rounds to static ranges, else 0 (per token).
 template <class Real>
-const Real* linear_input(const BlockShape& s, const std::vector<Real>& x, size_t n,
-                         std::vector<Real>& rounded) {
+float range_of(const BlockShape& s, const BlockWeights<Real>& w, int site) {
+  if (!s.rounding.act_bits || !s.rounding.static_ranges) return 0;
+  if (w.act_range.size() != size_t(kActRangeSites))
+    fail(ErrorKind::Argument, "static activation ranges: the block has {} of its {} ranges",
+         w.act_range.size(), kActRangeSites);
+  return w.act_range[site];
+}
+
+// The input a linear multiplies: x itself, or x rounded into `rounded` when the shape asks for
+// rounded activations (then `seen` receives max |x|).
+template <class Real>
+const Real* linear_input(const BlockShape& s, float range, const std::vector<Real>& x, size_t n,
+                         std::vector<Real>& rounded, float* seen) {
   if (!s.rounding.act_bits) return x.data();
+  Real amax = 0;
+  for (const Real v : x) amax = std::max(amax, Real(std::fabs(v)));
+  *seen = float(amax);
   rounded.resize(x.size());
-  round_acts(x.data(), n, x.size() / n, s.rounding.act_bits, s.rounding.act_clip, rounded.data());
+  round_acts(x.data(), n, x.size() / n, s.rounding.act_bits, s.rounding.act_clip, range,
+             rounded.data());
   return rounded.data();
 }
 
 // The straight-through pass of linear_input: dx (the gradient at the rounded input) kept where
 // the rounding did not clamp.
 template <class Real>
-void linear_input_backward(const BlockShape& s, const std::vector<Real>& x, size_t n, Real* dx) {
-  if (s.rounding.act_bits) round_acts_backward(x.data(), n, x.size() / n, s.rounding.act_clip, dx);
+void linear_input_backward(const BlockShape& s, float range, const std::vector<Real>& x, size_t n,
+                           Real* dx) {
+  if (s.rounding.act_bits)
+    round_acts_backward(x.data(), n, x.size() / n, s.rounding.act_clip, range, dx);
 }
 
 }  // namespace
@@ -102,7 +118,7 @@ void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real*
   c.r1.resize(n), c.h1.resize(n * D);
   rms_norm(x, w.attn_norm.data(), n, D, s.norm_eps, c.h1.data(), c.r1.data());
   c.q.resize(n * Q), c.k.resize(n * KV), c.v.resize(n * KV);
-  const Real* h1 = linear_input(s, c.h1, n, c.h1q);
+  const Real* h1 = linear_input(s, range_of(s, w, 0), c.h1, n, c.h1q, &c.seen[0]);
   linear(w.wq.data(), Q, D, h1, n, c.q.data());
   linear(w.wk.data(), KV, D, h1, n, c.k.data());
   linear(w.wv.data(), KV, D, h1, n, c.v.data());
@@ -128,12 +144,13 @@ void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real*
   attention(c.q.data(), c.k.data(), c.v.data(), n, s.n_head, s.n_head_kv, hd, c.p.data(),
             c.a.data());
   c.x2.resize(n * D);
-  linear(w.wo.data(), D, Q, linear_input(s, c.a, n, c.aq), n, c.x2.data());
+  linear(w.wo.data(), D, Q, linear_input(s, range_of(s, w, 1), c.a, n, c.aq, &c.seen[1]), n,
+         c.x2.data());
   for (size_t i = 0; i < n * D; ++i) c.x2[i] += x[i];
   c.r2.resize(n), c.h2.resize(n * D);
   rms_norm(c.x2.data(), w.ffn_norm.data(), n, D, s.norm_eps, c.h2.data(), c.r2.data());
   c.g.resize(n * F), c.u.resize(n * F), c.m.resize(n * F);
-  const Real* h2 = linear_input(s, c.h2, n, c.h2q);
+  const Real* h2 = linear_input(s, range_of(s, w, 2), c.h2, n, c.h2q, &c.seen[2]);
   linear(w.wgate.data(), F, D, h2, n, c.g.data());
   linear(w.wup.data(), F, D, h2, n, c.u.data());
   swiglu(c.g.data(), c.u.data(), n * F, c.m.data());
@@ -143,7 +160,8 @@ void block_forward(const BlockShape& s, const BlockWeights<Real>& w, const Real*
   } else {
     c.md.clear();
   }
-  linear(w.wdown.data(), D, F, linear_input(s, c.md.empty() ? c.m : c.md, n, c.mq), n, y);
+  linear(w.wdown.data(), D, F,
+         linear_input(s, range_of(s, w, 3), c.md.empty() ? c.m : c.md, n, c.mq, &c.seen[3]), n, y);
   for (size_t i = 0; i < n * D; ++i) y[i] += c.x2[i];
 }
 
@@ -160,13 +178,13 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
   std::vector<Real> dm(n * F), dg(n * F), du(n * F), dh(n * D);
   linear_backward(w.wdown.data(), D, F, used(down_in, c.mq), n, dy, grad.wdown.data(), dm.data(),
                   false);
-  linear_input_backward(s, down_in, n, dm.data());
+  linear_input_backward(s, range_of(s, w, 3), down_in, n, dm.data());
   if (!c.md.empty()) hadamard_rows(dm.data(), n, F, true);
   swiglu_backward(c.g.data(), c.u.data(), n * F, dm.data(), dg.data(), du.data());
   const Real* h2 = used(c.h2, c.h2q);
   linear_backward(w.wgate.data(), F, D, h2, n, dg.data(), grad.wgate.data(), dh.data(), false);
   linear_backward(w.wup.data(), F, D, h2, n, du.data(), grad.wup.data(), dh.data(), true);
-  linear_input_backward(s, c.h2, n, dh.data());
+  linear_input_backward(s, range_of(s, w, 2), c.h2, n, dh.data());
   std::vector<Real> dx2(dy, dy + n * D);
   rms_norm_backward(c.x2.data(), w.ffn_norm.data(), c.r2.data(), n, D, dh.data(), dx2.data(),
                     grad.ffn_norm.data());
@@ -174,7 +192,7 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
   std::vector<Real> da(n * Q), dq(n * Q), dk(n * KV), dv(n * KV);
   linear_backward(w.wo.data(), D, Q, used(c.a, c.aq), n, dx2.data(), grad.wo.data(), da.data(),
                   false);
-  linear_input_backward(s, c.a, n, da.data());
+  linear_input_backward(s, range_of(s, w, 1), c.a, n, da.data());
   // (the KV cache's rounding: straight through)
   attention_backward(c.q.data(), c.k.data(), c.v.data(), c.p.data(), n, s.n_head, s.n_head_kv, hd,
                      da.data(), dq.data(), dk.data(), dv.data());
@@ -200,7 +218,7 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
   linear_backward(w.wq.data(), Q, D, h1, n, dq.data(), grad.wq.data(), dh.data(), true);
   linear_backward(w.wk.data(), KV, D, h1, n, dk.data(), grad.wk.data(), dh.data(), true);
   linear_backward(w.wv.data(), KV, D, h1, n, dv.data(), grad.wv.data(), dh.data(), true);
-  linear_input_backward(s, c.h1, n, dh.data());
+  linear_input_backward(s, range_of(s, w, 0), c.h1, n, dh.data());
   if (dx) std::copy(dx2.begin(), dx2.end(), dx);
   std::vector<Real> dx1(dx ? 0 : n * D, Real(0));
   rms_norm_backward(c.x.data(), w.attn_norm.data(), c.r1.data(), n, D, dh.data(),

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <random>
 
 #include "algo/sequential_checkpoint.h"
@@ -38,8 +39,9 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
         double(o.eval_every > 0), double(o.teacher_top_k), double(o.train_scales), o.ce_weight})
     h.add(&v, sizeof v);
   const ActivationRounding& r = o.rounding;
-  for (const double v : {double(r.act_bits), double(r.act_clip), double(r.cache_type_k),
-                         double(r.cache_type_v), double(r.rotate_kv)})
+  for (const double v :
+       {double(r.act_bits), double(r.act_clip), double(r.cache_type_k), double(r.cache_type_v),
+        double(r.rotate_kv), double(r.static_ranges), o.range_momentum})
     h.add(&v, sizeof v);
   for (const auto& [name, type] : o.quantize_to) {
     h.add(name);
@@ -50,6 +52,49 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
     h.add(&n, sizeof n);
   }
   return h.value;
+}
+
+// A range the GGUF key can hold: > 0 (an input that was all zeros gets the smallest float).
+float stored_range(double r) {
+  return std::max(float(r), std::numeric_limits<float>::min());
+}
+
+// The first static ranges: the mean over a batch of windows of each input's max |x|,
+// the activations rounded per token as the ranges are not known yet.
+void start_ranges(const Model& student, const DistillOptions& o,
+                  const std::vector<std::vector<int32_t>>& windows, int threads,
+                  train::ModelWeights<float>& w) {
+  ActivationRounding per_token = o.rounding;
+  per_token.static_ranges = false;
+  const train::ModelPass<float> pass(student, per_token);
+  const size_t n = std::min(windows.size(), size_t(o.batch));
+  std::vector<std::vector<float>> seen(n);
+  parallel_for(n, threads, [&](uint64_t b0, uint64_t b1) {
+    std::vector<float> logits;
+    std::vector<std::vector<float>> inputs;
+    for (uint64_t b = b0; b < b1; ++b)
+      pass.forward(w, windows[b].data(), windows[b].size(), logits, inputs, &seen[b]);
+  });
+  for (size_t l = 0; l < w.blocks.size(); ++l) {
+    w.blocks[l].act_range.assign(kActRangeSites, 0.0f);
+    for (int i = 0; i < kActRangeSites; ++i) {
+      double sum = 0;
+      for (const auto& s : seen) sum += s[l * kActRangeSites + i];
+      w.blocks[l].act_range[i] = stored_range(sum / double(n));
+    }
+  }
+}
+
+// One step of the ranges' moving average (DistillOptions::range_momentum).
+void follow_ranges(const std::vector<std::vector<float>>& seen, double momentum,
+                   train::ModelWeights<float>& w) {
+  for (size_t l = 0; l < w.blocks.size(); ++l)
+    for (int i = 0; i < kActRangeSites; ++i) {
+      double sum = 0;
+      for (const auto& s : seen) sum += s[l * kActRangeSites + i];
+      float& r = w.blocks[l].act_range[i];
+      r = stored_range(momentum * r + (1 - momentum) * sum / double(seen.size()));
+    }
 }
 
 }  // namespace
@@ -108,7 +153,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       fail(ErrorKind::Argument, "training scales needs the linears' quantized types");
     scales = train::trained_scales(student, o.quantize_to, w, threads);
   }
-  std::vector<std::vector<float>*> params = w.tensors();
+  std::vector<std::vector<float>*> params = w.tensors();  // (trained ones first)
   std::vector<train::TrainedScales*> scales_at(params.size(), nullptr);
   for (auto& [name, sc] : scales) {
     const auto at = std::find(params.begin(), params.end(), train::linear_of(w, name));
@@ -117,6 +162,18 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   }
   rep.n_params = 0;
   for (const std::vector<float>* p : params) rep.n_params += p->size();
+  // Static activation ranges follow the trained tensors in `params` (saved with them in
+  // checkpoints; no optimiser moves them).
+  const size_t n_trained = params.size();
+  const bool track_ranges = o.rounding.act_bits && o.rounding.static_ranges;
+  if (!(o.range_momentum >= 0 && o.range_momentum < 1))
+    fail(ErrorKind::Argument, "range momentum {}: in [0, 1)", o.range_momentum);
+  for (train::BlockWeights<float>& b : w.blocks) {
+    if (!track_ranges) b.act_range.clear();  // they belonged to the untrained weights
+    if (track_ranges) params.push_back(&b.act_range);
+  }
+  if (track_ranges && w.blocks.front().act_range.empty())
+    start_ranges(student, o, windows, threads, w);
   std::vector<train::Adam> adam;
   for (const std::vector<float>* p : params) adam.emplace_back(p->size());
   const train::DistillCheckpoint checkpoint{o.checkpoint, run_fingerprint(o, tokens, params)};
@@ -138,6 +195,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::shuffle(order.begin(), order.end(), std::mt19937_64(o.seed + 1));
   std::vector<std::vector<float>> teacher_logits(B);
+  std::vector<std::vector<float>> seen(B);  // track_ranges: each window's max |x| per input
   // teacher_top_k: each window's teacher distribution, made at its first visit
   std::vector<train::TopKDistribution> top_k(o.teacher_top_k > 0 ? windows.size() : 0);
   std::vector<train::ModelWeights<float>> grads(B);
@@ -189,7 +247,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       std::vector<std::vector<float>> inputs;
       for (uint64_t b = b0; b < b1; ++b) {
         const auto& win = windows[batch[b]];
-        pass.forward(run, win.data(), win.size(), logits, inputs);
+        pass.forward(run, win.data(), win.size(), logits, inputs,
+                     track_ranges ? &seen[b] : nullptr);
         dlogits.resize(logits.size());
         losses[b] = top_k.empty() ? train::kd_loss(logits.data(), teacher_logits[b].data(),
                                                    win.size(), V, o.temperature, dlogits.data())
@@ -220,7 +279,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       for (size_t k = 0; k < g0.size(); ++k)
         for (size_t i = 0; i < g0[k]->size(); ++i) (*g0[k])[i] += (*gb[k])[i];
     }
-    for (size_t k = 0; k < params.size(); ++k) {
+    for (size_t k = 0; k < n_trained; ++k) {
       for (float& v : *g0[k]) v /= float(B);
       if (scales_at[k]) {
         scales_at[k]->backward(*g0[k], dtheta);
@@ -229,6 +288,7 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
       }
       adam[k].step(params[k]->data(), g0[k]->data(), lr);
     }
+    if (track_ranges) follow_ranges(seen, o.range_momentum, w);
     rep.losses.push_back(loss);
     if (!held.empty() && ((step + 1) % o.eval_every == 0 || step + 1 == o.steps))
       evaluate(step + 1);
@@ -250,7 +310,9 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   }
   if (!o.loss_curve.empty()) write_loss_curve(o.loss_curve, rep.losses, kCurveTitle, rep.held_out);
   rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return train::with_trained_scales(train::with_weights(student, w), scales);
+  Model out = train::with_trained_scales(train::with_weights(student, w), scales);
+  if (!track_ranges) out.config.act_ranges.clear();
+  return out;
 }
 
 }  // namespace lowbit

@@ -26,6 +26,7 @@ BlockWeights<Real> converted(const BlockWeights<float>& f) {
   w.attn_norm = converted<Real>(f.attn_norm), w.ffn_norm = converted<Real>(f.ffn_norm);
   w.bq = converted<Real>(f.bq), w.bk = converted<Real>(f.bk), w.bv = converted<Real>(f.bv);
   w.q_norm = converted<Real>(f.q_norm), w.k_norm = converted<Real>(f.k_norm);
+  w.act_range = f.act_range;
   return w;
 }
 
@@ -75,8 +76,13 @@ size_t ModelWeights<Real>::count() const {
 template <class Real>
 ModelWeights<Real> model_weights(const Model& m) {
   ModelWeights<Real> w;
-  for (uint32_t l = 0; l < m.config.n_layer; ++l)
+  const std::vector<float>& ranges = m.config.act_ranges;
+  for (uint32_t l = 0; l < m.config.n_layer; ++l) {
     w.blocks.push_back(converted<Real>(block_weights(m, l)));
+    if (ranges.size() == size_t(kActRangeSites) * m.config.n_layer)
+      w.blocks.back().act_range.assign(ranges.begin() + l * kActRangeSites,
+                                       ranges.begin() + (l + 1) * kActRangeSites);
+  }
   w.output_norm = converted<Real>(to_f32(m.tensor("output_norm.weight")));
   return w;
 }
@@ -106,6 +112,14 @@ Model with_weights(const Model& m, const ModelWeights<float>& w) {
       replace(prefix + name, *v);
   }
   replace("output_norm.weight", w.output_norm);
+  if (std::all_of(w.blocks.begin(), w.blocks.end(), [](const BlockWeights<float>& b) {
+        return b.act_range.size() == size_t(kActRangeSites);
+      })) {
+    out.config.act_ranges.clear();
+    for (const BlockWeights<float>& b : w.blocks)
+      out.config.act_ranges.insert(out.config.act_ranges.end(), b.act_range.begin(),
+                                   b.act_range.end());
+  }
   out.index();
   return out;
 }
@@ -147,8 +161,8 @@ ModelPass<Real>::ModelPass(const Model& m, const ActivationRounding& rounding)
 
 template <class Real>
 void ModelPass<Real>::forward(const ModelWeights<Real>& w, const int32_t* tokens, size_t n,
-                              std::vector<Real>& logits,
-                              std::vector<std::vector<Real>>& inputs) const {
+                              std::vector<Real>& logits, std::vector<std::vector<Real>>& inputs,
+                              std::vector<float>* seen) const {
   const size_t D = shape_.n_embd;
   std::vector<Real> x(n * D), y(n * D);
   for (size_t t = 0; t < n; ++t) {
@@ -158,9 +172,12 @@ void ModelPass<Real>::forward(const ModelWeights<Real>& w, const int32_t* tokens
     std::copy_n(embedding_.begin() + size_t(tokens[t]) * D, D, x.begin() + t * D);
   }
   inputs.resize(n_layer_ + 1);
+  if (seen) seen->assign(size_t(n_layer_) * kActRangeSites, 0.0f);
+  BlockCache<Real> cache;
   for (uint32_t l = 0; l < n_layer_; ++l) {
     inputs[l] = x;
-    block_forward(shape_, w.blocks[l], x.data(), n, y.data());
+    block_forward(shape_, w.blocks[l], x.data(), n, y.data(), &cache);
+    if (seen) std::copy(cache.seen.begin(), cache.seen.end(), seen->begin() + l * kActRangeSites);
     x.swap(y);
   }
   inputs[n_layer_] = x;

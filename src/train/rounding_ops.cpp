@@ -36,14 +36,25 @@ const std::vector<Real>& scaled_hadamard(uint32_t n) {
 }  // namespace
 
 template <class Real>
-void round_acts(const Real* x, size_t rows, size_t cols, int bits, float clip, Real* out) {
+void round_acts(const Real* x, size_t rows, size_t cols, int bits, float clip, float range,
+                Real* out) {
   std::vector<float> f(x, x + rows * cols);
-  kernels::round_acts_per_token(f.data(), rows, cols, bits, clip);
+  if (range > 0)
+    kernels::round_acts_to_range(f.data(), f.size(), bits, clip, range);
+  else
+    kernels::round_acts_per_token(f.data(), rows, cols, bits, clip);
   std::copy(f.begin(), f.end(), out);
 }
 
 template <class Real>
-void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, Real* dx) {
+void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, float range,
+                         Real* dx) {
+  if (range > 0) {
+    const Real limit = Real(clip) * Real(range);
+    for (size_t i = 0; i < rows * cols; ++i)
+      if (std::fabs(x[i]) > limit) dx[i] = 0;
+    return;
+  }
   if (clip >= 1) return;  // the scale covers max|x|: nothing is clamped
   for (size_t t = 0; t < rows; ++t) {
     const Real* row = x + t * cols;
@@ -76,10 +87,10 @@ void hadamard_rows(Real* x, size_t rows, uint32_t n, bool inverse) {
   gemm<Real>(false, !inverse, rows, n, n, 1, in.data(), n, h.data(), n, 0, x, n);
 }
 
-template void round_acts<float>(const float*, size_t, size_t, int, float, float*);
-template void round_acts<double>(const double*, size_t, size_t, int, float, double*);
-template void round_acts_backward<float>(const float*, size_t, size_t, float, float*);
-template void round_acts_backward<double>(const double*, size_t, size_t, float, double*);
+template void round_acts<float>(const float*, size_t, size_t, int, float, float, float*);
+template void round_acts<double>(const double*, size_t, size_t, int, float, float, double*);
+template void round_acts_backward<float>(const float*, size_t, size_t, float, float, float*);
+template void round_acts_backward<double>(const double*, size_t, size_t, float, float, double*);
 template void round_rows_to<float>(DType, float*, size_t, size_t);
 template void round_rows_to<double>(DType, double*, size_t, size_t);
 template void hadamard_rows<float>(float*, size_t, uint32_t, bool);

@@ -11,14 +11,18 @@
 
 namespace lowbit::train {
 
-// out = x rounded per row to signed `bits` integers, scale clip·max|x| / (2^(bits−1) − 1),
-// values clamped (kernels::round_acts_per_token). out may be x.
+// out = x rounded to signed `bits` integers, values clamped: range 0 per row with the scale
+// clip·max|x| / (2^(bits−1) − 1) (kernels::round_acts_per_token); range > 0 with one scale
+// clip·range / (2^(bits−1) − 1) for all (a static range; kernels::round_acts_to_range).
+// out may be x.
 template <class Real>
-void round_acts(const Real* x, size_t rows, size_t cols, int bits, float clip, Real* out);
-// Straight through: dx passes where x was not clamped (|x| ≤ clip·max|x| of its row), and is
-// zeroed where it was (no change of x moves a clamped value).
+void round_acts(const Real* x, size_t rows, size_t cols, int bits, float clip, float range,
+                Real* out);
+// Straight through: dx passes where x was not clamped (|x| ≤ clip·max|x| of its row, or
+// ≤ clip·range), and is zeroed where it was (no change of x moves a clamped value).
 template <class Real>
-void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, Real* dx);
+void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, float range,
+                         Real* dx);
 
 // x rounded in place to type t per row of `cols` (as the KV cache stores it: quantize_rows,
 // then decoded); F32 leaves it. The backward pass is the identity.

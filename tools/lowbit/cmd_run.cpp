@@ -43,6 +43,11 @@ void add_rounding_flags(CLI::App* c, RoundingFlags& f) {
   c->add_option("--act-clip", f.act_clip,
                 "with --act-bits: the rounding scale covers this fraction of max|x| (0, 1]")
       ->capture_default_str();
+  c->add_option("--act-ranges", f.act_ranges,
+                "with --act-bits: dynamic (each token's max|x|) or static (one range per linear "
+                "input, from the file; quantize --method qat tracks them)")
+      ->check(CLI::IsMember({"dynamic", "static"}))
+      ->capture_default_str();
 }
 
 ActivationRounding activation_rounding(const RoundingFlags& f) {
@@ -52,6 +57,7 @@ ActivationRounding activation_rounding(const RoundingFlags& f) {
   r.rotate_kv = f.rotate_kv;
   r.act_bits = f.act_bits;
   r.act_clip = f.act_clip;
+  r.static_ranges = f.act_ranges == "static";
   return r;
 }
 

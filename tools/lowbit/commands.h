@@ -23,13 +23,14 @@ inline std::string progress_bar(size_t done, size_t total, size_t width = 30) {
 void add_threads_option(CLI::App* c, int& threads);
 
 // What the engine rounds besides the weights (lowbit::ActivationRounding): --cache-type-k/-v,
-// --rotate-kv, --act-bits, --act-clip. `run`, `perplexity` and `bench` simulate it;
+// --rotate-kv, --act-bits, --act-clip, --act-ranges. `run`, `perplexity` and `bench` simulate it;
 // `quantize --method qat` trains for it.
 struct RoundingFlags {
   std::string cache_k = "f32", cache_v = "f32";
   bool rotate_kv = false;
   int act_bits = 0;
   float act_clip = ActivationRounding{}.act_clip;
+  std::string act_ranges = "dynamic";
 };
 void add_rounding_flags(CLI::App* c, RoundingFlags& f);
 ActivationRounding activation_rounding(const RoundingFlags& f);

@@ -702,6 +702,72 @@ TEST(QatCli, StartsFromTheBlockWiseMethodsFile) {
   EXPECT_FALSE(std::filesystem::exists(out + ".lowbit-checkpoint"));
 }
 
+// Training onto the affine layout: the file written from the trained weights holds exactly
+// the values the last step ran (the writer rounds as fake_quantize does), in lowbit's and
+// GPTQ's layouts.
+TEST(Distill, AffineTrainingWritesTheGridItRan) {
+  test::TempDir dir;
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const auto tokens = random_tokens(2000, m.config.n_vocab, 4);
+  DistillOptions o;
+  o.steps = 2, o.n_ctx = 32, o.n_windows = 2, o.lr = 1e-3;
+  for (const auto& [spec, format] : {std::pair{AffineSpec{4, 64, true}, AffineFormat::Lowbit},
+                                     std::pair{AffineSpec{3, 128, false}, AffineFormat::Gptq}}) {
+    SCOPED_TRACE(spec.describe());
+    o.affine_to.clear();
+    for (const TensorView& t : m.tensors)
+      if (t.name.rfind("blk.", 0) == 0 && t.shape.size() == 2) o.affine_to[t.name] = spec;
+    const Model trained = distill(m, m, tokens, o);
+    ModelWeights<float> ran;
+    fake_quantize(trained, {}, model_weights<float>(trained), ran, 2, o.affine_to);
+    AffineWriteOptions w;
+    w.format = format;
+    const std::string out = dir.file(affine_format_name(format));
+    write_affine_model(trained, out, spec, w);
+    const ModelWeights<float> written = model_weights<float>(load_model(out));
+    const ModelWeights<float> start = model_weights<float>(m);
+    for (size_t l = 0; l < ran.blocks.size(); ++l)
+      for (int i = 0; i < 7; ++i) {
+        auto& a = *const_cast<BlockWeights<float>&>(written.blocks[l]).linear(i);
+        ASSERT_EQ(a, *ran.blocks[l].linear(i)) << "block " << l << " " << kLinearNames[i];
+        EXPECT_NE(a, *const_cast<BlockWeights<float>&>(start.blocks[l]).linear(i));
+      }
+  }
+  o.train_scales = true;
+  EXPECT_NE(test::expect_error([&] { distill(m, m, tokens, o); }).find("not the affine layout"),
+            std::string::npos);
+}
+
+// `--method qat --type int4`: GPTQ's file, then training; scales and a teacher are refused.
+TEST(QatCli, TrainsOntoTheAffineLayout) {
+  test::TempDir dir;
+  const std::string model = test::shared_path("models/tinyllm-8m");
+  const std::string text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  const std::vector<std::string> args = {
+      "quantize", model, "--type",      "int4", "--group",         "64", "--method",        "qat",
+      "--calib",  text,  "--calib-ctx", "64",   "--calib-samples", "4",  "--distill-steps", "2"};
+  auto with = [&](std::vector<std::string> tail) {
+    std::vector<std::string> a = args;
+    a.insert(a.end(), tail.begin(), tail.end());
+    return test::run_cli(a);
+  };
+  const auto r = with({"-o", dir.file("int4"), "-q", "--json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string label = nlohmann::json::parse(r.out).at("method").get<std::string>();
+  EXPECT_EQ(label.rfind("qat start=gptq steps=2", 0), 0u) << label;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("int4.lowbit-checkpoint")));
+  const Model q = load_model(dir.file("int4"));
+  EXPECT_EQ(q.affine_weights.at("blk.1.ffn_down.weight")->spec.bits, 4);
+  const auto scales = with({"-o", dir.file("bad"), "--qat-train", "scales"});
+  EXPECT_EQ(scales.exit_code, 1);
+  EXPECT_NE(scales.err.find("for the affine layout qat trains the weights"), std::string::npos)
+      << scales.err;
+  const auto teacher = with({"-o", dir.file("bad"), "--teacher", model});
+  EXPECT_EQ(teacher.exit_code, 1);
+  EXPECT_NE(teacher.err.find("drop --teacher"), std::string::npos) << teacher.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("bad")));
+}
+
 // `--teacher`: training may start from a quantized file (here plain Q4_0) and learn from the
 // unquantized model; a teacher of another network is named with the student.
 TEST(QatCli, StartsFromAQuantizedFileWithTheUnquantizedTeacher) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "lowbit/affine.h"
 #include "lowbit/dtype.h"
 #include "lowbit/engine.h"
 #include "lowbit/model.h"
@@ -44,6 +45,9 @@ struct DistillOptions {
   // estimator). The returned model holds the unrounded weights; rounding them again gives
   // what the last step ran.
   std::map<std::string, DType> quantize_to;
+  // The same for linears rounded onto an affine integer grid (round to nearest, as
+  // write_affine_model rounds them); not with train_scales.
+  std::map<std::string, AffineSpec> affine_to;
   // With quantize_to: the linears keep their integer codes and learn their blocks' f16 scale
   // fields instead of their weights (LSQ; train/scale_training.h), the norms as before. Codes
   // come from the student's tensor when it is stored in the planned type (a start file),

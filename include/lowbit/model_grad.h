@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/affine.h"
 #include "lowbit/block_grad.h"
 #include "lowbit/model.h"
 
@@ -70,8 +71,11 @@ class ModelPass {
 // ("blk.3.ffn_up.weight" -> Q2_K, ...) rounded to nearest in its type and decoded: the
 // forward pass of quantization-aware training. Its backward pass is the identity
 // (straight-through).
+// Linears named in `affine` are rounded to nearest onto their affine grid instead
+// (affine_quantize, as write_affine_model rounds them).
 void fake_quantize(const Model& m, const std::map<std::string, DType>& types,
-                   const ModelWeights<float>& latent, ModelWeights<float>& rounded, int n_threads);
+                   const ModelWeights<float>& latent, ModelWeights<float>& rounded, int n_threads,
+                   const std::map<std::string, AffineSpec>& affine = {});
 
 // Distillation loss of one window: the mean over the n positions of
 // KL(softmax(teacher / τ) ‖ softmax(student / τ)), returned; dstudent [n, vocab] receives

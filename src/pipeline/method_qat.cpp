@@ -1,7 +1,7 @@
-// Quantization-aware training (lowbit/distill.h with `quantize_to`): the model learns, on the
-// calibration text, to match its unquantized self while its block linears run rounded to the
-// planned GGUF types; the trained weights are then rounded as plain rounding does, which
-// gives exactly the weights the last training step ran.
+// Quantization-aware training (lowbit/distill.h with `quantize_to` or `affine_to`): the model
+// learns, on the calibration text, to match its unquantized self while its block linears run
+// rounded to the planned GGUF types or the affine grid; the trained weights are then rounded
+// as plain rounding does, which gives exactly the weights the last training step ran.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -11,6 +11,7 @@
 #include "lowbit/distill.h"
 #include "lowbit/error.h"
 #include "lowbit/job.h"
+#include "lowbit/model_grad.h"
 #include "lowbit/topology.h"
 #include "method.h"
 
@@ -36,10 +37,18 @@ void check_same_shape(const Model& student, const Model& teacher) {
          s.n_embd, s.n_layer, s.n_ff);
 }
 
-// Where the block-wise phase's file is kept: beside the training checkpoint, so that a
-// resumed job does not run the phase again.
+// Where the block-wise phase's file (or directory, for the affine layout) is kept: beside the
+// training checkpoint, so that a resumed job does not run the phase again.
 std::string start_path(const QuantizeJob& job) {
-  return job.output + ".lowbit-checkpoint/start.gguf";
+  const bool gguf = std::holds_alternative<GgufTarget>(job.target);
+  return job.output + ".lowbit-checkpoint/start" + (gguf ? ".gguf" : "");
+}
+
+// The start's file goes with the checkpoint.
+void remove_start(const QuantizeJob& job) {
+  std::error_code ec;
+  std::filesystem::remove_all(start_path(job), ec);
+  std::filesystem::remove(std::filesystem::path(start_path(job)).parent_path(), ec);
 }
 
 // EfficientQAT's first phase: the block-by-block method `start` on the job's model (already
@@ -60,10 +69,23 @@ Model block_wise_start(const JobRun& run, Method start) {
   return load_model(path);
 }
 
+// The report's method: "qat start=adaquant steps=200 lr=0.0001 calib=128x512", then what else
+// was trained for (train=scales, ce=W, the rounding's flags).
+std::string label(Method start, const DistillOptions& d, const QuantizeJob& job) {
+  std::string out =
+      fmt::format("qat start={} steps={} lr={} calib={}x{}{}", method_name(start), d.steps, d.lr,
+                  job.calib.samples, job.calib.ctx, d.train_scales ? " train=scales" : "");
+  if (d.ce_weight > 0) out += fmt::format(" ce={}", d.ce_weight);
+  if (const std::string r = rounding_label(d.rounding); !r.empty()) out += " " + r;
+  return out;
+}
+
 class QatMethod : public QuantMethod {
  public:
   Method kind() const override { return Method::Qat; }
-  bool writes(TargetKind k) const override { return k == TargetKind::Gguf; }
+  bool writes(TargetKind k) const override {
+    return k == TargetKind::Gguf || k == TargetKind::Affine;
+  }
   void check(const QuantizeJob& job) const override {
     if (job.calib.text.empty())
       fail(ErrorKind::Argument, "method qat trains on calibration text, which the job lacks");
@@ -93,11 +115,7 @@ class QatMethod : public QuantMethod {
           it != d.quantize_to.end() && it->second != p.type)
         fail(ErrorKind::Argument, "qat: '{}' trained as {} would be written as {}", p.name,
              dtype_name(it->second), dtype_name(p.type));
-    q.method =
-        fmt::format("qat start={} steps={} lr={} calib={}x{}{}", method_name(start), d.steps, d.lr,
-                    job.calib.samples, job.calib.ctx, d.train_scales ? " train=scales" : "");
-    if (d.ce_weight > 0) q.method += fmt::format(" ce={}", d.ce_weight);
-    if (const std::string r = rounding_label(d.rounding); !r.empty()) q.method += " " + r;
+    q.method = label(start, d, job);
     // Trained scales: the linears' bytes as trained (rounding their values again could pick
     // other codes); the writer rounds the rest.
     GgufQuantizeWriter writer(trained, job.output, q);
@@ -107,9 +125,39 @@ class QatMethod : public QuantMethod {
         writer.put(name, PrecomputedTensor{std::vector<uint8_t>(t.data, t.data + t.nbytes)});
       }
     QuantizeReport r = writer.finish();
-    std::error_code ec;  // the start's file goes with the checkpoint
-    std::filesystem::remove(start_path(job), ec);
-    std::filesystem::remove(std::filesystem::path(start_path(job)).parent_path(), ec);
+    remove_start(job);
+    return r;
+  }
+  // The affine layout: every block linear trains on `spec`'s grid; the block-wise phase is
+  // GPTQ (the learned methods write GGUF types), or none with --qat-start rtn. The student's
+  // weights replace the source's, so the output takes the source's Hugging Face files.
+  QuantizeReport affine(JobRun& run, const AffineSpec& spec) const override {
+    const Model& source = run.model();
+    const QuantizeJob& job = run.job();
+    if (job.method.qat.train_scales)
+      fail(ErrorKind::Argument,
+           "--qat-train scales learns the f16 fields of GGUF blocks: for the affine layout "
+           "qat trains the weights");
+    if (!job.teacher.empty())
+      fail(ErrorKind::Argument,
+           "qat onto the affine layout starts from the Hugging Face model itself, which is the "
+           "teacher: drop --teacher {}",
+           job.teacher);
+    DistillOptions d = run.distill_options("qat");
+    if (d.steps <= 0) d.steps = kQatSteps;
+    if (d.lr <= 0) d.lr = kQatLr;
+    const Method start = job.method.qat.start == Method::Rtn ? Method::Rtn : Method::Gptq;
+    std::optional<Model> started;
+    if (start != Method::Rtn)
+      started =
+          train::with_weights(source, train::model_weights<float>(block_wise_start(run, start)));
+    const Model& m = started ? *started : source;
+    for (const TensorView& t : m.tensors)
+      if (is_block_linear(t.name)) d.affine_to[t.name] = spec;
+    const Model trained = distill(m, source, run.calibration_tokens(), d);
+    QuantizeReport r =
+        write_affine_model(trained, job.output, spec, run.affine_options(label(start, d, job)));
+    remove_start(job);
     return r;
   }
 };

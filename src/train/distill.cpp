@@ -47,6 +47,10 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
     h.add(name);
     h.add(&type, sizeof type);
   }
+  for (const auto& [name, spec] : o.affine_to) {
+    h.add(name);
+    h.add(spec.describe());
+  }
   for (const std::vector<float>* p : params) {
     const uint64_t n = p->size();
     h.add(&n, sizeof n);
@@ -149,8 +153,9 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   // train_scales: each quantized linear's θ takes its place among the parameters
   std::map<std::string, train::TrainedScales> scales;
   if (o.train_scales) {
-    if (o.quantize_to.empty())
-      fail(ErrorKind::Argument, "training scales needs the linears' quantized types");
+    if (o.quantize_to.empty() || !o.affine_to.empty())
+      fail(ErrorKind::Argument,
+           "training scales needs the linears' quantized GGUF types (not the affine layout)");
     scales = train::trained_scales(student, o.quantize_to, w, threads);
   }
   std::vector<std::vector<float>*> params = w.tensors();  // (trained ones first)
@@ -201,9 +206,11 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   std::vector<train::ModelWeights<float>> grads(B);
   std::vector<double> losses(B);
   train::ModelWeights<float> rounded;  // quantization-aware: the weights the passes run
-  const bool qat = !o.quantize_to.empty();  // (rounded activations alone: the pass rounds them)
+  // (rounded activations alone: the pass rounds them)
+  const bool qat = !o.quantize_to.empty() || !o.affine_to.empty();
   auto round_weights = [&] {
-    if (!o.train_scales) return train::fake_quantize(student, o.quantize_to, w, rounded, threads);
+    if (!o.train_scales)
+      return train::fake_quantize(student, o.quantize_to, w, rounded, threads, o.affine_to);
     rounded = w;
     for (const auto& [name, sc] : scales) sc.decode(*train::linear_of(rounded, name));
   };

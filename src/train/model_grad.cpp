@@ -125,16 +125,25 @@ Model with_weights(const Model& m, const ModelWeights<float>& w) {
 }
 
 void fake_quantize(const Model& m, const std::map<std::string, DType>& types,
-                   const ModelWeights<float>& latent, ModelWeights<float>& rounded, int n_threads) {
+                   const ModelWeights<float>& latent, ModelWeights<float>& rounded, int n_threads,
+                   const std::map<std::string, AffineSpec>& affine) {
   rounded = latent;
   for (size_t l = 0; l < rounded.blocks.size(); ++l) {
     const std::string prefix = "blk." + std::to_string(l) + ".";
     for (int i = 0; i < 7; ++i) {
       const std::string name = prefix + kLinearNames[i] + ".weight";
-      const auto it = types.find(name);
-      if (it == types.end()) continue;
       std::vector<float>& w = *rounded.blocks[l].linear(i);
       const TensorView& t = m.tensor(name);
+      if (const auto a = affine.find(name); a != affine.end()) {
+        if (t.n_values() != w.size())
+          fail(ErrorKind::Argument, "'{}': {} values for a tensor of {}", name, w.size(),
+               t.n_values());
+        const AffineTensor q = affine_quantize(w.data(), t.n_rows(), t.row_len(), a->second);
+        affine_dequantize(q, t.n_rows(), t.row_len(), a->second, w.data());
+        continue;
+      }
+      const auto it = types.find(name);
+      if (it == types.end()) continue;
       uint64_t bytes = 0;
       if (t.n_values() != w.size() || !tensor_bytes(it->second, t.row_len(), w.size(), &bytes))
         fail(ErrorKind::Argument, "'{}': {} values cannot be rounded to {} in rows of {}", name,

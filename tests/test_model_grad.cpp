@@ -327,41 +327,51 @@ TEST(ModelGrad, FakeQuantizeRoundsTheNamedLinearsAsTheWriterDoes) {
 }
 
 // The straight-through estimator: Adam's first step moves each weight by lr against the
-// sign of the gradient, and that gradient must be the one at the rounded weights.
+// sign of the gradient, and that gradient must be the one at the rounded weights (GGUF
+// blocks, then an affine grid).
 TEST(Distill, QuantizationAwareStepsFollowTheGradientAtTheRoundedWeights) {
   const Model m = small_model("llama", false);
   const std::map<std::string, DType> types = every_linear_in(DType::Q4_0);
+  std::map<std::string, AffineSpec> grids;
+  for (const auto& [name, type] : types) grids[name] = AffineSpec{3, 32, false};
   const auto tokens = random_tokens(64, 64, 5);
-  DistillOptions o;
-  o.steps = 1, o.batch = 1, o.n_ctx = 32, o.n_windows = 1, o.lr = 1e-3;
-  o.quantize_to = types;
-  const ModelWeights<float> before = model_weights<float>(m);
-  const ModelWeights<float> after = model_weights<float>(distill(m, m, tokens, o));
-  // The one window, its teacher logits, the gradient at the rounded weights.
-  const auto window = sample_windows(tokens, 1, 32, o.seed, m.vocab.bos)[0];
-  Engine teacher(m, {1, 32});
-  std::vector<float> zt, zs;
-  teacher.eval(window.data(), window.size(), zt, true);
-  ModelWeights<float> rounded, g;
-  fake_quantize(m, types, before, rounded, 1);
-  g.zeros_like(rounded);
-  const ModelPass<float> pass(m);
-  std::vector<std::vector<float>> inputs;
-  pass.forward(rounded, window.data(), window.size(), zs, inputs);
-  std::vector<float> dz(zs.size());
-  kd_loss(zs.data(), zt.data(), window.size(), 64, 1.0, dz.data());
-  pass.backward(rounded, inputs, dz.data(), window.size(), g);
-  const std::vector<float>&w0 = before.blocks[1].wdown, &w1 = after.blocks[1].wdown,
-        &gd = g.blocks[1].wdown;
-  double largest = 0;
-  for (float v : gd) largest = std::max(largest, double(std::fabs(v)));
-  size_t checked = 0;
-  for (size_t i = 0; i < gd.size(); ++i) {
-    if (std::fabs(gd[i]) < 1e-3 * largest) continue;  // Adam's ε blurs the smallest
-    EXPECT_NEAR(w1[i] - w0[i], gd[i] > 0 ? -1e-3 : 1e-3, 1e-5) << i;
-    ++checked;
+  for (const bool affine : {false, true}) {
+    SCOPED_TRACE(affine ? "int3 g32 asym" : "Q4_0");
+    DistillOptions o;
+    o.steps = 1, o.batch = 1, o.n_ctx = 32, o.n_windows = 1, o.lr = 1e-3;
+    if (affine)
+      o.affine_to = grids;
+    else
+      o.quantize_to = types;
+    const ModelWeights<float> before = model_weights<float>(m);
+    const ModelWeights<float> after = model_weights<float>(distill(m, m, tokens, o));
+    // The one window, its teacher logits, the gradient at the rounded weights.
+    const auto window = sample_windows(tokens, 1, 32, o.seed, m.vocab.bos)[0];
+    Engine teacher(m, {1, 32});
+    std::vector<float> zt, zs;
+    teacher.eval(window.data(), window.size(), zt, true);
+    ModelWeights<float> rounded, g;
+    fake_quantize(m, o.quantize_to, before, rounded, 1, o.affine_to);
+    EXPECT_NE(rounded.blocks[1].wdown, before.blocks[1].wdown);
+    g.zeros_like(rounded);
+    const ModelPass<float> pass(m);
+    std::vector<std::vector<float>> inputs;
+    pass.forward(rounded, window.data(), window.size(), zs, inputs);
+    std::vector<float> dz(zs.size());
+    kd_loss(zs.data(), zt.data(), window.size(), 64, 1.0, dz.data());
+    pass.backward(rounded, inputs, dz.data(), window.size(), g);
+    const std::vector<float>&w0 = before.blocks[1].wdown, &w1 = after.blocks[1].wdown,
+          &gd = g.blocks[1].wdown;
+    double largest = 0;
+    for (float v : gd) largest = std::max(largest, double(std::fabs(v)));
+    size_t checked = 0;
+    for (size_t i = 0; i < gd.size(); ++i) {
+      if (std::fabs(gd[i]) < 1e-3 * largest) continue;  // Adam's ε blurs the smallest
+      EXPECT_NEAR(w1[i] - w0[i], gd[i] > 0 ? -1e-3 : 1e-3, 1e-5) << i;
+      ++checked;
+    }
+    EXPECT_GT(checked, gd.size() / 2);
   }
-  EXPECT_GT(checked, gd.size() / 2);
 }
 
 // Mean KL from `teacher`'s distributions to `pass` with weights w over `windows`.

@@ -63,6 +63,13 @@ float stored_range(double r) {
   return std::max(float(r), std::numeric_limits<float>::min());
 }
 
+// Entry k of the windows' maxima (ModelPass::forward's `seen`), averaged over the windows.
+double mean_max(const std::vector<std::vector<float>>& seen, size_t k) {
+  double sum = 0;
+  for (const std::vector<float>& s : seen) sum += s[k];
+  return sum / double(seen.size());
+}
+
 // The first static ranges: the mean over a batch of windows of each input's max |x|,
 // the activations rounded per token as the ranges are not known yet.
 void start_ranges(const Model& student, const DistillOptions& o,
@@ -80,12 +87,9 @@ void start_ranges(const Model& student, const DistillOptions& o,
       pass.forward(w, windows[b].data(), windows[b].size(), logits, inputs, &seen[b]);
   });
   for (size_t l = 0; l < w.blocks.size(); ++l) {
-    w.blocks[l].act_range.assign(kActRangeSites, 0.0f);
-    for (int i = 0; i < kActRangeSites; ++i) {
-      double sum = 0;
-      for (const auto& s : seen) sum += s[l * kActRangeSites + i];
-      w.blocks[l].act_range[i] = stored_range(sum / double(n));
-    }
+    w.blocks[l].act_range.resize(kActRangeSites);
+    for (int i = 0; i < kActRangeSites; ++i)
+      w.blocks[l].act_range[i] = stored_range(mean_max(seen, l * kActRangeSites + i));
   }
 }
 
@@ -94,10 +98,8 @@ void follow_ranges(const std::vector<std::vector<float>>& seen, double momentum,
                    train::ModelWeights<float>& w) {
   for (size_t l = 0; l < w.blocks.size(); ++l)
     for (int i = 0; i < kActRangeSites; ++i) {
-      double sum = 0;
-      for (const auto& s : seen) sum += s[l * kActRangeSites + i];
       float& r = w.blocks[l].act_range[i];
-      r = stored_range(momentum * r + (1 - momentum) * sum / double(seen.size()));
+      r = stored_range(momentum * r + (1 - momentum) * mean_max(seen, l * kActRangeSites + i));
     }
 }
 
@@ -174,8 +176,10 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
   if (!(o.range_momentum >= 0 && o.range_momentum < 1))
     fail(ErrorKind::Argument, "range momentum {}: in [0, 1)", o.range_momentum);
   for (train::BlockWeights<float>& b : w.blocks) {
-    if (!track_ranges) b.act_range.clear();  // they belonged to the untrained weights
-    if (track_ranges) params.push_back(&b.act_range);
+    if (track_ranges)
+      params.push_back(&b.act_range);
+    else
+      b.act_range.clear();  // they belonged to the untrained weights
   }
   if (track_ranges && w.blocks.front().act_range.empty())
     start_ranges(student, o, windows, threads, w);

@@ -66,7 +66,7 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
       {[](QuantizeJob& j) {
          j.method.kind = Method::Awq, j.calib.text = "c.txt", j.target = AffineTarget{};
        },
-       "method awq writes GGUF types, not the affine int layout (which takes rtn, gptq)"},
+       "method awq writes GGUF types, not the affine int layout (which takes rtn, gptq, qat)"},
       {[](QuantizeJob& j) { j.method.kind = Method::SmoothQuant; },
        "method smoothquant writes W8A8"},
       {[](QuantizeJob& j) { j.method.kind = Method::SmoothQuant, j.target = W8A8Target{}; },

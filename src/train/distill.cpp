@@ -49,7 +49,9 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   }
   for (const auto& [name, spec] : o.affine_to) {
     h.add(name);
-    h.add(spec.describe());
+    for (const double v : {double(spec.bits), double(spec.group), double(spec.symmetric),
+                           double(spec.range), spec.percentile})
+      h.add(&v, sizeof v);
   }
   for (const std::vector<float>* p : params) {
     const uint64_t n = p->size();

@@ -199,6 +199,11 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
   s.embd = &m.tensor("token_embd.weight");
   s.output = c.tied_embeddings ? s.embd : &m.tensor("output.weight");
   s.output_norm = vector_of(m, "output_norm.weight");
+  if (opts.rounding.static_ranges && c.act_ranges.size() != size_t(kActRangeSites) * c.n_layer)
+    fail(ErrorKind::Argument,
+         "{}: static activation ranges: the model has none (quantize --method qat --act-ranges "
+         "static trains them)",
+         m.source);
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     Impl::Layer L;
     L.prefix = "blk." + std::to_string(l) + ".";
@@ -222,11 +227,6 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
       L.k_norm = vector_of(m, L.prefix + "attn_k_norm.weight");
     }
     if (opts.rounding.static_ranges) {
-      if (c.act_ranges.size() != size_t(kActRangeSites) * c.n_layer)
-        fail(ErrorKind::Argument,
-             "{}: static activation ranges: the model has none (quantize --method qat "
-             "--act-ranges static trains them)",
-             m.source);
       const TensorView* linears[7] = {L.wq, L.wk, L.wv, L.wo, L.wgate, L.wup, L.wdown};
       for (int i = 0; i < 7; ++i)
         s.act_range[linears[i]->name] = c.act_ranges[l * kActRangeSites + act_range_site(i)];

@@ -84,8 +84,8 @@ QuantizeJob make_job(const JobSettings& s) {
   if (s.format && *s.format != AffineFormat::Lowbit && (!bits || w8a8) &&
       !(w8a8 && *s.format == AffineFormat::CompressedTensors))
     fail(ErrorKind::Argument,
-         "format {} holds int2..int8 weights (with rtn, gptq or qat), not type {}{}; W8A8 goes to "
-         "lowbit or compressed-tensors",
+         "format {} holds int2..int8 weights (with rtn, gptq or qat), not type {}{}; W8A8 "
+         "goes to lowbit or compressed-tensors",
          affine_format_name(*s.format), s.type, w8a8 ? " with W8A8" : "");
   if (w8a8_name || (bits && j.method.kind == Method::SmoothQuant)) {
     if ((bits && bits != 8) || s.asym)

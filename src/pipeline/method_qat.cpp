@@ -69,6 +69,15 @@ Model block_wise_start(const JobRun& run, Method start) {
   return load_model(path);
 }
 
+// The job's training settings with qat's defaults where the job gives none.
+DistillOptions qat_options(const JobRun& run) {
+  DistillOptions d = run.distill_options("qat");
+  d.train_scales = run.job().method.qat.train_scales;
+  if (d.steps <= 0) d.steps = kQatSteps;
+  if (d.lr <= 0) d.lr = d.train_scales ? kQatScalesLr : kQatLr;
+  return d;
+}
+
 // The report's method: "qat start=adaquant steps=200 lr=0.0001 calib=128x512", then what else
 // was trained for (train=scales, ce=W, the rounding's flags).
 std::string label(Method start, const DistillOptions& d, const QuantizeJob& job) {
@@ -93,9 +102,7 @@ class QatMethod : public QuantMethod {
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
     const Model& source = run.model();
     const QuantizeJob& job = run.job();
-    DistillOptions d = run.distill_options("qat");
-    if (d.steps <= 0) d.steps = kQatSteps;
-    d.train_scales = job.method.qat.train_scales;
+    DistillOptions d = qat_options(run);
     // The student starts from the job's model (with a teacher, or --qat-start rtn) or from the
     // block-by-block method's file; the teacher is the unquantized model.
     std::optional<Model> teacher_file, start_file;
@@ -104,7 +111,6 @@ class QatMethod : public QuantMethod {
     const Method start = job.teacher.empty() ? job.method.qat.start : Method::Rtn;
     if (!job.teacher.empty()) teacher = &teacher_file.emplace(load_model(job.teacher));
     if (start != Method::Rtn) student = &start_file.emplace(block_wise_start(run, start));
-    if (d.lr <= 0) d.lr = d.train_scales ? kQatScalesLr : kQatLr;  // (not set by the job)
     const Model& m = *student;
     check_same_shape(m, *teacher);
     for (const TensorPlan& p : plan_quantization(m, q.plan))
@@ -143,9 +149,7 @@ class QatMethod : public QuantMethod {
            "qat onto the affine layout starts from the Hugging Face model itself, which is the "
            "teacher: drop --teacher {}",
            job.teacher);
-    DistillOptions d = run.distill_options("qat");
-    if (d.steps <= 0) d.steps = kQatSteps;
-    if (d.lr <= 0) d.lr = kQatLr;
+    DistillOptions d = qat_options(run);
     const Method start = job.method.qat.start == Method::Rtn ? Method::Rtn : Method::Gptq;
     std::optional<Model> started;
     if (start != Method::Rtn)

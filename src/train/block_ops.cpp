@@ -163,6 +163,17 @@ void swiglu_backward(const Real* g, const Real* u, size_t count, const Real* dm,
   }
 }
 
+template <class Real>
+void log_softmax(const Real* z, size_t vocab, double tau, std::vector<double>& logp) {
+  double mx = -INFINITY;
+  for (size_t j = 0; j < vocab; ++j) mx = std::max(mx, double(z[j]) / tau);
+  double sum = 0;
+  for (size_t j = 0; j < vocab; ++j) sum += std::exp(double(z[j]) / tau - mx);
+  const double lse = mx + std::log(sum);
+  logp.resize(vocab);
+  for (size_t j = 0; j < vocab; ++j) logp[j] = double(z[j]) / tau - lse;
+}
+
 #define LOWBIT_INSTANTIATE_OPS(Real)                                                              \
   template void linear<Real>(const Real*, size_t, size_t, const Real*, size_t, Real*);            \
   template void linear_backward<Real>(const Real*, size_t, size_t, const Real*, size_t,           \
@@ -178,7 +189,9 @@ void swiglu_backward(const Real* g, const Real* u, size_t count, const Real* dm,
                                          size_t, size_t, size_t, size_t, const Real*, Real*,      \
                                          Real*, Real*);                                           \
   template void swiglu<Real>(const Real*, const Real*, size_t, Real*);                            \
-  template void swiglu_backward<Real>(const Real*, const Real*, size_t, const Real*, Real*, Real*);
+  template void swiglu_backward<Real>(const Real*, const Real*, size_t, const Real*, Real*,       \
+                                      Real*);                                                     \
+  template void log_softmax<Real>(const Real*, size_t, double, std::vector<double>&);
 LOWBIT_INSTANTIATE_OPS(float)
 LOWBIT_INSTANTIATE_OPS(double)
 #undef LOWBIT_INSTANTIATE_OPS

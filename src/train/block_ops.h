@@ -55,4 +55,8 @@ template <class Real>
 void swiglu_backward(const Real* g, const Real* u, size_t count, const Real* dm, Real* dg,
                      Real* du);
 
+// logp [vocab] = log softmax(z / τ), in double (the losses against next-token distributions).
+template <class Real>
+void log_softmax(const Real* z, size_t vocab, double tau, std::vector<double>& logp);
+
 }  // namespace lowbit::train

@@ -219,20 +219,11 @@ template <class Real>
 double kd_loss(const Real* student, const float* teacher, size_t n, size_t vocab,
                double temperature, Real* dstudent) {
   const double tau = temperature;
-  std::vector<double> ps(vocab), pt(vocab);
+  std::vector<double> ps, pt;
   double loss = 0;
-  // log-softmax of z/τ: z/τ − max − log Σ exp(z/τ − max)
-  auto log_softmax = [&](auto* z, std::vector<double>& logp) {
-    double mx = -INFINITY;
-    for (size_t j = 0; j < vocab; ++j) mx = std::max(mx, double(z[j]) / tau);
-    double sum = 0;
-    for (size_t j = 0; j < vocab; ++j) sum += std::exp(double(z[j]) / tau - mx);
-    const double lse = mx + std::log(sum);
-    for (size_t j = 0; j < vocab; ++j) logp[j] = double(z[j]) / tau - lse;
-  };
   for (size_t t = 0; t < n; ++t) {
-    log_softmax(student + t * vocab, ps);
-    log_softmax(teacher + t * vocab, pt);
+    log_softmax(student + t * vocab, vocab, tau, ps);
+    log_softmax(teacher + t * vocab, vocab, tau, pt);
     for (size_t j = 0; j < vocab; ++j) {
       const double p_t = std::exp(pt[j]), p_s = std::exp(ps[j]);
       loss += p_t * (pt[j] - ps[j]);
@@ -249,18 +240,14 @@ double ce_loss(const Real* student, const int32_t* tokens, size_t n, size_t voca
   if (n < 2) return 0;
   double loss = 0;
   const double per_position = weight / double(n - 1);
+  std::vector<double> logp;
   for (size_t t = 0; t + 1 < n; ++t) {
-    const Real* z = student + t * vocab;
+    log_softmax(student + t * vocab, vocab, 1.0, logp);
     const size_t next = size_t(tokens[t + 1]);
-    double mx = -INFINITY, sum = 0;
-    for (size_t j = 0; j < vocab; ++j) mx = std::max(mx, double(z[j]));
-    for (size_t j = 0; j < vocab; ++j) sum += std::exp(double(z[j]) - mx);
-    const double lse = mx + std::log(sum);
-    loss += lse - double(z[next]);
+    loss -= logp[next];
     // ∂CE/∂z_j = softmax(z)_j − [j = next]
     for (size_t j = 0; j < vocab; ++j)
-      dstudent[t * vocab + j] +=
-          Real(per_position * (std::exp(double(z[j]) - lse) - (j == next ? 1.0 : 0.0)));
+      dstudent[t * vocab + j] += Real(per_position * (std::exp(logp[j]) - (j == next ? 1.0 : 0.0)));
   }
   return loss / double(n - 1);
 }

@@ -6,23 +6,9 @@
 #include <numeric>
 
 #include "lowbit/error.h"
+#include "train/block_ops.h"
 
 namespace lowbit::train {
-namespace {
-
-// log softmax(z / τ) into logp [vocab], in double.
-template <class Real>
-void log_softmax(const Real* z, size_t vocab, double tau, std::vector<double>& logp) {
-  double mx = -INFINITY;
-  for (size_t j = 0; j < vocab; ++j) mx = std::max(mx, double(z[j]) / tau);
-  double sum = 0;
-  for (size_t j = 0; j < vocab; ++j) sum += std::exp(double(z[j]) / tau - mx);
-  const double lse = mx + std::log(sum);
-  logp.resize(vocab);
-  for (size_t j = 0; j < vocab; ++j) logp[j] = double(z[j]) / tau - lse;
-}
-
-}  // namespace
 
 TopKDistribution top_k_of(const float* logits, size_t n, size_t vocab, size_t k,
                           double temperature) {

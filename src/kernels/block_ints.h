@@ -85,6 +85,12 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
         h.scale[s] = (((b->scales_l[s / 2] >> (4 * (s % 2))) & 15) | (((b->scales_h >> (2 * s)) & 3) << 4)) - 32;
       break;
     }
+    case DType::TQ1_0:
+    case DType::TQ2_0:  // v = trit - 1, one scale: eight sub-blocks of 32 with scale 1
+      h.sub = 32, h.n_sub = 8;
+      h.d = f16_to_f32(t == DType::TQ1_0 ? reinterpret_cast<const BlockTQ1_0*>(blk)->d
+                                         : reinterpret_cast<const BlockTQ2_0*>(blk)->d);
+      break;
     default: break;
   }
 }
@@ -169,6 +175,17 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
     case DType::IQ4_XS: {
       const auto* b = reinterpret_cast<const BlockIQ4_XS*>(blk);
       for (int e = 0; e < 256; ++e) v[e] = kIq4nlValues[nibble32(b->qs + 16 * (e / 32), e % 32)];
+      break;
+    }
+    case DType::TQ1_0:
+      for (int i = 0; i < 52; ++i)
+        for (int j = 0; j < 5; ++j)
+          if (const int place = tq1_place(i, j); place >= 0) v[place] = tq1_trit(blk[i], j) - 1;
+      break;
+    case DType::TQ2_0: {
+      const auto* b = reinterpret_cast<const BlockTQ2_0*>(blk);
+      for (int e = 0; e < 256; ++e)
+        v[e] = ((b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3) - 1;
       break;
     }
     default: break;

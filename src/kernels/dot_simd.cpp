@@ -95,6 +95,34 @@ struct Q2_K : InRegisters {
     return Bits(LoadBytes(reinterpret_cast<const quant::BlockQ2_K*>(b)->qs + 32 * h + l), 2 * k, 3);
   }
 };
+struct TQ2_0 : InRegisters {  // Q2_K's places, v = trit - 1
+  static V16 Values(const uint8_t* b, int e) {
+    const int h = e / 128, k = (e % 128) / 32, l = e % 32;
+    const V16 t =
+        Bits(LoadBytes(reinterpret_cast<const quant::BlockTQ2_0*>(b)->qs + 32 * h + l), 2 * k, 3);
+    return hn::Sub(t, hn::Set(D16(), 1));
+  }
+};
+// Values 0-239 read trit j of consecutive bytes: ((byte * 3^j) & 255) * 3 >> 8 in int16
+// lanes (byte * 81 < 2^15). Values 240-255 interleave four trits of four bytes: scalar.
+struct TQ1_0 : InRegisters {
+  static V16 Values(const uint8_t* b, int e) {
+    const D16 d;
+    if (e >= 240) {
+      alignas(32) int16_t v[16];
+      for (size_t i = 0; i < hn::Lanes(d); ++i) {
+        const int place = e + static_cast<int>(i) - 240;
+        v[i] = static_cast<int16_t>(quant::tq1_trit(b[48 + place % 4], place / 4) - 1);
+      }
+      return hn::Load(d, v);
+    }
+    static constexpr int16_t kPow3[5] = {1, 3, 9, 27, 81};
+    const int j = e < 160 ? e / 32 : (e - 160) / 16;
+    const V16 x = LoadBytes(e < 160 ? b + e % 32 : b + 32 + (e - 160) % 16);
+    const V16 frac = hn::And(hn::Mul(x, hn::Set(d, kPow3[j])), hn::Set(d, 255));
+    return hn::Sub(hn::ShiftRight<8>(hn::Mul(frac, hn::Set(d, 3))), hn::Set(d, 1));
+  }
+};
 struct Q3_K : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const auto* blk = reinterpret_cast<const quant::BlockQ3_K*>(b);
@@ -367,6 +395,14 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
     case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_XS, TableDecoded<DType::IQ4_XS>, 256, true>(r, nb256, a); });
+    case DType::TQ1_0:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::TQ1_0, TQ1_0, 256, false>(r, nb256, a);
+      });
+    case DType::TQ2_0:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::TQ2_0, TQ2_0, 256, false>(r, nb256, a);
+      });
     default: return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   }
 }

@@ -62,8 +62,8 @@ void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
 void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
                    const float* importance, bool debias, int n_threads, uint8_t* out);
 
-// Defined in blocks_legacy.cpp, blocks_k.cpp and blocks_2of4.cpp: choose_X, set_codes_X,
-// dequantize_X.
+// Defined in blocks_legacy.cpp, blocks_k.cpp, blocks_ternary.cpp and blocks_2of4.cpp: choose_X,
+// set_codes_X, dequantize_X.
 #define LOWBIT_DECLARE_CODEC(type)                                                   \
   void choose_##type(const float* x, const float* w, uint8_t* block, BlockGrid* g); \
   void set_codes_##type(const int* codes, uint8_t* block);                           \
@@ -80,6 +80,8 @@ LOWBIT_DECLARE_CODEC(q4_k)
 LOWBIT_DECLARE_CODEC(q5_k)
 LOWBIT_DECLARE_CODEC(q6_k)
 LOWBIT_DECLARE_CODEC(iq4_xs)
+LOWBIT_DECLARE_CODEC(tq1_0)  // blocks_ternary.cpp
+LOWBIT_DECLARE_CODEC(tq2_0)
 LOWBIT_DECLARE_CODEC(q8_0_s24)  // blocks_2of4.cpp
 LOWBIT_DECLARE_CODEC(q4_0_s24)
 #undef LOWBIT_DECLARE_CODEC

@@ -3,6 +3,7 @@
 // Each block covers `block_size` consecutive values of one row:
 //   32 values:  Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL
 //   256 values (a "super-block" of 8 or 16 sub-blocks): Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS
+//   256 values, ternary (one scale, values -d, 0, +d): TQ1_0 TQ2_0
 // The comment on each struct says which bits of which byte hold value e (0-based in block).
 #pragma once
 
@@ -52,6 +53,23 @@ struct BlockQ6_K { uint8_t ql[128]; uint8_t qh[64]; int8_t scales[16]; uint16_t 
 // sub-block b in qs[16b..16b+15] laid out as Q4_0.
 struct BlockIQ4_XS { uint16_t d; uint16_t scales_h; uint8_t scales_l[4]; uint8_t qs[128]; };
 
+// Ternary blocks: value e = d * (trit - 1), trit in {0, 1, 2}; d is the last field.
+// TQ2_0: 2-bit trits placed as Q2_K's codes, e = 128h + 32k + l in (qs[32h + l] >> 2k) & 3.
+struct BlockTQ2_0 {
+  uint8_t qs[64];
+  uint16_t d;
+};
+// TQ1_0: five trits per byte of qs, four per byte of qh, as base-3 fractions. A byte holding
+// trits t0..t(n-1) (t0 most significant) stores ceil(256 * T / 243), T = sum t_j 3^(4-j)
+// (qh's four trits are followed by a zero); trit j is ((byte * 3^j) mod 256) * 3 >> 8.
+// Places: trit j of qs[m], m < 32, is value m + 32j (0-159); of qs[32 + m], m < 16, value
+// 160 + m + 16j (160-239); trit j of qh[m] is value 240 + m + 4j.
+struct BlockTQ1_0 {
+  uint8_t qs[48];
+  uint8_t qh[4];
+  uint16_t d;
+};
+
 // 2:4 sparse blocks (lowbit only, docs/FORMATS.md): of each group g = e / 4 of four values at
 // most two are not zero. Nibble g of pos (the low nibble of pos[g / 2] for even g) holds the
 // places in the group of kept values k = 2g (bits 0-1) and k = 2g + 1 (bits 2-3), the first
@@ -90,6 +108,19 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockIQ4_NL) == 18);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_XS) == 136);
+static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66);
+
+// TQ1_0: the place (0-255) of trit j (0-4) of byte i (0-51; qs, then qh), -1 for qh's
+// fifth, unused trit.
+inline int tq1_place(int i, int j) {
+  if (i < 32) return i + 32 * j;
+  if (i < 48) return 160 + (i - 32) + 16 * j;
+  return j < 4 ? 240 + (i - 48) + 4 * j : -1;
+}
+inline int tq1_trit(uint8_t byte, int j) {
+  static constexpr int kPow3[5] = {1, 3, 9, 27, 81};
+  return ((byte * kPow3[j]) & 255) * 3 >> 8;
+}
 
 // The 16 non-uniform levels of IQ4_NL / IQ4_XS (denser near zero, like a normal distribution).
 inline constexpr int8_t kIq4nlValues[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
@@ -145,6 +176,10 @@ inline std::vector<size_t> f16_scale_offsets(DType t) {
       return {offsetof(BlockQ6_K, d)};
     case DType::IQ4_XS:
       return {offsetof(BlockIQ4_XS, d)};
+    case DType::TQ1_0:
+      return {offsetof(BlockTQ1_0, d)};
+    case DType::TQ2_0:
+      return {offsetof(BlockTQ2_0, d)};
     case DType::Q8_0_S24:
       return {offsetof(BlockQ8_0_S24, d)};
     case DType::Q4_0_S24:

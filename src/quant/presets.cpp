@@ -19,18 +19,36 @@ using L = LayerSet;
 std::vector<Preset> make_presets() {
   const PresetRule kMoreBitsV{"attn_v", L::MoreBits, Q6_K}, kMoreBitsDown{"ffn_down", L::MoreBits, Q6_K};
   return {
-      {"Q2_K", 10, Q2_K, Q6_K,
-       {{"attn_v", L::All, Q4_K, true}, {"attn_v", L::All, Q3_K}, {"ffn_down", L::All, Q3_K},
+      {"Q2_K",
+       10,
+       Q2_K,
+       Q6_K,
+       {{"attn_v", L::All, Q4_K, true},
+        {"attn_v", L::All, Q3_K},
+        {"ffn_down", L::All, Q3_K},
         {"attn_output", L::All, Q3_K}}},
       {"Q3_K_S", 11, Q3_K, Q6_K, {}},
-      {"Q3_K_M", 12, Q3_K, Q6_K,
-       {{"attn_v", L::FirstTwo, Q5_K}, {"attn_v", L::All, Q4_K}, {"ffn_down", L::FirstSixteenth, Q5_K},
-        {"ffn_down", L::All, Q4_K}, {"attn_output", L::All, Q4_K}}},
-      {"Q3_K_L", 13, Q3_K, Q6_K,
+      {"Q3_K_M",
+       12,
+       Q3_K,
+       Q6_K,
+       {{"attn_v", L::FirstTwo, Q5_K},
+        {"attn_v", L::All, Q4_K},
+        {"ffn_down", L::FirstSixteenth, Q5_K},
+        {"ffn_down", L::All, Q4_K},
+        {"attn_output", L::All, Q4_K}}},
+      {"Q3_K_L",
+       13,
+       Q3_K,
+       Q6_K,
        {{"attn_v", L::All, Q5_K}, {"ffn_down", L::All, Q5_K}, {"attn_output", L::All, Q5_K}}},
       {"Q4_0", 2, Q4_0, Q6_K, {}},
       {"Q4_1", 3, Q4_1, Q6_K, {}},
-      {"Q4_K_S", 14, Q4_K, Q6_K, {{"attn_v", L::FirstFour, Q5_K}, {"ffn_down", L::FirstEighth, Q5_K}}},
+      {"Q4_K_S",
+       14,
+       Q4_K,
+       Q6_K,
+       {{"attn_v", L::FirstFour, Q5_K}, {"ffn_down", L::FirstEighth, Q5_K}}},
       {"Q4_K_M", 15, Q4_K, Q6_K, {kMoreBitsV, kMoreBitsDown}},
       {"Q5_0", 8, Q5_0, Q6_K, {}},
       {"Q5_1", 9, Q5_1, Q6_K, {}},
@@ -38,10 +56,19 @@ std::vector<Preset> make_presets() {
       {"Q5_K_M", 17, Q5_K, Q6_K, {kMoreBitsV, kMoreBitsDown}},
       {"Q6_K", 18, Q6_K, Q6_K, {}},
       {"Q8_0", 7, Q8_0, Q8_0, {}},
-      {"IQ4_NL", 25, IQ4_NL, Q6_K,
+      {"IQ4_NL",
+       25,
+       IQ4_NL,
+       Q6_K,
        {{"attn_v", L::All, Q5_K, true}, {"ffn_down", L::FirstEighth, Q5_K, false, true}}},
-      {"IQ4_XS", 30, IQ4_XS, Q6_K,
+      {"IQ4_XS",
+       30,
+       IQ4_XS,
+       Q6_K,
        {{"attn_v", L::All, Q5_K, true}, {"ffn_down", L::FirstEighth, Q5_K, false, true}}},
+      // Ternary: llama.cpp keeps the untied embedding at Q4_K
+      {"TQ1_0", 36, TQ1_0, Q6_K, {}, Q4_K},
+      {"TQ2_0", 37, TQ2_0, Q6_K, {}, Q4_K},
       {"F16", 1, F16, F16, {}},
       {"BF16", 32, BF16, BF16, {}},
   };
@@ -105,6 +132,10 @@ DType fallback_type(DType t, uint64_t row_len) {
       case DType::Q4_K: t = DType::Q5_0; break;
       case DType::Q5_K: t = DType::Q5_1; break;
       case DType::Q6_K: t = DType::Q8_0; break;
+      case DType::TQ1_0:
+      case DType::TQ2_0:
+        t = DType::Q4_0;
+        break;
       default: return DType::F16;
     }
   }
@@ -156,6 +187,9 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
       if (is_output) {
         p.type = preset.output;
         if (p.type != preset.base) p.note = "output head", p.reason = PlanReason::Mix;
+      } else if (t.name == "token_embd.weight" && preset.embedding != DType::Count) {
+        p.type = preset.embedding;
+        p.note = std::string(preset.name) + " mix", p.reason = PlanReason::Mix;
       } else if (parts.layer >= 0) {
         for (const PresetRule& r : preset.rules) {
           if (parts.role != r.role || !layer_selected(r.layers, parts.layer, n_layer)) continue;

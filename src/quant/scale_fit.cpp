@@ -1,7 +1,9 @@
 #include "quant/scale_fit.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
+#include <vector>
 
 namespace lowbit::quant {
 namespace {
@@ -128,6 +130,22 @@ float fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax) {
     }
   }
   return best_d;
+}
+
+float fit_ternary(const float* x, const float* w, int n) {
+  std::vector<int> order(n);
+  for (int i = 0; i < n; ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](int a, int b) { return std::fabs(x[a]) > std::fabs(x[b]); });
+  // error(S) = sum w x^2 - (sum_S w|x|)^2 / sum_S w: maximise the second term.
+  double sx = 0, sw = 0, best = 0, best_d = 0;
+  for (int k = 0; k < n; ++k) {
+    const int i = order[k];
+    sx += weight_at(w, i) * std::fabs(x[i]);
+    sw += weight_at(w, i);
+    if (sw > 0 && sx * sx / sw > best) best = sx * sx / sw, best_d = sx / sw;
+  }
+  return static_cast<float>(best_d);
 }
 
 void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k, int qmax, float* errs) {

@@ -30,6 +30,12 @@ inline float weight_at(const float* w, int i) { return w ? w[i] : 1.0f; }
 // for each, and returns the best d (0 for an all-zero group). d may be negative.
 float fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax);
 
+// Ternary codes q in {-1, 0, +1}, value = d*q (d >= 0): the exact weighted least-squares
+// optimum. For a fixed set S of non-zero codes the best d is sum_S w|x| / sum_S w, and
+// rounding to nearest under any d keeps the |x| above d/2, so the best S is one of the n
+// sets "the k largest |x|"; one sorted pass scores them all. 0 for an all-zero group.
+float fit_ternary(const float* x, const float* w, int n);
+
 // Affine codes q in [0, qmax], value = scale*q + offset with scale >= 0. With
 // offset_nonpositive (K-quant "mins") the offset is kept <= 0.
 struct AffineFit { float scale = 0, offset = 0; };

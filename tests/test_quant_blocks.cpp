@@ -55,6 +55,8 @@ Window error_window(DType t) {
     case DType::IQ4_NL: return {0.05, 0.12};    // 4.5
     case DType::IQ4_XS: return {0.05, 0.12};    // 4.25
     case DType::Q3_K: return {0.1, 0.25};       // 3.44
+    case DType::IQ3_S:
+      return {0.1, 0.25};                       // 3.44
     case DType::Q2_K: return {0.2, 0.45};       // 2.63
     case DType::TQ2_0:
       return {0.35, 0.5};  // 2.06, ternary: ~0.44 at the optimum

@@ -52,7 +52,9 @@ enum class SensitivityMode {
 };
 
 struct SensitivityOptions {
-  std::vector<DType> candidates = {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::Q8_0};
+  // TQ1_0 decodes to the same values as TQ2_0 in fewer bytes, so only it is a candidate.
+  std::vector<DType> candidates = {DType::TQ1_0, DType::Q2_K, DType::Q3_K, DType::Q4_K,
+                                   DType::Q5_K,  DType::Q6_K, DType::Q8_0};
   SensitivityMode mode = SensitivityMode::Proxy;
   DType reference = DType::Q3_K;  // Proxy: the type measured for every tensor
   size_t n_windows = 4, n_ctx = 256;

@@ -109,6 +109,10 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   if (!codec)
     fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)",
          dtype_name(type));
+  if (!codec->choose)
+    fail(ErrorKind::Unsupported,
+         "GPTQ: {} is a codebook type, whose groups GPTQ cannot round yet (rtn and imatrix can)",
+         dtype_name(type));
   const auto& tr = traits(type);
   if (cols % tr.block_size != 0)
     fail(ErrorKind::Argument, "GPTQ: rows of {} values do not divide into {} blocks of {}", cols,

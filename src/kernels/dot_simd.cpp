@@ -141,7 +141,7 @@ struct Q5_K : InRegisters {
   }
 };
 
-// Types whose values are table lookups (IQ4_NL, IQ4_XS): Prepare decodes the block to int16
+// Types whose values are table lookups (IQ4_NL, IQ4_XS, IQ3_S): Prepare decodes the block to int16
 // with the scalar code, Values reads it back.
 template <DType kType>
 struct TableDecoded {

@@ -26,6 +26,7 @@ int BlockGrid::nearest(int e, float x) const {
 }
 
 void BlockCodec::quantize(const float* x, const float* w, uint8_t* block) const {
+  if (quantize_block) return quantize_block(x, w, block);
   BlockGrid g;
   choose(x, w, block, &g);
   int codes[kQKK];
@@ -41,7 +42,7 @@ const BlockCodec* block_codec(DType t) {
     DType::T, choose_##name, zero, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, \
         debias                                                                                \
   }
-  static constexpr std::array<BlockCodec, 16> kCodecs = {{
+  static constexpr std::array<BlockCodec, 17> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),
       LOWBIT_CODEC(Q4_1, q4_1, choose_zero_q4_1, LOWBIT_AT(Q4_1, m), false),
       LOWBIT_CODEC(Q5_0, q5_0, choose_q5_0, -1, false),
@@ -54,6 +55,14 @@ const BlockCodec* block_codec(DType t) {
       LOWBIT_CODEC(Q5_K, q5_k, choose_zero_q5_k, LOWBIT_AT(Q5_K, dmin), true),
       LOWBIT_CODEC(Q6_K, q6_k, choose_q6_k, -1, true),
       LOWBIT_CODEC(IQ4_XS, iq4_xs, nullptr, -1, false),
+      {DType::IQ3_S,
+       nullptr,
+       nullptr,
+       nullptr,
+       dequantize_iq3_s,
+       {LOWBIT_AT(IQ3_S, d), -1},
+       false,
+       quantize_iq3_s},
       LOWBIT_CODEC(TQ1_0, tq1_0, choose_tq1_0, -1, false),
       LOWBIT_CODEC(TQ2_0, tq2_0, choose_tq2_0, -1, false),
       LOWBIT_CODEC(Q8_0_S24, q8_0_s24, choose_q8_0_s24, -1, false),

@@ -4,6 +4,7 @@
 //   32 values:  Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL
 //   256 values (a "super-block" of 8 or 16 sub-blocks): Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS
 //   256 values, ternary (one scale, values -d, 0, +d): TQ1_0 TQ2_0
+//   256 values, codebook ("i-quant": groups of values share one grid entry): IQ3_S
 // The comment on each struct says which bits of which byte hold value e (0-based in block).
 #pragma once
 
@@ -70,6 +71,28 @@ struct BlockTQ1_0 {
   uint16_t d;
 };
 
+// IQ3_S: 8 sub-blocks of 32, each 8 groups of 4 values. Group g takes entry
+// idx = qs[g] | bit (g % 8) of qh[g / 8] << 8 of the 512-entry IQ3_S grid (iq_grids.h), whose
+// levels l give magnitudes 2l + 1 (1..15); bit e % 8 of signs[e / 8] negates value e.
+// Sub-block b has the 4-bit scale code c = nibble (b % 2) of scales[b / 2];
+// value e = d * (1 + 2c) * (2 l_(e % 4) + 1) * sign.
+struct BlockIQ3_S {
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t qh[8];
+  uint8_t signs[32];
+  uint8_t scales[4];
+};
+inline int iq3s_entry(const BlockIQ3_S* b, int g) {
+  return b->qs[g] | ((b->qh[g / 8] >> (g % 8)) & 1) << 8;
+}
+inline int iq3s_scale_code(const BlockIQ3_S* b, int sub) {
+  return (b->scales[sub / 2] >> (4 * (sub % 2))) & 15;
+}
+inline bool iq3s_negative(const BlockIQ3_S* b, int e) {
+  return (b->signs[e / 8] >> (e % 8)) & 1;
+}
+
 // 2:4 sparse blocks (lowbit only, docs/FORMATS.md): of each group g = e / 4 of four values at
 // most two are not zero. Nibble g of pos (the low nibble of pos[g / 2] for even g) holds the
 // places in the group of kept values k = 2g (bits 0-1) and k = 2g + 1 (bits 2-3), the first
@@ -108,7 +131,7 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockIQ4_NL) == 18);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_XS) == 136);
-static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66);
+static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66 && sizeof(BlockIQ3_S) == 110);
 
 // TQ1_0: the place (0-255) of trit j (0-4) of byte i (0-51; qs, then qh), -1 for qh's
 // fifth, unused trit.
@@ -176,6 +199,8 @@ inline std::vector<size_t> f16_scale_offsets(DType t) {
       return {offsetof(BlockQ6_K, d)};
     case DType::IQ4_XS:
       return {offsetof(BlockIQ4_XS, d)};
+    case DType::IQ3_S:
+      return {offsetof(BlockIQ3_S, d)};
     case DType::TQ1_0:
       return {offsetof(BlockTQ1_0, d)};
     case DType::TQ2_0:

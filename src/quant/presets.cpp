@@ -66,6 +66,14 @@ std::vector<Preset> make_presets() {
        IQ4_XS,
        Q6_K,
        {{"attn_v", L::All, Q5_K, true}, {"ffn_down", L::FirstEighth, Q5_K, false, true}}},
+      {"IQ3_S", 26, IQ3_S, Q6_K, {{"attn_v", L::All, Q4_K, true}}},
+      {"IQ3_M",
+       27,
+       IQ3_S,
+       Q6_K,
+       {{"attn_v", L::All, Q4_K},
+        {"ffn_down", L::FirstEighth, Q4_K},
+        {"attn_output", L::All, Q4_K}}},
       // Ternary: llama.cpp keeps the untied embedding at Q4_K
       {"TQ1_0", 36, TQ1_0, Q6_K, {}, Q4_K},
       {"TQ2_0", 37, TQ2_0, Q6_K, {}, Q4_K},
@@ -128,7 +136,12 @@ DType fallback_type(DType t, uint64_t row_len) {
   auto fits = [&](DType d) { return row_len % traits(d).block_size == 0; };
   while (!fits(t)) {
     switch (t) {
-      case DType::Q2_K: case DType::Q3_K: case DType::IQ4_XS: t = DType::IQ4_NL; break;
+      case DType::Q2_K:
+      case DType::Q3_K:
+      case DType::IQ4_XS:
+      case DType::IQ3_S:
+        t = DType::IQ4_NL;
+        break;
       case DType::Q4_K: t = DType::Q5_0; break;
       case DType::Q5_K: t = DType::Q5_1; break;
       case DType::Q6_K: t = DType::Q8_0; break;

@@ -13,8 +13,9 @@ namespace lowbit::train {
 GridTensor::GridTensor(DType type, std::vector<uint8_t> bytes, uint64_t rows, uint64_t cols)
     : type_(type), bytes_(std::move(bytes)) {
   const quant::BlockCodec* codec = quant::block_codec(type);
-  if (!codec)
-    fail(ErrorKind::Unsupported, "learned rounding: {} is not a block type", dtype_name(type));
+  if (!codec || !codec->choose)
+    fail(ErrorKind::Unsupported, "learned rounding: {} is not a block type with a grid per value",
+         dtype_name(type));
   const auto& tr = traits(type);
   const uint64_t blen = tr.block_size, n_blocks = rows * cols / blen;
   if (cols % blen || bytes_.size() != n_blocks * tr.type_size)

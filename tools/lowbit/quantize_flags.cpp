@@ -39,7 +39,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
       ->required();
   c->add_option("--type", s.type,
                 "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M "
-                "Q6_K Q8_0 IQ4_NL IQ4_XS F16 BF16, a type for every matrix (Q4_K), Q8_0_S24 or "
+                "Q6_K Q8_0 IQ4_NL IQ4_XS IQ3_S IQ3_M TQ1_0 TQ2_0 F16 BF16, a type for every matrix "
+                "(Q4_K), Q8_0_S24 or "
                 "Q4_0_S24 (with --nm 2:4: the linears packed 2:4, lowbit-only), int2..int8 "
                 "(affine safetensors), or fp8 (E4M3 weights, compressed-tensors)")
       ->capture_default_str();

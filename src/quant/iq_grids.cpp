@@ -1,0 +1,54 @@
+#include "quant/iq_grids.h"
+
+#include <algorithm>
+#include <array>
+
+namespace lowbit::quant {
+namespace {
+
+#include "quant/iq_grid_bitmaps.inc"
+
+IqGrid expand(const uint8_t* members, int radix, int width) {
+  IqGrid g;
+  g.radix = radix, g.width = width;
+  int space = 1;
+  for (int j = 0; j < width; ++j) space *= radix;
+  g.index.assign(space, -1);
+  for (int code = 0; code < space; ++code) {
+    if (!((members[code / 8] >> (code % 8)) & 1)) continue;
+    g.index[code] = static_cast<int16_t>(g.n++);
+    for (int j = 0, c = code; j < width; ++j, c /= radix)
+      g.levels.push_back(static_cast<uint8_t>(c % radix));
+  }
+  g.near_start.assign(space + 1, 0);
+  std::vector<int> dist(g.n);
+  for (int code = 0; code < space; ++code) {
+    g.near_start[code] = static_cast<int32_t>(g.near.size());
+    if (g.index[code] >= 0) continue;
+    int lv[8];
+    for (int j = 0, c = code; j < width; ++j, c /= radix) lv[j] = c % radix;
+    for (int i = 0; i < g.n; ++i) {
+      dist[i] = 0;
+      for (int j = 0; j < width; ++j) dist[i] += (g.entry(i)[j] - lv[j]) * (g.entry(i)[j] - lv[j]);
+    }
+    std::vector<int> distinct(dist.begin(), dist.end());
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    const int limit = distinct[std::min<size_t>(2, distinct.size() - 1)];
+    for (int i = 0; i < g.n; ++i)
+      if (dist[i] <= limit) g.near.push_back(static_cast<int16_t>(i));
+  }
+  g.near_start[space] = static_cast<int32_t>(g.near.size());
+  return g;
+}
+
+}  // namespace
+
+const IqGrid& iq_grid(IqGridId id) {
+  static const std::array<IqGrid, 6> kGrids = {
+      expand(kIq3sMembers, 8, 4),  expand(kIq3xxsMembers, 8, 4), expand(kIq2xxsMembers, 3, 8),
+      expand(kIq2xsMembers, 3, 8), expand(kIq2sMembers, 3, 8),   expand(kIq1sMembers, 3, 8)};
+  return kGrids.at(static_cast<size_t>(id));
+}
+
+}  // namespace lowbit::quant

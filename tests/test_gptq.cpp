@@ -92,8 +92,9 @@ TEST(Gptq, BlockTypesBeatRoundToNearestOnTheLayerOutput) {
   const Layer L = make_layer(32, 512, 2048);
   std::vector<float> diag(L.cols);
   for (uint64_t j = 0; j < L.cols; ++j) diag[j] = static_cast<float>(L.h[j * L.cols + j]);
-  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL, DType::Q2_K, DType::Q3_K,
-                  DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS}) {
+  for (DType t : {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q8_0, DType::IQ4_NL,
+                  DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K, DType::IQ4_XS,
+                  DType::IQ3_S, DType::TQ1_0, DType::TQ2_0}) {
     for (bool act_order : {false, true}) {
       const uint64_t bytes = L.rows * L.cols / traits(t).block_size * traits(t).type_size;
       std::vector<uint8_t> a(bytes), b(bytes);
@@ -110,6 +111,18 @@ TEST(Gptq, BlockTypesBeatRoundToNearestOnTheLayerOutput) {
       std::printf("%-7s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", dtype_name(t), act_order, ratio);
     }
   }
+}
+
+// IQ3_S rounds groups of 4 to grid entries, which cannot hold 0: pruning is refused by name.
+TEST(Gptq, CodebookTypesRefuseToPrune) {
+  const Layer L = make_layer(4, 256, 256);
+  std::vector<uint8_t> q(L.rows * L.cols / 256 * traits(DType::IQ3_S).type_size);
+  GptqOptions o;
+  o.prune.ratio = 0.5;
+  const std::string msg = test::expect_error([&] {
+    gptq_quantize_rows(DType::IQ3_S, L.w.data(), L.rows, L.cols, L.h, nullptr, o, q.data());
+  });
+  EXPECT_NE(msg.find("IQ3_S has no 0"), std::string::npos) << msg;
 }
 
 // GPTQ's block scales are least-squares fits, which shrink a row's output; for the K types

@@ -92,16 +92,19 @@ TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
   const std::string model = shared_path("models/tinyllm-8m");
   const JudgedWindows windows(load_model(model), dir, 512, 4);
   int k = 0;
-  for (const char* method : {"gptq", "awq", "awq+gptq"}) {
-    SCOPED_TRACE(method);
+  // GPTQ onto IQ3_S decides each group's grid entry inside the sweep (algo/gptq_codebook.h).
+  const std::pair<const char*, const char*> jobs[] = {
+      {"Q3_K_M", "gptq"}, {"Q3_K_M", "awq"}, {"Q3_K_M", "awq+gptq"}, {"IQ3_S", "gptq"}};
+  for (const auto& [type, method] : jobs) {
+    SCOPED_TRACE(std::string(type) + " " + method);
     const std::string path = dir.file("method" + std::to_string(k++) + ".gguf");
-    auto r = test::run_cli({"quantize", model, "-o", path, "--type", "Q3_K_M", "--method", method,
+    auto r = test::run_cli({"quantize", model, "-o", path, "--type", type, "--method", method,
                             "--calib", shared_path("data/calibration/calib-en-1mb.txt"),
                             "--calib-samples", "8", "--calib-ctx", "128", "--awq-grid", "4", "-q"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
-    std::printf("Q3_K_M %-8s lowbit PPL %.4f  llama.cpp PPL %.4f\n", method, ours, theirs);
+    std::printf("%-6s %-8s lowbit PPL %.4f  llama.cpp PPL %.4f\n", type, method, ours, theirs);
   }
 }
 

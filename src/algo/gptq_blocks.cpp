@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "algo/gptq_codebook.h"
 #include "algo/gptq_sweep.h"
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
@@ -109,14 +110,14 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   if (!codec)
     fail(ErrorKind::Unsupported, "GPTQ: {} is not a block type (Q4_K, Q6_K, Q8_0, ...)",
          dtype_name(type));
-  if (!codec->choose)
-    fail(ErrorKind::Unsupported,
-         "GPTQ: {} is a codebook type, whose groups GPTQ cannot round yet (rtn and imatrix can)",
-         dtype_name(type));
   const auto& tr = traits(type);
   if (cols % tr.block_size != 0)
     fail(ErrorKind::Argument, "GPTQ: rows of {} values do not divide into {} blocks of {}", cols,
          tr.name, tr.block_size);
+  const bool prunes = o.mask || o.prune.active();
+  if (!codec->choose && prunes)
+    fail(ErrorKind::Unsupported,
+         "GPTQ: {} has no 0 among its values, so it cannot keep pruned weights", dtype_name(type));
   std::vector<float> diag;
   if (!importance) {
     diag.resize(cols);
@@ -128,7 +129,10 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   std::vector<float> hf;
   if (codec->debias && H.size() == cols * cols) hf.assign(H.begin(), H.end());
   std::vector<float> W(w, w + rows * cols);
-  const bool prunes = o.mask || o.prune.active();
+  if (!codec->choose) {  // a codebook type (algo/gptq_codebook.h)
+    const auto rounder = gptq::make_codebook_rounder(type, cols, importance, out, pre_round);
+    return gptq::sweep(W, rows, cols, std::move(H), o, *rounder);
+  }
   BlockRounder rounder(*codec, prunes, cols, importance, out, pre_round);
   gptq::sweep(W, rows, cols, std::move(H), o, rounder);
   // The sweep's least-squares block scales shrink each row's output as rounding to nearest

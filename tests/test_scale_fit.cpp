@@ -192,3 +192,41 @@ TEST(ScaleFit, FitSymmetricEqualsTheOneCandidateAtATimeSearch) {
 
 }  // namespace
 }  // namespace lowbit::quant
+
+namespace lowbit::quant {
+namespace {
+
+// Weighted error of ternary codes at scale d, each value rounded to the nearest of -d, 0, d.
+double ternary_error(const std::vector<float>& x, const std::vector<float>& w, double d) {
+  double e = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const double q = d > 0 ? std::clamp(std::nearbyint(x[i] / d), -1.0, 1.0) : 0.0;
+    e += w[i] * (x[i] - d * q) * (x[i] - d * q);
+  }
+  return e;
+}
+
+// fit_ternary is the exact optimum: no scale on a fine sweep does better, and it beats
+// llama.cpp's d = max|x|.
+TEST(ScaleFit, FitTernaryIsTheBestScale) {
+  std::mt19937 rng(3);
+  std::normal_distribution<float> n01(0, 1);
+  std::lognormal_distribution<float> ln(0, 1);
+  for (int trial = 0; trial < 20; ++trial) {
+    std::vector<float> x(256), w(256);
+    for (auto& v : x) v = n01(rng) * (trial % 3 == 0 ? 5.0f : 1.0f);
+    for (auto& v : w) v = trial % 2 ? ln(rng) : 1.0f;
+    const float d = fit_ternary(x.data(), w.data(), 256);
+    const double best = ternary_error(x, w, d);
+    float amax = 0;
+    for (float v : x) amax = std::max(amax, std::fabs(v));
+    for (int k = 1; k <= 4000; ++k)
+      EXPECT_LE(best, ternary_error(x, w, amax * k / 4000.0) * (1 + 1e-6));
+    EXPECT_LT(best, ternary_error(x, w, amax));
+  }
+  const std::vector<float> zero(256, 0.0f);
+  EXPECT_EQ(fit_ternary(zero.data(), nullptr, 256), 0.0f);
+}
+
+}  // namespace
+}  // namespace lowbit::quant

@@ -43,7 +43,9 @@ TEST(IqGrids, EveryGridHasItsSizeOrderAndLatticeRule) {
       previous = code;
       int sum = 0;
       for (int j = 0; j < g.width; ++j) sum += g.entry(i)[j];
-      if (x.even_sum) EXPECT_EQ(sum % 2, 0) << "entry " << i;
+      if (x.even_sum) {
+        EXPECT_EQ(sum % 2, 0) << "entry " << i;
+      }
     }
   }
 }

@@ -92,19 +92,46 @@ TEST(LlamaCppJudge, CalibratedMethodFilesLoadInLlamaCppWithTheSamePerplexity) {
   const std::string model = shared_path("models/tinyllm-8m");
   const JudgedWindows windows(load_model(model), dir, 512, 4);
   int k = 0;
-  // GPTQ onto IQ3_S decides each group's grid entry inside the sweep (algo/gptq_codebook.h).
-  const std::pair<const char*, const char*> jobs[] = {
-      {"Q3_K_M", "gptq"}, {"Q3_K_M", "awq"}, {"Q3_K_M", "awq+gptq"}, {"IQ3_S", "gptq"}};
-  for (const auto& [type, method] : jobs) {
-    SCOPED_TRACE(std::string(type) + " " + method);
+  // GPTQ onto IQ3_S and IQ3_XXS decides each group's grid entry inside the sweep
+  // (algo/gptq_codebook.h). IQ3_XXS has no preset here (llama.cpp's needs IQ2_S), so a
+  // pattern sets it on the blocks' matrices.
+  struct Job {
+    const char* type;
+    const char* method;
+    std::vector<std::string> extra;
+  };
+  const Job jobs[] = {{"Q3_K_M", "gptq", {}},
+                      {"Q3_K_M", "awq", {}},
+                      {"Q3_K_M", "awq+gptq", {}},
+                      {"IQ3_S", "gptq", {}},
+                      {"IQ3_S", "gptq", {"--tensor-type", "blk\\..*=IQ3_XXS"}}};
+  for (const Job& job : jobs) {
+    SCOPED_TRACE(std::string(job.type) + " " + job.method + (job.extra.empty() ? "" : " IQ3_XXS"));
     const std::string path = dir.file("method" + std::to_string(k++) + ".gguf");
-    auto r = test::run_cli({"quantize", model, "-o", path, "--type", type, "--method", method,
-                            "--calib", shared_path("data/calibration/calib-en-1mb.txt"),
-                            "--calib-samples", "8", "--calib-ctx", "128", "--awq-grid", "4", "-q"});
+    std::vector<std::string> args = {"quantize",
+                                     model,
+                                     "-o",
+                                     path,
+                                     "--type",
+                                     job.type,
+                                     "--method",
+                                     job.method,
+                                     "--calib",
+                                     shared_path("data/calibration/calib-en-1mb.txt"),
+                                     "--calib-samples",
+                                     "8",
+                                     "--calib-ctx",
+                                     "128",
+                                     "--awq-grid",
+                                     "4",
+                                     "-q"};
+    args.insert(args.end(), job.extra.begin(), job.extra.end());
+    auto r = test::run_cli(args);
     ASSERT_EQ(r.exit_code, 0) << r.err;
     const double ours = windows.lowbit_ppl(load_model(path)), theirs = windows.llama_ppl(path);
     EXPECT_LT(std::fabs(ours / theirs - 1), 1e-3) << "lowbit " << ours << " llama.cpp " << theirs;
-    std::printf("%-6s %-8s lowbit PPL %.4f  llama.cpp PPL %.4f\n", type, method, ours, theirs);
+    std::printf("%-6s %-8s %s lowbit PPL %.4f  llama.cpp PPL %.4f\n", job.type, job.method,
+                job.extra.empty() ? "" : "IQ3_XXS", ours, theirs);
   }
 }
 

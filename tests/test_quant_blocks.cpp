@@ -57,6 +57,8 @@ Window error_window(DType t) {
     case DType::Q3_K: return {0.1, 0.25};       // 3.44
     case DType::IQ3_S:
       return {0.1, 0.25};                       // 3.44
+    case DType::IQ3_XXS:
+      return {0.12, 0.3};                       // 3.06
     case DType::Q2_K: return {0.2, 0.45};       // 2.63
     case DType::TQ2_0:
       return {0.35, 0.5};  // 2.06, ternary: ~0.44 at the optimum

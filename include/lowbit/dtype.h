@@ -39,9 +39,10 @@ enum class DType : uint8_t {
   Q8_K,
   IQ4_NL,
   IQ4_XS,
-  IQ3_S,  // codebook: groups of 4 on a 512-entry grid
-  TQ1_0,  // ternary {-1, 0, +1}·d, base-3 packed
-  TQ2_0,  // ternary, 2-bit codes
+  IQ3_S,    // codebook: groups of 4 on a 512-entry grid
+  IQ3_XXS,  // codebook: groups of 4 on a 256-entry grid, sign parity
+  TQ1_0,    // ternary {-1, 0, +1}·d, base-3 packed
+  TQ2_0,    // ternary, 2-bit codes
   // lowbit's 2:4 sparse blocks (two values of every four stored, docs/FORMATS.md)
   Q8_0_S24,
   Q4_0_S24,

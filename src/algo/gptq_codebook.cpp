@@ -1,15 +1,20 @@
-// GPTQ onto IQ3_S. The sweep rounds one column at a time and then spreads that column's
-// error over the columns after it, but IQ3_S stores a whole group of 4 values as one grid
-// entry. So a group's entry is decided one coordinate at a time, in whatever order the
-// sweep reaches them: when coordinate j of a group comes up with value v, every grid entry
-// that agrees with the coordinates already fixed is scored by
-//   w_j (s m_j - |v|)^2 + sum over the group's unfixed coordinates k of w_k (s m_k - |â_k|)^2
-// (m = 2l + 1 the entry's magnitudes, s the group's scale d (1 + 2c), â the values when the
+// GPTQ onto the 3-bit codebook types (IQ3_S, IQ3_XXS; quant/iq3_shapes.h). The sweep rounds
+// one column at a time and then spreads that column's error over the columns after it, but
+// these types store a whole group of 4 values as one grid entry. So a group's entry is
+// decided one coordinate at a time, in whatever order the sweep reaches them: when
+// coordinate j of a group comes up with value v, every grid entry that agrees with the
+// coordinates already fixed is scored by
+//   w_j (s m_j - t)^2 + sum over the group's unfixed coordinates k of w_k (s m_k - |â_k|)^2
+// (m the entry's magnitudes, s the group's scale, t = |v|, â the values met when the
 // block's parameters were chosen: the best estimate of what the sweep will meet), and the
-// best entry's level for j is kept. The sign is v's. When the last coordinate is fixed, the
-// group's levels are an entry of the grid by construction.
-// The block's d and 4-bit scale codes come from the whole-block quantizer at its first
-// column (blocks_iq3s.cpp), as for the other types.
+// best entry's level for j is kept. The sign is v's, except for IQ3_XXS, whose groups of 8
+// must hold an even count of negatives: there the signs are fixed with the block's
+// parameters (the whole-block quantizer gives the value of least weight w x^2 of an odd
+// group the wrong sign), since forcing the last value of 8 to be rounded, whatever its
+// size, costs far more. Where the fixed sign is not v's, t = -|v| (the smallest magnitude
+// is then nearest). When the last coordinate is fixed, the group's levels are an entry of
+// the grid by construction.
+// The block's d and scale codes come from the whole-block quantizer at its first column.
 #include "algo/gptq_codebook.h"
 
 #include <cmath>
@@ -19,21 +24,21 @@
 #include <vector>
 
 #include "lowbit/error.h"
-#include "lowbit/float_convert.h"
 #include "quant/block_codecs.h"
-#include "quant/block_layouts.h"
-#include "quant/iq_grids.h"
+#include "quant/iq3_shapes.h"
 
 namespace lowbit::gptq {
 namespace {
 
-using quant::BlockIQ3_S;
 constexpr int kBlock = 256, kGroup = 4, kSub = 32;
 
-class Iq3sRounder final : public GridRounder {
+class Iq3Rounder final : public GridRounder {
  public:
-  Iq3sRounder(uint64_t cols, const float* importance, uint8_t* out, float* met)
-      : grid_(quant::iq_grid(quant::IqGridId::Iq3s)),
+  Iq3Rounder(const quant::Iq3Shape& shape, uint64_t cols, const float* importance, uint8_t* out,
+             float* met)
+      : shape_(shape),
+        grid_(quant::iq_grid(shape.grid)),
+        bytes_(traits(shape.type).type_size),
         cols_(cols),
         bpr_(cols / kBlock),
         importance_(importance),
@@ -49,16 +54,22 @@ class Iq3sRounder final : public GridRounder {
     negative_.assign(n, 0);
   }
   void choose(uint64_t row, uint64_t b, const float* values) override {
-    quant::quantize_iq3_s(values, importance_ + b * kBlock, block(row, b));
+    quant::block_codec(shape_.type)->quantize(values, importance_ + b * kBlock, block(row, b));
     std::memcpy(&start_[at(row, b * kBlock)], values, kBlock * sizeof(float));
+    if (shape_.parity)
+      for (int e = 0; e < kBlock; ++e)
+        negative_[at(row, b * kBlock + e)] = shape_.negative(block(row, b), e);
   }
   float round(uint64_t row, uint64_t col, float v) override {
     if (met_) met_[row * cols_ + col] = v;
-    const auto* blk = reinterpret_cast<const BlockIQ3_S*>(block(row, col / kBlock));
+    const uint8_t* blk = block(row, col / kBlock);
     const int e = static_cast<int>(col % kBlock), j = e % kGroup;
     const uint64_t g0 = col - j;  // the group's first column
-    const float db =
-        f16_to_f32(blk->d) * static_cast<float>(1 + 2 * quant::iq3s_scale_code(blk, e / kSub));
+    const float s = shape_.scale(shape_.d(blk), shape_.code(blk, e / kSub));
+    bool negative = v < 0;
+    float target = std::fabs(v);
+    if (shape_.parity && negative_[at(row, col)] != negative)  // the sign chosen up front
+      negative = !negative, target = -target;
     const float* w = importance_ + g0;
     const int8_t* fixed = &level_[at(row, g0)];
     const float* est = &start_[at(row, g0)];
@@ -72,46 +83,43 @@ class Iq3sRounder final : public GridRounder {
       float cost = 0;
       for (int k = 0; k < kGroup; ++k) {
         if (fixed[k] >= 0) continue;
-        const float target = k == j ? std::fabs(v) : std::fabs(est[k]);
-        const float d = db * static_cast<float>(2 * l[k] + 1) - target;
+        const float d =
+            s * static_cast<float>(shape_.magnitude[l[k]]) - (k == j ? target : std::fabs(est[k]));
         cost += w[k] * d * d;
       }
       if (cost < best_cost) best_cost = cost, best_level = l[j];
     }
     level_[at(row, col)] = static_cast<int8_t>(best_level);
-    negative_[at(row, col)] = v < 0;
-    return db * static_cast<float>(2 * best_level + 1) * (v < 0 ? -1.0f : 1.0f);
+    negative_[at(row, col)] = negative;
+    return s * static_cast<float>(shape_.magnitude[best_level]) * (negative ? -1.0f : 1.0f);
   }
   void end_rows(uint64_t r0, uint64_t r1) override {
+    int codes[8], entries[kBlock / kGroup];
+    bool negative[kBlock];
     for (uint64_t r = r0; r < r1; ++r)
       for (uint64_t b = 0; b < bpr_; ++b) {
-        auto* blk = reinterpret_cast<BlockIQ3_S*>(block(r, b));
-        std::memset(blk->qs, 0, sizeof blk->qs);
-        std::memset(blk->qh, 0, sizeof blk->qh);
-        std::memset(blk->signs, 0, sizeof blk->signs);
+        uint8_t* blk = block(r, b);
+        for (int s = 0; s < 8; ++s) codes[s] = shape_.code(blk, s);
         for (int g = 0; g < kBlock / kGroup; ++g) {
           const int8_t* l = &level_[at(r, b * kBlock + kGroup * g)];
           int code = 0;
           for (int k = kGroup - 1; k >= 0; --k) code = code * grid_.radix + l[k];
-          const int idx = grid_.index[code];
-          if (idx < 0) throw std::logic_error("GPTQ IQ3_S: a group's levels are off the grid");
-          blk->qs[g] = static_cast<uint8_t>(idx & 255);
-          blk->qh[g / 8] |= static_cast<uint8_t>((idx >> 8) << (g % 8));
+          entries[g] = grid_.index[code];
+          if (entries[g] < 0)
+            throw std::logic_error("GPTQ codebook: a group's levels are off the grid");
         }
-        for (int e = 0; e < kBlock; ++e)
-          if (negative_[at(r, b * kBlock + e)])
-            blk->signs[e / 8] |= static_cast<uint8_t>(1 << (e % 8));
+        for (int e = 0; e < kBlock; ++e) negative[e] = negative_[at(r, b * kBlock + e)];
+        shape_.pack(*reinterpret_cast<const uint16_t*>(blk), codes, entries, negative, blk);
       }
   }
 
  private:
   uint64_t at(uint64_t row, uint64_t col) const { return (row - r0_) * cols_ + col; }
-  uint8_t* block(uint64_t row, uint64_t b) const {
-    return out_ + (row * bpr_ + b) * sizeof(BlockIQ3_S);
-  }
+  uint8_t* block(uint64_t row, uint64_t b) const { return out_ + (row * bpr_ + b) * bytes_; }
 
+  const quant::Iq3Shape& shape_;
   const quant::IqGrid& grid_;
-  uint64_t cols_, bpr_;
+  uint64_t bytes_, cols_, bpr_;
   const float* importance_;
   uint8_t* out_;
   float* met_;
@@ -126,9 +134,9 @@ class Iq3sRounder final : public GridRounder {
 std::unique_ptr<GridRounder> make_codebook_rounder(DType type, uint64_t cols,
                                                    const float* importance, uint8_t* out,
                                                    float* met) {
-  if (type != DType::IQ3_S)
-    fail(ErrorKind::Unsupported, "GPTQ: no codebook search for {}", dtype_name(type));
-  return std::make_unique<Iq3sRounder>(cols, importance, out, met);
+  const quant::Iq3Shape* shape = quant::iq3_shape(type);
+  if (!shape) fail(ErrorKind::Unsupported, "GPTQ: no codebook search for {}", dtype_name(type));
+  return std::make_unique<Iq3Rounder>(*shape, cols, importance, out, met);
 }
 
 }  // namespace lowbit::gptq

@@ -15,7 +15,7 @@
 #include "lowbit/dtype.h"
 #include "lowbit/float_convert.h"
 #include "quant/block_layouts.h"
-#include "quant/iq_grids.h"
+#include "quant/iq3_shapes.h"
 
 namespace lowbit::kernels {
 
@@ -86,11 +86,12 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
         h.scale[s] = (((b->scales_l[s / 2] >> (4 * (s % 2))) & 15) | (((b->scales_h >> (2 * s)) & 3) << 4)) - 32;
       break;
     }
-    case DType::IQ3_S: {  // v = ±(2l + 1), scale 1 + 2c per sub-block of 32
-      const auto* b = reinterpret_cast<const BlockIQ3_S*>(blk);
+    case DType::IQ3_S:
+    case DType::IQ3_XXS: {  // v = ±magnitude, scale 1 + 2c per sub-block of 32
+      const Iq3Shape& shape = *iq3_shape(t);
       h.sub = 32, h.n_sub = 8;
-      h.d = f16_to_f32(b->d);
-      for (int s = 0; s < 8; ++s) h.scale[s] = 1 + 2 * iq3s_scale_code(b, s);
+      h.d = shape.d(blk) * shape.int_d;
+      for (int s = 0; s < 8; ++s) h.scale[s] = 1 + 2 * shape.code(blk, s);
       break;
     }
     case DType::TQ1_0:
@@ -185,12 +186,13 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
       for (int e = 0; e < 256; ++e) v[e] = kIq4nlValues[nibble32(b->qs + 16 * (e / 32), e % 32)];
       break;
     }
-    case DType::IQ3_S: {
-      const auto* b = reinterpret_cast<const BlockIQ3_S*>(blk);
-      const IqGrid& g = iq_grid(IqGridId::Iq3s);
+    case DType::IQ3_S:
+    case DType::IQ3_XXS: {
+      const Iq3Shape& shape = *iq3_shape(t);
+      const IqGrid& g = iq_grid(shape.grid);
       for (int e = 0; e < 256; ++e) {
-        const int m = 2 * g.entry(iq3s_entry(b, e / 4))[e % 4] + 1;
-        v[e] = static_cast<int16_t>(iq3s_negative(b, e) ? -m : m);
+        const int m = shape.magnitude[g.entry(shape.entry(blk, e / 4))[e % 4]];
+        v[e] = static_cast<int16_t>(shape.negative(blk, e) ? -m : m);
       }
       break;
     }

@@ -65,6 +65,7 @@ bool has_kernel(DType t) {
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::IQ4_NL:
     case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
     case DType::IQ3_S:
+    case DType::IQ3_XXS:
     case DType::TQ1_0:
     case DType::TQ2_0:
     case DType::Q8_0_S24:

@@ -141,8 +141,8 @@ struct Q5_K : InRegisters {
   }
 };
 
-// Types whose values are table lookups (IQ4_NL, IQ4_XS, IQ3_S): Prepare decodes the block to int16
-// with the scalar code, Values reads it back.
+// Types whose values are table lookups (IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS): Prepare decodes the block
+// to int16 with the scalar code, Values reads it back.
 template <DType kType>
 struct TableDecoded {
   static inline thread_local int16_t v[256];
@@ -395,6 +395,14 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
     case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_XS, TableDecoded<DType::IQ4_XS>, 256, true>(r, nb256, a); });
+    case DType::IQ3_S:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ3_S, TableDecoded<DType::IQ3_S>, 256, true>(r, nb256, a);
+      });
+    case DType::IQ3_XXS:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ3_XXS, TableDecoded<DType::IQ3_XXS>, 256, true>(r, nb256, a);
+      });
     case DType::TQ1_0:
       return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
         return DotRow<DType::TQ1_0, TQ1_0, 256, false>(r, nb256, a);

@@ -42,7 +42,7 @@ const BlockCodec* block_codec(DType t) {
     DType::T, choose_##name, zero, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, \
         debias                                                                                \
   }
-  static constexpr std::array<BlockCodec, 17> kCodecs = {{
+  static constexpr std::array<BlockCodec, 18> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),
       LOWBIT_CODEC(Q4_1, q4_1, choose_zero_q4_1, LOWBIT_AT(Q4_1, m), false),
       LOWBIT_CODEC(Q5_0, q5_0, choose_q5_0, -1, false),
@@ -63,6 +63,14 @@ const BlockCodec* block_codec(DType t) {
        {LOWBIT_AT(IQ3_S, d), -1},
        false,
        quantize_iq3_s},
+      {DType::IQ3_XXS,
+       nullptr,
+       nullptr,
+       nullptr,
+       dequantize_iq3_xxs,
+       {LOWBIT_AT(IQ3_XXS, d), -1},
+       false,
+       quantize_iq3_xxs},
       LOWBIT_CODEC(TQ1_0, tq1_0, choose_tq1_0, -1, false),
       LOWBIT_CODEC(TQ2_0, tq2_0, choose_tq2_0, -1, false),
       LOWBIT_CODEC(Q8_0_S24, q8_0_s24, choose_q8_0_s24, -1, false),

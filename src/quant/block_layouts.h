@@ -4,7 +4,7 @@
 //   32 values:  Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 IQ4_NL
 //   256 values (a "super-block" of 8 or 16 sub-blocks): Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS
 //   256 values, ternary (one scale, values -d, 0, +d): TQ1_0 TQ2_0
-//   256 values, codebook ("i-quant": groups of values share one grid entry): IQ3_S
+//   256 values, codebook ("i-quant": groups of values share one grid entry): IQ3_S IQ3_XXS
 // The comment on each struct says which bits of which byte hold value e (0-based in block).
 #pragma once
 
@@ -92,6 +92,16 @@ inline int iq3s_scale_code(const BlockIQ3_S* b, int sub) {
 inline bool iq3s_negative(const BlockIQ3_S* b, int e) {
   return (b->signs[e / 8] >> (e % 8)) & 1;
 }
+// IQ3_XXS: groups of 4 take entry qs[g] of the 256-entry IQ3_XXS grid, magnitudes 4 (2l + 1)
+// (62 for l = 7). Sub-block b has the little-endian u32 word = scales_signs[4b .. 4b + 3]: its
+// bits 28-31 are the scale code c, bits 7k .. 7k + 6 the signs of values 8k .. 8k + 6 of the
+// sub-block (bit set = negative); value 8k + 7 is negative when those 7 hold an odd count.
+// value e = d * (0.5 + c) * 0.5 * magnitude * sign.
+struct BlockIQ3_XXS {
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t scales_signs[32];
+};
 
 // 2:4 sparse blocks (lowbit only, docs/FORMATS.md): of each group g = e / 4 of four values at
 // most two are not zero. Nibble g of pos (the low nibble of pos[g / 2] for even g) holds the
@@ -131,7 +141,8 @@ static_assert(sizeof(BlockQ4_0) == 18 && sizeof(BlockQ4_1) == 20 && sizeof(Block
               sizeof(BlockQ5_1) == 24 && sizeof(BlockQ8_0) == 34 && sizeof(BlockIQ4_NL) == 18);
 static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(BlockQ4_K) == 144 &&
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_XS) == 136);
-static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66 && sizeof(BlockIQ3_S) == 110);
+static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66 && sizeof(BlockIQ3_S) == 110 &&
+              sizeof(BlockIQ3_XXS) == 98);
 
 // TQ1_0: the place (0-255) of trit j (0-4) of byte i (0-51; qs, then qh), -1 for qh's
 // fifth, unused trit.
@@ -201,6 +212,8 @@ inline std::vector<size_t> f16_scale_offsets(DType t) {
       return {offsetof(BlockIQ4_XS, d)};
     case DType::IQ3_S:
       return {offsetof(BlockIQ3_S, d)};
+    case DType::IQ3_XXS:
+      return {offsetof(BlockIQ3_XXS, d)};
     case DType::TQ1_0:
       return {offsetof(BlockTQ1_0, d)};
     case DType::TQ2_0:

@@ -140,6 +140,7 @@ DType fallback_type(DType t, uint64_t row_len) {
       case DType::Q3_K:
       case DType::IQ4_XS:
       case DType::IQ3_S:
+      case DType::IQ3_XXS:
         t = DType::IQ4_NL;
         break;
       case DType::Q4_K: t = DType::Q5_0; break;

@@ -11,7 +11,7 @@ each decoded group back into its level indices.
 Every grid is a set of points of a small lattice of levels, listed in ascending order of
 the packed level code (coordinate j at bit b*j). The bitmap marks which points of the
 candidate space are members: bit i of the map is candidate i, where candidates are
-enumerated in that same ascending order (4^4 = 4096 for the 3-bit grids of 4 values,
+enumerated in that same ascending order (8^4 = 4096 for the 3-bit grids of 4 values,
 3^8 = 6561 for the ternary-level grids of 8 values).
 
     scripts/extract_iq_grids.py build/tests/llamacpp_native > src/quant/iq_grid_bitmaps.inc

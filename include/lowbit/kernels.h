@@ -2,8 +2,8 @@
 //
 // A weight row stored in a GGUF block type is multiplied by an activation row quantized on
 // the fly to 8-bit integers (as llama.cpp does with Q8_0 / Q8_K): 32-value activation blocks
-// for the 32-value weight types, 256-value blocks for the K types and IQ4_XS. The products
-// of integer codes are summed exactly in int32 and scaled once per weight block. F32, F16
+// for the 32-value weight types, 256-value blocks for the K, IQ3, IQ4_XS and TQ types. The
+// products of integer codes are summed exactly in int32 and scaled once per weight block. F32, F16
 // and BF16 weights are converted to f32 in registers and multiplied by f32 activations.
 //
 // Every type has a scalar reference (dot_reference) and a SIMD version (Highway, chosen at
@@ -78,7 +78,7 @@ void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_s
 //   codes  int8 [block / 4][16 rows][4 values]  v of block_ints.h, 4 columns per lane
 //   d      f32 [16], dmin f32 [16] (types with a minimum only)
 //   corr   int32 [16] = 128 · Σ_s scale[s] · Σ_{e in s} v[e]
-//   scale  int32 [n_sub][16] (K types and IQ4_XS only)
+//   scale  int32 [n_sub][16] (the 256-value types only)
 //   min    int16 [block / 32][16][2]: the mins of each 16 values, two per lane (minimum only)
 // A lane then multiplies 4 unsigned activation bytes (q + 128) with 4 codes (VNNI vpdpbusd):
 // Σ (q + 128)·v − the weight-only corr is Σ q·v, exactly.

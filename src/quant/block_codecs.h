@@ -37,7 +37,8 @@ struct BlockCodec {
   DType type;
   ChooseGridFn choose;
   // choose with 0 on the grid (pruned weights stay 0; affine_grids.h): choose itself for the
-  // types whose grid always holds 0, null for IQ4_NL/IQ4_XS (no 0 among their levels).
+  // types whose grid always holds 0, null for IQ4_NL/IQ4_XS (no 0 among their levels) and
+  // for the codebook types (IQ3_S, IQ3_XXS: no grid per value, no 0 either).
   ChooseGridFn choose_zero;
   SetCodesFn set_codes;
   DequantizeBlockFn dequantize;
@@ -89,12 +90,12 @@ LOWBIT_DECLARE_CODEC(tq2_0)
 LOWBIT_DECLARE_CODEC(q8_0_s24)  // blocks_2of4.cpp
 LOWBIT_DECLARE_CODEC(q4_0_s24)
 #undef LOWBIT_DECLARE_CODEC
-// The choose with 0 on the grid of the types with an offset or a min (affine_grids.h).
 // Codebook types: a whole block at once (blocks_iq3.cpp).
 void quantize_iq3_s(const float* x, const float* w, uint8_t* block);
 void dequantize_iq3_s(const uint8_t* block, float* y);
 void quantize_iq3_xxs(const float* x, const float* w, uint8_t* block);
 void dequantize_iq3_xxs(const uint8_t* block, float* y);
+// The choose with 0 on the grid of the types with an offset or a min (affine_grids.h).
 void choose_zero_q4_1(const float* x, const float* w, uint8_t* block, BlockGrid* g);
 void choose_zero_q5_1(const float* x, const float* w, uint8_t* block, BlockGrid* g);
 void choose_zero_q2_k(const float* x, const float* w, uint8_t* block, BlockGrid* g);

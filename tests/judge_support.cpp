@@ -65,4 +65,8 @@ JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, s
   return r;
 }
 
+bool llamacpp_needs_importance(DType t) {
+  return t == DType::IQ2_XXS || t == DType::IQ2_XS;
+}
+
 }  // namespace lowbit::test

@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "lowbit/dtype.h"
+
 namespace lowbit {
 class Engine;
 }
@@ -28,5 +30,9 @@ nlohmann::json run_llama_judge(const std::vector<std::string>& args);
 // Runs tests/judge/llamacpp_native (dlopen bridge to llama.cpp's own libraries) with `args`
 // after the library directory; throws when the libraries are missing or the command fails.
 void run_llamacpp_native(const std::vector<std::string>& args);
+
+// The types whose llama.cpp quantizer refuses to run without an importance matrix
+// (ggml_quantize_requires_imatrix): tests hand it all-ones importance instead.
+bool llamacpp_needs_importance(DType t);
 
 }  // namespace lowbit::test

@@ -59,7 +59,13 @@ Window error_window(DType t) {
       return {0.1, 0.25};                       // 3.44
     case DType::IQ3_XXS:
       return {0.12, 0.3};                       // 3.06
+    case DType::IQ2_S:
+      return {0.18, 0.3};                       // 2.56
     case DType::Q2_K: return {0.2, 0.45};       // 2.63
+    case DType::IQ2_XS:
+      return {0.2, 0.35};  // 2.31
+    case DType::IQ2_XXS:
+      return {0.25, 0.4};  // 2.06
     case DType::TQ2_0:
       return {0.35, 0.5};  // 2.06, ternary: ~0.44 at the optimum
     case DType::TQ1_0:
@@ -240,7 +246,8 @@ TEST(QuantBlocksLlamaCpp, LlamaCppDecodesLowbitBlocksIdentically) {
 }
 
 // On the same rows (with and without an importance vector) lowbit's quantizer has no
-// larger weighted error than llama.cpp's for any type.
+// larger weighted error than llama.cpp's for any type. The types whose llama.cpp quantizer
+// needs an importance vector get all-ones in the plain case.
 TEST(QuantBlocksLlamaCpp, ErrorIsNoWorseThanLlamaCppQuantizer) {
   test::TempDir dir;
   const uint64_t row_len = 1024, rows = 24;
@@ -252,11 +259,16 @@ TEST(QuantBlocksLlamaCpp, ErrorIsNoWorseThanLlamaCppQuantizer) {
   for (auto& v : imp) v = ln(rng);
   test::write_file(dir.file("x.f32"), std::string(reinterpret_cast<const char*>(x.data()), x.size() * 4));
   test::write_file(dir.file("imp.f32"), std::string(reinterpret_cast<const char*>(imp.data()), imp.size() * 4));
+  const std::vector<float> ones(row_len, 1.0f);
+  test::write_file(dir.file("ones.f32"),
+                   std::string(reinterpret_cast<const char*>(ones.data()), ones.size() * 4));
   for (bool with_imp : {false, true}) {
     for (DType t : test::block_types()) {
       std::vector<std::string> args = {"quantize-rows", std::to_string(traits(t).ggml_id), std::to_string(rows),
                                        std::to_string(row_len), dir.file("x.f32"), dir.file("q.bin")};
       if (with_imp) args.push_back(dir.file("imp.f32"));
+      else if (test::llamacpp_needs_importance(t))
+        args.push_back(dir.file("ones.f32"));
       test::run_llamacpp_native(args);
       const std::string q = test::read_file(dir.file("q.bin"));
       std::vector<float> theirs(x.size());

@@ -167,9 +167,16 @@ TEST(RtnVsLlamaCpp, NoTypeLosesToLlamaCppsQuantizerOnAnyMatrixClass) {
                      std::string(reinterpret_cast<const char*>(m.w.data()), m.w.size() * 4));
     for (DType t : test::block_types()) {
       SCOPED_TRACE(m.name + " " + dtype_name(t));
-      test::run_llamacpp_native({"quantize-rows", std::to_string(traits(t).ggml_id),
-                                 std::to_string(m.rows), std::to_string(m.cols), dir.file("x.f32"),
-                                 dir.file("q.bin")});
+      std::vector<std::string> args = {"quantize-rows",        std::to_string(traits(t).ggml_id),
+                                       std::to_string(m.rows), std::to_string(m.cols),
+                                       dir.file("x.f32"),      dir.file("q.bin")};
+      if (test::llamacpp_needs_importance(t)) {  // all-ones: no preference among the columns
+        const std::vector<float> ones(m.cols, 1.0f);
+        test::write_file(dir.file("ones.f32"),
+                         std::string(reinterpret_cast<const char*>(ones.data()), ones.size() * 4));
+        args.push_back(dir.file("ones.f32"));
+      }
+      test::run_llamacpp_native(args);
       const Errors theirs =
           measure(m, dequantized(t, test::read_file(dir.file("q.bin")), m.w.size()));
       std::string ours_bytes(m.rows * m.cols / traits(t).block_size * traits(t).type_size, '\0');

@@ -41,6 +41,9 @@ enum class DType : uint8_t {
   IQ4_XS,
   IQ3_S,    // codebook: groups of 4 on a 512-entry grid
   IQ3_XXS,  // codebook: groups of 4 on a 256-entry grid, sign parity
+  IQ2_S,    // codebook: groups of 8 on a 1024-entry grid
+  IQ2_XS,   // codebook: groups of 8 on a 512-entry grid, sign parity
+  IQ2_XXS,  // codebook: groups of 8 on a 256-entry grid, sign parity
   TQ1_0,    // ternary {-1, 0, +1}·d, base-3 packed
   TQ2_0,    // ternary, 2-bit codes
   // lowbit's 2:4 sparse blocks (two values of every four stored, docs/FORMATS.md)

@@ -27,6 +27,7 @@ enum class LayerSet {
   FirstTwo,        // i < 2
   FirstFour,       // i < 4
   MoreBits,        // i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2  (first, last and every third)
+  Middle,          // n/8 <= i < 7n/8
 };
 
 // One line of a preset's mix: tensors whose role (the GGUF name without "blk.N." and

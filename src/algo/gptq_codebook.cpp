@@ -1,13 +1,15 @@
-// GPTQ onto the 3-bit codebook types (IQ3_S, IQ3_XXS; quant/iq3_shapes.h). The sweep rounds
-// one column at a time and then spreads that column's error over the columns after it, but
-// these types store a whole group of 4 values as one grid entry. So a group's entry is
+// GPTQ onto the codebook types (IQ3_*, IQ2_*; quant/iq_shapes.h). The sweep rounds one
+// column at a time and then spreads that column's error over the columns after it, but
+// these types store a whole group of 4 or 8 values as one grid entry. So a group's entry is
 // decided one coordinate at a time, in whatever order the sweep reaches them: when
 // coordinate j of a group comes up with value v, every grid entry that agrees with the
 // coordinates already fixed is scored by
 //   w_j (s m_j - t)^2 + sum over the group's unfixed coordinates k of w_k (s m_k - |â_k|)^2
 // (m the entry's magnitudes, s the group's scale, t = |v|, â the values met when the
 // block's parameters were chosen: the best estimate of what the sweep will meet), and the
-// best entry's level for j is kept. The sign is v's, except for IQ3_XXS, whose groups of 8
+// best entry's level for j is kept. The entries that agree with the fixed coordinates are
+// the AND of the grid's per-coordinate bitsets (IqGrid::entries_with), so each step scores
+// only those. The sign is v's, except for the types with sign parity, whose groups of 8
 // must hold an even count of negatives: there the signs are fixed with the block's
 // parameters (the whole-block quantizer gives the value of least weight w x^2 of an odd
 // group the wrong sign), since forcing the last value of 8 to be rounded, whatever its
@@ -25,17 +27,17 @@
 
 #include "lowbit/error.h"
 #include "quant/block_codecs.h"
-#include "quant/iq3_shapes.h"
+#include "quant/iq_shapes.h"
 
 namespace lowbit::gptq {
 namespace {
 
-constexpr int kBlock = 256, kGroup = 4, kSub = 32;
+constexpr int kBlock = 256, kMaxWords = 32;
 
-class Iq3Rounder final : public GridRounder {
+class CodebookRounder final : public GridRounder {
  public:
-  Iq3Rounder(const quant::Iq3Shape& shape, uint64_t cols, const float* importance, uint8_t* out,
-             float* met)
+  CodebookRounder(const quant::IqShape& shape, uint64_t cols, const float* importance, uint8_t* out,
+                  float* met)
       : shape_(shape),
         grid_(quant::iq_grid(shape.grid)),
         bytes_(traits(shape.type).type_size),
@@ -63,9 +65,9 @@ class Iq3Rounder final : public GridRounder {
   float round(uint64_t row, uint64_t col, float v) override {
     if (met_) met_[row * cols_ + col] = v;
     const uint8_t* blk = block(row, col / kBlock);
-    const int e = static_cast<int>(col % kBlock), j = e % kGroup;
+    const int group = shape_.group, e = static_cast<int>(col % kBlock), j = e % group;
     const uint64_t g0 = col - j;  // the group's first column
-    const float s = shape_.scale(shape_.d(blk), shape_.code(blk, e / kSub));
+    const float s = shape_.scale(shape_.d(blk), shape_.code(blk, e / shape_.sub));
     bool negative = v < 0;
     float target = std::fabs(v);
     if (shape_.parity && negative_[at(row, col)] != negative)  // the sign chosen up front
@@ -73,37 +75,49 @@ class Iq3Rounder final : public GridRounder {
     const float* w = importance_ + g0;
     const int8_t* fixed = &level_[at(row, g0)];
     const float* est = &start_[at(row, g0)];
+    // cost[k][l]: coordinate k's term at level l; the entries agreeing with the fixed levels.
+    float cost[8][8] = {};
+    uint64_t agree[kMaxWords];
+    std::fill(agree, agree + grid_.words, ~uint64_t{0});
+    for (int k = 0; k < group; ++k) {
+      if (fixed[k] >= 0) {
+        const uint64_t* with = grid_.entries_with(k, fixed[k]);
+        for (int i = 0; i < grid_.words; ++i) agree[i] &= with[i];
+        continue;
+      }
+      const float t = k == j ? target : std::fabs(est[k]);
+      for (int l = 0; l < grid_.radix; ++l) {
+        const float d = s * static_cast<float>(shape_.magnitude[l]) - t;
+        cost[k][l] = w[k] * d * d;
+      }
+    }
     int best_level = 0;
     float best_cost = std::numeric_limits<float>::max();
-    for (int i = 0; i < grid_.n; ++i) {
-      const uint8_t* l = grid_.entry(i);
-      bool agrees = true;
-      for (int k = 0; k < kGroup && agrees; ++k) agrees = fixed[k] < 0 || fixed[k] == l[k];
-      if (!agrees) continue;
-      float cost = 0;
-      for (int k = 0; k < kGroup; ++k) {
-        if (fixed[k] >= 0) continue;
-        const float d =
-            s * static_cast<float>(shape_.magnitude[l[k]]) - (k == j ? target : std::fabs(est[k]));
-        cost += w[k] * d * d;
+    for (int i = 0; i < grid_.words; ++i)
+      for (uint64_t bits = agree[i]; bits; bits &= bits - 1) {
+        const int n = 64 * i + __builtin_ctzll(bits);
+        if (n >= grid_.n) break;
+        const uint8_t* l = grid_.entry(n);
+        float c = 0;
+        for (int k = 0; k < group; ++k) c += cost[k][l[k]];  // fixed coordinates add 0
+        if (c < best_cost) best_cost = c, best_level = l[j];
       }
-      if (cost < best_cost) best_cost = cost, best_level = l[j];
-    }
     level_[at(row, col)] = static_cast<int8_t>(best_level);
     negative_[at(row, col)] = negative;
     return s * static_cast<float>(shape_.magnitude[best_level]) * (negative ? -1.0f : 1.0f);
   }
   void end_rows(uint64_t r0, uint64_t r1) override {
-    int codes[8], entries[kBlock / kGroup];
+    const int group = shape_.group;
+    int codes[16], entries[kBlock / 4];
     bool negative[kBlock];
     for (uint64_t r = r0; r < r1; ++r)
       for (uint64_t b = 0; b < bpr_; ++b) {
         uint8_t* blk = block(r, b);
-        for (int s = 0; s < 8; ++s) codes[s] = shape_.code(blk, s);
-        for (int g = 0; g < kBlock / kGroup; ++g) {
-          const int8_t* l = &level_[at(r, b * kBlock + kGroup * g)];
+        for (int s = 0; s < kBlock / shape_.sub; ++s) codes[s] = shape_.code(blk, s);
+        for (int g = 0; g < kBlock / group; ++g) {
+          const int8_t* l = &level_[at(r, b * kBlock + group * g)];
           int code = 0;
-          for (int k = kGroup - 1; k >= 0; --k) code = code * grid_.radix + l[k];
+          for (int k = group - 1; k >= 0; --k) code = code * grid_.radix + l[k];
           entries[g] = grid_.index[code];
           if (entries[g] < 0)
             throw std::logic_error("GPTQ codebook: a group's levels are off the grid");
@@ -117,7 +131,7 @@ class Iq3Rounder final : public GridRounder {
   uint64_t at(uint64_t row, uint64_t col) const { return (row - r0_) * cols_ + col; }
   uint8_t* block(uint64_t row, uint64_t b) const { return out_ + (row * bpr_ + b) * bytes_; }
 
-  const quant::Iq3Shape& shape_;
+  const quant::IqShape& shape_;
   const quant::IqGrid& grid_;
   uint64_t bytes_, cols_, bpr_;
   const float* importance_;
@@ -134,9 +148,9 @@ class Iq3Rounder final : public GridRounder {
 std::unique_ptr<GridRounder> make_codebook_rounder(DType type, uint64_t cols,
                                                    const float* importance, uint8_t* out,
                                                    float* met) {
-  const quant::Iq3Shape* shape = quant::iq3_shape(type);
+  const quant::IqShape* shape = quant::iq_shape(type);
   if (!shape) fail(ErrorKind::Unsupported, "GPTQ: no codebook search for {}", dtype_name(type));
-  return std::make_unique<Iq3Rounder>(*shape, cols, importance, out, met);
+  return std::make_unique<CodebookRounder>(*shape, cols, importance, out, met);
 }
 
 }  // namespace lowbit::gptq

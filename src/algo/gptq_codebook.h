@@ -1,4 +1,4 @@
-// GPTQ onto a codebook type (IQ3_S, IQ3_XXS): the rounder of gptq_sweep.h for blocks whose groups
+// GPTQ onto a codebook type (IQ3_*, IQ2_*): the rounder of gptq_sweep.h for blocks whose groups
 // of values share one grid entry.
 #pragma once
 
@@ -10,7 +10,7 @@
 
 namespace lowbit::gptq {
 
-// A rounder for `type` (IQ3_S, IQ3_XXS), writing blocks of rows of `cols` values to `out`.
+// A rounder for `type` (a codebook type), writing blocks of rows of `cols` values to `out`.
 // importance: per column (the Hessian's diagonal), weights of the entry search.
 std::unique_ptr<GridRounder> make_codebook_rounder(DType type, uint64_t cols,
                                                    const float* importance, uint8_t* out,

@@ -37,6 +37,9 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::Count)> kTraits = {
     {DType::IQ4_XS, "IQ4_XS", 23, nullptr, 256, 136, false},
     {DType::IQ3_S, "IQ3_S", 21, nullptr, 256, 110, false},
     {DType::IQ3_XXS, "IQ3_XXS", 18, nullptr, 256, 98, false},
+    {DType::IQ2_S, "IQ2_S", 22, nullptr, 256, 82, false},
+    {DType::IQ2_XS, "IQ2_XS", 17, nullptr, 256, 74, false},
+    {DType::IQ2_XXS, "IQ2_XXS", 16, nullptr, 256, 66, false},
     {DType::TQ1_0, "TQ1_0", 34, nullptr, 256, 54, false},
     {DType::TQ2_0, "TQ2_0", 35, nullptr, 256, 66, false},
     // lowbit only: ids outside ggml's range ("LB" = 0x4C42 = 19522), which llama.cpp refuses

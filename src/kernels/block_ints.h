@@ -15,7 +15,7 @@
 #include "lowbit/dtype.h"
 #include "lowbit/float_convert.h"
 #include "quant/block_layouts.h"
-#include "quant/iq3_shapes.h"
+#include "quant/iq_shapes.h"
 
 namespace lowbit::kernels {
 
@@ -87,11 +87,14 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
       break;
     }
     case DType::IQ3_S:
-    case DType::IQ3_XXS: {  // v = ±magnitude, scale 1 + 2c per sub-block of 32
-      const Iq3Shape& shape = *iq3_shape(t);
-      h.sub = 32, h.n_sub = 8;
+    case DType::IQ3_XXS:
+    case DType::IQ2_S:
+    case DType::IQ2_XS:
+    case DType::IQ2_XXS: {  // v = ±magnitude, scale 1 + 2c per sub-block of 16 or 32
+      const IqShape& shape = *iq_shape(t);
+      h.sub = shape.sub, h.n_sub = 256 / shape.sub;
       h.d = shape.d(blk) * shape.int_d;
-      for (int s = 0; s < 8; ++s) h.scale[s] = 1 + 2 * shape.code(blk, s);
+      for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape.code(blk, s);
       break;
     }
     case DType::TQ1_0:
@@ -187,11 +190,14 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
       break;
     }
     case DType::IQ3_S:
-    case DType::IQ3_XXS: {
-      const Iq3Shape& shape = *iq3_shape(t);
+    case DType::IQ3_XXS:
+    case DType::IQ2_S:
+    case DType::IQ2_XS:
+    case DType::IQ2_XXS: {
+      const IqShape& shape = *iq_shape(t);
       const IqGrid& g = iq_grid(shape.grid);
       for (int e = 0; e < 256; ++e) {
-        const int m = shape.magnitude[g.entry(shape.entry(blk, e / 4))[e % 4]];
+        const int m = shape.magnitude[g.entry(shape.entry(blk, e / shape.group))[e % shape.group]];
         v[e] = static_cast<int16_t>(shape.negative(blk, e) ? -m : m);
       }
       break;

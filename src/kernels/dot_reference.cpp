@@ -66,6 +66,9 @@ bool has_kernel(DType t) {
     case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
     case DType::IQ3_S:
     case DType::IQ3_XXS:
+    case DType::IQ2_S:
+    case DType::IQ2_XS:
+    case DType::IQ2_XXS:
     case DType::TQ1_0:
     case DType::TQ2_0:
     case DType::Q8_0_S24:

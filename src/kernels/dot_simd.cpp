@@ -141,7 +141,7 @@ struct Q5_K : InRegisters {
   }
 };
 
-// Types whose values are table lookups (IQ4_NL, IQ4_XS, IQ3_S, IQ3_XXS): Prepare decodes the block
+// Types whose values are table lookups (IQ4_NL, IQ4_XS, IQ3_*, IQ2_*): Prepare decodes the block
 // to int16 with the scalar code, Values reads it back.
 template <DType kType>
 struct TableDecoded {
@@ -402,6 +402,18 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::IQ3_XXS:
       return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
         return DotRow<DType::IQ3_XXS, TableDecoded<DType::IQ3_XXS>, 256, true>(r, nb256, a);
+      });
+    case DType::IQ2_S:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ2_S, TableDecoded<DType::IQ2_S>, 256, true>(r, nb256, a);
+      });
+    case DType::IQ2_XS:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ2_XS, TableDecoded<DType::IQ2_XS>, 256, true>(r, nb256, a);
+      });
+    case DType::IQ2_XXS:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ2_XXS, TableDecoded<DType::IQ2_XXS>, 256, true>(r, nb256, a);
       });
     case DType::TQ1_0:
       return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {

@@ -42,7 +42,13 @@ const BlockCodec* block_codec(DType t) {
     DType::T, choose_##name, zero, set_codes_##name, dequantize_##name, {LOWBIT_AT(T, d), m}, \
         debias                                                                                \
   }
-  static constexpr std::array<BlockCodec, 18> kCodecs = {{
+  // Codebook types: no grid per value (block_codecs.h), a whole-block quantizer instead.
+#define LOWBIT_CODEBOOK(T)                                                                     \
+  {                                                                                            \
+    DType::T, nullptr, nullptr, nullptr, dequantize_codebook<DType::T>, {LOWBIT_AT(T, d), -1}, \
+        false, quantize_codebook<DType::T>                                                     \
+  }
+  static constexpr std::array<BlockCodec, 21> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),
       LOWBIT_CODEC(Q4_1, q4_1, choose_zero_q4_1, LOWBIT_AT(Q4_1, m), false),
       LOWBIT_CODEC(Q5_0, q5_0, choose_q5_0, -1, false),
@@ -55,22 +61,11 @@ const BlockCodec* block_codec(DType t) {
       LOWBIT_CODEC(Q5_K, q5_k, choose_zero_q5_k, LOWBIT_AT(Q5_K, dmin), true),
       LOWBIT_CODEC(Q6_K, q6_k, choose_q6_k, -1, true),
       LOWBIT_CODEC(IQ4_XS, iq4_xs, nullptr, -1, false),
-      {DType::IQ3_S,
-       nullptr,
-       nullptr,
-       nullptr,
-       dequantize_iq3_s,
-       {LOWBIT_AT(IQ3_S, d), -1},
-       false,
-       quantize_iq3_s},
-      {DType::IQ3_XXS,
-       nullptr,
-       nullptr,
-       nullptr,
-       dequantize_iq3_xxs,
-       {LOWBIT_AT(IQ3_XXS, d), -1},
-       false,
-       quantize_iq3_xxs},
+      LOWBIT_CODEBOOK(IQ3_S),
+      LOWBIT_CODEBOOK(IQ3_XXS),
+      LOWBIT_CODEBOOK(IQ2_S),
+      LOWBIT_CODEBOOK(IQ2_XS),
+      LOWBIT_CODEBOOK(IQ2_XXS),
       LOWBIT_CODEC(TQ1_0, tq1_0, choose_tq1_0, -1, false),
       LOWBIT_CODEC(TQ2_0, tq2_0, choose_tq2_0, -1, false),
       LOWBIT_CODEC(Q8_0_S24, q8_0_s24, choose_q8_0_s24, -1, false),
@@ -78,6 +73,7 @@ const BlockCodec* block_codec(DType t) {
   }};
 #undef LOWBIT_AT
 #undef LOWBIT_CODEC
+#undef LOWBIT_CODEBOOK
   for (const auto& c : kCodecs)
     if (c.type == t) return &c;
   return nullptr;

@@ -38,7 +38,7 @@ struct BlockCodec {
   ChooseGridFn choose;
   // choose with 0 on the grid (pruned weights stay 0; affine_grids.h): choose itself for the
   // types whose grid always holds 0, null for IQ4_NL/IQ4_XS (no 0 among their levels) and
-  // for the codebook types (IQ3_S, IQ3_XXS: no grid per value, no 0 either).
+  // for the codebook types (IQ3_*, IQ2_*: no grid per value, no 0 either).
   ChooseGridFn choose_zero;
   SetCodesFn set_codes;
   DequantizeBlockFn dequantize;
@@ -48,7 +48,7 @@ struct BlockCodec {
   // Rounding rescales each row so it is not shrunk (quant/debias.h): the K types. On the
   // 4-bit 32-value and IQ4 types it raised tinyllm-8m's KLD by 0.1-0.9% (docs/QUANTIZATION.md).
   bool debias;
-  // Codebook types (IQ3_S, IQ3_XXS): groups of values share one grid entry, so there is no grid per
+  // Codebook types (IQ3_*, IQ2_*): groups of values share one grid entry, so there is no grid per
   // position; choose, choose_zero and set_codes are null and this quantizes a whole block.
   QuantizeBlockFn quantize_block = nullptr;
 
@@ -90,11 +90,12 @@ LOWBIT_DECLARE_CODEC(tq2_0)
 LOWBIT_DECLARE_CODEC(q8_0_s24)  // blocks_2of4.cpp
 LOWBIT_DECLARE_CODEC(q4_0_s24)
 #undef LOWBIT_DECLARE_CODEC
-// Codebook types: a whole block at once (blocks_iq3.cpp).
-void quantize_iq3_s(const float* x, const float* w, uint8_t* block);
-void dequantize_iq3_s(const uint8_t* block, float* y);
-void quantize_iq3_xxs(const float* x, const float* w, uint8_t* block);
-void dequantize_iq3_xxs(const uint8_t* block, float* y);
+// Codebook types (IQ3_S, IQ3_XXS, IQ2_S, IQ2_XS, IQ2_XXS): a whole block at once
+// (blocks_iq.cpp).
+template <DType T>
+void quantize_codebook(const float* x, const float* w, uint8_t* block);
+template <DType T>
+void dequantize_codebook(const uint8_t* block, float* y);
 // The choose with 0 on the grid of the types with an offset or a min (affine_grids.h).
 void choose_zero_q4_1(const float* x, const float* w, uint8_t* block, BlockGrid* g);
 void choose_zero_q5_1(const float* x, const float* w, uint8_t* block, BlockGrid* g);

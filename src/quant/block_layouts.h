@@ -5,6 +5,7 @@
 //   256 values (a "super-block" of 8 or 16 sub-blocks): Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS
 //   256 values, ternary (one scale, values -d, 0, +d): TQ1_0 TQ2_0
 //   256 values, codebook ("i-quant": groups of values share one grid entry): IQ3_S IQ3_XXS
+//     IQ2_S IQ2_XS IQ2_XXS
 // The comment on each struct says which bits of which byte hold value e (0-based in block).
 #pragma once
 
@@ -103,6 +104,35 @@ struct BlockIQ3_XXS {
   uint8_t scales_signs[32];
 };
 
+// The 2-bit codebook types: groups of 8 values take one entry of an 8-wide grid whose levels
+// l = 0, 1, 2 give magnitudes 8, 25, 43; value e = d * (0.5 + c) * 0.25 * magnitude * sign
+// for the scale code c of e's sub-block.
+// IQ2_XXS: sub-blocks of 32. Sub-block b has the entries of its groups 4b .. 4b + 3 in
+// qs[8b .. 8b + 3] (256-entry grid) and the little-endian u32 word = qs[8b + 4 .. 8b + 7]:
+// bits 28-31 the scale code c, bits 7k .. 7k + 6 the signs of values 8k .. 8k + 6 of the
+// sub-block; value 8k + 7 is negative when those 7 hold an odd count (as IQ3_XXS).
+struct BlockIQ2_XXS {
+  uint16_t d;
+  uint8_t qs[64];
+};
+// IQ2_XS: sub-blocks of 16. Group g has qs[g]: bits 0-8 its entry of the 512-entry grid,
+// bits 9-15 the signs of its values 0-6 (the 8th by parity). Sub-block b has the scale code
+// c = nibble (b % 2) of scales[b / 2].
+struct BlockIQ2_XS {
+  uint16_t d;
+  uint16_t qs[32];
+  uint8_t scales[8];
+};
+// IQ2_S: sub-blocks of 16. Group g takes entry qs[g] | bits 2 (g % 4) .. 2 (g % 4) + 1 of
+// qh[g / 4] << 8 of the 1024-entry grid; bit j of qs[32 + g] negates its value j (no parity).
+// Sub-block b has the scale code c = nibble (b % 2) of scales[b / 2].
+struct BlockIQ2_S {
+  uint16_t d;
+  uint8_t qs[64];
+  uint8_t qh[8];
+  uint8_t scales[8];
+};
+
 // 2:4 sparse blocks (lowbit only, docs/FORMATS.md): of each group g = e / 4 of four values at
 // most two are not zero. Nibble g of pos (the low nibble of pos[g / 2] for even g) holds the
 // places in the group of kept values k = 2g (bits 0-1) and k = 2g + 1 (bits 2-3), the first
@@ -143,6 +173,7 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(Bloc
               sizeof(BlockQ5_K) == 176 && sizeof(BlockQ6_K) == 210 && sizeof(BlockIQ4_XS) == 136);
 static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66 && sizeof(BlockIQ3_S) == 110 &&
               sizeof(BlockIQ3_XXS) == 98);
+static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82);
 
 // TQ1_0: the place (0-255) of trit j (0-4) of byte i (0-51; qs, then qh), -1 for qh's
 // fifth, unused trit.
@@ -214,6 +245,12 @@ inline std::vector<size_t> f16_scale_offsets(DType t) {
       return {offsetof(BlockIQ3_S, d)};
     case DType::IQ3_XXS:
       return {offsetof(BlockIQ3_XXS, d)};
+    case DType::IQ2_XXS:
+      return {offsetof(BlockIQ2_XXS, d)};
+    case DType::IQ2_XS:
+      return {offsetof(BlockIQ2_XS, d)};
+    case DType::IQ2_S:
+      return {offsetof(BlockIQ2_S, d)};
     case DType::TQ1_0:
       return {offsetof(BlockTQ1_0, d)};
     case DType::TQ2_0:

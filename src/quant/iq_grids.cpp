@@ -1,7 +1,7 @@
 #include "quant/iq_grids.h"
 
 #include <algorithm>
-#include <array>
+#include <stdexcept>
 
 namespace lowbit::quant {
 namespace {
@@ -34,21 +34,50 @@ IqGrid expand(const uint8_t* members, int radix, int width) {
     std::vector<int> distinct(dist.begin(), dist.end());
     std::sort(distinct.begin(), distinct.end());
     distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
-    const int limit = distinct[std::min<size_t>(2, distinct.size() - 1)];
+    const int limit = distinct[std::min<size_t>(radix == 3 ? 1 : 2, distinct.size() - 1)];
     for (int i = 0; i < g.n; ++i)
       if (dist[i] <= limit) g.near.push_back(static_cast<int16_t>(i));
   }
   g.near_start[space] = static_cast<int32_t>(g.near.size());
+  g.words = (g.n + 63) / 64;
+  g.with_level.assign(static_cast<size_t>(width * radix * g.words), 0);
+  for (int i = 0; i < g.n; ++i)
+    for (int j = 0; j < width; ++j)
+      g.with_level[static_cast<size_t>(j * radix + g.entry(i)[j]) * g.words + i / 64] |=
+          uint64_t{1} << (i % 64);
   return g;
 }
 
 }  // namespace
 
 const IqGrid& iq_grid(IqGridId id) {
-  static const std::array<IqGrid, 6> kGrids = {
-      expand(kIq3sMembers, 8, 4),  expand(kIq3xxsMembers, 8, 4), expand(kIq2xxsMembers, 3, 8),
-      expand(kIq2xsMembers, 3, 8), expand(kIq2sMembers, 3, 8),   expand(kIq1sMembers, 3, 8)};
-  return kGrids.at(static_cast<size_t>(id));
+  switch (id) {
+    case IqGridId::Iq3s: {
+      static const IqGrid g = expand(kIq3sMembers, 8, 4);
+      return g;
+    }
+    case IqGridId::Iq3xxs: {
+      static const IqGrid g = expand(kIq3xxsMembers, 8, 4);
+      return g;
+    }
+    case IqGridId::Iq2xxs: {
+      static const IqGrid g = expand(kIq2xxsMembers, 3, 8);
+      return g;
+    }
+    case IqGridId::Iq2xs: {
+      static const IqGrid g = expand(kIq2xsMembers, 3, 8);
+      return g;
+    }
+    case IqGridId::Iq2s: {
+      static const IqGrid g = expand(kIq2sMembers, 3, 8);
+      return g;
+    }
+    case IqGridId::Iq1s: {
+      static const IqGrid g = expand(kIq1sMembers, 3, 8);
+      return g;
+    }
+  }
+  throw std::logic_error("iq_grid: unknown grid");
 }
 
 }  // namespace lowbit::quant

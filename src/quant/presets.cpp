@@ -18,6 +18,14 @@ using L = LayerSet;
 
 std::vector<Preset> make_presets() {
   const PresetRule kMoreBitsV{"attn_v", L::MoreBits, Q6_K}, kMoreBitsDown{"ffn_down", L::MoreBits, Q6_K};
+  // The 2-bit presets: attn_v and the first ffn_down raised to IQ3_S (IQ2_S, IQ2_M, which
+  // also raise attn_output) or Q2_K (IQ2_XS, IQ2_XXS).
+  const std::vector<PresetRule> kTwoBitIq3 = {{"attn_v", L::All, Q4_K, true},
+                                              {"attn_v", L::All, IQ3_S},
+                                              {"ffn_down", L::FirstEighth, IQ3_S},
+                                              {"attn_output", L::All, IQ3_S}};
+  const std::vector<PresetRule> kTwoBitQ2 = {
+      {"attn_v", L::All, Q4_K, true}, {"attn_v", L::All, Q2_K}, {"ffn_down", L::FirstEighth, Q2_K}};
   return {
       {"Q2_K",
        10,
@@ -66,6 +74,15 @@ std::vector<Preset> make_presets() {
        IQ4_XS,
        Q6_K,
        {{"attn_v", L::All, Q5_K, true}, {"ffn_down", L::FirstEighth, Q5_K, false, true}}},
+      {"IQ3_XS",
+       22,
+       IQ3_S,
+       Q6_K,
+       {{"attn_v", L::All, Q4_K, true},
+        {"attn_k", L::All, IQ3_XXS},
+        {"attn_q", L::All, IQ3_XXS},
+        {"ffn_gate", L::Middle, IQ3_XXS},
+        {"ffn_up", L::Middle, IQ3_XXS}}},
       {"IQ3_S", 26, IQ3_S, Q6_K, {{"attn_v", L::All, Q4_K, true}}},
       {"IQ3_M",
        27,
@@ -74,6 +91,25 @@ std::vector<Preset> make_presets() {
        {{"attn_v", L::All, Q4_K},
         {"ffn_down", L::FirstEighth, Q4_K},
         {"attn_output", L::All, Q4_K}}},
+      // Below 3.1 bits llama.cpp keeps the head at Q5_K and raises the untied embedding,
+      // attn_v and the first ffn_down; without an importance vector IQ3_XXS also raises
+      // attn_v and every ffn_down.
+      {"IQ3_XXS",
+       23,
+       IQ3_XXS,
+       Q5_K,
+       {{"attn_v", L::All, Q4_K, true},
+        {"attn_v", L::All, IQ3_S, false, true},
+        {"attn_k", L::All, IQ2_S},
+        {"attn_q", L::All, IQ2_S},
+        {"ffn_down", L::FirstEighth, Q4_K, false, true},
+        {"ffn_down", L::All, Q3_K, false, true},
+        {"attn_output", L::All, IQ3_S}},
+       IQ3_S},
+      {"IQ2_M", 29, IQ2_S, Q5_K, kTwoBitIq3, IQ3_S},
+      {"IQ2_S", 28, IQ2_XS, Q5_K, kTwoBitIq3, IQ3_S},  // mostly GGML's IQ2_XS, as llama.cpp's
+      {"IQ2_XS", 20, IQ2_XS, Q5_K, kTwoBitQ2, Q2_K},
+      {"IQ2_XXS", 19, IQ2_XXS, Q5_K, kTwoBitQ2, Q2_K},
       // Ternary: llama.cpp keeps the untied embedding at Q4_K
       {"TQ1_0", 36, TQ1_0, Q6_K, {}, Q4_K},
       {"TQ2_0", 37, TQ2_0, Q6_K, {}, Q4_K},
@@ -128,6 +164,8 @@ bool layer_selected(LayerSet s, uint32_t i, uint32_t n) {
     case LayerSet::FirstTwo: return i < 2;
     case LayerSet::FirstFour: return i < 4;
     case LayerSet::MoreBits: return i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2);
+    case LayerSet::Middle:
+      return i >= n / 8 && i < 7 * n / 8;
   }
   return false;
 }
@@ -141,6 +179,9 @@ DType fallback_type(DType t, uint64_t row_len) {
       case DType::IQ4_XS:
       case DType::IQ3_S:
       case DType::IQ3_XXS:
+      case DType::IQ2_S:
+      case DType::IQ2_XS:
+      case DType::IQ2_XXS:
         t = DType::IQ4_NL;
         break;
       case DType::Q4_K: t = DType::Q5_0; break;

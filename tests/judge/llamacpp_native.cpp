@@ -2,13 +2,17 @@
 // with dlopen so lowbit never links against them. Tests use it as an independent judge:
 //   llamacpp_native LIBDIR dequantize GGML_TYPE N IN.bin OUT.f32   decode N values with ggml
 //   llamacpp_native LIBDIR quantize-rows GGML_TYPE ROWS ROW_LEN IN.f32 OUT.bin [IMATRIX.f32]
-//   llamacpp_native LIBDIR quantize-model IN.gguf OUT.gguf FTYPE THREADS
+//   llamacpp_native LIBDIR quantize-model IN.gguf OUT.gguf FTYPE THREADS [IMATRIX.txt]
+// IMATRIX.txt: lines "TENSOR_NAME ROW_LEN"; each listed tensor gets an all-ones importance
+// vector (llama.cpp refuses its 2-bit presets without one).
 // Exit status 0 on success, 2 on a usage or loading problem.
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -95,19 +99,50 @@ int main(int argc, char** argv) {
     write_all(argv[7], out.data(), out.size());
     return 0;
   }
-  if (cmd == "quantize-model" && argc == 7) {
+  if (cmd == "quantize-model" && (argc == 7 || argc == 8)) {
     open_lib(dir, "libggml-base.so");
     open_lib(dir, "libggml.v0.5.0.so");
     void* llama = open_lib(dir, "libllama.v0.5.0.so");
     sym<void (*)()>(llama, "llama_backend_init")();
     // The params struct is returned by value (hidden pointer); a generous buffer holds it.
     // Its first two fields are stable: int32 nthread, enum llama_ftype ftype.
-    struct Params { int32_t nthread; int32_t ftype; char rest[1024]; };
+    // The importance data is a pointer at byte 24 (after nthread, ftype, the two tensor type
+    // overrides and six bools) to an array of {name, data, size} records ended by a null name
+    // (llama.h's llama_model_imatrix_data).
+    struct Params {
+      int32_t nthread;
+      int32_t ftype;
+      int32_t types[2];
+      bool flags[8];
+      void* imatrix;
+      char rest[1024];
+    };
     auto defaults = sym<Params (*)()>(llama, "llama_model_quantize_default_params");
     auto quantize = sym<uint32_t (*)(const char*, const char*, const Params*)>(llama, "llama_model_quantize");
     Params p = defaults();
     p.ftype = std::atoi(argv[5]);
     p.nthread = std::atoi(argv[6]);
+    struct ImportanceRecord {
+      const char* name;
+      const float* data;
+      size_t size;
+    };
+    std::vector<std::string> names;
+    std::vector<float> ones;
+    std::vector<ImportanceRecord> records;
+    if (argc == 8) {
+      std::ifstream list(argv[7]);
+      if (!list) die(std::string("cannot open ") + argv[7]);
+      std::string name;
+      size_t n;
+      std::vector<size_t> sizes;
+      while (list >> name >> n)
+        names.push_back(name), sizes.push_back(n), ones.resize(std::max(ones.size(), n), 1.0f);
+      for (size_t i = 0; i < names.size(); ++i)
+        records.push_back({names[i].c_str(), ones.data(), sizes[i]});
+      records.push_back({nullptr, nullptr, 0});
+      p.imatrix = records.data();
+    }
     return quantize(argv[3], argv[4], &p) == 0 ? 0 : 2;
   }
   die("unknown command or wrong argument count: " + cmd);

@@ -227,6 +227,27 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
             std::string::npos);
 }
 
+// Learned rounding trains a grid per value, which the codebook types do not have: the job
+// is refused before any calibration pass (the observer sees no calibration stage).
+TEST(Job, LearnedRoundingRefusesCodebookTypesBeforeCalibrating) {
+  test::TempDir dir;
+  QuantizeJob j = job_for(dir);
+  j.method.kind = Method::AdaRound;
+  j.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  std::get<GgufTarget>(j.target).type = "IQ2_M";
+  bool calibrated = false;
+  const std::string msg = test::expect_error([&] {
+    run_quantize_job(j, [&](const Progress& p) {
+      calibrated = calibrated || p.stage == Stage::Calibrate || p.stage == Stage::Block;
+      return true;
+    });
+  });
+  EXPECT_NE(msg.find("'blk.0.ffn_down.weight' is IQ3_S, a codebook type"), std::string::npos)
+      << msg;
+  EXPECT_FALSE(calibrated);
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
 TEST(Job, CancellingFromTheObserverLeavesNoFile) {
   test::TempDir dir;
   QuantizeJob j = job_for(dir);

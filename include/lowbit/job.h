@@ -35,6 +35,7 @@ struct Budget {
 struct SensitivityParams {
   SensitivityMode mode = SensitivityMode::Proxy;
   size_t windows = 4, ctx = 256;  // calibration windows (and their length) the KLD is measured on
+  std::vector<DType> candidates;  // the types a budget chooses among; empty: the default set
 };
 
 // A GGUF file for llama.cpp / Ollama.

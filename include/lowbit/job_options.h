@@ -42,6 +42,9 @@ QuantizeJob make_job(const JobSettings& s);
 void set_job_option(JobSettings& s, const std::string& name, const std::string& value);
 std::vector<std::string> job_option_names();
 
+// "Q2_K,IQ2_S,Q4_K" -> the types (each one lowbit can write); throws Argument naming `setting`.
+std::vector<DType> parse_type_list(const std::string& setting, const std::string& list);
+
 // "int<N>" (either case) -> N (validate() accepts 2..8); 0 for any other type name.
 int affine_type_bits(const std::string& type);
 

@@ -150,7 +150,7 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
       break;
     case DType::Q2_K: {
       const auto* b = reinterpret_cast<const BlockQ2_K*>(blk);
-      for (int e = 0; e < 256; ++e) v[e] = (b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+      for (int e = 0; e < 256; ++e) v[e] = static_cast<int16_t>(code2_at(b->qs, e));
       break;
     }
     case DType::Q3_K: {
@@ -209,8 +209,7 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
       break;
     case DType::TQ2_0: {
       const auto* b = reinterpret_cast<const BlockTQ2_0*>(blk);
-      for (int e = 0; e < 256; ++e)
-        v[e] = ((b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3) - 1;
+      for (int e = 0; e < 256; ++e) v[e] = static_cast<int16_t>(code2_at(b->qs, e) - 1);
       break;
     }
     default: break;

@@ -12,6 +12,11 @@
 namespace lowbit {
 namespace {
 
+const std::vector<DType>& candidates_of(const SensitivityParams& s) {
+  static const std::vector<DType> kDefault = SensitivityOptions{}.candidates;
+  return s.candidates.empty() ? kDefault : s.candidates;
+}
+
 // The online rotation of ffn_down's input lives in lowbit's GGUF metadata and engine; the
 // methods that move scales across the up → down boundary (awq, smoothquant) or run their own
 // block forward (the learned ones) do not apply the transform.
@@ -343,7 +348,7 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   uint64_t budget_bytes = 0;
   if (t.budget) {  // a budget no mix fits fails before the sensitivity is measured
     const Budget budget = tensor_budget(m, q.plan, *t.budget);
-    check_budget_fits(mix_options(m, plan_of(t), SensitivityOptions{}.candidates),
+    check_budget_fits(mix_options(m, plan_of(t), candidates_of(t.sensitivity)),
                       budget_bytes_of(m, budget));
     const std::vector<MixTensor> tensors = measure_sensitivity_of(m, run.job(), run.observer());
     mix = solve_mix(m, tensors, budget, t.save_recipe, &budget_bytes);
@@ -448,6 +453,7 @@ std::vector<MixTensor> measure_sensitivity_of(const Model& m, const QuantizeJob&
   so.seed = job.calib.seed;
   so.n_windows = t->sensitivity.windows;
   so.n_ctx = t->sensitivity.ctx;
+  so.candidates = candidates_of(t->sensitivity);
   so.n_threads = job.threads;
   so.on_step = [&observer](size_t i, size_t n) {
     report_progress(observer, {Stage::Sensitivity, i, n});

@@ -32,6 +32,17 @@ TypeOverride type_override(const std::string& spec) {
 
 }  // namespace
 
+std::vector<DType> parse_type_list(const std::string& setting, const std::string& list) {
+  std::vector<DType> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    const size_t comma = std::min(list.find(',', start), list.size());
+    out.push_back(storage_type(setting, list.substr(start, comma - start)));
+    start = comma + 1;
+  }
+  return out;
+}
+
 int affine_type_bits(const std::string& type) {
   if (type.size() < 4 || type.size() > 6 ||
       (type.rfind("int", 0) != 0 && type.rfind("INT", 0) != 0))
@@ -271,6 +282,8 @@ const std::map<std::string, Setter>& setters() {
       {"sensitivity-windows",
        [](S& s, V n, V v) { s.gguf.sensitivity.windows = number<size_t>(n, v); }},
       {"sensitivity-ctx", [](S& s, V n, V v) { s.gguf.sensitivity.ctx = number<size_t>(n, v); }},
+      {"mix-types",
+       [](S& s, V n, V v) { s.gguf.sensitivity.candidates = parse_type_list(n, v); }},
       {"tensor-type", [](S& s, V, V v) { s.tensor_types.push_back(v); }},
       {"output-tensor-type", [](S& s, V, V v) { s.output_tensor_type = v; }},
       {"token-embedding-type", [](S& s, V, V v) { s.token_embedding_type = v; }},

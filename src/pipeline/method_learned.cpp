@@ -2,7 +2,10 @@
 // sequential driver on calibration text, each block's start rounding (GPTQ by default, or
 // round to nearest) trained against the unquantized block's output.
 #include "lowbit/error.h"
+#include "lowbit/quantize.h"
+#include "lowbit/topology.h"
 #include "method.h"
+#include "quant/block_codecs.h"
 
 namespace lowbit::pipeline {
 namespace {
@@ -28,6 +31,16 @@ class LearnedRoundingMethod : public QuantMethod {
           method_name(kind_), p.steps, p.batch, p.lr, p.reg);
   }
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
+    // Refused before calibration: training moves each value on a grid of its own, and the
+    // codebook types have none.
+    for (const TensorPlan& t : plan_quantization(run.model(), q.plan)) {
+      const quant::BlockCodec* codec = quant::block_codec(t.type);
+      if (is_block_linear(t.name) && codec && !codec->choose)
+        fail(ErrorKind::Unsupported,
+             "method {}: tensor '{}' is {}, a codebook type (groups of values share one grid "
+             "entry) that learned rounding cannot train; use gptq or rtn",
+             method_name(kind_), t.name, dtype_name(t.type));
+    }
     const LearnedParams& p = run.job().method.learned;
     LearnedOptions o;
     o.method = learned_;

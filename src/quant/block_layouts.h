@@ -175,6 +175,16 @@ static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66 && sizeof(Blo
               sizeof(BlockIQ3_XXS) == 98);
 static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82);
 
+// Q2_K, TQ2_0: the 2-bit code of value e (0-255) is bits 2 ((e % 128) / 32) .. + 1 of
+// qs[32 (e / 128) + e % 32].
+inline int code2_at(const uint8_t* qs, int e) {
+  return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+}
+// Ors code (0-3) into place; qs starts zeroed.
+inline void put_code2(uint8_t* qs, int e, int code) {
+  qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>((code & 3) << (2 * ((e % 128) / 32)));
+}
+
 // TQ1_0: the place (0-255) of trit j (0-4) of byte i (0-51; qs, then qh), -1 for qh's
 // fifth, unused trit.
 inline int tq1_place(int i, int j) {

@@ -138,8 +138,8 @@ void quantize_iq(const IqShape& shape, const float* x, const float* w, uint8_t* 
     max_scale =
         std::max(max_scale, scale[b] = s.fit_sub_scale(a + shape.sub * b, wt + shape.sub * b));
   int codes[kMaxSubs] = {}, entries[kMaxGroups] = {};
-  const uint16_t d16 = f32_to_f16(max_scale / shape.scale(1.0f, 15));
-  const float d = f16_to_f32(d16);
+  uint16_t d16;
+  const float d = store_f16(max_scale / shape.scale(1.0f, 15), &d16);
   for (int b = 0; d > 0 && b < n_sub; ++b) {
     const float* ab = a + shape.sub * b;
     const float* wb = wt + shape.sub * b;

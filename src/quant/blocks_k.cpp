@@ -152,13 +152,13 @@ void choose_zero_q2_k(const float* x, const float* w, uint8_t* out, BlockGrid* g
 void set_codes_q2_k(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockQ2_K*>(out);
   std::memset(b->qs, 0, sizeof b->qs);
-  for (int e = 0; e < kQKK; ++e) b->qs[32 * (e / 128) + e % 32] |= static_cast<uint8_t>(codes[e] << (2 * ((e % 128) / 32)));
+  for (int e = 0; e < kQKK; ++e) put_code2(b->qs, e, codes[e]);
 }
 void dequantize_q2_k(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ2_K*>(in);
   const float d = f16_to_f32(b->d), dmin = f16_to_f32(b->dmin);
   for (int e = 0; e < kQKK; ++e) {
-    const int q = (b->qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+    const int q = code2_at(b->qs, e);
     const uint8_t s = b->scales[e / 16];
     y[e] = d * (s & 15) * q - dmin * (s >> 4);
   }

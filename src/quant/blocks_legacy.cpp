@@ -13,12 +13,6 @@
 namespace lowbit::quant {
 namespace {
 
-// Stores f as f16 and returns the value the decoder will see.
-float store_f16(float f, uint16_t* dst) {
-  *dst = f32_to_f16(f);
-  return f16_to_f32(*dst);
-}
-
 // Nibble layout shared by the 32-value types: value e<16 in the low nibble of qs[e],
 // value e>=16 in the high nibble of qs[e-16].
 void pack_nibbles(const int* codes, uint8_t* qs) {

@@ -13,15 +13,10 @@ namespace {
 
 // Fits d, stores it as f16 and describes the grid {-d, 0, d} under the stored value.
 void choose_ternary(const float* x, const float* w, uint16_t* d16, BlockGrid* g) {
-  *d16 = f32_to_f16(fit_ternary(x, w, kQKK));
-  const float d = f16_to_f32(*d16);
+  const float d = store_f16(fit_ternary(x, w, kQKK), d16);
   g->n_codes = 3;
   g->level_bias = 1;
   for (int e = 0; e < kQKK; ++e) g->scale[e] = d, g->offset[e] = 0;
-}
-
-int tq2_trit(const uint8_t* qs, int e) {
-  return (qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
 }
 
 }  // namespace
@@ -32,14 +27,12 @@ void choose_tq2_0(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
 void set_codes_tq2_0(const int* codes, uint8_t* out) {
   auto* b = reinterpret_cast<BlockTQ2_0*>(out);
   std::memset(b->qs, 0, sizeof b->qs);
-  for (int e = 0; e < kQKK; ++e)
-    b->qs[32 * (e / 128) + e % 32] |=
-        static_cast<uint8_t>((codes[e] & 3) << (2 * ((e % 128) / 32)));
+  for (int e = 0; e < kQKK; ++e) put_code2(b->qs, e, codes[e]);
 }
 void dequantize_tq2_0(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockTQ2_0*>(in);
   const float d = f16_to_f32(b->d);
-  for (int e = 0; e < kQKK; ++e) y[e] = d * static_cast<float>(tq2_trit(b->qs, e) - 1);
+  for (int e = 0; e < kQKK; ++e) y[e] = d * static_cast<float>(code2_at(b->qs, e) - 1);
 }
 
 void choose_tq1_0(const float* x, const float* w, uint8_t* out, BlockGrid* g) {

@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "lowbit/float_convert.h"
+
 namespace lowbit::quant {
 
 // Nearest code in [lo, hi], ties to even: what std::nearbyint gives in the default rounding
@@ -24,6 +26,12 @@ inline int round_clamp(float v, int lo, int hi) {
   return static_cast<int>(round_clamp_f(v, static_cast<float>(lo), static_cast<float>(hi)));
 }
 inline float weight_at(const float* w, int i) { return w ? w[i] : 1.0f; }
+
+// Stores f as f16 and returns the value the decoder will see.
+inline float store_f16(float f, uint16_t* dst) {
+  *dst = f32_to_f16(f);
+  return f16_to_f32(*dst);
+}
 
 // Symmetric codes q in [qmin, qmax], value = d*q. Tries inverse scales around the ones that
 // map the largest-magnitude value onto either end of the range, refits d by least squares

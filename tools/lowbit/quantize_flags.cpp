@@ -22,6 +22,13 @@ void add_sensitivity_flags(CLI::App* c, SensitivityParams& s) {
       ->capture_default_str();
   c->add_option("--sensitivity-ctx", s.ctx, "budget: tokens per sensitivity window")
       ->capture_default_str();
+  std::string defaults;
+  for (DType t : SensitivityOptions{}.candidates)
+    defaults += std::string(defaults.empty() ? "" : ",") + dtype_name(t);
+  c->add_option_function<std::string>(
+      "--mix-types",
+      [&s](const std::string& v) { s.candidates = parse_type_list("--mix-types", v); },
+      "budget: the types to choose among, comma-separated (default " + defaults + ")");
 }
 
 void add_calibration_source_flags(CLI::App* c, CalibrationSource& s) {
@@ -37,12 +44,13 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("model", j.model, "model directory, .gguf file or llama2.c .bin")->required();
   c->add_option("-o,--output", j.output, "output .gguf file (a directory for int2..int8, fp8)")
       ->required();
+  std::string preset_names;
+  for (const Preset& p : presets()) preset_names += std::string(" ") + p.name;
   c->add_option("--type", s.type,
-                "preset: Q2_K Q3_K_S Q3_K_M Q3_K_L Q4_0 Q4_1 Q4_K_S Q4_K_M Q5_0 Q5_1 Q5_K_S Q5_K_M "
-                "Q6_K Q8_0 IQ4_NL IQ4_XS IQ3_S IQ3_M TQ1_0 TQ2_0 F16 BF16, a type for every matrix "
-                "(Q4_K), Q8_0_S24 or "
-                "Q4_0_S24 (with --nm 2:4: the linears packed 2:4, lowbit-only), int2..int8 "
-                "(affine safetensors), or fp8 (E4M3 weights, compressed-tensors)")
+                "preset:" + preset_names +
+                    ", a type for every matrix (Q4_K), Q8_0_S24 or Q4_0_S24 (with --nm 2:4: the "
+                    "linears packed 2:4, lowbit-only), int2..int8 (affine safetensors), or fp8 "
+                    "(E4M3 weights, compressed-tensors)")
       ->capture_default_str();
   std::vector<std::string> methods = method_names();
   methods.push_back("w8a8");

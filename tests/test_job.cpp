@@ -112,6 +112,14 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
        },
        "exactly one above 0"},
       {[](QuantizeJob& j) {
+         GgufTarget t;
+         t.budget = Budget{1000000, 0};
+         t.sensitivity.candidates = {DType::Q2_K, DType::IQ2_XS, DType::Q4_K};
+         j.target = t;
+         j.calib.text = "c.txt", j.method.kind = Method::AdaQuant;
+       },
+       "the budget's type IQ2_XS is a codebook type"},
+      {[](QuantizeJob& j) {
          j.method.kind = Method::SmoothQuant, j.method.smoothquant.alpha = 1.5,
          j.target = W8A8Target{}, j.calib.text = "c.txt";
        },
@@ -225,6 +233,15 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
               set_job_option(bad, "colour", "red");
             }).find("unknown setting 'colour'"),
             std::string::npos);
+  // a budget's types: GGUF block types, each once
+  JobSettings mix;
+  set_job_option(mix, "mix-types", "Q2_K,iq2_s,Q2_K,Q6_K");
+  EXPECT_EQ(mix.gguf.sensitivity.candidates,
+            (std::vector<DType>{DType::Q2_K, DType::IQ2_S, DType::Q6_K}));
+  for (const char* list : {"Q2_K,Q4_0_S24", "F16,Q4_K", "Q2_K,,Q4_K", "Q9_K"})
+    EXPECT_NE(test::expect_error([&] { set_job_option(bad, "mix-types", list); }).find("mix-types"),
+              std::string::npos)
+        << list;
 }
 
 // Learned rounding trains a grid per value, which the codebook types do not have: the job

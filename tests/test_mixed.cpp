@@ -11,6 +11,7 @@
 #include "lowbit/file_io.h"
 #include "lowbit/gguf.h"
 #include "lowbit/mixed.h"
+#include "lowbit/quantize.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -110,6 +111,22 @@ TEST(Budget, RecipeRoundTripsAndCorruptRecipesNameTheEntry) {
     const std::string msg = test::expect_error([&] { read_recipe(dir.file("bad.json")); });
     EXPECT_NE(msg.find(expected), std::string::npos) << text << " -> " << msg;
     EXPECT_NE(msg.find("bad.json"), std::string::npos) << msg;
+  }
+}
+
+// A mix's general.file_type is llama.cpp's guess from the type holding most weights
+// (llama_model_loader's switch): the ftype named after the type, else its _M preset.
+TEST(Budget, MixFileTypeIsLlamaCppsGuess) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const std::vector<std::pair<DType, uint32_t>> cases = {
+      {DType::Q2_K, 10},    {DType::Q3_K, 12},    {DType::Q4_K, 15},  {DType::Q6_K, 18},
+      {DType::IQ3_S, 26},   {DType::IQ3_XXS, 23}, {DType::IQ2_S, 28}, {DType::IQ2_XS, 20},
+      {DType::IQ2_XXS, 19}, {DType::TQ1_0, 36},   {DType::IQ4_XS, 30}};
+  for (const auto& [type, ftype] : cases) {
+    std::vector<TensorPlan> plan;
+    for (const TensorView& t : m.tensors)
+      plan.push_back({t.name, t.shape.size() < 2 ? DType::F32 : type, "", PlanReason::Chosen});
+    EXPECT_EQ(mix_file_type(m, plan), ftype | 1024u) << dtype_name(type);
   }
 }
 

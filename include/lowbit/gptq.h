@@ -37,7 +37,7 @@ struct GptqOptions {
   // act-order is then off); `mask` ([rows, cols], 1 = pruned; read during the call) is a mask
   // chosen before (magnitude, wanda). A pruned weight is rounded as 0 and its error spread like
   // any other; it stays exactly 0 on every grid but IQ4_NL/IQ4_XS's (the types with a min
-  // are given grids that hold 0). The codebook types (IQ3_S, IQ3_XXS) have no 0 and refuse
+  // are given grids that hold 0). The codebook types (IQ3_*, IQ2_*) have no 0 and refuse
   // pruning.
   SparsityPattern prune;
   const uint8_t* mask = nullptr;

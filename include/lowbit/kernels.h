@@ -55,8 +55,9 @@ void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block
 // y[r] = Σ_i w[r, i] · a[i] for the n_rows consecutive rows of w (row_bytes apart), each of
 // row_len values stored as `t`.
 void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
-// The same for n_acts tokens: y[t * ld_y + r] for activation row acts[t]. Types with
-// multi-token kernels (Q8_0, Q4_K, Q6_K) decode each weight vector once for four tokens.
+// The same for n_acts tokens: y[t * ld_y + r] for activation row acts[t]. Q8_0, Q4_K and
+// Q6_K decode each weight vector once for four tokens; the table-decoded types (IQ4_*,
+// IQ3_*, IQ2_*) decode each row once for all the tokens.
 void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
                     size_t n_acts, float* y, size_t ld_y);
 // The scalar reference of dot_rows, whatever force_scalar says.

@@ -129,10 +129,17 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
         measure(k);
         mt.options[k].loss = mt.options[k].measured;
       }
-    } else {  // one measurement (the reference type, or the nearest candidate) scales the proxy
+    } else {  // one measurement (the reference type, or the candidate nearest it in bits per
+              // weight) scales the proxy
       size_t ref = 0;
-      for (size_t k = 0; k < mt.options.size(); ++k)
-        if (mt.options[k].type == o.reference) ref = k;
+      const double ref_bits = bits_per_weight(o.reference);
+      auto off = [&](size_t k) {
+        return mt.options[k].type == o.reference
+                   ? -1.0
+                   : std::fabs(bits_per_weight(mt.options[k].type) - ref_bits);
+      };
+      for (size_t k = 1; k < mt.options.size(); ++k)
+        if (off(k) < off(ref)) ref = k;
       measure(ref);
       const double scale = mt.options[ref].proxy > 0 ? mt.options[ref].measured / mt.options[ref].proxy : 0.0;
       for (MixOption& opt : mt.options) opt.loss = scale * opt.proxy;

@@ -37,7 +37,12 @@ std::vector<DType> parse_type_list(const std::string& setting, const std::string
   size_t start = 0;
   while (start <= list.size()) {
     const size_t comma = std::min(list.find(',', start), list.size());
-    out.push_back(storage_type(setting, list.substr(start, comma - start)));
+    const std::string name = list.substr(start, comma - start);
+    const DType t = storage_type(setting, name);
+    if (traits(t).block_size == 1 || is_sparse_2of4(t))  // floats, lowbit-only 2:4 packing
+      fail(ErrorKind::Argument,
+           "{} '{}': a budget chooses among GGUF block types (Q2_K, IQ2_S, ...)", setting, name);
+    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(t);
     start = comma + 1;
   }
   return out;

@@ -24,6 +24,13 @@ class LearnedRoundingMethod : public QuantMethod {
       fail(ErrorKind::Argument,
            "method {}: fp targets are a GPTQ setting: they need the GPTQ start",
            method_name(kind_));
+    if (const auto* t = std::get_if<GgufTarget>(&job.target); t && t->budget)
+      for (DType c : t->sensitivity.candidates)
+        if (const quant::BlockCodec* codec = quant::block_codec(c); codec && !codec->choose)
+          fail(ErrorKind::Argument,
+               "method {}: the budget's type {} is a codebook type, which learned rounding "
+               "cannot train; leave it out of --mix-types",
+               method_name(kind_), dtype_name(c));
     if (p.steps < 0 || p.batch < 0 || !(p.lr >= 0) || !(p.reg >= 0))
       fail(
           ErrorKind::Argument,

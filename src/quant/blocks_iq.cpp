@@ -27,7 +27,8 @@
 namespace lowbit::quant {
 namespace {
 
-constexpr int kMaxSubs = kQKK / 16, kMaxGroups = kQKK / 4, kMaxGroup = 8;
+// At most: sub-blocks per block (of 16), groups per block (of 4), groups per sub-block (32 / 4).
+constexpr int kMaxSubs = kQKK / 16, kMaxGroups = kQKK / 4, kMaxPerSub = 8;
 
 const IqShape kShapes[] = {
     {DType::IQ3_S, IqGridId::Iq3s, 4, 32, {1, 3, 5, 7, 9, 11, 13, 15}, false, 1.0f},
@@ -69,7 +70,7 @@ struct Searcher {
   }
 
   struct Fit {
-    int entry[kQKK / 16 * 4 / kMaxGroup * 2];  // of the sub-block's groups (at most 8)
+    int entry[kMaxPerSub];                     // of the sub-block's groups
     double sxq = 0, sqq = 0;                   // sum w a m, sum w m^2 over the sub-block
   };
   int groups() const { return shape.sub / shape.group; }

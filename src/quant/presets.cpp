@@ -91,9 +91,9 @@ std::vector<Preset> make_presets() {
        {{"attn_v", L::All, Q4_K},
         {"ffn_down", L::FirstEighth, Q4_K},
         {"attn_output", L::All, Q4_K}}},
-      // Below 3.1 bits llama.cpp keeps the head at Q5_K and raises the untied embedding,
-      // attn_v and the first ffn_down; without an importance vector IQ3_XXS also raises
-      // attn_v and every ffn_down.
+      // Below 3.1 bits llama.cpp keeps the head at Q5_K and raises the untied embedding;
+      // the 2-bit presets also raise attn_v and the first ffn_down, and IQ3_XXS does so
+      // (every ffn_down) only without an importance vector.
       {"IQ3_XXS",
        23,
        IQ3_XXS,
@@ -296,12 +296,13 @@ uint32_t mix_file_type(const Model& m, const std::vector<TensorPlan>& plan) {
     if (m.tensor(p.name).shape.size() >= 2) weights[p.type] += m.tensor(p.name).n_values();
   if (weights.empty()) return kGuessed;
   const DType most = std::max_element(weights.begin(), weights.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
-  const Preset* chosen = nullptr;
-  for (const Preset& p : presets()) {
-    if (p.base != most) continue;
-    const std::string name = p.name;
-    if (!chosen || (name.size() > 2 && name.compare(name.size() - 2, 2, "_M") == 0)) chosen = &p;
-  }
+  // llama.cpp's guess from the majority type: the preset named after the type (IQ3_S, not
+  // IQ3_M; the preset IQ2_S, mostly of the type IQ2_XS, still has the ftype llama.cpp gives
+  // the type IQ2_S), else its _M preset (Q4_K -> Q4_K_M).
+  const Preset* chosen = find_preset(dtype_name(most));
+  if (!chosen)
+    for (const Preset& p : presets())
+      if (p.base == most && (!chosen || std::string_view(p.name).ends_with("_M"))) chosen = &p;
   return (chosen ? chosen->file_type : 0) | kGuessed;
 }
 

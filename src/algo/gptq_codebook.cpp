@@ -14,7 +14,7 @@
 // parameters (the whole-block quantizer gives the value of least weight w x^2 of an odd
 // group the wrong sign), since forcing the last value of 8 to be rounded, whatever its
 // size, costs far more. Where the fixed sign is not v's, t = -|v| (the smallest magnitude
-// is then nearest), and likewise -|â_k| for the unfixed coordinates. When the last coordinate is
+// is then nearest). When the last coordinate is
 // fixed, the group's levels are an entry of the grid by construction. The block's d and scale codes
 // come from the whole-block quantizer at its first column.
 #include "algo/gptq_codebook.h"
@@ -85,9 +85,7 @@ class CodebookRounder final : public GridRounder {
         for (int i = 0; i < grid_.words; ++i) agree[i] &= with[i];
         continue;
       }
-      // The estimate's magnitude, negated where the sign fixed up front is not its own.
-      const bool flipped = shape_.parity && (negative_[at(row, g0 + k)] != 0) != (est[k] < 0);
-      const float t = k == j ? target : (flipped ? -1.0f : 1.0f) * std::fabs(est[k]);
+      const float t = k == j ? target : std::fabs(est[k]);
       for (int l = 0; l < grid_.radix; ++l) {
         const float d = s * static_cast<float>(shape_.magnitude[l]) - t;
         cost[k][l] = w[k] * d * d;

@@ -46,7 +46,7 @@ const BlockCodec* block_codec(DType t) {
 #define LOWBIT_CODEBOOK(T)                                                                     \
   {                                                                                            \
     DType::T, nullptr, nullptr, nullptr, dequantize_codebook<DType::T>, {LOWBIT_AT(T, d), -1}, \
-        false, quantize_codebook<DType::T>                                                     \
+        true, quantize_codebook<DType::T>                                                      \
   }
   static constexpr std::array<BlockCodec, 21> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),

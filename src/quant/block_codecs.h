@@ -45,8 +45,9 @@ struct BlockCodec {
   // Byte offsets of the f16 fields that every decoded value of the block is proportional to
   // (d, and the offset m or the min scale dmin), -1 when unused.
   int16_t f16_scales[2];
-  // Rounding rescales each row so it is not shrunk (quant/debias.h): the K types. On the
-  // 4-bit 32-value and IQ4 types it raised tinyllm-8m's KLD by 0.1-0.9% (docs/QUANTIZATION.md).
+  // Rounding rescales each row so it is not shrunk (quant/debias.h): the K and codebook
+  // types. On the 4-bit 32-value and IQ4 types it raised tinyllm-8m's KLD by 0.1-0.9%
+  // (docs/QUANTIZATION.md).
   bool debias;
   // Codebook types (IQ3_*, IQ2_*): groups of values share one grid entry, so there is no grid per
   // position; choose, choose_zero and set_codes are null and this quantizes a whole block.

@@ -2,6 +2,7 @@
 // the safetensors checkpoint that `lowbit perplexity` runs.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
@@ -9,7 +10,9 @@
 
 #include "lowbit/affine.h"
 #include "lowbit/model.h"
+#include "lowbit/quant.h"
 #include "lowbit/safetensors.h"
+#include "lowbit/tensor.h"
 #include "test_support.h"
 
 namespace lowbit {
@@ -126,6 +129,106 @@ TEST(Affine, BadSpecsAreArgumentErrors) {
   s.bits = 4;
   s.group = -3;
   EXPECT_NE(test::expect_error([&] { validate(s); }).find("group size"), std::string::npos);
+}
+
+// Ternary and binary weights on the int2 grid: the codes they may use, TWN's and XNOR-Net's
+// scales, and the exact ternary optimum (range mse) against every ternary vector of a group.
+TEST(Affine, TernaryAndBinaryKeepTheirLevelsAndScales) {
+  const uint64_t rows = 4, cols = 64;
+  const auto x = gaussian(rows * cols, 3, 0.02f);
+  auto dequantized = [&](const AffineSpec& s) {
+    std::vector<float> y(x.size());
+    affine_dequantize(affine_quantize(x.data(), rows, cols, s), rows, cols, s, y.data());
+    return y;
+  };
+  AffineSpec s;
+  s.bits = 2;
+  s.group = 16;
+  for (AffineLevels levels : {AffineLevels::Ternary, AffineLevels::Binary}) {
+    s.levels = levels;
+    const std::vector<float> y = dequantized(s);
+    for (uint64_t g = 0; g < x.size() / 16; ++g) {
+      double mean = 0, above = 0;
+      int count = 0;
+      for (int i = 0; i < 16; ++i) mean += std::fabs(x[16 * g + i]) / 16;
+      for (int i = 0; i < 16; ++i)
+        if (std::fabs(x[16 * g + i]) > 0.7 * mean) above += std::fabs(x[16 * g + i]), ++count;
+      const double alpha = levels == AffineLevels::Binary ? mean : above / count;
+      for (int i = 0; i < 16; ++i) {
+        const float v = y[16 * g + i];
+        if (levels == AffineLevels::Binary || v != 0) {
+          EXPECT_NEAR(std::fabs(v), alpha, alpha * 1e-3) << "group " << g;
+          EXPECT_EQ(v < 0, x[16 * g + i] < 0) << "group " << g;
+        }
+      }
+    }
+  }
+  // The exact ternary optimum of each group of 8: no vector of {-1, 0, 1}^8 at its best
+  // scale has a smaller error.
+  s.levels = AffineLevels::Ternary, s.range = RangeMethod::Mse, s.group = 8;
+  const std::vector<float> y = dequantized(s);
+  for (uint64_t g = 0; g < 8; ++g) {
+    const float* xg = &x[8 * g];
+    double ours = 0, best = 1e30;
+    for (int i = 0; i < 8; ++i) ours += (xg[i] - y[8 * g + i]) * (xg[i] - y[8 * g + i]);
+    for (int code = 0; code < 6561; ++code) {
+      double xc = 0, cc = 0, xx = 0;
+      for (int i = 0, c = code; i < 8; ++i, c /= 3)
+        xc += xg[i] * (c % 3 - 1), cc += (c % 3 - 1) * (c % 3 - 1), xx += xg[i] * xg[i];
+      best = std::min(best, cc > 0 ? xx - xc * xc / cc : xx);
+    }
+    EXPECT_LE(ours, best * 1.001 + 1e-12) << "group " << g;  // f16 scales
+  }
+  AffineSpec bad = s;
+  bad.bits = 4;
+  EXPECT_NE(test::expect_error([&] {
+              validate(bad);
+            }).find("ternary weights are stored as int2 symmetric"),
+            std::string::npos);
+  bad.bits = 2, bad.symmetric = false, bad.levels = AffineLevels::Binary;
+  EXPECT_NE(test::expect_error([&] { validate(bad); }).find("binary"), std::string::npos);
+}
+
+TEST(Cli, QuantizeTernaryWritesInt2CheckpointsOfThreeLevels) {
+  TempDir dir;
+  const std::string calib = shared_path("data/calibration/calib-en-1mb.txt");
+  struct Case {
+    std::vector<std::string> extra;
+    int levels;
+  };
+  const Case cases[] = {{{"--type", "ternary"}, 3},
+                        {{"--type", "ternary", "--method", "gptq", "--calib", calib,
+                          "--calib-samples", "4", "--calib-ctx", "64", "--format", "gptq"},
+                         3},
+                        {{"--type", "binary", "--format", "compressed-tensors"}, 2}};
+  int k = 0;
+  for (const Case& c : cases) {
+    const std::string out = dir.file("t" + std::to_string(k++));
+    std::vector<std::string> args = {
+        "quantize", shared_path("models/tinyllm-8m"), "-o", out, "--group", "64", "-q"};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    auto r = test::run_cli(args);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const Model m = load_model(out);
+    const TensorView& t = m.tensor("blk.2.ffn_down.weight");
+    std::vector<float> w(t.n_values());
+    dequantize_rows(t, 0, t.n_rows(), w.data());
+    for (size_t g = 0; g < w.size(); g += 64) {  // groups of 64 along each row
+      std::vector<float> v(w.begin() + g, w.begin() + g + 64);
+      for (float& a : v) a = std::fabs(a);
+      std::sort(v.begin(), v.end());
+      v.erase(std::unique(v.begin(), v.end()), v.end());
+      ASSERT_LE(v.size(), c.levels == 3 ? 2u : 1u) << c.extra[1] << " group " << g / 64;
+      if (c.levels == 2) {
+        ASSERT_GT(v[0], 0.0f);
+      }
+    }
+  }
+  auto r = test::run_cli({"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("x"),
+                          "--type", "ternary", "--asym"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("ternary weights are stored as int2 symmetric"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(dir.file("x")));
 }
 
 TEST(Cli, QuantizeIntWritesACheckpointThatPerplexityRuns) {

@@ -30,18 +30,26 @@ enum class AffineFormat { Lowbit, Gptq, Awq, CompressedTensors };
 const char* affine_format_name(AffineFormat f);  // "lowbit", "gptq", "awq", "compressed-tensors"
 bool parse_affine_format(const std::string& name, AffineFormat* out);
 
+// Which codes of the symmetric int2 grid {-2, -1, 0, 1}·s a tensor uses: all of them, or the
+// classic extreme cases, each stored as int2 so that every int2 reader loads it exactly:
+//   Ternary  {-1, 0, +1}·s (TWN): s = the mean |x| above 0.7·mean|x| (range minmax or
+//            percentile), or the exact least-squares optimum (range mse);
+//   Binary   {-1, +1}·s (XNOR-Net): s = mean |x|, code = the sign.
+enum class AffineLevels { All, Ternary, Binary };
+
 struct AffineSpec {
   int bits = 4;            // 2..8
   int64_t group = 128;     // > 0: values per group; 0: per channel (whole row); -1: per tensor
   bool symmetric = true;
   RangeMethod range = RangeMethod::MinMax;
   double percentile = 99.9;  // for RangeMethod::Percentile
+  AffineLevels levels = AffineLevels::All;  // Ternary, Binary: bits 2, symmetric
 
   int64_t group_len(uint64_t cols) const { return group > 0 ? group : static_cast<int64_t>(cols); }
   uint64_t groups_per_row(uint64_t cols) const {
     return group < 0 ? 1 : (cols + group_len(cols) - 1) / group_len(cols);
   }
-  std::string describe() const;  // e.g. "int4 g128 sym minmax"
+  std::string describe() const;  // e.g. "int4 g128 sym minmax", "ternary g128 mse"
 };
 
 // Quantized [rows, cols] tensor. scales/zeros: [rows, groups_per_row] (per tensor: [1, 1]).
@@ -59,7 +67,8 @@ struct AffineWeight {
   uint64_t rows = 0, cols = 0;
 };
 
-// Throws Argument for bits outside 2..8 or a group size that does not divide into rows.
+// Throws Argument for bits outside 2..8, a group size that does not divide into rows, or
+// ternary/binary levels on another grid than int2 symmetric.
 void validate(const AffineSpec& spec);
 AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& spec);
 void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& spec, float* out);
@@ -67,9 +76,13 @@ void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, cons
 // One group's parameters and the rounding of a value onto its grid (for GPTQ's sweep).
 struct AffineParams { float scale; int zero; };
 AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec);
-inline int affine_code(float x, AffineParams p, int bits) {
-  const int q = static_cast<int>(__builtin_nearbyintf(x / p.scale)) + p.zero, qmax = (1 << bits) - 1;
-  return q < 0 ? 0 : (q > qmax ? qmax : q);
+// The nearest code of spec's grid (levels included).
+inline int affine_code(float x, AffineParams p, const AffineSpec& spec) {
+  if (spec.levels == AffineLevels::Binary) return x < 0 ? p.zero - 1 : p.zero + 1;
+  const int q = static_cast<int>(__builtin_nearbyintf(x / p.scale)) + p.zero;
+  const int lo = spec.levels == AffineLevels::Ternary ? p.zero - 1 : 0;
+  const int hi = spec.levels == AffineLevels::Ternary ? p.zero + 1 : (1 << spec.bits) - 1;
+  return q < lo ? lo : (q > hi ? hi : q);
 }
 
 uint64_t packed_row_bytes(uint64_t cols, int bits);

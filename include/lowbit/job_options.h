@@ -45,7 +45,10 @@ std::vector<std::string> job_option_names();
 // "Q2_K,IQ2_S,Q4_K" -> the types (each one lowbit can write); throws Argument naming `setting`.
 std::vector<DType> parse_type_list(const std::string& setting, const std::string& list);
 
-// "int<N>" (either case) -> N (validate() accepts 2..8); 0 for any other type name.
+// "int<N>" (either case) -> N (validate() accepts 2..8); "ternary", "binary" -> 2 (their
+// codes are int2); 0 for any other type name.
 int affine_type_bits(const std::string& type);
+// "ternary" / "binary" (either case) -> their levels; All for any other type name.
+AffineLevels affine_type_levels(const std::string& type);
 
 }  // namespace lowbit

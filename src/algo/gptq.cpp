@@ -183,7 +183,7 @@ class AffineRounder final : public GridRounder {
   }
   float round(uint64_t row, uint64_t col, float v) override {
     const AffineParams p = params_[spec_.group < 0 ? 0 : row * gpr_ + col / glen_];
-    const int q = affine_code(v, p, spec_.bits);
+    const int q = affine_code(v, p, spec_);
     codes_[row * cols_ + col] = static_cast<uint8_t>(q);
     return p.scale * (q - p.zero);
   }

@@ -3,6 +3,7 @@
 
 #include <fmt/ranges.h>
 
+#include <cctype>
 #include <charconv>
 #include <functional>
 #include <map>
@@ -49,6 +50,7 @@ std::vector<DType> parse_type_list(const std::string& setting, const std::string
 }
 
 int affine_type_bits(const std::string& type) {
+  if (affine_type_levels(type) != AffineLevels::All) return 2;  // stored as int2 codes
   if (type.size() < 4 || type.size() > 6 ||
       (type.rfind("int", 0) != 0 && type.rfind("INT", 0) != 0))
     return 0;
@@ -58,6 +60,14 @@ int affine_type_bits(const std::string& type) {
     bits = bits * 10 + (type[i] - '0');
   }
   return bits;  // validate(AffineSpec) rejects what is outside 2..8
+}
+
+AffineLevels affine_type_levels(const std::string& type) {
+  std::string lower = type;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "ternary"  ? AffineLevels::Ternary
+         : lower == "binary" ? AffineLevels::Binary
+                             : AffineLevels::All;
 }
 
 QuantizeJob make_job(const JobSettings& s) {
@@ -117,6 +127,7 @@ QuantizeJob make_job(const JobSettings& s) {
   if (bits) {
     AffineSpec spec;
     spec.bits = bits;
+    spec.levels = affine_type_levels(s.type);
     spec.group = s.group;
     spec.symmetric = !s.asym;
     spec.range = s.range;

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
+#include <vector>
 
 #include "lowbit/error.h"
 #include "lowbit/float_convert.h"
@@ -30,17 +32,39 @@ Params params_for_range(float lo, float hi, const AffineSpec& s) {
   return {scale, std::clamp(static_cast<int>(std::nearbyint(-lo / scale)), 0, qmax)};
 }
 
-int code_of(float x, Params p, int qmax) {
-  return std::clamp(static_cast<int>(std::nearbyint(x / p.scale)) + p.zero, 0, qmax);
-}
-
-double group_error(const float* x, uint64_t n, Params p, int qmax) {
+double group_error(const float* x, uint64_t n, Params p, const AffineSpec& s) {
   double e = 0;
   for (uint64_t i = 0; i < n; ++i) {
-    const double d = x[i] - p.scale * (code_of(x[i], p, qmax) - p.zero);
+    const double d = x[i] - p.scale * (affine_code(x[i], p, s) - p.zero);
     e += d * d;
   }
   return e;
+}
+
+// Ternary and binary scales (AffineLevels), codes around the int2 zero point 2.
+Params two_level_params(const float* x, uint64_t n, const AffineSpec& s) {
+  std::vector<float> a(n);
+  double sum = 0;
+  for (uint64_t i = 0; i < n; ++i) sum += a[i] = std::fabs(x[i]);
+  const double mean = n ? sum / static_cast<double>(n) : 0;
+  double scale = mean;  // binary: the least-squares scale of sign(x)
+  if (s.levels == AffineLevels::Ternary && s.range == RangeMethod::Mse) {
+    // Exact: the k largest |x| nonzero, error sum x^2 - (their sum)^2 / k, best over k.
+    std::sort(a.begin(), a.end(), std::greater<>());
+    double prefix = 0, best = 0;
+    for (uint64_t k = 1; k <= n; ++k) {
+      prefix += a[k - 1];
+      if (prefix * prefix / static_cast<double>(k) > best)
+        best = prefix * prefix / static_cast<double>(k), scale = prefix / static_cast<double>(k);
+    }
+  } else if (s.levels == AffineLevels::Ternary) {  // TWN: threshold 0.7 mean |x|
+    double above = 0;
+    uint64_t count = 0;
+    for (const float v : a)
+      if (v > 0.7 * mean) above += v, ++count;
+    scale = count ? above / static_cast<double>(count) : 0;
+  }
+  return {scale > 0 ? storable_scale(static_cast<float>(scale)) : 1.0f, 2};
 }
 
 // Value at percentile `pct` (0..100) of v (copied, partially sorted).
@@ -51,7 +75,7 @@ float percentile_of(std::vector<float> v, double pct) {
 }
 
 Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
-  const int qmax = (1 << s.bits) - 1;
+  if (s.levels != AffineLevels::All) return two_level_params(x, n, s);
   float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);
   switch (s.range) {
     case RangeMethod::MinMax:
@@ -67,11 +91,11 @@ Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
     }
     case RangeMethod::Mse: {
       Params best = params_for_range(lo, hi, s);
-      double best_err = group_error(x, n, best, qmax);
+      double best_err = group_error(x, n, best, s);
       for (int k = 1; k <= 25; ++k) {  // shrink the range to 98%, 96%, ..., 50%
         const float f = 1.0f - 0.02f * k;
         const Params p = params_for_range(lo * f, hi * f, s);
-        const double e = group_error(x, n, p, qmax);
+        const double e = group_error(x, n, p, s);
         if (e < best_err) { best_err = e; best = p; }
       }
       return best;
@@ -103,11 +127,18 @@ bool parse_affine_format(const std::string& name, AffineFormat* out) {
 std::string AffineSpec::describe() const {
   const char* r = range == RangeMethod::MinMax ? "minmax" : range == RangeMethod::Percentile ? "percentile" : "mse";
   const std::string g = group > 0 ? "g" + std::to_string(group) : group == 0 ? "per-channel" : "per-tensor";
+  if (levels != AffineLevels::All)
+    return std::string(levels == AffineLevels::Ternary ? "ternary " : "binary ") + g + " " + r;
   return "int" + std::to_string(bits) + " " + g + (symmetric ? " sym " : " asym ") + r;
 }
 
 void validate(const AffineSpec& s) {
   if (s.bits < 2 || s.bits > 8) fail(ErrorKind::Argument, "affine quantization: bits must be 2..8, got {}", s.bits);
+  if (s.levels != AffineLevels::All && (s.bits != 2 || !s.symmetric))
+    fail(ErrorKind::Argument,
+         "affine quantization: {} weights are stored as int2 symmetric codes, not int{} {}",
+         s.levels == AffineLevels::Ternary ? "ternary" : "binary", s.bits,
+         s.symmetric ? "sym" : "asym");
   if (s.group < -1) fail(ErrorKind::Argument, "affine quantization: group size must be > 0, 0 (per channel) or -1 (per tensor), got {}", s.group);
   if (s.range == RangeMethod::Percentile && !(s.percentile > 50 && s.percentile <= 100))
     fail(ErrorKind::Argument, "affine quantization: percentile must be in (50, 100], got {}", s.percentile);
@@ -136,7 +167,6 @@ void unpack_bits(const uint8_t* in, uint64_t n, int bits, uint8_t* codes) {
 
 AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& s) {
   validate(s);
-  const int qmax = (1 << s.bits) - 1;
   const uint64_t gpr = s.groups_per_row(cols), glen = s.group_len(cols), row_bytes = packed_row_bytes(cols, s.bits);
   AffineTensor t;
   t.codes.resize(rows * row_bytes);
@@ -160,7 +190,7 @@ AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const
         t.scales[r * gpr + g] = p.scale;
         t.zeros[r * gpr + g] = static_cast<uint8_t>(p.zero);
       }
-      for (uint64_t c = c0; c < c1; ++c) codes[c] = static_cast<uint8_t>(code_of(xr[c], p, qmax));
+      for (uint64_t c = c0; c < c1; ++c) codes[c] = static_cast<uint8_t>(affine_code(xr[c], p, s));
     }
     pack_bits(codes.data(), cols, s.bits, t.codes.data() + r * row_bytes);
   }

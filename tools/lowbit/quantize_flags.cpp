@@ -49,7 +49,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("--type", s.type,
                 "preset:" + preset_names +
                     ", a type for every matrix (Q4_K), Q8_0_S24 or Q4_0_S24 (with --nm 2:4: the "
-                    "linears packed 2:4, lowbit-only), int2..int8 (affine safetensors), or fp8 "
+                    "linears packed 2:4, lowbit-only), int2..int8 (affine safetensors), ternary "
+                    "or binary (affine safetensors with int2 codes {-1, 0, 1} or {-1, 1}), or fp8 "
                     "(E4M3 weights, compressed-tensors)")
       ->capture_default_str();
   std::vector<std::string> methods = method_names();

@@ -66,7 +66,7 @@ JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, s
 }
 
 bool llamacpp_needs_importance(DType t) {
-  return t == DType::IQ2_XXS || t == DType::IQ2_XS;
+  return t == DType::IQ2_XXS || t == DType::IQ2_XS || t == DType::IQ1_S;
 }
 
 }  // namespace lowbit::test

@@ -132,9 +132,12 @@ TEST(Gptq, CodebookTypesRefuseToPrune) {
 // GPTQ's block scales are least-squares fits, which shrink a row's output; for the K types
 // the result is rescaled so that each row's output error is uncorrelated with its output:
 // (w - q) H w^T = 0.
-TEST(Gptq, KTypeRowsAreNotShrunk) {
+// The types with the row rescale (K and codebook types) leave no shrink of the layer's
+// output after the sweep either.
+TEST(Gptq, RescaledTypeRowsAreNotShrunk) {
   const Layer L = make_layer(16, 512, 1024);
-  for (DType t : {DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K}) {
+  for (DType t : test::block_types()) {
+    if (!quant::block_codec(t)->debias) continue;
     std::vector<uint8_t> q(L.rows * L.cols / traits(t).block_size * traits(t).type_size);
     gptq_quantize_rows(t, L.w.data(), L.rows, L.cols, L.h, nullptr, GptqOptions{}, q.data());
     std::vector<float> y(L.w.size());

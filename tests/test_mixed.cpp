@@ -119,9 +119,10 @@ TEST(Budget, RecipeRoundTripsAndCorruptRecipesNameTheEntry) {
 TEST(Budget, MixFileTypeIsLlamaCppsGuess) {
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
   const std::vector<std::pair<DType, uint32_t>> cases = {
-      {DType::Q2_K, 10},    {DType::Q3_K, 12},    {DType::Q4_K, 15},  {DType::Q6_K, 18},
-      {DType::IQ3_S, 26},   {DType::IQ3_XXS, 23}, {DType::IQ2_S, 28}, {DType::IQ2_XS, 20},
-      {DType::IQ2_XXS, 19}, {DType::TQ1_0, 36},   {DType::IQ4_XS, 30}};
+      {DType::Q2_K, 10},    {DType::Q3_K, 12},    {DType::Q4_K, 15},   {DType::Q6_K, 18},
+      {DType::IQ3_S, 26},   {DType::IQ3_XXS, 23}, {DType::IQ2_S, 28},  {DType::IQ2_XS, 20},
+      {DType::IQ2_XXS, 19}, {DType::TQ1_0, 36},   {DType::IQ4_XS, 30}, {DType::IQ1_S, 24},
+      {DType::IQ1_M, 31}};
   for (const auto& [type, ftype] : cases) {
     std::vector<TensorPlan> plan;
     for (const TensorView& t : m.tensors)
@@ -178,6 +179,11 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
   EXPECT_NE(r.err.find("below the smallest possible mix"), std::string::npos) << r.err;
   r = with({"quantize", model, "-o", dir.file("x.gguf"), "--max-size", "4.2XB"});
   EXPECT_NE(r.err.find("size '4.2XB'"), std::string::npos) << r.err;
+  r = with(
+      {"quantize", model, "-o", dir.file("x.gguf"), "--bpw", "2.2", "--mix-types", "IQ1_S,Q9_K"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("mix-types"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("Q9_K"), std::string::npos) << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
 }
 

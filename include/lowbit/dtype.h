@@ -44,6 +44,8 @@ enum class DType : uint8_t {
   IQ2_S,    // codebook: groups of 8 on a 1024-entry grid
   IQ2_XS,   // codebook: groups of 8 on a 512-entry grid, sign parity
   IQ2_XXS,  // codebook: groups of 8 on a 256-entry grid, sign parity
+  IQ1_S,    // codebook: groups of 8 on a 2048-entry ternary grid, delta per 32
+  IQ1_M,    // codebook: as IQ1_S, scales per 16, delta per 8
   TQ1_0,    // ternary {-1, 0, +1}·d, base-3 packed
   TQ2_0,    // ternary, 2-bit codes
   // lowbit's 2:4 sparse blocks (two values of every four stored, docs/FORMATS.md)

@@ -131,10 +131,11 @@ void gptq_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols
   std::vector<float> W(w, w + rows * cols);
   if (!codec->choose) {  // a codebook type (algo/gptq_codebook.h)
     const auto rounder = gptq::make_codebook_rounder(type, cols, importance, out, pre_round);
-    return gptq::sweep(W, rows, cols, std::move(H), o, *rounder);
+    gptq::sweep(W, rows, cols, std::move(H), o, *rounder);
+  } else {
+    BlockRounder rounder(*codec, prunes, cols, importance, out, pre_round);
+    gptq::sweep(W, rows, cols, std::move(H), o, rounder);
   }
-  BlockRounder rounder(*codec, prunes, cols, importance, out, pre_round);
-  gptq::sweep(W, rows, cols, std::move(H), o, rounder);
   // The sweep's least-squares block scales shrink each row's output as rounding to nearest
   // shrinks the row; removing it lowers the model's KLD here too (docs/QUANTIZATION.md).
   if (!hf.empty())

@@ -1,4 +1,4 @@
-// GPTQ onto the codebook types (IQ3_*, IQ2_*; quant/iq_shapes.h). The sweep rounds one
+// GPTQ onto the codebook types (IQ3_*, IQ2_*, IQ1_*; quant/iq_shapes.h). The sweep rounds one
 // column at a time and then spreads that column's error over the columns after it, but
 // these types store a whole group of 4 or 8 values as one grid entry. So a group's entry is
 // decided one coordinate at a time, in whatever order the sweep reaches them: when
@@ -16,7 +16,8 @@
 // size, costs far more. Where the fixed sign is not v's, t = -|v| (the smallest magnitude
 // is then nearest). When the last coordinate is
 // fixed, the group's levels are an entry of the grid by construction. The block's d and scale codes
-// come from the whole-block quantizer at its first column.
+// (IQ1_*: and delta signs) come from the whole-block quantizer at its first column. IQ1_*
+// have signed levels (l - 1 + delta): there t = v, â as met, and no signs.
 #include "algo/gptq_codebook.h"
 
 #include <cmath>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "lowbit/error.h"
+#include "lowbit/float_convert.h"
 #include "quant/block_codecs.h"
 #include "quant/iq_shapes.h"
 
@@ -36,11 +38,13 @@ constexpr int kBlock = 256, kMaxWords = 32;
 
 class CodebookRounder final : public GridRounder {
  public:
-  CodebookRounder(const quant::IqShape& shape, uint64_t cols, const float* importance, uint8_t* out,
-                  float* met)
-      : shape_(shape),
-        grid_(quant::iq_grid(shape.grid)),
-        bytes_(traits(shape.type).type_size),
+  CodebookRounder(DType type, uint64_t cols, const float* importance, uint8_t* out, float* met)
+      : type_(type),
+        shape_(quant::iq_shape(type)),
+        iq1_(quant::iq1_shape(type)),
+        grid_(quant::iq_grid(shape_ ? shape_->grid : quant::IqGridId::Iq1s)),
+        group_(shape_ ? shape_->group : 8),
+        bytes_(traits(type).type_size),
         cols_(cols),
         bpr_(cols / kBlock),
         importance_(importance),
@@ -56,22 +60,33 @@ class CodebookRounder final : public GridRounder {
     negative_.assign(n, 0);
   }
   void choose(uint64_t row, uint64_t b, const float* values) override {
-    quant::block_codec(shape_.type)->quantize(values, importance_ + b * kBlock, block(row, b));
+    quant::block_codec(type_)->quantize(values, importance_ + b * kBlock, block(row, b));
     std::memcpy(&start_[at(row, b * kBlock)], values, kBlock * sizeof(float));
-    if (shape_.parity)
+    if (shape_ && shape_->parity)
       for (int e = 0; e < kBlock; ++e)
-        negative_[at(row, b * kBlock + e)] = shape_.negative(block(row, b), e);
+        negative_[at(row, b * kBlock + e)] = shape_->negative(block(row, b), e);
   }
   float round(uint64_t row, uint64_t col, float v) override {
     if (met_) met_[row * cols_ + col] = v;
     const uint8_t* blk = block(row, col / kBlock);
-    const int group = shape_.group, e = static_cast<int>(col % kBlock), j = e % group;
+    const int group = group_, e = static_cast<int>(col % kBlock), j = e % group;
     const uint64_t g0 = col - j;  // the group's first column
-    const float s = shape_.scale(shape_.d(blk), shape_.code(blk, e / shape_.sub));
-    bool negative = v < 0;
-    float target = std::fabs(v);
-    if (shape_.parity && negative_[at(row, col)] != negative)  // the sign chosen up front
-      negative = !negative, target = -target;
+    float level_value[8];         // of each level in this group
+    bool negative = false;
+    float target = v;
+    if (shape_) {
+      const float s = shape_->scale(shape_->d(blk), shape_->code(blk, e / shape_->sub));
+      for (int l = 0; l < grid_.radix; ++l) level_value[l] = s * shape_->magnitude[l];
+      negative = v < 0, target = std::fabs(v);
+      if (shape_->parity && negative_[at(row, col)] != negative)  // the sign chosen up front
+        negative = !negative, target = -target;
+    } else {
+      const float s = iq1_->d(blk) * static_cast<float>(2 * iq1_->code(blk, e / iq1_->sub) + 1);
+      const float delta =
+          iq1_->negative_delta(blk, e / iq1_->delta) ? -quant::kIq1Delta : quant::kIq1Delta;
+      for (int l = 0; l < grid_.radix; ++l)
+        level_value[l] = s * (static_cast<float>(l - 1) + delta);
+    }
     const float* w = importance_ + g0;
     const int8_t* fixed = &level_[at(row, g0)];
     const float* est = &start_[at(row, g0)];
@@ -85,9 +100,9 @@ class CodebookRounder final : public GridRounder {
         for (int i = 0; i < grid_.words; ++i) agree[i] &= with[i];
         continue;
       }
-      const float t = k == j ? target : std::fabs(est[k]);
+      const float t = k == j ? target : shape_ ? std::fabs(est[k]) : est[k];
       for (int l = 0; l < grid_.radix; ++l) {
-        const float d = s * static_cast<float>(shape_.magnitude[l]) - t;
+        const float d = level_value[l] - t;
         cost[k][l] = w[k] * d * d;
       }
     }
@@ -104,16 +119,17 @@ class CodebookRounder final : public GridRounder {
       }
     level_[at(row, col)] = static_cast<int8_t>(best_level);
     negative_[at(row, col)] = negative;
-    return s * static_cast<float>(shape_.magnitude[best_level]) * (negative ? -1.0f : 1.0f);
+    return level_value[best_level] * (negative ? -1.0f : 1.0f);
   }
   void end_rows(uint64_t r0, uint64_t r1) override {
-    const int group = shape_.group;
+    const int group = group_, sub = shape_ ? shape_->sub : iq1_->sub;
     int codes[16], entries[kBlock / 4];
     bool negative[kBlock];
     for (uint64_t r = r0; r < r1; ++r)
       for (uint64_t b = 0; b < bpr_; ++b) {
         uint8_t* blk = block(r, b);
-        for (int s = 0; s < kBlock / shape_.sub; ++s) codes[s] = shape_.code(blk, s);
+        for (int s = 0; s < kBlock / sub; ++s)
+          codes[s] = shape_ ? shape_->code(blk, s) : iq1_->code(blk, s);
         for (int g = 0; g < kBlock / group; ++g) {
           const int8_t* l = &level_[at(r, b * kBlock + group * g)];
           int code = 0;
@@ -122,8 +138,13 @@ class CodebookRounder final : public GridRounder {
           if (entries[g] < 0)
             throw std::logic_error("GPTQ codebook: a group's levels are off the grid");
         }
+        if (iq1_) {
+          for (int i = 0; i < kBlock / iq1_->delta; ++i) negative[i] = iq1_->negative_delta(blk, i);
+          iq1_->pack(f32_to_f16(iq1_->d(blk)), codes, entries, negative, blk);
+          continue;
+        }
         for (int e = 0; e < kBlock; ++e) negative[e] = negative_[at(r, b * kBlock + e)];
-        shape_.pack(*reinterpret_cast<const uint16_t*>(blk), codes, entries, negative, blk);
+        shape_->pack(*reinterpret_cast<const uint16_t*>(blk), codes, entries, negative, blk);
       }
   }
 
@@ -131,8 +152,11 @@ class CodebookRounder final : public GridRounder {
   uint64_t at(uint64_t row, uint64_t col) const { return (row - r0_) * cols_ + col; }
   uint8_t* block(uint64_t row, uint64_t b) const { return out_ + (row * bpr_ + b) * bytes_; }
 
-  const quant::IqShape& shape_;
+  DType type_;
+  const quant::IqShape* shape_;  // IQ3_*, IQ2_*; null for IQ1_*
+  const quant::Iq1Shape* iq1_;   // IQ1_*; null for the others
   const quant::IqGrid& grid_;
+  int group_;
   uint64_t bytes_, cols_, bpr_;
   const float* importance_;
   uint8_t* out_;
@@ -148,9 +172,9 @@ class CodebookRounder final : public GridRounder {
 std::unique_ptr<GridRounder> make_codebook_rounder(DType type, uint64_t cols,
                                                    const float* importance, uint8_t* out,
                                                    float* met) {
-  const quant::IqShape* shape = quant::iq_shape(type);
-  if (!shape) fail(ErrorKind::Unsupported, "GPTQ: no codebook search for {}", dtype_name(type));
-  return std::make_unique<CodebookRounder>(*shape, cols, importance, out, met);
+  if (!quant::is_codebook(type))
+    fail(ErrorKind::Unsupported, "GPTQ: no codebook search for {}", dtype_name(type));
+  return std::make_unique<CodebookRounder>(type, cols, importance, out, met);
 }
 
 }  // namespace lowbit::gptq

@@ -1,5 +1,5 @@
-// GPTQ onto a codebook type (IQ3_*, IQ2_*): the rounder of gptq_sweep.h for blocks whose groups
-// of values share one grid entry.
+// GPTQ onto a codebook type (IQ3_*, IQ2_*, IQ1_*): the rounder of gptq_sweep.h for blocks whose
+// groups of values share one grid entry.
 #pragma once
 
 #include <cstdint>

@@ -40,6 +40,8 @@ constexpr std::array<DTypeTraits, static_cast<size_t>(DType::Count)> kTraits = {
     {DType::IQ2_S, "IQ2_S", 22, nullptr, 256, 82, false},
     {DType::IQ2_XS, "IQ2_XS", 17, nullptr, 256, 74, false},
     {DType::IQ2_XXS, "IQ2_XXS", 16, nullptr, 256, 66, false},
+    {DType::IQ1_S, "IQ1_S", 19, nullptr, 256, 50, false},
+    {DType::IQ1_M, "IQ1_M", 29, nullptr, 256, 56, false},
     {DType::TQ1_0, "TQ1_0", 34, nullptr, 256, 54, false},
     {DType::TQ2_0, "TQ2_0", 35, nullptr, 256, 66, false},
     // lowbit only: ids outside ggml's range ("LB" = 0x4C42 = 19522), which llama.cpp refuses

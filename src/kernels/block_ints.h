@@ -31,6 +31,18 @@ struct BlockHeader {
 inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
   using namespace quant;
   h = BlockHeader{};
+  if (const IqShape* shape = iq_shape(t)) {  // v = ±magnitude, scale 1 + 2c per sub-block
+    h.sub = shape->sub, h.n_sub = 256 / shape->sub;
+    h.d = shape->d(blk) * shape->int_d();
+    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape->code(blk, s);
+    return;
+  }
+  if (const Iq1Shape* shape = iq1_shape(t)) {  // v = 8 (l - 1) ± 1, scale 1 + 2c
+    h.sub = shape->sub, h.n_sub = 256 / shape->sub;
+    h.d = shape->d(blk) * kIq1Delta;
+    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape->code(blk, s);
+    return;
+  }
   switch (t) {
     case DType::Q4_0: h.d = f16_to_f32(reinterpret_cast<const BlockQ4_0*>(blk)->d); break;
     case DType::Q5_0: h.d = f16_to_f32(reinterpret_cast<const BlockQ5_0*>(blk)->d); break;
@@ -86,17 +98,6 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
         h.scale[s] = (((b->scales_l[s / 2] >> (4 * (s % 2))) & 15) | (((b->scales_h >> (2 * s)) & 3) << 4)) - 32;
       break;
     }
-    case DType::IQ3_S:
-    case DType::IQ3_XXS:
-    case DType::IQ2_S:
-    case DType::IQ2_XS:
-    case DType::IQ2_XXS: {  // v = ±magnitude, scale 1 + 2c per sub-block of 16 or 32
-      const IqShape& shape = *iq_shape(t);
-      h.sub = shape.sub, h.n_sub = 256 / shape.sub;
-      h.d = shape.d(blk) * shape.int_d;
-      for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape.code(blk, s);
-      break;
-    }
     case DType::TQ1_0:
     case DType::TQ2_0:  // v = trit - 1, one scale: eight sub-blocks of 32 with scale 1
       h.sub = 32, h.n_sub = 8;
@@ -113,6 +114,29 @@ inline int nibble32(const uint8_t* qs, int e) { return e < 16 ? qs[e] & 15 : qs[
 // v[e] for every value of the block (32 or 256 of them).
 inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
   using namespace quant;
+  if (const IqShape* shape = iq_shape(t)) {  // per 8 values: one sign byte, 1 or 2 entries
+    const IqGrid& g = iq_grid(shape->grid);
+    for (int k = 0; k < 32; ++k) {
+      const int signs = shape->signs(blk, k);
+      for (int j = 0; j < 8; j += shape->group) {
+        const uint8_t* l = g.entry(shape->entry(blk, (8 * k + j) / shape->group));
+        for (int i = 0; i < shape->group; ++i) {
+          const int m = shape->magnitude[l[i]];
+          v[8 * k + j + i] = static_cast<int16_t>((signs >> (j + i)) & 1 ? -m : m);
+        }
+      }
+    }
+    return;
+  }
+  if (const Iq1Shape* shape = iq1_shape(t)) {
+    const IqGrid& g = iq_grid(IqGridId::Iq1s);
+    for (int k = 0; k < 32; ++k) {
+      const uint8_t* l = g.entry(shape->entry(blk, k));
+      const int delta = shape->negative_delta(blk, 8 * k / shape->delta) ? -1 : 1;
+      for (int j = 0; j < 8; ++j) v[8 * k + j] = static_cast<int16_t>(8 * (l[j] - 1) + delta);
+    }
+    return;
+  }
   switch (t) {
     case DType::Q4_0:
       for (int e = 0; e < 32; ++e) v[e] = nibble32(reinterpret_cast<const BlockQ4_0*>(blk)->qs, e) - 8;
@@ -187,19 +211,6 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
     case DType::IQ4_XS: {
       const auto* b = reinterpret_cast<const BlockIQ4_XS*>(blk);
       for (int e = 0; e < 256; ++e) v[e] = kIq4nlValues[nibble32(b->qs + 16 * (e / 32), e % 32)];
-      break;
-    }
-    case DType::IQ3_S:
-    case DType::IQ3_XXS:
-    case DType::IQ2_S:
-    case DType::IQ2_XS:
-    case DType::IQ2_XXS: {
-      const IqShape& shape = *iq_shape(t);
-      const IqGrid& g = iq_grid(shape.grid);
-      for (int e = 0; e < 256; ++e) {
-        const int m = shape.magnitude[g.entry(shape.entry(blk, e / shape.group))[e % shape.group]];
-        v[e] = static_cast<int16_t>(shape.negative(blk, e) ? -m : m);
-      }
       break;
     }
     case DType::TQ1_0:

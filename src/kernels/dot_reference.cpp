@@ -60,15 +60,16 @@ ActRow act_row(const QuantizedActs& a, size_t row) {
 }
 
 bool has_kernel(DType t) {
+  if (quant::is_codebook(t)) return true;
   switch (t) {
     case DType::F32: case DType::F16: case DType::BF16:
     case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::IQ4_NL:
-    case DType::Q2_K: case DType::Q3_K: case DType::Q4_K: case DType::Q5_K: case DType::Q6_K: case DType::IQ4_XS:
-    case DType::IQ3_S:
-    case DType::IQ3_XXS:
-    case DType::IQ2_S:
-    case DType::IQ2_XS:
-    case DType::IQ2_XXS:
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::IQ4_XS:
     case DType::TQ1_0:
     case DType::TQ2_0:
     case DType::Q8_0_S24:

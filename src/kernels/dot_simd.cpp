@@ -437,26 +437,13 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
     case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_XS, TableDecoded<DType::IQ4_XS>, 256, true>(r, nb256, a); });
-    case DType::IQ3_S:
-      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
-        return DotRow<DType::IQ3_S, TableDecoded<DType::IQ3_S>, 256, true>(r, nb256, a);
-      });
-    case DType::IQ3_XXS:
-      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
-        return DotRow<DType::IQ3_XXS, TableDecoded<DType::IQ3_XXS>, 256, true>(r, nb256, a);
-      });
-    case DType::IQ2_S:
-      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
-        return DotRow<DType::IQ2_S, TableDecoded<DType::IQ2_S>, 256, true>(r, nb256, a);
-      });
-    case DType::IQ2_XS:
-      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
-        return DotRow<DType::IQ2_XS, TableDecoded<DType::IQ2_XS>, 256, true>(r, nb256, a);
-      });
-    case DType::IQ2_XXS:
-      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
-        return DotRow<DType::IQ2_XXS, TableDecoded<DType::IQ2_XXS>, 256, true>(r, nb256, a);
-      });
+#define LOWBIT_TABLE_ROWS(T)                                                   \
+  case DType::T:                                                               \
+    return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {            \
+      return DotRow<DType::T, TableDecoded<DType::T>, 256, true>(r, nb256, a); \
+    });
+      LOWBIT_CODEBOOK_TYPES(LOWBIT_TABLE_ROWS)
+#undef LOWBIT_TABLE_ROWS
     case DType::TQ1_0:
       return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
         return DotRow<DType::TQ1_0, TQ1_0, 256, false>(r, nb256, a);
@@ -482,11 +469,9 @@ void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, s
                                            ld_y);
       LOWBIT_TABLE_MULTI(IQ4_NL, 32)
       LOWBIT_TABLE_MULTI(IQ4_XS, 256)
-      LOWBIT_TABLE_MULTI(IQ3_S, 256)
-      LOWBIT_TABLE_MULTI(IQ3_XXS, 256)
-      LOWBIT_TABLE_MULTI(IQ2_S, 256)
-      LOWBIT_TABLE_MULTI(IQ2_XS, 256)
-      LOWBIT_TABLE_MULTI(IQ2_XXS, 256)
+#define LOWBIT_TABLE_MULTI_256(T) LOWBIT_TABLE_MULTI(T, 256)
+      LOWBIT_CODEBOOK_TYPES(LOWBIT_TABLE_MULTI_256)
+#undef LOWBIT_TABLE_MULTI_256
 #undef LOWBIT_TABLE_MULTI
     default:
       for (size_t t = 0; t < n_acts; ++t) DotRows(type, w, row_bytes, n_rows, row_len, acts[t], y + t * ld_y);

@@ -48,7 +48,7 @@ const BlockCodec* block_codec(DType t) {
     DType::T, nullptr, nullptr, nullptr, dequantize_codebook<DType::T>, {LOWBIT_AT(T, d), -1}, \
         true, quantize_codebook<DType::T>                                                      \
   }
-  static constexpr std::array<BlockCodec, 21> kCodecs = {{
+  static constexpr std::array<BlockCodec, 23> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),
       LOWBIT_CODEC(Q4_1, q4_1, choose_zero_q4_1, LOWBIT_AT(Q4_1, m), false),
       LOWBIT_CODEC(Q5_0, q5_0, choose_q5_0, -1, false),
@@ -66,6 +66,25 @@ const BlockCodec* block_codec(DType t) {
       LOWBIT_CODEBOOK(IQ2_S),
       LOWBIT_CODEBOOK(IQ2_XS),
       LOWBIT_CODEBOOK(IQ2_XXS),
+      // The ternary codebooks clip a row's largest values by up to half, more than the
+      // rescale (clamped at 1.25) can make up, like TQ1_0/TQ2_0; IQ1_M spreads d over four
+      // nibbles.
+      {DType::IQ1_S,
+       nullptr,
+       nullptr,
+       nullptr,
+       dequantize_codebook<DType::IQ1_S>,
+       {LOWBIT_AT(IQ1_S, d), -1},
+       false,
+       quantize_codebook<DType::IQ1_S>},
+      {DType::IQ1_M,
+       nullptr,
+       nullptr,
+       nullptr,
+       dequantize_codebook<DType::IQ1_M>,
+       {-1, -1},
+       false,
+       quantize_codebook<DType::IQ1_M>},
       LOWBIT_CODEC(TQ1_0, tq1_0, choose_tq1_0, -1, false),
       LOWBIT_CODEC(TQ2_0, tq2_0, choose_tq2_0, -1, false),
       LOWBIT_CODEC(Q8_0_S24, q8_0_s24, choose_q8_0_s24, -1, false),

@@ -5,7 +5,7 @@
 //   256 values (a "super-block" of 8 or 16 sub-blocks): Q2_K Q3_K Q4_K Q5_K Q6_K IQ4_XS
 //   256 values, ternary (one scale, values -d, 0, +d): TQ1_0 TQ2_0
 //   256 values, codebook ("i-quant": groups of values share one grid entry): IQ3_S IQ3_XXS
-//     IQ2_S IQ2_XS IQ2_XXS
+//     IQ2_S IQ2_XS IQ2_XXS IQ1_S IQ1_M
 // The comment on each struct says which bits of which byte hold value e (0-based in block).
 #pragma once
 
@@ -133,6 +133,27 @@ struct BlockIQ2_S {
   uint8_t scales[8];
 };
 
+// The 1-bit codebook types: groups of 8 values take one entry of the 2048-entry ternary grid
+// (levels l = 0, 1, 2 stand for -1, 0, +1; no sign bits) shifted by a delta of +-1/8:
+// value e = d * (2c + 1) * (l - 1 + delta) for the 3-bit scale code c of e's sub-block.
+// IQ1_S: sub-blocks of 32. Group g takes entry qs[g] | bits 3 (g % 4) .. 3 (g % 4) + 2 of
+// qh[g / 4] << 8; bits 12-14 of qh[b] are sub-block b's code c, bit 15 makes its delta -1/8.
+struct BlockIQ1_S {
+  uint16_t d;
+  uint8_t qs[32];
+  uint16_t qh[8];
+};
+// IQ1_M: sub-blocks of 16, no d field. Group g takes entry qs[g] | bits 4 (g % 2) .. 4 (g % 2)
+// + 2 of qh[g / 2] << 8, and bit 4 (g % 2) + 3 of qh[g / 2] makes its delta -1/8. The four
+// little-endian u16 words of scales hold sub-block b's code c in bits 3 (b % 4) .. + 2 of
+// word b / 4, and in their bits 12-15 the nibbles of d's f16 bits, word k holding bits
+// 4k .. 4k + 3.
+struct BlockIQ1_M {
+  uint8_t qs[32];
+  uint8_t qh[16];
+  uint8_t scales[8];
+};
+
 // 2:4 sparse blocks (lowbit only, docs/FORMATS.md): of each group g = e / 4 of four values at
 // most two are not zero. Nibble g of pos (the low nibble of pos[g / 2] for even g) holds the
 // places in the group of kept values k = 2g (bits 0-1) and k = 2g + 1 (bits 2-3), the first
@@ -174,6 +195,7 @@ static_assert(sizeof(BlockQ2_K) == 84 && sizeof(BlockQ3_K) == 110 && sizeof(Bloc
 static_assert(sizeof(BlockTQ1_0) == 54 && sizeof(BlockTQ2_0) == 66 && sizeof(BlockIQ3_S) == 110 &&
               sizeof(BlockIQ3_XXS) == 98);
 static_assert(sizeof(BlockIQ2_XXS) == 66 && sizeof(BlockIQ2_XS) == 74 && sizeof(BlockIQ2_S) == 82);
+static_assert(sizeof(BlockIQ1_S) == 50 && sizeof(BlockIQ1_M) == 56);
 
 // Q2_K, TQ2_0: the 2-bit code of value e (0-255) is bits 2 ((e % 128) / 32) .. + 1 of
 // qs[32 (e / 128) + e % 32].
@@ -224,7 +246,8 @@ inline int unpack_scale_q3k(const uint8_t* q, int i) {
 
 // Byte offsets in a block of t of its f16 scale fields (d, and dmin or m where the type has
 // one). Each value decodes linearly in each field, the others fixed: quantization-aware
-// training moves them (train/scale_training.h). Empty for the types without a block.
+// training moves them (train/scale_training.h). Empty for the types without a block and
+// for IQ1_M, whose d is split into four nibbles.
 inline std::vector<size_t> f16_scale_offsets(DType t) {
   switch (t) {
     case DType::Q4_0:
@@ -261,6 +284,8 @@ inline std::vector<size_t> f16_scale_offsets(DType t) {
       return {offsetof(BlockIQ2_XS, d)};
     case DType::IQ2_S:
       return {offsetof(BlockIQ2_S, d)};
+    case DType::IQ1_S:
+      return {offsetof(BlockIQ1_S, d)};
     case DType::TQ1_0:
       return {offsetof(BlockTQ1_0, d)};
     case DType::TQ2_0:

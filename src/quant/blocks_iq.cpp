@@ -31,11 +31,11 @@ namespace {
 constexpr int kMaxSubs = kQKK / 16, kMaxGroups = kQKK / 4, kMaxPerSub = 8;
 
 const IqShape kShapes[] = {
-    {DType::IQ3_S, IqGridId::Iq3s, 4, 32, {1, 3, 5, 7, 9, 11, 13, 15}, false, 1.0f},
-    {DType::IQ3_XXS, IqGridId::Iq3xxs, 4, 32, {4, 12, 20, 28, 36, 44, 52, 62}, true, 0.25f},
-    {DType::IQ2_S, IqGridId::Iq2s, 8, 16, {8, 25, 43}, false, 0.125f},
-    {DType::IQ2_XS, IqGridId::Iq2xs, 8, 16, {8, 25, 43}, true, 0.125f},
-    {DType::IQ2_XXS, IqGridId::Iq2xxs, 8, 32, {8, 25, 43}, true, 0.125f},
+    {DType::IQ3_S, IqGridId::Iq3s, 4, 32, {1, 3, 5, 7, 9, 11, 13, 15}, false},
+    {DType::IQ3_XXS, IqGridId::Iq3xxs, 4, 32, {4, 12, 20, 28, 36, 44, 52, 62}, true},
+    {DType::IQ2_S, IqGridId::Iq2s, 8, 16, {8, 25, 43}, false},
+    {DType::IQ2_XS, IqGridId::Iq2xs, 8, 16, {8, 25, 43}, true},
+    {DType::IQ2_XXS, IqGridId::Iq2xxs, 8, 32, {8, 25, 43}, true},
 };
 
 struct Searcher {
@@ -119,6 +119,8 @@ struct Searcher {
   }
 };
 
+}  // namespace
+
 void quantize_iq(const IqShape& shape, const float* x, const float* w, uint8_t* out) {
   const Searcher s{shape, iq_grid(shape.grid)};
   const int n_sub = kQKK / shape.sub, per_sub = shape.sub / shape.group;
@@ -171,6 +173,8 @@ void dequantize_iq(const IqShape& shape, const uint8_t* in, float* y) {
   }
 }
 
+namespace {
+
 // The u32 of IQ3_XXS's and IQ2_XXS's sub-block b: its scale code and 4 x 7 sign bits.
 uint32_t word_at(const uint8_t* p) {
   uint32_t w;
@@ -190,6 +194,12 @@ uint32_t seven_signs(const bool* negative) {
   uint32_t bits = 0;
   for (int j = 0; j < 7; ++j) bits |= static_cast<uint32_t>(negative[j]) << j;
   return bits;
+}
+// The IQ3_XXS / IQ2_XXS word of a sub-block of 32 with scale code c.
+uint32_t scale_sign_word_of(int c, const bool* negative) {
+  uint32_t word = static_cast<uint32_t>(c) << 28;
+  for (int k = 0; k < 4; ++k) word |= seven_signs(negative + 8 * k) << (7 * k);
+  return word;
 }
 // The 8 sign bits of values 8k .. 8k + 7.
 int sign_byte(DType t, const uint8_t* blk, int k) {
@@ -213,10 +223,6 @@ void pack_nibble_codes(const int* codes, int n, uint8_t* scales) {
 }
 
 }  // namespace
-
-int IqShape::levels() const {
-  return grid == IqGridId::Iq3s || grid == IqGridId::Iq3xxs ? 8 : 3;
-}
 
 float IqShape::scale(float d, int c) const {
   switch (type) {
@@ -262,6 +268,9 @@ int IqShape::entry(const uint8_t* blk, int g) const {
 bool IqShape::negative(const uint8_t* blk, int e) const {
   return (sign_byte(type, blk, e / 8) >> (e % 8)) & 1;
 }
+int IqShape::signs(const uint8_t* blk, int k) const {
+  return sign_byte(type, blk, k);
+}
 void IqShape::pack(uint16_t d16, const int* codes, const int* entries, const bool* negative,
                    uint8_t* blk) const {
   std::memset(blk, 0, traits(type).type_size);
@@ -296,20 +305,21 @@ void IqShape::pack(uint16_t d16, const int* codes, const int* entries, const boo
       pack_nibble_codes(codes, 16, b->scales);
       return;
     }
-    default: {  // IQ3_XXS, IQ2_XXS: entries, then one scale-and-signs word per sub-block of 32
-      uint8_t* qs = type == DType::IQ3_XXS ? reinterpret_cast<BlockIQ3_XXS*>(blk)->qs
-                                           : reinterpret_cast<BlockIQ2_XXS*>(blk)->qs;
-      const int per_sub = 32 / group;  // entries per sub-block
-      for (int b = 0; b < 8; ++b) {
-        uint32_t word = static_cast<uint32_t>(codes[b]) << 28;
-        for (int k = 0; k < 4; ++k) word |= seven_signs(negative + 32 * b + 8 * k) << (7 * k);
-        uint8_t* entry_bytes = type == DType::IQ3_XXS ? qs + per_sub * b : qs + 8 * b;
-        for (int g = 0; g < per_sub; ++g)
-          entry_bytes[g] = static_cast<uint8_t>(entries[per_sub * b + g]);
-        uint8_t* word_bytes = type == DType::IQ3_XXS
-                                  ? reinterpret_cast<BlockIQ3_XXS*>(blk)->scales_signs + 4 * b
-                                  : qs + 8 * b + 4;
-        std::memcpy(word_bytes, &word, 4);
+    case DType::IQ3_XXS: {  // 64 entries, then one scale-and-signs word per sub-block of 32
+      auto* b = reinterpret_cast<BlockIQ3_XXS*>(blk);
+      for (int g = 0; g < kQKK / 4; ++g) b->qs[g] = static_cast<uint8_t>(entries[g]);
+      for (int s = 0; s < 8; ++s) {
+        const uint32_t word = scale_sign_word_of(codes[s], negative + 32 * s);
+        std::memcpy(b->scales_signs + 4 * s, &word, 4);
+      }
+      return;
+    }
+    default: {  // IQ2_XXS: per sub-block of 32, its 4 entries, then its scale-and-signs word
+      auto* b = reinterpret_cast<BlockIQ2_XXS*>(blk);
+      for (int s = 0; s < 8; ++s) {
+        for (int k = 0; k < 4; ++k) b->qs[8 * s + k] = static_cast<uint8_t>(entries[4 * s + k]);
+        const uint32_t word = scale_sign_word_of(codes[s], negative + 32 * s);
+        std::memcpy(b->qs + 8 * s + 4, &word, 4);
       }
       return;
     }
@@ -324,20 +334,22 @@ const IqShape* iq_shape(DType t) {
 
 template <DType T>
 void quantize_codebook(const float* x, const float* w, uint8_t* block) {
-  quantize_iq(*iq_shape(T), x, w, block);
+  if constexpr (T == DType::IQ1_S || T == DType::IQ1_M)
+    quantize_iq1(*iq1_shape(T), x, w, block);
+  else
+    quantize_iq(*iq_shape(T), x, w, block);
 }
 template <DType T>
 void dequantize_codebook(const uint8_t* block, float* y) {
-  dequantize_iq(*iq_shape(T), block, y);
+  if constexpr (T == DType::IQ1_S || T == DType::IQ1_M)
+    dequantize_iq1(*iq1_shape(T), block, y);
+  else
+    dequantize_iq(*iq_shape(T), block, y);
 }
 #define LOWBIT_CODEBOOK(T)                                                             \
   template void quantize_codebook<DType::T>(const float* x, const float* w, uint8_t*); \
   template void dequantize_codebook<DType::T>(const uint8_t*, float*);
-LOWBIT_CODEBOOK(IQ3_S)
-LOWBIT_CODEBOOK(IQ3_XXS)
-LOWBIT_CODEBOOK(IQ2_S)
-LOWBIT_CODEBOOK(IQ2_XS)
-LOWBIT_CODEBOOK(IQ2_XXS)
+LOWBIT_CODEBOOK_TYPES(LOWBIT_CODEBOOK)
 #undef LOWBIT_CODEBOOK
 
 }  // namespace lowbit::quant

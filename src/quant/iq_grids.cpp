@@ -1,6 +1,9 @@
 #include "quant/iq_grids.h"
 
 #include <algorithm>
+#include <iterator>
+#include <mutex>
+#include <optional>
 #include <stdexcept>
 
 namespace lowbit::quant {
@@ -51,33 +54,21 @@ IqGrid expand(const uint8_t* members, int radix, int width) {
 }  // namespace
 
 const IqGrid& iq_grid(IqGridId id) {
-  switch (id) {
-    case IqGridId::Iq3s: {
-      static const IqGrid g = expand(kIq3sMembers, 8, 4);
-      return g;
-    }
-    case IqGridId::Iq3xxs: {
-      static const IqGrid g = expand(kIq3xxsMembers, 8, 4);
-      return g;
-    }
-    case IqGridId::Iq2xxs: {
-      static const IqGrid g = expand(kIq2xxsMembers, 3, 8);
-      return g;
-    }
-    case IqGridId::Iq2xs: {
-      static const IqGrid g = expand(kIq2xsMembers, 3, 8);
-      return g;
-    }
-    case IqGridId::Iq2s: {
-      static const IqGrid g = expand(kIq2sMembers, 3, 8);
-      return g;
-    }
-    case IqGridId::Iq1s: {
-      static const IqGrid g = expand(kIq1sMembers, 3, 8);
-      return g;
-    }
-  }
-  throw std::logic_error("iq_grid: unknown grid");
+  struct Spec {
+    const uint8_t* members;
+    int radix, width;
+  };
+  static constexpr Spec kSpecs[] = {
+      {kIq3sMembers, 8, 4},  {kIq3xxsMembers, 8, 4}, {kIq2xxsMembers, 3, 8},
+      {kIq2xsMembers, 3, 8}, {kIq2sMembers, 3, 8},   {kIq1sMembers, 3, 8}};  // IqGridId order
+  constexpr size_t n = std::size(kSpecs);
+  static std::once_flag built[n];
+  static std::optional<IqGrid> grids[n];
+  const auto i = static_cast<size_t>(id);
+  if (i >= n) throw std::logic_error("iq_grid: unknown grid");
+  std::call_once(built[i],
+                 [&] { grids[i] = expand(kSpecs[i].members, kSpecs[i].radix, kSpecs[i].width); });
+  return *grids[i];
 }
 
 }  // namespace lowbit::quant

@@ -9,6 +9,7 @@
 #include "lowbit/error.h"
 #include "lowbit/quantize.h"
 #include "lowbit/topology.h"
+#include "quant/iq_shapes.h"
 
 namespace lowbit {
 namespace {
@@ -18,14 +19,16 @@ using L = LayerSet;
 
 std::vector<Preset> make_presets() {
   const PresetRule kMoreBitsV{"attn_v", L::MoreBits, Q6_K}, kMoreBitsDown{"ffn_down", L::MoreBits, Q6_K};
-  // The 2-bit presets: attn_v and the first ffn_down raised to IQ3_S (IQ2_S, IQ2_M, which
-  // also raise attn_output) or Q2_K (IQ2_XS, IQ2_XXS).
-  const std::vector<PresetRule> kTwoBitIq3 = {{"attn_v", L::All, Q4_K, true},
-                                              {"attn_v", L::All, IQ3_S},
-                                              {"ffn_down", L::FirstEighth, IQ3_S},
-                                              {"attn_output", L::All, IQ3_S}};
-  const std::vector<PresetRule> kTwoBitQ2 = {
-      {"attn_v", L::All, Q4_K, true}, {"attn_v", L::All, Q2_K}, {"ffn_down", L::FirstEighth, Q2_K}};
+  // The 1- and 2-bit presets: attn_v (Q4_K with 4+ query heads per KV head) and the first
+  // ffn_down raised to IQ3_S (IQ2_S, IQ2_M) or Q2_K (IQ2_XS, IQ2_XXS, IQ1_*); attn_output
+  // raised to IQ3_S (IQ2_S, IQ2_M) or IQ2_XXS (IQ1_*).
+  const auto low_bit = [](DType raised, DType attn_output) {
+    std::vector<PresetRule> rules = {{"attn_v", L::All, Q4_K, true},
+                                     {"attn_v", L::All, raised},
+                                     {"ffn_down", L::FirstEighth, raised}};
+    if (attn_output != Count) rules.push_back({"attn_output", L::All, attn_output});
+    return rules;
+  };
   return {
       {"Q2_K",
        10,
@@ -106,10 +109,13 @@ std::vector<Preset> make_presets() {
         {"ffn_down", L::All, Q3_K, false, true},
         {"attn_output", L::All, IQ3_S}},
        IQ3_S},
-      {"IQ2_M", 29, IQ2_S, Q5_K, kTwoBitIq3, IQ3_S},
-      {"IQ2_S", 28, IQ2_XS, Q5_K, kTwoBitIq3, IQ3_S},  // mostly GGML's IQ2_XS, as llama.cpp's
-      {"IQ2_XS", 20, IQ2_XS, Q5_K, kTwoBitQ2, Q2_K},
-      {"IQ2_XXS", 19, IQ2_XXS, Q5_K, kTwoBitQ2, Q2_K},
+      {"IQ2_M", 29, IQ2_S, Q5_K, low_bit(IQ3_S, IQ3_S), IQ3_S},
+      // mostly GGML's IQ2_XS, as llama.cpp's
+      {"IQ2_S", 28, IQ2_XS, Q5_K, low_bit(IQ3_S, IQ3_S), IQ3_S},
+      {"IQ2_XS", 20, IQ2_XS, Q5_K, low_bit(Q2_K, Count), Q2_K},
+      {"IQ2_XXS", 19, IQ2_XXS, Q5_K, low_bit(Q2_K, Count), Q2_K},
+      {"IQ1_M", 31, IQ1_M, Q5_K, low_bit(Q2_K, IQ2_XXS), Q2_K},
+      {"IQ1_S", 24, IQ1_S, Q5_K, low_bit(Q2_K, IQ2_XXS), Q2_K},
       // Ternary: llama.cpp keeps the untied embedding at Q4_K
       {"TQ1_0", 36, TQ1_0, Q6_K, {}, Q4_K},
       {"TQ2_0", 37, TQ2_0, Q6_K, {}, Q4_K},
@@ -173,15 +179,14 @@ bool layer_selected(LayerSet s, uint32_t i, uint32_t n) {
 DType fallback_type(DType t, uint64_t row_len) {
   auto fits = [&](DType d) { return row_len % traits(d).block_size == 0; };
   while (!fits(t)) {
+    if (quant::is_codebook(t)) {
+      t = DType::IQ4_NL;
+      continue;
+    }
     switch (t) {
       case DType::Q2_K:
       case DType::Q3_K:
       case DType::IQ4_XS:
-      case DType::IQ3_S:
-      case DType::IQ3_XXS:
-      case DType::IQ2_S:
-      case DType::IQ2_XS:
-      case DType::IQ2_XXS:
         t = DType::IQ4_NL;
         break;
       case DType::Q4_K: t = DType::Q5_0; break;

@@ -59,6 +59,9 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;  // --help is 0; every bad flag is 1, like every other bad input
+  } catch (const lowbit::Error& e) {  // from a flag's own parser (--mix-types)
+    fmt::print(stderr, "lowbit: error: {}\n", e.what());
+    return 1;
   }
   lowbit::clean_up_outputs_on_signals();  // quantize and calibrate stop more gently
   const int code = run(actions);

@@ -31,16 +31,19 @@ struct BlockHeader {
 inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
   using namespace quant;
   h = BlockHeader{};
-  if (const IqShape* shape = iq_shape(t)) {  // v = ±magnitude, scale 1 + 2c per sub-block
-    h.sub = shape->sub, h.n_sub = 256 / shape->sub;
-    h.d = shape->d(blk) * shape->int_d();
-    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape->code(blk, s);
-    return;
-  }
-  if (const Iq1Shape* shape = iq1_shape(t)) {  // v = 8 (l - 1) ± 1, scale 1 + 2c
-    h.sub = shape->sub, h.n_sub = 256 / shape->sub;
-    h.d = shape->d(blk) * kIq1Delta;
-    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape->code(blk, s);
+  // is_codebook first: it folds away where t is a compile-time constant (the kernels), so
+  // the other types never pay for the shape lookups.
+  if (is_codebook(t)) {
+    if (const IqShape* shape = iq_shape(t)) {  // v = ±magnitude, scale 1 + 2c per sub-block
+      h.sub = shape->sub, h.n_sub = 256 / shape->sub;
+      h.d = shape->d(blk) * shape->int_d();
+      for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape->code(blk, s);
+      return;
+    }
+    const Iq1Shape& shape = *iq1_shape(t);  // v = 8 (l - 1) ± 1, scale 1 + 2c
+    h.sub = shape.sub, h.n_sub = 256 / shape.sub;
+    h.d = shape.d(blk) * kIq1Delta;
+    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape.code(blk, s);
     return;
   }
   switch (t) {
@@ -111,8 +114,8 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
 // Low nibble of qs[e] for e < 16, high nibble of qs[e - 16] above: the 32-value layout.
 inline int nibble32(const uint8_t* qs, int e) { return e < 16 ? qs[e] & 15 : qs[e - 16] >> 4; }
 
-// v[e] for every value of the block (32 or 256 of them).
-inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
+// block_values of the codebook types (quant/iq_shapes.h).
+inline void block_values_codebook(DType t, const uint8_t* blk, int16_t* v) {
   using namespace quant;
   if (const IqShape* shape = iq_shape(t)) {  // per 8 values: one sign byte, 1 or 2 entries
     const IqGrid& g = iq_grid(shape->grid);
@@ -128,13 +131,20 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
     }
     return;
   }
-  if (const Iq1Shape* shape = iq1_shape(t)) {
-    const IqGrid& g = iq_grid(IqGridId::Iq1s);
-    for (int k = 0; k < 32; ++k) {
-      const uint8_t* l = g.entry(shape->entry(blk, k));
-      const int delta = shape->negative_delta(blk, 8 * k / shape->delta) ? -1 : 1;
-      for (int j = 0; j < 8; ++j) v[8 * k + j] = static_cast<int16_t>(8 * (l[j] - 1) + delta);
-    }
+  const Iq1Shape& shape = *iq1_shape(t);
+  const IqGrid& g = iq_grid(IqGridId::Iq1s);
+  for (int k = 0; k < 32; ++k) {
+    const uint8_t* l = g.entry(shape.entry(blk, k));
+    const int delta = shape.negative_delta(blk, 8 * k / shape.delta) ? -1 : 1;
+    for (int j = 0; j < 8; ++j) v[8 * k + j] = static_cast<int16_t>(8 * (l[j] - 1) + delta);
+  }
+}
+
+// v[e] for every value of the block (32 or 256 of them).
+inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
+  using namespace quant;
+  if (is_codebook(t)) {
+    block_values_codebook(t, blk, v);
     return;
   }
   switch (t) {

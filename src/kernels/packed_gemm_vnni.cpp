@@ -149,7 +149,7 @@ void packed_gemm_vnni(const PackedRows& w, size_t p0, size_t p1, const Quantized
                       size_t ld_y) {
   // (sub-block size, scaled, minimum) of every packed type: 32-value types have one unscaled
   // sub-block; Q4_K/Q5_K 8 of 32 with mins; Q2_K 16 of 16 with mins; Q3_K/Q6_K 16 of 16;
-  // IQ4_XS, IQ3_S, IQ3_XXS, IQ2_XXS, TQ1_0, TQ2_0 8 of 32; IQ2_S, IQ2_XS 16 of 16.
+  // IQ4_XS, IQ3_S, IQ3_XXS, IQ2_XXS, IQ1_S, TQ1_0, TQ2_0 8 of 32; IQ2_S, IQ2_XS, IQ1_M 16 of 16.
   if (!w.scaled)
     return w.has_min ? panels<32, false, true>(w, p0, p1, a, y, ld_y)
                      : panels<32, false, false>(w, p0, p1, a, y, ld_y);

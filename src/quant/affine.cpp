@@ -64,7 +64,8 @@ Params two_level_params(const float* x, uint64_t n, const AffineSpec& s) {
       if (v > 0.7 * mean) above += v, ++count;
     scale = count ? above / static_cast<double>(count) : 0;
   }
-  return {scale > 0 ? storable_scale(static_cast<float>(scale)) : 1.0f, 2};
+  // An all-zero group keeps the smallest scale: binary has no 0, its values are then +-2^-24.
+  return {storable_scale(static_cast<float>(scale)), 2};
 }
 
 // Value at percentile `pct` (0..100) of v (copied, partially sorted).

@@ -38,7 +38,7 @@ struct BlockCodec {
   ChooseGridFn choose;
   // choose with 0 on the grid (pruned weights stay 0; affine_grids.h): choose itself for the
   // types whose grid always holds 0, null for IQ4_NL/IQ4_XS (no 0 among their levels) and
-  // for the codebook types (IQ3_*, IQ2_*: no grid per value, no 0 either).
+  // for the codebook types (IQ3_*, IQ2_*, IQ1_*: no grid per value, no 0 either).
   ChooseGridFn choose_zero;
   SetCodesFn set_codes;
   DequantizeBlockFn dequantize;
@@ -49,8 +49,8 @@ struct BlockCodec {
   // types. On the 4-bit 32-value and IQ4 types it raised tinyllm-8m's KLD by 0.1-0.9%
   // (docs/QUANTIZATION.md).
   bool debias;
-  // Codebook types (IQ3_*, IQ2_*): groups of values share one grid entry, so there is no grid per
-  // position; choose, choose_zero and set_codes are null and this quantizes a whole block.
+  // Codebook types (IQ3_*, IQ2_*, IQ1_*): groups of values share one grid entry, so there is no
+  // grid per position; choose, choose_zero and set_codes are null and this quantizes a whole block.
   QuantizeBlockFn quantize_block = nullptr;
 
   // Round-to-nearest: x = block_size values, w = their importance weights (null = uniform).

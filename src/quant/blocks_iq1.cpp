@@ -1,9 +1,11 @@
 // IQ1_S and IQ1_M (iq_shapes.h): groups of 8 signed values on the ternary grid, each group
 // shifted by a delta of +-1/8, minimising sum_i w_i (x_i - value_i)^2 per 256-value block:
-//  1. each sub-block: the best unconstrained ternary rounding, found exactly. Sorted by x,
-//     any optimal ternary vector sends a prefix to -1, a suffix to +1 and the middle to 0, so
-//     every split (i1, i2) and every choice of delta signs is scored by prefix sums (the
-//     least-squares scale of levels L gives error sum w x^2 - (sum w x L)^2 / sum w L^2).
+//  1. each sub-block: a starting scale from the best ternary rounding that one split of the
+//     sorted values allows. Sorted by x, an optimal ternary vector with one delta sends a
+//     prefix to -1, a suffix to +1 and the middle to 0, so every split (i1, i2) and every
+//     choice of delta signs is scored by prefix sums (the least-squares scale of levels L
+//     gives error sum w x^2 - (sum w x L)^2 / sum w L^2). Exact for IQ1_S; IQ1_M's two
+//     delta units would each want their own split, which the grid assignment below allows.
 //     Each group then takes its nearest grid entry at that scale and the scale is refitted,
 //     alternating while the error falls;
 //  2. d puts the largest sub-block scale at code 7 (2c + 1 = 15); each sub-block takes the
@@ -13,7 +15,7 @@
 //     error orthogonal to x: least-squares scales leave ternary blocks 20-30% shorter than x,
 //     and the model feels that coherent shrink far more than the error itself (tinyllm-8m,
 //     IQ1_S: KLD 0.285 with least-squares d, 0.179 with this one; docs/QUANTIZATION.md).
-//     At most 2x the least-squares d.
+//     At most 2x the d of step 2.
 #include <algorithm>
 #include <cmath>
 #include <cstring>

@@ -62,6 +62,7 @@ const IqGrid& iq_grid(IqGridId id) {
       {kIq3sMembers, 8, 4},  {kIq3xxsMembers, 8, 4}, {kIq2xxsMembers, 3, 8},
       {kIq2xsMembers, 3, 8}, {kIq2sMembers, 3, 8},   {kIq1sMembers, 3, 8}};  // IqGridId order
   constexpr size_t n = std::size(kSpecs);
+  static_assert(n == static_cast<size_t>(IqGridId::Iq1s) + 1, "one spec per IqGridId");
   static std::once_flag built[n];
   static std::optional<IqGrid> grids[n];
   const auto i = static_cast<size_t>(id);

@@ -50,7 +50,7 @@ uint64_t run_fingerprint(const DistillOptions& o, const std::vector<int32_t>& to
   for (const auto& [name, spec] : o.affine_to) {
     h.add(name);
     for (const double v : {double(spec.bits), double(spec.group), double(spec.symmetric),
-                           double(spec.range), spec.percentile})
+                           double(spec.range), spec.percentile, double(spec.levels)})
       h.add(&v, sizeof v);
   }
   for (const std::vector<float>* p : params) {

@@ -142,6 +142,10 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
        "qat from adaquant does not support the online rotation of ffn_down"},
       {[](QuantizeJob& j) { j.rotation.ffn_down = true, j.target = AffineTarget{}; },
        "the target must be GGUF"},
+      {[](QuantizeJob& j) { j.rotation.kind = RotationKind::Hadamard, j.rotation.learn.steps = 5; },
+       "a learned rotation (--rotate-steps) needs calibration text"},
+      {[](QuantizeJob& j) { j.distill.rounding.act_bits = 4, j.calib.text = "c.txt"; },
+       "trained for by --method qat and learned rotations"},
   };
   for (const Case& c : cases) {
     QuantizeJob j = job_for(dir);
@@ -214,6 +218,16 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
   const QuantizeJob jr = make_job(r);
   EXPECT_EQ(jr.rotation.kind, RotationKind::Random);
   EXPECT_EQ(jr.rotation.seed, 7u);
+  set_job_option(r, "rotate-steps", "40");
+  set_job_option(r, "rotate-lr", "0.05");
+  set_job_option(r, "rotate-weights", "Q4_0");
+  const QuantizeJob jl2 = make_job(r);
+  EXPECT_EQ(jl2.rotation.learn.steps, 40);
+  EXPECT_EQ(jl2.rotation.learn.lr, 0.05);
+  EXPECT_EQ(jl2.rotation.learn.weights, DType::Q4_0);
+  EXPECT_NE(rotation_label(jl2.rotation).find("learned=40"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { set_job_option(r, "rotate-weights", "F16"); }).find("'F16'"),
+            std::string::npos);
   EXPECT_EQ(make_job(JobSettings{}).rotation.kind, RotationKind::None);
 
   JobSettings bad;

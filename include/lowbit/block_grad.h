@@ -30,6 +30,9 @@ struct BlockShape {
   // What the pass rounds besides the weights, as the engine does (none by default); the
   // backward pass goes straight through the rounding (rounding_ops.h).
   ActivationRounding rounding = {};
+  // With per-token rounded activations, the backward pass also goes through each row's scale
+  // (round_acts_backward's LSQ term); otherwise only straight through the rounding.
+  bool scale_gradient = false;
 
   uint32_t q_dim() const { return n_head * head_dim; }
   uint32_t kv_dim() const { return n_head_kv * head_dim; }

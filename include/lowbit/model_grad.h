@@ -40,13 +40,22 @@ ModelWeights<Real> model_weights(const Model& m);
 // (model_weights fills act_range from config.act_ranges.)
 Model with_weights(const Model& m, const ModelWeights<float>& w);
 
+// Gradients of the parts ModelPass keeps fixed: ∂L/∂embedding and ∂L/∂head, [vocab, n_embd]
+// each (for learned rotations, which move them too).
+template <class Real>
+struct EndGradients {
+  std::vector<Real> embedding, head;
+};
+
 // One model's fixed parts and shape, for passes over windows of tokens at positions 0..n-1.
 template <class Real>
 class ModelPass {
  public:
   // `rounding`: what the blocks round besides the weights (BlockShape::rounding); checked
   // against m (check_rounding).
-  explicit ModelPass(const Model& m, const ActivationRounding& rounding = {});
+  // `scale_gradient`: BlockShape::scale_gradient.
+  explicit ModelPass(const Model& m, const ActivationRounding& rounding = {},
+                     bool scale_gradient = false);
   uint32_t vocab() const { return vocab_; }
 
   // logits [n, vocab]. `inputs` receives what backward() needs (each block's input). With
@@ -56,9 +65,13 @@ class ModelPass {
                std::vector<Real>& logits, std::vector<std::vector<Real>>& inputs,
                std::vector<float>* seen = nullptr) const;
   // Given dlogits = ∂L/∂logits [n, vocab]: adds ∂L/∂(every parameter) to `grad` (shaped by
-  // zeros_like).
+  // zeros_like). With `ends` (and the window's `tokens`), also adds the embedding's and the
+  // head's gradients to it (sized on first use).
   void backward(const ModelWeights<Real>& w, const std::vector<std::vector<Real>>& inputs,
-                const Real* dlogits, size_t n, ModelWeights<Real>& grad) const;
+                const Real* dlogits, size_t n, ModelWeights<Real>& grad,
+                const int32_t* tokens = nullptr, EndGradients<Real>* ends = nullptr) const;
+  const std::vector<Real>& embedding() const { return embedding_; }
+  const std::vector<Real>& head() const { return head_; }
 
  private:
   BlockShape shape_;

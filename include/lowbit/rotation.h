@@ -15,11 +15,14 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "lowbit/dtype.h"
+#include "lowbit/engine.h"
 #include "lowbit/model.h"
 
 namespace lowbit {
@@ -33,6 +36,28 @@ const char* rotation_name(RotationKind k);  // "none", "hadamard", "random"
 std::optional<RotationKind> rotation_from_name(const std::string& name);
 std::map<std::string, RotationKind> rotation_choices();  // name -> kind, for option parsers
 
+// SpinQuant (Liu et al. 2024): the residual rotation and each layer's value rotation are
+// learned, starting from the kind's matrices, by descent on the orthogonal group (Cayley
+// steps) against the KL divergence between the unrotated model and the rotated one run with
+// its weights and activations rounded as below (straight through the rounding, and through
+// each token's activation scale).
+struct RotationLearning {
+  int steps = 0;  // 0: the rotation is not learned
+  double lr = 0;  // angle of the first step (Frobenius norm of its skew generator); 0: 0.02
+  int batch = 2;  // windows per step, one per thread
+  size_t n_ctx = 512, n_windows = 128;  // the seeded pool of windows the steps take in turns
+  uint64_t seed = 1;
+  // The block linears run rounded to nearest in this type during learning; F32: not rounded
+  // (SpinQuant learns with 16-bit weights when GPTQ rounds them afterwards).
+  DType weights = DType::F32;
+  ActivationRounding rounding = {};  // the activations and KV cache, as the engine rounds them
+  // > 0: the loss adds this times the model's cross-entropy on the text (SpinQuant's loss)
+  double ce_weight = 0;
+  // After each step: (step, steps, the batch's mean loss). Returning false stops with
+  // Error(Cancelled).
+  std::function<bool(int, int, double)> on_step;
+};
+
 struct RotationOptions {
   RotationKind kind = RotationKind::Hadamard;
   uint64_t seed = 1;  // of the random signs or the random matrix
@@ -41,11 +66,12 @@ struct RotationOptions {
   // transforms its input likewise (ModelConfig::ffn_down_hadamard). The file then needs
   // lowbit's engine: llama.cpp would read it without the transform.
   bool ffn_down = false;
+  RotationLearning learn = {};
   int n_threads = 0;  // 0: every core
 };
 
-// "hadamard seed=1" (" heads=0" without the per-head rotation, " ffn_down=online" with it);
-// "" when there is no rotation.
+// "hadamard seed=1" (" heads=0" without the per-head rotation, " learned=STEPS" when learned,
+// " ffn_down=online" with it); "" when there is no rotation.
 std::string rotation_label(const RotationOptions& o);
 
 // Whether a Hadamard matrix of order n is built here: n = 2^k · m with m = 1, m = q + 1 for a
@@ -74,8 +100,34 @@ void refuse_online_rotation(const Model& m, const std::string& what);
 // RMSNorm weights folded into the linears reading them (step 1 above); the model computes
 // the same function.
 Model fold_norms(const Model& m);
-// Steps 1–3. Throws Unsupported for a W8A8 checkpoint, Argument when kind is Hadamard and
-// n_embd (or head_dim) has no Hadamard matrix here (use Random then).
+// The matrices a rotation applies, row-major: `residual` [n_embd, n_embd] and, when the
+// values are rotated, one [head_dim, head_dim] per layer in `heads`.
+struct RotationMatrices {
+  std::vector<float> residual;
+  std::vector<std::vector<float>> heads;
+};
+// o.kind's matrices for `c` (the same head matrix in every layer). Throws Argument when kind
+// is Hadamard and n_embd (or head_dim) has no Hadamard matrix here (use Random then).
+RotationMatrices rotation_matrices(const ModelConfig& c, const RotationOptions& o);
+
+// Steps 1–3 with o.kind's matrices. Throws Unsupported for a W8A8 checkpoint, and Argument as
+// rotation_matrices does or when o.learn.steps > 0 (learn_rotation does that).
 Model rotate_model(const Model& m, const RotationOptions& o);
+// Steps 1–3 with the given matrices (of the orders above; the function is kept when they are
+// orthogonal), and o.ffn_down.
+Model rotate_model(const Model& m, const RotationMatrices& r, const RotationOptions& o);
+
+// RotationLearning::weights from a name: "none" (F32) or a type quantize_rows writes;
+// throws Argument naming the choices.
+DType rotation_weights_from_name(const std::string& name);
+
+struct LearnedRotationReport {
+  std::vector<double> losses;  // per step
+  double seconds = 0;
+};
+// SpinQuant: the rotation learned on windows of `tokens` (the calibration text) from o.kind's
+// matrices (RotationOptions::learn), then fused into the weights as rotate_model does.
+Model learn_rotation(const Model& m, const RotationOptions& o, const std::vector<int32_t>& tokens,
+                     LearnedRotationReport* report = nullptr);
 
 }  // namespace lowbit

@@ -1,4 +1,6 @@
 // Hadamard and random orthogonal matrices for the rotations (lowbit/rotation.h).
+#include <fmt/format.h>
+
 #include <cmath>
 #include <optional>
 #include <random>
@@ -179,7 +181,10 @@ std::string rotation_label(const RotationOptions& o) {
   std::string label;
   if (o.kind != RotationKind::None)
     label = std::string(rotation_name(o.kind)) + " seed=" + std::to_string(o.seed) +
-            (o.heads ? "" : " heads=0");
+            (o.heads ? "" : " heads=0") +
+            (o.learn.steps > 0 ? fmt::format(" learned={}", o.learn.steps) : "") +
+            (o.learn.steps > 0 && o.learn.ce_weight > 0 ? fmt::format(" ce={}", o.learn.ce_weight)
+                                                        : "");
   if (o.ffn_down) label += std::string(label.empty() ? "" : " ") + "ffn_down=online";
   return label;
 }

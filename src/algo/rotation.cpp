@@ -106,13 +106,21 @@ void check_rotatable(const Model& m, const RotationOptions& o) {
   if (!m.int8_weights.empty())
     fail(ErrorKind::Unsupported,
          "{}: a W8A8 checkpoint cannot be rotated (its int8 weights would not follow)", m.source);
-  if (o.kind != RotationKind::Hadamard) return;
-  if (!has_hadamard(m.config.n_embd))
-    fail(ErrorKind::Argument, "{}: no Hadamard matrix of order n_embd = {}; rotate with 'random'",
-         m.source, m.config.n_embd);
-  if (o.heads && !has_hadamard(m.config.head_dim))
-    fail(ErrorKind::Argument, "{}: no Hadamard matrix of order head_dim = {}; rotate with 'random'",
-         m.source, m.config.head_dim);
+}
+
+void check_matrices(const Model& m, const RotationMatrices& r) {
+  const ModelConfig& c = m.config;
+  const uint64_t D = c.n_embd, d = c.head_dim;
+  if (r.residual.size() != D * D)
+    fail(ErrorKind::Argument, "{}: a residual rotation of {} values for n_embd = {}", m.source,
+         r.residual.size(), D);
+  if (!r.heads.empty() && r.heads.size() != c.n_layer)
+    fail(ErrorKind::Argument, "{}: {} head rotations for {} layers", m.source, r.heads.size(),
+         c.n_layer);
+  for (const std::vector<float>& h : r.heads)
+    if (h.size() != d * d)
+      fail(ErrorKind::Argument, "{}: a head rotation of {} values for head_dim = {}", m.source,
+           h.size(), d);
 }
 
 // Rows of ffn_down → H·row/√n: with its input transformed likewise, W'·x' = W·Hᵀ·H·x = W·x.
@@ -140,29 +148,52 @@ Model fold_norms(const Model& m) {
   return std::move(w).commit();
 }
 
+RotationMatrices rotation_matrices(const ModelConfig& c, const RotationOptions& o) {
+  if (o.kind == RotationKind::Hadamard && !has_hadamard(c.n_embd))
+    fail(ErrorKind::Argument, "no Hadamard matrix of order n_embd = {}; rotate with 'random'",
+         c.n_embd);
+  if (o.kind == RotationKind::Hadamard && o.heads && !has_hadamard(c.head_dim))
+    fail(ErrorKind::Argument, "no Hadamard matrix of order head_dim = {}; rotate with 'random'",
+         c.head_dim);
+  RotationMatrices r;
+  r.residual = orthogonal_matrix(o.kind, c.n_embd, o.seed);
+  if (o.heads) r.heads.assign(c.n_layer, orthogonal_matrix(o.kind, c.head_dim, o.seed + 1));
+  return r;
+}
+
 Model rotate_model(const Model& m, const RotationOptions& o) {
+  if (o.learn.steps > 0)
+    fail(ErrorKind::Argument,
+         "{}: a learned rotation needs calibration text (learn_rotation, or quantize --calib)",
+         m.source);
   if (o.kind == RotationKind::None && !o.ffn_down) return m;
   check_rotatable(m, o);
+  if (o.kind == RotationKind::None) {
+    WeightEdits w{m, {}};
+    if (o.ffn_down) rotate_ffn_down(w, m.config);
+    return with_online(std::move(w).commit(), o);
+  }
+  return rotate_model(m, rotation_matrices(m.config, o), o);
+}
+
+Model rotate_model(const Model& m, const RotationMatrices& r, const RotationOptions& o) {
+  check_rotatable(m, o);
+  check_matrices(m, r);
   const int threads = resolve_threads(o.n_threads);
   const Model base = untied(m);
   const ModelConfig& c = base.config;
   WeightEdits w{base, {}};
   if (o.ffn_down) rotate_ffn_down(w, c);
-  if (o.kind == RotationKind::None) return with_online(std::move(w).commit(), o);
   fold_into(w, c);
   const uint64_t D = c.n_embd;
-  const std::vector<float> q = orthogonal_matrix(o.kind, c.n_embd, o.seed);
-  rotate_columns(threads, w.get(kEmbedding), w.rows(kEmbedding), q, D);
+  rotate_columns(threads, w.get(kEmbedding), w.rows(kEmbedding), r.residual, D);
   for (const auto& [norm, readers] : norm_readers(c))
     for (const std::string& name : readers)
-      rotate_columns(threads, w.get(name), w.rows(name), q, D);
+      rotate_columns(threads, w.get(name), w.rows(name), r.residual, D);
   for (uint32_t l = 0; l < c.n_layer; ++l)
     for (const std::string& name : block_residual_writers(l))
-      rotate_rows(threads, w.get(name), base.tensor(name).row_len(), q, D);
-  if (o.heads) {
-    const std::vector<float> h = orthogonal_matrix(o.kind, c.head_dim, o.seed + 1);
-    for (uint32_t l = 0; l < c.n_layer; ++l) rotate_heads(threads, w, c, l, h);
-  }
+      rotate_rows(threads, w.get(name), base.tensor(name).row_len(), r.residual, D);
+  for (uint32_t l = 0; l < r.heads.size(); ++l) rotate_heads(threads, w, c, l, r.heads[l]);
   return with_online(std::move(w).commit(), o);
 }
 

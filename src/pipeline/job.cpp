@@ -128,10 +128,12 @@ void validate_structured(const QuantizeJob& job) {
          "structured pruning (ffn share or KV groups) and calibration text");
   if (!job.teacher.empty() && resolved_method(job) != Method::Qat)
     fail(ErrorKind::Argument, "a teacher model ('{}') is for --method qat", job.teacher);
-  if (job.distill.rounding.any() && resolved_method(job) != Method::Qat)
+  if (job.distill.rounding.any() && resolved_method(job) != Method::Qat &&
+      job.rotation.learn.steps <= 0)
     fail(ErrorKind::Argument,
          "rounded activations or KV cache (act-bits, cache-type-k/v, rotate-kv) are trained "
-         "for by --method qat; for other methods give them to perplexity, run or bench");
+         "for by --method qat and learned rotations (--rotate-steps); for other methods give "
+         "them to perplexity, run or bench");
   if (!o.active()) return;
   validate(o);
   if (!std::holds_alternative<GgufTarget>(job.target))
@@ -214,6 +216,8 @@ void validate(const QuantizeJob& job) {
          job.calib.stats);
   const Method method = resolved_method(job);
   if (job.rotation.ffn_down) check_online_rotation(job, method);
+  if (job.rotation.learn.steps > 0 && job.calib.text.empty())
+    fail(ErrorKind::Argument, "a learned rotation (--rotate-steps) needs calibration text");
   validate_sparsity(job, method);
   validate_structured(job);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
@@ -245,12 +249,20 @@ void validate(const QuantizeJob& job) {
 
 namespace {
 
-// `m`, or `m` with the job's rotation fused in, held in `keep`.
-const Model& rotated(const Model& m, const QuantizeJob& job, std::optional<Model>& keep) {
+// `m`, or `m` with the job's rotation fused in, held in `keep`. A learned rotation takes its
+// windows from the calibration text and its rounding from the rounding flags.
+const Model& rotated(const Model& m, const QuantizeJob& job, const Observer& observer,
+                     std::optional<Model>& keep) {
   if (rotation_label(job.rotation).empty()) return m;
   RotationOptions o = job.rotation;
   o.n_threads = job.threads;
-  return keep.emplace(rotate_model(m, o));
+  if (o.learn.steps <= 0) return keep.emplace(rotate_model(m, o));
+  const pipeline::JobRun run(m, job, observer);
+  const DistillOptions d = run.distill_options("rotation");
+  o.learn.n_ctx = d.n_ctx, o.learn.n_windows = d.n_windows, o.learn.seed = d.seed;
+  o.learn.rounding = job.distill.rounding;
+  o.learn.on_step = d.on_step;
+  return keep.emplace(learn_rotation(m, o, run.calibration_tokens()));
 }
 
 std::vector<MixTensor> measure_sensitivity_of(const Model& m, const QuantizeJob& job,
@@ -404,7 +416,8 @@ QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
   std::string structured = structured_label(source.config, job.structured);
   if (job.structured.active() && job.distill.steps > 0)
     structured += fmt::format(", distilled {} steps", job.distill.steps);
-  const Model& m = structurally_pruned(rotated(source, job, keep), job, observer, smaller);
+  const Model& m =
+      structurally_pruned(rotated(source, job, observer, keep), job, observer, smaller);
   pipeline::JobRun run(m, job, observer);
   const pipeline::QuantMethod& qm = pipeline::method_for(run.method());
   QuantizeReport r = std::visit(
@@ -432,7 +445,7 @@ QuantizeReport run_quantize_job(const QuantizeJob& job, const Observer& observer
 std::vector<MixTensor> measure_job_sensitivity(const Model& m, const QuantizeJob& job,
                                                const Observer& observer) {
   std::optional<Model> keep;
-  return measure_sensitivity_of(rotated(m, job, keep), job, observer);
+  return measure_sensitivity_of(rotated(m, job, observer, keep), job, observer);
 }
 
 namespace {

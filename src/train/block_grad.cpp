@@ -99,10 +99,11 @@ const Real* linear_input(const BlockShape& s, float range, const std::vector<Rea
 // The straight-through pass of linear_input: dx (the gradient at the rounded input) kept where
 // the rounding did not clamp.
 template <class Real>
-void linear_input_backward(const BlockShape& s, float range, const std::vector<Real>& x, size_t n,
-                           Real* dx) {
+void linear_input_backward(const BlockShape& s, float range, const std::vector<Real>& x,
+                           const std::vector<Real>& rounded, size_t n, Real* dx) {
   if (s.rounding.act_bits)
-    round_acts_backward(x.data(), n, x.size() / n, s.rounding.act_clip, range, dx);
+    round_acts_backward(x.data(), n, x.size() / n, s.rounding.act_clip, range, dx,
+                        s.scale_gradient ? rounded.data() : nullptr);
 }
 
 }  // namespace
@@ -178,13 +179,13 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
   std::vector<Real> dm(n * F), dg(n * F), du(n * F), dh(n * D);
   linear_backward(w.wdown.data(), D, F, used(down_in, c.mq), n, dy, grad.wdown.data(), dm.data(),
                   false);
-  linear_input_backward(s, range_of(s, w, 3), down_in, n, dm.data());
+  linear_input_backward(s, range_of(s, w, 3), down_in, c.mq, n, dm.data());
   if (!c.md.empty()) hadamard_rows(dm.data(), n, F, true);
   swiglu_backward(c.g.data(), c.u.data(), n * F, dm.data(), dg.data(), du.data());
   const Real* h2 = used(c.h2, c.h2q);
   linear_backward(w.wgate.data(), F, D, h2, n, dg.data(), grad.wgate.data(), dh.data(), false);
   linear_backward(w.wup.data(), F, D, h2, n, du.data(), grad.wup.data(), dh.data(), true);
-  linear_input_backward(s, range_of(s, w, 2), c.h2, n, dh.data());
+  linear_input_backward(s, range_of(s, w, 2), c.h2, c.h2q, n, dh.data());
   std::vector<Real> dx2(dy, dy + n * D);
   rms_norm_backward(c.x2.data(), w.ffn_norm.data(), c.r2.data(), n, D, dh.data(), dx2.data(),
                     grad.ffn_norm.data());
@@ -192,7 +193,7 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
   std::vector<Real> da(n * Q), dq(n * Q), dk(n * KV), dv(n * KV);
   linear_backward(w.wo.data(), D, Q, used(c.a, c.aq), n, dx2.data(), grad.wo.data(), da.data(),
                   false);
-  linear_input_backward(s, range_of(s, w, 1), c.a, n, da.data());
+  linear_input_backward(s, range_of(s, w, 1), c.a, c.aq, n, da.data());
   // (the KV cache's rounding: straight through)
   attention_backward(c.q.data(), c.k.data(), c.v.data(), c.p.data(), n, s.n_head, s.n_head_kv, hd,
                      da.data(), dq.data(), dk.data(), dv.data());
@@ -218,7 +219,7 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
   linear_backward(w.wq.data(), Q, D, h1, n, dq.data(), grad.wq.data(), dh.data(), true);
   linear_backward(w.wk.data(), KV, D, h1, n, dk.data(), grad.wk.data(), dh.data(), true);
   linear_backward(w.wv.data(), KV, D, h1, n, dv.data(), grad.wv.data(), dh.data(), true);
-  linear_input_backward(s, range_of(s, w, 0), c.h1, n, dh.data());
+  linear_input_backward(s, range_of(s, w, 0), c.h1, c.h1q, n, dh.data());
   if (dx) std::copy(dx2.begin(), dx2.end(), dx);
   std::vector<Real> dx1(dx ? 0 : n * D, Real(0));
   rms_norm_backward(c.x.data(), w.attn_norm.data(), c.r1.data(), n, D, dh.data(),

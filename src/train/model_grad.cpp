@@ -156,13 +156,14 @@ void fake_quantize(const Model& m, const std::map<std::string, DType>& types,
 }
 
 template <class Real>
-ModelPass<Real>::ModelPass(const Model& m, const ActivationRounding& rounding)
+ModelPass<Real>::ModelPass(const Model& m, const ActivationRounding& rounding, bool scale_gradient)
     : shape_(block_shape(m)),
       vocab_(m.config.n_vocab),
       n_layer_(m.config.n_layer),
       norm_eps_(m.config.norm_eps) {
   check_rounding(rounding, m.config);
   shape_.rounding = rounding;
+  shape_.scale_gradient = scale_gradient;
   embedding_ = converted<Real>(to_f32(m.tensor("token_embd.weight")));
   head_ =
       m.config.tied_embeddings ? embedding_ : converted<Real>(to_f32(m.tensor("output.weight")));
@@ -199,12 +200,20 @@ void ModelPass<Real>::forward(const ModelWeights<Real>& w, const int32_t* tokens
 template <class Real>
 void ModelPass<Real>::backward(const ModelWeights<Real>& w,
                                const std::vector<std::vector<Real>>& inputs, const Real* dlogits,
-                               size_t n, ModelWeights<Real>& grad) const {
+                               size_t n, ModelWeights<Real>& grad, const int32_t* tokens,
+                               EndGradients<Real>* ends) const {
   const size_t D = shape_.n_embd;
+  if (ends && !tokens) fail(ErrorKind::Argument, "the embedding's gradient needs the tokens");
   const std::vector<Real>& last = inputs.at(n_layer_);
   std::vector<Real> h(n * D), r(n), dh(n * D), dx(n * D, Real(0)), dprev(n * D), y(n * D);
   rms_norm(last.data(), w.output_norm.data(), n, D, norm_eps_, h.data(), r.data());
   gemm<Real>(false, false, n, D, vocab_, 1, dlogits, vocab_, head_.data(), D, 0, dh.data(), D);
+  if (ends) {
+    ends->head.resize(size_t(vocab_) * D, Real(0));
+    ends->embedding.resize(size_t(vocab_) * D, Real(0));
+    // ∂L/∂head [vocab, D] += dlogitsᵀ [vocab, n] · h [n, D]
+    gemm<Real>(true, false, vocab_, D, n, 1, dlogits, vocab_, h.data(), D, 1, ends->head.data(), D);
+  }
   rms_norm_backward(last.data(), w.output_norm.data(), r.data(), n, D, dh.data(), dx.data(),
                     grad.output_norm.data());
   BlockCache<Real> cache;
@@ -213,6 +222,11 @@ void ModelPass<Real>::backward(const ModelWeights<Real>& w,
     block_backward(shape_, w.blocks[l], cache, dx.data(), grad.blocks[l], dprev.data());
     dx.swap(dprev);
   }
+  if (ends)  // each position's input row came from its token's embedding row
+    for (size_t t = 0; t < n; ++t) {
+      Real* row = &ends->embedding[size_t(tokens[t]) * D];
+      for (size_t i = 0; i < D; ++i) row[i] += dx[t * D + i];
+    }
 }
 
 template <class Real>

@@ -47,22 +47,29 @@ void round_acts(const Real* x, size_t rows, size_t cols, int bits, float clip, f
 }
 
 template <class Real>
-void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, float range,
-                         Real* dx) {
+void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, float range, Real* dx,
+                         const Real* rounded) {
   if (range > 0) {
     const Real limit = Real(clip) * Real(range);
     for (size_t i = 0; i < rows * cols; ++i)
       if (std::fabs(x[i]) > limit) dx[i] = 0;
     return;
   }
-  if (clip >= 1) return;  // the scale covers max|x|: nothing is clamped
+  if (clip >= 1 && !rounded) return;  // the scale covers max|x|: nothing is clamped
   for (size_t t = 0; t < rows; ++t) {
     const Real* row = x + t * cols;
-    Real amax = 0;
-    for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
-    const Real limit = Real(clip) * amax;
-    for (size_t i = 0; i < cols; ++i)
-      if (std::fabs(row[i]) > limit) dx[t * cols + i] = 0;
+    Real* d = dx + t * cols;
+    size_t top = 0;
+    for (size_t i = 1; i < cols; ++i)
+      if (std::fabs(row[i]) > std::fabs(row[top])) top = i;
+    const Real amax = std::fabs(row[top]), limit = Real(clip) * amax;
+    double ds = 0;  // ∂L/∂s · s
+    for (size_t i = 0; i < cols; ++i) {
+      const bool clamped = clip < 1 && std::fabs(row[i]) > limit;
+      if (rounded) ds += double(d[i]) * (rounded[t * cols + i] - (clamped ? Real(0) : row[i]));
+      if (clamped) d[i] = 0;
+    }
+    if (rounded && amax > 0) d[top] += Real(ds / double(amax)) * (row[top] < 0 ? -1 : 1);
   }
 }
 
@@ -89,8 +96,10 @@ void hadamard_rows(Real* x, size_t rows, uint32_t n, bool inverse) {
 
 template void round_acts<float>(const float*, size_t, size_t, int, float, float, float*);
 template void round_acts<double>(const double*, size_t, size_t, int, float, float, double*);
-template void round_acts_backward<float>(const float*, size_t, size_t, float, float, float*);
-template void round_acts_backward<double>(const double*, size_t, size_t, float, float, double*);
+template void round_acts_backward<float>(const float*, size_t, size_t, float, float, float*,
+                                         const float*);
+template void round_acts_backward<double>(const double*, size_t, size_t, float, float, double*,
+                                          const double*);
 template void round_rows_to<float>(DType, float*, size_t, size_t);
 template void round_rows_to<double>(DType, double*, size_t, size_t);
 template void hadamard_rows<float>(float*, size_t, uint32_t, bool);

@@ -20,9 +20,14 @@ void round_acts(const Real* x, size_t rows, size_t cols, int bits, float clip, f
                 Real* out);
 // Straight through: dx passes where x was not clamped (|x| ≤ clip·max|x| of its row, or
 // ≤ clip·range), and is zeroed where it was (no change of x moves a clamped value).
+// With `rounded` (round_acts' output) and a per-token scale (range 0), the gradient through
+// the scale as well (LSQ, Esser et al. 2020): x̂ = s·k with s = clip·max|x|/(2^(bits−1) − 1)
+// and k straight through round(x/s), so ∂x̂_i/∂s = (x̂_i − x_i)/s where x_i is not clamped
+// and x̂_i/s where it is; s moves with the largest |x| of its row, ∂s/∂|x|max = s/max|x|.
+// That term is where a rotation learns to shrink the rows' maxima.
 template <class Real>
-void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, float range,
-                         Real* dx);
+void round_acts_backward(const Real* x, size_t rows, size_t cols, float clip, float range, Real* dx,
+                         const Real* rounded = nullptr);
 
 // x rounded in place to type t per row of `cols` (as the KV cache stores it: quantize_rows,
 // then decoded); F32 leaves it. The backward pass is the identity.

@@ -142,6 +142,24 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_option("--rotate-seed", j.rotation.seed,
                 "seed of the rotation's random signs or random matrix")
       ->capture_default_str();
+  c->add_option("--rotate-steps", j.rotation.learn.steps,
+                "learn the rotation (SpinQuant) from --rotate's start: Cayley steps against the "
+                "KL of the model run rounded as --act-bits/--cache-type-k/-v/--rotate-kv and "
+                "--rotate-weights say (needs --calib)")
+      ->check(CLI::Range(0, 1000000));
+  c->add_option("--rotate-lr", j.rotation.learn.lr,
+                "learned rotation: the first step's angle (0: 0.02), decaying to 0")
+      ->check(CLI::Range(0.0, 10.0));
+  c->add_option("--rotate-ce", j.rotation.learn.ce_weight,
+                "learned rotation: add this times the cross-entropy on the calibration text to "
+                "the KL loss (SpinQuant trains on cross-entropy)")
+      ->check(CLI::Range(0.0, 100.0));
+  c->add_option_function<std::string>(
+       "--rotate-weights",
+       [&j](const std::string& v) { j.rotation.learn.weights = rotation_weights_from_name(v); },
+       "learned rotation: the block linears run rounded to nearest in this type while "
+       "learning (none: unrounded, as before GPTQ)")
+      ->default_str("none");
   c->add_option("--sparsity", j.sparsity.ratio,
                 "prune this share of the weights of every block linear (0.5: half), by --prune")
       ->check(CLI::Range(0.0, 1.0));

@@ -43,7 +43,7 @@ std::map<std::string, RotationKind> rotation_choices();  // name -> kind, for op
 // each token's activation scale).
 struct RotationLearning {
   int steps = 0;  // 0: the rotation is not learned
-  double lr = 0;  // angle of the first step (Frobenius norm of its skew generator); 0: 0.02
+  double lr = 0;  // angle of the first step (Frobenius norm of its skew generator); 0: 0.1
   int batch = 2;  // windows per step, one per thread
   size_t n_ctx = 512, n_windows = 128;  // the seeded pool of windows the steps take in turns
   uint64_t seed = 1;

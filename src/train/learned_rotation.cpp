@@ -115,7 +115,7 @@ Model learn_rotation(const Model& m, const RotationOptions& o, const std::vector
       fail(ErrorKind::Argument, "rotation learning diverged at step {} (loss {})", step + 1, loss);
     rep.losses.push_back(loss);
     // The angle decays linearly to zero over the run.
-    const double angle = (l.lr > 0 ? l.lr : 0.02) * (1.0 - double(step) / l.steps);
+    const double angle = (l.lr > 0 ? l.lr : 0.1) * (1.0 - double(step) / l.steps);
     cayley_step(residual, g.residual, c.n_embd, angle);
     for (size_t layer = 0; layer < heads.size(); ++layer)
       cayley_step(heads[layer], g.heads[layer], c.head_dim, angle);

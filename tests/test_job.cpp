@@ -146,6 +146,20 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
        "a learned rotation (--rotate-steps) needs calibration text"},
       {[](QuantizeJob& j) { j.distill.rounding.act_bits = 4, j.calib.text = "c.txt"; },
        "trained for by --method qat and learned rotations"},
+      {[](QuantizeJob& j) { j.rotation.learn.steps = 5, j.calib.text = "c.txt"; },
+       "starts from --rotate hadamard or random, not none"},
+      {[](QuantizeJob& j) { j.rotation.learn.steps = -1; }, "rotation learning steps -1"},
+      {[](QuantizeJob& j) {
+         j.rotation.kind = RotationKind::Random, j.rotation.learn.steps = 5;
+         j.calib.text = "c.txt", j.rotation.learn.lr = 0;
+       },
+       "rotation learning step 0"},
+      {[](QuantizeJob& j) {
+         j.rotation.kind = RotationKind::Random, j.rotation.learn.steps = 5;
+         j.calib.text = "c.txt", j.distill.rounding.act_bits = 4;
+         j.distill.rounding.static_ranges = true;
+       },
+       "static ranges (act-ranges) would change with the rotation"},
   };
   for (const Case& c : cases) {
     QuantizeJob j = job_for(dir);

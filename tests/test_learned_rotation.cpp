@@ -239,6 +239,10 @@ TEST(LearnedRotation, StepsLowerTheRoundedLossAndKeepTheFunction) {
   o.kind = RotationKind::None;
   EXPECT_NE(test::expect_error([&] { learn_rotation(m, o, tokens); }).find("hadamard"),
             std::string::npos);
+  o.kind = RotationKind::Hadamard;
+  o.learn.weights = DType::Q4_K;  // blocks of 256 in rows of 32
+  EXPECT_NE(test::expect_error([&] { learn_rotation(m, o, tokens); }).find("rows of 32"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "lowbit/engine.h"
@@ -57,6 +58,9 @@ struct BlockWeights {
 };
 inline constexpr const char* kLinearNames[7] = {"attn_q",   "attn_k", "attn_v",  "attn_output",
                                                 "ffn_gate", "ffn_up", "ffn_down"};
+// Index into kLinearNames of a block linear "blk.N.<linear>.weight"; throws Argument for any
+// other name.
+int linear_index(const std::string& weight);
 
 // Layer `layer` of `m` in f32 (weights of any stored type, dequantized).
 BlockWeights<float> block_weights(const Model& m, uint32_t layer);

@@ -40,11 +40,13 @@ ModelWeights<Real> model_weights(const Model& m);
 // (model_weights fills act_range from config.act_ranges.)
 Model with_weights(const Model& m, const ModelWeights<float>& w);
 
-// Gradients of the parts ModelPass keeps fixed: ∂L/∂embedding and ∂L/∂head, [vocab, n_embd]
-// each (for learned rotations, which move them too).
+// What learned rotations need of the parts ModelPass keeps fixed, which a rotation moves too
+// (E → E·C, head → head·C): Eᵀ·∂L/∂E + headᵀ·∂L/∂head [n_embd, n_embd], computed as
+// x₀ᵀ·∂L/∂x₀ (the embedding rows the window used) + dhᵀ·h (the head's input and gradient),
+// without the [vocab, n_embd] gradients themselves.
 template <class Real>
 struct EndGradients {
-  std::vector<Real> embedding, head;
+  std::vector<Real> frame;
 };
 
 // One model's fixed parts and shape, for passes over windows of tokens at positions 0..n-1.
@@ -65,13 +67,11 @@ class ModelPass {
                std::vector<Real>& logits, std::vector<std::vector<Real>>& inputs,
                std::vector<float>* seen = nullptr) const;
   // Given dlogits = ∂L/∂logits [n, vocab]: adds ∂L/∂(every parameter) to `grad` (shaped by
-  // zeros_like). With `ends` (and the window's `tokens`), also adds the embedding's and the
-  // head's gradients to it (sized on first use).
+  // zeros_like). With `ends`, also adds the embedding's and the head's part to it (sized on
+  // first use).
   void backward(const ModelWeights<Real>& w, const std::vector<std::vector<Real>>& inputs,
                 const Real* dlogits, size_t n, ModelWeights<Real>& grad,
-                const int32_t* tokens = nullptr, EndGradients<Real>* ends = nullptr) const;
-  const std::vector<Real>& embedding() const { return embedding_; }
-  const std::vector<Real>& head() const { return head_; }
+                EndGradients<Real>* ends = nullptr) const;
 
  private:
   BlockShape shape_;

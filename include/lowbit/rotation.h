@@ -43,14 +43,16 @@ std::map<std::string, RotationKind> rotation_choices();  // name -> kind, for op
 // each token's activation scale).
 struct RotationLearning {
   int steps = 0;  // 0: the rotation is not learned
-  double lr = 0;  // angle of the first step (Frobenius norm of its skew generator); 0: 0.1
+  double lr = 0.1;  // angle of the first step (Frobenius norm of its skew generator)
   int batch = 2;  // windows per step, one per thread
   size_t n_ctx = 512, n_windows = 128;  // the seeded pool of windows the steps take in turns
   uint64_t seed = 1;
   // The block linears run rounded to nearest in this type during learning; F32: not rounded
   // (SpinQuant learns with 16-bit weights when GPTQ rounds them afterwards).
   DType weights = DType::F32;
-  ActivationRounding rounding = {};  // the activations and KV cache, as the engine rounds them
+  // The activations and KV cache, as the engine rounds them (per-token activation scales:
+  // static ranges would change with the rotation).
+  ActivationRounding rounding = {};
   // > 0: the loss adds this times the model's cross-entropy on the text (SpinQuant's loss)
   double ce_weight = 0;
   // After each step: (step, steps, the batch's mean loss). Returning false stops with
@@ -117,6 +119,9 @@ Model rotate_model(const Model& m, const RotationOptions& o);
 // orthogonal), and o.ffn_down.
 Model rotate_model(const Model& m, const RotationMatrices& r, const RotationOptions& o);
 
+// Throws Argument naming the first setting of o.learn (with o.kind) that cannot run; with `m`,
+// also against the model (its rounding, the weights' type against every block linear's rows).
+void check_learning(const RotationOptions& o, const Model* m = nullptr);
 // RotationLearning::weights from a name: "none" (F32) or a type quantize_rows writes;
 // throws Argument naming the choices.
 DType rotation_weights_from_name(const std::string& name);

@@ -8,18 +8,13 @@
 #include <algorithm>
 #include <numeric>
 
-#include "lowbit/sparsity.h"
-
 #include "algo/gptq_sweep.h"
 #include "core/blas.h"
+#include "core/lapack.h"
 #include "core/parallel.h"
 #include "lowbit/affine.h"
 #include "lowbit/error.h"
-
-extern "C" {
-void dpotrf_(const char* uplo, const int* n, double* a, const int* lda, int* info);
-void dtrtri_(const char* uplo, const char* diag, const int* n, double* a, const int* lda, int* info);
-}
+#include "lowbit/sparsity.h"
 
 namespace lowbit::gptq {
 

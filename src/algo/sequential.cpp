@@ -85,14 +85,6 @@ uint64_t fingerprint(const std::string& job, const std::vector<int32_t>& tokens,
   return h.value;
 }
 
-// Index into train::kLinearNames of "blk.N.<linear>.weight".
-int linear_index(const std::string& weight) {
-  for (int i = 0; i < 7; ++i)
-    if (weight.find(std::string(".") + train::kLinearNames[i] + ".weight") != std::string::npos)
-      return i;
-  fail(ErrorKind::Argument, "learned rounding: '{}' is not a linear of a block", weight);
-}
-
 }  // namespace
 
 SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>& tokens,
@@ -382,7 +374,7 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
                            bytes.data(), met.empty() ? nullptr : met.data());
       }
       if (learn) {
-        LearnedLinear l{linear_index(name), type, rows, cols, std::move(bytes),
+        LearnedLinear l{train::linear_index(name),         type, rows, cols, std::move(bytes),
                         met.empty() ? wn : std::move(met), {}};
         for (uint64_t j = 0; j < cols; ++j) l.importance.push_back(hf[j * cols + j]);
         learned.push_back(std::move(l));

@@ -216,8 +216,13 @@ void validate(const QuantizeJob& job) {
          job.calib.stats);
   const Method method = resolved_method(job);
   if (job.rotation.ffn_down) check_online_rotation(job, method);
+  check_learning(job.rotation);
   if (job.rotation.learn.steps > 0 && job.calib.text.empty())
     fail(ErrorKind::Argument, "a learned rotation (--rotate-steps) needs calibration text");
+  if (job.rotation.learn.steps > 0 && job.distill.rounding.static_ranges)
+    fail(ErrorKind::Argument,
+         "a learned rotation rounds activations per token: static ranges (act-ranges) would "
+         "change with the rotation");
   validate_sparsity(job, method);
   validate_structured(job);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);

@@ -226,6 +226,12 @@ void block_backward(const BlockShape& s, const BlockWeights<Real>& w, const Bloc
                     dx ? dx : dx1.data(), grad.attn_norm.data());
 }
 
+int linear_index(const std::string& weight) {
+  for (int i = 0; i < 7; ++i)
+    if (weight.find(std::string(".") + kLinearNames[i] + ".weight") != std::string::npos) return i;
+  fail(ErrorKind::Argument, "'{}' is not a linear of a block", weight);
+}
+
 template struct BlockWeights<float>;
 template struct BlockWeights<double>;
 template void block_forward<float>(const BlockShape&, const BlockWeights<float>&, const float*,

@@ -10,30 +10,15 @@
 #include "lowbit/quant.h"
 #include "lowbit/rotation.h"
 #include "lowbit/threads.h"
+#include "lowbit/topology.h"
 #include "train/rotation_grad.h"
 
 namespace lowbit {
 namespace {
 
-void check_learning(const Model& m, const RotationOptions& o) {
-  const RotationLearning& l = o.learn;
-  if (l.steps <= 0) fail(ErrorKind::Argument, "a learned rotation needs steps > 0");
-  if (o.kind == RotationKind::None)
-    fail(ErrorKind::Argument, "a learned rotation starts from 'hadamard' or 'random', not 'none'");
-  if (!(l.lr >= 0 && std::isfinite(l.lr)))
-    fail(ErrorKind::Argument, "rotation learning rate {}: a finite angle >= 0", l.lr);
-  if (!(l.ce_weight >= 0 && std::isfinite(l.ce_weight)))
-    fail(ErrorKind::Argument, "rotation cross-entropy weight {}: a finite number >= 0",
-         l.ce_weight);
-  if (l.batch <= 0 || l.n_ctx < 2 || l.n_windows == 0)
-    fail(ErrorKind::Argument,
-         "a learned rotation needs a batch > 0 and windows of 2 tokens or more");
-  if (!m.int8_weights.empty())
-    fail(ErrorKind::Unsupported, "{}: a W8A8 checkpoint cannot be rotated", m.source);
-}
-
 // r ← r·cayley(G − Gᵀ) with the generator's Frobenius norm scaled to `angle`.
-void cayley_step(std::vector<double>& r, const std::vector<double>& g, size_t n, double angle) {
+void cayley_step(std::vector<double>& r, const std::vector<double>& g, size_t n, double angle,
+                 int threads) {
   std::vector<double> s(n * n);
   double norm2 = 0;
   for (size_t i = 0; i < n; ++i)
@@ -44,7 +29,7 @@ void cayley_step(std::vector<double>& r, const std::vector<double>& g, size_t n,
   if (!(norm2 > 0) || !std::isfinite(norm2)) return;
   const std::vector<double> c = train::cayley(s, n, angle / std::sqrt(norm2));
   std::vector<double> out(n * n);
-  blas::dgemm(1, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, r.data(), n, c.data(), n, 0.0,
+  blas::dgemm(threads, CblasNoTrans, CblasNoTrans, n, n, n, 1.0, r.data(), n, c.data(), n, 0.0,
               out.data(), n);
   r.swap(out);
 }
@@ -62,6 +47,41 @@ RotationMatrices narrowed(const std::vector<double>& residual,
 
 }  // namespace
 
+void check_learning(const RotationOptions& o, const Model* m) {
+  const RotationLearning& l = o.learn;
+  if (l.steps < 0) fail(ErrorKind::Argument, "rotation learning steps {}: 0 or more", l.steps);
+  if (l.steps == 0) return;
+  if (o.kind == RotationKind::None)
+    fail(ErrorKind::Argument,
+         "a learned rotation ({} steps) starts from --rotate hadamard or random, not none",
+         l.steps);
+  if (!(l.lr > 0 && std::isfinite(l.lr)))
+    fail(ErrorKind::Argument, "rotation learning step {}: a finite angle > 0", l.lr);
+  if (!(l.ce_weight >= 0 && std::isfinite(l.ce_weight)))
+    fail(ErrorKind::Argument, "rotation cross-entropy weight {}: a finite number >= 0",
+         l.ce_weight);
+  if (l.batch <= 0 || l.n_ctx < 2 || l.n_windows == 0)
+    fail(ErrorKind::Argument,
+         "rotation learning: batch {}, windows of {} tokens, {} windows: each must be at least "
+         "1 (windows at least 2 tokens)",
+         l.batch, l.n_ctx, l.n_windows);
+  if (l.rounding.static_ranges)
+    fail(ErrorKind::Argument,
+         "rotation learning rounds activations per token: static ranges would change with the "
+         "rotation");
+  if (!m) return;
+  if (!m->int8_weights.empty())
+    fail(ErrorKind::Unsupported, "{}: a W8A8 checkpoint cannot be rotated", m->source);
+  check_rounding(l.rounding, m->config);
+  if (l.weights == DType::F32) return;
+  for (const TensorView& t : m->tensors) {
+    uint64_t bytes = 0;
+    if (is_block_linear(t.name) && !tensor_bytes(l.weights, t.row_len(), t.n_values(), &bytes))
+      fail(ErrorKind::Argument, "rotation learning weights {}: '{}' has rows of {} values",
+           dtype_name(l.weights), t.name, t.row_len());
+  }
+}
+
 DType rotation_weights_from_name(const std::string& name) {
   if (name == "none") return DType::F32;
   const std::optional<DType> t = dtype_from_name(name);
@@ -75,7 +95,7 @@ DType rotation_weights_from_name(const std::string& name) {
 
 Model learn_rotation(const Model& m, const RotationOptions& o, const std::vector<int32_t>& tokens,
                      LearnedRotationReport* report) {
-  check_learning(m, o);
+  check_learning(o, &m);
   const RotationLearning& l = o.learn;
   LearnedRotationReport local;
   LearnedRotationReport& rep = report ? *report : local;
@@ -115,10 +135,10 @@ Model learn_rotation(const Model& m, const RotationOptions& o, const std::vector
       fail(ErrorKind::Argument, "rotation learning diverged at step {} (loss {})", step + 1, loss);
     rep.losses.push_back(loss);
     // The angle decays linearly to zero over the run.
-    const double angle = (l.lr > 0 ? l.lr : 0.1) * (1.0 - double(step) / l.steps);
-    cayley_step(residual, g.residual, c.n_embd, angle);
+    const double angle = l.lr * (1.0 - double(step) / l.steps);
+    cayley_step(residual, g.residual, c.n_embd, angle, threads);
     for (size_t layer = 0; layer < heads.size(); ++layer)
-      cayley_step(heads[layer], g.heads[layer], c.head_dim, angle);
+      cayley_step(heads[layer], g.heads[layer], c.head_dim, angle, threads);
     if (l.on_step && !l.on_step(step + 1, l.steps, loss))
       fail(ErrorKind::Cancelled, "rotation learning stopped at step {} of {}", step + 1, l.steps);
   }

@@ -200,19 +200,15 @@ void ModelPass<Real>::forward(const ModelWeights<Real>& w, const int32_t* tokens
 template <class Real>
 void ModelPass<Real>::backward(const ModelWeights<Real>& w,
                                const std::vector<std::vector<Real>>& inputs, const Real* dlogits,
-                               size_t n, ModelWeights<Real>& grad, const int32_t* tokens,
-                               EndGradients<Real>* ends) const {
+                               size_t n, ModelWeights<Real>& grad, EndGradients<Real>* ends) const {
   const size_t D = shape_.n_embd;
-  if (ends && !tokens) fail(ErrorKind::Argument, "the embedding's gradient needs the tokens");
   const std::vector<Real>& last = inputs.at(n_layer_);
   std::vector<Real> h(n * D), r(n), dh(n * D), dx(n * D, Real(0)), dprev(n * D), y(n * D);
   rms_norm(last.data(), w.output_norm.data(), n, D, norm_eps_, h.data(), r.data());
   gemm<Real>(false, false, n, D, vocab_, 1, dlogits, vocab_, head_.data(), D, 0, dh.data(), D);
-  if (ends) {
-    ends->head.resize(size_t(vocab_) * D, Real(0));
-    ends->embedding.resize(size_t(vocab_) * D, Real(0));
-    // ∂L/∂head [vocab, D] += dlogitsᵀ [vocab, n] · h [n, D]
-    gemm<Real>(true, false, vocab_, D, n, 1, dlogits, vocab_, h.data(), D, 1, ends->head.data(), D);
+  if (ends) {  // headᵀ·∂L/∂head = headᵀ·dlogitsᵀ·h = dhᵀ·h, with dh = dlogits·head [n, D]
+    ends->frame.resize(D * D, Real(0));
+    gemm<Real>(true, false, D, D, n, 1, dh.data(), D, h.data(), D, 1, ends->frame.data(), D);
   }
   rms_norm_backward(last.data(), w.output_norm.data(), r.data(), n, D, dh.data(), dx.data(),
                     grad.output_norm.data());
@@ -222,11 +218,9 @@ void ModelPass<Real>::backward(const ModelWeights<Real>& w,
     block_backward(shape_, w.blocks[l], cache, dx.data(), grad.blocks[l], dprev.data());
     dx.swap(dprev);
   }
-  if (ends)  // each position's input row came from its token's embedding row
-    for (size_t t = 0; t < n; ++t) {
-      Real* row = &ends->embedding[size_t(tokens[t]) * D];
-      for (size_t i = 0; i < D; ++i) row[i] += dx[t * D + i];
-    }
+  if (ends)  // Eᵀ·∂L/∂E = x₀ᵀ·dx: each position's input row is its token's embedding row
+    gemm<Real>(true, false, D, D, n, 1, inputs[0].data(), D, dx.data(), D, 1, ends->frame.data(),
+               D);
 }
 
 template <class Real>

@@ -6,27 +6,14 @@
 #include <string>
 #include <type_traits>
 
+#include "core/lapack.h"
 #include "core/parallel.h"
 #include "lowbit/error.h"
 #include "lowbit/topology.h"
 #include "train/block_ops.h"
 
-extern "C" {
-void dgesv_(const int* n, const int* nrhs, double* a, const int* lda, int* ipiv, double* b,
-            const int* ldb, int* info);
-}
-
 namespace lowbit::train {
 namespace {
-
-// Index in kLinearNames of a block linear "blk.N.<role>.weight".
-int linear_index(const std::string& name) {
-  const size_t role = name.find('.', 4) + 1;
-  const std::string r = name.substr(role, name.size() - role - std::string(".weight").size());
-  for (int i = 0; i < 7; ++i)
-    if (r == kLinearNames[i]) return i;
-  fail(ErrorKind::Unsupported, "'{}' is not a block linear a rotation moves", name);
-}
 
 template <class Real>
 std::vector<double> widened(const std::vector<Real>& v) {
@@ -37,10 +24,12 @@ std::vector<double> widened(const std::vector<Real>& v) {
 
 template <class Real>
 FrameGradient frame_gradient(const ModelConfig& c, const ModelWeights<Real>& w,
-                             const std::vector<Real>& embedding, const std::vector<Real>& head,
                              const ModelWeights<Real>& grad, const EndGradients<Real>& ends) {
-  const size_t D = c.n_embd, d = c.head_dim, V = c.n_vocab, Q = c.q_dim();
-  std::vector<Real> m(D * D, Real(0));
+  const size_t D = c.n_embd, d = c.head_dim, Q = c.q_dim();
+  if (ends.frame.size() != D * D)
+    fail(ErrorKind::Argument, "the embedding's and head's frame gradient has {} values, not {}",
+         ends.frame.size(), D * D);
+  std::vector<Real> m = ends.frame;
   // readers W [rows, D]: Wᵀ·G; writers W [D, cols]: W·Gᵀ
   auto reader = [&](const std::vector<Real>& x, const std::vector<Real>& g) {
     gemm<Real>(true, false, D, D, x.size() / D, 1, x.data(), D, g.data(), D, 1, m.data(), D);
@@ -49,10 +38,6 @@ FrameGradient frame_gradient(const ModelConfig& c, const ModelWeights<Real>& w,
     const size_t cols = x.size() / D;
     gemm<Real>(false, true, D, D, cols, 1, x.data(), cols, g.data(), cols, 1, m.data(), D);
   };
-  if (ends.embedding.size() != V * D || ends.head.size() != V * D)
-    fail(ErrorKind::Argument, "the frame gradient needs the embedding's and the head's gradients");
-  reader(embedding, ends.embedding);
-  reader(head, ends.head);
   FrameGradient out;
   for (uint32_t l = 0; l < c.n_layer; ++l) {
     auto& b = const_cast<BlockWeights<Real>&>(w.blocks[l]);  // linear() is not const
@@ -91,7 +76,8 @@ double rotation_loss(const Model& rotated, DType weights, const ActivationRoundi
   ModelWeights<Real> run;
   if (weights != DType::F32) {
     if constexpr (!std::is_same_v<Real, float>)
-      fail(ErrorKind::Unsupported, "rounded weights run in float passes only");
+      fail(ErrorKind::Unsupported, "weights rounded to {} run in float passes only",
+           dtype_name(weights));
     else {
       std::map<std::string, DType> types;
       for (const TensorView& t : rotated.tensors)
@@ -120,7 +106,7 @@ double rotation_loss(const Model& rotated, DType weights, const ActivationRoundi
                      ce_loss(logits.data(), win.data(), win.size(), V, ce_weight, dlogits.data());
       if (!grad) continue;
       grads[b].zeros_like(w);
-      pass.backward(ran, inputs, dlogits.data(), win.size(), grads[b], win.data(), &ends[b]);
+      pass.backward(ran, inputs, dlogits.data(), win.size(), grads[b], &ends[b]);
     }
   });
   double loss = 0;
@@ -134,10 +120,9 @@ double rotation_loss(const Model& rotated, DType weights, const ActivationRoundi
     auto add = [](std::vector<Real>& to, const std::vector<Real>& from) {
       std::transform(to.begin(), to.end(), from.begin(), to.begin(), std::plus<Real>());
     };
-    add(ends[0].embedding, ends[b].embedding);
-    add(ends[0].head, ends[b].head);
+    add(ends[0].frame, ends[b].frame);
   }
-  *grad = frame_gradient(rotated.config, w, pass.embedding(), pass.head(), grads[0], ends[0]);
+  *grad = frame_gradient(rotated.config, w, grads[0], ends[0]);
   for (double& v : grad->residual) v /= double(B);
   for (std::vector<double>& h : grad->heads)
     for (double& v : h) v /= double(B);
@@ -162,12 +147,9 @@ std::vector<double> cayley(const std::vector<double>& s, size_t n, double a) {
 }
 
 template FrameGradient frame_gradient<float>(const ModelConfig&, const ModelWeights<float>&,
-                                             const std::vector<float>&, const std::vector<float>&,
                                              const ModelWeights<float>&,
                                              const EndGradients<float>&);
 template FrameGradient frame_gradient<double>(const ModelConfig&, const ModelWeights<double>&,
-                                              const std::vector<double>&,
-                                              const std::vector<double>&,
                                               const ModelWeights<double>&,
                                               const EndGradients<double>&);
 template double rotation_loss<float>(const Model&, DType, const ActivationRounding&,

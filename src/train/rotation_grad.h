@@ -24,10 +24,9 @@ struct FrameGradient {
 };
 
 // The frame gradient from the parameters' gradients: `w` the unrounded weights the pass ran
-// (rounded, straight through), `embedding`/`head` the pass's [vocab, n_embd].
+// (rounded, straight through), `ends` the embedding's and head's part.
 template <class Real>
 FrameGradient frame_gradient(const ModelConfig& c, const ModelWeights<Real>& w,
-                             const std::vector<Real>& embedding, const std::vector<Real>& head,
                              const ModelWeights<Real>& grad, const EndGradients<Real>& ends);
 
 // One batch of a learned rotation's objective: `rotated` (norms folded) runs with its block

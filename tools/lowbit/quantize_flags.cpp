@@ -148,7 +148,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "--rotate-weights say (needs --calib)")
       ->check(CLI::Range(0, 1000000));
   c->add_option("--rotate-lr", j.rotation.learn.lr,
-                "learned rotation: the first step's angle (0: 0.1), decaying to 0")
+                "learned rotation: the first step's angle, decaying to 0")
+      ->capture_default_str()
       ->check(CLI::Range(0.0, 10.0));
   c->add_option("--rotate-ce", j.rotation.learn.ce_weight,
                 "learned rotation: add this times the cross-entropy on the calibration text to "

@@ -23,15 +23,7 @@ namespace lowbit::train {
 namespace {
 
 Model small_model(const char* arch, bool tied, uint64_t seed = 5) {
-  ModelConfig c;
-  c.arch = arch;
-  c.n_vocab = 64, c.n_embd = 32, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 8,
-  c.n_ff = 64;
-  c.n_ctx = 32;
-  c.tied_embeddings = tied;
-  c.attn_bias = c.arch == std::string("qwen2");
-  c.qk_norm = c.arch == std::string("qwen3");
-  return make_synthetic_model(c, Vocab{}, seed, DType::F32, 0.3f);
+  return test::small_synthetic_model(arch, tied, seed);
 }
 
 std::vector<int32_t> random_tokens(size_t n, uint32_t vocab, uint32_t seed) {

@@ -16,6 +16,7 @@
 #include "lowbit/error.h"
 #include "lowbit/quant.h"
 #include "lowbit/safetensors.h"
+#include "lowbit/synthetic.h"
 
 namespace lowbit::test {
 
@@ -139,6 +140,18 @@ void HfDirWriter::add(const std::string& name, DType dt, std::vector<uint64_t> s
 
 void HfDirWriter::write() const {
   write_safetensors(out_ + "/model.safetensors", tensors_, {{"format", "pt"}});
+}
+
+Model small_synthetic_model(const char* arch, bool tied, uint64_t seed) {
+  ModelConfig c;
+  c.arch = arch;
+  c.n_vocab = 64, c.n_embd = 32, c.n_layer = 2, c.n_head = 4, c.n_head_kv = 2, c.head_dim = 8,
+  c.n_ff = 64;
+  c.n_ctx = 32;
+  c.tied_embeddings = tied;
+  c.attn_bias = c.arch == std::string("qwen2");
+  c.qk_norm = c.arch == std::string("qwen3");
+  return make_synthetic_model(c, Vocab{}, seed, DType::F32, 0.3f);
 }
 
 }  // namespace lowbit::test

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "lowbit/dtype.h"
+#include "lowbit/model.h"
 #include "lowbit/tensor.h"
 
 namespace lowbit::test {
@@ -62,6 +63,10 @@ class HfDirWriter {
   std::vector<std::shared_ptr<std::vector<uint8_t>>> bytes_;
   std::vector<OutputTensor> tensors_;
 };
+
+// A small random F32 model for the training passes' tests: vocab 64, n_embd 32, 2 layers,
+// 4 query heads and 2 KV heads of 8, n_ff 64; qwen2 has biases, qwen3 q/k norms.
+Model small_synthetic_model(const char* arch, bool tied, uint64_t seed = 5);
 
 // max |a - b| over max |a|: how far two sets of logits are apart (fails the test when their
 // sizes differ).

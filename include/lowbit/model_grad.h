@@ -26,6 +26,8 @@ struct ModelWeights {
   std::vector<Real> output_norm;  // [n_embd]
 
   void zeros_like(const ModelWeights& like);
+  // Adds `other` (of the same shapes) tensor by tensor: gradients of a batch's windows summed.
+  void add(const ModelWeights& other);
   // Every parameter tensor, in a fixed order (blocks' linears, norms, biases, then the final
   // norm): for optimisers and checkpoints.
   std::vector<std::vector<Real>*> tensors();

@@ -186,6 +186,17 @@ Method resolved_method(const QuantizeJob& job) {
   return to_gguf && !job.calib.stats.empty() ? Method::Imatrix : Method::Rtn;
 }
 
+namespace {
+
+// The job's rotation with the rounding flags, which a learned rotation trains for.
+RotationOptions learning_of(const QuantizeJob& job) {
+  RotationOptions o = job.rotation;
+  o.learn.rounding = job.distill.rounding;
+  return o;
+}
+
+}  // namespace
+
 void validate(const QuantizeJob& job) {
   if (job.model.empty()) fail(ErrorKind::Argument, "no source model given");
   if (job.output.empty()) fail(ErrorKind::Argument, "no output path given");
@@ -216,13 +227,9 @@ void validate(const QuantizeJob& job) {
          job.calib.stats);
   const Method method = resolved_method(job);
   if (job.rotation.ffn_down) check_online_rotation(job, method);
-  check_learning(job.rotation);
+  check_learning(learning_of(job));
   if (job.rotation.learn.steps > 0 && job.calib.text.empty())
     fail(ErrorKind::Argument, "a learned rotation (--rotate-steps) needs calibration text");
-  if (job.rotation.learn.steps > 0 && job.distill.rounding.static_ranges)
-    fail(ErrorKind::Argument,
-         "a learned rotation rounds activations per token: static ranges (act-ranges) would "
-         "change with the rotation");
   validate_sparsity(job, method);
   validate_structured(job);
   const pipeline::QuantMethod& qm = pipeline::method_for(method);
@@ -259,13 +266,12 @@ namespace {
 const Model& rotated(const Model& m, const QuantizeJob& job, const Observer& observer,
                      std::optional<Model>& keep) {
   if (rotation_label(job.rotation).empty()) return m;
-  RotationOptions o = job.rotation;
+  RotationOptions o = learning_of(job);
   o.n_threads = job.threads;
   if (o.learn.steps <= 0) return keep.emplace(rotate_model(m, o));
   const pipeline::JobRun run(m, job, observer);
   const DistillOptions d = run.distill_options("rotation");
   o.learn.n_ctx = d.n_ctx, o.learn.n_windows = d.n_windows, o.learn.seed = d.seed;
-  o.learn.rounding = job.distill.rounding;
   o.learn.on_step = d.on_step;
   return keep.emplace(learn_rotation(m, o, run.calibration_tokens()));
 }

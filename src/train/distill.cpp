@@ -286,12 +286,8 @@ Model distill(const Model& student, const Model& teacher, const std::vector<int3
                                               step, o.checkpoint));
     }
     const double lr = o.lr * std::min(1.0, double(step + 1) / warmup);
+    for (size_t b = 1; b < B; ++b) grads[0].add(grads[b]);
     std::vector<std::vector<float>*> g0 = grads[0].tensors();
-    for (size_t b = 1; b < B; ++b) {
-      std::vector<std::vector<float>*> gb = grads[b].tensors();
-      for (size_t k = 0; k < g0.size(); ++k)
-        for (size_t i = 0; i < g0[k]->size(); ++i) (*g0[k])[i] += (*gb[k])[i];
-    }
     for (size_t k = 0; k < n_trained; ++k) {
       for (float& v : *g0[k]) v /= float(B);
       if (scales_at[k]) {

@@ -67,8 +67,8 @@ void check_learning(const RotationOptions& o, const Model* m) {
          l.batch, l.n_ctx, l.n_windows);
   if (l.rounding.static_ranges)
     fail(ErrorKind::Argument,
-         "rotation learning rounds activations per token: static ranges would change with the "
-         "rotation");
+         "a learned rotation rounds activations per token: static ranges (act-ranges) would "
+         "change with the rotation");
   if (!m) return;
   if (!m->int8_weights.empty())
     fail(ErrorKind::Unsupported, "{}: a W8A8 checkpoint cannot be rotated", m->source);

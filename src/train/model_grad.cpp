@@ -58,6 +58,14 @@ void ModelWeights<Real>::zeros_like(const ModelWeights& like) {
 }
 
 template <class Real>
+void ModelWeights<Real>::add(const ModelWeights& other) {
+  std::vector<std::vector<Real>*> to = tensors(),
+                                  from = const_cast<ModelWeights&>(other).tensors();  // (read)
+  for (size_t k = 0; k < to.size(); ++k)
+    for (size_t i = 0; i < to[k]->size(); ++i) (*to[k])[i] += (*from[k])[i];
+}
+
+template <class Real>
 std::vector<std::vector<Real>*> ModelWeights<Real>::tensors() {
   std::vector<std::vector<Real>*> out;
   for (BlockWeights<Real>& b : blocks)

@@ -113,14 +113,9 @@ double rotation_loss(const Model& rotated, DType weights, const ActivationRoundi
   for (double l : losses) loss += l / double(B);
   if (!grad) return loss;
   for (size_t b = 1; b < B; ++b) {  // summed in batch order, then the mean
-    std::vector<std::vector<Real>*> g0 = grads[0].tensors(), gb = grads[b].tensors();
-    for (size_t k = 0; k < g0.size(); ++k)
-      std::transform(g0[k]->begin(), g0[k]->end(), gb[k]->begin(), g0[k]->begin(),
-                     std::plus<Real>());
-    auto add = [](std::vector<Real>& to, const std::vector<Real>& from) {
-      std::transform(to.begin(), to.end(), from.begin(), to.begin(), std::plus<Real>());
-    };
-    add(ends[0].frame, ends[b].frame);
+    grads[0].add(grads[b]);
+    std::transform(ends[0].frame.begin(), ends[0].frame.end(), ends[b].frame.begin(),
+                   ends[0].frame.begin(), std::plus<Real>());
   }
   *grad = frame_gradient(rotated.config, w, grads[0], ends[0]);
   for (double& v : grad->residual) v /= double(B);

@@ -155,6 +155,9 @@ TEST(Cli, QuantizeRejectsBadInputAndLeavesNoOutput) {
       {{"--tensor-type", "nope=Q8_0"}, "tensor type pattern 'nope': matches no tensor"},
       {{"--tensor-type", "blk.*=Q9"}, "tensor type 'Q9': not a tensor type"},
       {{"--output-tensor-type", "int3"}, "output tensor type 'int3'"},
+      {{"--rotate-steps", "5"}, "starts from --rotate hadamard or random, not none"},
+      {{"--rotate", "hadamard", "--rotate-steps", "5"}, "needs calibration text"},
+      {{"--rotate", "hadamard", "--rotate-weights", "F16"}, "rotation learning weights 'F16'"},
   };
   for (const Case& c : cases) {
     std::vector<std::string> args = {"quantize", model, "-o", dir.file("x.gguf")};
@@ -162,6 +165,7 @@ TEST(Cli, QuantizeRejectsBadInputAndLeavesNoOutput) {
     auto r = test::run_cli(args);
     EXPECT_EQ(r.exit_code, 1) << c.message;
     EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf"))) << c.message;
   }
   auto r = test::run_cli({"quantize", model, "-o", "/nonexistent-dir/x.gguf"});
   EXPECT_EQ(r.exit_code, 1);

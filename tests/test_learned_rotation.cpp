@@ -194,9 +194,10 @@ TEST(LearnedRotation, CayleyStepsAreOrthogonalAndFollowTheGenerator) {
         for (size_t k = 0; k < n; ++k) g += q[i * n + k] * q[j * n + k];
         EXPECT_NEAR(g, i == j ? 1.0 : 0.0, 1e-12);
       }
-    if (step < 1e-3)  // ≈ I − step·S
+    if (step < 1e-3) {  // ≈ I − step·S
       for (size_t i = 0; i < n * n; ++i)
         EXPECT_NEAR(q[i], (i % (n + 1) == 0 ? 1.0 : 0.0) - step * s[i], 1e-7);
+    }
   }
 }
 

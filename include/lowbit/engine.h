@@ -33,8 +33,10 @@ struct ActivationRounding {
   bool rotate_kv = false;
   // Simulated activation quantization: every linear's input but the output head's is rounded
   // per token to signed act_bits integers (0: off, else 2..8) with the scale
-  // act_clip·max|x| / (2^(act_bits−1) − 1), values clamped (kernels::round_acts_per_token);
-  // the product then runs on the rounded values as usual.
+  // act_clip·max|x| / (2^(act_bits−1) − 1), values clamped (kernels::round_acts_per_token).
+  // The fast path's integer kernels then multiply the codes themselves (W4A4: int4 codes ×
+  // the weights' codes, kernels::quantize_acts_rounded); every other path multiplies the
+  // rounded values in f32. Both give the product with the rounded values.
   int act_bits = 0;
   float act_clip = 1.0f;
   // With act_bits: each linear input is rounded with one step for all its values,
@@ -118,8 +120,9 @@ class Engine {
   // W8A8: activations to int8, then the int32 GEMM (fast) or the same rounding simulated in
   // fp32 on the dequantized weight `w` (reference).
   void linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y);
-  // Batches on the repacked panels (EngineOptions::packed_batch).
-  void linear_packed(const TensorView& w, const float* x, size_t n, float* y);
+  // Batches on the repacked panels (EngineOptions::packed_batch), on the input linear has
+  // quantized.
+  void linear_packed(const TensorView& w, float* y);
   struct Impl;
   const Model& model_;
   EngineOptions opts_;

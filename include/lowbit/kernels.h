@@ -124,6 +124,14 @@ void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float cl
 // x as it is).
 void round_acts_to_range(float* x, size_t n, int bits, float clip, float range);
 
+// The same rounding kept as integer codes for the integer kernels (W4A4, W4A8): row r of `out`
+// holds q = clamp(round(x / s), −qmax, qmax) and d = s in each of its blocks, so a dot
+// product with it is the product with the rounded values (round_acts_per_token, or
+// round_acts_to_range when `range` is given) summed exactly. s: clip · max|x_row| / qmax per
+// token, or clip · *range / qmax for every row (a range of 0 throws Argument).
+void quantize_acts_rounded(const float* x, size_t n_rows, size_t row_len, uint32_t block, int bits,
+                           float clip, const float* range, QuantizedActs& out);
+
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).
 void force_scalar(bool on);

@@ -84,6 +84,41 @@ uint32_t act_block(DType t) {
   return traits(t).is_float ? 0 : traits(t).block_size;
 }
 
+namespace {
+
+// u8 = q + 128 and the sums of every 16 codes, for the n codes of `out` from `first` on.
+void sum_codes(QuantizedActs& out, size_t first, size_t n) {
+  for (size_t g = first / 16; g < (first + n) / 16; ++g) {
+    int32_t s = 0;
+    for (size_t i = 16 * g; i < 16 * g + 16; ++i) {
+      s += out.q[i];
+      out.u8[i] = static_cast<uint8_t>(out.q[i] + 128);
+    }
+    out.sum16[g] = s;
+    out.sum16_i16[g] = static_cast<int16_t>(s);
+  }
+}
+
+float act_code(float x, float step, int bits) {
+  return std::clamp(std::nearbyint(x / step), -act_qmax(bits), act_qmax(bits));
+}
+
+void resize_acts(QuantizedActs& out, size_t n_rows, size_t row_len, uint32_t block,
+                 const char* what) {
+  if (block != 32 && block != 256)
+    fail(ErrorKind::Argument, "{}: block {} (32 or 256)", what, block);
+  if (row_len % block)
+    fail(ErrorKind::Argument, "{}: row of {} values is not a multiple of {}", what, row_len, block);
+  out.block = block, out.n_rows = n_rows, out.row_len = row_len;
+  out.q.resize(n_rows * row_len);
+  out.d.resize(n_rows * row_len / block);
+  out.sum16.resize(n_rows * row_len / 16);
+  out.u8.resize(n_rows * row_len);
+  out.sum16_i16.resize(n_rows * row_len / 16);
+}
+
+}  // namespace
+
 void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,
                                    QuantizedActs& out) {
   for (size_t b = 0; b < n_blocks; ++b) {
@@ -93,25 +128,15 @@ void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t blo
     const float d = amax / 127.0f, id = inverse_scale(d);
     out.d[b] = d;
     int16_t* q = out.q.data() + b * block;
-    uint8_t* u = out.u8.data() + b * block;
-    for (uint32_t i = 0; i < block; ++i) {
-      q[i] = static_cast<int16_t>(std::lrintf(xb[i] * id));
-      u[i] = static_cast<uint8_t>(q[i] + 128);
-    }
-    for (uint32_t g = 0; g < block / 16; ++g) {
-      int32_t s = 0;
-      for (int i = 0; i < 16; ++i) s += q[16 * g + i];
-      out.sum16[b * (block / 16) + g] = s;
-      out.sum16_i16[b * (block / 16) + g] = static_cast<int16_t>(s);
-    }
+    for (uint32_t i = 0; i < block; ++i) q[i] = static_cast<int16_t>(std::lrintf(xb[i] * id));
+    sum_codes(out, b * block, block);
   }
 }
 
 void round_acts_to_range(float* x, size_t n, int bits, float clip, float range) {
-  const float qmax = static_cast<float>((1 << (bits - 1)) - 1);
-  const float s = clip * range / qmax;
-  if (!(s > 0)) return;
-  for (size_t i = 0; i < n; ++i) x[i] = std::clamp(std::nearbyint(x[i] / s), -qmax, qmax) * s;
+  const float s = act_step(bits, clip, range);
+  if (s == 0) return;
+  for (size_t i = 0; i < n; ++i) x[i] = act_code(x[i], s, bits) * s;
 }
 
 void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip) {
@@ -125,19 +150,36 @@ void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float cl
 
 void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block,
                    QuantizedActs& out) {
-  if (block != 32 && block != 256)
-    fail(ErrorKind::Argument, "quantize_acts: block {} (32 or 256)", block);
-  if (row_len % block)
-    fail(ErrorKind::Argument, "quantize_acts: row of {} values is not a multiple of {}", row_len,
-         block);
-  out.block = block, out.n_rows = n_rows, out.row_len = row_len;
-  out.q.resize(n_rows * row_len);
-  out.d.resize(n_rows * row_len / block);
-  out.sum16.resize(n_rows * row_len / 16);
-  out.u8.resize(n_rows * row_len);
-  out.sum16_i16.resize(n_rows * row_len / 16);
+  resize_acts(out, n_rows, row_len, block, "quantize_acts");
   if (g_force_scalar) return quantize_act_blocks_reference(x, n_rows * row_len / block, block, out);
   quantize_act_blocks_simd(x, n_rows * row_len / block, block, out);
+}
+
+void round_act_rows_reference(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
+                              const float* range, QuantizedActs& out) {
+  for (size_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * row_len;
+    float amax = 0;
+    if (!range)
+      for (size_t i = 0; i < row_len; ++i) amax = std::max(amax, std::fabs(xr[i]));
+    const float s = act_step(bits, clip, range ? *range : amax);
+    int16_t* q = out.q.data() + r * row_len;
+    for (size_t i = 0; i < row_len; ++i)
+      q[i] = s == 0 ? 0 : static_cast<int16_t>(act_code(xr[i], s, bits));
+    std::fill_n(out.d.data() + r * (row_len / out.block), row_len / out.block, s);
+  }
+  sum_codes(out, 0, n_rows * row_len);
+}
+
+void quantize_acts_rounded(const float* x, size_t n_rows, size_t row_len, uint32_t block, int bits,
+                           float clip, const float* range, QuantizedActs& out) {
+  if (bits < 2 || bits > 8)
+    fail(ErrorKind::Argument, "quantize_acts_rounded: {} bits (2..8)", bits);
+  if (range && act_step(bits, clip, *range) == 0)
+    fail(ErrorKind::Argument, "quantize_acts_rounded: static range {}", *range);
+  resize_acts(out, n_rows, row_len, block, "quantize_acts_rounded");
+  if (g_force_scalar) return round_act_rows_reference(x, n_rows, row_len, bits, clip, range, out);
+  round_act_rows_simd(x, n_rows, row_len, bits, clip, range, out);
 }
 
 void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {

@@ -60,12 +60,6 @@ struct InRegisters {
 };
 
 // Decoders: v[e0 .. e0+N) of one block, with e0 a multiple of N inside one sub-block.
-struct Q4_0 : InRegisters {
-  static V16 Values(const uint8_t* b, int e) {
-    const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_0*>(b)->qs + e % 16);
-    return hn::Sub(e < 16 ? LowNibbles(q) : HighNibbles(q), hn::Set(D16(), 8));
-  }
-};
 struct Q4_1 : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const V16 q = LoadBytes(reinterpret_cast<const quant::BlockQ4_1*>(b)->qs + e % 16);
@@ -197,7 +191,7 @@ float DotRow(const uint8_t* w, size_t n_blocks, const ActRow& a) {
   return hn::GetLane(hn::SumOfLanes(df, facc)) - static_cast<float>(min_sum);
 }
 
-// The three types of the common presets (Q8_0; Q4_K and Q6_K of Q4_K_M) get kernels with a
+// The types of the common presets (Q8_0; Q4_K and Q6_K of Q4_K_M) and Q4_0 get kernels with a
 // fixed structure at the full vector width (32 int16 lanes on AVX-512, 16 on AVX2, 8 on
 // SSE4): whole 32-value runs per step, no per-value index arithmetic.
 using DW = hn::ScalableTag<int16_t>;
@@ -247,6 +241,46 @@ void DotRowQ8_0(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
       facc[b & 1][t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[b & 1][t]);
   }
   for (size_t t = 0; t < kT; ++t) y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, hn::Add(facc[0][t], facc[1][t])));
+}
+
+// Q4_0 (the W4A4 weights): 16 bytes per block, low nibbles values 0–15, high nibbles 16–31,
+// v = nibble − 8. With 32 lanes one run is both halves of the bytes; otherwise a run is one
+// half (kW = 16) or part of it (8).
+template <size_t kT>
+void DotRowQ4_0(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, size_t ld_y) {
+  static_assert(kW <= 32);
+  const DW32 d32;
+  const DWF df;
+  const VW eight = hn::Set(DW(), 8);
+  hn::Vec<DWF> facc[2][kT];  // two chains per token, as Q8_0
+  for (size_t t = 0; t < kT; ++t) facc[0][t] = facc[1][t] = hn::Zero(df);
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const auto* blk = reinterpret_cast<const quant::BlockQ4_0*>(w) + b;
+    if (b % 4 == 0) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead);
+    hn::Vec<DW32> acc[kT];
+    for (size_t t = 0; t < kT; ++t) acc[t] = hn::Zero(d32);
+    for (size_t j = 0; j < 32; j += kW) {
+      VW v;
+      if constexpr (kW == 32) {
+        const hn::Half<DW> dh;
+        const auto bytes =
+            hn::PromoteTo(dh, hn::LoadU(hn::Rebind<uint8_t, decltype(dh)>(), blk->qs));
+        const auto low = hn::And(bytes, hn::Set(dh, 15));
+        v = hn::Combine(DW(), hn::ShiftRight<4>(bytes), low);
+      } else {
+        const VW bytes = LoadBytesW(blk->qs + j % 16);
+        v = j < 16 ? hn::And(bytes, hn::Set(DW(), 15)) : hn::ShiftRight<4>(bytes);
+      }
+      v = hn::Sub(v, eight);
+      for (size_t t = 0; t < kT; ++t) acc[t] = MulAddPairs(v, a[t].q + 32 * b + j, acc[t]);
+    }
+    const float dw = F16(blk->d);
+    for (size_t t = 0; t < kT; ++t)
+      facc[b & 1][t] =
+          hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[b & 1][t]);
+  }
+  for (size_t t = 0; t < kT; ++t)
+    y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, hn::Add(facc[0][t], facc[1][t])));
 }
 
 // The minimum term of Q4_K, −dmin·d_act·Σ_j min_j·Σq(sub-block j), is kept in f32 lanes:
@@ -425,7 +459,8 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::F32: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const float*>(r), row_len, a.x); });
     case DType::F16: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const hwy::float16_t*>(r), row_len, a.x); });
     case DType::BF16: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const hwy::bfloat16_t*>(r), row_len, a.x); });
-    case DType::Q4_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_0, Q4_0, 32, false>(r, nb32, a); });
+    case DType::Q4_0:
+      return MultiRows<DotRowQ4_0<1>, DotRowQ4_0<4> >(w, row_bytes, n_rows, nb32, &a, 1, y, 0);
     case DType::Q4_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_1, Q4_1, 32, false>(r, nb32, a); });
     case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
     case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
@@ -461,6 +496,9 @@ void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, s
                   size_t n_acts, float* y, size_t ld_y) {
   switch (static_cast<DType>(type)) {
     case DType::Q8_0: return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4>>(w, row_bytes, n_rows, row_len / 32, acts, n_acts, y, ld_y);
+    case DType::Q4_0:
+      return MultiRows<DotRowQ4_0<1>, DotRowQ4_0<4> >(w, row_bytes, n_rows, row_len / 32, acts,
+                                                      n_acts, y, ld_y);
     case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
     case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
 #define LOWBIT_TABLE_MULTI(T, block)                                                               \

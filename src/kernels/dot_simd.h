@@ -24,6 +24,20 @@ inline float inverse_scale(float d) {
 void quantize_act_blocks_simd(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out);
 void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,
                                    QuantizedActs& out);
+// The largest code of `bits`-bit activations, and the step of round_acts_to_range and
+// quantize_acts_rounded for a range (0: the values stay as they are).
+inline float act_qmax(int bits) {
+  return static_cast<float>((1 << (bits - 1)) - 1);
+}
+inline float act_step(int bits, float clip, float range) {
+  const float s = clip * range / act_qmax(bits);
+  return s > 0 ? s : 0.0f;
+}
+// kernels::quantize_acts_rounded after its checks and resizes.
+void round_act_rows_simd(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
+                         const float* range, QuantizedActs& out);
+void round_act_rows_reference(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
+                              const float* range, QuantizedActs& out);
 void gemm_i8_simd(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
 
 }  // namespace lowbit::kernels

@@ -1,7 +1,10 @@
 // Activation quantization (kernels::quantize_acts) with Highway, compiled once per instruction
 // set and chosen at run time. It computes what the scalar reference computes, bit for bit:
 // amax over the block, d = amax / 127, q = round-to-nearest-even(x · (1 / d)) (NearestInt, as
-// lrintf in the default rounding mode), exact integer sums per 16 values.
+// lrintf in the default rounding mode), exact integer sums per 16 values; and the same for
+// quantize_acts_rounded's codes on one step per row.
+#include <algorithm>
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/quantize_acts_simd.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -18,6 +21,11 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 void QuantizeActBlocks(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out) {
   quantize_act_blocks_reference(x, n_blocks, block, out);
+}
+
+void RoundActRows(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
+                  const float* range, QuantizedActs& out) {
+  round_act_rows_reference(x, n_rows, row_len, bits, clip, range, out);
 }
 
 #else
@@ -57,6 +65,47 @@ void QuantizeActBlocks(const float* x, size_t n_blocks, uint32_t block, Quantize
   }
 }
 
+// Per row: the step from max|x| (or the static range), then codes clamp(round(x / s)) in
+// groups of 16 with their sums. Clamping before rounding gives the reference's values (the
+// bound is an integer) and keeps NearestInt in range.
+void RoundActRows(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
+                  const float* range, QuantizedActs& out) {
+  const DF df;
+  const DI di;
+  const hn::Rebind<int16_t, DF> d16;
+  const hn::Rebind<uint8_t, DF> d8;
+  const size_t N = hn::Lanes(df);
+  const float qmax = act_qmax(bits);
+  for (size_t r = 0; r < n_rows; ++r) {
+    const float* xr = x + r * row_len;
+    float amax = 0;
+    if (!range) {
+      auto vmax = hn::Zero(df);
+      for (size_t i = 0; i < row_len; i += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xr + i)));
+      amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    }
+    const float s = act_step(bits, clip, range ? *range : amax);
+    std::fill_n(out.d.data() + r * (row_len / out.block), row_len / out.block, s);
+    const auto vs = hn::Set(df, s == 0 ? 1.0f : s), hi = hn::Set(df, qmax), lo = hn::Neg(hi);
+    const auto keep = hn::Set(df, s == 0 ? 0.0f : 1.0f);  // a step of 0: codes 0
+    int16_t* q = out.q.data() + r * row_len;
+    uint8_t* u = out.u8.data() + r * row_len;
+    for (size_t g = 0; g < row_len / 16; ++g) {
+      auto sum = hn::Zero(di);
+      for (size_t i = 16 * g; i < 16 * g + 16; i += N) {
+        const auto v = hn::Mul(hn::Div(hn::LoadU(df, xr + i), vs), keep);
+        const auto qi = hn::NearestInt(hn::Min(hn::Max(v, lo), hi));
+        sum = hn::Add(sum, qi);
+        hn::StoreU(hn::DemoteTo(d16, qi), d16, q + i);
+        hn::StoreU(hn::DemoteTo(d8, hn::Add(qi, hn::Set(di, 128))), d8, u + i);
+      }
+      const int32_t t = hn::GetLane(hn::SumOfLanes(di, sum));
+      out.sum16[(r * row_len) / 16 + g] = t;
+      out.sum16_i16[(r * row_len) / 16 + g] = static_cast<int16_t>(t);
+    }
+  }
+}
+
 #endif  // vector targets
 
 }  // namespace HWY_NAMESPACE
@@ -67,6 +116,12 @@ HWY_AFTER_NAMESPACE();
 namespace lowbit::kernels {
 
 HWY_EXPORT(QuantizeActBlocks);
+HWY_EXPORT(RoundActRows);
+
+void round_act_rows_simd(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
+                         const float* range, QuantizedActs& out) {
+  HWY_DYNAMIC_DISPATCH(RoundActRows)(x, n_rows, row_len, bits, clip, range, out);
+}
 
 void quantize_act_blocks_simd(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out) {
   HWY_DYNAMIC_DISPATCH(QuantizeActBlocks)(x, n_blocks, block, out);

@@ -173,14 +173,40 @@ struct Engine::Impl {
   std::vector<float> acts_i8_values;  // W8A8 reference: the rounded input as f32 [n, cols]
   std::vector<int32_t> sums_i32;      // W8A8 fast: integer sums [n, rows]
   std::unordered_map<const uint8_t*, kernels::PackedRows> packed;  // by weight data
-  // `acts` holds x [n, cols] quantized in blocks of acts.block while acts_source == x: q, k
-  // and v (gate and up) share one input. forward_layer and head clear it before every new input.
+  // How `acts` holds its input: 8-bit codes per block (bits 0), or ActivationRounding's
+  // rounding as codes (kernels::quantize_acts_rounded; range: the static range, or 0 for
+  // per-token steps).
+  struct ActCodes {
+    uint32_t block = 0;
+    int bits = 0;
+    float clip = 0, range = 0;
+    bool operator==(const ActCodes&) const = default;
+  };
+  // `acts` holds x [n, cols] quantized as acts_codes while acts_source == x: q, k and v (gate
+  // and up) share one input. forward_layer and head clear it before every new input.
   const float* acts_source = nullptr;
   size_t acts_tokens = 0;
-  void quantize_input(const float* x, size_t n, size_t cols, uint32_t block) {
-    if (acts_source == x && acts_tokens == n && acts.row_len == cols && acts.block == block) return;
-    kernels::quantize_acts(x, n, cols, block, acts);
-    acts_source = x, acts_tokens = n;
+  ActCodes acts_codes;
+  void quantize_input(const float* x, size_t n, size_t cols, const ActCodes& codes) {
+    if (acts_source == x && acts_tokens == n && acts.row_len == cols && acts_codes == codes) return;
+    if (codes.bits)
+      kernels::quantize_acts_rounded(x, n, cols, codes.block, codes.bits, codes.clip,
+                                     codes.range > 0 ? &codes.range : nullptr, acts);
+    else
+      kernels::quantize_acts(x, n, cols, codes.block, acts);
+    acts_source = x, acts_tokens = n, acts_codes = codes;
+  }
+  // x [n, cols] rounded as ActivationRounding says, into acts_rounded (range: the static
+  // range, or nullptr for per-token steps).
+  const float* round_input(const float* x, size_t n, size_t cols, const ActivationRounding& o,
+                           const float* range) {
+    acts_rounded.assign(x, x + n * cols);
+    if (range)
+      kernels::round_acts_to_range(acts_rounded.data(), acts_rounded.size(), o.act_bits, o.act_clip,
+                                   *range);
+    else
+      kernels::round_acts_per_token(acts_rounded.data(), n, cols, o.act_bits, o.act_clip);
+    return acts_rounded.data();
   }
 };
 
@@ -310,42 +336,41 @@ void Engine::reserve(size_t n) {
 // tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
 // over them) handed out to the pool's threads.
 void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
-  if (opts_.rounding.act_bits && &w != impl_->output) {
-    std::vector<float>& r = impl_->acts_rounded;
-    r.assign(x, x + n * w.row_len());
-    const ActivationRounding& o = opts_.rounding;
-    if (o.static_ranges)
-      kernels::round_acts_to_range(r.data(), r.size(), o.act_bits, o.act_clip,
-                                   impl_->act_range.at(w.name));
-    else
-      kernels::round_acts_per_token(r.data(), n, w.row_len(), o.act_bits, o.act_clip);
-    x = r.data();
-  }
-  if (!model_.int8_weights.empty()) {
-    auto it = model_.int8_weights.find(w.name);
-    if (it != model_.int8_weights.end() && it->second.rows == w.shape[0] && it->second.cols == w.row_len())
-      return linear_w8a8(it->second, w, x, n, y);
-  }
-  if (opts_.fast && opts_.packed_batch && n >= opts_.packed_batch &&
-      kernels::has_packed_kernel(w.dtype) && kernels::packed_gemm_is_fast())
-    return linear_packed(w, x, n, y);
-  // Batches through BLAS on dequantized tiles: for float weights from 8 tokens (converting in
-  // registers per token loses), for quantized ones from opts_.blas_batch (see EngineOptions).
-  const bool use_blas =
-      traits(w.dtype).is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
-  if (!opts_.fast || !kernels::has_kernel(w.dtype) || use_blas)
-    return linear_forward(w, x, n, y, opts_.n_threads);
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
-  const uint32_t block = kernels::act_block(w.dtype);
-  if (block) s.quantize_input(x, n, cols, block);
+  const ActivationRounding& o = opts_.rounding;
+  const bool round = o.act_bits && &w != s.output;
+  const float* range = round && o.static_ranges ? &s.act_range.at(w.name) : nullptr;
+  if (!model_.int8_weights.empty()) {
+    auto it = model_.int8_weights.find(w.name);
+    if (it != model_.int8_weights.end() && it->second.rows == rows && it->second.cols == cols)
+      return linear_w8a8(it->second, w, round ? s.round_input(x, n, cols, o, range) : x, n, y);
+  }
+  const bool packed = opts_.fast && opts_.packed_batch && n >= opts_.packed_batch &&
+                      kernels::has_packed_kernel(w.dtype) && kernels::packed_gemm_is_fast();
+  // Batches through BLAS on dequantized tiles: for float weights from 8 tokens (converting in
+  // registers per token loses), for quantized ones from opts_.blas_batch (see EngineOptions).
+  const bool is_float = traits(w.dtype).is_float;
+  const bool use_blas = is_float ? n >= 8 : opts_.blas_batch > 0 && n >= opts_.blas_batch;
+  const bool dots = !packed && opts_.fast && kernels::has_kernel(w.dtype) && !use_blas;
+  // Rounded activations reach the integer kernels as their codes (W4A4: int4 × int4 products
+  // summed exactly), everything else as the rounded values in f32.
+  Impl::ActCodes codes{(packed || dots) && !is_float ? kernels::act_block(w.dtype) : 0};
+  if (round && (packed || (dots && !is_float)) && (!range || *range > 0))
+    codes.bits = o.act_bits, codes.clip = o.act_clip, codes.range = range ? *range : 0;
+  else if (round)
+    x = s.round_input(x, n, cols, o, range);
+  if (!packed && !dots) return linear_forward(w, x, n, y, opts_.n_threads);
+  if (codes.block) s.quantize_input(x, n, cols, codes);
+  if (packed) return linear_packed(w, y);
   // One token: one contiguous range of rows per thread (at least 64), a single long stream
   // for the prefetchers; 64-row tiles handed out in turn made each thread jump every 139 KB
   // of Q8_0 and start each tile cold (synthetic 1B, Q8_0: 14.5 -> 15.0 tokens/s, 2 threads).
   const size_t kTile = n == 1 ? std::max<size_t>(64, (rows + opts_.n_threads - 1) / opts_.n_threads) : 16;
   s.act_rows.resize(n);
   for (size_t t = 0; t < n; ++t) {
-    if (block) s.act_rows[t] = kernels::act_row(s.acts, t);
+    if (codes.block)
+      s.act_rows[t] = kernels::act_row(s.acts, t);
     else s.act_rows[t] = {nullptr, nullptr, nullptr, x + t * cols};
   }
   auto task = [&](size_t tile) {
@@ -355,7 +380,7 @@ void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
   s.pool->run((rows + kTile - 1) / kTile, task);
 }
 
-void Engine::linear_packed(const TensorView& w, const float* x, size_t n, float* y) {
+void Engine::linear_packed(const TensorView& w, float* y) {
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len();
   auto it = s.packed.find(w.data);
@@ -366,7 +391,6 @@ void Engine::linear_packed(const TensorView& w, const float* x, size_t n, float*
     it = s.packed.emplace(w.data, kernels::pack_rows(w.dtype, w.data, w.nbytes / rows, rows, cols))
              .first;
   const kernels::PackedRows& p = it->second;
-  s.quantize_input(x, n, cols, kernels::act_block(w.dtype));
   // Two panels (32 rows, the kernel's widest tile) per task: their records stay in L1/L2
   // while every token passes.
   auto task = [&](size_t i) {

@@ -244,6 +244,16 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
             std::string::npos);
   EXPECT_EQ(make_job(JobSettings{}).rotation.kind, RotationKind::None);
 
+  JobSettings lr;
+  set_job_option(lr, "lowrank", "8");
+  set_job_option(lr, "lowrank-alpha", "0.5");
+  set_job_option(lr, "lowrank-only", "ffn_.*");
+  const QuantizeJob jlr = make_job(lr);
+  EXPECT_EQ(jlr.lowrank.rank, 8u);
+  EXPECT_EQ(jlr.lowrank_alpha, 0.5);
+  EXPECT_EQ(jlr.lowrank.only, "ffn_.*");
+  EXPECT_EQ(make_job(JobSettings{}).lowrank.rank, 0u);
+
   JobSettings bad;
   EXPECT_NE(test::expect_error([&] {
               set_job_option(bad, "calib-samples", "12x");

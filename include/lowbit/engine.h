@@ -116,7 +116,10 @@ class Engine {
 
  private:
   void reserve(size_t n);
-  void linear(const TensorView& w, const float* x, size_t n, float* y);  // fast or reference
+  // y = W·x, plus B·(A·x) when W has a low-rank branch (lowbit/lowrank.h), on x as given:
+  // the branch reads the input before any activation rounding.
+  void linear(const TensorView& w, const float* x, size_t n, float* y);
+  void linear_main(const TensorView& w, const float* x, size_t n, float* y);  // fast or reference
   // W8A8: activations to int8, then the int32 GEMM (fast) or the same rounding simulated in
   // fp32 on the dequantized weight `w` (reference).
   void linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y);

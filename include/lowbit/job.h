@@ -13,14 +13,15 @@
 
 #include "lowbit/affine.h"
 #include "lowbit/distill.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/mixed.h"
 #include "lowbit/model.h"
 #include "lowbit/observer.h"
 #include "lowbit/quantize.h"
 #include "lowbit/rotation.h"
+#include "lowbit/sequential.h"
 #include "lowbit/sparsity.h"
 #include "lowbit/structured_prune.h"
-#include "lowbit/sequential.h"
 
 namespace lowbit {
 
@@ -169,6 +170,14 @@ struct QuantizeJob {
   // Whole FFN channels and KV groups removed first (lowbit/structured_prune.h), scored with
   // statistics of the calibration text when given; the method then runs on the smaller model.
   StructuredPruneOptions structured;
+  // rank > 0: low-rank branches (SVDQuant; lowbit/lowrank.h) split off the block linears after
+  // the rotation and structured pruning; the method then rounds the residuals (GGUF; rtn,
+  // imatrix or gptq).
+  LowRankOptions lowrank{0, ""};
+  // With lowrank: SmoothQuant's smoothing first (migration strength α in (0, 1], from the
+  // calibration text's max |x| per channel; lowbit/smoothquant.h), so that the branches take
+  // the activations' outliers too; 0: none.
+  double lowrank_alpha = 0;
   // With steps > 0, the structurally pruned model is trained first to match the model before
   // pruning on the calibration text (lowbit/distill.h); windows and seed from `calib`.
   DistillOptions distill;

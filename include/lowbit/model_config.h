@@ -41,6 +41,9 @@ struct ModelConfig {
   // linear inputs as QAT's moving average tracked them (ActivationRounding::static_ranges);
   // empty: none. GGUF key kActRangesKey.
   std::vector<float> act_ranges;
+  // lowbit only: the largest rank of the block linears' low-rank branches (lowbit/lowrank.h);
+  // 0: none. GGUF key lowbit.lowrank.rank.
+  uint32_t lowrank_rank = 0;
   int32_t bos_id = 1, eos_id = 2;
 
   uint32_t q_dim() const { return n_head * head_dim; }

@@ -5,6 +5,7 @@
 #include "lowbit/awq.h"
 #include "lowbit/error.h"
 #include "lowbit/kernels.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/threads.h"
 #include "lowbit/topology.h"
 #include "weight_edits.h"
@@ -98,6 +99,7 @@ Model with_online(Model m, const RotationOptions& o) {
 }
 
 void check_rotatable(const Model& m, const RotationOptions& o) {
+  refuse_lowrank(m, "a rotation");
   if (o.ffn_down && m.config.ffn_down_hadamard)
     fail(ErrorKind::Argument, "{}: ffn_down has its online rotation already", m.source);
   if (o.ffn_down && !has_hadamard(m.config.n_ff))

@@ -10,6 +10,7 @@
 
 #include "algo/weight_edits.h"
 #include "lowbit/error.h"
+#include "lowbit/lowrank.h"
 
 namespace lowbit {
 namespace {
@@ -137,6 +138,7 @@ void validate(const StructuredPruneOptions& o) {
 
 void validate(const StructuredPruneOptions& o, const Model& m) {
   validate(o);
+  refuse_lowrank(m, "structured pruning");
   if (o.kv_groups >= m.config.n_head_kv && o.kv_groups > 0)
     fail(ErrorKind::Argument, "{}: removing {} KV groups leaves none of its {}", m.source,
          o.kv_groups, m.config.n_head_kv);

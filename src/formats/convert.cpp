@@ -1,16 +1,19 @@
 // Writers that turn a loaded Model into a GGUF file or Hugging Face safetensors.
 #include <nlohmann/json.hpp>
 
+#include "formats/model_writer.h"
 #include "lowbit/error.h"
 #include "lowbit/gguf.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/model.h"
 #include "lowbit/rotation.h"
 #include "lowbit/safetensors.h"
-#include "formats/model_writer.h"
 
 namespace lowbit {
 
+// (A low-rank branch's lowrank_b has the weight's output rows; its lowrank_a does not.)
 bool is_q_or_k(const std::string& gguf_name) {
+  if (is_lowrank_a(gguf_name)) return false;
   return gguf_name.find(".attn_q.") != std::string::npos || gguf_name.find(".attn_k.") != std::string::npos;
 }
 
@@ -69,6 +72,7 @@ void set_model_metadata(const Model& m, GgufWriter& w, uint32_t file_type) {
   w.set(a + "vocab_size", GgufValue::of_u32(c.n_vocab));
   if (c.ffn_down_hadamard) w.set(kFfnDownHadamardKey, GgufValue::of_bool(true));
   if (!c.act_ranges.empty()) w.set(kActRangesKey, GgufValue::of_f32s(c.act_ranges));
+  if (c.lowrank_rank) w.set(kLowRankKey, GgufValue::of_u32(c.lowrank_rank));
   write_gguf_vocab(m.vocab, w);
 }
 
@@ -104,6 +108,7 @@ void write_model_gguf(const Model& m, const std::string& path, DType matrix_type
 
 void write_model_safetensors(const Model& m, const std::string& path, DType dtype) {
   refuse_online_rotation(m, "a Hugging Face checkpoint");
+  refuse_lowrank(m, "a Hugging Face checkpoint");
   std::vector<OutputTensor> out;
   for (const TensorView& src : m.tensors) {
     OutputTensor t;

@@ -8,6 +8,7 @@
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
 #include "lowbit/gguf.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/model.h"
 #include "lowbit/rotation.h"
 #include "lowbit/safetensors.h"
@@ -139,6 +140,10 @@ Model load_gguf(const std::string& path) {
   c.qk_norm = g->find_tensor("blk.0.attn_q_norm.weight") != nullptr;
   c.tied_embeddings = g->find_tensor("output.weight") == nullptr;
   c.ffn_down_hadamard = g->get_bool_opt(kFfnDownHadamardKey).value_or(false);
+  const uint64_t lowrank = g->get_uint_opt(kLowRankKey).value_or(0);
+  if (lowrank > 65536)
+    fail(ErrorKind::Format, "{}: key '{}' is {}: not a rank", g->path(), kLowRankKey, lowrank);
+  c.lowrank_rank = static_cast<uint32_t>(lowrank);
   if (c.ffn_down_hadamard && !has_hadamard(c.n_ff))
     fail(ErrorKind::Format, "{}: key '{}': no Hadamard transform of feed_forward_length {}", path,
          kFfnDownHadamardKey, c.n_ff);
@@ -408,6 +413,7 @@ void validate_model_tensors(const Model& m) {
       expect(b + "attn_k_norm.weight", {c.head_dim});
     }
   }
+  validate_lowrank_tensors(m);
 }
 
 Model load_model(const std::string& path, const LoadOptions& opts) {

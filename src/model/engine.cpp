@@ -12,6 +12,7 @@
 #include "core/thread_pool.h"
 #include "lowbit/error.h"
 #include "lowbit/kernels.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/quant.h"
 #include "lowbit/rotation.h"
 
@@ -151,6 +152,13 @@ struct Engine::Impl {
   std::vector<float> x, h, q, k, v, attn, scores, gate, up, ffn;  // x: eval's residual stream
   std::vector<float> k_rows, v_rows;  // decoded cache rows (quantized caches)
   std::vector<float> acts_rounded;     // EngineOptions::act_bits: the rounded linear input
+  // Low-rank branches by weight name (lowbit/lowrank.h): A [rank, in], B [out, rank] in f32.
+  struct LowRank {
+    uint32_t rank = 0;
+    std::vector<float> a, b;
+  };
+  std::unordered_map<std::string, LowRank> lowrank;
+  std::vector<float> lowrank_t;  // A·x [n, rank]
   // ActivationRounding::static_ranges: each block linear's input range (ModelConfig::act_ranges)
   std::unordered_map<std::string, float> act_range;  // by weight name
 
@@ -224,6 +232,13 @@ Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), imp
   if (opts.fast) s.pool = std::make_unique<ThreadPool>(std::max(1, opts.n_threads));
   s.embd = &m.tensor("token_embd.weight");
   s.output = c.tied_embeddings ? s.embd : &m.tensor("output.weight");
+  validate_lowrank_tensors(m);  // (shapes: a model edited after loading)
+  for (const TensorView& t : m.tensors)
+    if (is_lowrank_a(t.name)) {
+      const std::string weight = lowrank_weight(t.name);
+      s.lowrank[weight] = {static_cast<uint32_t>(t.shape[0]), to_f32(t),
+                           to_f32(m.tensor(lowrank_b_name(weight)))};
+    }
   s.output_norm = vector_of(m, "output_norm.weight");
   if (opts.rounding.static_ranges && c.act_ranges.size() != size_t(kActRangeSites) * c.n_layer)
     fail(ErrorKind::Argument,
@@ -336,6 +351,23 @@ void Engine::reserve(size_t n) {
 // tiles of 16 weight rows (a few KB, kept in L1/L2 while every token of the batch passes
 // over them) handed out to the pool's threads.
 void Engine::linear(const TensorView& w, const float* x, size_t n, float* y) {
+  linear_main(w, x, n, y);
+  Impl& s = *impl_;
+  if (s.lowrank.empty()) return;
+  auto it = s.lowrank.find(w.name);
+  if (it == s.lowrank.end()) return;
+  // t [n, r] = x [n, in] · Aᵀ, then y [n, out] += t · Bᵀ.
+  const Impl::LowRank& br = it->second;
+  const size_t in = w.row_len(), out = w.shape[0];
+  s.lowrank_t.resize(n * br.rank);
+  const int threads = n >= 8 ? opts_.n_threads : 1;  // (a thread start costs more below)
+  blas::sgemm(threads, CblasNoTrans, CblasTrans, n, br.rank, in, 1.0f, x, in, br.a.data(), in, 0.0f,
+              s.lowrank_t.data(), br.rank);
+  blas::sgemm(threads, CblasNoTrans, CblasTrans, n, out, br.rank, 1.0f, s.lowrank_t.data(), br.rank,
+              br.b.data(), br.rank, 1.0f, y, out);
+}
+
+void Engine::linear_main(const TensorView& w, const float* x, size_t n, float* y) {
   Impl& s = *impl_;
   const size_t rows = w.shape[0], cols = w.row_len(), row_bytes = w.nbytes / rows;
   const ActivationRounding& o = opts_.rounding;

@@ -3,10 +3,13 @@
 #include "lowbit/job.h"
 
 #include <filesystem>
+#include <regex>
 
 #include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
+#include "lowbit/lowrank.h"
+#include "lowbit/smoothquant.h"
 #include "method.h"
 
 namespace lowbit {
@@ -46,6 +49,22 @@ void check_online_rotation(const QuantizeJob& job, Method method) {
     default:
       break;
   }
+}
+
+// Low-rank branches (lowbit/lowrank.h; `what`: the flag or the source that brings them): only
+// methods that run lowbit's engine on the residuals with the branches beside them.
+void check_lowrank(const QuantizeJob& job, Method method, const std::string& what) {
+  if (!std::holds_alternative<GgufTarget>(job.target))
+    fail(ErrorKind::Argument, "{}: low-rank branches need lowbit's engine: the target must be GGUF",
+         what);
+  if (!job.calib.stats.empty())
+    fail(ErrorKind::Argument,
+         "{}: statistics file '{}' does not know the low-rank branches: give calibration text",
+         what, job.calib.stats);
+  if (method != Method::Rtn && method != Method::Imatrix && method != Method::Gptq)
+    fail(ErrorKind::Argument,
+         "{}: method {} does not support low-rank branches (rtn, imatrix and gptq do)", what,
+         method_name(method));
 }
 
 void validate_gguf(const QuantizeJob& job, const GgufTarget& t) {
@@ -227,6 +246,24 @@ void validate(const QuantizeJob& job) {
          job.calib.stats);
   const Method method = resolved_method(job);
   if (job.rotation.ffn_down) check_online_rotation(job, method);
+  if (job.lowrank.rank) check_lowrank(job, method, "--lowrank");
+  if (job.lowrank_alpha != 0 && !job.lowrank.rank)
+    fail(ErrorKind::Argument, "--lowrank-alpha {} without --lowrank", job.lowrank_alpha);
+  if (!job.lowrank.only.empty() && !job.lowrank.rank)
+    fail(ErrorKind::Argument, "--lowrank-only '{}' without --lowrank", job.lowrank.only);
+  try {
+    (void)std::regex(job.lowrank.only);
+  } catch (const std::regex_error& e) {
+    fail(ErrorKind::Argument, "--lowrank-only '{}': {}", job.lowrank.only, e.what());
+  }
+  if (job.lowrank_alpha != 0 && !(job.lowrank_alpha > 0 && job.lowrank_alpha <= 1))
+    fail(ErrorKind::Argument, "--lowrank-alpha {}: a migration strength in (0, 1]",
+         job.lowrank_alpha);
+  if (job.lowrank_alpha > 0 && job.calib.text.empty())
+    fail(ErrorKind::Argument, "--lowrank-alpha needs calibration text (--calib)");
+  if (job.lowrank_alpha > 0 && job.rotation.ffn_down)
+    fail(ErrorKind::Argument,
+         "--lowrank-alpha cannot smooth ffn_down's input behind --rotate-ffn-down's transform");
   check_learning(learning_of(job));
   if (job.rotation.learn.steps > 0 && job.calib.text.empty())
     fail(ErrorKind::Argument, "a learned rotation (--rotate-steps) needs calibration text");
@@ -278,6 +315,24 @@ const Model& rotated(const Model& m, const QuantizeJob& job, const Observer& obs
 
 std::vector<MixTensor> measure_sensitivity_of(const Model& m, const QuantizeJob& job,
                                               const Observer& observer);
+
+// SVDQuant: smoothing (with lowrank_alpha), then the branches.
+const Model& with_lowrank(const Model& m, const QuantizeJob& job, const Observer& observer,
+                          std::optional<Model>& keep) {
+  if (!job.lowrank.rank) return m;
+  if (job.lowrank_alpha == 0) return keep.emplace(add_lowrank(m, job.lowrank).model);
+  if (m.config.ffn_down_hadamard)
+    fail(ErrorKind::Argument,
+         "{}: --lowrank-alpha cannot smooth ffn_down's input behind its "
+         "online rotation",
+         m.source);
+  SmoothQuantOptions so;
+  so.alpha = job.lowrank_alpha;
+  Model smoothed =
+      smooth_model(m, pipeline::JobRun(m, job, observer).collect_statistics(false), so).model;
+  smoothed.config.act_ranges.clear();  // ranges of the inputs before smoothing
+  return keep.emplace(add_lowrank(smoothed, job.lowrank).model);
+}
 
 uint64_t budget_bytes_of(const Model& m, const Budget& budget) {
   return budget.bytes ? budget.bytes : static_cast<uint64_t>(budget.bpw * count_weights(m) / 8);
@@ -360,11 +415,11 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
     // Finished tensors are kept until the file is complete; --resume takes them back.
     q.checkpoint_dir = job.output + ".lowbit-checkpoint";
     q.resume = job.resume;
-    q.fingerprint = fmt::format(
-        "{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text,
-        job.calib.stats, file_stamp(job.calib.stats), job.calib.samples, job.calib.ctx,
-        job.calib.seed, q.rotation, structured,
-        q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : "");
+    q.fingerprint =
+        fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text,
+                    job.calib.stats, file_stamp(job.calib.stats), job.calib.samples, job.calib.ctx,
+                    job.calib.seed, q.rotation + lowrank_label(job.lowrank, job.lowrank_alpha),
+                    structured, q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : "");
   }
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;
@@ -423,12 +478,21 @@ QuantizeReport run_quantize_job(const Model& source, const QuantizeJob& job,
            source.source, job.calib.stats);
     check_online_rotation(job, resolved_method(job));
   }
+  if (source.config.lowrank_rank) {
+    const std::string what = source.source + " (a model with low-rank branches)";
+    check_lowrank(job, resolved_method(job), what);
+    if (job.rotation.kind != RotationKind::None || job.structured.active())
+      fail(ErrorKind::Argument, "{}: a rotation or structured pruning would leave them behind",
+           what);
+  }
   std::optional<Model> keep, smaller;
   std::string structured = structured_label(source.config, job.structured);
   if (job.structured.active() && job.distill.steps > 0)
     structured += fmt::format(", distilled {} steps", job.distill.steps);
-  const Model& m =
-      structurally_pruned(rotated(source, job, observer, keep), job, observer, smaller);
+  std::optional<Model> branched;
+  const Model& m = with_lowrank(
+      structurally_pruned(rotated(source, job, observer, keep), job, observer, smaller), job,
+      observer, branched);
   pipeline::JobRun run(m, job, observer);
   const pipeline::QuantMethod& qm = pipeline::method_for(run.method());
   QuantizeReport r = std::visit(
@@ -494,8 +558,9 @@ std::map<std::string, DType> solve_job_budget(const Model& m, const std::vector<
 }
 
 uint64_t count_weights(const Model& m) {
-  uint64_t n = 0;
-  for (const TensorView& t : m.tensors) n += t.n_values();
+  uint64_t n = 0;  // (low-rank factors are bytes spent on the weights, not weights)
+  for (const TensorView& t : m.tensors)
+    if (!is_lowrank_tensor(t.name)) n += t.n_values();
   return n;
 }
 

@@ -6,6 +6,7 @@
 #include "formats/model_writer.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/safetensors.h"
 #include "quant/error_sums.h"
 
@@ -40,6 +41,7 @@ void write_hf_dir(const Model& m, const std::string& out_dir, const std::vector<
                   const std::map<std::string, std::string>& st_meta,
                   const nlohmann::json& quantization_config, const std::string& torch_dtype,
                   const std::map<std::string, std::string>& extra) {
+  refuse_lowrank(m, "a Hugging Face checkpoint");
   TemporaryDirectory tmp(out_dir);
   write_safetensors(tmp.file("model.safetensors"), out, st_meta);
   const std::string config_path = (fs::path(m.source) / "config.json").string();

@@ -7,6 +7,7 @@
 #include <regex>
 
 #include "lowbit/error.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/quantize.h"
 #include "lowbit/topology.h"
 #include "quant/iq_shapes.h"
@@ -271,6 +272,9 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
       p = {t.name, o.tensor_types[i].type, "tensor type " + o.tensor_types[i].pattern, PlanReason::Chosen};
       break;
     }
+    // The residual was formed against f16 factors: they stay F16 (or F32).
+    if (is_lowrank_tensor(t.name) && p.type != DType::F32)
+      p = {t.name, DType::F16, "low-rank branch", PlanReason::Chosen};
     if (const auto twin = sparse_2of4_twin(p.type);
         twin && o.sparse_2of4 && is_block_linear(t.name))
       p.type = *twin;

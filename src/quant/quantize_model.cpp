@@ -18,6 +18,7 @@
 #include "lowbit/distributed.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
+#include "lowbit/lowrank.h"
 #include "lowbit/quant.h"
 #include "lowbit/quantize.h"
 #include "lowbit/topology.h"
@@ -137,7 +138,7 @@ struct GgufQuantizeWriter::Impl {
       if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
         fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
       report.total_bytes += rep.bytes;
-      report.n_weights += src.n_values();
+      if (!is_lowrank_tensor(src.name)) report.n_weights += src.n_values();  // bytes, not weights
       OutputTensor t;
       t.info = src;
       t.info.dtype = rep.type;

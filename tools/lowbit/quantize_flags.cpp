@@ -139,6 +139,20 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   c->add_flag("--rotate-ffn-down", j.rotation.ffn_down,
               "online rotation: ffn_down reads its input through a Hadamard transform, which "
               "lowbit's engine applies (the file then needs lowbit: llama.cpp would ignore it)");
+  c->add_option("--lowrank", j.lowrank.rank,
+                "split a rank-R branch, kept in 16 bits, off every block linear (SVDQuant) and "
+                "round the residual; the branch reads unrounded inputs (the file then needs "
+                "lowbit: llama.cpp refuses it); 0: off")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 65536));
+  c->add_option("--lowrank-alpha", j.lowrank_alpha,
+                "with --lowrank: smooth first (SmoothQuant, this migration strength, from "
+                "--calib's max |x| per channel), so the branches absorb activation outliers too; "
+                "0: no smoothing")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  c->add_option("--lowrank-only", j.lowrank.only,
+                "with --lowrank: only the block linears whose names match this regex");
   c->add_option("--rotate-seed", j.rotation.seed,
                 "seed of the rotation's random signs or random matrix")
       ->capture_default_str();

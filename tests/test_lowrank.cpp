@@ -135,44 +135,36 @@ TEST(LowRank, TravelsInGgufAndTheWritersThatCannotCarryItRefuse) {
 TEST(LowRank, CorruptedFactorsAreRefusedNamingTheTensorOrKey) {
   test::TempDir dir;
   const LowRankResult r = add_lowrank(outliers(), {4, "blk\\.1\\.ffn_up"});
-  auto error_of = [&](Model m, const char* file) {
+  auto expect_refused = [&](const Model& m, const char* file, const std::string& message) {
     write_model_gguf(m, dir.file(file), DType::F32);
-    return test::expect_error([&] { load_model(dir.file(file)); });
+    const std::string e = test::expect_error([&] { load_model(dir.file(file)); });
+    EXPECT_NE(e.find(message), std::string::npos) << e;
   };
   Model no_key = r.model;
   no_key.config.lowrank_rank = 0;
-  std::string e = error_of(no_key, "no_key.gguf");
-  EXPECT_NE(e.find("'blk.1.ffn_up.lowrank_a' is a low-rank factor, but the file has no key "
-                   "'lowbit.lowrank.rank'"),
-            std::string::npos)
-      << e;
+  expect_refused(no_key, "no_key.gguf",
+                 "'blk.1.ffn_up.lowrank_a' is a low-rank factor, but the file has no key "
+                 "'lowbit.lowrank.rank'");
   Model no_factors = outliers();
   no_factors.config.lowrank_rank = 4;
-  e = error_of(no_factors, "no_factors.gguf");
-  EXPECT_NE(e.find("key 'lowbit.lowrank.rank' is 4 but the file has no low-rank factors"),
-            std::string::npos)
-      << e;
+  expect_refused(no_factors, "no_factors.gguf",
+                 "key 'lowbit.lowrank.rank' is 4 but the file has no low-rank factors");
   Model small_key = r.model;
   small_key.config.lowrank_rank = 3;
-  e = error_of(small_key, "small_key.gguf");
-  EXPECT_NE(e.find("tensor 'blk.1.ffn_up.lowrank_a': shape [4, 256] does not fit"),
-            std::string::npos)
-      << e;
+  expect_refused(small_key, "small_key.gguf",
+                 "tensor 'blk.1.ffn_up.lowrank_a': shape [4, 256] does not fit");
   Model shape = r.model;
   std::vector<float> a = to_f32(shape.tensor("blk.1.ffn_up.lowrank_a"));
   shape.reshape_f32("blk.1.ffn_up.lowrank_a", {2, 512}, a);
-  e = error_of(shape, "shape.gguf");
-  EXPECT_NE(e.find("'blk.1.ffn_up.lowrank_a': shape [2, 512]"), std::string::npos) << e;
+  expect_refused(shape, "shape.gguf", "'blk.1.ffn_up.lowrank_a': shape [2, 512]");
   Model alone = r.model;
   alone.tensors.erase(
       std::remove_if(alone.tensors.begin(), alone.tensors.end(),
                      [](const TensorView& t) { return t.name == "blk.1.ffn_up.lowrank_b"; }),
       alone.tensors.end());
   alone.index();
-  e = error_of(alone, "alone.gguf");
-  EXPECT_NE(e.find("'blk.1.ffn_up.lowrank_a' without its partner 'blk.1.ffn_up.lowrank_b'"),
-            std::string::npos)
-      << e;
+  expect_refused(alone, "alone.gguf",
+                 "'blk.1.ffn_up.lowrank_a' without its partner 'blk.1.ffn_up.lowrank_b'");
   EXPECT_NE(test::expect_error([&] {
               add_lowrank(r.model, {4, ""});
             }).find("has low-rank branches already"),

@@ -86,6 +86,12 @@ uint32_t act_block(DType t) {
 
 namespace {
 
+float max_abs(const float* x, size_t n) {
+  float amax = 0;
+  for (size_t i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
+  return amax;
+}
+
 // u8 = q + 128 and the sums of every 16 codes, for the n codes of `out` from `first` on.
 void sum_codes(QuantizedActs& out, size_t first, size_t n) {
   for (size_t g = first / 16; g < (first + n) / 16; ++g) {
@@ -123,8 +129,7 @@ void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t blo
                                    QuantizedActs& out) {
   for (size_t b = 0; b < n_blocks; ++b) {
     const float* xb = x + b * block;
-    float amax = 0;
-    for (uint32_t i = 0; i < block; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float amax = max_abs(xb, block);
     const float d = amax / 127.0f, id = inverse_scale(d);
     out.d[b] = d;
     int16_t* q = out.q.data() + b * block;
@@ -142,8 +147,7 @@ void round_acts_to_range(float* x, size_t n, int bits, float clip, float range) 
 void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float clip) {
   for (size_t t = 0; t < rows; ++t) {
     float* row = x + t * cols;
-    float amax = 0;
-    for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(row[i]));
+    const float amax = max_abs(row, cols);
     round_acts_to_range(row, cols, bits, clip, amax);
   }
 }
@@ -159,10 +163,7 @@ void round_act_rows_reference(const float* x, size_t n_rows, size_t row_len, int
                               const float* range, QuantizedActs& out) {
   for (size_t r = 0; r < n_rows; ++r) {
     const float* xr = x + r * row_len;
-    float amax = 0;
-    if (!range)
-      for (size_t i = 0; i < row_len; ++i) amax = std::max(amax, std::fabs(xr[i]));
-    const float s = act_step(bits, clip, range ? *range : amax);
+    const float s = act_step(bits, clip, range ? *range : max_abs(xr, row_len));
     int16_t* q = out.q.data() + r * row_len;
     for (size_t i = 0; i < row_len; ++i)
       q[i] = s == 0 ? 0 : static_cast<int16_t>(act_code(xr[i], s, bits));
@@ -219,11 +220,7 @@ void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_s
   for (size_t r = 0; r < n_rows; ++r) {
     const float* xr = x + r * cols;
     float s = static_scale;
-    if (s == 0) {
-      float amax = 0;
-      for (size_t i = 0; i < cols; ++i) amax = std::max(amax, std::fabs(xr[i]));
-      s = amax / 127.0f;
-    }
+    if (s == 0) s = max_abs(xr, cols) / 127.0f;
     scales[r] = s;
     const float inv = s > 0 ? 1.0f / s : 0.0f;
     for (size_t i = 0; i < cols; ++i) q[r * cols + i] = static_cast<int8_t>(std::clamp(std::lrintf(xr[i] * inv), -127L, 127L));

@@ -81,11 +81,10 @@ class CodebookRounder final : public GridRounder {
       if (shape_->parity && negative_[at(row, col)] != negative)  // the sign chosen up front
         negative = !negative, target = -target;
     } else {
-      const float s = iq1_->d(blk) * static_cast<float>(2 * iq1_->code(blk, e / iq1_->sub) + 1);
-      const float delta =
-          iq1_->negative_delta(blk, e / iq1_->delta) ? -quant::kIq1Delta : quant::kIq1Delta;
+      const float s = quant::iq1_scale(iq1_->d(blk), iq1_->code(blk, e / iq1_->sub));
+      const bool negative_delta = iq1_->negative_delta(blk, e / iq1_->delta);
       for (int l = 0; l < grid_.radix; ++l)
-        level_value[l] = s * (static_cast<float>(l - 1) + delta);
+        level_value[l] = s * quant::iq1_level(l, negative_delta);
     }
     const float* w = importance_ + g0;
     const int8_t* fixed = &level_[at(row, g0)];

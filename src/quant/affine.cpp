@@ -43,13 +43,14 @@ double group_error(const float* x, uint64_t n, Params p, const AffineSpec& s) {
 
 // Ternary and binary scales (AffineLevels), codes around the int2 zero point 2.
 Params two_level_params(const float* x, uint64_t n, const AffineSpec& s) {
-  std::vector<float> a(n);
   double sum = 0;
-  for (uint64_t i = 0; i < n; ++i) sum += a[i] = std::fabs(x[i]);
+  for (uint64_t i = 0; i < n; ++i) sum += std::fabs(x[i]);
   const double mean = n ? sum / static_cast<double>(n) : 0;
   double scale = mean;  // binary: the least-squares scale of sign(x)
   if (s.levels == AffineLevels::Ternary && s.range == RangeMethod::Mse) {
     // Exact: the k largest |x| nonzero, error sum x^2 - (their sum)^2 / k, best over k.
+    std::vector<float> a(n);
+    for (uint64_t i = 0; i < n; ++i) a[i] = std::fabs(x[i]);
     std::sort(a.begin(), a.end(), std::greater<>());
     double prefix = 0, best = 0;
     for (uint64_t k = 1; k <= n; ++k) {
@@ -60,8 +61,8 @@ Params two_level_params(const float* x, uint64_t n, const AffineSpec& s) {
   } else if (s.levels == AffineLevels::Ternary) {  // TWN: threshold 0.7 mean |x|
     double above = 0;
     uint64_t count = 0;
-    for (const float v : a)
-      if (v > 0.7 * mean) above += v, ++count;
+    for (uint64_t i = 0; i < n; ++i)
+      if (std::fabs(x[i]) > 0.7 * mean) above += std::fabs(x[i]), ++count;
     scale = count ? above / static_cast<double>(count) : 0;
   }
   // An all-zero group keeps the smallest scale: binary has no 0, its values are then +-2^-24.

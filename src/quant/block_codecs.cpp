@@ -43,10 +43,10 @@ const BlockCodec* block_codec(DType t) {
         debias                                                                                \
   }
   // Codebook types: no grid per value (block_codecs.h), a whole-block quantizer instead.
-#define LOWBIT_CODEBOOK(T)                                                                     \
-  {                                                                                            \
-    DType::T, nullptr, nullptr, nullptr, dequantize_codebook<DType::T>, {LOWBIT_AT(T, d), -1}, \
-        true, quantize_codebook<DType::T>                                                      \
+#define LOWBIT_CODEBOOK(T, d, debias)                                                    \
+  {                                                                                      \
+    DType::T, nullptr, nullptr, nullptr, dequantize_codebook<DType::T>, {d, -1}, debias, \
+        quantize_codebook<DType::T>                                                      \
   }
   static constexpr std::array<BlockCodec, 23> kCodecs = {{
       LOWBIT_CODEC(Q4_0, q4_0, choose_q4_0, -1, false),
@@ -61,30 +61,16 @@ const BlockCodec* block_codec(DType t) {
       LOWBIT_CODEC(Q5_K, q5_k, choose_zero_q5_k, LOWBIT_AT(Q5_K, dmin), true),
       LOWBIT_CODEC(Q6_K, q6_k, choose_q6_k, -1, true),
       LOWBIT_CODEC(IQ4_XS, iq4_xs, nullptr, -1, false),
-      LOWBIT_CODEBOOK(IQ3_S),
-      LOWBIT_CODEBOOK(IQ3_XXS),
-      LOWBIT_CODEBOOK(IQ2_S),
-      LOWBIT_CODEBOOK(IQ2_XS),
-      LOWBIT_CODEBOOK(IQ2_XXS),
+      LOWBIT_CODEBOOK(IQ3_S, LOWBIT_AT(IQ3_S, d), true),
+      LOWBIT_CODEBOOK(IQ3_XXS, LOWBIT_AT(IQ3_XXS, d), true),
+      LOWBIT_CODEBOOK(IQ2_S, LOWBIT_AT(IQ2_S, d), true),
+      LOWBIT_CODEBOOK(IQ2_XS, LOWBIT_AT(IQ2_XS, d), true),
+      LOWBIT_CODEBOOK(IQ2_XXS, LOWBIT_AT(IQ2_XXS, d), true),
       // The ternary codebooks clip a row's largest values by up to half, more than the
       // rescale (clamped at 1.25) can make up, like TQ1_0/TQ2_0; IQ1_M spreads d over four
       // nibbles.
-      {DType::IQ1_S,
-       nullptr,
-       nullptr,
-       nullptr,
-       dequantize_codebook<DType::IQ1_S>,
-       {LOWBIT_AT(IQ1_S, d), -1},
-       false,
-       quantize_codebook<DType::IQ1_S>},
-      {DType::IQ1_M,
-       nullptr,
-       nullptr,
-       nullptr,
-       dequantize_codebook<DType::IQ1_M>,
-       {-1, -1},
-       false,
-       quantize_codebook<DType::IQ1_M>},
+      LOWBIT_CODEBOOK(IQ1_S, LOWBIT_AT(IQ1_S, d), false),
+      LOWBIT_CODEBOOK(IQ1_M, -1, false),
       LOWBIT_CODEC(TQ1_0, tq1_0, choose_tq1_0, -1, false),
       LOWBIT_CODEC(TQ2_0, tq2_0, choose_tq2_0, -1, false),
       LOWBIT_CODEC(Q8_0_S24, q8_0_s24, choose_q8_0_s24, -1, false),

@@ -34,10 +34,6 @@ constexpr int kGroups = kQKK / 8, kMaxSubs = kQKK / 16, kMaxDeltas = kQKK / 8;
 
 const Iq1Shape kShapes[] = {{DType::IQ1_S, 32, 32}, {DType::IQ1_M, 16, 8}};
 
-float delta_of(bool negative) {
-  return negative ? -kIq1Delta : kIq1Delta;
-}
-
 // The entries of `n` groups of 8 (x, w) at scale s, each group's delta given.
 struct Assignment {
   int entry[4] = {};
@@ -104,14 +100,14 @@ float fit_sub(const Searcher& s, const float* x, const float* w, int n, int per_
   double best = 0, scale = 0;
   for (int mask = 0; mask < (1 << n_deltas); ++mask) {
     double cx = 0;
-    for (int u = 0; u < n_deltas; ++u) cx += delta_of((mask >> u) & 1) * wx[u];
+    for (int u = 0; u < n_deltas; ++u) cx += iq1_delta((mask >> u) & 1) * wx[u];
     for (int i1 = 0; i1 <= n; ++i1)
       for (int i2 = i1; i2 <= n; ++i2) {
         const double sxl = px[n] - px[i2] - px[i1] + cx;
         if (sxl <= 0) continue;
         double sll = 0;
         for (int u = 0; u < n_deltas; ++u) {
-          const double neg = pw[u][i1], pos = pw[u][n] - pw[u][i2], dl = delta_of((mask >> u) & 1);
+          const double neg = pw[u][i1], pos = pw[u][n] - pw[u][i2], dl = iq1_delta((mask >> u) & 1);
           sll += neg + pos + 2 * dl * (pos - neg) + dl * dl * wt[u];
         }
         if (sll > 0 && sxl * sxl > best * sll) {
@@ -122,7 +118,7 @@ float fit_sub(const Searcher& s, const float* x, const float* w, int n, int per_
   }
   if (scale <= 0) return 0;
   float dl[4];
-  for (int u = 0; u < n_deltas; ++u) dl[u] = delta_of(negative[u]);
+  for (int u = 0; u < n_deltas; ++u) dl[u] = iq1_delta(negative[u]);
   // The grid holds 2048 of the 6561 ternary vectors: assign, refit, while the error falls.
   double best_score = 0;
   float s_best = static_cast<float>(scale);
@@ -181,7 +177,7 @@ void quantize_iq1(const Iq1Shape& shape, const float* x, const float* w, uint8_t
       for (int u = 0; u < deltas_per_sub; ++u) {  // delta units are independent given eff
         double unit_best = std::numeric_limits<double>::max();
         for (int sign = 0; sign < 2; ++sign) {
-          const float dl = delta_of(sign);
+          const float dl = iq1_delta(sign);
           const Assignment a = s.assign(xb + shape.delta * u, wb + shape.delta * u,
                                         groups_per_delta, eff, &dl, groups_per_delta);
           const double e = error_of(s.g, xb + shape.delta * u, wb + shape.delta * u,
@@ -201,8 +197,8 @@ void quantize_iq1(const Iq1Shape& shape, const float* x, const float* w, uint8_t
   // d rescaled so that the block is not shrunk: sum w x (x - d q) = 0 (see above).
   double sxq = 0, sxx = 0;
   for (int e = 0; e < kQKK; ++e) {
-    const double q = (2 * codes[e / shape.sub] + 1) *
-                     (s.g.entry(entries[e / 8])[e % 8] - 1 + delta_of(negative[e / shape.delta]));
+    const double q = iq1_scale(1.0f, codes[e / shape.sub]) *
+                     iq1_level(s.g.entry(entries[e / 8])[e % 8], negative[e / shape.delta]);
     sxq += wt[e] * x[e] * q, sxx += wt[e] * x[e] * x[e];
   }
   if (sxq > 0) store_f16(static_cast<float>(std::min(sxx / sxq, 2.0 * d)), &d16);
@@ -213,10 +209,10 @@ void dequantize_iq1(const Iq1Shape& shape, const uint8_t* in, float* y) {
   const IqGrid& g = iq_grid(IqGridId::Iq1s);
   const float d = shape.d(in);
   for (int k = 0; k < kGroups; ++k) {
-    const float dl = d * static_cast<float>(2 * shape.code(in, 8 * k / shape.sub) + 1);
-    const float delta = delta_of(shape.negative_delta(in, 8 * k / shape.delta));
+    const float dl = iq1_scale(d, shape.code(in, 8 * k / shape.sub));
+    const bool negative = shape.negative_delta(in, 8 * k / shape.delta);
     const uint8_t* l = g.entry(shape.entry(in, k));
-    for (int j = 0; j < 8; ++j) y[8 * k + j] = dl * (static_cast<float>(l[j] - 1) + delta);
+    for (int j = 0; j < 8; ++j) y[8 * k + j] = dl * iq1_level(l[j], negative);
   }
 }
 

@@ -63,6 +63,16 @@ struct Iq1Shape {
             uint8_t* blk) const;
 };
 constexpr float kIq1Delta = 0.125f;
+// The IQ1 value formula in two factors: value = iq1_scale(d, c) * iq1_level(l, negative_delta).
+inline float iq1_scale(float d, int code) {
+  return d * static_cast<float>(2 * code + 1);
+}
+inline float iq1_delta(bool negative) {
+  return negative ? -kIq1Delta : kIq1Delta;
+}
+inline float iq1_level(int level, bool negative_delta) {
+  return static_cast<float>(level - 1) + iq1_delta(negative_delta);
+}
 
 // nullptr for the other types.
 const Iq1Shape* iq1_shape(DType t);

@@ -12,13 +12,18 @@
 
 namespace {
 
+// Bad input of every kind (a file, a flag, a shape): the message and exit code 1.
+int input_error(const lowbit::Error& e) {
+  fmt::print(stderr, "lowbit: error: {}\n", e.what());
+  return 1;
+}
+
 int run(const std::map<CLI::App*, lowbit::cli::Action>& actions) {
   try {
     for (auto& [sub, action] : actions)
       if (sub->parsed()) return action();
   } catch (const lowbit::Error& e) {
-    fmt::print(stderr, "lowbit: error: {}\n", e.what());
-    return 1;
+    return input_error(e);
   } catch (const std::bad_alloc&) {
     fmt::print(stderr,
                "lowbit: error: out of memory (a smaller --ctx, --batch or fewer threads "
@@ -60,8 +65,7 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 1;  // --help is 0; every bad flag is 1, like every other bad input
   } catch (const lowbit::Error& e) {  // from a flag's own parser (--mix-types)
-    fmt::print(stderr, "lowbit: error: {}\n", e.what());
-    return 1;
+    return input_error(e);
   }
   lowbit::clean_up_outputs_on_signals();  // quantize and calibrate stop more gently
   const int code = run(actions);

@@ -116,7 +116,7 @@ TEST(Job, RulesAreCheckedBeforeAnyFileIsReadAndNameTheSetting) {
          t.budget = Budget{1000000, 0};
          t.sensitivity.candidates = {DType::Q2_K, DType::IQ2_XS, DType::Q4_K};
          j.target = t;
-         j.calib.text = "c.txt", j.method.kind = Method::AdaQuant;
+         j.calib.text = "c.txt", j.method.kind = Method::AutoRound;
        },
        "the budget's type IQ2_XS is a codebook type"},
       {[](QuantizeJob& j) {
@@ -282,8 +282,8 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
         << list;
 }
 
-// Learned rounding trains a grid per value, which the codebook types do not have: the job
-// is refused before any calibration pass (the observer sees no calibration stage).
+// AdaRound and AutoRound train a grid per value, which the codebook types do not have: the
+// job is refused before any calibration pass (the observer sees no calibration stage).
 TEST(Job, LearnedRoundingRefusesCodebookTypesBeforeCalibrating) {
   test::TempDir dir;
   QuantizeJob j = job_for(dir);

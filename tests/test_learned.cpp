@@ -88,6 +88,29 @@ struct Fixture {
   }
 };
 
+// Mean squared error of the block output that lowbit's engine computes from the bytes in
+// f.linears.
+double engine_loss(Fixture& f) {
+  Engine e(f.m, {1, 64});
+  std::vector<TensorView> views;
+  views.reserve(f.linears.size());
+  for (const LearnedLinear& l : f.linears) {
+    const TensorView& src =
+        f.m.tensor("blk.0." + std::string(train::kLinearNames[l.index]) + ".weight");
+    views.push_back(view_of_bytes(src, l.type, l.bytes));
+    e.replace_weight(src.name, &views.back());
+  }
+  double sum = 0;
+  for (size_t i = 0; i < f.inputs.size(); ++i) {
+    std::vector<float> x = f.inputs[i];
+    e.reset();
+    e.forward_layer(0, x.data(), f.n_ctx);
+    for (size_t j = 0; j < x.size(); ++j)
+      sum += double(x[j] - f.targets[i][j]) * (x[j] - f.targets[i][j]);
+  }
+  return sum / double(f.inputs.size() * f.n_ctx * f.shape.n_embd);
+}
+
 TEST(LearnedRounding, EveryMethodLowersTheBlockLossAndTheEngineComputesWhatItTrained) {
   for (LearnedMethod method :
        {LearnedMethod::AutoRound, LearnedMethod::AdaRound, LearnedMethod::AdaQuant}) {
@@ -102,25 +125,25 @@ TEST(LearnedRounding, EveryMethodLowersTheBlockLossAndTheEngineComputesWhatItTra
     EXPECT_FALSE(r.kept_start);
     EXPECT_LT(r.loss_end, 0.97 * r.loss_start);
     // The engine on the written bytes computes the loss the method reports.
-    Engine e(f.m, {1, 64});
-    std::vector<TensorView> views;
-    views.reserve(7);
-    for (const LearnedLinear& l : f.linears) {
-      const TensorView& src =
-          f.m.tensor("blk.0." + std::string(train::kLinearNames[l.index]) + ".weight");
-      views.push_back(view_of_bytes(src, l.type, l.bytes));
-      e.replace_weight(src.name, &views.back());
-    }
-    double sum = 0;
-    for (size_t i = 0; i < f.inputs.size(); ++i) {
-      std::vector<float> x = f.inputs[i];
-      e.reset();
-      e.forward_layer(0, x.data(), f.n_ctx);
-      for (size_t j = 0; j < x.size(); ++j)
-        sum += double(x[j] - f.targets[i][j]) * (x[j] - f.targets[i][j]);
-    }
-    const double engine_loss = sum / double(f.inputs.size() * f.n_ctx * f.shape.n_embd);
-    EXPECT_NEAR(engine_loss, r.loss_end, 1e-4 * r.loss_end);
+    EXPECT_NEAR(engine_loss(f), r.loss_end, 1e-4 * r.loss_end);
+  }
+}
+
+// AdaQuant rounds through the type's own quantizer, so it trains the codebook types too
+// (groups of 8 sharing one grid entry: IQ2_XXS with sign parity, IQ1_M's ternary grid).
+TEST(LearnedRounding, AdaQuantTrainsTheCodebookTypes) {
+  for (DType type : {DType::IQ2_XXS, DType::IQ1_M}) {
+    SCOPED_TRACE(dtype_name(type));
+    Fixture f(type);
+    LearnedOptions o;
+    o.method = LearnedMethod::AdaQuant;
+    o.steps = 8, o.batch = 2;
+    const BlockLearnReport r =
+        learn_block_rounding(f.shape, train::block_weights(f.m, 0), f.linears, f.inputs, f.targets,
+                             f.n_ctx, o, "block 0", 2);
+    EXPECT_FALSE(r.kept_start) << r.loss_start << " -> " << r.loss_end;
+    EXPECT_LT(r.loss_end, 0.97 * r.loss_start);
+    EXPECT_NEAR(engine_loss(f), r.loss_end, 1e-4 * r.loss_end);
   }
 }
 

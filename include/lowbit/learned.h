@@ -12,9 +12,10 @@
 //   AutoRound (Cheng et al. 2023): an offset v in [-0.5, 0.5] per weight added to its start
 //             position before rounding; signed gradient descent, the best step kept.
 // AdaRound and AutoRound keep the start's block parameters (scales, sub-block scales, mins)
-// and change codes only. Training reads each grid point as scale · level + offset, which can
-// differ from the decoder's own arithmetic by a few ulps; the reported losses are computed
-// from the decoded bytes, which the file stores.
+// and change codes only, so they need a grid per value: the codebook types (IQ3_*, IQ2_*,
+// IQ1_*: groups of values share one grid entry) are AdaQuant's alone. Training reads each grid
+// point as scale · level + offset, which can differ from the decoder's own arithmetic by a few
+// ulps; the reported losses are computed from the decoded bytes, which the file stores.
 #pragma once
 
 #include <cstdint>

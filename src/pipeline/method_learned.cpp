@@ -26,11 +26,12 @@ class LearnedRoundingMethod : public QuantMethod {
            method_name(kind_));
     if (const auto* t = std::get_if<GgufTarget>(&job.target); t && t->budget)
       for (DType c : t->sensitivity.candidates)
-        if (const quant::BlockCodec* codec = quant::block_codec(c); codec && !codec->choose)
+        if (!trains(c))
           fail(ErrorKind::Argument,
-               "method {}: the budget's type {} is a codebook type, which learned rounding "
-               "cannot train; leave it out of --mix-types",
-               method_name(kind_), dtype_name(c));
+               "method {}: the budget's type {} is a codebook type, which {} cannot train (it "
+               "moves each value on a grid of its own); use adaquant, or leave it out of "
+               "--mix-types",
+               method_name(kind_), dtype_name(c), method_name(kind_));
     if (p.steps < 0 || p.batch < 0 || !(p.lr >= 0) || !(p.reg >= 0))
       fail(
           ErrorKind::Argument,
@@ -38,16 +39,13 @@ class LearnedRoundingMethod : public QuantMethod {
           method_name(kind_), p.steps, p.batch, p.lr, p.reg);
   }
   QuantizeReport gguf(JobRun& run, QuantizeOptions q) const override {
-    // Refused before calibration: training moves each value on a grid of its own, and the
-    // codebook types have none.
-    for (const TensorPlan& t : plan_quantization(run.model(), q.plan)) {
-      const quant::BlockCodec* codec = quant::block_codec(t.type);
-      if (is_block_linear(t.name) && codec && !codec->choose)
+    // Refused before calibration.
+    for (const TensorPlan& t : plan_quantization(run.model(), q.plan))
+      if (is_block_linear(t.name) && !trains(t.type))
         fail(ErrorKind::Unsupported,
              "method {}: tensor '{}' is {}, a codebook type (groups of values share one grid "
-             "entry) that learned rounding cannot train; use gptq or rtn",
-             method_name(kind_), t.name, dtype_name(t.type));
-    }
+             "entry) that {} cannot train; use adaquant, gptq or rtn",
+             method_name(kind_), t.name, dtype_name(t.type), method_name(kind_));
     const LearnedParams& p = run.job().method.learned;
     LearnedOptions o;
     o.method = learned_;
@@ -58,6 +56,13 @@ class LearnedRoundingMethod : public QuantMethod {
   }
 
  private:
+  // AdaRound and AutoRound move each value on a grid of its own, which the codebook types
+  // (groups of values share one grid entry) do not have; AdaQuant rounds through the type's
+  // own quantizer and trains any type.
+  bool trains(DType t) const {
+    const quant::BlockCodec* codec = quant::block_codec(t);
+    return learned_ == LearnedMethod::AdaQuant || !codec || codec->choose;
+  }
   Method kind_;
   LearnedMethod learned_;
 };

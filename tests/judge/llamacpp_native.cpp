@@ -3,8 +3,9 @@
 //   llamacpp_native LIBDIR dequantize GGML_TYPE N IN.bin OUT.f32   decode N values with ggml
 //   llamacpp_native LIBDIR quantize-rows GGML_TYPE ROWS ROW_LEN IN.f32 OUT.bin [IMATRIX.f32]
 //   llamacpp_native LIBDIR quantize-model IN.gguf OUT.gguf FTYPE THREADS [IMATRIX.txt]
-// IMATRIX.txt: lines "TENSOR_NAME ROW_LEN"; each listed tensor gets an all-ones importance
-// vector (llama.cpp refuses its 2-bit presets without one).
+// IMATRIX.txt: lines "TENSOR_NAME ROW_LEN [V1 .. V_ROW_LEN]": each listed tensor gets the
+// importance values given, or all ones without them (llama.cpp refuses its 2-bit presets
+// without an importance vector).
 // Exit status 0 on success, 2 on a usage or loading problem.
 #include <dlfcn.h>
 
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -128,18 +130,25 @@ int main(int argc, char** argv) {
       size_t size;
     };
     std::vector<std::string> names;
-    std::vector<float> ones;
+    std::vector<std::vector<float>> values;
     std::vector<ImportanceRecord> records;
     if (argc == 8) {
       std::ifstream list(argv[7]);
       if (!list) die(std::string("cannot open ") + argv[7]);
-      std::string name;
-      size_t n;
-      std::vector<size_t> sizes;
-      while (list >> name >> n)
-        names.push_back(name), sizes.push_back(n), ones.resize(std::max(ones.size(), n), 1.0f);
+      for (std::string line; std::getline(list, line);) {
+        std::istringstream fields(line);
+        std::string name;
+        size_t n = 0;
+        if (!(fields >> name >> n)) continue;
+        std::vector<float> v;
+        for (float x; fields >> x;) v.push_back(x);
+        if (v.empty()) v.assign(n, 1.0f);
+        if (v.size() != n)
+          die(name + ": " + std::to_string(v.size()) + " values, not " + std::to_string(n));
+        names.push_back(name), values.push_back(std::move(v));
+      }
       for (size_t i = 0; i < names.size(); ++i)
-        records.push_back({names[i].c_str(), ones.data(), sizes[i]});
+        records.push_back({names[i].c_str(), values[i].data(), values[i].size()});
       records.push_back({nullptr, nullptr, 0});
       p.imatrix = records.data();
     }

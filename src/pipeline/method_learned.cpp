@@ -5,7 +5,7 @@
 #include "lowbit/quantize.h"
 #include "lowbit/topology.h"
 #include "method.h"
-#include "quant/block_codecs.h"
+#include "quant/iq_shapes.h"
 
 namespace lowbit::pipeline {
 namespace {
@@ -60,8 +60,7 @@ class LearnedRoundingMethod : public QuantMethod {
   // (groups of values share one grid entry) do not have; AdaQuant rounds through the type's
   // own quantizer and trains any type.
   bool trains(DType t) const {
-    const quant::BlockCodec* codec = quant::block_codec(t);
-    return learned_ == LearnedMethod::AdaQuant || !codec || codec->choose;
+    return learned_ == LearnedMethod::AdaQuant || !quant::is_codebook(t);
   }
   Method kind_;
   LearnedMethod learned_;

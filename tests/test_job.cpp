@@ -303,6 +303,20 @@ TEST(Job, LearnedRoundingRefusesCodebookTypesBeforeCalibrating) {
   EXPECT_TRUE(fs::is_empty(dir.path()));
 }
 
+// A calibrated method sees what an importance matrix holds, so a preset takes llama.cpp's mix
+// for a file made with one: IQ3_XXS keeps ffn_down at IQ3_XXS (without one, the first
+// eighth of the layers get Q4_K). The learned methods' refusal names the planned type.
+TEST(Job, CalibratedMethodsTakeThePresetMixOfAnImportanceMatrix) {
+  test::TempDir dir;
+  QuantizeJob j = job_for(dir);
+  j.method.kind = Method::AdaRound;
+  j.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  std::get<GgufTarget>(j.target).type = "IQ3_XXS";
+  const std::string msg = test::expect_error([&] { run_quantize_job(j); });
+  EXPECT_NE(msg.find("'blk.0.ffn_down.weight' is IQ3_XXS"), std::string::npos) << msg;
+  EXPECT_TRUE(fs::is_empty(dir.path()));
+}
+
 TEST(Job, CancellingFromTheObserverLeavesNoFile) {
   test::TempDir dir;
   QuantizeJob j = job_for(dir);

@@ -361,9 +361,12 @@ Budget tensor_budget(const Model& m, const QuantizePlanOptions& plan, Budget b) 
   return b;
 }
 
-// The target's preset or single type with its overrides, before any recipe.
-QuantizePlanOptions plan_of(const GgufTarget& t) {
+// The target's preset or single type with its overrides, before any recipe. Every method
+// but rtn sees calibration statistics, so the presets take llama.cpp's mix for a file made
+// with an importance matrix (IQ3_XXS, IQ4_NL and IQ4_XS raise fewer tensors with one).
+QuantizePlanOptions plan_of(const GgufTarget& t, const QuantizeJob& job) {
   QuantizePlanOptions plan = plan_for_type_or_preset(t.type);
+  plan.has_importance = resolved_method(job) != Method::Rtn;
   plan.pure = plan.pure || t.pure;
   plan.tensor_types = t.tensor_types;
   plan.output_type = t.output_type;
@@ -402,15 +405,15 @@ std::string file_stamp(const std::string& path) {
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
                         const GgufTarget& t, const std::string& structured) {
   const Model& m = run.model();
+  const QuantizeJob& job = run.job();
   QuantizeOptions q;
-  q.plan = plan_of(t);
-  q.n_threads = run.job().threads;
-  q.rotation = rotation_label(run.job().rotation);
+  q.plan = plan_of(t, job);
+  q.n_threads = job.threads;
+  q.rotation = rotation_label(job.rotation);
   q.structured = structured;
   q.sparsity = run.sparsity();
-  if (q.sparsity.active()) q.prune = resolved_prune_method(run.job());
+  if (q.sparsity.active()) q.prune = resolved_prune_method(job);
   q.on_tensor = run.tensor_progress();
-  const QuantizeJob& job = run.job();
   if (tensor_by_tensor(job) && (job.resume || dist::is_distributed())) {
     // Finished tensors are kept until the file is complete; --resume takes them back.
     q.checkpoint_dir = job.output + ".lowbit-checkpoint";
@@ -426,7 +429,7 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
   uint64_t budget_bytes = 0;
   if (t.budget) {  // a budget no mix fits fails before the sensitivity is measured
     const Budget budget = tensor_budget(m, q.plan, *t.budget);
-    check_budget_fits(mix_options(m, plan_of(t), candidates_of(t.sensitivity)),
+    check_budget_fits(mix_options(m, plan_of(t, job), candidates_of(t.sensitivity)),
                       budget_bytes_of(m, budget));
     const std::vector<MixTensor> tensors = measure_sensitivity_of(m, run.job(), run.observer());
     mix = solve_mix(m, tensors, budget, t.save_recipe, &budget_bytes);
@@ -547,7 +550,7 @@ std::vector<MixTensor> measure_sensitivity_of(const Model& m, const QuantizeJob&
     report_progress(observer, {Stage::Sensitivity, i, n});
   };
   // The plan supplies the tensors that stay fixed (1-D, overrides); its mix does not matter.
-  return measure_sensitivity(m, run.calibration_tokens(), plan_of(*t), hessian, so);
+  return measure_sensitivity(m, run.calibration_tokens(), plan_of(*t, job), hessian, so);
 }
 
 }  // namespace

@@ -90,4 +90,12 @@ BENCHMARK(BM_PackedPanels)->Apply(types)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RowKernels)->Apply(types)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatVec)->Apply(types)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The codebook and ternary types: generation's product only.
+void low_bit_types(benchmark::internal::Benchmark* b) {
+  for (DType t : {DType::IQ3_S, DType::IQ3_XXS, DType::IQ2_S, DType::IQ2_XS, DType::IQ2_XXS,
+                  DType::IQ1_M, DType::IQ1_S, DType::TQ1_0, DType::TQ2_0})
+    b->Arg(static_cast<int>(t));
+}
+BENCHMARK(BM_MatVec)->Apply(low_bit_types)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace

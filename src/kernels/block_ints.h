@@ -15,6 +15,7 @@
 #include "lowbit/dtype.h"
 #include "lowbit/float_convert.h"
 #include "quant/block_layouts.h"
+#include "quant/iq_fields.h"
 #include "quant/iq_shapes.h"
 
 namespace lowbit::kernels {
@@ -37,13 +38,13 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
     if (const IqShape* shape = iq_shape(t)) {  // v = ±magnitude, scale 1 + 2c per sub-block
       h.sub = shape->sub, h.n_sub = 256 / shape->sub;
       h.d = shape->d(blk) * shape->int_d();
-      for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape->code(blk, s);
+      for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * iq_code(t, blk, s);
       return;
     }
     const Iq1Shape& shape = *iq1_shape(t);  // v = 8 (l - 1) ± 1, scale 1 + 2c
     h.sub = shape.sub, h.n_sub = 256 / shape.sub;
     h.d = shape.d(blk) * kIq1Delta;
-    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * shape.code(blk, s);
+    for (int s = 0; s < h.n_sub; ++s) h.scale[s] = 1 + 2 * iq1_code(t, blk, s);
     return;
   }
   switch (t) {

@@ -15,11 +15,13 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
 #include "kernels/block_ints.h"
+#include "kernels/codebook_decode.h"
 #include "kernels/packed_layout.h"
 #include "kernels/simd_f16-inl.h"
 
@@ -136,13 +138,32 @@ struct Q5_K : InRegisters {
   }
 };
 
-// Types whose values are table lookups (IQ4_NL, IQ4_XS, IQ3_*, IQ2_*): Prepare decodes the block
-// to int16 with the scalar code, Values reads it back.
+// IQ4_NL and IQ4_XS: 4-bit indices into kIq4nlValues, looked up N at a time by a byte
+// shuffle. Each sub-block of 32 has nibble32's layout; its codes start at kQs + 16 (e / 32).
+template <size_t kQs>
+struct Iq4 : InRegisters {
+  static V16 Values(const uint8_t* b, int e) {
+    const hn::Rebind<uint8_t, D16> du8;
+    const hn::Rebind<int8_t, D16> d8;
+    const auto q = hn::LoadU(du8, b + kQs + 16 * (e / 32) + e % 16);
+    const auto code = e % 32 < 16 ? hn::And(q, hn::Set(du8, 15)) : hn::ShiftRight<4>(q);
+    const auto table = hn::LoadU(hn::Full128<int8_t>(), quant::kIq4nlValues);
+    return hn::PromoteTo(D16(), hn::TableLookupBytes(table, hn::BitCast(d8, code)));
+  }
+};
+using Iq4Nl = Iq4<offsetof(quant::BlockIQ4_NL, qs)>;
+using Iq4Xs = Iq4<offsetof(quant::BlockIQ4_XS, qs)>;
+
+// The codebook types: Prepare decodes the block's 256 values to int8 lanes eight at a time
+// (codebook_decode.h), Values widens N of them.
 template <DType kType>
-struct TableDecoded {
-  static inline thread_local int16_t v[256];
-  static void Prepare(const uint8_t* b) { block_values(kType, b, v); }
-  static V16 Values(const uint8_t*, int e) { return hn::LoadU(D16(), v + e); }
+struct CodebookDecoded {
+  const uint64_t* entries = codebook_entry_values(kType);
+  alignas(64) int8_t v[256];
+  void Prepare(const uint8_t* b) { decode_codebook<kType>(b, entries, v); }
+  V16 Values(const uint8_t*, int e) const {
+    return hn::PromoteTo(D16(), hn::LoadU(hn::Rebind<int8_t, D16>(), v + e));
+  }
 };
 // Weight bytes are requested this far ahead of the block being multiplied: the kernels do
 // enough work per byte that the hardware prefetcher alone falls behind. Measured on the
@@ -163,17 +184,18 @@ float DotRow(const uint8_t* w, size_t n_blocks, const ActRow& a) {
   auto facc = hn::Zero(df);
   double min_sum = 0;
   BlockHeader h;
+  Decoder decoder;
   for (size_t b = 0; b < n_blocks; ++b) {
     const uint8_t* blk = w + b * block_bytes;
     const int16_t* q = a.q + b * kBlock;
     for (size_t off = 0; off < block_bytes; off += 64) hwy::Prefetch(blk + kPrefetchAhead + off);
     block_header(kType, blk, h);
-    Decoder::Prepare(blk);
+    decoder.Prepare(blk);
     auto acc = hn::Zero(d32), unused = hn::Zero(d32);
     for (int s = 0; s < h.n_sub; ++s) {
       const V16 scale = hn::Set(d16, static_cast<int16_t>(h.scale[s]));
       for (int e = s * h.sub; e < (s + 1) * h.sub; e += static_cast<int>(N)) {
-        V16 v = Decoder::Values(blk, e);
+        V16 v = decoder.Values(blk, e);
         if (kScaled) v = hn::Mul(v, scale);
         acc = hn::ReorderWidenMulAccumulate(d32, v, hn::LoadU(d16, q + e), acc, unused);
       }
@@ -409,7 +431,7 @@ float DotRowFloat(const T* w, size_t n, const float* x) {
 // Table-decoded types (no min), several tokens: each row's blocks are decoded once, scaled
 // by their sub-block scales, and multiplied with every token; the sums are DotRow's, in the
 // same order. (Decoding per token made a batch of 512 on IQ2_M ~30x slower than fp32.)
-template <DType kType, int kBlock>
+template <DType kType, class Decoder, int kBlock>
 void TableRowsMulti(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks,
                     const ActRow* acts, size_t n_acts, float* y, size_t ld_y) {
   const D16 d16;
@@ -422,13 +444,17 @@ void TableRowsMulti(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_
   v.resize(n_blocks * kBlock);
   dw.resize(n_blocks);
   BlockHeader h;
+  Decoder decoder;
   for (size_t r = 0; r < n_rows; ++r) {
     for (size_t b = 0; b < n_blocks; ++b) {
       const uint8_t* blk = w + r * row_bytes + b * block_bytes;
       block_header(kType, blk, h);
+      decoder.Prepare(blk);
       int16_t* vb = v.data() + b * kBlock;
-      block_values(kType, blk, vb);
-      for (int e = 0; e < kBlock; ++e) vb[e] = static_cast<int16_t>(vb[e] * h.scale[e / h.sub]);
+      for (int e = 0; e < kBlock; e += static_cast<int>(N)) {
+        const V16 scale = hn::Set(d16, static_cast<int16_t>(h.scale[e / h.sub]));
+        hn::StoreU(hn::Mul(decoder.Values(blk, e), scale), d16, vb + e);
+      }
       dw[b] = h.d;
     }
     for (size_t t = 0; t < n_acts; ++t) {
@@ -465,17 +491,23 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
     case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
     case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
     case DType::Q8_0: return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4>>(w, row_bytes, n_rows, nb32, &a, 1, y, 0);
-    case DType::IQ4_NL: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_NL, TableDecoded<DType::IQ4_NL>, 32, false>(r, nb32, a); });
+    case DType::IQ4_NL:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ4_NL, Iq4Nl, 32, false>(r, nb32, a);
+      });
     case DType::Q2_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a); });
     case DType::Q3_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a); });
     case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
     case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
-    case DType::IQ4_XS: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::IQ4_XS, TableDecoded<DType::IQ4_XS>, 256, true>(r, nb256, a); });
-#define LOWBIT_TABLE_ROWS(T)                                                   \
-  case DType::T:                                                               \
-    return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {            \
-      return DotRow<DType::T, TableDecoded<DType::T>, 256, true>(r, nb256, a); \
+    case DType::IQ4_XS:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::IQ4_XS, Iq4Xs, 256, true>(r, nb256, a);
+      });
+#define LOWBIT_TABLE_ROWS(T)                                                      \
+  case DType::T:                                                                  \
+    return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {               \
+      return DotRow<DType::T, CodebookDecoded<DType::T>, 256, true>(r, nb256, a); \
     });
       LOWBIT_CODEBOOK_TYPES(LOWBIT_TABLE_ROWS)
 #undef LOWBIT_TABLE_ROWS
@@ -501,16 +533,18 @@ void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, s
                                                       n_acts, y, ld_y);
     case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
     case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
-#define LOWBIT_TABLE_MULTI(T, block)                                                               \
-  case DType::T:                                                                                   \
-    return TableRowsMulti<DType::T, block>(w, row_bytes, n_rows, row_len / block, acts, n_acts, y, \
-                                           ld_y);
-      LOWBIT_TABLE_MULTI(IQ4_NL, 32)
-      LOWBIT_TABLE_MULTI(IQ4_XS, 256)
-#define LOWBIT_TABLE_MULTI_256(T) LOWBIT_TABLE_MULTI(T, 256)
-      LOWBIT_CODEBOOK_TYPES(LOWBIT_TABLE_MULTI_256)
-#undef LOWBIT_TABLE_MULTI_256
-#undef LOWBIT_TABLE_MULTI
+    case DType::IQ4_NL:
+      return TableRowsMulti<DType::IQ4_NL, Iq4Nl, 32>(w, row_bytes, n_rows, row_len / 32, acts,
+                                                      n_acts, y, ld_y);
+    case DType::IQ4_XS:
+      return TableRowsMulti<DType::IQ4_XS, Iq4Xs, 256>(w, row_bytes, n_rows, row_len / 256, acts,
+                                                       n_acts, y, ld_y);
+#define LOWBIT_CODEBOOK_MULTI(T)                                     \
+  case DType::T:                                                     \
+    return TableRowsMulti<DType::T, CodebookDecoded<DType::T>, 256>( \
+        w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
+      LOWBIT_CODEBOOK_TYPES(LOWBIT_CODEBOOK_MULTI)
+#undef LOWBIT_CODEBOOK_MULTI
     default:
       for (size_t t = 0; t < n_acts; ++t) DotRows(type, w, row_bytes, n_rows, row_len, acts[t], y + t * ld_y);
   }

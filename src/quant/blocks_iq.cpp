@@ -21,6 +21,7 @@
 #include "lowbit/float_convert.h"
 #include "quant/block_codecs.h"
 #include "quant/block_layouts.h"
+#include "quant/iq_fields.h"
 #include "quant/iq_shapes.h"
 #include "quant/scale_fit.h"
 
@@ -175,21 +176,6 @@ void dequantize_iq(const IqShape& shape, const uint8_t* in, float* y) {
 
 namespace {
 
-// The u32 of IQ3_XXS's and IQ2_XXS's sub-block b: its scale code and 4 x 7 sign bits.
-uint32_t word_at(const uint8_t* p) {
-  uint32_t w;
-  std::memcpy(&w, p, 4);
-  return w;
-}
-uint32_t scale_sign_word(DType t, const uint8_t* blk, int b) {
-  if (t == DType::IQ3_XXS)
-    return word_at(reinterpret_cast<const BlockIQ3_XXS*>(blk)->scales_signs + 4 * b);
-  return word_at(reinterpret_cast<const BlockIQ2_XXS*>(blk)->qs + 8 * b + 4);
-}
-// Seven stored signs and the eighth that makes their count even.
-int with_parity(uint32_t seven) {
-  return static_cast<int>(seven | (__builtin_popcount(seven) & 1) << 7);
-}
 uint32_t seven_signs(const bool* negative) {
   uint32_t bits = 0;
   for (int j = 0; j < 7; ++j) bits |= static_cast<uint32_t>(negative[j]) << j;
@@ -200,23 +186,6 @@ uint32_t scale_sign_word_of(int c, const bool* negative) {
   uint32_t word = static_cast<uint32_t>(c) << 28;
   for (int k = 0; k < 4; ++k) word |= seven_signs(negative + 8 * k) << (7 * k);
   return word;
-}
-// The 8 sign bits of values 8k .. 8k + 7.
-int sign_byte(DType t, const uint8_t* blk, int k) {
-  switch (t) {
-    case DType::IQ3_S:
-      return reinterpret_cast<const BlockIQ3_S*>(blk)->signs[k];
-    case DType::IQ2_S:
-      return reinterpret_cast<const BlockIQ2_S*>(blk)->qs[32 + k];
-    case DType::IQ2_XS:
-      return with_parity(reinterpret_cast<const BlockIQ2_XS*>(blk)->qs[k] >> 9);
-    default:
-      return with_parity((scale_sign_word(t, blk, k / 4) >> (7 * (k % 4))) & 127);
-  }
-}
-// Nibble b % 2 of scales[b / 2].
-int nibble_code(const uint8_t* scales, int b) {
-  return (scales[b / 2] >> (4 * (b % 2))) & 15;
 }
 void pack_nibble_codes(const int* codes, int n, uint8_t* scales) {
   for (int b = 0; b < n; ++b) scales[b / 2] |= static_cast<uint8_t>(codes[b] << (4 * (b % 2)));
@@ -238,38 +207,16 @@ float IqShape::d(const uint8_t* blk) const {
   return f16_to_f32(*reinterpret_cast<const uint16_t*>(blk));  // d leads every codebook layout
 }
 int IqShape::code(const uint8_t* blk, int b) const {
-  switch (type) {
-    case DType::IQ3_S:
-      return iq3s_scale_code(reinterpret_cast<const BlockIQ3_S*>(blk), b);
-    case DType::IQ2_S:
-      return nibble_code(reinterpret_cast<const BlockIQ2_S*>(blk)->scales, b);
-    case DType::IQ2_XS:
-      return nibble_code(reinterpret_cast<const BlockIQ2_XS*>(blk)->scales, b);
-    default:
-      return static_cast<int>(scale_sign_word(type, blk, b) >> 28);
-  }
+  return iq_code(type, blk, b);
 }
 int IqShape::entry(const uint8_t* blk, int g) const {
-  switch (type) {
-    case DType::IQ3_S:
-      return iq3s_entry(reinterpret_cast<const BlockIQ3_S*>(blk), g);
-    case DType::IQ3_XXS:
-      return reinterpret_cast<const BlockIQ3_XXS*>(blk)->qs[g];
-    case DType::IQ2_S: {
-      const auto* b = reinterpret_cast<const BlockIQ2_S*>(blk);
-      return b->qs[g] | ((b->qh[g / 4] >> (2 * (g % 4))) & 3) << 8;
-    }
-    case DType::IQ2_XS:
-      return reinterpret_cast<const BlockIQ2_XS*>(blk)->qs[g] & 511;
-    default:
-      return reinterpret_cast<const BlockIQ2_XXS*>(blk)->qs[8 * (g / 4) + g % 4];
-  }
+  return iq_entry(type, blk, g);
 }
 bool IqShape::negative(const uint8_t* blk, int e) const {
-  return (sign_byte(type, blk, e / 8) >> (e % 8)) & 1;
+  return (iq_sign_byte(type, blk, e / 8) >> (e % 8)) & 1;
 }
 int IqShape::signs(const uint8_t* blk, int k) const {
-  return sign_byte(type, blk, k);
+  return iq_sign_byte(type, blk, k);
 }
 void IqShape::pack(uint16_t d16, const int* codes, const int* entries, const bool* negative,
                    uint8_t* blk) const {

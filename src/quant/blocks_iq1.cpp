@@ -24,6 +24,7 @@
 
 #include "lowbit/float_convert.h"
 #include "quant/block_layouts.h"
+#include "quant/iq_fields.h"
 #include "quant/iq_shapes.h"
 #include "quant/scale_fit.h"
 
@@ -227,22 +228,13 @@ float Iq1Shape::d(const uint8_t* blk) const {
   return f16_to_f32(bits);
 }
 int Iq1Shape::code(const uint8_t* blk, int b) const {
-  if (type == DType::IQ1_S) return (reinterpret_cast<const BlockIQ1_S*>(blk)->qh[b] >> 12) & 7;
-  const uint8_t* scales = reinterpret_cast<const BlockIQ1_M*>(blk)->scales;
-  const int word = scales[2 * (b / 4)] | scales[2 * (b / 4) + 1] << 8;
-  return (word >> (3 * (b % 4))) & 7;
+  return iq1_code(type, blk, b);
 }
 int Iq1Shape::entry(const uint8_t* blk, int g) const {
-  if (type == DType::IQ1_S) {
-    const auto* b = reinterpret_cast<const BlockIQ1_S*>(blk);
-    return b->qs[g] | ((b->qh[g / 4] >> (3 * (g % 4))) & 7) << 8;
-  }
-  const auto* b = reinterpret_cast<const BlockIQ1_M*>(blk);
-  return b->qs[g] | ((b->qh[g / 2] >> (4 * (g % 2))) & 7) << 8;
+  return iq1_entry(type, blk, g);
 }
 bool Iq1Shape::negative_delta(const uint8_t* blk, int i) const {
-  if (type == DType::IQ1_S) return reinterpret_cast<const BlockIQ1_S*>(blk)->qh[i] >> 15;
-  return (reinterpret_cast<const BlockIQ1_M*>(blk)->qh[i / 2] >> (4 * (i % 2) + 3)) & 1;
+  return iq1_negative_delta(type, blk, i);
 }
 void Iq1Shape::pack(uint16_t d16, const int* codes, const int* entries, const bool* negative,
                     uint8_t* blk) const {

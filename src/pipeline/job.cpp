@@ -391,15 +391,6 @@ bool tensor_by_tensor(const QuantizeJob& job) {
          (method == Method::Gptq && !job.calib.stats.empty());
 }
 
-// Size and modification time of a statistics file: part of a checkpoint's fingerprint.
-std::string file_stamp(const std::string& path) {
-  std::error_code ec;
-  if (path.empty() || !std::filesystem::exists(path, ec)) return "";
-  const auto size = std::filesystem::file_size(path, ec);
-  const auto time = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
-  return fmt::format("{}@{}", size, time);
-}
-
 // The GGUF target's tensor plan: preset or single type, overrides, recipe, and the size
 // budget solved on the measured sensitivity.
 QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
@@ -418,11 +409,8 @@ QuantizeReport run_gguf(pipeline::JobRun& run, const pipeline::QuantMethod& qm,
     // Finished tensors are kept until the file is complete; --resume takes them back.
     q.checkpoint_dir = job.output + ".lowbit-checkpoint";
     q.resume = job.resume;
-    q.fingerprint =
-        fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text,
-                    job.calib.stats, file_stamp(job.calib.stats), job.calib.samples, job.calib.ctx,
-                    job.calib.seed, q.rotation + lowrank_label(job.lowrank, job.lowrank_alpha),
-                    structured, q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : "");
+    q.fingerprint = run.checkpoint_fingerprint(fmt::format(
+        "{}|{}", structured, q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : ""));
   }
   q.plan.recipe = t.recipe_path.empty() ? t.recipe : read_recipe(t.recipe_path);
   MixSolution mix;

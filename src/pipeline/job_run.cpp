@@ -9,7 +9,10 @@
 #include "core/parallel.h"
 #include "lowbit/error.h"
 #include "lowbit/file_io.h"
+#include "lowbit/lowrank.h"
+#include "lowbit/rotation.h"
 #include "lowbit/sparsity.h"
+#include "lowbit/structured_prune.h"
 #include "lowbit/tokenizer.h"
 
 namespace lowbit {
@@ -98,6 +101,28 @@ CalibrationStats JobRun::hessian_statistics(const std::string& what,
   return s;
 }
 
+namespace {
+
+// Size and modification time of a statistics file.
+std::string file_stamp(const std::string& path) {
+  std::error_code ec;
+  if (path.empty() || !std::filesystem::exists(path, ec)) return "";
+  const auto size = std::filesystem::file_size(path, ec);
+  const auto time = std::filesystem::last_write_time(path, ec).time_since_epoch().count();
+  return fmt::format("{}@{}", size, time);
+}
+
+}  // namespace
+
+std::string JobRun::checkpoint_fingerprint(const std::string& rest) const {
+  const QuantizeJob& j = job_;
+  return fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}|{}{}|{}|{}", j.model, j.teacher, j.tokenizer,
+                     j.calib.text, j.calib.stats, file_stamp(j.calib.stats), j.calib.samples,
+                     j.calib.ctx, j.calib.seed, rotation_label(j.rotation),
+                     lowrank_label(j.lowrank, j.lowrank_alpha),
+                     structured_label(m_.config, j.structured), rest);
+}
+
 DistillOptions JobRun::distill_options(const std::string& label) const {
   DistillOptions d = job_.distill;
   d.n_ctx = job_.calib.ctx;
@@ -107,8 +132,7 @@ DistillOptions JobRun::distill_options(const std::string& label) const {
   // Checkpoints beside the output, as the sequential methods keep theirs.
   d.checkpoint = job_.output + ".lowbit-checkpoint/distill.bin";
   d.resume = job_.resume;
-  d.fingerprint = fmt::format("{}|{}|{}|{}|{}|{}", label, job_.model, job_.teacher, job_.tokenizer,
-                              job_.calib.text, job_.structured.active() ? "structured" : "");
+  d.fingerprint = checkpoint_fingerprint(label);
   const auto t0 = std::chrono::steady_clock::now();
   const double tokens_per_step = double(resolved(d).batch) * d.n_ctx;
   auto first =

@@ -44,6 +44,11 @@ class JobRun {
   DistillOptions distill_options(const std::string& label) const;
   // Per-tensor progress for the writers, as the observer sees it.
   std::function<void(size_t, size_t, const TensorReport&)> tensor_progress() const;
+  // What a checkpoint of this job depends on: the model, teacher, tokenizer, calibration
+  // (text, statistics file with its size and time, windows, seed), rotation, low-rank
+  // branch and structured pruning, then `rest` (the method's own settings). A checkpoint
+  // with another fingerprint is not resumed.
+  std::string checkpoint_fingerprint(const std::string& rest) const;
   // How write_affine_model writes this job's output: threads, progress, the target's format.
   AffineWriteOptions affine_options(const std::string& method) const;
 

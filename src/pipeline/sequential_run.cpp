@@ -90,11 +90,8 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   };
   so.checkpoint_dir = job.output + ".lowbit-checkpoint";
   so.resume = job.resume;
-  so.fingerprint =
-      fmt::format("{}|{}|{}|{}|{}|{}|{}|{}|{}", job.model, job.tokenizer, job.calib.text, q.method,
-                  job.calib.samples, job.calib.ctx, job.calib.seed,
-                  q.rotation + lowrank_label(job.lowrank, job.lowrank_alpha),
-                  q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : "");
+  so.fingerprint = run.checkpoint_fingerprint(fmt::format(
+      "{}|{}", q.method, q.sparsity.active() ? sparsity_label(q.prune, q.sparsity) : ""));
   SequentialResult res;
   try {
     res = quantize_sequential(m, run.calibration_tokens(), types, so);

@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
     for (auto& t : tokens) t = static_cast<int32_t>(rng() % m.config.n_vocab);
     QuantizePlanOptions po;
     po.preset = preset;
+    po.has_importance = method != "rtn";  // the pipeline's mix for calibrated methods
     const auto plan = plan_quantization(m, po);
     std::vector<double> layer_seconds;
     if (method == "rtn" || method == "imatrix") {

@@ -67,7 +67,9 @@ struct QuantizePlanOptions {
   std::optional<DType> output_type, token_embedding_type;
   bool pure = false;            // base type everywhere (no mix); overrides still apply
   std::map<std::string, DType> recipe;  // tensor -> type from a budget solve or a recipe file (overrides still win)
-  bool has_importance = false;  // an importance vector will be supplied
+  // The method sees calibration statistics (an importance vector, Hessians): the presets
+  // then take llama.cpp's mix for a file made with an imatrix.
+  bool has_importance = false;
   // The blocks' linears in the 2:4 sparse twin of their planned type (Q8_0 -> Q8_0_S24,
   // Q4_0 -> Q4_0_S24; types without one stay), the other matrices dense. Set by naming a
   // 2:4 type (plan_for_type_or_preset); the weights must be pruned 2:4 first (sparsity.h).

@@ -1,3 +1,5 @@
+// The per-entry value tables of codebook_decode.h, built from the grids (quant/iq_grids.h)
+// and the types' level magnitudes (quant/iq_shapes.h) at the first use of each type.
 #include "kernels/codebook_decode.h"
 
 #include <vector>

@@ -115,7 +115,7 @@ struct GgufQuantizeWriter::Impl {
   Impl(const Model& model, const std::string& path, const QuantizeOptions& opts)
       : m(model), o(opts), n_threads(resolve_threads(opts.n_threads)), target(gguf_rope_layout(model.config)) {
     QuantizePlanOptions plan_opts = o.plan;
-    plan_opts.has_importance = o.plan.has_importance || static_cast<bool>(o.importance);
+    plan_opts.has_importance = o.plan.has_importance || o.importance || (o.use_gptq && o.hessian);
     plan = plan_quantization(m, plan_opts);
     report.method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
     set_quantized_metadata(m, plan_opts, plan, report.method, layout);

@@ -282,14 +282,20 @@ TEST(Job, SettingsByNameGiveTheSameJobAsTheTypedFields) {
         << list;
 }
 
+// An AdaRound job on calibration text to the GGUF type or preset `type`.
+QuantizeJob adaround_job(const test::TempDir& dir, const std::string& type) {
+  QuantizeJob j = job_for(dir);
+  j.method.kind = Method::AdaRound;
+  j.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
+  std::get<GgufTarget>(j.target).type = type;
+  return j;
+}
+
 // AdaRound and AutoRound train a grid per value, which the codebook types do not have: the
 // job is refused before any calibration pass (the observer sees no calibration stage).
 TEST(Job, LearnedRoundingRefusesCodebookTypesBeforeCalibrating) {
   test::TempDir dir;
-  QuantizeJob j = job_for(dir);
-  j.method.kind = Method::AdaRound;
-  j.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
-  std::get<GgufTarget>(j.target).type = "IQ2_M";
+  const QuantizeJob j = adaround_job(dir, "IQ2_M");
   bool calibrated = false;
   const std::string msg = test::expect_error([&] {
     run_quantize_job(j, [&](const Progress& p) {
@@ -308,10 +314,7 @@ TEST(Job, LearnedRoundingRefusesCodebookTypesBeforeCalibrating) {
 // eighth of the layers get Q4_K). The learned methods' refusal names the planned type.
 TEST(Job, CalibratedMethodsTakeThePresetMixOfAnImportanceMatrix) {
   test::TempDir dir;
-  QuantizeJob j = job_for(dir);
-  j.method.kind = Method::AdaRound;
-  j.calib.text = test::shared_path("data/calibration/calib-en-1mb.txt");
-  std::get<GgufTarget>(j.target).type = "IQ3_XXS";
+  const QuantizeJob j = adaround_job(dir, "IQ3_XXS");
   const std::string msg = test::expect_error([&] { run_quantize_job(j); });
   EXPECT_NE(msg.find("'blk.0.ffn_down.weight' is IQ3_XXS"), std::string::npos) << msg;
   EXPECT_TRUE(fs::is_empty(dir.path()));

@@ -81,6 +81,18 @@ void BM_MatVec(benchmark::State& st) {
       benchmark::Counter(1e-9 * kBigRows * kCols * st.iterations(), benchmark::Counter::kIsRate);
 }
 
+// The same product on 256 rows, which stay in L2: the kernel's arithmetic alone.
+void BM_MatVecInCache(benchmark::State& st) {
+  const auto t = static_cast<DType>(st.range(0));
+  constexpr size_t kFewRows = 256;
+  Case c = make_case(t, kFewRows);
+  for (auto _ : st)
+    kernels::dot_rows(t, c.w.data(), c.row_bytes, kFewRows, kCols, c.act_rows[0], c.y.data());
+  st.SetLabel(lowbit::dtype_name(t));
+  st.counters["GMAC/s"] =
+      benchmark::Counter(1e-9 * kFewRows * kCols * st.iterations(), benchmark::Counter::kIsRate);
+}
+
 void types(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::Q8_0, DType::Q8_0_S24, DType::Q4_0, DType::Q4_0_S24, DType::Q4_K,
                   DType::Q6_K, DType::Q3_K, DType::IQ4_XS})
@@ -89,6 +101,7 @@ void types(benchmark::internal::Benchmark* b) {
 BENCHMARK(BM_PackedPanels)->Apply(types)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_RowKernels)->Apply(types)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatVec)->Apply(types)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_MatVecInCache)->Apply(types)->Unit(benchmark::kMicrosecond);
 
 // The codebook and ternary types: generation's product only.
 void low_bit_types(benchmark::internal::Benchmark* b) {

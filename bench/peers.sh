@@ -11,13 +11,14 @@
 # The files are the synthetic Llama-3.2-1B shapes (lowbit_make_synthetic, bf16) quantized by
 # llama.cpp's own llama-quantize to each TYPE (default: Q4_K_M Q8_0 Q3_K_M Q2_K Q6_K IQ4_XS).
 #
-# Environment: OUT (default build/peers), THREADS (2), REPS (3), JOBS (build -j, 2).
+# Environment: OUT (default build/peers), THREADS (2), REPS (3), JOBS (build -j, 2);
+# BUILD_ONLY=1 builds the peers and stops (measure later, on a quiet machine).
 # Prints one row per file: pp128, pp512 and tg32 tokens/s of each engine and lowbit's ratio
 # to each peer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
-  sed -n '2,16p' "$0" >&2
+  sed -n '2,17p' "$0" >&2
   exit 2
 fi
 LLAMA=$1 IK=$2
@@ -68,6 +69,7 @@ build_peer() {
 
 build_peer "$LLAMA" llama.cpp
 build_peer "$IK" ik_llama.cpp
+[ -n "${BUILD_ONLY:-}" ] && exit 0
 cmake --build build -j"$JOBS" --target lowbit lowbit_make_synthetic >/dev/null
 
 BF16=$OUT/llama-1b-bf16.gguf

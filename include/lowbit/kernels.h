@@ -40,6 +40,8 @@ struct ActRow {
   const float* d = nullptr;
   const int32_t* sum16 = nullptr;
   const float* x = nullptr;
+  const uint8_t* u8 = nullptr;         // q + 128, for the VNNI kernels (may be null)
+  const int16_t* sum16_i16 = nullptr;  // sum16 as int16 (null with u8)
 };
 ActRow act_row(const QuantizedActs& a, size_t row);
 

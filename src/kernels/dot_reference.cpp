@@ -6,6 +6,7 @@
 
 #include "kernels/block_ints.h"
 #include "kernels/dot_simd.h"
+#include "kernels/matvec_vnni.h"
 #include "lowbit/error.h"
 #include "lowbit/kernels.h"
 
@@ -56,7 +57,13 @@ float dot_row_blocks(DType t, const uint8_t* w, size_t row_len, const ActRow& a)
 }  // namespace
 
 ActRow act_row(const QuantizedActs& a, size_t row) {
-  return {a.q.data() + row * a.row_len, a.d.data() + row * (a.row_len / a.block), a.sum16.data() + row * (a.row_len / 16), nullptr};
+  ActRow r{a.q.data() + row * a.row_len, a.d.data() + row * (a.row_len / a.block),
+           a.sum16.data() + row * (a.row_len / 16), nullptr};
+  if (!a.u8.empty()) {
+    r.u8 = a.u8.data() + row * a.row_len;
+    r.sum16_i16 = a.sum16_i16.data() + row * (a.row_len / 16);
+  }
+  return r;
 }
 
 bool has_kernel(DType t) {
@@ -199,6 +206,8 @@ void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_ro
 void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
   if (g_force_scalar) return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   if (is_sparse_2of4(t)) return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, &a, 1, y, 0);
+  if (a.u8 && has_matvec_vnni(t) && packed_gemm_is_fast())
+    return matvec_vnni(t, w, row_bytes, n_rows, row_len, a, y);
   dot_rows_simd(t, w, row_bytes, n_rows, row_len, a, y);
 }
 
@@ -231,6 +240,13 @@ void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, 
                     size_t n_acts, float* y, size_t ld_y) {
   if (!g_force_scalar && is_sparse_2of4(t))
     return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
+  // One VNNI pass per token: as fast per value as the multi-token kernels, and each token
+  // then sums in generation's order (a batch and token-by-token steps agree).
+  if (n_acts && acts[0].u8 && has_matvec_vnni(t) && packed_gemm_is_fast()) {
+    for (size_t i = 0; i < n_acts; ++i)
+      matvec_vnni(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
+    return;
+  }
   if (!g_force_scalar) return dot_rows_multi_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
   for (size_t i = 0; i < n_acts; ++i) dot_rows_reference(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
 }

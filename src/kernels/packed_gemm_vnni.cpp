@@ -14,8 +14,6 @@
 // GCC 12 flags the _mm512_undefined_ps() inside _mm512_cvtepi32_ps as maybe uninitialized.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#define LOWBIT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma")))
-
 namespace lowbit::kernels {
 namespace {
 

@@ -43,8 +43,12 @@ inline float load_f32(const uint8_t* p) {
 // restrict_isa calls this: packed_gemm_is_fast asks Highway again.
 void refresh_packed_dispatch();
 
-// The AVX-512 VNNI kernel (packed_gemm_vnni.cpp): false when this CPU lacks it.
+// The AVX-512 VNNI kernels (packed_gemm_vnni.cpp, matvec_vnni.cpp): false when this CPU
+// lacks them. They are compiled for these instructions through function attributes only.
 bool vnni_available();
+#if defined(__x86_64__)
+#define LOWBIT_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma,f16c")))
+#endif
 void packed_gemm_vnni(const PackedRows& w, size_t p0, size_t p1, const QuantizedActs& a, float* y,
                       size_t ld_y);
 

@@ -1,0 +1,264 @@
+// One token through Q8_0, Q4_K and Q6_K rows with vpdpbusd / vpmaddubsw, 64 values of one
+// row per zmm, straight from the GGUF blocks (no repacking, so generation reads the file's
+// bytes and nothing else).
+//
+// Both byte products take an unsigned and a signed operand. The weights are the unsigned
+// one: Q4_K's nibbles (0..15) and Q6_K's codes (0..63, stored +32) are unsigned as they
+// are, and Q8_0's codes become w + 128 with an xor. The activations are the signed one
+// (q = u8 xor 0x80). The offsets come back out exactly, from the activations' sums:
+// Q8_0 −128·Σq per block, Q6_K −32·Σ_s scale_s·Σq_s per block.
+//
+// Q4_K and Q6_K sub-blocks are scaled in int16 pairs: vpmaddubsw (|v·q| ≤ 63·127·2 < 2^15)
+// then vpdpwssd with the scales spread over the lanes. Q8_0 needs no per-value scale, and
+// its w + 128 would overflow vpmaddubsw's int16, so it uses vpdpbusd. Each block's int32 sum
+// is converted to f32 once and multiplied by d·d_act, as in the reference.
+#include "kernels/matvec_vnni.h"
+
+#include "kernels/packed_layout.h"
+#include "quant/block_layouts.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstring>
+#include <vector>
+
+// GCC 12 flags the _mm512_undefined_* inside the cast and conversion intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace lowbit::kernels {
+namespace {
+
+// Weight bytes are requested this far ahead of the block in use: one row range streams
+// through memory front to back (dot_simd.cpp's row kernels measured the distance).
+constexpr size_t kAhead = 3072;
+
+inline void prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+// lines 64 bytes apart covering `bytes` from kAhead past p
+template <size_t kBytes>
+inline void prefetch_block(const void* p) {
+  const char* c = static_cast<const char*>(p) + kAhead;
+  for (size_t off = 0; off < kBytes; off += 64) prefetch(c + off);
+}
+
+// The token as the kernels read it, made once per call (one call covers a thread's rows).
+struct Token {
+  std::vector<int8_t> q;       // [row_len] the codes as signed bytes
+  std::vector<int32_t> corr8;  // Q8_0: [n_blocks * 8] −16·Σq of block b in lanes 8b..8b+7
+  std::vector<float> d8;       // Q8_0: [n_blocks * 8] d_act of block b in lanes 8b..8b+7
+};
+
+LOWBIT_VNNI void signed_codes(const ActRow& a, size_t row_len, Token& tok) {
+  tok.q.resize(row_len);
+  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
+  for (size_t i = 0; i < row_len; i += 32) {  // row_len is a multiple of 32
+    const __m256i u = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.u8 + i));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(tok.q.data() + i), _mm256_xor_si256(u, flip));
+  }
+}
+
+// 8 lanes per block: eight lanes of −16·Σq add up to the −128·Σq that w + 128 brought in.
+void q8_0_lanes(const ActRow& a, size_t n_blocks, Token& tok) {
+  tok.corr8.resize(8 * n_blocks);
+  tok.d8.resize(8 * n_blocks);
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const int32_t sum = a.sum16[2 * b] + a.sum16[2 * b + 1];
+    for (size_t l = 0; l < 8; ++l) tok.corr8[8 * b + l] = -16 * sum, tok.d8[8 * b + l] = a.d[b];
+  }
+}
+
+LOWBIT_VNNI inline float f16(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// Q8_0, two blocks per zmm: lanes 0..7 hold block b's partial sums, 8..15 block b + 1's.
+LOWBIT_VNNI inline __m512 q8_0_pair(const quant::BlockQ8_0* blk, const Token& tok, size_t b,
+                                    __m512 acc) {
+  prefetch_block<128>(blk + b);
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].qs));
+  const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b + 1].qs));
+  const __m512i w = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1), flip);
+  const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(tok.corr8.data() + 8 * b), w,
+                                        _mm512_loadu_si512(tok.q.data() + 32 * b));
+  const __m256i dw16 = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(blk[b + 1].d)),
+                                        _mm_set1_epi16(static_cast<int16_t>(blk[b].d)));
+  const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(dw16), _mm512_loadu_ps(tok.d8.data() + 8 * b));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
+}
+
+LOWBIT_VNNI float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const Token& tok) {
+  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();  // two chains of fma
+  size_t b = 0;
+  for (; b + 4 <= n_blocks; b += 4) {
+    acc0 = q8_0_pair(blk, tok, b, acc0);
+    acc1 = q8_0_pair(blk, tok, b + 2, acc1);
+  }
+  if (b + 2 <= n_blocks) acc0 = q8_0_pair(blk, tok, b, acc0), b += 2;
+  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1));
+  if (b < n_blocks) {  // an odd block at the end
+    const __m256i w =
+        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].qs)),
+                         _mm256_set1_epi8(static_cast<char>(0x80)));
+    const __m256i s = _mm256_dpbusd_epi32(
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&tok.corr8[8 * b])), w,
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&tok.q[32 * b])));
+    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+    const int32_t total = _mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 1);
+    sum += static_cast<float>(total) * (f16(blk[b].d) * tok.d8[8 * b]);
+  }
+  return sum;
+}
+
+// int16 lanes [0, 16) take lane a of the table, lanes [16, 32) lane b (vpermw indices).
+LOWBIT_VNNI inline __m512i halves(int a, int b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(a))),
+                            _mm256_set1_epi16(static_cast<int16_t>(b)), 1);
+}
+// int16 lanes 8j .. 8j + 7 take lane first + j of the table (j = 0..3).
+LOWBIT_VNNI inline __m512i quarters(int first) {
+  const auto four = [first](int j) { return 0x0001000100010001LL * (first + j); };
+  return _mm512_set_epi64(four(3), four(3), four(2), four(2), four(1), four(1), four(0), four(0));
+}
+
+// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins (block_layouts.h). qs[32g + l] holds
+// value 64g + l in its low nibble and 64g + 32 + l in its high one, so one 32-byte load
+// broadcast to both halves of a zmm and shifted by 0 | 4 gives values 64g .. 64g + 63.
+LOWBIT_VNNI float row_q4_k(const quant::BlockQ4_K* blk, size_t n_blocks, const ActRow& a,
+                           const Token& tok) {
+  const __m512i shift04 = halves(0, 4), low4 = _mm512_set1_epi8(15);
+  const __m512i pick[4] = {halves(0, 1), halves(2, 3), halves(4, 5), halves(6, 7)};
+  __m512 acc = _mm512_setzero_ps();
+  __m256 min_acc = _mm256_setzero_ps();
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const quant::BlockQ4_K& k = blk[b];
+    prefetch_block<sizeof(quant::BlockQ4_K)>(&k);
+    uint32_t u[3];
+    std::memcpy(u, k.scales, 12);  // scales j < 4: bytes 0..3, mins j < 4: bytes 4..7
+    const uint64_t sc = (u[0] & 0x3f3f3f3fu) |
+                        uint64_t{(u[2] & 0x0f0f0f0fu) | ((u[0] >> 6 & 0x03030303u) << 4)} << 32;
+    const uint64_t mn = (u[1] & 0x3f3f3f3fu) |
+                        uint64_t{(u[2] >> 4 & 0x0f0f0f0fu) | ((u[1] >> 6 & 0x03030303u) << 4)}
+                            << 32;
+    const __m512i scales =
+        _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
+    const int8_t* q = tok.q.data() + 256 * b;
+    __m512i isum = _mm512_setzero_si512();
+    for (int g = 0; g < 4; ++g) {
+      const __m512i bytes = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs + 32 * g)));
+      const __m512i v = _mm512_and_si512(_mm512_srlv_epi16(bytes, shift04), low4);
+      const __m512i pairs = _mm512_maddubs_epi16(v, _mm512_loadu_si512(q + 64 * g));
+      isum = _mm512_dpwssd_epi32(isum, pairs, _mm512_permutexvar_epi16(pick[g], scales));
+    }
+    const float ad = a.d[b];
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(k.d) * ad), acc);
+    // min term: lanes j of m_j·(Σq over values 32j .. 32j + 31), from the 16-value sums
+    const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(mn)));
+    const __m256i m16 = _mm256_set_m128i(_mm_unpackhi_epi16(m8, m8), _mm_unpacklo_epi16(m8, m8));
+    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
+    min_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, sums)),
+                              _mm256_set1_ps(f16(k.dmin) * ad), min_acc);
+  }
+  const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(min_acc), _mm256_extractf128_ps(min_acc, 1));
+  const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+}
+
+// Q6_K: 16 sub-blocks of 16 with int8 scales; the code of value 128h + 32k + l is the
+// nibble of ql[64h + 32(k & 1) + l] (low for k < 2) plus (qh[32h + l] >> 2k & 3) << 4.
+// So ql[64h .. 64h + 63]'s low nibbles are values 128h .. 128h + 63 and its high nibbles the
+// next 64; qh's 32 bytes, broadcast and shifted by 0 | 2 (or 4 | 6), give their top bits.
+LOWBIT_VNNI float row_q6_k(const quant::BlockQ6_K* blk, size_t n_blocks, const ActRow& a,
+                           const Token& tok) {
+  const __m512i shift02 = halves(0, 2), shift46 = halves(4, 6);
+  const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
+  const __m512i pick[4] = {quarters(0), quarters(4), quarters(8), quarters(12)};
+  __m512 acc = _mm512_setzero_ps();
+  for (size_t b = 0; b < n_blocks; ++b) {
+    const quant::BlockQ6_K& k = blk[b];
+    prefetch_block<sizeof(quant::BlockQ6_K)>(&k);
+    const __m256i sc16 =
+        _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k.scales)));
+    const __m512i scales = _mm512_castsi256_si512(sc16);
+    // −32·Σ_s scale_s·Σq_s: the +32 of the stored codes
+    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
+    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums), 5);
+    __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), offset));
+    const int8_t* q = tok.q.data() + 256 * b;
+    for (int h = 0; h < 2; ++h) {
+      const __m512i ql = _mm512_loadu_si512(k.ql + 64 * h);
+      const __m512i qh = _mm512_broadcast_i64x4(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh + 32 * h)));
+      const __m512i top_lo =
+          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift02), low2), 4);
+      const __m512i top_hi =
+          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift46), low2), 4);
+      const __m512i v_lo = _mm512_or_si512(_mm512_and_si512(ql, low4), top_lo);
+      const __m512i v_hi =
+          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), top_hi);
+      const __m512i p_lo = _mm512_maddubs_epi16(v_lo, _mm512_loadu_si512(q + 128 * h));
+      const __m512i p_hi = _mm512_maddubs_epi16(v_hi, _mm512_loadu_si512(q + 128 * h + 64));
+      isum = _mm512_dpwssd_epi32(isum, p_lo, _mm512_permutexvar_epi16(pick[2 * h], scales));
+      isum = _mm512_dpwssd_epi32(isum, p_hi, _mm512_permutexvar_epi16(pick[2 * h + 1], scales));
+    }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(k.d) * a.d[b]), acc);
+  }
+  return _mm512_reduce_add_ps(acc);
+}
+
+template <class Block, class Row>
+void each_row(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks, float* y,
+              Row row) {
+  for (size_t r = 0; r < n_rows; ++r)
+    y[r] = row(reinterpret_cast<const Block*>(w + r * row_bytes), n_blocks);
+}
+
+}  // namespace
+
+bool has_matvec_vnni(DType t) {
+  return t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q6_K;
+}
+
+void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                 const ActRow& a, float* y) {
+  thread_local Token tok;
+  signed_codes(a, row_len, tok);
+  switch (t) {
+    case DType::Q8_0:
+      q8_0_lanes(a, row_len / 32, tok);
+      return each_row<quant::BlockQ8_0>(
+          w, row_bytes, n_rows, row_len / 32, y,
+          [&](const quant::BlockQ8_0* r, size_t nb) { return row_q8_0(r, nb, tok); });
+    case DType::Q4_K:
+      return each_row<quant::BlockQ4_K>(
+          w, row_bytes, n_rows, row_len / 256, y,
+          [&](const quant::BlockQ4_K* r, size_t nb) { return row_q4_k(r, nb, a, tok); });
+    case DType::Q6_K:
+      return each_row<quant::BlockQ6_K>(
+          w, row_bytes, n_rows, row_len / 256, y,
+          [&](const quant::BlockQ6_K* r, size_t nb) { return row_q6_k(r, nb, a, tok); });
+    default:
+      return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
+  }
+}
+
+}  // namespace lowbit::kernels
+
+#else  // not x86-64
+
+namespace lowbit::kernels {
+bool has_matvec_vnni(DType) {
+  return false;
+}
+void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                 const ActRow& a, float* y) {
+  dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
+}
+}  // namespace lowbit::kernels
+
+#endif

@@ -1,0 +1,21 @@
+// Generation's product (one token) on AVX-512 VNNI, read straight from the GGUF blocks
+// (matvec_vnni.cpp). dot_rows takes it where packed_gemm_is_fast() says the VNNI kernels
+// may run; elsewhere the Highway row kernels of dot_simd.cpp serve.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "lowbit/kernels.h"
+
+namespace lowbit::kernels {
+
+// The types with a kernel here: Q8_0, and Q4_K and Q6_K (the Q4_K_M preset).
+bool has_matvec_vnni(DType t);
+
+// dot_rows for one of those types: y[r] = row r · a for the n_rows rows of w, row_bytes
+// apart. a.u8 and a.sum16_i16 must be set (act_row does).
+void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                 const ActRow& a, float* y);
+
+}  // namespace lowbit::kernels

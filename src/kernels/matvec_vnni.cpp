@@ -1,14 +1,14 @@
-// One token through Q8_0, Q4_K and Q6_K rows with vpdpbusd / vpmaddubsw, 64 values of one
+// One token through Q8_0, Q4_K, Q5_K and Q6_K rows with vpdpbusd / vpmaddubsw, 64 values of one
 // row per zmm, straight from the GGUF blocks (no repacking, so generation reads the file's
 // bytes and nothing else).
 //
 // Both byte products take an unsigned and a signed operand. The weights are the unsigned
-// one: Q4_K's nibbles (0..15) and Q6_K's codes (0..63, stored +32) are unsigned as they
-// are, and Q8_0's codes become w + 128 with an xor. The activations are the signed one
-// (q = u8 xor 0x80). The offsets come back out exactly, from the activations' sums:
-// Q8_0 −128·Σq per block, Q6_K −32·Σ_s scale_s·Σq_s per block.
+// one: Q4_K's nibbles (0..15), Q5_K's codes (0..31) and Q6_K's codes (0..63, stored +32)
+// are unsigned as they are, and Q8_0's codes become w + 128 with an xor. The activations are the
+// signed one (q = u8 xor 0x80). The offsets come back out exactly, from the activations' sums: Q8_0
+// −128·Σq per block, Q6_K −32·Σ_s scale_s·Σq_s per block.
 //
-// Q4_K and Q6_K sub-blocks are scaled in int16 pairs: vpmaddubsw (|v·q| ≤ 63·127·2 < 2^15)
+// The K types' sub-blocks are scaled in int16 pairs: vpmaddubsw (|v·q| ≤ 63·127·2 < 2^15)
 // then vpdpwssd with the scales spread over the lanes. Q8_0 needs no per-value scale, and
 // its w + 128 would overflow vpmaddubsw's int16, so it uses vpdpbusd. Each block's int32 sum
 // is converted to f32 once and multiplied by d·d_act, as in the reference.
@@ -21,6 +21,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 // GCC 12 flags the _mm512_undefined_* inside the cast and conversion intrinsics.
@@ -125,18 +126,22 @@ LOWBIT_VNNI inline __m512i quarters(int first) {
   return _mm512_set_epi64(four(3), four(3), four(2), four(2), four(1), four(1), four(0), four(0));
 }
 
-// Q4_K: 8 sub-blocks of 32 with 6-bit scales and mins (block_layouts.h). qs[32g + l] holds
-// value 64g + l in its low nibble and 64g + 32 + l in its high one, so one 32-byte load
+// Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins (block_layouts.h). qs[32g + l]
+// holds value 64g + l in its low nibble and 64g + 32 + l in its high one, so one 32-byte load
 // broadcast to both halves of a zmm and shifted by 0 | 4 gives values 64g .. 64g + 63.
-LOWBIT_VNNI float row_q4_k(const quant::BlockQ4_K* blk, size_t n_blocks, const ActRow& a,
-                           const Token& tok) {
+// Q5_K's fifth bit of value e is bit e / 32 of qh[e % 32]: qh broadcast, shifted by 2g | 2g + 1.
+template <class Block>
+LOWBIT_VNNI float row_k_min(const Block* blk, size_t n_blocks, const ActRow& a, const Token& tok) {
+  constexpr bool kFifth = std::is_same_v<Block, quant::BlockQ5_K>;
   const __m512i shift04 = halves(0, 4), low4 = _mm512_set1_epi8(15);
   const __m512i pick[4] = {halves(0, 1), halves(2, 3), halves(4, 5), halves(6, 7)};
+  const __m512i* fifth = pick;  // the same lane pattern: shifts 2g | 2g + 1
+  const __m512i one = _mm512_set1_epi8(1);
   __m512 acc = _mm512_setzero_ps();
   __m256 min_acc = _mm256_setzero_ps();
   for (size_t b = 0; b < n_blocks; ++b) {
-    const quant::BlockQ4_K& k = blk[b];
-    prefetch_block<sizeof(quant::BlockQ4_K)>(&k);
+    const Block& k = blk[b];
+    prefetch_block<sizeof(Block)>(&k);
     uint32_t u[3];
     std::memcpy(u, k.scales, 12);  // scales j < 4: bytes 0..3, mins j < 4: bytes 4..7
     const uint64_t sc = (u[0] & 0x3f3f3f3fu) |
@@ -151,7 +156,13 @@ LOWBIT_VNNI float row_q4_k(const quant::BlockQ4_K* blk, size_t n_blocks, const A
     for (int g = 0; g < 4; ++g) {
       const __m512i bytes = _mm512_broadcast_i64x4(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs + 32 * g)));
-      const __m512i v = _mm512_and_si512(_mm512_srlv_epi16(bytes, shift04), low4);
+      __m512i v = _mm512_and_si512(_mm512_srlv_epi16(bytes, shift04), low4);
+      if constexpr (kFifth) {
+        const __m512i qh =
+            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh)));
+        const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(qh, fifth[g]), one);
+        v = _mm512_or_si512(v, _mm512_slli_epi16(bit, 4));
+      }
       const __m512i pairs = _mm512_maddubs_epi16(v, _mm512_loadu_si512(q + 64 * g));
       isum = _mm512_dpwssd_epi32(isum, pairs, _mm512_permutexvar_epi16(pick[g], scales));
     }
@@ -221,7 +232,7 @@ void each_row(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks
 }  // namespace
 
 bool has_matvec_vnni(DType t) {
-  return t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q6_K;
+  return t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
 }
 
 void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
@@ -237,7 +248,11 @@ void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, siz
     case DType::Q4_K:
       return each_row<quant::BlockQ4_K>(
           w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockQ4_K* r, size_t nb) { return row_q4_k(r, nb, a, tok); });
+          [&](const quant::BlockQ4_K* r, size_t nb) { return row_k_min(r, nb, a, tok); });
+    case DType::Q5_K:
+      return each_row<quant::BlockQ5_K>(
+          w, row_bytes, n_rows, row_len / 256, y,
+          [&](const quant::BlockQ5_K* r, size_t nb) { return row_k_min(r, nb, a, tok); });
     case DType::Q6_K:
       return each_row<quant::BlockQ6_K>(
           w, row_bytes, n_rows, row_len / 256, y,

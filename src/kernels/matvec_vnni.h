@@ -10,7 +10,7 @@
 
 namespace lowbit::kernels {
 
-// The types with a kernel here: Q8_0, and Q4_K and Q6_K (the Q4_K_M preset).
+// The types with a kernel here: Q8_0, Q4_K, Q5_K and Q6_K (the K presets).
 bool has_matvec_vnni(DType t);
 
 // dot_rows for one of those types: y[r] = row r · a for the n_rows rows of w, row_bytes

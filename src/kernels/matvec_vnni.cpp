@@ -14,43 +14,15 @@
 // is converted to f32 once and multiplied by d·d_act, as in the reference.
 #include "kernels/matvec_vnni.h"
 
-#include "kernels/packed_layout.h"
-#include "quant/block_layouts.h"
-
 #if defined(__x86_64__)
-#include <immintrin.h>
-
 #include <cstring>
 #include <type_traits>
-#include <vector>
 
-// GCC 12 flags the _mm512_undefined_* inside the cast and conversion intrinsics.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
+#include "kernels/matvec_vnni_parts.h"
 
 namespace lowbit::kernels {
+namespace vnni {
 namespace {
-
-// Weight bytes are requested this far ahead of the block in use: one row range streams
-// through memory front to back (dot_simd.cpp's row kernels measured the distance).
-constexpr size_t kAhead = 3072;
-
-inline void prefetch(const void* p) {
-  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
-}
-// lines 64 bytes apart covering `bytes` from kAhead past p
-template <size_t kBytes>
-inline void prefetch_block(const void* p) {
-  const char* c = static_cast<const char*>(p) + kAhead;
-  for (size_t off = 0; off < kBytes; off += 64) prefetch(c + off);
-}
-
-// The token as the kernels read it, made once per call (one call covers a thread's rows).
-struct Token {
-  std::vector<int8_t> q;       // [row_len] the codes as signed bytes
-  std::vector<int32_t> corr8;  // Q8_0: [n_blocks * 8] −16·Σq of block b in lanes 8b..8b+7
-  std::vector<float> d8;       // Q8_0: [n_blocks * 8] d_act of block b in lanes 8b..8b+7
-};
 
 LOWBIT_VNNI void signed_codes(const ActRow& a, size_t row_len, Token& tok) {
   tok.q.resize(row_len);
@@ -69,10 +41,6 @@ void q8_0_lanes(const ActRow& a, size_t n_blocks, Token& tok) {
     const int32_t sum = a.sum16[2 * b] + a.sum16[2 * b + 1];
     for (size_t l = 0; l < 8; ++l) tok.corr8[8 * b + l] = -16 * sum, tok.d8[8 * b + l] = a.d[b];
   }
-}
-
-LOWBIT_VNNI inline float f16(uint16_t h) {
-  return _cvtsh_ss(h);
 }
 
 // Q8_0, two blocks per zmm: lanes 0..7 hold block b's partial sums, 8..15 block b + 1's.
@@ -113,17 +81,6 @@ LOWBIT_VNNI float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const T
     sum += static_cast<float>(total) * (f16(blk[b].d) * tok.d8[8 * b]);
   }
   return sum;
-}
-
-// int16 lanes [0, 16) take lane a of the table, lanes [16, 32) lane b (vpermw indices).
-LOWBIT_VNNI inline __m512i halves(int a, int b) {
-  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(a))),
-                            _mm256_set1_epi16(static_cast<int16_t>(b)), 1);
-}
-// int16 lanes 8j .. 8j + 7 take lane first + j of the table (j = 0..3).
-LOWBIT_VNNI inline __m512i quarters(int first) {
-  const auto four = [first](int j) { return 0x0001000100010001LL * (first + j); };
-  return _mm512_set_epi64(four(3), four(3), four(2), four(2), four(1), four(1), four(0), four(0));
 }
 
 // Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins (block_layouts.h). qs[32g + l]
@@ -171,13 +128,10 @@ LOWBIT_VNNI float row_k_min(const Block* blk, size_t n_blocks, const ActRow& a, 
     // min term: lanes j of m_j·(Σq over values 32j .. 32j + 31), from the 16-value sums
     const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(mn)));
     const __m256i m16 = _mm256_set_m128i(_mm_unpackhi_epi16(m8, m8), _mm_unpacklo_epi16(m8, m8));
-    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
-    min_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, sums)),
+    min_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, sums16(a, b))),
                               _mm256_set1_ps(f16(k.dmin) * ad), min_acc);
   }
-  const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(min_acc), _mm256_extractf128_ps(min_acc, 1));
-  const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
-  return _mm512_reduce_add_ps(acc) - _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+  return _mm512_reduce_add_ps(acc) - sum8(min_acc);
 }
 
 // Q6_K: 16 sub-blocks of 16 with int8 scales; the code of value 128h + 32k + l is the
@@ -197,8 +151,7 @@ LOWBIT_VNNI float row_q6_k(const quant::BlockQ6_K* blk, size_t n_blocks, const A
         _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(k.scales)));
     const __m512i scales = _mm512_castsi256_si512(sc16);
     // −32·Σ_s scale_s·Σq_s: the +32 of the stored codes
-    const __m256i sums = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
-    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums), 5);
+    const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums16(a, b)), 5);
     __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), offset));
     const int8_t* q = tok.q.data() + 256 * b;
     for (int h = 0; h < 2; ++h) {
@@ -230,9 +183,23 @@ void each_row(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks
 }
 
 }  // namespace
+}  // namespace vnni
+
+using namespace vnni;
 
 bool has_matvec_vnni(DType t) {
-  return t == DType::Q8_0 || t == DType::Q4_K || t == DType::Q5_K || t == DType::Q6_K;
+  switch (t) {
+    case DType::Q8_0:
+    case DType::Q2_K:
+    case DType::Q3_K:
+    case DType::Q4_K:
+    case DType::Q5_K:
+    case DType::Q6_K:
+    case DType::IQ4_XS:
+      return true;
+    default:
+      return false;
+  }
 }
 
 void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
@@ -257,6 +224,18 @@ void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, siz
       return each_row<quant::BlockQ6_K>(
           w, row_bytes, n_rows, row_len / 256, y,
           [&](const quant::BlockQ6_K* r, size_t nb) { return row_q6_k(r, nb, a, tok); });
+    case DType::Q2_K:
+      return each_row<quant::BlockQ2_K>(
+          w, row_bytes, n_rows, row_len / 256, y,
+          [&](const quant::BlockQ2_K* r, size_t nb) { return row_q2_k(r, nb, a, tok); });
+    case DType::Q3_K:
+      return each_row<quant::BlockQ3_K>(
+          w, row_bytes, n_rows, row_len / 256, y,
+          [&](const quant::BlockQ3_K* r, size_t nb) { return row_q3_k(r, nb, a, tok); });
+    case DType::IQ4_XS:
+      return each_row<quant::BlockIQ4_XS>(
+          w, row_bytes, n_rows, row_len / 256, y,
+          [&](const quant::BlockIQ4_XS* r, size_t nb) { return row_iq4_xs(r, nb, a, tok); });
     default:
       return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   }

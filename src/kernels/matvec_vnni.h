@@ -10,7 +10,7 @@
 
 namespace lowbit::kernels {
 
-// The types with a kernel here: Q8_0, Q4_K, Q5_K and Q6_K (the K presets).
+// The types with a kernel here: Q8_0, the K types Q2_K .. Q6_K, and IQ4_XS.
 bool has_matvec_vnni(DType t);
 
 // dot_rows for one of those types: y[r] = row r · a for the n_rows rows of w, row_bytes

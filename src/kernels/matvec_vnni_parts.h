@@ -1,0 +1,79 @@
+// Pieces shared by the one-token VNNI kernels (matvec_vnni.cpp: Q8_0 and the K types with
+// 32-value sub-blocks and Q6_K; matvec_vnni_low.cpp: Q2_K, Q3_K, IQ4_XS). x86-64 only.
+#pragma once
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "kernels/packed_layout.h"
+#include "quant/block_layouts.h"
+
+// GCC 12 flags the _mm512_undefined_* inside the cast and conversion intrinsics.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+
+namespace lowbit::kernels::vnni {
+
+// Weight bytes are requested this far ahead of the block in use: one row range streams
+// through memory front to back (dot_simd.cpp's row kernels measured the distance).
+constexpr size_t kAhead = 3072;
+
+inline void prefetch(const void* p) {
+  _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0);
+}
+// lines 64 bytes apart covering `bytes` from kAhead past p
+template <size_t kBytes>
+inline void prefetch_block(const void* p) {
+  const char* c = static_cast<const char*>(p) + kAhead;
+  for (size_t off = 0; off < kBytes; off += 64) prefetch(c + off);
+}
+
+// The token as the kernels read it, made once per call (one call covers a thread's rows).
+struct Token {
+  std::vector<int8_t> q;       // [row_len] the codes as signed bytes
+  std::vector<int32_t> corr8;  // Q8_0: [n_blocks * 8] −16·Σq of block b in lanes 8b..8b+7
+  std::vector<float> d8;       // Q8_0: [n_blocks * 8] d_act of block b in lanes 8b..8b+7
+};
+
+LOWBIT_VNNI inline float f16(uint16_t h) {
+  return _cvtsh_ss(h);
+}
+
+// int16 lanes [0, 16) take lane a of the table, lanes [16, 32) lane b (vpermw indices).
+LOWBIT_VNNI inline __m512i halves(int a, int b) {
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi16(static_cast<int16_t>(a))),
+                            _mm256_set1_epi16(static_cast<int16_t>(b)), 1);
+}
+// int16 lanes 8j .. 8j + 7 take the value of argument j.
+LOWBIT_VNNI inline __m512i eighths(int a, int b, int c, int d) {
+  const auto four = [](int v) { return 0x0001000100010001LL * v; };
+  return _mm512_set_epi64(four(d), four(d), four(c), four(c), four(b), four(b), four(a), four(a));
+}
+// int16 lanes 8j .. 8j + 7 take lane first + j of the table (j = 0..3).
+LOWBIT_VNNI inline __m512i quarters(int first) {
+  return eighths(first, first + 1, first + 2, first + 3);
+}
+
+// Sum of the 8 f32 lanes.
+LOWBIT_VNNI inline float sum8(__m256 v) {
+  const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  const __m128 m2 = _mm_add_ps(m4, _mm_movehl_ps(m4, m4));
+  return _mm_cvtss_f32(_mm_add_ss(m2, _mm_movehdup_ps(m2)));
+}
+// The activations' 16 sums of 16 values of block b (256 values), as int16.
+LOWBIT_VNNI inline __m256i sums16(const ActRow& a, size_t b) {
+  return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
+}
+
+// Rows of the types in matvec_vnni_low.cpp: row · token for n_blocks blocks of 256.
+float row_q2_k(const quant::BlockQ2_K* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+float row_q3_k(const quant::BlockQ3_K* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+float row_iq4_xs(const quant::BlockIQ4_XS* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+
+}  // namespace lowbit::kernels::vnni
+
+#endif

@@ -59,7 +59,8 @@ LOWBIT_VNNI inline __m512 q8_0_pair(const quant::BlockQ8_0* blk, const Token& to
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
 }
 
-LOWBIT_VNNI float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const Token& tok) {
+LOWBIT_VNNI float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const ActRow&,
+                           const Token& tok) {
   __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();  // two chains of fma
   size_t b = 0;
   for (; b + 4 <= n_blocks; b += 4) {
@@ -175,11 +176,13 @@ LOWBIT_VNNI float row_q6_k(const quant::BlockQ6_K* blk, size_t n_blocks, const A
   return _mm512_reduce_add_ps(acc);
 }
 
-template <class Block, class Row>
-void each_row(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks, float* y,
-              Row row) {
+// y[r] = row(row r) for the n_rows rows of w, each n_blocks blocks of Block.
+template <class Block>
+void each_row(float (*row)(const Block*, size_t, const ActRow&, const Token&), const uint8_t* w,
+              size_t row_bytes, size_t n_rows, size_t n_blocks, const ActRow& a, const Token& tok,
+              float* y) {
   for (size_t r = 0; r < n_rows; ++r)
-    y[r] = row(reinterpret_cast<const Block*>(w + r * row_bytes), n_blocks);
+    y[r] = row(reinterpret_cast<const Block*>(w + r * row_bytes), n_blocks, a, tok);
 }
 
 }  // namespace
@@ -206,36 +209,23 @@ void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, siz
                  const ActRow& a, float* y) {
   thread_local Token tok;
   signed_codes(a, row_len, tok);
+  const size_t nb = row_len / 256;
   switch (t) {
     case DType::Q8_0:
       q8_0_lanes(a, row_len / 32, tok);
-      return each_row<quant::BlockQ8_0>(
-          w, row_bytes, n_rows, row_len / 32, y,
-          [&](const quant::BlockQ8_0* r, size_t nb) { return row_q8_0(r, nb, tok); });
-    case DType::Q4_K:
-      return each_row<quant::BlockQ4_K>(
-          w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockQ4_K* r, size_t nb) { return row_k_min(r, nb, a, tok); });
-    case DType::Q5_K:
-      return each_row<quant::BlockQ5_K>(
-          w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockQ5_K* r, size_t nb) { return row_k_min(r, nb, a, tok); });
-    case DType::Q6_K:
-      return each_row<quant::BlockQ6_K>(
-          w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockQ6_K* r, size_t nb) { return row_q6_k(r, nb, a, tok); });
+      return each_row(row_q8_0, w, row_bytes, n_rows, row_len / 32, a, tok, y);
     case DType::Q2_K:
-      return each_row<quant::BlockQ2_K>(
-          w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockQ2_K* r, size_t nb) { return row_q2_k(r, nb, a, tok); });
+      return each_row(row_q2_k, w, row_bytes, n_rows, nb, a, tok, y);
     case DType::Q3_K:
-      return each_row<quant::BlockQ3_K>(
-          w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockQ3_K* r, size_t nb) { return row_q3_k(r, nb, a, tok); });
+      return each_row(row_q3_k, w, row_bytes, n_rows, nb, a, tok, y);
+    case DType::Q4_K:
+      return each_row(row_k_min<quant::BlockQ4_K>, w, row_bytes, n_rows, nb, a, tok, y);
+    case DType::Q5_K:
+      return each_row(row_k_min<quant::BlockQ5_K>, w, row_bytes, n_rows, nb, a, tok, y);
+    case DType::Q6_K:
+      return each_row(row_q6_k, w, row_bytes, n_rows, nb, a, tok, y);
     case DType::IQ4_XS:
-      return each_row<quant::BlockIQ4_XS>(
-          w, row_bytes, n_rows, row_len / 256, y,
-          [&](const quant::BlockIQ4_XS* r, size_t nb) { return row_iq4_xs(r, nb, a, tok); });
+      return each_row(row_iq4_xs, w, row_bytes, n_rows, nb, a, tok, y);
     default:
       return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   }

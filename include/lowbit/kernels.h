@@ -7,7 +7,8 @@
 // and BF16 weights are converted to f32 in registers and multiplied by f32 activations.
 //
 // Every type has a scalar reference (dot_reference) and a SIMD version (Highway, chosen at
-// start-up for the best instruction set the CPU has). LOWBIT_FORCE_SCALAR=1 in the
+// start-up for the best instruction set the CPU has). On AVX-512 VNNI, Q8_0, Q2_K..Q6_K and
+// IQ4_XS take byte-product kernels instead (matvec_vnni.cpp). LOWBIT_FORCE_SCALAR=1 in the
 // environment, or force_scalar(true), makes every call use the scalar reference.
 #pragma once
 
@@ -41,7 +42,7 @@ struct ActRow {
   const int32_t* sum16 = nullptr;
   const float* x = nullptr;
   const uint8_t* u8 = nullptr;         // q + 128, for the VNNI kernels (may be null)
-  const int16_t* sum16_i16 = nullptr;  // sum16 as int16 (null with u8)
+  const int16_t* sum16_i16 = nullptr;  // sum16 as int16 (set together with u8)
 };
 ActRow act_row(const QuantizedActs& a, size_t row);
 
@@ -57,9 +58,9 @@ void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block
 // y[r] = Σ_i w[r, i] · a[i] for the n_rows consecutive rows of w (row_bytes apart), each of
 // row_len values stored as `t`.
 void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
-// The same for n_acts tokens: y[t * ld_y + r] for activation row acts[t]. Q8_0, Q4_K and
-// Q6_K decode each weight vector once for four tokens; the table-decoded types (IQ4_*,
-// IQ3_*, IQ2_*) decode each row once for all the tokens.
+// The same for n_acts tokens: y[t * ld_y + r] for activation row acts[t]. With the VNNI
+// kernels, one pass per token; otherwise Q8_0, Q4_K and Q6_K decode each weight vector once
+// for four tokens, and the table-decoded types (IQ4_*, IQ3_*, IQ2_*) each row once for all.
 void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
                     size_t n_acts, float* y, size_t ld_y);
 // The scalar reference of dot_rows, whatever force_scalar says.

@@ -242,7 +242,9 @@ void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, 
     return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
   // One VNNI pass per token: as fast per value as the multi-token kernels, and each token
   // then sums in generation's order (a batch and token-by-token steps agree).
-  if (n_acts && acts[0].u8 && has_matvec_vnni(t) && packed_gemm_is_fast()) {
+  const bool all_u8 =
+      std::all_of(acts, acts + n_acts, [](const ActRow& a) { return a.u8 != nullptr; });
+  if (n_acts && all_u8 && has_matvec_vnni(t) && packed_gemm_is_fast()) {
     for (size_t i = 0; i < n_acts; ++i)
       matvec_vnni(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
     return;

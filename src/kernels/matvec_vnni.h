@@ -14,7 +14,8 @@ namespace lowbit::kernels {
 bool has_matvec_vnni(DType t);
 
 // dot_rows for one of those types: y[r] = row r · a for the n_rows rows of w, row_bytes
-// apart. a.u8 and a.sum16_i16 must be set (act_row does).
+// apart. a is quantized in the type's activation blocks, with u8, sum16_i16 (and d, sum16)
+// set, as act_row sets them. Each call first prepares the token (row_len bytes).
 void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
                  const ActRow& a, float* y);
 

@@ -374,5 +374,36 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   EXPECT_NE(r.err.find("--act-order excludes --no-act-order"), std::string::npos) << r.err;
 }
 
+// The quantized path on the fast kernels (the default) against the fp32 reference: block 0's
+// q/k/v see the same inputs (the normalized embeddings) and come out the same; the blocks
+// after a quantized one see 8-bit-activation outputs, so some bytes move, and every tensor
+// stays within 5% of the reference run's output error and below rounding's.
+TEST(GptqModel, SequentialDriverOnTheFastKernelsMatchesTheReferencePath) {
+  const Model m = load_model(test::shared_path("models/tinyllm-8m"));
+  const auto tokens = calibration_tokens(m);
+  const auto types = q4_k_m_types(m);
+  SequentialOptions o;
+  o.calib.n_samples = 4;
+  o.calib.n_ctx = 64;
+  o.gptq.act_order = false;
+  o.gptq.damp = 0.1;
+  ASSERT_TRUE(o.fast_kernels);
+  const SequentialResult fast = quantize_sequential(m, tokens, types, o);
+  o.fast_kernels = false;
+  const SequentialResult ref = quantize_sequential(m, tokens, types, o);
+  ASSERT_EQ(fast.tensors.size(), ref.tensors.size());
+  for (const char* name : {"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"})
+    EXPECT_EQ(fast.tensors.at(name).bytes, ref.tensors.at(name).bytes) << name;
+  size_t moved = 0;
+  for (const auto& [name, r] : ref.tensors) {
+    const PrecomputedTensor& f = fast.tensors.at(name);
+    moved += f.bytes != r.bytes;
+    if (name == "token_embd.weight") continue;
+    EXPECT_NEAR(f.rel_output_error, r.rel_output_error, 0.05 * r.rel_output_error) << name;
+    EXPECT_LT(f.rel_output_error, 0.95 * f.rel_output_error_rtn) << name;
+  }
+  EXPECT_GT(moved, 0u);  // the option reaches the engine
+}
+
 }  // namespace
 }  // namespace lowbit

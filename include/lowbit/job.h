@@ -149,6 +149,9 @@ struct CalibrationSource {
   std::string stats;  // or statistics saved by calibrate (imatrix; Hessians for static GPTQ)
   size_t samples = 128, ctx = 512;  // windows and tokens per window
   uint64_t seed = 1;                // seed of the window offsets
+  // Block-by-block methods run the finished blocks on the fast kernels (8-bit activations,
+  // SequentialOptions::fast_kernels); false: on the fp32 reference.
+  bool fast_kernels = true;
 };
 
 struct QuantizeJob {

@@ -39,6 +39,11 @@ enum class AwqObjective { Block, Layer };
 
 struct SequentialOptions {
   CalibrationOptions calib;  // windows, their length, seed, threads (0: all cores)
+  // The quantized path's forward passes on the fast kernels (lowbit/kernels.h): a finished
+  // block's quantized linears multiply 8-bit activations (packed int8 panels on AVX-512
+  // VNNI), float ones go through BLAS as in the reference. false: the fp32 reference
+  // (weights dequantized, BLAS) for every pass. The unquantized reference is always fp32.
+  bool fast_kernels = true;
   GptqOptions gptq;
   bool gptq_rounding = true;  // GPTQ; false = round to nearest (e.g. AWQ alone)
   bool fp_targets = false;    // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own

@@ -118,7 +118,9 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   };
   // Both engines run one window at a time: a KV cache of T positions (not the model's context).
   const EngineOptions eo{resolve_threads(o.calib.n_threads), static_cast<uint32_t>(T)};
-  Engine quant(m, eo);  // the quantized path: weights replaced as they are done
+  EngineOptions quant_options = eo;
+  quant_options.fast = o.fast_kernels;
+  Engine quant(m, quant_options);  // the quantized path: weights replaced as they are done
   // The unquantized reference, for fp targets and learned rounding (it has its own KV cache).
   std::optional<Engine> ref;
   if (o.learn && o.awq)

@@ -197,6 +197,10 @@ const std::map<std::string, Setter>& setters() {
       {"calib-samples", [](S& s, V n, V v) { s.job.calib.samples = number<size_t>(n, v); }},
       {"calib-ctx", [](S& s, V n, V v) { s.job.calib.ctx = number<size_t>(n, v); }},
       {"seed", [](S& s, V n, V v) { s.job.calib.seed = number<uint64_t>(n, v); }},
+      {"calib-kernels",
+       [](S& s, V n, V v) {
+         s.job.calib.fast_kernels = choice<bool>(n, v, {{"fast", true}, {"reference", false}});
+       }},
       {"resume", [](S& s, V n, V v) { s.job.resume = boolean(n, v); }},
       {"damp", [](S& s, V n, V v) { s.job.method.gptq.damp = number<double>(n, v); }},
       {"act-order", [](S& s, V n, V v) { s.act_order = boolean(n, v); }},

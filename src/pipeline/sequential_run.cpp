@@ -61,6 +61,7 @@ QuantizeReport run_sequential(JobRun& run, QuantizeOptions q, bool awq, bool gpt
   so.calib.n_ctx = job.calib.ctx;
   so.calib.seed = job.calib.seed;
   so.calib.n_threads = job.threads;
+  so.fast_kernels = job.calib.fast_kernels;
   so.gptq = gguf_gptq_options(run);
   so.fp_targets = job.method.gptq.fp_targets;
   so.on_layer = [&run](uint32_t l, uint32_t n, double sec) {

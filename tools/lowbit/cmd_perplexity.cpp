@@ -54,7 +54,7 @@ Action add_perplexity(CLI::App& app) {
   c->add_option("--save-logits", o->p.save_logits, "store this model's distributions for later --kl-divergence");
   c->add_option("--save-top-k", o->p.save_top_k, "with --save-logits: keep only the top k (0: full, f16)")->capture_default_str();
   c->add_option("--kl-divergence", o->p.kl_base, "compare with distributions saved by --save-logits");
-  add_engine_flags(c, o->engine, "reference");
+  add_engine_flags(c, o->engine, "fast");
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
   c->add_flag("--json", o->json, "print the results as JSON on stdout");
   c->add_flag("-q,--quiet", o->quiet, "no progress on stderr");

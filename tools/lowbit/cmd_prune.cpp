@@ -61,6 +61,7 @@ Action add_prune(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--calib", j.calib.text, "calibration text (wanda, sparsegpt, structured scores)");
   add_calibration_source_flags(c, j.calib);
+  add_calib_kernels_flag(c, j.calib);
   add_threads_option(c, j.threads);
   c->add_option("--tokenizer", j.tokenizer, "llama2.c tokenizer .bin");
   c->add_flag("--json", f->json, "print the summary as JSON on stdout");

@@ -106,6 +106,7 @@ Action add_sweep(CLI::App& app) {
   c->add_option("model", o->job.model, "model directory, .gguf file or llama2.c .bin")->required();
   c->add_option("--calib", o->job.calib.text, "calibration text (sensitivity, and the calibrated methods)")->required();
   add_calibration_source_flags(c, o->job.calib);
+  add_calib_kernels_flag(c, o->job.calib);
   c->add_option("-f,--file", o->eval_text, "evaluation text (e.g. WikiText-2 test)")->required();
   c->add_option("-o,--output", o->out_dir, "directory for sweep.csv and sweep.svg")->required();
   c->add_option("--bpw", o->bpw, "budgets FROM:TO:STEP in bits per weight")->capture_default_str();

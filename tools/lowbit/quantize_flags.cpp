@@ -37,6 +37,14 @@ void add_calibration_source_flags(CLI::App* c, CalibrationSource& s) {
   c->add_option("--seed", s.seed, "seed of the window offsets")->capture_default_str();
 }
 
+void add_calib_kernels_flag(CLI::App* c, CalibrationSource& s) {
+  c->add_option_function<std::string>(
+       "--calib-kernels", [&s](const std::string& v) { s.fast_kernels = v == "fast"; },
+       "gptq, awq, learned rounding: the forward passes through the finished blocks on the fast "
+       "kernels (8-bit activations) or the fp32 reference (default fast)")
+      ->check(CLI::IsMember({"fast", "reference"}));
+}
+
 void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
   JobSettings& s = f.s;
   QuantizeJob& j = s.job;
@@ -76,6 +84,7 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
   c->add_option("--calib", j.calib.text, "calibration text: collect statistics before quantizing");
   add_calibration_source_flags(c, j.calib);
+  add_calib_kernels_flag(c, j.calib);
   c->add_option("--damp", j.method.gptq.damp,
                 "gptq: dampening as a fraction of the mean Hessian diagonal (default 0.1 for GGUF "
                 "types, 0.01 for int types)");

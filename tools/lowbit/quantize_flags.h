@@ -31,6 +31,8 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f);
 void add_sensitivity_flags(CLI::App* c, SensitivityParams& s);
 // The calibration flags that describe the source (shared with calibrate and sweep).
 void add_calibration_source_flags(CLI::App* c, CalibrationSource& s);
+// --calib-kernels: the block-by-block methods' forward passes (CalibrationSource::fast_kernels).
+void add_calib_kernels_flag(CLI::App* c, CalibrationSource& s);
 // The job the flags describe (lowbit::make_job; the library validates it when it runs).
 QuantizeJob job_from_flags(const QuantizeFlags& f);
 // Progress lines on stderr for every stage (nothing when quiet); cancels the job once

@@ -272,6 +272,15 @@ std::map<std::string, DType> q4_k_m_types(const Model& m) {
   for (const TensorPlan& p : plan_quantization(m, po)) types[p.name] = p.type;
   return types;
 }
+// GPTQ without act-order, damp 0.1, on 4 calibration windows of 64 tokens.
+SequentialOptions four_windows_of_64() {
+  SequentialOptions o;
+  o.calib.n_samples = 4;
+  o.calib.n_ctx = 64;
+  o.gptq.act_order = false;
+  o.gptq.damp = 0.1;
+  return o;
+}
 
 // The block-by-block driver: every planned weight is quantized, the embedding by rounding,
 // the linears with a lower output error than rounding under the Hessian they were given,
@@ -280,11 +289,7 @@ TEST(GptqModel, SequentialDriverQuantizesEveryBlockBelowRoundingError) {
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
   const auto tokens = calibration_tokens(m);
   const auto types = q4_k_m_types(m);
-  SequentialOptions o;
-  o.calib.n_samples = 4;
-  o.calib.n_ctx = 64;
-  o.gptq.act_order = false;
-  o.gptq.damp = 0.1;
+  SequentialOptions o = four_windows_of_64();
   const SequentialResult res = quantize_sequential(m, tokens, types, o);
   EXPECT_EQ(res.activation_bytes, 4u * 64 * 256 * 4);
   EXPECT_EQ(res.layer_seconds.size(), 8u);
@@ -382,11 +387,7 @@ TEST(GptqModel, SequentialDriverOnTheFastKernelsMatchesTheReferencePath) {
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
   const auto tokens = calibration_tokens(m);
   const auto types = q4_k_m_types(m);
-  SequentialOptions o;
-  o.calib.n_samples = 4;
-  o.calib.n_ctx = 64;
-  o.gptq.act_order = false;
-  o.gptq.damp = 0.1;
+  SequentialOptions o = four_windows_of_64();
   ASSERT_TRUE(o.fast_kernels);
   const SequentialResult fast = quantize_sequential(m, tokens, types, o);
   o.fast_kernels = false;

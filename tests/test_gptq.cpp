@@ -377,6 +377,19 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
                      "--act-order", "--no-act-order"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--act-order excludes --no-act-order"), std::string::npos) << r.err;
+  // The reference forward passes are named in the label (and so in the checkpoint's
+  // fingerprint); a kernel name that does not exist is refused.
+  r = test::run_cli({"quantize", model, "-o", dir.file("r.gguf"), "--type", "Q4_K_M", "--method",
+                     "gptq", "--calib", calib, "--calib-samples", "4", "--calib-ctx", "64", "-q",
+                     "--calib-kernels", "reference"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(GgufFile::open(dir.file("r.gguf"))->get_string("lowbit.quantize.method"),
+            "gptq sequential calib=4x64 damp=0.1 act_order=0 kernels=reference");
+  r = test::run_cli({"quantize", model, "-o", dir.file("y.gguf"), "--method", "gptq", "--calib",
+                     calib, "--calib-kernels", "int8"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("--calib-kernels"), std::string::npos) << r.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("y.gguf")));
 }
 
 // The quantized path on the fast kernels (the default) against the fp32 reference: block 0's

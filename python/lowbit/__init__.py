@@ -230,8 +230,10 @@ class EvalResult(dict):
     __getattr__ = dict.__getitem__
 
 
-def _eval(call, with_kld, ctx, chunks, threads, progress):
-    options = _capi.EvalOptions(ctx, chunks, threads)
+def _eval(call, with_kld, ctx, chunks, threads, progress, kernels):
+    if kernels not in ("fast", "reference"):
+        raise ValueError(f"kernels must be 'fast' or 'reference', not {kernels!r}")
+    options = _capi.EvalOptions(ctx, chunks, threads, kernels == "reference")
     result = _capi.EvalResult()
     _Interruptible(progress).run(lambda cb: call(ctypes.byref(options), cb, ctypes.byref(result)))
     names = ["ppl", "ppl_stderr", "n_tokens", "n_chunks"]
@@ -244,18 +246,19 @@ def _model(m):
     return m if isinstance(m, Model) else Model(m)
 
 
-def perplexity(model, text, ctx=512, chunks=0, threads=0, progress=None):
-    """Perplexity of `model` on the text file (llama.cpp's protocol)."""
+def perplexity(model, text, ctx=512, chunks=0, threads=0, progress=None, kernels="fast"):
+    """Perplexity of `model` on the text file (llama.cpp's protocol); kernels: "fast" (8-bit
+    activations) or "reference" (fp32)."""
     m = _model(model)
     return _eval(lambda o, cb, r: _lib.lowbit_perplexity(m._handle, str(text).encode(), o, cb, None, r), False, ctx, chunks,
-                 threads, progress)
+                 threads, progress, kernels)
 
 
-def kl_divergence(base, model, text, ctx=512, chunks=0, threads=0, progress=None):
+def kl_divergence(base, model, text, ctx=512, chunks=0, threads=0, progress=None, kernels="fast"):
     """KL divergence of `model`'s next-token distributions from `base`'s, with `model`'s perplexity."""
     b, m = _model(base), _model(model)
     return _eval(lambda o, cb, r: _lib.lowbit_kl_divergence(b._handle, m._handle, str(text).encode(), o, cb, None, r), True,
-                 ctx, chunks, threads, progress)
+                 ctx, chunks, threads, progress, kernels)
 
 
 def generate(model, prompt, n_predict=64, temperature=0.8, top_k=40, top_p=0.95, seed=0, threads=0):

@@ -27,7 +27,7 @@ class TensorReport(Structure):
 
 
 class EvalOptions(Structure):
-    _fields_ = [("ctx", c_uint32), ("max_chunks", c_size_t), ("threads", c_int)]
+    _fields_ = [("ctx", c_uint32), ("max_chunks", c_size_t), ("threads", c_int), ("reference_kernels", c_int)]
 
 
 class EvalResult(Structure):

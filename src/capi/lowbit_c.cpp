@@ -143,7 +143,7 @@ lowbit::EngineOptions engine_options(const lowbit::Model& m, const lowbit_eval_o
   const uint32_t ctx =
       o && o->ctx ? o->ctx : std::min(512u, m.config.n_ctx ? m.config.n_ctx : 512u);
   lowbit::EngineOptions eo{o ? o->threads : 0, ctx};
-  eo.fast = true;  // as the CLI's perplexity: within 0.05% of the fp32 reference
+  eo.fast = !(o && o->reference_kernels);  // as the CLI's perplexity
   return eo;
 }
 

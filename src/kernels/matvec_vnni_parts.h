@@ -27,9 +27,9 @@ constexpr size_t kAheadNear = 3072, kAheadFar = 32768;
 // lines 64 bytes apart covering `kBytes` from the distance past p
 template <size_t kBytes, bool kFar = false>
 inline void prefetch_block(const void* p) {
+  constexpr auto kHint = kFar ? _MM_HINT_T1 : _MM_HINT_T0;
   const char* c = static_cast<const char*>(p) + (kFar ? kAheadFar : kAheadNear);
-  for (size_t off = 0; off < kBytes; off += 64)
-    _mm_prefetch(c + off, kFar ? _MM_HINT_T1 : _MM_HINT_T0);
+  for (size_t off = 0; off < kBytes; off += 64) _mm_prefetch(c + off, kHint);
 }
 
 // The token as the kernels read it, made once per call (one call covers a thread's rows).

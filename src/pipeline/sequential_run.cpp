@@ -39,6 +39,7 @@ std::string method_label(const JobRun& run, const SequentialOptions& so) {
     if (so.awq_clip) label += " awq_clip=1";
     if (!so.gptq_rounding) label += fmt::format(" awq_sub_passes={}", so.awq_sub_passes);
   }
+  if (!so.fast_kernels) label += " kernels=reference";  // (also keeps checkpoints apart)
   return label;
 }
 

@@ -38,11 +38,12 @@ void add_calibration_source_flags(CLI::App* c, CalibrationSource& s) {
 }
 
 void add_calib_kernels_flag(CLI::App* c, CalibrationSource& s) {
-  c->add_option_function<std::string>(
-       "--calib-kernels", [&s](const std::string& v) { s.fast_kernels = v == "fast"; },
-       "gptq, awq, learned rounding: the forward passes through the finished blocks on the fast "
-       "kernels (8-bit activations) or the fp32 reference (default fast)")
-      ->check(CLI::IsMember({"fast", "reference"}));
+  c->add_option("--calib-kernels", s.fast_kernels,
+                "gptq, awq, learned rounding: the forward passes through the finished blocks on "
+                "the fast kernels (8-bit activations) or the fp32 reference")
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, bool>{{"fast", true}, {"reference", false}}))
+      ->default_str("fast");
 }
 
 void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {

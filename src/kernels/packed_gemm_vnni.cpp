@@ -1,7 +1,8 @@
 // The AVX-512 VNNI product on 16-row panels (layout in lowbit/kernels.h). A register tile is
 // the panel's 16 rows (one zmm lane each) × T tokens: per 4 columns, one load of the codes
 // and, per token, vpdpbusd with the token's 4 activation bytes broadcast to every lane.
-// Sub-block sums are scaled in int32 (vpmulld), the block's sum is converted to f32 once and
+// Sub-block sums are scaled in int32 (vpmulld); the 32-value types without sub-block scales
+// take vpdpbusd straight into the block's sum. That sum is converted to f32 once and
 // multiplied by d·d_act, exactly as packed_gemm_reference does. Compiled for these
 // instructions through function attributes only; called after vnni_available().
 #include <algorithm>
@@ -18,6 +19,24 @@ namespace lowbit::kernels {
 namespace {
 
 constexpr size_t kPanel = PackedRows::kPanel;
+
+// sums[p][t] += the codes of groups [0, kGroups) from byte `codes` of record rec[p] · token t's
+// activations from column c (a group: 4 columns, one vpdpbusd per panel and token).
+template <int P, int T, int kGroups>
+LOWBIT_VNNI __attribute__((always_inline)) inline void dot_groups(const uint8_t* const* rec,
+                                                                  size_t codes,
+                                                                  const uint8_t* const* act,
+                                                                  size_t c, __m512i (&sums)[P][T]) {
+#pragma GCC unroll 8
+  for (int k = 0; k < kGroups; ++k) {
+    __m512i v[P];
+    for (int p = 0; p < P; ++p) v[p] = _mm512_loadu_si512(rec[p] + codes + 64 * k);
+    for (int t = 0; t < T; ++t) {
+      const __m512i u = _mm512_set1_epi32(load_i32(act[t] + c + 4 * k));
+      for (int p = 0; p < P; ++p) sums[p][t] = _mm512_dpbusd_epi32(sums[p][t], u, v[p]);
+    }
+  }
+}
 
 // P consecutive panels (16·P rows) × T tokens; rows[p] masks the rows that exist.
 template <int P, int T, int kSub, bool kScaled, bool kMin>
@@ -42,28 +61,19 @@ LOWBIT_VNNI void tile(const PackedRows& w, const RecordLayout& l, const uint8_t*
     __m512i isum[P][T];
     for (int p = 0; p < P; ++p)
       for (int t = 0; t < T; ++t) isum[p][t] = _mm512_setzero_si512();
-    for (int s = 0; s < w.n_sub; ++s) {
-      __m512i part[P][T];
-      for (int p = 0; p < P; ++p)
-        for (int t = 0; t < T; ++t) part[p][t] = _mm512_setzero_si512();
-      const size_t codes = static_cast<size_t>(s) * kGroups * 64;
-      const size_t c = c0 + static_cast<size_t>(s) * w.sub;
-#pragma GCC unroll 8
-      for (int k = 0; k < kGroups; ++k) {
-        __m512i v[P];
-        for (int p = 0; p < P; ++p) v[p] = _mm512_loadu_si512(rec[p] + codes + 64 * k);
-        for (int t = 0; t < T; ++t) {
-          const __m512i u = _mm512_set1_epi32(load_i32(act[t] + c + 4 * k));
-          for (int p = 0; p < P; ++p) part[p][t] = _mm512_dpbusd_epi32(part[p][t], u, v[p]);
-        }
-      }
-      for (int p = 0; p < P; ++p) {
-        if constexpr (kScaled) {
+    if constexpr (!kScaled) {  // one unscaled sub-block: vpdpbusd straight into the sums
+      dot_groups<P, T, kGroups>(rec, 0, act, c0, isum);
+    } else {
+      for (int s = 0; s < w.n_sub; ++s) {
+        __m512i part[P][T];
+        for (int p = 0; p < P; ++p)
+          for (int t = 0; t < T; ++t) part[p][t] = _mm512_setzero_si512();
+        dot_groups<P, T, kGroups>(rec, static_cast<size_t>(s) * kGroups * 64, act,
+                                  c0 + static_cast<size_t>(s) * w.sub, part);
+        for (int p = 0; p < P; ++p) {
           const __m512i sc = _mm512_loadu_si512(rec[p] + l.scale + s * 64);
           for (int t = 0; t < T; ++t)
             isum[p][t] = _mm512_add_epi32(isum[p][t], _mm512_mullo_epi32(part[p][t], sc));
-        } else {
-          for (int t = 0; t < T; ++t) isum[p][t] = _mm512_add_epi32(isum[p][t], part[p][t]);
         }
       }
     }

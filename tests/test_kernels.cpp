@@ -199,6 +199,70 @@ TEST(Kernels, ActivationQuantizationIsTheReferenceOnEveryInstructionSet) {
   }
 }
 
+// Rows quantized in pieces (as the engine spreads them over threads) equal quantize_acts of
+// the whole batch on every instruction set; a range past the sized rows is refused.
+TEST(Kernels, ActivationRowRangesEqualTheWholeBatch) {
+  const size_t n_rows = 5, row_len = 512;
+  const auto x = gaussian(n_rows * row_len, 4);
+  for (uint32_t block : {32u, 256u})
+    for (int64_t isa : kernels::available_isas()) {
+      kernels::restrict_isa(isa);
+      SCOPED_TRACE("isa " + kernels::isa_name(isa) + ", block " + std::to_string(block));
+      kernels::QuantizedActs whole, parts;
+      kernels::quantize_acts(x.data(), n_rows, row_len, block, whole);
+      kernels::resize_acts(parts, n_rows, row_len, block);
+      for (size_t r0 : {3u, 0u, 1u}) kernels::quantize_act_rows(x.data(), r0, r0 + 2, parts);
+      EXPECT_EQ(parts.q, whole.q);
+      EXPECT_EQ(parts.d, whole.d);
+      EXPECT_EQ(parts.sum16, whole.sum16);
+      EXPECT_EQ(parts.u8, whole.u8);
+      EXPECT_EQ(parts.sum16_i16, whole.sum16_i16);
+      EXPECT_NE(test::expect_error([&] {
+                  kernels::quantize_act_rows(x.data(), 4, 6, parts);
+                }).find("rows [4, 6) of 5"),
+                std::string::npos);
+    }
+  kernels::restrict_isa(0);
+}
+
+// SwiGLU's step on every instruction set: within a few ulp of the std::exp reference over
+// the whole float range (the exponential's cap and overflow included), NaN kept, and each
+// value's result the same at any position and array length (vector body or masked tail).
+TEST(Kernels, SiluMulIsTheReferenceOnEveryInstructionSet) {
+  auto gate = gaussian(1000, 5), up = gaussian(1000, 6);
+  for (size_t i = 0; i < gate.size(); ++i) gate[i] *= 6;  // silu's curved part and both tails
+  const float extremes[] = {-1e30f, -150.0f, -104.0f, -88.5f, -60.0f, -30.0f, -20.0f, -0.0f,
+                            0.0f,   1e-30f,  20.0f,   88.5f,  150.0f, 1e30f,  3e38f};
+  for (size_t i = 0; i < std::size(extremes); ++i) gate[10 + i] = extremes[i];
+  gate[40] = std::nanf("");
+  auto ref = gate;
+  kernels::silu_mul_reference(ref.data(), up.data(), ref.size());
+  EXPECT_TRUE(std::isnan(ref[40]));
+  for (int64_t isa : kernels::available_isas()) {
+    kernels::restrict_isa(isa);
+    SCOPED_TRACE(kernels::isa_name(isa));
+    auto y = gate;
+    kernels::silu_mul(y.data(), up.data(), y.size());
+    for (size_t i = 0; i < y.size(); ++i) {
+      if (!std::isfinite(ref[i])) {  // NaN stays NaN, ±inf the same infinity
+        EXPECT_TRUE(std::isnan(ref[i]) ? std::isnan(y[i]) : y[i] == ref[i]) << i;
+        continue;
+      }
+      EXPECT_NEAR(y[i], ref[i], 4e-7f * std::abs(ref[i]) + 1e-30f) << i << " " << gate[i];
+    }
+    for (size_t len : {1u, 7u, 17u, 33u}) {  // shifted starts and lengths: masked tails
+      for (size_t start : {0u, 3u, 21u}) {
+        auto z = gate;
+        kernels::silu_mul(z.data() + start, up.data() + start, len);
+        for (size_t i = start; i < start + len; ++i)
+          if (i != 40) ASSERT_EQ(z[i], y[i]) << start << " " << len << " " << i;
+        EXPECT_EQ(z[start + len], gate[start + len]);  // nothing written past the end
+      }
+    }
+  }
+  kernels::restrict_isa(0);
+}
+
 // The W8A8 GEMM: every instruction set gives the reference's exact int32 sums, for tile
 // edges (rows and tokens not multiples of the micro-tile) and row tails (cols not a
 // multiple of the vector width), including the extreme codes ±127.

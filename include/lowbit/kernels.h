@@ -54,6 +54,11 @@ uint32_t act_block(DType t);
 
 // Quantizes n_rows rows of x [n_rows, row_len] (row_len a multiple of block) to `out`.
 void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block, QuantizedActs& out);
+// quantize_acts in two steps, for callers that spread the rows over threads: resize_acts sizes
+// `out` for n_rows × row_len in blocks of `block` (and checks them), then quantize_act_rows
+// fills rows [r0, r1) of it from the whole x [n_rows, row_len]. Disjoint ranges may run at once.
+void resize_acts(QuantizedActs& out, size_t n_rows, size_t row_len, uint32_t block);
+void quantize_act_rows(const float* x, size_t r0, size_t r1, QuantizedActs& out);
 
 // y[r] = Σ_i w[r, i] · a[i] for the n_rows consecutive rows of w (row_bytes apart), each of
 // row_len values stored as `t`.
@@ -134,6 +139,12 @@ void round_acts_to_range(float* x, size_t n, int bits, float clip, float range);
 // token, or clip · *range / qmax for every row (a range of 0 throws Argument).
 void quantize_acts_rounded(const float* x, size_t n_rows, size_t row_len, uint32_t block, int bits,
                            float clip, const float* range, QuantizedActs& out);
+
+// SwiGLU's element-wise step: gate[i] ← gate[i] / (1 + e^(−gate[i])) · up[i] for i < n. The
+// vector form's exponential is a few ulp from std::exp's (the reference); every value's result
+// depends on that value alone, so a token's row gives the same result alone or in a batch.
+void silu_mul(float* gate, const float* up, size_t n);
+void silu_mul_reference(float* gate, const float* up, size_t n);
 
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).

@@ -132,9 +132,9 @@ void resize_acts(QuantizedActs& out, size_t n_rows, size_t row_len, uint32_t blo
 
 }  // namespace
 
-void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,
+void quantize_act_blocks_reference(const float* x, size_t b0, size_t b1, uint32_t block,
                                    QuantizedActs& out) {
-  for (size_t b = 0; b < n_blocks; ++b) {
+  for (size_t b = b0; b < b1; ++b) {
     const float* xb = x + b * block;
     const float amax = max_abs(xb, block);
     const float d = amax / 127.0f, id = inverse_scale(d);
@@ -162,8 +162,19 @@ void round_acts_per_token(float* x, size_t rows, size_t cols, int bits, float cl
 void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block,
                    QuantizedActs& out) {
   resize_acts(out, n_rows, row_len, block, "quantize_acts");
-  if (g_force_scalar) return quantize_act_blocks_reference(x, n_rows * row_len / block, block, out);
-  quantize_act_blocks_simd(x, n_rows * row_len / block, block, out);
+  quantize_act_rows(x, 0, n_rows, out);
+}
+
+void resize_acts(QuantizedActs& out, size_t n_rows, size_t row_len, uint32_t block) {
+  resize_acts(out, n_rows, row_len, block, "quantize_acts");
+}
+
+void quantize_act_rows(const float* x, size_t r0, size_t r1, QuantizedActs& out) {
+  if (r0 > r1 || r1 > out.n_rows)
+    fail(ErrorKind::Argument, "quantize_act_rows: rows [{}, {}) of {}", r0, r1, out.n_rows);
+  const size_t per_row = out.row_len / out.block, b0 = r0 * per_row, b1 = r1 * per_row;
+  if (g_force_scalar) return quantize_act_blocks_reference(x, b0, b1, out.block, out);
+  quantize_act_blocks_simd(x, b0, b1, out.block, out);
 }
 
 void round_act_rows_reference(const float* x, size_t n_rows, size_t row_len, int bits, float clip,

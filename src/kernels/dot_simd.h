@@ -20,9 +20,11 @@ inline float inverse_scale(float d) {
   const float id = d > 0 ? 1.0f / d : 0.0f;
   return id <= 3.0e38f ? id : 0.0f;
 }
-// kernels::quantize_acts after its checks and resizes: n_blocks blocks of `block` values.
-void quantize_act_blocks_simd(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out);
-void quantize_act_blocks_reference(const float* x, size_t n_blocks, uint32_t block,
+// kernels::quantize_acts after its checks and resizes: blocks [b0, b1) of `block` values,
+// block b at x + b · block.
+void quantize_act_blocks_simd(const float* x, size_t b0, size_t b1, uint32_t block,
+                              QuantizedActs& out);
+void quantize_act_blocks_reference(const float* x, size_t b0, size_t b1, uint32_t block,
                                    QuantizedActs& out);
 // The largest code of `bits`-bit activations, and the step of round_acts_to_range and
 // quantize_acts_rounded for a range (0: the values stay as they are).

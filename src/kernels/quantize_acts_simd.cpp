@@ -19,8 +19,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 
-void QuantizeActBlocks(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out) {
-  quantize_act_blocks_reference(x, n_blocks, block, out);
+void QuantizeActBlocks(const float* x, size_t b0, size_t b1, uint32_t block, QuantizedActs& out) {
+  quantize_act_blocks_reference(x, b0, b1, block, out);
 }
 
 void RoundActRows(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
@@ -34,13 +34,13 @@ void RoundActRows(const float* x, size_t n_rows, size_t row_len, int bits, float
 using DF = hn::CappedTag<float, 16>;
 using DI = hn::RebindToSigned<DF>;
 
-void QuantizeActBlocks(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out) {
+void QuantizeActBlocks(const float* x, size_t b0, size_t b1, uint32_t block, QuantizedActs& out) {
   const DF df;
   const DI di;
   const hn::Rebind<int16_t, DF> d16;
   const hn::Rebind<uint8_t, DF> d8;
   const size_t N = hn::Lanes(df);
-  for (size_t b = 0; b < n_blocks; ++b) {
+  for (size_t b = b0; b < b1; ++b) {
     const float* xb = x + b * block;
     auto vmax = hn::Zero(df);
     for (uint32_t i = 0; i < block; i += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + i)));
@@ -123,8 +123,9 @@ void round_act_rows_simd(const float* x, size_t n_rows, size_t row_len, int bits
   HWY_DYNAMIC_DISPATCH(RoundActRows)(x, n_rows, row_len, bits, clip, range, out);
 }
 
-void quantize_act_blocks_simd(const float* x, size_t n_blocks, uint32_t block, QuantizedActs& out) {
-  HWY_DYNAMIC_DISPATCH(QuantizeActBlocks)(x, n_blocks, block, out);
+void quantize_act_blocks_simd(const float* x, size_t b0, size_t b1, uint32_t block,
+                              QuantizedActs& out) {
+  HWY_DYNAMIC_DISPATCH(QuantizeActBlocks)(x, b0, b1, block, out);
 }
 
 }  // namespace lowbit::kernels

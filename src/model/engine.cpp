@@ -195,13 +195,24 @@ struct Engine::Impl {
   const float* acts_source = nullptr;
   size_t acts_tokens = 0;
   ActCodes acts_codes;
+  // x [n, cols] into acts, token rows over the pool (in chunks of 16) for a batch.
+  void quantize_rows(const float* x, size_t n, size_t cols, uint32_t block) {
+    constexpr size_t kRows = 16;
+    if (!pool || pool->size() == 1 || n < 2 * kRows)
+      return kernels::quantize_acts(x, n, cols, block, acts);
+    kernels::resize_acts(acts, n, cols, block);
+    auto task = [&](size_t i) {
+      kernels::quantize_act_rows(x, i * kRows, std::min(n, (i + 1) * kRows), acts);
+    };
+    pool->run((n + kRows - 1) / kRows, task);
+  }
   void quantize_input(const float* x, size_t n, size_t cols, const ActCodes& codes) {
     if (acts_source == x && acts_tokens == n && acts.row_len == cols && acts_codes == codes) return;
     if (codes.bits)
       kernels::quantize_acts_rounded(x, n, cols, codes.block, codes.bits, codes.clip,
                                      codes.range > 0 ? &codes.range : nullptr, acts);
     else
-      kernels::quantize_acts(x, n, cols, codes.block, acts);
+      quantize_rows(x, n, cols, codes.block);
     acts_source = x, acts_tokens = n, acts_codes = codes;
   }
   // x [n, cols] rounded as ActivationRounding says, into acts_rounded (range: the static
@@ -617,9 +628,11 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
   linear(*L.wgate, s.h.data(), n, s.gate.data());
   linear(*L.wup, s.h.data(), n, s.up.data());
-  for (size_t i = 0; i < n * F; ++i) {
-    const float g = s.gate[i];
-    s.gate[i] = g / (1.0f + std::exp(-g)) * s.up[i];
+  if (opts_.fast) {  // token rows over the pool (the reference keeps std::exp, one thread)
+    auto task = [&](size_t t) { kernels::silu_mul(&s.gate[t * F], &s.up[t * F], F); };
+    s.pool->run(n, task);
+  } else {
+    kernels::silu_mul_reference(s.gate.data(), s.up.data(), n * F);
   }
   s.acts_source = nullptr;
   if (c.ffn_down_hadamard) s.hadamard(s.gate.data(), n, F);

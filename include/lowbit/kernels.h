@@ -145,6 +145,10 @@ void quantize_acts_rounded(const float* x, size_t n_rows, size_t row_len, uint32
 // depends on that value alone, so a token's row gives the same result alone or in a batch.
 void silu_mul(float* gate, const float* up, size_t n);
 void silu_mul_reference(float* gate, const float* up, size_t n);
+// row[0, n) ← e^(row − max) / Σ e^(row − max) (n ≥ 1). The reference sums in double with
+// std::exp; the vector form sums in f32 lanes with Highway's Exp (within ~1e-6 of it).
+void softmax(float* row, size_t n);
+void softmax_reference(float* row, size_t n);
 
 // The scalar reference for every call (tests; the LOWBIT_FORCE_SCALAR environment variable
 // sets the initial value).

@@ -544,16 +544,6 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   L.v_cache.store(n_past_, s.v.data(), n);
   const float* keys = L.k_cache.rows(T, s.k_rows);
   const float* values = L.v_cache.rows(T, s.v_rows);
-  auto softmax = [&](float* row, size_t visible) {
-    const float mx = *std::max_element(row, row + visible);
-    double sum = 0;
-    for (size_t j = 0; j < visible; ++j) {
-      row[j] = std::exp(row[j] - mx);
-      sum += row[j];
-    }
-    const float inv = static_cast<float>(1.0 / sum);
-    for (size_t j = 0; j < visible; ++j) row[j] *= inv;
-  };
   if (opts_.fast) {
     // Heads are independent: one task each. Below packed_batch tokens, one query at a time
     // over its visible keys: the same BLAS calls on the same data as when the token comes
@@ -581,7 +571,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
           for (size_t t = 0; t < m; ++t) {
             const size_t visible = n_past_ + t0 + t + 1;
             float* row = rows.data() + t * keys_seen;
-            softmax(row, visible);
+            kernels::softmax(row, visible);
             std::fill(row + visible, row + keys_seen, 0.0f);
           }
           cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, hd, keys_seen, 1.0f,
@@ -596,7 +586,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
         // (matrix-vector calls: sgemm with one row packed its operands on every call).
         cblas_sgemv(CblasRowMajor, CblasNoTrans, visible, hd, scale, k_head, KV,
                     s.q.data() + t * Q + head * hd, 1, 0.0f, rows.data(), 1);
-        softmax(rows.data(), visible);
+        kernels::softmax(rows.data(), visible);
         cblas_sgemv(CblasRowMajor, CblasTrans, visible, hd, 1.0f, v_head, KV, rows.data(), 1, 0.0f,
                     out + t * Q, 1);
       }
@@ -611,7 +601,7 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     for (size_t t = 0; t < n; ++t) {  // causal softmax: token t sees keys 0 .. n_past + t
       float* row = s.scores.data() + t * T;
       const size_t visible = n_past_ + t + 1;
-      softmax(row, visible);
+      kernels::softmax_reference(row, visible);
       std::fill(row + visible, row + T, 0.0f);
     }
     // out_head[n, hd] = scores[n, T] · V_head[T, hd]

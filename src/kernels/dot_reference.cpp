@@ -166,10 +166,11 @@ void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block
 }
 
 void resize_acts(QuantizedActs& out, size_t n_rows, size_t row_len, uint32_t block) {
-  resize_acts(out, n_rows, row_len, block, "quantize_acts");
+  resize_acts(out, n_rows, row_len, block, "resize_acts");
 }
 
 void quantize_act_rows(const float* x, size_t r0, size_t r1, QuantizedActs& out) {
+  if (out.block == 0) fail(ErrorKind::Argument, "quantize_act_rows: activations not sized");
   if (r0 > r1 || r1 > out.n_rows)
     fail(ErrorKind::Argument, "quantize_act_rows: rows [{}, {}) of {}", r0, r1, out.n_rows);
   const size_t per_row = out.row_len / out.block, b0 = r0 * per_row, b1 = r1 * per_row;

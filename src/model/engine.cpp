@@ -165,11 +165,19 @@ struct Engine::Impl {
   // The Hadamard transform of `rows` rows of `len` values; on the fast path the rows are
   // split over the pool (each row is transformed alone, so the values do not change).
   void hadamard(float* x, size_t rows, uint32_t len) {
-    if (!pool || pool->size() == 1 || rows < 2) return kernels::hadamard_rows(x, rows, len);
-    const size_t parts = std::min<size_t>(rows, pool->size()), per = (rows + parts - 1) / parts;
+    for_chunks(rows, 1,
+               [&](size_t r0, size_t r1) { kernels::hadamard_rows(x + r0 * len, r1 - r0, len); });
+  }
+  // fn(i0, i1) over [0, n) in one piece per pool thread, each at least `min` long (one piece
+  // on the reference path, where there is no pool).
+  template <class Fn>
+  void for_chunks(size_t n, size_t min, Fn fn) {
+    const size_t parts =
+        pool ? std::clamp<size_t>(n / std::max<size_t>(min, 1), 1, pool->size()) : 1;
+    if (parts == 1) return fn(0, n);
+    const size_t per = (n + parts - 1) / parts;
     auto task = [&](size_t i) {
-      const size_t r0 = i * per;
-      if (r0 < rows) kernels::hadamard_rows(x + r0 * len, std::min(per, rows - r0), len);
+      if (i * per < n) fn(i * per, std::min(n, (i + 1) * per));
     };
     pool->run(parts, task);
   }
@@ -195,16 +203,10 @@ struct Engine::Impl {
   const float* acts_source = nullptr;
   size_t acts_tokens = 0;
   ActCodes acts_codes;
-  // x [n, cols] into acts, token rows over the pool (in chunks of 16) for a batch.
+  // x [n, cols] into acts, token rows over the pool (at least 16 per thread).
   void quantize_rows(const float* x, size_t n, size_t cols, uint32_t block) {
-    constexpr size_t kRows = 16;
-    if (!pool || pool->size() == 1 || n < 2 * kRows)
-      return kernels::quantize_acts(x, n, cols, block, acts);
     kernels::resize_acts(acts, n, cols, block);
-    auto task = [&](size_t i) {
-      kernels::quantize_act_rows(x, i * kRows, std::min(n, (i + 1) * kRows), acts);
-    };
-    pool->run((n + kRows - 1) / kRows, task);
+    for_chunks(n, 16, [&](size_t r0, size_t r1) { kernels::quantize_act_rows(x, r0, r1, acts); });
   }
   void quantize_input(const float* x, size_t n, size_t cols, const ActCodes& codes) {
     if (acts_source == x && acts_tokens == n && acts.row_len == cols && acts_codes == codes) return;
@@ -618,9 +620,9 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
   linear(*L.wgate, s.h.data(), n, s.gate.data());
   linear(*L.wup, s.h.data(), n, s.up.data());
-  if (opts_.fast) {  // token rows over the pool (the reference keeps std::exp, one thread)
-    auto task = [&](size_t t) { kernels::silu_mul(&s.gate[t * F], &s.up[t * F], F); };
-    s.pool->run(n, task);
+  if (opts_.fast) {  // over the pool in chunks (the reference keeps std::exp, one thread)
+    s.for_chunks(n * F, 4096,
+                 [&](size_t i0, size_t i1) { kernels::silu_mul(&s.gate[i0], &s.up[i0], i1 - i0); });
   } else {
     kernels::silu_mul_reference(s.gate.data(), s.up.data(), n * F);
   }

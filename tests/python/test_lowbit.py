@@ -136,8 +136,9 @@ def test_perplexity_kl_divergence_and_generation(tmp_path):
     k = lowbit.kl_divergence(base, q, WIKI, ctx=128, chunks=4)
     assert 0 < k.kld_mean < 0.1 and 0.5 < k.same_top1 <= 1
     assert abs(k.ppl_base - p.ppl) < 1e-6 * p.ppl
-    # The quantized model on the fp32 reference: within 0.2% of the fast kernels (the default).
-    fast, ref = (lowbit.perplexity(q, WIKI, ctx=128, chunks=4, kernels=k) for k in ("fast", "reference"))
+    # The quantized model on the fp32 reference: within 0.2% of the fast kernels (the default),
+    # on 6 windows of 512 as the C++ test (252 tokens spread by up to ~0.25% from rounding).
+    fast, ref = (lowbit.perplexity(q, WIKI, ctx=512, chunks=6, kernels=k) for k in ("fast", "reference"))
     assert fast.ppl != ref.ppl and abs(fast.ppl - ref.ppl) < 2e-3 * ref.ppl
     with pytest.raises(ValueError, match="kernels"):
         lowbit.perplexity(q, WIKI, kernels="int8")

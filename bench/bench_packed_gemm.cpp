@@ -105,7 +105,7 @@ void BM_MatVecInCache(benchmark::State& st) {
 
 void types(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::Q8_0, DType::Q8_0_S24, DType::Q4_0, DType::Q4_0_S24, DType::Q4_K,
-                  DType::Q6_K, DType::Q3_K, DType::IQ4_XS})
+                  DType::Q6_K, DType::Q3_K, DType::IQ4_XS, DType::Q5_K, DType::Q2_K})
     b->Arg(static_cast<int>(t));
 }
 BENCHMARK(BM_PackedPanels)->Apply(types)->Unit(benchmark::kMillisecond);

@@ -132,53 +132,73 @@ LOWBIT_VNNI float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const A
   return sum;
 }
 
+constexpr int kAndOr = 0xea;  // vpternlog's truth table for (a & b) | c
+
 // Q4_K and Q5_K: 8 sub-blocks of 32 with 6-bit scales and mins (block_layouts.h). qs[32g + l]
 // holds value 64g + l in its low nibble and 64g + 32 + l in its high one, so one 32-byte load
 // broadcast to both halves of a zmm and shifted by 0 | 4 gives values 64g .. 64g + 63.
-// Q5_K's fifth bit of value e is bit e / 32 of qh[e % 32]: qh broadcast, shifted by 2g | 2g + 1.
+// Q5_K's fifth bit of value e is bit e / 32 of qh[e % 32]: qh broadcast, bit 2g | 2g + 1
+// moved to bit 4.
 template <class Block>
 LOWBIT_VNNI float row_k_min(const Block* blk, size_t n_blocks, const ActRow& a, const Token& tok) {
   constexpr bool kFifth = std::is_same_v<Block, quant::BlockQ5_K>;
   const __m512i shift04 = halves(0, 4), low4 = _mm512_set1_epi8(15);
   const __m512i pick[4] = {halves(0, 1), halves(2, 3), halves(4, 5), halves(6, 7)};
-  const __m512i* fifth = pick;  // the same lane pattern: shifts 2g | 2g + 1
-  const __m512i one = _mm512_set1_epi8(1);
+  // Q5_K: bits 2g | 2g + 1 onto bit 4, shifting left for g < 2 and right after (within
+  // each int16 lane, so no bit that reaches bit 4 of a byte comes from its neighbour)
+  const __m512i to_bit4[4] = {halves(4, 3), halves(2, 1), halves(0, 1), halves(2, 3)};
+  const __m512i bit4 = _mm512_set1_epi8(0x10);
+  // 32-bit lanes of the block's first 16 bytes: [d dmin | u0 | u1 | u2] (u = the 12 scale
+  // bytes). Scale j < 4 is u0's byte j & 63, scale j >= 4 u2's nibble | u0's top bits << 4;
+  // the mins the same from u1 and u2's high nibbles.
+  const __m128i keep_low = _mm_set_epi32(0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f);
+  const __m128i keep_top = _mm_set_epi32(0x30303030, 0, 0x30303030, 0);
+  const __m128i nibble_shift = _mm_set_epi32(4, 0, 0, 0);
+  // int16 lanes 2j, 2j + 1 take min j (lane 8 + j of the unpacked scales)
+  const __m256i pick_min =
+      _mm256_set_epi16(15, 15, 14, 14, 13, 13, 12, 12, 11, 11, 10, 10, 9, 9, 8, 8);
   __m512 acc = _mm512_setzero_ps();
   __m256 min_acc = _mm256_setzero_ps();
   for (size_t b = 0; b < n_blocks; ++b) {
+    const int8_t* q = tok.q.data() + 256 * b;
     const Block& k = blk[b];
     prefetch_block<sizeof(Block)>(&k);
-    uint32_t u[3];
-    std::memcpy(u, k.scales, 12);  // scales j < 4: bytes 0..3, mins j < 4: bytes 4..7
-    const uint64_t sc = (u[0] & 0x3f3f3f3fu) |
-                        uint64_t{(u[2] & 0x0f0f0f0fu) | ((u[0] >> 6 & 0x03030303u) << 4)} << 32;
-    const uint64_t mn = (u[1] & 0x3f3f3f3fu) |
-                        uint64_t{(u[2] >> 4 & 0x0f0f0f0fu) | ((u[1] >> 6 & 0x03030303u) << 4)}
-                            << 32;
-    const __m512i scales =
-        _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(sc))));
-    const int8_t* q = tok.q.data() + 256 * b;
-    __m512i isum = _mm512_setzero_si512();
+    const __m128i head = _mm_loadu_si128(reinterpret_cast<const __m128i*>(&k));
+    const __m128i low = _mm_and_si128(
+        _mm_srlv_epi32(_mm_shuffle_epi32(head, _MM_SHUFFLE(3, 2, 3, 1)), nibble_shift), keep_low);
+    const __m128i top = _mm_and_si128(
+        _mm_srli_epi32(_mm_shuffle_epi32(head, _MM_SHUFFLE(2, 2, 1, 1)), 2), keep_top);
+    // int16 lanes 0..7: the scales, 8..15: the mins
+    const __m256i sc_mn = _mm256_cvtepu8_epi16(_mm_or_si128(low, top));
+    const __m512i scales = _mm512_castsi256_si512(sc_mn);
+    // [d·d_act, dmin·d_act, ...]
+    const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(head), _mm_broadcast_ss(a.d + b));
+    __m512i qh = _mm512_setzero_si512();
+    if constexpr (kFifth)
+      qh = _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh)));
+    __m512i isums[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};  // two chains
     for (int g = 0; g < 4; ++g) {
       const __m512i bytes = _mm512_broadcast_i64x4(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs + 32 * g)));
-      __m512i v = _mm512_and_si512(_mm512_srlv_epi16(bytes, shift04), low4);
-      if constexpr (kFifth) {
-        const __m512i qh =
-            _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh)));
-        const __m512i bit = _mm512_and_si512(_mm512_srlv_epi16(qh, fifth[g]), one);
-        v = _mm512_or_si512(v, _mm512_slli_epi16(bit, 4));
+      __m512i v;
+      if constexpr (kFifth) {  // (nibble & 15) | bit 2g (2g + 1) of qh moved to bit 4
+        const __m512i moved =
+            g < 2 ? _mm512_sllv_epi16(qh, to_bit4[g]) : _mm512_srlv_epi16(qh, to_bit4[g]);
+        const __m512i bit = _mm512_and_si512(moved, bit4);
+        v = _mm512_ternarylogic_epi32(_mm512_srlv_epi16(bytes, shift04), low4, bit, kAndOr);
+      } else {
+        v = _mm512_and_si512(_mm512_srlv_epi16(bytes, shift04), low4);
       }
       const __m512i pairs = _mm512_maddubs_epi16(v, _mm512_loadu_si512(q + 64 * g));
-      isum = _mm512_dpwssd_epi32(isum, pairs, _mm512_permutexvar_epi16(pick[g], scales));
+      isums[g & 1] =
+          _mm512_dpwssd_epi32(isums[g & 1], pairs, _mm512_permutexvar_epi16(pick[g], scales));
     }
-    const float ad = a.d[b];
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(k.d) * ad), acc);
+    const __m512i isum = _mm512_add_epi32(isums[0], isums[1]);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_broadcastss_ps(dd), acc);
     // min term: lanes j of m_j·(Σq over values 32j .. 32j + 31), from the 16-value sums
-    const __m128i m8 = _mm_cvtepu8_epi16(_mm_cvtsi64_si128(static_cast<int64_t>(mn)));
-    const __m256i m16 = _mm256_set_m128i(_mm_unpackhi_epi16(m8, m8), _mm_unpacklo_epi16(m8, m8));
+    const __m256i m16 = _mm256_permutexvar_epi16(pick_min, sc_mn);
     min_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(m16, sums16(a, b))),
-                              _mm256_set1_ps(f16(k.dmin) * ad), min_acc);
+                              _mm256_broadcastss_ps(_mm_movehdup_ps(dd)), min_acc);
   }
   return _mm512_reduce_add_ps(acc) - sum8(min_acc);
 }
@@ -186,11 +206,12 @@ LOWBIT_VNNI float row_k_min(const Block* blk, size_t n_blocks, const ActRow& a, 
 // Q6_K: 16 sub-blocks of 16 with int8 scales; the code of value 128h + 32k + l is the
 // nibble of ql[64h + 32(k & 1) + l] (low for k < 2) plus (qh[32h + l] >> 2k & 3) << 4.
 // So ql[64h .. 64h + 63]'s low nibbles are values 128h .. 128h + 63 and its high nibbles the
-// next 64; qh's 32 bytes, broadcast and shifted by 0 | 2 (or 4 | 6), give their top bits.
+// next 64; qh's 32 bytes, broadcast and shifted so that bits 2k, 2k + 1 land on 4, 5 (left
+// by 4 | 2 for k = 0 | 1, right by 0 | 2 for k = 2 | 3), give their top bits.
 LOWBIT_VNNI float row_q6_k(const quant::BlockQ6_K* blk, size_t n_blocks, const ActRow& a,
                            const Token& tok) {
-  const __m512i shift02 = halves(0, 2), shift46 = halves(4, 6);
-  const __m512i low4 = _mm512_set1_epi8(15), low2 = _mm512_set1_epi8(3);
+  const __m512i left42 = halves(4, 2), right02 = halves(0, 2);
+  const __m512i low4 = _mm512_set1_epi8(15), bits45 = _mm512_set1_epi8(0x30);
   const __m512i pick[4] = {quarters(0), quarters(4), quarters(8), quarters(12)};
   __m512 acc = _mm512_setzero_ps();
   for (size_t b = 0; b < n_blocks; ++b) {
@@ -201,27 +222,37 @@ LOWBIT_VNNI float row_q6_k(const quant::BlockQ6_K* blk, size_t n_blocks, const A
     const __m512i scales = _mm512_castsi256_si512(sc16);
     // −32·Σ_s scale_s·Σq_s: the +32 of the stored codes
     const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums16(a, b)), 5);
-    __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), offset));
+    // two chains: the low nibbles' products and the high ones'
+    __m512i isums[2] = {_mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), offset)),
+                        _mm512_setzero_si512()};
     const int8_t* q = tok.q.data() + 256 * b;
     for (int h = 0; h < 2; ++h) {
       const __m512i ql = _mm512_loadu_si512(k.ql + 64 * h);
       const __m512i qh = _mm512_broadcast_i64x4(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qh + 32 * h)));
-      const __m512i top_lo =
-          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift02), low2), 4);
-      const __m512i top_hi =
-          _mm512_slli_epi16(_mm512_and_si512(_mm512_srlv_epi16(qh, shift46), low2), 4);
-      const __m512i v_lo = _mm512_or_si512(_mm512_and_si512(ql, low4), top_lo);
+      const __m512i top_lo = _mm512_and_si512(_mm512_sllv_epi16(qh, left42), bits45);
+      const __m512i top_hi = _mm512_and_si512(_mm512_srlv_epi16(qh, right02), bits45);
+      const __m512i v_lo = _mm512_ternarylogic_epi32(ql, low4, top_lo, kAndOr);
       const __m512i v_hi =
-          _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi16(ql, 4), low4), top_hi);
+          _mm512_ternarylogic_epi32(_mm512_srli_epi16(ql, 4), low4, top_hi, kAndOr);
       const __m512i p_lo = _mm512_maddubs_epi16(v_lo, _mm512_loadu_si512(q + 128 * h));
       const __m512i p_hi = _mm512_maddubs_epi16(v_hi, _mm512_loadu_si512(q + 128 * h + 64));
-      isum = _mm512_dpwssd_epi32(isum, p_lo, _mm512_permutexvar_epi16(pick[2 * h], scales));
-      isum = _mm512_dpwssd_epi32(isum, p_hi, _mm512_permutexvar_epi16(pick[2 * h + 1], scales));
+      isums[0] = _mm512_dpwssd_epi32(isums[0], p_lo, _mm512_permutexvar_epi16(pick[2 * h], scales));
+      isums[1] =
+          _mm512_dpwssd_epi32(isums[1], p_hi, _mm512_permutexvar_epi16(pick[2 * h + 1], scales));
     }
+    const __m512i isum = _mm512_add_epi32(isums[0], isums[1]);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(k.d) * a.d[b]), acc);
   }
   return _mm512_reduce_add_ps(acc);
+}
+
+// This thread's Token. Out of line on purpose: had GCC seen the thread_local itself, it
+// specialised the row kernels on it and, in position-independent code, called
+// __tls_get_addr inside their block loops, spilling every vector register around the call.
+__attribute__((noinline)) Token& thread_token() {
+  thread_local Token tok;
+  return tok;
 }
 
 // y[r] = row(row r) for the n_rows rows of w, each n_blocks blocks of Block.
@@ -255,7 +286,7 @@ bool has_matvec_vnni(DType t) {
 
 void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
                  const ActRow& a, float* y) {
-  thread_local Token tok;
+  Token& tok = thread_token();
   signed_codes(a, row_len, tok);
   const size_t nb = row_len / 256;
   switch (t) {

@@ -48,16 +48,18 @@ LOWBIT_VNNI float row_q2_k(const quant::BlockQ2_K* blk, size_t n_blocks, const A
     const __m512i scales = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(_mm_and_si128(sc, low4)));
     const __m256i mins = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc, 4), low4));
     const int8_t* q = tok.q.data() + 256 * b;
-    __m512i isum = _mm512_setzero_si512();
+    __m512i isums[2] = {_mm512_setzero_si512(), _mm512_setzero_si512()};  // two chains
     for (int h = 0; h < 2; ++h) {
       const __m512i qs = _mm512_broadcast_i64x4(
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.qs + 32 * h)));
       for (int j = 0; j < 2; ++j) {
         const __m512i v = _mm512_and_si512(_mm512_srlv_epi16(qs, shift[j]), low2);
         const __m512i pairs = _mm512_maddubs_epi16(v, _mm512_loadu_si512(q + 128 * h + 64 * j));
-        isum = _mm512_dpwssd_epi32(isum, pairs, _mm512_permutexvar_epi16(pick[2 * h + j], scales));
+        isums[j] =
+            _mm512_dpwssd_epi32(isums[j], pairs, _mm512_permutexvar_epi16(pick[2 * h + j], scales));
       }
     }
+    const __m512i isum = _mm512_add_epi32(isums[0], isums[1]);
     const float ad = a.d[b];
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(k.d) * ad), acc);
     min_acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(mins, sums16(a, b))),
@@ -80,7 +82,9 @@ LOWBIT_VNNI float row_q3_k(const quant::BlockQ3_K* blk, size_t n_blocks, const A
     const __m256i sc16 = q3_k_scales(k.scales);
     const __m512i scales = _mm512_castsi256_si512(sc16);
     const __m256i offset = _mm256_slli_epi32(_mm256_madd_epi16(sc16, sums16(a, b)), 2);
-    __m512i isum = _mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), offset));
+    // two chains, one per j
+    __m512i isums[2] = {_mm512_zextsi256_si512(_mm256_sub_epi32(_mm256_setzero_si256(), offset)),
+                        _mm512_setzero_si512()};
     const __m512i hmask =
         _mm512_broadcast_i64x4(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(k.hmask)));
     const int8_t* q = tok.q.data() + 256 * b;
@@ -92,9 +96,11 @@ LOWBIT_VNNI float row_q3_k(const quant::BlockQ3_K* blk, size_t n_blocks, const A
         const __m512i high = _mm512_and_si512(_mm512_srlv_epi16(hmask, high_shift[2 * h + j]), one);
         const __m512i v = _mm512_or_si512(low, _mm512_slli_epi16(high, 2));
         const __m512i pairs = _mm512_maddubs_epi16(v, _mm512_loadu_si512(q + 128 * h + 64 * j));
-        isum = _mm512_dpwssd_epi32(isum, pairs, _mm512_permutexvar_epi16(pick[2 * h + j], scales));
+        isums[j] =
+            _mm512_dpwssd_epi32(isums[j], pairs, _mm512_permutexvar_epi16(pick[2 * h + j], scales));
       }
     }
+    const __m512i isum = _mm512_add_epi32(isums[0], isums[1]);
     acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(f16(k.d) * a.d[b]), acc);
   }
   return _mm512_reduce_add_ps(acc);
@@ -113,14 +119,24 @@ LOWBIT_VNNI float row_iq4_xs(const quant::BlockIQ4_XS* blk, size_t n_blocks, con
   __m512i pair_of[4];  // int32 lanes 0..7 take scale 2m, lanes 8..15 scale 2m + 1
   for (int m = 0; m < 4; ++m)
     pair_of[m] = _mm512_inserti64x4(_mm512_set1_epi32(2 * m), _mm256_set1_epi32(2 * m + 1), 1);
+  const __m256i nibble_at = _mm256_set_epi32(28, 24, 20, 16, 12, 8, 4, 0);
+  // bits 2s, 2s + 1 of scales_h (bits 16 + 2s of the head) moved to 4, 5
+  const __m256i pair_at = _mm256_set_epi32(26, 24, 22, 20, 18, 16, 14, 12);
+  const __m256i low4x8 = _mm256_set1_epi32(15), high2x8 = _mm256_set1_epi32(0x30);
   __m512 acc = _mm512_setzero_ps();
   for (size_t b = 0; b < n_blocks; ++b) {
     const quant::BlockIQ4_XS& k = blk[b];
     prefetch_block<sizeof(quant::BlockIQ4_XS)>(&k);
-    alignas(32) int32_t sc[8];
-    for (int s = 0; s < 8; ++s)
-      sc[s] = ((k.scales_l[s / 2] >> (4 * (s % 2)) & 15) | ((k.scales_h >> (2 * s) & 3) << 4)) - 32;
-    const __m256i sc32 = _mm256_load_si256(reinterpret_cast<const __m256i*>(sc));
+    // scale s = (nibble s of scales_l | bits 2s, 2s + 1 of scales_h << 4) − 32, in lane s;
+    // scales_h is the high half of the block's first 32 bits
+    uint32_t head, low_bytes;
+    std::memcpy(&head, &k, 4);
+    std::memcpy(&low_bytes, k.scales_l, 4);
+    const __m256i low = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(low_bytes)), nibble_at), low4x8);
+    const __m256i high = _mm256_and_si256(
+        _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int32_t>(head)), pair_at), high2x8);
+    const __m256i sc32 = _mm256_sub_epi32(_mm256_or_si256(low, high), _mm256_set1_epi32(32));
     const __m512i scales = _mm512_castsi256_si512(sc32);
     // −128·Σ_s scale_s·Σq_s: each scale twice, against the two 16-value sums of its sub-block
     const __m128i sc16 = _mm256_cvtepi32_epi16(sc32);

@@ -9,6 +9,18 @@
 #include "lowbit/file_io.h"
 
 namespace lowbit::cli {
+namespace {
+// A bool option spelled as one of two words; the help's default is the word for the value
+// `value` holds now (the library's default).
+void add_two_word_option(CLI::App* c, const std::string& flag, bool& value, const std::string& help,
+                         const std::string& when_true, const std::string& when_false) {
+  c->add_option(flag, value, help)
+      ->transform(CLI::CheckedTransformer(
+          std::map<std::string, bool>{{when_true, true}, {when_false, false}}))
+      ->default_str(value ? when_true : when_false);
+}
+}  // namespace
+
 void add_sensitivity_flags(CLI::App* c, SensitivityParams& s) {
   const std::map<std::string, SensitivityMode> modes = {{"proxy", SensitivityMode::Proxy},
                                                         {"measured", SensitivityMode::Measured}};
@@ -38,12 +50,10 @@ void add_calibration_source_flags(CLI::App* c, CalibrationSource& s) {
 }
 
 void add_calib_kernels_flag(CLI::App* c, CalibrationSource& s) {
-  c->add_option("--calib-kernels", s.fast_kernels,
-                "gptq, awq, learned rounding: the forward passes through the finished blocks on "
-                "the fast kernels (8-bit activations) or the fp32 reference")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, bool>{{"fast", true}, {"reference", false}}))
-      ->default_str("fast");
+  add_two_word_option(c, "--calib-kernels", s.fast_kernels,
+                      "gptq, awq, learned rounding: the forward passes through the finished "
+                      "blocks on the fast kernels (8-bit activations) or the fp32 reference",
+                      "fast", "reference");
 }
 
 void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
@@ -75,12 +85,10 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "smoothquant: migration strength (0: activations unchanged, 1: flattened)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
-  c->add_option("--act-scheme", s.static_activations,
-                "smoothquant, w8a8: int8 activation scales per token (dynamic) or one per layer "
-                "from calibration (static)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, bool>{{"per-token", false}, {"static", true}}))
-      ->default_str("per-token");
+  add_two_word_option(c, "--act-scheme", s.static_activations,
+                      "smoothquant, w8a8: int8 activation scales per token (dynamic) or one per "
+                      "layer from calibration (static)",
+                      "static", "per-token");
   c->add_option("--imatrix,--stats", j.calib.stats,
                 "statistics from `lowbit calibrate` or llama.cpp (imatrix .gguf or .dat)");
   c->add_option("--calib", j.calib.text, "calibration text: collect statistics before quantizing");
@@ -111,16 +119,12 @@ void add_quantize_flags(CLI::App* c, QuantizeFlags& f) {
                 "adaround: weight of the regulariser, relative to the block's start loss")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  c->add_option("--start", learned.gptq_start, "learned rounding: the rounding it starts from")
-      ->transform(
-          CLI::CheckedTransformer(std::map<std::string, bool>{{"gptq", true}, {"rtn", false}}))
-      ->default_str("gptq");
-  c->add_option("--learn-inputs", learned.teacher_inputs,
-                "learned rounding: each block learns on the inputs the quantized blocks before "
-                "it produce, or on the unquantized model's (teacher: ZeroQuant's LKD)")
-      ->transform(CLI::CheckedTransformer(
-          std::map<std::string, bool>{{"quantized", false}, {"teacher", true}}))
-      ->default_str("quantized");
+  add_two_word_option(c, "--start", learned.gptq_start,
+                      "learned rounding: the rounding it starts from", "gptq", "rtn");
+  add_two_word_option(c, "--learn-inputs", learned.teacher_inputs,
+                      "learned rounding: each block learns on the inputs the quantized blocks "
+                      "before it produce, or on the unquantized model's (teacher: ZeroQuant's LKD)",
+                      "teacher", "quantized");
   c->add_option("--awq-grid", awq.grid, "awq: alpha is tried at 0, 1/N, ..., 1")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));

@@ -15,6 +15,7 @@
 #include "kernels/matvec_vnni.h"
 
 #if defined(__x86_64__)
+#include <cstddef>
 #include <cstring>
 #include <type_traits>
 
@@ -33,13 +34,15 @@ LOWBIT_VNNI void signed_codes(const ActRow& a, size_t row_len, Token& tok) {
   }
 }
 
-// 8 lanes per block: eight lanes of −16·Σq add up to the −128·Σq that w + 128 brought in.
-void q8_0_lanes(const ActRow& a, size_t n_blocks, Token& tok) {
+// 8 lanes per 32-value block: eight lanes of −(offset / 8)·Σq add up to the −offset·Σq that
+// the weights' offset brought in (Q8_0 and IQ4_NL: w + 128; Q4_0: codes stored + 8).
+void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, Token& tok) {
   tok.corr8.resize(8 * n_blocks);
   tok.d8.resize(8 * n_blocks);
   for (size_t b = 0; b < n_blocks; ++b) {
     const int32_t sum = a.sum16[2 * b] + a.sum16[2 * b + 1];
-    for (size_t l = 0; l < 8; ++l) tok.corr8[8 * b + l] = -16 * sum, tok.d8[8 * b + l] = a.d[b];
+    for (size_t l = 0; l < 8; ++l)
+      tok.corr8[8 * b + l] = -(offset / 8) * sum, tok.d8[8 * b + l] = a.d[b];
   }
 }
 
@@ -141,11 +144,13 @@ constexpr int kAndOr = 0xea;  // vpternlog's truth table for (a & b) | c
 // moved to bit 4.
 template <class Block>
 LOWBIT_VNNI float row_k_min(const Block* blk, size_t n_blocks, const ActRow& a, const Token& tok) {
+  static_assert(offsetof(Block, scales) == 4, "the head load takes d, dmin, scales");
   constexpr bool kFifth = std::is_same_v<Block, quant::BlockQ5_K>;
   const __m512i shift04 = halves(0, 4), low4 = _mm512_set1_epi8(15);
   const __m512i pick[4] = {halves(0, 1), halves(2, 3), halves(4, 5), halves(6, 7)};
-  // Q5_K: bits 2g | 2g + 1 onto bit 4, shifting left for g < 2 and right after (within
-  // each int16 lane, so no bit that reaches bit 4 of a byte comes from its neighbour)
+  // Q5_K: bits 2g | 2g + 1 onto bit 4, shifting left for g < 2 and right after. The int16
+  // shifts move bits across the byte boundary, but only by ≤ 4 left or ≤ 3 right, so bit 4
+  // of each byte still comes from that byte.
   const __m512i to_bit4[4] = {halves(4, 3), halves(2, 1), halves(0, 1), halves(2, 3)};
   const __m512i bit4 = _mm512_set1_epi8(0x10);
   // 32-bit lanes of the block's first 16 bytes: [d dmin | u0 | u1 | u2] (u = the 12 scale
@@ -171,7 +176,7 @@ LOWBIT_VNNI float row_k_min(const Block* blk, size_t n_blocks, const ActRow& a, 
     // int16 lanes 0..7: the scales, 8..15: the mins
     const __m256i sc_mn = _mm256_cvtepu8_epi16(_mm_or_si128(low, top));
     const __m512i scales = _mm512_castsi256_si512(sc_mn);
-    // [d·d_act, dmin·d_act, ...]
+    // [d·d_act, dmin·d_act, unused, unused] (lanes 2, 3: scale bytes read as f16)
     const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(head), _mm_broadcast_ss(a.d + b));
     __m512i qh = _mm512_setzero_si512();
     if constexpr (kFifth)
@@ -249,7 +254,8 @@ LOWBIT_VNNI float row_q6_k(const quant::BlockQ6_K* blk, size_t n_blocks, const A
 
 // This thread's Token. Out of line on purpose: had GCC seen the thread_local itself, it
 // specialised the row kernels on it and, in position-independent code, called
-// __tls_get_addr inside their block loops, spilling every vector register around the call.
+// __tls_get_addr on every row (and, in one rewrite, inside the block loop, spilling the
+// vector registers around the call).
 __attribute__((noinline)) Token& thread_token() {
   thread_local Token tok;
   return tok;
@@ -272,6 +278,8 @@ using namespace vnni;
 bool has_matvec_vnni(DType t) {
   switch (t) {
     case DType::Q8_0:
+    case DType::Q4_0:
+    case DType::IQ4_NL:
     case DType::Q2_K:
     case DType::Q3_K:
     case DType::Q4_K:
@@ -291,8 +299,14 @@ void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, siz
   const size_t nb = row_len / 256;
   switch (t) {
     case DType::Q8_0:
-      q8_0_lanes(a, row_len / 32, tok);
+      block_lanes(a, row_len / 32, 128, tok);
       return each_row(row_q8_0, w, row_bytes, n_rows, row_len / 32, a, tok, y);
+    case DType::Q4_0:
+      block_lanes(a, row_len / 32, 8, tok);
+      return each_row(row_q4_0, w, row_bytes, n_rows, row_len / 32, a, tok, y);
+    case DType::IQ4_NL:
+      block_lanes(a, row_len / 32, 128, tok);
+      return each_row(row_iq4_nl, w, row_bytes, n_rows, row_len / 32, a, tok, y);
     case DType::Q2_K:
       return each_row(row_q2_k, w, row_bytes, n_rows, nb, a, tok, y);
     case DType::Q3_K:

@@ -35,8 +35,10 @@ inline void prefetch_block(const void* p) {
 // The token as the kernels read it, made once per call (one call covers a thread's rows).
 struct Token {
   std::vector<int8_t> q;       // [row_len] the codes as signed bytes
-  std::vector<int32_t> corr8;  // Q8_0: [n_blocks * 8] −16·Σq of block b in lanes 8b..8b+7
-  std::vector<float> d8;       // Q8_0: [n_blocks * 8] d_act of block b in lanes 8b..8b+7
+  // The 32-value types, [n_blocks * 8] each: in lanes 8b .. 8b + 7, −(offset / 8)·Σq of
+  // block b (corr8) and its d_act (d8).
+  std::vector<int32_t> corr8;
+  std::vector<float> d8;
 };
 
 LOWBIT_VNNI inline float f16(uint16_t h) {
@@ -69,7 +71,10 @@ LOWBIT_VNNI inline __m256i sums16(const ActRow& a, size_t b) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
 }
 
-// Rows of the types in matvec_vnni_low.cpp: row · token for n_blocks blocks of 256.
+// Rows of the types in matvec_vnni_low.cpp: row · token for n_blocks blocks of 32 (Q4_0,
+// IQ4_NL: tok.corr8 and tok.d8 filled for them) or 256 (the rest).
+float row_q4_0(const quant::BlockQ4_0* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+float row_iq4_nl(const quant::BlockIQ4_NL* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q2_k(const quant::BlockQ2_K* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q3_k(const quant::BlockQ3_K* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_iq4_xs(const quant::BlockIQ4_XS* blk, size_t n_blocks, const ActRow& a, const Token& tok);

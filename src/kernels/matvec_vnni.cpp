@@ -35,14 +35,18 @@ LOWBIT_VNNI void signed_codes(const ActRow& a, size_t row_len, Token& tok) {
 }
 
 // 8 lanes per 32-value block: eight lanes of −(offset / 8)·Σq add up to the −offset·Σq that
-// the weights' offset brought in (Q8_0 and IQ4_NL: w + 128; Q4_0: codes stored + 8).
-void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, Token& tok) {
+// the weights' offset brought in (Q8_0 and IQ4_NL: w + 128; Q4_0: codes stored + 8; Q5_0: +
+// 16). With `sums` (the types with a minimum), also d_act·Σq / 8 per lane.
+void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, bool sums, Token& tok) {
   tok.corr8.resize(8 * n_blocks);
   tok.d8.resize(8 * n_blocks);
+  tok.sum8.resize(sums ? 8 * n_blocks : 0);
   for (size_t b = 0; b < n_blocks; ++b) {
     const int32_t sum = a.sum16[2 * b] + a.sum16[2 * b + 1];
-    for (size_t l = 0; l < 8; ++l)
+    for (size_t l = 0; l < 8; ++l) {
       tok.corr8[8 * b + l] = -(offset / 8) * sum, tok.d8[8 * b + l] = a.d[b];
+      if (sums) tok.sum8[8 * b + l] = a.d[b] * static_cast<float>(sum) / 8;
+    }
   }
 }
 
@@ -279,6 +283,9 @@ bool has_matvec_vnni(DType t) {
   switch (t) {
     case DType::Q8_0:
     case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
     case DType::IQ4_NL:
     case DType::Q2_K:
     case DType::Q3_K:
@@ -296,17 +303,26 @@ void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, siz
                  const ActRow& a, float* y) {
   Token& tok = thread_token();
   signed_codes(a, row_len, tok);
-  const size_t nb = row_len / 256;
+  const size_t nb = row_len / 256, nb32 = row_len / 32;
   switch (t) {
     case DType::Q8_0:
-      block_lanes(a, row_len / 32, 128, tok);
-      return each_row(row_q8_0, w, row_bytes, n_rows, row_len / 32, a, tok, y);
+      block_lanes(a, nb32, 128, false, tok);
+      return each_row(row_q8_0, w, row_bytes, n_rows, nb32, a, tok, y);
     case DType::Q4_0:
-      block_lanes(a, row_len / 32, 8, tok);
-      return each_row(row_q4_0, w, row_bytes, n_rows, row_len / 32, a, tok, y);
+      block_lanes(a, nb32, 8, false, tok);
+      return each_row(row_q4_0, w, row_bytes, n_rows, nb32, a, tok, y);
+    case DType::Q4_1:
+      block_lanes(a, nb32, 0, true, tok);
+      return each_row(row_q4_1, w, row_bytes, n_rows, nb32, a, tok, y);
+    case DType::Q5_0:
+      block_lanes(a, nb32, 16, false, tok);
+      return each_row(row_q5_0, w, row_bytes, n_rows, nb32, a, tok, y);
+    case DType::Q5_1:
+      block_lanes(a, nb32, 0, true, tok);
+      return each_row(row_q5_1, w, row_bytes, n_rows, nb32, a, tok, y);
     case DType::IQ4_NL:
-      block_lanes(a, row_len / 32, 128, tok);
-      return each_row(row_iq4_nl, w, row_bytes, n_rows, row_len / 32, a, tok, y);
+      block_lanes(a, nb32, 128, false, tok);
+      return each_row(row_iq4_nl, w, row_bytes, n_rows, nb32, a, tok, y);
     case DType::Q2_K:
       return each_row(row_q2_k, w, row_bytes, n_rows, nb, a, tok, y);
     case DType::Q3_K:

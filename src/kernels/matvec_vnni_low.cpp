@@ -1,8 +1,6 @@
-// One-token VNNI rows of Q4_0, IQ4_NL, Q2_K, Q3_K and IQ4_XS (the rest and the dispatch:
-// matvec_vnni.cpp). As there, the weights are the unsigned operand and the activations the
-// signed one:
-// - Q4_0: 4-bit codes 0..15 stored +8 (−8·Σq per block comes back out, through tok.corr8);
-// - IQ4_NL: Q4_0's layout, kIq4nlValues + 128 looked up by vpshufb (−128·Σq per block);
+// One-token VNNI rows of Q2_K, Q3_K and IQ4_XS (the 32-value nibble types:
+// matvec_vnni_q32.cpp; the rest and the dispatch: matvec_vnni.cpp). As there, the weights are
+// the unsigned operand and the activations the signed one:
 // - Q2_K: 2-bit codes 0..3 (the min term from the 16-value sums, as Q4_K's);
 // - Q3_K: 3-bit codes 0..7 stored +4 (−4·Σ_s scale_s·Σq_s comes back out);
 // - IQ4_XS: kIq4nlValues + 128 (1..241) looked up by vpshufb, multiplied with vpdpbusd,
@@ -10,18 +8,10 @@
 #include "kernels/matvec_vnni_parts.h"
 
 #if defined(__x86_64__)
-#include <array>
 #include <cstring>
 
 namespace lowbit::kernels::vnni {
 namespace {
-
-// kIq4nlValues + 128 (1..241): the unsigned weights vpshufb looks up for IQ4_NL and IQ4_XS.
-alignas(16) constexpr std::array<uint8_t, 16> kIq4nlUnsigned = [] {
-  std::array<uint8_t, 16> t{};
-  for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(quant::kIq4nlValues[i] + 128);
-  return t;
-}();
 
 // Q3_K's 16 signed 6-bit scales (block_layouts.h, unpack_scale_q3k) as int16: scale i has
 // low bits = nibble (i / 8) of scales[i % 8] and high bits = bits 2(i / 4) of scales[8 + i % 4].
@@ -40,65 +30,6 @@ LOWBIT_VNNI inline __m256i q3_k_scales(const uint8_t* sc) {
 }
 
 }  // namespace
-
-// Q4_0 and IQ4_NL, two blocks per zmm. Block b's 16 code bytes hold its values 0..15 in the
-// low nibbles and 16..31 in the high ones, so [qs_b | qs_b+1] as 128-bit lanes [B0 B0 B1 B1],
-// shifted by 0 | 4 | 0 | 4, are both blocks' 64 values in order. Lanes 0..7 of the int32
-// sum belong to block b, 8..15 to block b + 1, each started at its tok.corr8 and scaled by
-// d·d_act as in Q8_0.
-// The 64 weights (unsigned) of blocks b and b + 1, or of b alone (b + 1's lanes then repeat
-// b's; the caller masks them).
-template <class Block, bool kTable>
-LOWBIT_VNNI inline __m512i nibble_weights(const Block* blk, size_t b, bool pair) {
-  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[b].qs));
-  const __m128i hi = pair ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk[b + 1].qs)) : lo;
-  const __m512i both = _mm512_castsi256_si512(_mm256_set_m128i(hi, lo));
-  const __m512i lanes = _mm512_shuffle_i64x2(both, both, _MM_SHUFFLE(1, 1, 0, 0));
-  const __m512i codes =
-      _mm512_and_si512(_mm512_srlv_epi16(lanes, eighths(0, 4, 0, 4)), _mm512_set1_epi8(15));
-  if constexpr (!kTable) return codes;
-  const __m512i values = _mm512_broadcast_i32x4(
-      _mm_load_si128(reinterpret_cast<const __m128i*>(kIq4nlUnsigned.data())));
-  return _mm512_shuffle_epi8(values, codes);
-}
-
-// d·d_act of block b in lanes 0..7 and of b + 1 in lanes 8..15 (zero when !pair).
-template <class Block>
-LOWBIT_VNNI inline __m512 nibble_scales(const Block* blk, size_t b, bool pair, const Token& tok) {
-  const __m128i d0 = _mm_set1_epi16(static_cast<int16_t>(blk[b].d));
-  const __m128i d1 = pair ? _mm_set1_epi16(static_cast<int16_t>(blk[b + 1].d)) : d0;
-  return _mm512_mul_ps(_mm512_cvtph_ps(_mm256_set_m128i(d1, d0)),
-                       _mm512_maskz_loadu_ps(pair ? 0xffff : 0x00ff, tok.d8.data() + 8 * b));
-}
-
-template <class Block, bool kTable>
-LOWBIT_VNNI float row_nibbles(const Block* blk, size_t n_blocks, const Token& tok) {
-  __m512 acc[2] = {_mm512_setzero_ps(), _mm512_setzero_ps()};  // two chains of fma
-  size_t b = 0;
-  for (; b + 2 <= n_blocks; b += 2) {
-    prefetch_block<2 * sizeof(Block)>(blk + b);
-    const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(tok.corr8.data() + 8 * b),
-                                          nibble_weights<Block, kTable>(blk, b, true),
-                                          _mm512_loadu_si512(tok.q.data() + 32 * b));
-    __m512& chain = acc[b / 2 % 2];
-    chain = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), nibble_scales(blk, b, true, tok), chain);
-  }
-  if (b < n_blocks) {  // an odd block at the end: lanes 0..7 alone (no read past the row)
-    const __m512i s = _mm512_maskz_dpbusd_epi32(
-        0x00ff, _mm512_maskz_loadu_epi32(0x00ff, tok.corr8.data() + 8 * b),
-        nibble_weights<Block, kTable>(blk, b, false),
-        _mm512_maskz_loadu_epi8(0xffffffffULL, tok.q.data() + 32 * b));
-    acc[0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), nibble_scales(blk, b, false, tok), acc[0]);
-  }
-  return _mm512_reduce_add_ps(_mm512_add_ps(acc[0], acc[1]));
-}
-
-float row_q4_0(const quant::BlockQ4_0* blk, size_t n_blocks, const ActRow&, const Token& tok) {
-  return row_nibbles<quant::BlockQ4_0, false>(blk, n_blocks, tok);
-}
-float row_iq4_nl(const quant::BlockIQ4_NL* blk, size_t n_blocks, const ActRow&, const Token& tok) {
-  return row_nibbles<quant::BlockIQ4_NL, true>(blk, n_blocks, tok);
-}
 
 // Q2_K: 16 sub-blocks of 16, scale and min 4 bits each; the code of value 128h + 32k + l is
 // qs[32h + l] >> 2k & 3. qs's 32 bytes broadcast and shifted by 0 | 2 (4 | 6) give values

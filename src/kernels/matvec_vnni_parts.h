@@ -5,6 +5,7 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -36,9 +37,10 @@ inline void prefetch_block(const void* p) {
 struct Token {
   std::vector<int8_t> q;       // [row_len] the codes as signed bytes
   // The 32-value types, [n_blocks * 8] each: in lanes 8b .. 8b + 7, −(offset / 8)·Σq of
-  // block b (corr8) and its d_act (d8).
+  // block b (corr8), its d_act (d8) and, for the types with a minimum, d_act·Σq / 8 (sum8).
   std::vector<int32_t> corr8;
   std::vector<float> d8;
+  std::vector<float> sum8;
 };
 
 LOWBIT_VNNI inline float f16(uint16_t h) {
@@ -60,6 +62,13 @@ LOWBIT_VNNI inline __m512i quarters(int first) {
   return eighths(first, first + 1, first + 2, first + 3);
 }
 
+// kIq4nlValues + 128 (1..241): the unsigned weights vpshufb looks up for IQ4_NL and IQ4_XS.
+alignas(16) inline constexpr std::array<uint8_t, 16> kIq4nlUnsigned = [] {
+  std::array<uint8_t, 16> t{};
+  for (int i = 0; i < 16; ++i) t[i] = static_cast<uint8_t>(quant::kIq4nlValues[i] + 128);
+  return t;
+}();
+
 // Sum of the 8 f32 lanes.
 LOWBIT_VNNI inline float sum8(__m256 v) {
   const __m128 m4 = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -71,9 +80,13 @@ LOWBIT_VNNI inline __m256i sums16(const ActRow& a, size_t b) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
 }
 
-// Rows of the types in matvec_vnni_low.cpp: row · token for n_blocks blocks of 32 (Q4_0,
-// IQ4_NL: tok.corr8 and tok.d8 filled for them) or 256 (the rest).
+// Rows of the 32-value nibble types (matvec_vnni_q32.cpp; tok.corr8, tok.d8 and, for Q4_1
+// and Q5_1, tok.sum8 filled by block_lanes) and of Q2_K, Q3_K, IQ4_XS (matvec_vnni_low.cpp,
+// blocks of 256): row · token for n_blocks blocks.
 float row_q4_0(const quant::BlockQ4_0* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+float row_q4_1(const quant::BlockQ4_1* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+float row_q5_0(const quant::BlockQ5_0* blk, size_t n_blocks, const ActRow& a, const Token& tok);
+float row_q5_1(const quant::BlockQ5_1* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_iq4_nl(const quant::BlockIQ4_NL* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q2_k(const quant::BlockQ2_K* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q3_k(const quant::BlockQ3_K* blk, size_t n_blocks, const ActRow& a, const Token& tok);

@@ -303,26 +303,26 @@ void matvec_vnni(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, siz
                  const ActRow& a, float* y) {
   Token& tok = thread_token();
   signed_codes(a, row_len, tok);
-  const size_t nb = row_len / 256, nb32 = row_len / 32;
+  const size_t nb = row_len / 256;
+  // The 32-value types: the weights' offset (what makes them unsigned) and whether they
+  // have a minimum m (value = d·code + m).
+  auto rows32 = [&](auto row, int32_t offset, bool has_min) {
+    block_lanes(a, row_len / 32, offset, has_min, tok);
+    return each_row(row, w, row_bytes, n_rows, row_len / 32, a, tok, y);
+  };
   switch (t) {
     case DType::Q8_0:
-      block_lanes(a, nb32, 128, false, tok);
-      return each_row(row_q8_0, w, row_bytes, n_rows, nb32, a, tok, y);
+      return rows32(row_q8_0, 128, false);
     case DType::Q4_0:
-      block_lanes(a, nb32, 8, false, tok);
-      return each_row(row_q4_0, w, row_bytes, n_rows, nb32, a, tok, y);
+      return rows32(row_q4_0, 8, false);
     case DType::Q4_1:
-      block_lanes(a, nb32, 0, true, tok);
-      return each_row(row_q4_1, w, row_bytes, n_rows, nb32, a, tok, y);
+      return rows32(row_q4_1, 0, true);
     case DType::Q5_0:
-      block_lanes(a, nb32, 16, false, tok);
-      return each_row(row_q5_0, w, row_bytes, n_rows, nb32, a, tok, y);
+      return rows32(row_q5_0, 16, false);
     case DType::Q5_1:
-      block_lanes(a, nb32, 0, true, tok);
-      return each_row(row_q5_1, w, row_bytes, n_rows, nb32, a, tok, y);
+      return rows32(row_q5_1, 0, true);
     case DType::IQ4_NL:
-      block_lanes(a, nb32, 128, false, tok);
-      return each_row(row_iq4_nl, w, row_bytes, n_rows, nb32, a, tok, y);
+      return rows32(row_iq4_nl, 128, false);
     case DType::Q2_K:
       return each_row(row_q2_k, w, row_bytes, n_rows, nb, a, tok, y);
     case DType::Q3_K:

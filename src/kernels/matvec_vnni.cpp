@@ -35,8 +35,9 @@ LOWBIT_VNNI void signed_codes(const ActRow& a, size_t row_len, Token& tok) {
 }
 
 // 8 lanes per 32-value block: eight lanes of −(offset / 8)·Σq add up to the −offset·Σq that
-// the weights' offset brought in (Q8_0 and IQ4_NL: w + 128; Q4_0: codes stored + 8; Q5_0: +
-// 16). With `sums` (the types with a minimum), also d_act·Σq / 8 per lane.
+// the weights' offset brought in (Q8_0 and IQ4_NL: w + 128; Q4_0: 8; Q5_0: 16, the offsets
+// in their value = d·(code − offset)). With `sums` (the types with a minimum), also
+// d_act·Σq / 8 per lane.
 void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, bool sums, Token& tok) {
   tok.corr8.resize(8 * n_blocks);
   tok.d8.resize(8 * n_blocks);

@@ -10,7 +10,8 @@
 
 namespace lowbit::kernels {
 
-// The types with a kernel here: Q8_0, the K types Q2_K .. Q6_K, and IQ4_XS.
+// The types with a kernel here: the 32-value types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1 and IQ4_NL,
+// the K types Q2_K .. Q6_K, and IQ4_XS.
 bool has_matvec_vnni(DType t);
 
 // dot_rows for one of those types: y[r] = row r · a for the n_rows rows of w, row_bytes

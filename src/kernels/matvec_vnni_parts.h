@@ -1,5 +1,6 @@
 // Pieces shared by the one-token VNNI kernels (matvec_vnni.cpp: Q8_0 and the K types with
-// 32-value sub-blocks and Q6_K; matvec_vnni_low.cpp: Q2_K, Q3_K, IQ4_XS). x86-64 only.
+// 32-value sub-blocks and Q6_K; matvec_vnni_low.cpp: Q2_K, Q3_K, IQ4_XS; matvec_vnni_q32.cpp:
+// Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL). x86-64 only.
 #pragma once
 
 #if defined(__x86_64__)

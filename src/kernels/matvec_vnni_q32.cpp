@@ -2,7 +2,8 @@
 // dispatch: matvec_vnni.cpp). As there, the weights are the unsigned operand of vpdpbusd and
 // the activations the signed one; whatever offset makes a weight unsigned comes back out of
 // the block sum through tok.corr8:
-// - Q4_0: codes 0..15 stored +8 (−8·Σq); Q5_0: 5-bit codes stored +16 (−16·Σq);
+// - Q4_0: value = d·(code − 8), codes 0..15 (−8·Σq); Q5_0: d·(code − 16), codes 0..31
+//   (−16·Σq);
 // - Q4_1, Q5_1: value = d·code + m, codes unsigned as stored; m·d_act·Σq is added in f32;
 // - IQ4_NL: Q4_0's layout, kIq4nlValues + 128 looked up by vpshufb (−128·Σq).
 #include "kernels/matvec_vnni_parts.h"
@@ -23,8 +24,8 @@ constexpr bool kHasFifth =
 template <class Block>
 constexpr bool kLooksUp = std::is_same_v<Block, quant::BlockIQ4_NL>;
 
-// The 64 weights (unsigned) of blocks b and b + 1, or of b alone (then lanes 32..63 repeat
-// b's; the caller masks them). Block b's 16 code bytes hold its values 0..15 in the low
+// The 64 weights (unsigned) of blocks b and b + 1, or of b alone (then lanes 32..63 hold b's
+// nibbles again; the caller masks them). Block b's 16 code bytes hold its values 0..15 in the low
 // nibbles and 16..31 in the high ones, so [qs_b | qs_b+1] as 128-bit lanes [B0 B0 B1 B1],
 // shifted by 0 | 4 | 0 | 4, are both blocks' 64 values in order. The fifth bit of value e is
 // bit e of the block's 32-bit qh: the two qh words are the byte mask of bit 4.

@@ -1,17 +1,17 @@
-// One token through Q8_0, Q4_K, Q5_K and Q6_K rows with vpdpbusd / vpmaddubsw, 64 values of one
-// row per zmm, straight from the GGUF blocks (no repacking, so generation reads the file's
-// bytes and nothing else).
+// One token through Q4_K, Q5_K and Q6_K rows with vpmaddubsw, 64 values of one row per zmm,
+// straight from the GGUF blocks (no repacking, so generation reads the file's bytes and
+// nothing else), and the dispatch of every one-token VNNI row (the 32-value types:
+// matvec_vnni_q32.cpp; Q2_K, Q3_K, IQ4_XS: matvec_vnni_low.cpp).
 //
 // Both byte products take an unsigned and a signed operand. The weights are the unsigned
 // one: Q4_K's nibbles (0..15), Q5_K's codes (0..31) and Q6_K's codes (0..63, stored +32)
-// are unsigned as they are, and Q8_0's codes become w + 128 with an xor. The activations are the
-// signed one (q = u8 xor 0x80). The offsets come back out exactly, from the activations' sums: Q8_0
-// −128·Σq per block, Q6_K −32·Σ_s scale_s·Σq_s per block.
+// are unsigned as they are. The activations are the signed one (q = u8 xor 0x80). The
+// offsets come back out exactly, from the activations' sums: Q6_K −32·Σ_s scale_s·Σq_s per
+// block.
 //
 // The K types' sub-blocks are scaled in int16 pairs: vpmaddubsw (|v·q| ≤ 63·127·2 < 2^15)
-// then vpdpwssd with the scales spread over the lanes. Q8_0 needs no per-value scale, and
-// its w + 128 would overflow vpmaddubsw's int16, so it uses vpdpbusd. Each block's int32 sum
-// is converted to f32 once and multiplied by d·d_act, as in the reference.
+// then vpdpwssd with the scales spread over the lanes. Each block's int32 sum is converted
+// to f32 once and multiplied by d·d_act, as in the reference.
 #include "kernels/matvec_vnni.h"
 
 #if defined(__x86_64__)
@@ -49,95 +49,6 @@ void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, bool sums, To
       if (sums) tok.sum8[8 * b + l] = a.d[b] * static_cast<float>(sum) / 8;
     }
   }
-}
-
-// Q8_0, two blocks per zmm: lanes 0..7 hold block b's partial sums, 8..15 block b + 1's.
-LOWBIT_VNNI inline __m512 q8_0_pair(const quant::BlockQ8_0* blk, const Token& tok, size_t b,
-                                    __m512 acc) {
-  prefetch_block<128, true>(blk + b);
-  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-  const __m256i w0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].qs));
-  const __m256i w1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b + 1].qs));
-  const __m512i w = _mm512_xor_si512(_mm512_inserti64x4(_mm512_castsi256_si512(w0), w1, 1), flip);
-  const __m512i s = _mm512_dpbusd_epi32(_mm512_loadu_si512(tok.corr8.data() + 8 * b), w,
-                                        _mm512_loadu_si512(tok.q.data() + 32 * b));
-  const __m256i dw16 = _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(blk[b + 1].d)),
-                                        _mm_set1_epi16(static_cast<int16_t>(blk[b].d)));
-  const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(dw16), _mm512_loadu_ps(tok.d8.data() + 8 * b));
-  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), scale, acc);
-}
-
-// Q8_0, eight blocks (272 bytes) per step. Each block's vpdpbusd fills 8 int32 lanes of a
-// ymm; two rounds of unpack-and-add fold the eight vectors into two, [s0 s1 s2 s3 | s0 s1 s2
-// s3] and the same for blocks 4..7 (each half a partial sum of the block), so the float work
-// is one conversion and one fma per four blocks. The eight d (f16 at bytes 34j) are picked
-// out of the block bytes with vpermt2w.
-LOWBIT_VNNI inline void q8_0_eight(const quant::BlockQ8_0* blk, const float* d_act,
-                                   const Token& tok, size_t b, __m256& acc_lo, __m256& acc_hi) {
-  prefetch_block<sizeof(quant::BlockQ8_0) * 8, true>(blk);
-  const __m256i flip = _mm256_set1_epi8(static_cast<char>(0x80));
-  __m256i s[8];
-  for (int j = 0; j < 8; ++j) {
-    const __m256i w =
-        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[j].qs)), flip);
-    s[j] = _mm256_dpbusd_epi32(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tok.corr8.data() + 8 * (b + j))), w,
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(tok.q.data() + 32 * (b + j))));
-  }
-  __m256i t[4];
-  for (int j = 0; j < 4; ++j)  // per 128-bit half: [s_2j s_2j+1 s_2j s_2j+1]
-    t[j] = _mm256_add_epi32(_mm256_unpacklo_epi32(s[2 * j], s[2 * j + 1]),
-                            _mm256_unpackhi_epi32(s[2 * j], s[2 * j + 1]));
-  const __m256i lo =
-      _mm256_add_epi32(_mm256_unpacklo_epi64(t[0], t[1]), _mm256_unpackhi_epi64(t[0], t[1]));
-  const __m256i hi =
-      _mm256_add_epi32(_mm256_unpacklo_epi64(t[2], t[3]), _mm256_unpackhi_epi64(t[2], t[3]));
-  // d_j is int16 17j of the group's bytes: 0, 17, 34, 51 in the first 128, 4, 21, 38, 55
-  // (+64 lanes) in the next.
-  const auto* bytes = reinterpret_cast<const uint8_t*>(blk);
-  const __m512i first =
-      _mm512_permutex2var_epi16(_mm512_loadu_si512(bytes),
-                                _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 51, 34, 17, 0),
-                                _mm512_loadu_si512(bytes + 64));
-  const __m512i second =
-      _mm512_permutex2var_epi16(_mm512_loadu_si512(bytes + 128),
-                                _mm512_set_epi16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
-                                                 0, 0, 0, 0, 0, 0, 0, 55, 38, 21, 4, 0, 0, 0, 0),
-                                _mm512_loadu_si512(bytes + 192));
-  const __m128i d16 = _mm512_castsi512_si128(_mm512_mask_blend_epi16(0xf0, first, second));
-  const __m256 scale = _mm256_mul_ps(_mm256_cvtph_ps(d16), _mm256_loadu_ps(d_act));
-  acc_lo =
-      _mm256_fmadd_ps(_mm256_cvtepi32_ps(lo), _mm256_permute2f128_ps(scale, scale, 0x00), acc_lo);
-  acc_hi =
-      _mm256_fmadd_ps(_mm256_cvtepi32_ps(hi), _mm256_permute2f128_ps(scale, scale, 0x11), acc_hi);
-}
-
-LOWBIT_VNNI float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const ActRow& a,
-                           const Token& tok) {
-  __m256 acc_lo = _mm256_setzero_ps(), acc_hi = _mm256_setzero_ps();
-  size_t b = 0;
-  for (; b + 8 <= n_blocks; b += 8) q8_0_eight(blk + b, a.d + b, tok, b, acc_lo, acc_hi);
-  __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();  // two chains of fma
-  for (; b + 4 <= n_blocks; b += 4) {
-    acc0 = q8_0_pair(blk, tok, b, acc0);
-    acc1 = q8_0_pair(blk, tok, b + 2, acc1);
-  }
-  if (b + 2 <= n_blocks) acc0 = q8_0_pair(blk, tok, b, acc0), b += 2;
-  float sum = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) + sum8(_mm256_add_ps(acc_lo, acc_hi));
-  if (b < n_blocks) {  // an odd block at the end
-    const __m256i w =
-        _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk[b].qs)),
-                         _mm256_set1_epi8(static_cast<char>(0x80)));
-    const __m256i s = _mm256_dpbusd_epi32(
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&tok.corr8[8 * b])), w,
-        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(&tok.q[32 * b])));
-    const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
-    const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
-    const int32_t total = _mm_cvtsi128_si32(s2) + _mm_extract_epi32(s2, 1);
-    sum += static_cast<float>(total) * (f16(blk[b].d) * tok.d8[8 * b]);
-  }
-  return sum;
 }
 
 constexpr int kAndOr = 0xea;  // vpternlog's truth table for (a & b) | c

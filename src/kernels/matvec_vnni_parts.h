@@ -1,5 +1,5 @@
-// Pieces shared by the one-token VNNI kernels (matvec_vnni.cpp: Q8_0 and the K types with
-// 32-value sub-blocks and Q6_K; matvec_vnni_low.cpp: Q2_K, Q3_K, IQ4_XS; matvec_vnni_q32.cpp:
+// Pieces shared by the one-token VNNI kernels (matvec_vnni.cpp: the K types with 32-value
+// sub-blocks and Q6_K; matvec_vnni_low.cpp: Q2_K, Q3_K, IQ4_XS; matvec_vnni_q32.cpp: Q8_0,
 // Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL). x86-64 only.
 #pragma once
 
@@ -81,9 +81,10 @@ LOWBIT_VNNI inline __m256i sums16(const ActRow& a, size_t b) {
   return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a.sum16_i16 + 16 * b));
 }
 
-// Rows of the 32-value nibble types (matvec_vnni_q32.cpp; tok.corr8, tok.d8 and, for Q4_1
-// and Q5_1, tok.sum8 filled by block_lanes) and of Q2_K, Q3_K, IQ4_XS (matvec_vnni_low.cpp,
+// Rows of the 32-value types (matvec_vnni_q32.cpp; tok.corr8, tok.d8 and, for Q4_1 and
+// Q5_1, tok.sum8 filled by block_lanes) and of Q2_K, Q3_K, IQ4_XS (matvec_vnni_low.cpp,
 // blocks of 256): row · token for n_blocks blocks.
+float row_q8_0(const quant::BlockQ8_0* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q4_0(const quant::BlockQ4_0* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q4_1(const quant::BlockQ4_1* blk, size_t n_blocks, const ActRow& a, const Token& tok);
 float row_q5_0(const quant::BlockQ5_0* blk, size_t n_blocks, const ActRow& a, const Token& tok);

@@ -1,6 +1,6 @@
-// One-token VNNI rows of Q2_K, Q3_K and IQ4_XS (the 32-value nibble types:
-// matvec_vnni_q32.cpp; the rest and the dispatch: matvec_vnni.cpp). As there, the weights are
-// the unsigned operand and the activations the signed one:
+// One-token VNNI rows of Q2_K, Q3_K and IQ4_XS (the 32-value types: matvec_vnni_q32.cpp;
+// the rest and the dispatch: matvec_vnni.cpp). As there, the weights are the unsigned operand
+// and the activations the signed one:
 // - Q2_K: 2-bit codes 0..3 (the min term from the 16-value sums, as Q4_K's);
 // - Q3_K: 3-bit codes 0..7 stored +4 (−4·Σ_s scale_s·Σq_s comes back out);
 // - IQ4_XS: kIq4nlValues + 128 (1..241) looked up by vpshufb, multiplied with vpdpbusd,

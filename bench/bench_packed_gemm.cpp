@@ -113,6 +113,21 @@ BENCHMARK(BM_RowKernels)->Apply(types)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_MatVec)->Apply(types)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_MatVecInCache)->Apply(types)->Unit(benchmark::kMicrosecond);
 
+// The 8-bit quantization of a batch's input (128 tokens × 2048) in blocks of 32 or 256, the
+// step before every packed product: millions of values per second.
+void BM_QuantizeActs(benchmark::State& st) {
+  const auto block = static_cast<uint32_t>(st.range(0));
+  std::mt19937 rng(7);
+  std::normal_distribution<float> g;
+  std::vector<float> x(kTokens * kCols);
+  for (float& v : x) v = g(rng);
+  kernels::QuantizedActs a;
+  for (auto _ : st) kernels::quantize_acts(x.data(), kTokens, kCols, block, a);
+  st.counters["Mvalues/s"] =
+      benchmark::Counter(1e-6 * x.size() * st.iterations(), benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_QuantizeActs)->Arg(32)->Arg(256)->Unit(benchmark::kMicrosecond);
+
 // The codebook and ternary types: generation's product only.
 void low_bit_types(benchmark::internal::Benchmark* b) {
   for (DType t : {DType::IQ3_S, DType::IQ3_XXS, DType::IQ2_S, DType::IQ2_XS, DType::IQ2_XXS,

@@ -34,33 +34,67 @@ void RoundActRows(const float* x, size_t n_rows, size_t row_len, int bits, float
 using DF = hn::CappedTag<float, 16>;
 using DI = hn::RebindToSigned<DF>;
 
-void QuantizeActBlocks(const float* x, size_t b0, size_t b1, uint32_t block, QuantizedActs& out) {
-  const DF df;
-  const DI di;
-  const hn::Rebind<int16_t, DF> d16;
-  const hn::Rebind<uint8_t, DF> d8;
+// The codes q = round(x · id) of 16 values, as int16 and as q + 128 in bytes; returns Σq, from
+// the bytes where a vector holds 8 floats or more (psadbw: Σ(q + 128) − 16 · 128), else from
+// the int32 lanes.
+template <class D>
+HWY_INLINE int32_t QuantizeGroup(D df, const float* HWY_RESTRICT x, hn::Vec<D> vid,
+                                 int16_t* HWY_RESTRICT codes, uint8_t* HWY_RESTRICT bytes) {
+  const hn::RebindToSigned<D> di;
+  const hn::Rebind<int16_t, D> d16;
+  const hn::Rebind<uint8_t, D> d8;
   const size_t N = hn::Lanes(df);
+  const auto offset = hn::Set(di, 128);
+  if constexpr (hn::MaxLanes(D()) >= 8) {
+    // |q| ≤ 127: truncating the lanes (vpmovdw, vpmovdb) is exact and needs no permutes.
+    const hn::RebindToUnsigned<D> du;
+    const hn::Rebind<uint16_t, D> du16;
+    const hn::Repartition<uint64_t, decltype(d8)> d64;
+    auto sum = hn::Zero(d64);
+    for (size_t i = 0; i < 16; i += N) {
+      const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, x + i), vid));
+      hn::StoreU(hn::BitCast(d16, hn::TruncateTo(du16, hn::BitCast(du, qi))), d16, codes + i);
+      const auto u = hn::TruncateTo(d8, hn::BitCast(du, hn::Add(qi, offset)));
+      hn::StoreU(u, d8, bytes + i);
+      sum = hn::Add(sum, hn::SumsOf8(u));
+    }
+    return static_cast<int32_t>(hn::GetLane(hn::SumOfLanes(d64, sum))) - 16 * 128;
+  } else {
+    auto sum = hn::Zero(di);
+    for (size_t i = 0; i < 16; i += N) {
+      const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, x + i), vid));
+      sum = hn::Add(sum, qi);
+      hn::StoreU(hn::DemoteTo(d16, qi), d16, codes + i);
+      hn::StoreU(hn::DemoteTo(d8, hn::Add(qi, offset)), d8, bytes + i);
+    }
+    return hn::GetLane(hn::SumOfLanes(di, sum));
+  }
+}
+
+// The outputs go through local restrict pointers: the byte stores may alias anything, and
+// through `out` every one of them made the compiler reload the vectors' data pointers.
+void QuantizeActBlocks(const float* HWY_RESTRICT x, size_t b0, size_t b1, uint32_t block,
+                       QuantizedActs& out) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  float* HWY_RESTRICT scales = out.d.data();
+  int16_t* HWY_RESTRICT codes = out.q.data();
+  uint8_t* HWY_RESTRICT bytes = out.u8.data();
+  int32_t* HWY_RESTRICT sums = out.sum16.data();
+  int16_t* HWY_RESTRICT sums_i16 = out.sum16_i16.data();
   for (size_t b = b0; b < b1; ++b) {
-    const float* xb = x + b * block;
+    const float* HWY_RESTRICT xb = x + b * block;
     auto vmax = hn::Zero(df);
     for (uint32_t i = 0; i < block; i += N) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + i)));
     const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
     const float d = amax / 127.0f, id = inverse_scale(d);
-    out.d[b] = d;
+    scales[b] = d;
     const auto vid = hn::Set(df, id);
-    int16_t* q = out.q.data() + b * block;
-    uint8_t* u = out.u8.data() + b * block;
     for (uint32_t g = 0; g < block / 16; ++g) {
-      auto sum = hn::Zero(di);
-      for (uint32_t i = 16 * g; i < 16 * g + 16; i += N) {
-        const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + i), vid));
-        sum = hn::Add(sum, qi);
-        hn::StoreU(hn::DemoteTo(d16, qi), d16, q + i);
-        hn::StoreU(hn::DemoteTo(d8, hn::Add(qi, hn::Set(di, 128))), d8, u + i);
-      }
-      const int32_t s = hn::GetLane(hn::SumOfLanes(di, sum));
-      out.sum16[b * (block / 16) + g] = s;
-      out.sum16_i16[b * (block / 16) + g] = static_cast<int16_t>(s);
+      const size_t at = b * block + 16 * g;
+      const int32_t total = QuantizeGroup(df, xb + 16 * g, vid, codes + at, bytes + at);
+      sums[at / 16] = total;
+      sums_i16[at / 16] = static_cast<int16_t>(total);
     }
   }
 }

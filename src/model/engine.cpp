@@ -520,7 +520,11 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   Impl::Layer& L = s.layers[layer];
   // attention block
   s.acts_source = nullptr;
-  rms_norm(x, L.attn_norm.data(), s.h.data(), n, D, c.norm_eps);
+  // Row-wise steps over the pool in chunks of tokens (one chunk alone when n is small or on
+  // the reference path): splitting by rows leaves every value as it is.
+  s.for_chunks(n, 8, [&](size_t r0, size_t r1) {
+    rms_norm(x + r0 * D, L.attn_norm.data(), s.h.data() + r0 * D, r1 - r0, D, c.norm_eps);
+  });
   for (const TensorView* w : {L.wq, L.wk, L.wv}) hook(w, s.h.data(), D);
   linear(*L.wq, s.h.data(), n, s.q.data());
   linear(*L.wk, s.h.data(), n, s.k.data());
@@ -535,8 +539,12 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
     rms_norm(s.q.data(), L.q_norm.data(), s.q.data(), n * c.n_head, hd, c.norm_eps);
     rms_norm(s.k.data(), L.k_norm.data(), s.k.data(), n * c.n_head_kv, hd, c.norm_eps);
   }
-  apply_rope(s.q.data(), n, c.n_head, hd, n_past_, s.inv_freq, model_.rope_layout);
-  apply_rope(s.k.data(), n, c.n_head_kv, hd, n_past_, s.inv_freq, model_.rope_layout);
+  s.for_chunks(n, 8, [&](size_t t0, size_t t1) {
+    apply_rope(s.q.data() + t0 * Q, t1 - t0, c.n_head, hd, n_past_ + t0, s.inv_freq,
+               model_.rope_layout);
+    apply_rope(s.k.data() + t0 * KV, t1 - t0, c.n_head_kv, hd, n_past_ + t0, s.inv_freq,
+               model_.rope_layout);
+  });
   if (opts_.rounding
           .rotate_kv) {  // q·k per head is unchanged: both rotated by the same orthogonal H
     s.hadamard(s.q.data(), n * c.n_head, hd);
@@ -613,10 +621,12 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   s.acts_source = nullptr;
   hook(L.wo, s.attn.data(), Q);
   linear(*L.wo, s.attn.data(), n, s.ffn.data());
-  for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
   // SwiGLU feed-forward block
+  s.for_chunks(n, 8, [&](size_t r0, size_t r1) {
+    for (size_t i = r0 * D; i < r1 * D; ++i) x[i] += s.ffn[i];
+    rms_norm(x + r0 * D, L.ffn_norm.data(), s.h.data() + r0 * D, r1 - r0, D, c.norm_eps);
+  });
   s.acts_source = nullptr;
-  rms_norm(x, L.ffn_norm.data(), s.h.data(), n, D, c.norm_eps);
   for (const TensorView* w : {L.wgate, L.wup}) hook(w, s.h.data(), D);
   linear(*L.wgate, s.h.data(), n, s.gate.data());
   linear(*L.wup, s.h.data(), n, s.up.data());
@@ -630,7 +640,9 @@ void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   if (c.ffn_down_hadamard) s.hadamard(s.gate.data(), n, F);
   hook(L.wdown, s.gate.data(), F);
   linear(*L.wdown, s.gate.data(), n, s.ffn.data());
-  for (size_t i = 0; i < n * D; ++i) x[i] += s.ffn[i];
+  s.for_chunks(n * D, 8 * D, [&](size_t i0, size_t i1) {
+    for (size_t i = i0; i < i1; ++i) x[i] += s.ffn[i];
+  });
 }
 
 void Engine::final_norm(const float* x, size_t n, float* h) const {

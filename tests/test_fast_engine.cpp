@@ -2,6 +2,7 @@
 // the real tinyllm-8m, quantized in memory; KV cache types; in-flight quantization.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -57,6 +58,40 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
   } catch (const std::runtime_error& e) {
     EXPECT_STREQ(e.what(), "task 5 failed");
   }
+}
+
+// run_shares covers every item once in pieces of at most `piece`, and a thread held up in
+// its first piece has the rest of its share taken by the others.
+TEST(ThreadPool, SharesCoverEveryItemOnceAndAreTakenFromASlowThread) {
+  ThreadPool pool(3);
+  for (size_t n : {0u, 1u, 2u, 7u, 64u, 1000u})
+    for (size_t piece : {1u, 5u, 64u}) {
+      std::vector<std::atomic<int>> hits(n);
+      auto fn = [&](size_t b, size_t e) {
+        ASSERT_LE(e - b, piece);
+        ASSERT_LT(b, e);
+        for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+      };
+      pool.run_shares(n, piece, fn);
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(hits[i].load(), 1) << "item " << i << " of " << n << ", pieces of " << piece;
+    }
+  // The piece holding item 0 waits until every other item is done (10 s at most). Without
+  // stealing, the rest of its share would never be done and the wait would time out.
+  constexpr size_t kItems = 300;
+  std::atomic<size_t> done{0};
+  std::atomic<bool> timed_out{false};
+  auto slow_first = [&](size_t b, size_t e) {
+    if (b == 0) {
+      const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+      while (done.load() < kItems - e && !timed_out)
+        if (std::chrono::steady_clock::now() > deadline) timed_out = true;
+    }
+    done.fetch_add(e - b);
+  };
+  pool.run_shares(kItems, 10, slow_first);
+  EXPECT_FALSE(timed_out.load()) << "the first share's other pieces were not taken";
+  EXPECT_EQ(done.load(), kItems);
 }
 
 // The acceptance bar: quantized perplexity through the fast path within 0.1% of the

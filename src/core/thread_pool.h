@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -32,14 +33,28 @@ class ThreadPool {
     run_job(n_tasks, [](void* ctx, size_t i) { (*static_cast<Fn*>(ctx))(i); }, &fn);
   }
 
+  // Calls fn(begin, end) on pieces of at most `piece` items that cover [0, n_items) once.
+  // Each thread takes one of size() equal shares and walks it forward piece by piece (one
+  // stream for the prefetchers); a thread whose share is done takes pieces from the back of
+  // the others', so a thread slowed down by the machine does not hold the job up.
+  template <class Fn>
+  void run_shares(size_t n_items, size_t piece, Fn& fn) {
+    run_shares_job(
+        n_items, piece, [](void* ctx, size_t b, size_t e) { (*static_cast<Fn*>(ctx))(b, e); }, &fn);
+  }
+
  private:
   using Call = void (*)(void*, size_t);
+  using RangeCall = void (*)(void*, size_t, size_t);
   void run_job(size_t n_tasks, Call call, void* ctx);
+  void run_shares_job(size_t n_items, size_t piece, RangeCall call, void* ctx);
   void work();            // claim tasks of the current job until none is left
   void worker_loop();
   void stop();  // ends and joins the workers
 
   std::vector<std::thread> workers_;
+  // run_shares: per share, (next unclaimed item << 32) | end of the unclaimed items
+  std::unique_ptr<std::atomic<uint64_t>[]> shares_;
   std::atomic<uint64_t> generation_{0};  // bumped once per job
   std::atomic<size_t> next_{0};          // next unclaimed task
   std::atomic<int> running_{0};          // workers still inside the current job

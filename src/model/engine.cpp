@@ -408,20 +408,22 @@ void Engine::linear_main(const TensorView& w, const float* x, size_t n, float* y
   if (!packed && !dots) return linear_forward(w, x, n, y, opts_.n_threads);
   if (codes.block) s.quantize_input(x, n, cols, codes);
   if (packed) return linear_packed(w, y);
-  // One token: one contiguous range of rows per thread (at least 64), a single long stream
-  // for the prefetchers; 64-row tiles handed out in turn made each thread jump every 139 KB
-  // of Q8_0 and start each tile cold (synthetic 1B, Q8_0: 14.5 -> 15.0 tokens/s, 2 threads).
-  const size_t kTile = n == 1 ? std::max<size_t>(64, (rows + opts_.n_threads - 1) / opts_.n_threads) : 16;
   s.act_rows.resize(n);
   for (size_t t = 0; t < n; ++t) {
     if (codes.block)
       s.act_rows[t] = kernels::act_row(s.acts, t);
     else s.act_rows[t] = {nullptr, nullptr, nullptr, x + t * cols};
   }
-  auto task = [&](size_t tile) {
-    const size_t r0 = tile * kTile, nr = std::min(kTile, rows - r0);
-    kernels::dot_rows_multi(w.dtype, w.data + r0 * row_bytes, row_bytes, nr, cols, s.act_rows.data(), n, y + r0, rows);
+  auto rows_task = [&](size_t r0, size_t r1) {
+    kernels::dot_rows_multi(w.dtype, w.data + r0 * row_bytes, row_bytes, r1 - r0, cols,
+                            s.act_rows.data(), n, y + r0, rows);
   };
+  // One token: each thread streams its own contiguous share of the rows (64-row tiles handed
+  // out in turn made each thread jump every 139 KB of Q8_0 and start each tile cold), and the
+  // first one done takes pieces from the back of the other's share.
+  if (n == 1) return s.pool->run_shares(rows, 64, rows_task);
+  constexpr size_t kTile = 16;
+  auto task = [&](size_t tile) { rows_task(tile * kTile, std::min(rows, (tile + 1) * kTile)); };
   s.pool->run((rows + kTile - 1) / kTile, task);
 }
 

@@ -122,7 +122,11 @@ void BM_QuantizeActs(benchmark::State& st) {
   std::vector<float> x(kTokens * kCols);
   for (float& v : x) v = g(rng);
   kernels::QuantizedActs a;
-  for (auto _ : st) kernels::quantize_acts(x.data(), kTokens, kCols, block, a);
+  for (auto _ : st) {
+    kernels::quantize_acts(x.data(), kTokens, kCols, block, a);
+    benchmark::DoNotOptimize(a.u8.data());
+    benchmark::ClobberMemory();
+  }
   st.counters["Mvalues/s"] =
       benchmark::Counter(1e-6 * x.size() * st.iterations(), benchmark::Counter::kIsRate);
 }

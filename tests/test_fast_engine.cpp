@@ -63,19 +63,24 @@ TEST(ThreadPool, RunsEveryTaskOnceAndRethrows) {
 // run_shares covers every item once in pieces of at most `piece`, and a thread held up in
 // its first piece has the rest of its share taken by the others.
 TEST(ThreadPool, SharesCoverEveryItemOnceAndAreTakenFromASlowThread) {
+  for (int threads : {1, 2, 3}) {
+    ThreadPool pool(threads);
+    for (size_t n : {0u, 1u, 2u, 7u, 64u, 1000u})
+      for (size_t piece : {1u, 5u, 64u}) {
+        std::vector<std::atomic<int>> hits(n);
+        auto fn = [&](size_t b, size_t e) {
+          ASSERT_LE(e - b, piece);
+          ASSERT_LT(b, e);
+          ASSERT_LE(e, n);
+          for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
+        };
+        pool.run_shares(n, piece, fn);
+        for (size_t i = 0; i < n; ++i)
+          ASSERT_EQ(hits[i].load(), 1) << "item " << i << " of " << n << ", pieces of " << piece
+                                       << ", " << threads << " threads";
+      }
+  }
   ThreadPool pool(3);
-  for (size_t n : {0u, 1u, 2u, 7u, 64u, 1000u})
-    for (size_t piece : {1u, 5u, 64u}) {
-      std::vector<std::atomic<int>> hits(n);
-      auto fn = [&](size_t b, size_t e) {
-        ASSERT_LE(e - b, piece);
-        ASSERT_LT(b, e);
-        for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);
-      };
-      pool.run_shares(n, piece, fn);
-      for (size_t i = 0; i < n; ++i)
-        ASSERT_EQ(hits[i].load(), 1) << "item " << i << " of " << n << ", pieces of " << piece;
-    }
   // The piece holding item 0 waits until every other item is done (10 s at most). Without
   // stealing, the rest of its share would never be done and the wait would time out.
   constexpr size_t kItems = 300;

@@ -108,6 +108,7 @@ void ThreadPool::run_job(size_t n_tasks, Call call, void* ctx) {
 }
 
 void ThreadPool::run_shares_job(size_t n_items, size_t piece, RangeCall call, void* ctx) {
+  if (n_items == 0) return;
   if (n_items > 0xffffffffu)
     fail(ErrorKind::Argument, "run_shares: {} items (at most 2^32 - 1)", n_items);
   const size_t n = size();

@@ -36,7 +36,7 @@ class ThreadPool {
   // Calls fn(begin, end) on pieces of at most `piece` items that cover [0, n_items) once.
   // Each thread takes one of size() equal shares and walks it forward piece by piece (one
   // stream for the prefetchers); a thread whose share is done takes pieces from the back of
-  // the others', so a thread slowed down by the machine does not hold the job up.
+  // the others', so a thread slowed down by the machine holds the job up by one piece at most.
   template <class Fn>
   void run_shares(size_t n_items, size_t piece, Fn& fn) {
     run_shares_job(

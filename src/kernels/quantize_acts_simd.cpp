@@ -45,16 +45,14 @@ HWY_INLINE int32_t QuantizeGroup(D df, const float* HWY_RESTRICT x, hn::Vec<D> v
   const hn::Rebind<uint8_t, D> d8;
   const size_t N = hn::Lanes(df);
   const auto offset = hn::Set(di, 128);
-  if constexpr (hn::MaxLanes(D()) >= 8) {
-    // |q| ≤ 127: truncating the lanes (vpmovdw, vpmovdb) is exact and needs no permutes.
-    const hn::RebindToUnsigned<D> du;
-    const hn::Rebind<uint16_t, D> du16;
+  // MaxLanes is a compile-time bound: scalable vectors may hold fewer lanes at run time.
+  if constexpr (!HWY_HAVE_SCALABLE && hn::MaxLanes(D()) >= 8) {
     const hn::Repartition<uint64_t, decltype(d8)> d64;
     auto sum = hn::Zero(d64);
     for (size_t i = 0; i < 16; i += N) {
       const auto qi = hn::NearestInt(hn::Mul(hn::LoadU(df, x + i), vid));
-      hn::StoreU(hn::BitCast(d16, hn::TruncateTo(du16, hn::BitCast(du, qi))), d16, codes + i);
-      const auto u = hn::TruncateTo(d8, hn::BitCast(du, hn::Add(qi, offset)));
+      hn::StoreU(hn::DemoteTo(d16, qi), d16, codes + i);
+      const auto u = hn::DemoteTo(d8, hn::Add(qi, offset));
       hn::StoreU(u, d8, bytes + i);
       sum = hn::Add(sum, hn::SumsOf8(u));
     }

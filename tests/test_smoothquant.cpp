@@ -120,6 +120,42 @@ TEST(SmoothQuant, W8A8CheckpointRunsTheInt8GemmLikeItsSimulation) {
   }
 }
 
+// replace_weight on a W8A8 model: the replacement is what the engine multiplies, not the old
+// weight's int8 form, on both paths.
+TEST(SmoothQuant, ReplacedWeightOfAW8A8ModelTakesEffect) {
+  test::TempDir dir;
+  auto r = test::run_cli({"quantize", test::shared_path("models/tinyllm-8m"), "-o", dir.file("dyn"),
+                          "--type", "int8", "--method", "w8a8", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const Model m = load_model(dir.file("dyn"));
+  const std::string name = "blk.0.ffn_down.weight";
+  ASSERT_TRUE(m.int8_weights.count(name));
+  const TensorView& old = m.tensor(name);
+  const std::vector<float> zeros(old.n_values(), 0.0f);
+  TensorView zero = old;
+  zero.dtype = DType::F32;
+  zero.data = reinterpret_cast<const uint8_t*>(zeros.data());
+  zero.nbytes = zeros.size() * sizeof(float);
+  const std::vector<int32_t> tokens = {1, 100, 200, 300, 400, 500};
+  for (bool fast : {false, true}) {
+    SCOPED_TRACE(fast ? "fast" : "reference");
+    EngineOptions o;
+    o.fast = fast;
+    std::vector<float> before, same, after;
+    Engine e(m, o);
+    e.eval(tokens.data(), tokens.size(), before, true);
+    e.reset();
+    e.replace_weight(name, &old);  // the same weight again: the same logits
+    e.eval(tokens.data(), tokens.size(), same, true);
+    EXPECT_LT(test::max_relative_difference(before, same), 3e-2);
+    e.reset();
+    e.replace_weight(name, &zero);
+    e.eval(tokens.data(), tokens.size(), after, true);
+    EXPECT_GT(test::max_relative_difference(before, after), 1e-3)
+        << "the replacement had no effect";
+  }
+}
+
 // Replaces the first `from` at or after `after` in the file's bytes by `to` (same length).
 void patch_file(const std::string& path, const std::string& after, const std::string& from, const std::string& to) {
   std::string bytes = test::read_file(path);

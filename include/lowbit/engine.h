@@ -109,8 +109,9 @@ class Engine {
   void head(const float* x, size_t n, std::vector<float>& logits);  // final norm + output: [n, n_vocab]
   void final_norm(const float* x, size_t n, float* h) const;        // the output head's input
   // Makes a weight (e.g. "blk.3.attn_q.weight", "token_embd.weight") read from `w` instead, e.g.
-  // its quantized version; `w` must outlive the engine and have the same shape. On a W8A8 model the
-  // replaced weight's int8 form (and its activation rounding) no longer applies.
+  // its quantized version; `w` must outlive the engine and have the same shape. On a W8A8 model a
+  // weight's int8 form (and its activation rounding) applies only while it reads the model's own
+  // view, so replacing a weight by that view again restores it.
   void replace_weight(const std::string& name, const TensorView* w);
   // Replaces a layer's RMSNorm weight ("blk.N.attn_norm.weight" / "blk.N.ffn_norm.weight").
   void set_norm(const std::string& name, std::vector<float> w);

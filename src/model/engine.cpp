@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
-#include <unordered_set>
 
 #include "core/blas.h"
 #include "core/parallel.h"
@@ -162,9 +161,6 @@ struct Engine::Impl {
   std::vector<float> lowrank_t;  // A·x [n, rank]
   // ActivationRounding::static_ranges: each block linear's input range (ModelConfig::act_ranges)
   std::unordered_map<std::string, float> act_range;  // by weight name
-  // Weights swapped in by replace_weight: their W8A8 int8 form (Model::int8_weights) is the
-  // old weight's and no longer applies.
-  std::unordered_set<std::string> replaced;
 
   // The Hadamard transform of `rows` rows of `len` values; on the fast path the rows are
   // split over the pool (each row is transformed alone, so the values do not change).
@@ -390,9 +386,11 @@ void Engine::linear_main(const TensorView& w, const float* x, size_t n, float* y
   const ActivationRounding& o = opts_.rounding;
   const bool round = o.act_bits && &w != s.output;
   const float* range = round && o.static_ranges ? &s.act_range.at(w.name) : nullptr;
-  if (!model_.int8_weights.empty() && !s.replaced.count(w.name)) {
+  if (!model_.int8_weights.empty()) {
+    // The int8 form belongs to the model's own view: not to one swapped in by replace_weight.
     auto it = model_.int8_weights.find(w.name);
-    if (it != model_.int8_weights.end() && it->second.rows == rows && it->second.cols == cols)
+    if (it != model_.int8_weights.end() && it->second.rows == rows && it->second.cols == cols &&
+        model_.find(w.name) == &w)
       return linear_w8a8(it->second, w, round ? s.round_input(x, n, cols, o, range) : x, n, y);
   }
   const bool packed = opts_.fast && opts_.packed_batch && n >= opts_.packed_batch &&
@@ -493,7 +491,6 @@ void Engine::replace_weight(const std::string& name, const TensorView* w) {
       fail(ErrorKind::Argument, "replace_weight: '{}' is {}, the replacement {}", name, shape_string((*slot)->shape),
            shape_string(w->shape));
     impl_->packed.clear();  // callers may have rewritten the old view already: drop every panel
-    impl_->replaced.insert(name);
     *slot = w;
     found = true;
   }

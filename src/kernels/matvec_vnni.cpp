@@ -37,12 +37,36 @@ LOWBIT_VNNI void signed_codes(const ActRow& a, size_t row_len, Token& tok) {
 // 8 lanes per 32-value block: eight lanes of −(offset / 8)·Σq add up to the −offset·Σq that
 // the weights' offset brought in (Q8_0 and IQ4_NL: w + 128; Q4_0: 8; Q5_0: 16, the offsets
 // in their value = d·(code − offset)). With `sums` (the types with a minimum), also
-// d_act·Σq / 8 per lane.
-void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, bool sums, Token& tok) {
+// d_act·Σq / 8 per lane. Redone for every piece of rows a thread takes, so 16 blocks go per
+// step: their sums in one zmm, spread to 8 lanes each by vpermd (scalar stores were 4% of
+// Q8_0 generation's samples).
+LOWBIT_VNNI void block_lanes(const ActRow& a, size_t n_blocks, int32_t offset, bool sums,
+                             Token& tok) {
   tok.corr8.resize(8 * n_blocks);
   tok.d8.resize(8 * n_blocks);
   tok.sum8.resize(sums ? 8 * n_blocks : 0);
-  for (size_t b = 0; b < n_blocks; ++b) {
+  const __m512i evens = _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+  const __m512i odds = _mm512_add_epi32(evens, _mm512_set1_epi32(1));
+  size_t b = 0;
+  for (; b + 16 <= n_blocks; b += 16) {
+    const __m512i lo = _mm512_loadu_si512(a.sum16 + 2 * b),
+                  hi = _mm512_loadu_si512(a.sum16 + 2 * b + 16);
+    const __m512i sum = _mm512_add_epi32(_mm512_permutex2var_epi32(lo, evens, hi),
+                                         _mm512_permutex2var_epi32(lo, odds, hi));
+    const __m512i corr = _mm512_mullo_epi32(sum, _mm512_set1_epi32(-(offset / 8)));
+    const __m512 d = _mm512_loadu_ps(a.d + b);
+    const __m512 d_sum =
+        _mm512_mul_ps(_mm512_mul_ps(d, _mm512_cvtepi32_ps(sum)), _mm512_set1_ps(0.125f));
+    for (int k = 0; k < 8; ++k) {  // blocks b + 2k (lanes 0..7) and b + 2k + 1 (8..15)
+      const __m512i pick = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_set1_epi32(2 * k)),
+                                              _mm256_set1_epi32(2 * k + 1), 1);
+      const size_t at = 8 * (b + 2 * k);
+      _mm512_storeu_si512(tok.corr8.data() + at, _mm512_permutexvar_epi32(pick, corr));
+      _mm512_storeu_ps(tok.d8.data() + at, _mm512_permutexvar_ps(pick, d));
+      if (sums) _mm512_storeu_ps(tok.sum8.data() + at, _mm512_permutexvar_ps(pick, d_sum));
+    }
+  }
+  for (; b < n_blocks; ++b) {
     const int32_t sum = a.sum16[2 * b] + a.sum16[2 * b + 1];
     for (size_t l = 0; l < 8; ++l) {
       tok.corr8[8 * b + l] = -(offset / 8) * sum, tok.d8[8 * b + l] = a.d[b];

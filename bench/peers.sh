@@ -11,21 +11,24 @@
 # The files are the synthetic Llama-3.2-1B shapes (lowbit_make_synthetic, bf16) quantized by
 # llama.cpp's own llama-quantize to each TYPE (default: Q4_K_M Q8_0 Q3_K_M Q2_K Q6_K IQ4_XS).
 #
-# Environment: OUT (default build/peers), THREADS (2), REPS (3), JOBS (build -j, 2);
-# BUILD_ONLY=1 builds the peers and stops (measure later, on a quiet machine).
-# Prints one row per file: pp128, pp512 and tg32 tokens/s of each engine and lowbit's ratio
-# to each peer.
+# Environment: OUT (default build/peers), THREADS (2), REPS (3), ROUNDS (3), JOBS (build -j,
+# 2); BUILD_ONLY=1 builds the peers and stops (measure later, on a quiet machine).
+# The three engines take turns ROUNDS times per file (llama.cpp, ik_llama.cpp, lowbit, then
+# again), each turn REPS repetitions, so a slow minute of a shared machine lands on every
+# engine alike. Each round's figures go to $OUT/rounds.tsv. Prints one row per file: each
+# engine's best round per figure (pp128, pp512, tg32 tokens/s) and lowbit's ratios to each
+# peer, then the ratios of the medians over the rounds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ $# -lt 2 ]; then
-  sed -n '2,17p' "$0" >&2
+  sed -n '2,20p' "$0" >&2
   exit 2
 fi
 LLAMA=$1 IK=$2
 shift 2
 TYPES=${*:-"Q4_K_M Q8_0 Q3_K_M Q2_K Q6_K IQ4_XS"}
 OUT=$(mkdir -p "${OUT:-build/peers}" && cd "${OUT:-build/peers}" && pwd)
-THREADS=${THREADS:-2} REPS=${REPS:-3} JOBS=${JOBS:-2}
+THREADS=${THREADS:-2} REPS=${REPS:-3} ROUNDS=${ROUNDS:-3} JOBS=${JOBS:-2}
 
 # export_tree SRC[@REV] NAME: a source tree at $OUT/src/NAME (copied from a git directory).
 export_tree() {
@@ -101,13 +104,30 @@ echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs); threads
 echo "flags: $(grep -m1 '^flags' /proc/cpuinfo | grep -o 'avx[^ ]*\|fma\|f16c' | sort -u | xargs)"
 printf "%-7s | %-20s | %-20s | %-20s | %-17s | %-17s\n" file "llama.cpp pp128/512/tg32" \
   "ik_llama pp128/512/tg32" "lowbit pp128/512/tg32" "lowbit/llama.cpp" "lowbit/ik_llama"
+ROUNDS_TSV=$OUT/rounds.tsv
+printf "file\tround\tengine\tpp128\tpp512\ttg32\n" >"$ROUNDS_TSV"
 for t in $TYPES; do
   f=$OUT/llama-1b-$t.gguf
   [ -f "$f" ] || "$OUT/llama.cpp/bin/llama-quantize" "$BF16" "$f" "$t" "$THREADS" >"$OUT/quantize-$t.log" 2>&1
-  read -r l1 l2 l3 < <(peer_bench llama.cpp "$f")
-  read -r k1 k2 k3 < <(peer_bench ik_llama.cpp "$f")
-  read -r o1 o2 o3 < <(lowbit_bench "$f")
-  ratio() { python3 -c "print(' '.join(f'{a / b:.2f}' for a, b in zip([$1, $2, $3], [$4, $5, $6])))"; }
-  printf "%-7s | %-20s | %-20s | %-20s | %-17s | %-17s\n" "$t" "$l1 $l2 $l3" "$k1 $k2 $k3" \
-    "$o1 $o2 $o3" "$(ratio "$o1" "$o2" "$o3" "$l1" "$l2" "$l3")" "$(ratio "$o1" "$o2" "$o3" "$k1" "$k2" "$k3")"
+  for r in $(seq "$ROUNDS"); do
+    printf "%s\t%s\tllama.cpp\t%s\n" "$t" "$r" "$(peer_bench llama.cpp "$f" | tr ' ' '\t')" >>"$ROUNDS_TSV"
+    printf "%s\t%s\tik_llama.cpp\t%s\n" "$t" "$r" "$(peer_bench ik_llama.cpp "$f" | tr ' ' '\t')" >>"$ROUNDS_TSV"
+    printf "%s\t%s\tlowbit\t%s\n" "$t" "$r" "$(lowbit_bench "$f" | tr ' ' '\t')" >>"$ROUNDS_TSV"
+  done
+  python3 - "$ROUNDS_TSV" "$t" <<'PY'
+import csv, statistics, sys
+rows = [r for r in csv.DictReader(open(sys.argv[1]), delimiter="\t") if r["file"] == sys.argv[2]]
+keys = ("pp128", "pp512", "tg32")
+def runs(engine): return [[float(r[k]) for r in rows if r["engine"] == engine] for k in keys]
+best = {e: [max(v) for v in runs(e)] for e in ("llama.cpp", "ik_llama.cpp", "lowbit")}
+median = {e: [statistics.median(v) for v in runs(e)] for e in best}
+def figs(v): return " ".join(f"{x:.1f}" for x in v)
+def ratio(a, b): return " ".join(f"{x / y:.2f}" for x, y in zip(a, b))
+lb = best["lowbit"]
+print(f"{sys.argv[2]:<7} | {figs(best['llama.cpp']):<20} | {figs(best['ik_llama.cpp']):<20} | "
+      f"{figs(lb):<20} | {ratio(lb, best['llama.cpp']):<17} | {ratio(lb, best['ik_llama.cpp']):<17}")
+lm = median["lowbit"]
+print(f"{'':<7} | {'(medians)':<20} | {'':<20} | {figs(lm):<20} | "
+      f"{ratio(lm, median['llama.cpp']):<17} | {ratio(lm, median['ik_llama.cpp']):<17}")
+PY
 done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prompt-processing and generation speed of lowbit against llama.cpp and ik_llama.cpp on the
-# same GGUF files, the same thread count, one run side by side.
+# same GGUF files, the same thread count, side by side in turns.
 #
 #   bench/peers.sh LLAMA_CPP IK_LLAMA_CPP [TYPE...]
 #
@@ -29,6 +29,10 @@ shift 2
 TYPES=${*:-"Q4_K_M Q8_0 Q3_K_M Q2_K Q6_K IQ4_XS"}
 OUT=$(mkdir -p "${OUT:-build/peers}" && cd "${OUT:-build/peers}" && pwd)
 THREADS=${THREADS:-2} REPS=${REPS:-3} ROUNDS=${ROUNDS:-3} JOBS=${JOBS:-2}
+if ! [[ $ROUNDS =~ ^[1-9][0-9]*$ ]]; then
+  echo "ROUNDS must be a whole number ≥ 1, not '$ROUNDS'" >&2
+  exit 2
+fi
 
 # export_tree SRC[@REV] NAME: a source tree at $OUT/src/NAME (copied from a git directory).
 export_tree() {
@@ -91,8 +95,9 @@ print(f"{tps(128, 0):.1f} {tps(512, 0):.1f} {tps(0, 32):.1f}")'
 # lowbit_bench FILE: the same three figures from `lowbit bench --json`.
 lowbit_bench() {
   local a b
-  a=$(build/lowbit bench "$1" -p 128 -n 32 -t "$THREADS" -r "$REPS" --no-reference --json)
-  b=$(build/lowbit bench "$1" -p 512 -n 0 -t "$THREADS" -r "$REPS" --no-reference --json)
+  local opts=(-t "$THREADS" -r "$REPS" --no-reference --json)
+  a=$(build/lowbit bench "$1" -p 128 -n 32 "${opts[@]}") || return 1
+  b=$(build/lowbit bench "$1" -p 512 -n 0 "${opts[@]}") || return 1
   python3 -c '
 import json, sys
 a, b = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -110,9 +115,13 @@ for t in $TYPES; do
   f=$OUT/llama-1b-$t.gguf
   [ -f "$f" ] || "$OUT/llama.cpp/bin/llama-quantize" "$BF16" "$f" "$t" "$THREADS" >"$OUT/quantize-$t.log" 2>&1
   for r in $(seq "$ROUNDS"); do
-    printf "%s\t%s\tllama.cpp\t%s\n" "$t" "$r" "$(peer_bench llama.cpp "$f" | tr ' ' '\t')" >>"$ROUNDS_TSV"
-    printf "%s\t%s\tik_llama.cpp\t%s\n" "$t" "$r" "$(peer_bench ik_llama.cpp "$f" | tr ' ' '\t')" >>"$ROUNDS_TSV"
-    printf "%s\t%s\tlowbit\t%s\n" "$t" "$r" "$(lowbit_bench "$f" | tr ' ' '\t')" >>"$ROUNDS_TSV"
+    # (a failed run stops the script here: the assignment carries its status to set -e)
+    v=$(peer_bench llama.cpp "$f")
+    printf "%s\t%s\tllama.cpp\t%s\n" "$t" "$r" "${v// /$'\t'}" >>"$ROUNDS_TSV"
+    v=$(peer_bench ik_llama.cpp "$f")
+    printf "%s\t%s\tik_llama.cpp\t%s\n" "$t" "$r" "${v// /$'\t'}" >>"$ROUNDS_TSV"
+    v=$(lowbit_bench "$f")
+    printf "%s\t%s\tlowbit\t%s\n" "$t" "$r" "${v// /$'\t'}" >>"$ROUNDS_TSV"
   done
   python3 - "$ROUNDS_TSV" "$t" <<'PY'
 import csv, statistics, sys

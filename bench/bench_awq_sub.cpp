@@ -25,7 +25,8 @@ void BM_AwqSubSearch(benchmark::State& st, lowbit::DType type) {
     h[i * cols + i] = i % 37 == 0 ? 100.0 : 1.0;
     for (uint64_t j = 0; j < cols; ++j) {
       double acc = 0;
-      for (uint64_t k = 0; k < rank; ++k) acc += static_cast<double>(a[i * rank + k]) * a[j * rank + k];
+      for (uint64_t k = 0; k < rank; ++k)
+        acc += static_cast<double>(a[i * rank + k]) * a[j * rank + k];
       h[i * cols + j] += acc / rank;
     }
   }
@@ -42,5 +43,13 @@ void BM_AwqSubSearch(benchmark::State& st, lowbit::DType type) {
 
 }  // namespace
 
-BENCHMARK_CAPTURE(BM_AwqSubSearch, Q4_K, lowbit::DType::Q4_K)->Arg(2048)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK_CAPTURE(BM_AwqSubSearch, Q6_K, lowbit::DType::Q6_K)->Arg(2048)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(BM_AwqSubSearch, Q4_K, lowbit::DType::Q4_K)
+    ->Arg(2048)
+    ->Arg(8192)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_AwqSubSearch, Q6_K, lowbit::DType::Q6_K)
+    ->Arg(2048)
+    ->Arg(8192)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();

@@ -42,7 +42,8 @@ void BM_EngineWindow512(benchmark::State& st) {
     e.reset();
     e.eval(toks.data(), toks.size(), logits, true);
   }
-  st.counters["tokens/s"] = benchmark::Counter(512.0 * st.iterations(), benchmark::Counter::kIsRate);
+  st.counters["tokens/s"] =
+      benchmark::Counter(512.0 * st.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_EngineWindow512)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 
@@ -54,8 +55,10 @@ void BM_EngineLinearsOnly512(benchmark::State& st) {
   std::vector<float> x(512 * 1024, 0.01f), y(512 * m->config.n_vocab);
   for (auto _ : st)
     for (const auto& t : m->tensors)
-      if (t.shape.size() == 2 && t.name != "token_embd.weight") lowbit::linear_forward(t, x.data(), 512, y.data());
-  st.counters["tokens/s"] = benchmark::Counter(512.0 * st.iterations(), benchmark::Counter::kIsRate);
+      if (t.shape.size() == 2 && t.name != "token_embd.weight")
+        lowbit::linear_forward(t, x.data(), 512, y.data());
+  st.counters["tokens/s"] =
+      benchmark::Counter(512.0 * st.iterations(), benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_EngineLinearsOnly512)->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
 

@@ -22,7 +22,8 @@ void BM_Quantize(benchmark::State& st, lowbit::DType type) {
   std::vector<uint8_t> out(kRows * row_bytes);
   for (auto _ : st) {
     lowbit::parallel_for(kRows, 2, [&](uint64_t r0, uint64_t r1) {
-      lowbit::quantize_rows(type, x.data() + r0 * kCols, r1 - r0, kCols, nullptr, out.data() + r0 * row_bytes);
+      lowbit::quantize_rows(type, x.data() + r0 * kCols, r1 - r0, kCols, nullptr,
+                            out.data() + r0 * row_bytes);
     });
     benchmark::DoNotOptimize(out.data());
   }
@@ -31,7 +32,8 @@ void BM_Quantize(benchmark::State& st, lowbit::DType type) {
 
 }  // namespace
 
-#define QUANT_BENCH(T) BENCHMARK_CAPTURE(BM_Quantize, T, lowbit::DType::T)->Unit(benchmark::kMillisecond)->UseRealTime()
+#define QUANT_BENCH(T) \
+  BENCHMARK_CAPTURE(BM_Quantize, T, lowbit::DType::T)->Unit(benchmark::kMillisecond)->UseRealTime()
 QUANT_BENCH(Q4_0);
 QUANT_BENCH(Q4_1);
 QUANT_BENCH(Q5_0);

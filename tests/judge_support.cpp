@@ -14,9 +14,11 @@
 namespace lowbit::test {
 
 void run_llamacpp_native(const std::vector<std::string>& args) {
-  const std::string lib_dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/judge/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
+  const std::string lib_dir = std::string(LOWBIT_SOURCE_DIR) +
+                              "/tests/judge/node_modules/@node-llama-cpp/linux-x64/bins/linux-x64";
   if (!std::filesystem::exists(lib_dir + "/libggml-base.so"))
-    throw std::runtime_error("llama.cpp libraries missing at " + lib_dir + " (run scripts/setup.sh)");
+    throw std::runtime_error("llama.cpp libraries missing at " + lib_dir +
+                             " (run scripts/setup.sh)");
   std::vector<std::string> argv = {LLAMACPP_NATIVE_PATH, lib_dir};
   argv.insert(argv.end(), args.begin(), args.end());
   const CliResult r = run_process(argv);
@@ -26,16 +28,19 @@ void run_llamacpp_native(const std::vector<std::string>& args) {
 nlohmann::json run_llama_judge(const std::vector<std::string>& args) {
   const std::string dir = std::string(LOWBIT_SOURCE_DIR) + "/tests/judge";
   if (!std::filesystem::exists(dir + "/node_modules/node-llama-cpp"))
-    throw std::runtime_error("llama.cpp judge not installed: run scripts/setup.sh (npm install in tests/judge)");
+    throw std::runtime_error(
+        "llama.cpp judge not installed: run scripts/setup.sh (npm install in tests/judge)");
   std::vector<std::string> argv{"node", dir + "/llama_judge.mjs"};
   argv.insert(argv.end(), args.begin(), args.end());
   CliResult r = run_process(argv);
-  if (r.exit_code != 0) throw std::runtime_error("llama.cpp judge failed (exit " + std::to_string(r.exit_code) + "):\n" + r.err);
+  if (r.exit_code != 0)
+    throw std::runtime_error("llama.cpp judge failed (exit " + std::to_string(r.exit_code) +
+                             "):\n" + r.err);
   return nlohmann::json::parse(r.out);
 }
 
-JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, size_t n_ctx, size_t n_chunks,
-                           const std::string& dist_path) {
+JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, size_t n_ctx,
+                           size_t n_chunks, const std::string& dist_path) {
   const Model& m = engine.model();
   const size_t V = m.config.n_vocab;
   std::ifstream dist(dist_path, std::ios::binary);

@@ -21,8 +21,8 @@ struct JudgeKld {
 
 // Runs `engine` over the same windows as `llama_judge.mjs perplexity` (n_ctx tokens, BOS
 // first, second half scored) and compares with the distributions it wrote to `dist_path`.
-JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, size_t n_ctx, size_t n_chunks,
-                           const std::string& dist_path);
+JudgeKld kld_against_judge(Engine& engine, const std::vector<int32_t>& tokens, size_t n_ctx,
+                           size_t n_chunks, const std::string& dist_path);
 
 // Throws (failing the test loudly) when node or the judge's node_modules are missing.
 nlohmann::json run_llama_judge(const std::vector<std::string>& args);

@@ -125,7 +125,8 @@ TEST(Affine, ZerosAndConstantsSurvive) {
 TEST(Affine, BadSpecsAreArgumentErrors) {
   AffineSpec s;
   s.bits = 9;
-  EXPECT_NE(test::expect_error([&] { validate(s); }).find("bits must be 2..8, got 9"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { validate(s); }).find("bits must be 2..8, got 9"),
+            std::string::npos);
   s.bits = 4;
   s.group = -3;
   EXPECT_NE(test::expect_error([&] { validate(s); }).find("group size"), std::string::npos);
@@ -233,8 +234,8 @@ TEST(Cli, QuantizeTernaryWritesInt2CheckpointsOfThreeLevels) {
 
 TEST(Cli, QuantizeIntWritesACheckpointThatPerplexityRuns) {
   TempDir dir;
-  auto r = test::run_cli({"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("int4"), "--type", "int4",
-                          "--group", "64", "--asym", "--range", "mse", "--json"});
+  auto r = test::run_cli({"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("int4"),
+                          "--type", "int4", "--group", "64", "--asym", "--range", "mse", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   for (const auto& t : j["tensors"])
@@ -247,31 +248,37 @@ TEST(Cli, QuantizeIntWritesACheckpointThatPerplexityRuns) {
   EXPECT_TRUE(fs::exists(dir.file("int4/tokenizer.model")));
   const Model m = load_model(dir.file("int4"));
   EXPECT_EQ(m.tensor("blk.3.ffn_up.weight").shape, (std::vector<uint64_t>{768, 256}));
-  auto p = test::run_cli({"perplexity", dir.file("int4"), "-f", shared_path("data/wikitext-2/wikitext-2-test.txt"),
-                          "--chunks", "1", "--json", "-q"});
+  auto p = test::run_cli({"perplexity", dir.file("int4"), "-f",
+                          shared_path("data/wikitext-2/wikitext-2-test.txt"), "--chunks", "1",
+                          "--json", "-q"});
   ASSERT_EQ(p.exit_code, 0) << p.err;
   EXPECT_LT(nlohmann::json::parse(p.out)["ppl"].get<double>(), 400);
 
   // A checkpoint that lost a scales tensor names it.
   fs::create_directory(dir.file("broken"));
-  for (const char* f : {"config.json", "tokenizer.model"}) fs::copy_file(dir.file(std::string("int4/") + f), dir.file(std::string("broken/") + f));
+  for (const char* f : {"config.json", "tokenizer.model"})
+    fs::copy_file(dir.file(std::string("int4/") + f), dir.file(std::string("broken/") + f));
   auto ck = SafetensorsCheckpoint::open_dir(dir.file("int4"));
   std::vector<OutputTensor> keep;
   for (const TensorView& t : ck->tensors()) {
     if (t.name == "model.layers.2.mlp.up_proj.scales") continue;
-    keep.push_back({t, t.nbytes, [t](std::vector<uint8_t>& b) { b.assign(t.data, t.data + t.nbytes); }});
+    keep.push_back(
+        {t, t.nbytes, [t](std::vector<uint8_t>& b) { b.assign(t.data, t.data + t.nbytes); }});
   }
   write_safetensors(dir.file("broken/model.safetensors"), keep, ck->metadata());
   const std::string msg = test::expect_error([&] { load_model(dir.file("broken")); });
-  EXPECT_NE(msg.find("tensor 'model.layers.2.mlp.up_proj.scales' is missing"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'model.layers.2.mlp.up_proj.scales' is missing"), std::string::npos)
+      << msg;
 }
 
 TEST(Cli, QuantizeIntNeedsAHuggingFaceSourceAndAnEmptyTarget) {
   TempDir dir;
-  auto r = test::run_cli({"quantize", shared_path("models/stories260K/stories260K.bin"), "-o", dir.file("o"), "--type", "int4"});
+  auto r = test::run_cli({"quantize", shared_path("models/stories260K/stories260K.bin"), "-o",
+                          dir.file("o"), "--type", "int4"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("the source must be one too"), std::string::npos) << r.err;
-  r = test::run_cli({"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("o"), "--type", "int9"});
+  r = test::run_cli(
+      {"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("o"), "--type", "int9"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("bits must be 2..8"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::is_empty(dir.path()));

@@ -32,7 +32,8 @@ TEST(Awq, FoldedScalesLeaveTheFp32OutputUnchanged) {
       for (float& v : s) v = std::exp(v);  // wide range, all positive
       return s;
     };
-    const auto s_attn = positive_scales(D, 1 + l), s_ffn = positive_scales(D, 2 + l), s_down = positive_scales(F, 3 + l);
+    const auto s_attn = positive_scales(D, 1 + l), s_ffn = positive_scales(D, 2 + l),
+               s_down = positive_scales(F, 3 + l);
     auto g = to_f32(base.tensor(p + "attn_norm.weight"));
     awq_unscale_norm(g, s_attn);
     scaled.set_f32(p + "attn_norm.weight", g);
@@ -45,7 +46,8 @@ TEST(Awq, FoldedScalesLeaveTheFp32OutputUnchanged) {
     g = to_f32(base.tensor(p + "ffn_norm.weight"));
     awq_unscale_norm(g, s_ffn);
     scaled.set_f32(p + "ffn_norm.weight", g);
-    auto gate = to_f32(base.tensor(p + "ffn_gate.weight")), up = to_f32(base.tensor(p + "ffn_up.weight"));
+    auto gate = to_f32(base.tensor(p + "ffn_gate.weight")),
+         up = to_f32(base.tensor(p + "ffn_up.weight"));
     auto down = to_f32(base.tensor(p + "ffn_down.weight"));
     awq_scale_columns(gate, F, D, s_ffn);
     awq_scale_columns(up, F, D, s_ffn);
@@ -75,7 +77,8 @@ TEST(Awq, SearchNeverDoesWorseThanPlainRounding) {
   for (uint64_t t = 0; t < n; ++t)
     for (uint64_t i = 0; i < cols; ++i) {
       mean_abs[i] += std::fabs(x[t * cols + i]) / n;
-      for (uint64_t j = 0; j < cols; ++j) h[i * cols + j] += double(x[t * cols + i]) * x[t * cols + j] / n;
+      for (uint64_t j = 0; j < cols; ++j)
+        h[i * cols + j] += double(x[t * cols + i]) * x[t * cols + j] / n;
     }
   for (DType t : {DType::Q4_K, DType::Q3_K, DType::Q4_0}) {
     const AwqScales s = awq_search({{&w, rows, cols, t}}, h, mean_abs, 10);
@@ -84,13 +87,15 @@ TEST(Awq, SearchNeverDoesWorseThanPlainRounding) {
     EXPECT_LT(s.error_scaled, 0.9 * s.error_plain) << dtype_name(t);
     ASSERT_EQ(s.s.size(), cols);
   }
-  const std::string msg = test::expect_error([&] { awq_search({{&w, rows, cols, DType::Q4_K}}, h, {1.0}, 10); });
+  const std::string msg = test::expect_error([&] {
+    awq_search({{&w, rows, cols, DType::Q4_K}}, h, {1.0}, 10);
+  });
   EXPECT_NE(msg.find("statistics of 256 columns"), std::string::npos) << msg;
 }
 
 // tr(E H Eᵀ), E = W − dequant(Q): the layer's mean squared output error on the inputs behind H.
-double layer_error(DType t, const std::vector<float>& w, const std::vector<uint8_t>& q, uint64_t rows, uint64_t cols,
-                   const std::vector<double>& h) {
+double layer_error(DType t, const std::vector<float>& w, const std::vector<uint8_t>& q,
+                   uint64_t rows, uint64_t cols, const std::vector<double>& h) {
   std::vector<float> d(rows * cols);
   dequantize_values(t, q.data(), d.size(), d.data());
   double e = 0;
@@ -98,7 +103,8 @@ double layer_error(DType t, const std::vector<float>& w, const std::vector<uint8
     for (uint64_t i = 0; i < cols; ++i) {
       const double ei = w[r * cols + i] - d[r * cols + i];
       double acc = 0;
-      for (uint64_t j = 0; j < cols; ++j) acc += h[i * cols + j] * (w[r * cols + j] - d[r * cols + j]);
+      for (uint64_t j = 0; j < cols; ++j)
+        acc += h[i * cols + j] * (w[r * cols + j] - d[r * cols + j]);
       e += ei * acc;
     }
   return e;
@@ -110,7 +116,8 @@ std::vector<double> correlated_hessian(uint64_t cols, uint64_t n, uint64_t seed)
   std::vector<double> h(cols * cols, 0.0);
   std::vector<float> x(cols);
   for (uint64_t t = 0; t < n; ++t) {
-    for (uint64_t j = 0; j < cols; ++j) x[j] = z[t * cols + j] + 0.8f * z[t * cols + (j + 1) % cols];
+    for (uint64_t j = 0; j < cols; ++j)
+      x[j] = z[t * cols + j] + 0.8f * z[t * cols + (j + 1) % cols];
     for (uint64_t j = 0; j < cols; j += 37) x[j] *= 10.0f;
     for (uint64_t i = 0; i < cols; ++i)
       for (uint64_t j = 0; j < cols; ++j) h[i * cols + j] += double(x[i]) * x[j] / n;
@@ -127,12 +134,15 @@ TEST(Awq, ClipSearchLowersTheLayerOutputErrorBelowRounding) {
     std::vector<uint8_t> rtn(bytes), clip(bytes);
     quantize_rows(t, w.data(), rows, cols, nullptr, rtn.data());
     awq_clip_quantize_rows(t, w.data(), rows, cols, h, AwqClipOptions{}, 2, clip.data());
-    const double e_rtn = layer_error(t, w, rtn, rows, cols, h), e_clip = layer_error(t, w, clip, rows, cols, h);
+    const double e_rtn = layer_error(t, w, rtn, rows, cols, h),
+                 e_clip = layer_error(t, w, clip, rows, cols, h);
     EXPECT_LT(e_clip, 0.97 * e_rtn) << dtype_name(t) << " rtn " << e_rtn << " clip " << e_clip;
   }
   std::vector<uint8_t> out(rows * cols / 256 * traits(DType::Q4_K).type_size);
-  const std::string msg = test::expect_error(
-      [&] { awq_clip_quantize_rows(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, AwqClipOptions{}, 1, out.data()); });
+  const std::string msg = test::expect_error([&] {
+    awq_clip_quantize_rows(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, AwqClipOptions{}, 1,
+                           out.data());
+  });
   EXPECT_NE(msg.find("H has 2 values"), std::string::npos) << msg;
 }
 
@@ -148,7 +158,8 @@ TEST(Awq, SubBlockSearchLowersEveryRowsOutputErrorAndKeepsTheSuperScales) {
     std::vector<uint8_t> sub = rtn;
     ASSERT_TRUE(awq_refine_sub_scales(t, w.data(), rows, cols, h, 4, 2, sub.data())) << tr.name;
     double total_rtn = 0, total_sub = 0;
-    for (uint64_t r = 0; r < rows; ++r) {  // coordinate descent from plain rounding: no row gets worse
+    for (uint64_t r = 0; r < rows;
+         ++r) {  // coordinate descent from plain rounding: no row gets worse
       const std::vector<float> wr(w.begin() + r * cols, w.begin() + (r + 1) * cols);
       const std::vector<uint8_t> qr(rtn.begin() + r * row_bytes, rtn.begin() + (r + 1) * row_bytes),
           qs(sub.begin() + r * row_bytes, sub.begin() + (r + 1) * row_bytes);
@@ -156,8 +167,10 @@ TEST(Awq, SubBlockSearchLowersEveryRowsOutputErrorAndKeepsTheSuperScales) {
       EXPECT_LE(es, er * (1 + 1e-5)) << tr.name << " row " << r;
       total_rtn += er, total_sub += es;
     }
-    EXPECT_LT(total_sub, 0.85 * total_rtn) << tr.name << " rtn " << total_rtn << " searched " << total_sub;
-    for (uint64_t b = 0; b < rows * cols / tr.block_size; ++b) {  // the f16 super-scales are not moved
+    EXPECT_LT(total_sub, 0.85 * total_rtn)
+        << tr.name << " rtn " << total_rtn << " searched " << total_sub;
+    for (uint64_t b = 0; b < rows * cols / tr.block_size;
+         ++b) {  // the f16 super-scales are not moved
       quant::SubBlockParams before, after;
       ASSERT_TRUE(quant::read_sub_params(t, rtn.data() + b * tr.type_size, &before));
       quant::read_sub_params(t, sub.data() + b * tr.type_size, &after);
@@ -168,14 +181,16 @@ TEST(Awq, SubBlockSearchLowersEveryRowsOutputErrorAndKeepsTheSuperScales) {
     awq_refine_sub_scales(t, w.data(), rows, cols, h, 0, 1, none.data());
     EXPECT_EQ(none, rtn) << tr.name;
   }
-  std::vector<uint8_t> q40(rows * cols / 32 * traits(DType::Q4_0).type_size);  // no sub-block scales: untouched
+  std::vector<uint8_t> q40(rows * cols / 32 *
+                           traits(DType::Q4_0).type_size);  // no sub-block scales: untouched
   quantize_rows(DType::Q4_0, w.data(), rows, cols, nullptr, q40.data());
   const std::vector<uint8_t> q40_in = q40;
   EXPECT_FALSE(awq_refine_sub_scales(DType::Q4_0, w.data(), rows, cols, h, 4, 1, q40.data()));
   EXPECT_EQ(q40, q40_in);
   std::vector<uint8_t> out(rows * cols / 256 * traits(DType::Q4_K).type_size);
-  const std::string msg =
-      test::expect_error([&] { awq_refine_sub_scales(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, 4, 1, out.data()); });
+  const std::string msg = test::expect_error([&] {
+    awq_refine_sub_scales(DType::Q4_K, w.data(), rows, cols, {1.0, 2.0}, 4, 1, out.data());
+  });
   EXPECT_NE(msg.find("H has 2 values"), std::string::npos) << msg;
 }
 
@@ -184,7 +199,8 @@ TEST(Awq, BlockSearchLeavesItsWinnerInTheEngine) {
   const uint32_t D = m.config.n_embd;
   const size_t T = 64;
   Engine engine(m);
-  std::vector<std::vector<float>> inputs{test::gaussian(T * D, 11), test::gaussian(T * D, 12)}, targets = inputs;
+  std::vector<std::vector<float>> inputs{test::gaussian(T * D, 11), test::gaussian(T * D, 12)},
+      targets = inputs;
   for (auto& y : targets) {  // the unquantized block's outputs
     engine.reset();
     engine.forward_layer(1, y.data(), T);
@@ -197,7 +213,8 @@ TEST(Awq, BlockSearchLeavesItsWinnerInTheEngine) {
   std::vector<double> mean_abs(D, 0.0);  // of the normed input, roughly: |x|·γ
   const std::vector<float> gamma = to_f32(m.tensor(g.producer));
   for (const auto& x : inputs)
-    for (size_t k = 0; k < x.size(); ++k) mean_abs[k % D] += std::fabs(x[k] * gamma[k % D]) / (T * inputs.size());
+    for (size_t k = 0; k < x.size(); ++k)
+      mean_abs[k % D] += std::fabs(x[k] * gamma[k % D]) / (T * inputs.size());
 
   AwqBlockSearch search(engine, m, 1, inputs, targets, T, 2);
   const AwqScales s = search.search(g, w, types, mean_abs, 8);
@@ -208,7 +225,8 @@ TEST(Awq, BlockSearchLeavesItsWinnerInTheEngine) {
     std::vector<float> y = inputs[i];
     engine.reset();
     engine.forward_layer(1, y.data(), T);
-    for (size_t k = 0; k < y.size(); ++k) now += (double(y[k]) - targets[i][k]) * (double(y[k]) - targets[i][k]);
+    for (size_t k = 0; k < y.size(); ++k)
+      now += (double(y[k]) - targets[i][k]) * (double(y[k]) - targets[i][k]);
   }
   EXPECT_NEAR(now, s.error_scaled, 1e-9 * s.error_scaled);
 }
@@ -216,9 +234,10 @@ TEST(Awq, BlockSearchLeavesItsWinnerInTheEngine) {
 TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
-  auto r = test::run_cli({"quantize", model, "-o", dir.file("a.gguf"), "--type", "Q4_K_M", "--method", "awq+gptq", "--calib",
-                          test::shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "8", "--calib-ctx",
-                          "128", "--awq-grid", "4", "--awq-windows", "2", "-q"});
+  auto r = test::run_cli(
+      {"quantize", model, "-o", dir.file("a.gguf"), "--type", "Q4_K_M", "--method", "awq+gptq",
+       "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "8",
+       "--calib-ctx", "128", "--awq-grid", "4", "--awq-windows", "2", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Model q = load_model(dir.file("a.gguf")), base = load_model(model);
   int changed = 0;
@@ -228,22 +247,47 @@ TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
       changed += to_f32(q.tensor(name)) != to_f32(base.tensor(name));
     }
   EXPECT_GT(changed, 0);  // at least one group chose alpha > 0
-  const std::string method = GgufFile::open(dir.file("a.gguf"))->get_string("lowbit.quantize.method");
+  const std::string method =
+      GgufFile::open(dir.file("a.gguf"))->get_string("lowbit.quantize.method");
   EXPECT_EQ(method.rfind("awq+gptq sequential calib=8x128", 0), 0u) << method;
-  EXPECT_NE(method.find("awq_grid=4 awq_objective=block awq_windows=2"), std::string::npos) << method;
-  r = test::run_cli({"quantize", model, "-o", dir.file("d.gguf"), "--type", "Q4_K_M", "--method", "awq", "--awq-clip",
-                     "--awq-objective", "layer", "--awq-sub-passes", "2", "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"),
-                     "--calib-samples", "4", "--calib-ctx", "128", "-q"});
+  EXPECT_NE(method.find("awq_grid=4 awq_objective=block awq_windows=2"), std::string::npos)
+      << method;
+  r = test::run_cli({"quantize",
+                     model,
+                     "-o",
+                     dir.file("d.gguf"),
+                     "--type",
+                     "Q4_K_M",
+                     "--method",
+                     "awq",
+                     "--awq-clip",
+                     "--awq-objective",
+                     "layer",
+                     "--awq-sub-passes",
+                     "2",
+                     "--calib",
+                     test::shared_path("data/calibration/calib-en-1mb.txt"),
+                     "--calib-samples",
+                     "4",
+                     "--calib-ctx",
+                     "128",
+                     "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  const std::string clip_method = GgufFile::open(dir.file("d.gguf"))->get_string("lowbit.quantize.method");
-  EXPECT_NE(clip_method.find("awq_objective=layer awq_clip=1 awq_sub_passes=2"), std::string::npos) << clip_method;
+  const std::string clip_method =
+      GgufFile::open(dir.file("d.gguf"))->get_string("lowbit.quantize.method");
+  EXPECT_NE(clip_method.find("awq_objective=layer awq_clip=1 awq_sub_passes=2"), std::string::npos)
+      << clip_method;
   r = test::run_cli({"quantize", model, "-o", dir.file("b.gguf"), "--method", "awq"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("method awq needs calibration text"), std::string::npos) << r.err;
-  r = test::run_cli({"quantize", model, "-o", dir.file("c.gguf"), "--method", "gptq", "--awq-clip", "--calib",
-                     test::shared_path("data/calibration/calib-en-1mb.txt")});
+  r = test::run_cli({"quantize", model, "-o", dir.file("c.gguf"), "--method", "gptq", "--awq-clip",
+                     "--calib", test::shared_path("data/calibration/calib-en-1mb.txt")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("AWQ's clipping search chooses a rounding to nearest: it needs method awq, not gptq"), std::string::npos) << r.err;
+  EXPECT_NE(
+      r.err.find(
+          "AWQ's clipping search chooses a rounding to nearest: it needs method awq, not gptq"),
+      std::string::npos)
+      << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("c.gguf")));
 }
 

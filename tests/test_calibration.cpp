@@ -30,13 +30,16 @@ TEST(Calibration, WindowsAreSeededStartWithBosAndNeedEnoughText) {
     EXPECT_EQ(w[0], 1);
     EXPECT_EQ(w[2], w[1] + 1);  // consecutive text
   }
-  EXPECT_NE(test::expect_error([&] { sample_windows(tokens, 1, 2000, 1, 1); }).find("fewer than one window of 2000"),
+  EXPECT_NE(test::expect_error([&] {
+              sample_windows(tokens, 1, 2000, 1, 1);
+            }).find("fewer than one window of 2000"),
             std::string::npos);
 }
 
 TEST(Calibration, CollectsEveryLinearInputOnTinyllm) {
   const Model m = load_model(shared_path("models/tinyllm-8m"));
-  const auto tokens = Tokenizer::create(m.vocab)->encode(read_text_file(shared_path("data/calibration/calib-en-1mb.txt")).substr(0, 20000), false);
+  const auto tokens = Tokenizer::create(m.vocab)->encode(
+      read_text_file(shared_path("data/calibration/calib-en-1mb.txt")).substr(0, 20000), false);
   CalibrationOptions o;
   o.n_samples = 3;
   o.n_ctx = 64;
@@ -49,7 +52,8 @@ TEST(Calibration, CollectsEveryLinearInputOnTinyllm) {
   EXPECT_EQ(q.sum_sq, s.by_weight.at("blk.2.attn_v.weight").sum_sq);  // same input
   EXPECT_EQ(s.by_weight.at("blk.2.ffn_down.weight").sum_sq.size(), m.config.n_ff);
   for (float v : q.importance()) EXPECT_GT(v, 0.0f);
-  for (size_t j = 0; j < q.absmax.size(); ++j) EXPECT_LE(q.importance()[j], q.absmax[j] * q.absmax[j] * 1.0001f);
+  for (size_t j = 0; j < q.absmax.size(); ++j)
+    EXPECT_LE(q.importance()[j], q.absmax[j] * q.absmax[j] * 1.0001f);
 }
 
 CalibrationStats small_stats() {
@@ -83,7 +87,8 @@ TEST(Calibration, GgufStatsKeepTheHessianAndCheckItsShape) {
   q.xtx = {32, 1, 2, 1, 64, 3, 2, 3, 96};  // Σ x xᵀ over count = 32 rows
   write_calibration_stats(s, dir.file("h.gguf"));
   const CalibrationStats r = read_calibration_stats(dir.file("h.gguf"));
-  const std::vector<double> want = q.hessian(), got = r.by_weight.at("blk.0.attn_q.weight").hessian();
+  const std::vector<double> want = q.hessian(),
+                            got = r.by_weight.at("blk.0.attn_q.weight").hessian();
   ASSERT_EQ(got.size(), 9u);
   for (size_t i = 0; i < 9; ++i) EXPECT_NEAR(got[i], want[i], 1e-6 * std::abs(want[i])) << i;
   EXPECT_DOUBLE_EQ(got[4], 2.0);
@@ -103,7 +108,9 @@ TEST(Calibration, GgufStatsKeepTheHessianAndCheckItsShape) {
   w.add_tensor(f32("blk.0.attn_q.weight.in_hessian", {2, 2}, {1, 0, 0, 1}));
   w.write(dir.file("bad.gguf"));
   const std::string msg = test::expect_error([&] { read_calibration_stats(dir.file("bad.gguf")); });
-  EXPECT_NE(msg.find("tensor 'blk.0.attn_q.weight.in_hessian' must be F32 [3, 3]"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'blk.0.attn_q.weight.in_hessian' must be F32 [3, 3]"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Calibration, ReadsLlamaCppLegacyDat) {
@@ -127,7 +134,8 @@ TEST(Calibration, ReadsLlamaCppLegacyDat) {
 
   test::write_file(dir.file("cut.dat"), bytes.substr(0, 40));
   const std::string msg = test::expect_error([&] { read_calibration_stats(dir.file("cut.dat")); });
-  EXPECT_NE(msg.find(dir.file("cut.dat") + ": truncated while reading values"), std::string::npos) << msg;
+  EXPECT_NE(msg.find(dir.file("cut.dat") + ": truncated while reading values"), std::string::npos)
+      << msg;
 }
 
 TEST(Calibration, GgufStatsWithoutCountsNameTheTensor) {
@@ -141,42 +149,55 @@ TEST(Calibration, GgufStatsWithoutCountsNameTheTensor) {
   w.add_tensor(std::move(t));
   w.write(dir.file("bad.gguf"));
   const std::string msg = test::expect_error([&] { read_calibration_stats(dir.file("bad.gguf")); });
-  EXPECT_NE(msg.find("tensor 'blk.0.attn_q.weight.in_sum2' has no matching 'blk.0.attn_q.weight.counts'"), std::string::npos) << msg;
+  EXPECT_NE(
+      msg.find("tensor 'blk.0.attn_q.weight.in_sum2' has no matching 'blk.0.attn_q.weight.counts'"),
+      std::string::npos)
+      << msg;
 }
 
 TEST(Cli, CalibrateThenQuantizeWithTheStatistics) {
   TempDir dir;
   const std::string model = shared_path("models/tinyllm-8m");
-  auto r = test::run_cli({"calibrate", model, "--calib", shared_path("data/calibration/calib-en-1mb.txt"), "-o",
+  auto r = test::run_cli({"calibrate", model, "--calib",
+                          shared_path("data/calibration/calib-en-1mb.txt"), "-o",
                           dir.file("s.gguf"), "--calib-samples", "4", "--calib-ctx", "128", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_cli({"quantize", model, "-o", dir.file("q.gguf"), "--type", "Q4_K_M", "--imatrix", dir.file("s.gguf"), "-q"});
+  r = test::run_cli({"quantize", model, "-o", dir.file("q.gguf"), "--type", "Q4_K_M", "--imatrix",
+                     dir.file("s.gguf"), "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto g = GgufFile::open(dir.file("q.gguf"));
   EXPECT_EQ(g->get_string("lowbit.quantize.method"), "rtn-importance");
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--method", "imatrix"});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("method imatrix needs statistics (an imatrix file) or calibration text"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("method imatrix needs statistics (an imatrix file) or calibration text"),
+            std::string::npos)
+      << r.err;
   write_calibration_stats(small_stats(), dir.file("other.gguf"));
   CalibrationStats foreign;
   foreign.by_weight["enc.layer.0.weight"] = {1, {1.0}, {}, {}};
   write_calibration_stats(foreign, dir.file("foreign.gguf"));
-  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--imatrix", dir.file("foreign.gguf")});
+  r = test::run_cli(
+      {"quantize", model, "-o", dir.file("x.gguf"), "--imatrix", dir.file("foreign.gguf")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find("the statistics name none of this model's weights"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the statistics name none of this model's weights"), std::string::npos)
+      << r.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
 }
 
 TEST(Cli, GptqFromSavedHessiansBeatsRoundingOnEveryLayerOutput) {
   TempDir dir;
-  const std::string model = shared_path("models/tinyllm-8m"), calib = shared_path("data/calibration/calib-en-1mb.txt");
-  auto r = test::run_cli({"calibrate", model, "--calib", calib, "-o", dir.file("h.gguf"), "--calib-samples", "8", "--calib-ctx",
-                          "128", "--hessian", "-q"});
+  const std::string model = shared_path("models/tinyllm-8m"),
+                    calib = shared_path("data/calibration/calib-en-1mb.txt");
+  auto r = test::run_cli({"calibrate", model, "--calib", calib, "-o", dir.file("h.gguf"),
+                          "--calib-samples", "8", "--calib-ctx", "128", "--hessian", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_cli({"quantize", model, "-o", dir.file("q.gguf"), "--type", "Q3_K_M", "--method", "gptq", "--stats",
-                     dir.file("h.gguf"), "-q", "--json"});
+  r = test::run_cli({"quantize", model, "-o", dir.file("q.gguf"), "--type", "Q3_K_M", "--method",
+                     "gptq", "--stats", dir.file("h.gguf"), "-q", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_EQ(GgufFile::open(dir.file("q.gguf"))->get_string("lowbit.quantize.method").rfind("gptq static stats=h.gguf calib=8x128", 0), 0u);
+  EXPECT_EQ(GgufFile::open(dir.file("q.gguf"))
+                ->get_string("lowbit.quantize.method")
+                .rfind("gptq static stats=h.gguf calib=8x128", 0),
+            0u);
   size_t compared = 0;
   double gptq = 0, rtn = 0;
   const nlohmann::json report = nlohmann::json::parse(r.out);
@@ -190,11 +211,14 @@ TEST(Cli, GptqFromSavedHessiansBeatsRoundingOnEveryLayerOutput) {
   EXPECT_LT(gptq, 0.9 * rtn);
 
   // The affine layout takes the same file; statistics without Hessians are refused by name.
-  r = test::run_cli({"quantize", model, "-o", dir.file("a.gguf"), "--type", "int4", "--method", "gptq", "--stats", dir.file("h.gguf"), "-q"});
+  r = test::run_cli({"quantize", model, "-o", dir.file("a.gguf"), "--type", "int4", "--method",
+                     "gptq", "--stats", dir.file("h.gguf"), "-q"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_cli({"calibrate", model, "--calib", calib, "-o", dir.file("s.gguf"), "--calib-samples", "2", "--calib-ctx", "64", "-q"});
+  r = test::run_cli({"calibrate", model, "--calib", calib, "-o", dir.file("s.gguf"),
+                     "--calib-samples", "2", "--calib-ctx", "64", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--method", "gptq", "--stats", dir.file("s.gguf")});
+  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--method", "gptq", "--stats",
+                     dir.file("s.gguf")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("s.gguf: method gptq needs the Hessian of"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("calibrate with Hessians"), std::string::npos) << r.err;

@@ -42,7 +42,8 @@ TEST(Engine, Stories260kGreedyOutputMatchesLlama2c) {
   g.stop_at_eos = false;
   auto out = generate(engine, {m.vocab.bos}, g);
   ASSERT_EQ(out.size(), 200u);
-  const std::string want = parse_python_bytes(read_text_file(shared_path("models/stories260K/expected_greedy_output.txt")));
+  const std::string want = parse_python_bytes(
+      read_text_file(shared_path("models/stories260K/expected_greedy_output.txt")));
   EXPECT_EQ(tok->decode(out), want);
 }
 
@@ -71,16 +72,19 @@ void expect_gguf_copy_gives_same_logits(const std::string& path, const std::stri
 }
 
 TEST(Engine, HfDirectoryAndGgufGiveTheSameLogits) {
-  expect_gguf_copy_gives_same_logits(shared_path("models/tinyllm-8m"), "The history of the United States began with the arrival of");
+  expect_gguf_copy_gives_same_logits(shared_path("models/tinyllm-8m"),
+                                     "The history of the United States began with the arrival of");
 }
 
 TEST(Engine, Llama2cAndGgufGiveTheSameLogits) {
-  expect_gguf_copy_gives_same_logits(shared_path("models/stories260K/stories260K.bin"), "Once upon a time, a cat sat on the mat.");
+  expect_gguf_copy_gives_same_logits(shared_path("models/stories260K/stories260K.bin"),
+                                     "Once upon a time, a cat sat on the mat.");
 }
 
 TEST(Engine, KvCacheGenerationEqualsOneBatch) {
   Model m = load_model(shared_path("models/tinyllm-8m"));
-  auto tokens = Tokenizer::create(m.vocab)->encode("It was the best of times, it was the worst of times");
+  auto tokens =
+      Tokenizer::create(m.vocab)->encode("It was the best of times, it was the worst of times");
   Engine batch(m), step(m);
   std::vector<float> all, one;
   batch.eval(tokens.data(), tokens.size(), all, true);
@@ -93,7 +97,8 @@ TEST(Engine, KvCacheGenerationEqualsOneBatch) {
 
 TEST(Engine, HfProtocolScoresEveryToken) {
   Model m = load_model(shared_path("models/stories260K/stories260K.bin"));
-  auto tokens = Tokenizer::create(m.vocab)->encode(std::string(3000, 'a') + " Once upon a time there was a dog.");
+  auto tokens = Tokenizer::create(m.vocab)->encode(std::string(3000, 'a') +
+                                                   " Once upon a time there was a dog.");
   Engine e(m);
   PerplexityOptions o;
   o.n_ctx = 64;
@@ -109,7 +114,8 @@ TEST(Engine, HfProtocolScoresEveryToken) {
 TEST(Engine, KldOfAModelAgainstItselfIsZero) {
   TempDir dir;
   Model m = load_model(shared_path("models/stories260K/stories260K.bin"));
-  auto tokens = Tokenizer::create(m.vocab)->encode(read_text_file(shared_path("data/calibration/calib-en-1mb.txt")).substr(0, 5000));
+  auto tokens = Tokenizer::create(m.vocab)->encode(
+      read_text_file(shared_path("data/calibration/calib-en-1mb.txt")).substr(0, 5000));
   Engine e(m);
   PerplexityOptions o;
   o.n_ctx = 128;
@@ -149,7 +155,8 @@ TEST(Engine, LinearInputHookSeesEveryWeightWithItsInput) {
   EXPECT_EQ(seen.size(), 5u * 7u + 1u);  // 7 linears per layer + the tied output head
   EXPECT_EQ(seen["blk.2.ffn_down.weight"], std::make_pair(size_t{4}, size_t{172}));
   EXPECT_EQ(seen["blk.0.attn_q.weight"], std::make_pair(size_t{4}, size_t{64}));
-  EXPECT_EQ(seen["token_embd.weight"], std::make_pair(size_t{1}, size_t{64}));  // only the last token's logits
+  EXPECT_EQ(seen["token_embd.weight"],
+            std::make_pair(size_t{1}, size_t{64}));  // only the last token's logits
 }
 }  // namespace
 }  // namespace lowbit

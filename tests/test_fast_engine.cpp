@@ -27,7 +27,8 @@ const Model& tinyllm() {
 
 const std::vector<int32_t>& wikitext_tokens() {
   static const auto tokens = [] {
-    auto text = read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")).substr(0, 200000);
+    auto text =
+        read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")).substr(0, 200000);
     return Tokenizer::create(tinyllm().vocab)->encode(text);
   }();
   return tokens;
@@ -196,7 +197,8 @@ TEST(FastEngine, BatchesFromBlasBatchTokensTakeTheBlasPath) {
     e.eval(prompt.data(), prompt.size(), out, true);
     return out;
   };
-  const auto ref = logits(false, 0), blas = logits(true, 32), ints = logits(true, 41);  // 40 tokens < 41: integer kernels
+  const auto ref = logits(false, 0), blas = logits(true, 32),
+             ints = logits(true, 41);  // 40 tokens < 41: integer kernels
   double d_blas = 0, d_ints = 0;
   for (size_t i = 0; i < ref.size(); ++i) {
     d_blas = std::max(d_blas, static_cast<double>(std::fabs(blas[i] - ref[i])));
@@ -243,7 +245,8 @@ TEST(FastEngine, TokenByTokenEqualsOneBatch) {
   const size_t V = q.config.n_vocab;
   for (size_t t = 0; t < prompt.size(); ++t) {
     steps.eval(&prompt[t], 1, one, false);
-    for (size_t i = 0; i < V; i += 97) ASSERT_NEAR(one[i], all[t * V + i], 1e-3) << "token " << t << " logit " << i;
+    for (size_t i = 0; i < V; i += 97)
+      ASSERT_NEAR(one[i], all[t * V + i], 1e-3) << "token " << t << " logit " << i;
   }
 }
 
@@ -274,12 +277,15 @@ TEST(FastEngine, KvCacheTypesChangePerplexityLittle) {
     o.rounding.cache_type_k = o.rounding.cache_type_v = t;
     const double p = perplexity(tinyllm(), o, 4);
     EXPECT_NE(p, f32) << dtype_name(t) << ": the cache type changed nothing";
-    EXPECT_LT(std::fabs(p / f32 - 1), t == DType::F16 ? 1e-4 : 3e-3) << dtype_name(t) << ": " << p << " vs f32 " << f32;
-    std::printf("KV cache %s: %.4f vs f32 %.4f (%+.4f%%)\n", dtype_name(t), p, f32, 100 * (p / f32 - 1));
+    EXPECT_LT(std::fabs(p / f32 - 1), t == DType::F16 ? 1e-4 : 3e-3)
+        << dtype_name(t) << ": " << p << " vs f32 " << f32;
+    std::printf("KV cache %s: %.4f vs f32 %.4f (%+.4f%%)\n", dtype_name(t), p, f32,
+                100 * (p / f32 - 1));
   }
   EngineOptions bad;
   bad.rounding.cache_type_k = DType::Q4_K;
-  EXPECT_NE(test::expect_error([&] { Engine e(tinyllm(), bad); }).find("KV cache type Q4_K"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] { Engine e(tinyllm(), bad); }).find("KV cache type Q4_K"),
+            std::string::npos);
 }
 
 TEST(InFlightQuantization, QuantizesMatricesOnlyAndRejectsUnknownNames) {
@@ -293,7 +299,8 @@ TEST(InFlightQuantization, QuantizesMatricesOnlyAndRejectsUnknownNames) {
     EXPECT_EQ(t.nbytes, want) << t.name;
   }
   EXPECT_GT(q4k, 7u);
-  EXPECT_NE(test::expect_error([] { plan_for_type_or_preset("Q9_X"); }).find("Q4_K_M"), std::string::npos);
+  EXPECT_NE(test::expect_error([] { plan_for_type_or_preset("Q9_X"); }).find("Q4_K_M"),
+            std::string::npos);
 }
 
 }  // namespace

@@ -53,7 +53,8 @@ TEST(FloatConvert, F16EncodeRoundTripsAllCodesAndRoundsBetweenThemToNearestEven)
       const float next = f16_to_f32(static_cast<uint16_t>(h + 1));
       for (float t : {0.25f, 0.5f, 0.75f}) {
         const float x = f + (next - f) * t;
-        ASSERT_EQ(f32_to_f16(x), f16_nearest(x)) << "x=" << x << " between codes " << h << " and " << h + 1;
+        ASSERT_EQ(f32_to_f16(x), f16_nearest(x))
+            << "x=" << x << " between codes " << h << " and " << h + 1;
       }
     }
   }
@@ -63,7 +64,8 @@ TEST(FloatConvert, F16OverflowAndUnderflow) {
   EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
   EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);  // halfway to the next binade rounds to Inf
   EXPECT_EQ(f32_to_f16(-1e9f), 0xfc00);
-  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)), 0x0000);          // exactly half the smallest subnormal: ties to even (0)
+  EXPECT_EQ(f32_to_f16(std::ldexp(1.0f, -25)),
+            0x0000);  // exactly half the smallest subnormal: ties to even (0)
   EXPECT_EQ(f32_to_f16(std::ldexp(1.5f, -25)), 0x0001);          // above half rounds up
   EXPECT_EQ(f32_to_f16(-0.0f), 0x8000);
 }

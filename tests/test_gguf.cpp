@@ -29,8 +29,11 @@ struct RawGguf {
     b += "GGUF";
     return put<uint32_t>(version).put<uint64_t>(n_tensors).put<uint64_t>(n_kv);
   }
-  RawGguf& kv_u32(const std::string& k, uint32_t v) { return str(k).put<uint32_t>(4).put<uint32_t>(v); }
-  RawGguf& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type, uint64_t offset) {
+  RawGguf& kv_u32(const std::string& k, uint32_t v) {
+    return str(k).put<uint32_t>(4).put<uint32_t>(v);
+  }
+  RawGguf& tensor(const std::string& name, std::vector<uint64_t> ne, uint32_t type,
+                  uint64_t offset) {
     str(name).put<uint32_t>(static_cast<uint32_t>(ne.size()));
     for (auto d : ne) put<uint64_t>(d);
     return put<uint32_t>(type).put<uint64_t>(offset);
@@ -49,7 +52,8 @@ std::string open_error(const std::string& bytes) {
   try {
     GgufFile::open(path);
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << "message must name the file: " << e.what();
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos)
+        << "message must name the file: " << e.what();
     return e.what();
   }
   return "";
@@ -96,7 +100,9 @@ TEST(Gguf, WriteReadIsExactForEveryMetadataType) {
   OutputTensor t;
   t.info = {"w", DType::F32, {2, 3}};
   t.nbytes = 24;
-  t.produce = [&](std::vector<uint8_t>& o) { o.assign(reinterpret_cast<uint8_t*>(data.data()), reinterpret_cast<uint8_t*>(data.data()) + 24); };
+  t.produce = [&](std::vector<uint8_t>& o) {
+    o.assign(reinterpret_cast<uint8_t*>(data.data()), reinterpret_cast<uint8_t*>(data.data()) + 24);
+  };
   w.add_tensor(t);
   OutputTensor t2 = t;
   t2.info.name = "w2";
@@ -109,8 +115,24 @@ TEST(Gguf, WriteReadIsExactForEveryMetadataType) {
   EXPECT_EQ(g->alignment(), 64u);
   EXPECT_EQ(g->data_offset() % 64, 0u);
   ASSERT_EQ(g->metadata().size(), 18u);
-  const char* keys[] = {"general.alignment", "t.u8", "t.i8", "t.u16", "t.i16", "t.u32", "t.i32", "t.u64", "t.i64", "t.f32",
-                        "t.f64", "t.bool", "t.string", "t.empty_string", "t.strings", "t.f32s", "t.nested", "t.empty_array"};
+  const char* keys[] = {"general.alignment",
+                        "t.u8",
+                        "t.i8",
+                        "t.u16",
+                        "t.i16",
+                        "t.u32",
+                        "t.i32",
+                        "t.u64",
+                        "t.i64",
+                        "t.f32",
+                        "t.f64",
+                        "t.bool",
+                        "t.string",
+                        "t.empty_string",
+                        "t.strings",
+                        "t.f32s",
+                        "t.nested",
+                        "t.empty_array"};
   for (size_t k = 0; k < 18; ++k) EXPECT_EQ(g->metadata()[k].first, keys[k]);
   EXPECT_EQ(g->find("t.i64")->i, INT64_MIN);
   EXPECT_EQ(g->find("t.u64")->u, ~0ull);
@@ -132,7 +154,9 @@ TEST(Gguf, WriteReadIsExactForEveryMetadataType) {
     OutputTensor o;
     o.info = ti.view;
     o.nbytes = ti.view.nbytes;
-    o.produce = [&ti](std::vector<uint8_t>& b) { b.assign(ti.view.data, ti.view.data + ti.view.nbytes); };
+    o.produce = [&ti](std::vector<uint8_t>& b) {
+      b.assign(ti.view.data, ti.view.data + ti.view.nbytes);
+    };
     again.add_tensor(o);
   }
   again.write(dir.file("again.gguf"));
@@ -178,7 +202,9 @@ TEST(Gguf, ArrayLengthLie) {
   RawGguf r;
   r.header(0, 1).str("big").put<uint32_t>(9).put<uint32_t>(4).put<uint64_t>(1ull << 60);
   auto msg = open_error(r.b);
-  EXPECT_NE(msg.find("key 'big': array of 1152921504606846976 u32 elements does not fit"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("key 'big': array of 1152921504606846976 u32 elements does not fit"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Gguf, StringLengthPastEnd) {
@@ -193,7 +219,10 @@ TEST(Gguf, TensorDataPastEnd) {
   r.header(1, 0).tensor("w", {64, 64}, 0, 0).align();
   r.b.append(100, '\0');
   auto msg = open_error(r.b);
-  EXPECT_NE(msg.find("tensor 'w': data [0, +16384) runs past the end of the data section (100 bytes)"), std::string::npos) << msg;
+  EXPECT_NE(
+      msg.find("tensor 'w': data [0, +16384) runs past the end of the data section (100 bytes)"),
+      std::string::npos)
+      << msg;
 }
 
 TEST(Gguf, MisalignedTensorOffset) {
@@ -201,7 +230,9 @@ TEST(Gguf, MisalignedTensorOffset) {
   r.header(1, 0).tensor("w", {4}, 0, 4).align();
   r.b.append(64, '\0');
   auto msg = open_error(r.b);
-  EXPECT_NE(msg.find("tensor 'w': offset 4 is not a multiple of the alignment 32"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'w': offset 4 is not a multiple of the alignment 32"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Gguf, UnknownTensorType) {
@@ -217,7 +248,9 @@ TEST(Gguf, RowNotMultipleOfBlockSize) {
   r.header(1, 0).tensor("w", {100, 2}, 12, 0).align();  // Q4_K needs rows of 256k
   r.b.append(1024, '\0');
   auto msg = open_error(r.b);
-  EXPECT_NE(msg.find("tensor 'w': row length 100 is not a multiple of Q4_K's block size 256"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("tensor 'w': row length 100 is not a multiple of Q4_K's block size 256"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Gguf, ShapeOverflow) {
@@ -255,7 +288,8 @@ TEST(Gguf, OverlappingTensors) {
 TEST(Gguf, BadAlignmentValue) {
   RawGguf r;
   r.header(0, 1).kv_u32("general.alignment", 24);
-  EXPECT_NE(open_error(r.b).find("key 'general.alignment': 24 is not a power of two"), std::string::npos);
+  EXPECT_NE(open_error(r.b).find("key 'general.alignment': 24 is not a power of two"),
+            std::string::npos);
 }
 
 TEST(Gguf, BoolOutOfRange) {
@@ -280,7 +314,9 @@ TEST(Gguf, TypedAccessorsNameTheKey) {
     g->get_string("name");
     FAIL();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("key 'name': expected a string, got u32"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("key 'name': expected a string, got u32"),
+              std::string::npos)
+        << e.what();
   }
   EXPECT_THROW(g->get_uint("missing"), Error);
 }

@@ -37,7 +37,8 @@ Layer make_layer(uint64_t rows = 48, uint64_t cols = 128, uint64_t n = 1024) {
   L.cols = cols;
   L.n = n;
   L.w = test::gaussian(L.rows * L.cols, 11);
-  // Correlated inputs with uneven channel scales, as activations are: x = z A, with a few loud channels.
+  // Correlated inputs with uneven channel scales, as activations are: x = z A, with a few loud
+  // channels.
   const auto z = test::gaussian(L.n * L.cols, 12), a = test::gaussian(L.cols * L.cols, 13, 0.3f);
   L.x.assign(L.n * L.cols, 0.0f);
   for (uint64_t t = 0; t < L.n; ++t)
@@ -50,7 +51,8 @@ Layer make_layer(uint64_t rows = 48, uint64_t cols = 128, uint64_t n = 1024) {
   L.h.assign(L.cols * L.cols, 0.0);
   for (uint64_t t = 0; t < L.n; ++t)
     for (uint64_t i = 0; i < L.cols; ++i)
-      for (uint64_t j = 0; j < L.cols; ++j) L.h[i * L.cols + j] += double(L.x[t * L.cols + i]) * L.x[t * L.cols + j] / L.n;
+      for (uint64_t j = 0; j < L.cols; ++j)
+        L.h[i * L.cols + j] += double(L.x[t * L.cols + i]) * L.x[t * L.cols + j] / L.n;
   return L;
 }
 
@@ -59,7 +61,8 @@ double output_error(const Layer& L, const std::vector<float>& q) {
   for (uint64_t t = 0; t < L.n; ++t)
     for (uint64_t r = 0; r < L.rows; ++r) {
       double d = 0;
-      for (uint64_t j = 0; j < L.cols; ++j) d += double(L.w[r * L.cols + j] - q[r * L.cols + j]) * L.x[t * L.cols + j];
+      for (uint64_t j = 0; j < L.cols; ++j)
+        d += double(L.w[r * L.cols + j] - q[r * L.cols + j]) * L.x[t * L.cols + j];
       e += d * d;
     }
   return e;
@@ -74,13 +77,15 @@ TEST(Gptq, BeatsRoundToNearestOnTheLayerOutput) {
         s.bits = bits;
         s.group = group;
         std::vector<float> rtn(L.w.size()), gq;
-        affine_dequantize(affine_quantize(L.w.data(), L.rows, L.cols, s), L.rows, L.cols, s, rtn.data());
+        affine_dequantize(affine_quantize(L.w.data(), L.rows, L.cols, s), L.rows, L.cols, s,
+                          rtn.data());
         GptqOptions o;
         o.act_order = act_order;
         gptq_quantize_affine(L.w.data(), L.rows, L.cols, L.h, s, o, &gq);
         const double e_rtn = output_error(L, rtn), e_gptq = output_error(L, gq);
         EXPECT_LT(e_gptq, 0.85 * e_rtn) << s.describe() << (act_order ? " act-order" : "");
-        std::printf("%-22s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", s.describe().c_str(), act_order, std::sqrt(e_gptq / e_rtn));
+        std::printf("%-22s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", s.describe().c_str(),
+                    act_order, std::sqrt(e_gptq / e_rtn));
       }
     }
   }
@@ -112,7 +117,8 @@ TEST(Gptq, BlockTypesBeatRoundToNearestOnTheLayerOutput) {
       const bool codebook = quant::block_codec(t)->choose == nullptr;
       EXPECT_LT(ratio, act_order && codebook ? 0.98 : 0.9)
           << dtype_name(t) << (act_order ? " act-order" : "");
-      std::printf("%-7s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", dtype_name(t), act_order, ratio);
+      std::printf("%-7s act_order=%d  ||(W-Q)X|| GPTQ/RTN = %.3f\n", dtype_name(t), act_order,
+                  ratio);
     }
   }
 }
@@ -183,15 +189,17 @@ TEST(Gptq, SingularHessianIsDampedAndDeadInputsAreZeroed) {
   const uint64_t rows = 4, cols = 8;
   const auto w = test::gaussian(rows * cols, 3);
   std::vector<double> h(cols * cols, 1.0);  // rank one
-  for (uint64_t j = 0; j < cols; ++j) h[j * cols + 5] = h[5 * cols + j] = 0;  // input 5 never active
+  for (uint64_t j = 0; j < cols; ++j)
+    h[j * cols + 5] = h[5 * cols + j] = 0;  // input 5 never active
   AffineSpec s;
   s.group = 0;
   std::vector<float> q;
   gptq_quantize_affine(w.data(), rows, cols, h, s, {}, &q);
   for (uint64_t r = 0; r < rows; ++r) EXPECT_EQ(q[r * cols + 5], 0.0f);
   for (float v : q) EXPECT_TRUE(std::isfinite(v));
-  EXPECT_NE(test::expect_error([&] { gptq_quantize_affine(w.data(), rows, cols, std::vector<double>(3), s, {}); })
-                .find("Hessian has 3 values"),
+  EXPECT_NE(test::expect_error([&] {
+              gptq_quantize_affine(w.data(), rows, cols, std::vector<double>(3), s, {});
+            }).find("Hessian has 3 values"),
             std::string::npos);
 }
 
@@ -199,23 +207,28 @@ TEST(Cli, QuantizeIntWithGptqBeatsRtnOnTheLayerError) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
   const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
-  auto rtn = test::run_cli({"quantize", model, "-o", dir.file("rtn"), "--type", "int4", "--group", "64", "--json", "-q"});
-  auto gptq = test::run_cli({"quantize", model, "-o", dir.file("gptq"), "--type", "int4", "--group", "64", "--method", "gptq",
-                             "--calib", calib, "--calib-samples", "4", "--calib-ctx", "128", "--json", "-q"});
+  auto rtn = test::run_cli({"quantize", model, "-o", dir.file("rtn"), "--type", "int4", "--group",
+                            "64", "--json", "-q"});
+  auto gptq = test::run_cli({"quantize", model, "-o", dir.file("gptq"), "--type", "int4", "--group",
+                             "64", "--method", "gptq", "--calib", calib, "--calib-samples", "4",
+                             "--calib-ctx", "128", "--json", "-q"});
   ASSERT_EQ(rtn.exit_code, 0) << rtn.err;
   ASSERT_EQ(gptq.exit_code, 0) << gptq.err;
   // GPTQ trades weight error for output error: its plain weight error is larger.
-  const auto a = nlohmann::json::parse(rtn.out)["tensors"], b = nlohmann::json::parse(gptq.out)["tensors"];
+  const auto a = nlohmann::json::parse(rtn.out)["tensors"],
+             b = nlohmann::json::parse(gptq.out)["tensors"];
   for (size_t i = 0; i < a.size(); ++i)
     if (a[i]["name"] == "blk.1.ffn_down.weight") {
       EXPECT_GT(b[i]["rel_rms_error"].get<double>(), a[i]["rel_rms_error"].get<double>());
     }
   const Model m = load_model(dir.file("gptq"));
   EXPECT_EQ(m.tensor("blk.1.ffn_down.weight").shape, (std::vector<uint64_t>{256, 768}));
-  auto bad = test::run_cli({"quantize", model, "-o", dir.file("x"), "--type", "int4", "--method", "gptq"});
+  auto bad =
+      test::run_cli({"quantize", model, "-o", dir.file("x"), "--type", "int4", "--method", "gptq"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("method gptq needs calibration text"), std::string::npos) << bad.err;
-  bad = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq"});
+  bad = test::run_cli(
+      {"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_NE(bad.err.find("method gptq needs calibration text"), std::string::npos) << bad.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("x.gguf")));
@@ -226,7 +239,9 @@ TEST(Cli, QuantizeIntWithGptqBeatsRtnOnTheLayerError) {
 TEST(GptqModel, GgufPresetHasALowerOutputErrorThanRounding) {
   test::TempDir dir;
   const Model m = load_model(test::shared_path("models/tinyllm-8m"));
-  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
+  const auto tokens =
+      Tokenizer::create(m.vocab, m.source)
+          ->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
   CalibrationOptions co;
   co.n_samples = 8;
   co.n_ctx = 128;
@@ -253,7 +268,8 @@ TEST(GptqModel, GgufPresetHasALowerOutputErrorThanRounding) {
     if (!h.count(g.name)) continue;
     EXPECT_GT(r.rel_output_error, 0.0) << g.name;
     EXPECT_LT(g.rel_output_error, 0.95 * r.rel_output_error) << g.name;
-    EXPECT_GT(g.rel_rms_error, r.rel_rms_error) << g.name;  // it trades weight error for output error
+    EXPECT_GT(g.rel_rms_error, r.rel_rms_error)
+        << g.name;  // it trades weight error for output error
     ++compared;
   }
   EXPECT_EQ(compared, 8 * 7 + 1);  // every linear of every layer, and the output head
@@ -263,7 +279,8 @@ TEST(GptqModel, GgufPresetHasALowerOutputErrorThanRounding) {
 
 // The calibration text in tinyllm's tokens, and the Q4_K_M plan as the sequential driver takes it.
 std::vector<int32_t> calibration_tokens(const Model& m) {
-  return Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
+  return Tokenizer::create(m.vocab, m.source)
+      ->encode(read_text_file(test::shared_path("data/calibration/calib-en-1mb.txt")), false);
 }
 std::map<std::string, DType> q4_k_m_types(const Model& m) {
   QuantizePlanOptions po;
@@ -362,8 +379,9 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
   const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
-  auto r = test::run_cli({"quantize", model, "-o", dir.file("g.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib",
-                          calib, "--calib-samples", "4", "--calib-ctx", "64", "-q"});
+  auto r =
+      test::run_cli({"quantize", model, "-o", dir.file("g.gguf"), "--type", "Q4_K_M", "--method",
+                     "gptq", "--calib", calib, "--calib-samples", "4", "--calib-ctx", "64", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(GgufFile::open(dir.file("g.gguf"))->get_string("lowbit.quantize.method"),
             "gptq sequential calib=4x64 damp=0.1 act_order=0");
@@ -373,8 +391,8 @@ TEST(Cli, QuantizeGgufWithGptqRecordsTheMethod) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.err.find("method: gptq (the default"), std::string::npos) << r.err;
   EXPECT_EQ(test::read_file(dir.file("d.gguf")), test::read_file(dir.file("g.gguf")));
-  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method", "gptq", "--calib", calib,
-                     "--act-order", "--no-act-order"});
+  r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--type", "Q4_K_M", "--method",
+                     "gptq", "--calib", calib, "--act-order", "--no-act-order"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("--act-order excludes --no-act-order"), std::string::npos) << r.err;
   // The reference forward passes are named in the label (and so in the checkpoint's

@@ -65,7 +65,8 @@ Acts make_acts(DType t, size_t row_len, uint32_t seed) {
 // The activation values the kernel sees: d·q for integer types, x for float types.
 std::vector<double> seen_acts(const Acts& a, size_t row_len) {
   std::vector<double> v(row_len);
-  for (size_t i = 0; i < row_len; ++i) v[i] = a.row.q ? double{a.row.d[i / a.q.block]} * a.row.q[i] : a.x[i];
+  for (size_t i = 0; i < row_len; ++i)
+    v[i] = a.row.q ? double{a.row.d[i / a.q.block]} * a.row.q[i] : a.x[i];
   return v;
 }
 
@@ -138,7 +139,8 @@ TEST(Kernels, ForcedScalarIsTheReference) {
   kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, w.rows, 2048, a.row, ref.data());
   kernels::dot_rows(t, w.bytes.data(), w.row_bytes, w.rows, 2048, a.row, simd.data());
   EXPECT_EQ(forced, ref);
-  EXPECT_NE(simd, ref) << "the SIMD kernel summed exactly like the reference: is it dispatched at all?";
+  EXPECT_NE(simd, ref)
+      << "the SIMD kernel summed exactly like the reference: is it dispatched at all?";
 }
 
 TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
@@ -163,7 +165,10 @@ TEST(Kernels, ActivationQuantizationRoundsToNearestAndKeepsSums) {
     }
   }
   kernels::QuantizedActs q;
-  EXPECT_NE(test::expect_error([&] { kernels::quantize_acts(x.data(), 1, 100, 32, q); }).find("not a multiple of 32"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] {
+              kernels::quantize_acts(x.data(), 1, 100, 32, q);
+            }).find("not a multiple of 32"),
+            std::string::npos);
   EXPECT_NE(test::expect_error([&] { kernels::act_block(DType::Q8_K); }).find("Q8_K"),
             std::string::npos);
 }
@@ -293,7 +298,9 @@ TEST(Kernels, SoftmaxIsTheReferenceOnEveryInstructionSet) {
           total += y[i];
         }
         EXPECT_NEAR(total, 1.0, 1e-5);
-        if (n > 4) EXPECT_EQ(y[3], 0.0f);
+        if (n > 4) {
+          EXPECT_EQ(y[3], 0.0f);
+        }
       }
       kernels::restrict_isa(0);
     }
@@ -312,7 +319,8 @@ TEST(Kernels, Int8GemmEqualsTheReferenceExactly) {
     for (size_t cols : {1, 15, 64, 100, 2048})
       for (size_t n_tok : {1, 3, 4, 9})
         for (size_t rows : {1, 2, 5, 33}) {
-          SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + " times " + std::to_string(n_tok) + " tokens");
+          SCOPED_TRACE(std::to_string(rows) + "x" + std::to_string(cols) + " times " +
+                       std::to_string(n_tok) + " tokens");
           std::vector<int8_t> w(rows * cols), x(n_tok * cols);
           for (auto& v : w) v = static_cast<int8_t>(code(rng));
           for (auto& v : x) v = static_cast<int8_t>(code(rng));
@@ -342,7 +350,8 @@ TEST(Kernels, Int8ActivationsPerTokenAndStatic) {
   EXPECT_FLOAT_EQ(s[1], 30.0f / 127);
   EXPECT_EQ(q[cols + 7], -127);
   for (size_t t = 0; t < 3; ++t)
-    for (size_t i = 0; i < cols; ++i) EXPECT_LE(std::fabs(x[t * cols + i] - s[t] * q[t * cols + i]), 0.5f * s[t] * 1.0001f);
+    for (size_t i = 0; i < cols; ++i)
+      EXPECT_LE(std::fabs(x[t * cols + i] - s[t] * q[t * cols + i]), 0.5f * s[t] * 1.0001f);
   // Static: one scale for every token; values beyond 127 steps clamp.
   kernels::quantize_acts_i8(x.data(), 3, cols, 0.1f, q.data(), s.data());
   EXPECT_EQ(s, std::vector<float>(3, 0.1f));
@@ -364,17 +373,21 @@ TEST(Kernels, MultiTokenRowsEqualTheReferencePerToken) {
       for (size_t n_acts : {1, 3, 4, 6, 9}) {
         std::vector<Acts> acts;
         std::vector<kernels::ActRow> rows_of_acts;
-        for (size_t i = 0; i < n_acts; ++i) acts.push_back(make_acts(t, n, 30 + static_cast<uint32_t>(i)));
+        for (size_t i = 0; i < n_acts; ++i)
+          acts.push_back(make_acts(t, n, 30 + static_cast<uint32_t>(i)));
         for (const Acts& a : acts) rows_of_acts.push_back(a.row);
         std::vector<float> y(n_acts * ld, -7.0f), ref(rows);
-        kernels::dot_rows_multi(t, w.bytes.data(), w.row_bytes, rows, n, rows_of_acts.data(), n_acts, y.data(), ld);
+        kernels::dot_rows_multi(t, w.bytes.data(), w.row_bytes, rows, n, rows_of_acts.data(),
+                                n_acts, y.data(), ld);
         for (size_t i = 0; i < n_acts; ++i) {
-          kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, rows, n, acts[i].row, ref.data());
+          kernels::dot_rows_reference(t, w.bytes.data(), w.row_bytes, rows, n, acts[i].row,
+                                      ref.data());
           const auto act = seen_acts(acts[i], n);
           for (size_t r = 0; r < rows; ++r) {
             double scale = 0;
             for (size_t k = 0; k < n; ++k) scale += std::fabs(w.values[r * n + k] * act[k]);
-            EXPECT_NEAR(y[i * ld + r], ref[r], 2e-6 * scale + 1e-6) << n_acts << " tokens, token " << i << " row " << r;
+            EXPECT_NEAR(y[i * ld + r], ref[r], 2e-6 * scale + 1e-6)
+                << n_acts << " tokens, token " << i << " row " << r;
           }
           EXPECT_EQ(y[i * ld + rows], -7.0f) << "wrote between the output rows";
         }

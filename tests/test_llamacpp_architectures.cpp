@@ -29,11 +29,13 @@ void expect_engine_matches_llama_cpp(ModelConfig c) {
   std::vector<int32_t> tokens(kCtx * kChunks);
   for (auto& t : tokens) t = 3 + static_cast<int32_t>(rng() % (c.n_vocab - 3));
   test::write_file(dir.file("tokens.json"), nlohmann::json{{"tokens", tokens}}.dump());
-  auto judge = test::run_llama_judge({"perplexity", dir.file("m.gguf"), dir.file("tokens.json"), std::to_string(kCtx),
-                                      std::to_string(kChunks), dir.file("dist.bin"), std::to_string(c.n_vocab)});
+  auto judge = test::run_llama_judge({"perplexity", dir.file("m.gguf"), dir.file("tokens.json"),
+                                      std::to_string(kCtx), std::to_string(kChunks),
+                                      dir.file("dist.bin"), std::to_string(c.n_vocab)});
   Engine engine(g, {2, kCtx});
   const auto k = test::kld_against_judge(engine, tokens, kCtx, kChunks, dir.file("dist.bin"));
-  // The distributions must be informative (entropy well below uniform) for the check to mean anything.
+  // The distributions must be informative (entropy well below uniform) for the check to mean
+  // anything.
   EXPECT_LT(k.mean_entropy, 0.8 * std::log(static_cast<double>(c.n_vocab)));
   EXPECT_LT(k.mean_kld, 1e-4) << c.arch;
 }

@@ -19,7 +19,8 @@ std::string sample_text() {
   // CRLF, tabs and multi-byte characters.
   return read_text_file(shared_path("data/wikitext-2/wikitext-2-test.txt")).substr(0, 60000) +
          "They'll say \"don't\" -- 12345 and 3.14!\r\n\tTabs\t\tand   spaces \n\n\n caf\xc3\xa9 "
-         "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80 \xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82";
+         "\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e \xf0\x9f\x98\x80 "
+         "\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82";
 }
 
 void expect_same_tokens(const std::string& gguf) {
@@ -32,12 +33,14 @@ void expect_same_tokens(const std::string& gguf) {
   auto got = Tokenizer::create(m.vocab)->encode(text);
   ASSERT_GT(want.size(), 5000u);
   ASSERT_EQ(got.size(), want.size());
-  for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "first difference at token " << i;
+  for (size_t i = 0; i < want.size(); ++i)
+    ASSERT_EQ(got[i], want[i]) << "first difference at token " << i;
 }
 
 TEST(LlamaCppJudge, TinyllmGgufLoadsAndTokenizesIdentically) {
   TempDir dir;
-  write_model_gguf(load_model(shared_path("models/tinyllm-8m")), dir.file("tinyllm.gguf"), DType::F16);
+  write_model_gguf(load_model(shared_path("models/tinyllm-8m")), dir.file("tinyllm.gguf"),
+                   DType::F16);
   expect_same_tokens(dir.file("tinyllm.gguf"));
 }
 
@@ -65,11 +68,13 @@ void expect_vocab_tokenizes_identically(const Vocab& v, const std::string& arch,
 }
 
 TEST(LlamaCppJudge, QwenByteLevelBpeTokenizesIdentically) {
-  expect_vocab_tokenizes_identically(read_hf_bpe(shared_path("tokenizers/qwen2.5")), "qwen2", 151936);
+  expect_vocab_tokenizes_identically(read_hf_bpe(shared_path("tokenizers/qwen2.5")), "qwen2",
+                                     151936);
 }
 
 TEST(LlamaCppJudge, Llama2SentencePieceTokenizesIdentically) {
-  expect_vocab_tokenizes_identically(read_spm_model(shared_path("tokenizers/llama2/tokenizer.model")), "llama", 32000);
+  expect_vocab_tokenizes_identically(
+      read_spm_model(shared_path("tokenizers/llama2/tokenizer.model")), "llama", 32000);
 }
 
 }  // namespace

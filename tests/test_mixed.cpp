@@ -24,7 +24,8 @@ double brute_force(const std::vector<MixTensor>& ts, uint64_t budget) {
   while (true) {
     uint64_t b = 0;
     double l = 0;
-    for (size_t i = 0; i < ts.size(); ++i) b += ts[i].options[k[i]].bytes, l += ts[i].options[k[i]].loss;
+    for (size_t i = 0; i < ts.size(); ++i)
+      b += ts[i].options[k[i]].bytes, l += ts[i].options[k[i]].loss;
     if (b <= budget) best = std::min(best, l);
     size_t i = 0;
     while (i < ts.size() && ++k[i] == ts[i].options.size()) k[i++] = 0;
@@ -55,7 +56,8 @@ TEST(Budget, SolverFindsTheOptimumAndNeverExceedsTheBudget) {
     EXPECT_LE(s.bytes, budget);
     uint64_t b = 0;
     double l = 0;
-    for (size_t i = 0; i < ts.size(); ++i) b += ts[i].options[s.choice[i]].bytes, l += ts[i].options[s.choice[i]].loss;
+    for (size_t i = 0; i < ts.size(); ++i)
+      b += ts[i].options[s.choice[i]].bytes, l += ts[i].options[s.choice[i]].loss;
     EXPECT_EQ(b, s.bytes);
     EXPECT_DOUBLE_EQ(l, s.loss);
     EXPECT_NEAR(s.loss, brute_force(ts, budget), 1e-9) << "round " << round;
@@ -93,8 +95,9 @@ TEST(Budget, ParsesByteSizes) {
 
 TEST(Budget, RecipeRoundTripsAndCorruptRecipesNameTheEntry) {
   test::TempDir dir;
-  std::vector<MixTensor> ts = {{"blk.0.attn_q.weight", 0, {{DType::Q3_K, 110, 0.5}, {DType::Q6_K, 210, 0.1}}},
-                               {"blk.0.attn_norm.weight", 0, {{DType::F32, 1024, 0}}}};
+  std::vector<MixTensor> ts = {
+      {"blk.0.attn_q.weight", 0, {{DType::Q3_K, 110, 0.5}, {DType::Q6_K, 210, 0.1}}},
+      {"blk.0.attn_norm.weight", 0, {{DType::F32, 1024, 0}}}};
   MixSolution s = solve_budget(ts, 2000);
   write_recipe(dir.file("r.json"), ts, s, 2000);
   const auto r = read_recipe(dir.file("r.json"));
@@ -103,8 +106,10 @@ TEST(Budget, RecipeRoundTripsAndCorruptRecipesNameTheEntry) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"{", "not a JSON recipe"},
       {R"({"tensors": []})", "not a lowbit recipe"},
-      {R"({"format": "lowbit-recipe", "tensors": [{"name": "x"}]})", "tensors[0] needs a \"name\" and a \"type\""},
-      {R"({"format": "lowbit-recipe", "tensors": [{"name": "x", "type": "Q9_K"}]})", "tensors[0] ('x'): 'Q9_K' is not a type"},
+      {R"({"format": "lowbit-recipe", "tensors": [{"name": "x"}]})",
+       "tensors[0] needs a \"name\" and a \"type\""},
+      {R"({"format": "lowbit-recipe", "tensors": [{"name": "x", "type": "Q9_K"}]})",
+       "tensors[0] ('x'): 'Q9_K' is not a type"},
   };
   for (const auto& [text, expected] : cases) {
     test::write_file(dir.file("bad.json"), text);
@@ -135,18 +140,29 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
   const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
-  const std::vector<std::string> small = {"--calib", calib, "--calib-samples", "4", "--calib-ctx", "128",
-                                          "--sensitivity-windows", "1", "--sensitivity-ctx", "64", "-q", "--json"};
+  const std::vector<std::string> small = {"--calib",
+                                          calib,
+                                          "--calib-samples",
+                                          "4",
+                                          "--calib-ctx",
+                                          "128",
+                                          "--sensitivity-windows",
+                                          "1",
+                                          "--sensitivity-ctx",
+                                          "64",
+                                          "-q",
+                                          "--json"};
   auto with = [&](std::vector<std::string> args) {
     args.insert(args.end(), small.begin(), small.end());
     return test::run_cli(args);
   };
   // The budget is a whole file: the Q3_K_M preset's, metadata and tokenizer included.
-  auto r = test::run_cli({"quantize", model, "-o", dir.file("q3.gguf"), "--type", "Q3_K_M", "-q", "--json"});
+  auto r = test::run_cli(
+      {"quantize", model, "-o", dir.file("q3.gguf"), "--type", "Q3_K_M", "-q", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const uint64_t budget = nlohmann::json::parse(r.out)["file_bytes"].get<uint64_t>();
-  r = with({"quantize", model, "-o", dir.file("mix.gguf"), "--max-size", std::to_string(budget), "--method", "rtn",
-            "--save-recipe", dir.file("mix.json")});
+  r = with({"quantize", model, "-o", dir.file("mix.gguf"), "--max-size", std::to_string(budget),
+            "--method", "rtn", "--save-recipe", dir.file("mix.json")});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto report = nlohmann::json::parse(r.out);
   EXPECT_LE(report["file_bytes"].get<uint64_t>(), budget);
@@ -156,23 +172,27 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
   const auto file = GgufFile::open(dir.file("mix.gguf"));
   const uint64_t file_type = file->get_uint("general.file_type");
   EXPECT_EQ(file_type & 1024, 1024u) << file_type;
-  EXPECT_TRUE((file_type & 1023) == 12 || (file_type & 1023) == 15 || (file_type & 1023) == 10) << file_type;
+  EXPECT_TRUE((file_type & 1023) == 12 || (file_type & 1023) == 15 || (file_type & 1023) == 10)
+      << file_type;
   EXPECT_EQ(file->get_string("lowbit.quantize.preset"), "mix");
   const auto recipe = read_recipe(dir.file("mix.json"));
   std::set<DType> types;
   for (const auto& t : report["tensors"]) {
-    EXPECT_EQ(dtype_name(recipe.at(t["name"].get<std::string>())), t["type"].get<std::string>()) << t["name"];
+    EXPECT_EQ(dtype_name(recipe.at(t["name"].get<std::string>())), t["type"].get<std::string>())
+        << t["name"];
     types.insert(recipe.at(t["name"].get<std::string>()));
   }
   EXPECT_GE(types.size(), 4u);  // a real mix: F32 norms and at least three quantized types
-  r = test::run_cli({"quantize", model, "-o", dir.file("replay.gguf"), "--recipe", dir.file("mix.json"), "-q"});
+  r = test::run_cli(
+      {"quantize", model, "-o", dir.file("replay.gguf"), "--recipe", dir.file("mix.json"), "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(test::read_file(dir.file("replay.gguf")), test::read_file(dir.file("mix.gguf")));
 
   r = test::run_cli({"quantize", model, "-o", dir.file("x.gguf"), "--bpw", "3.5"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("a size budget needs calibration text"), std::string::npos) << r.err;
-  r = with({"quantize", model, "-o", dir.file("x.gguf"), "--bpw", "3.5", "--recipe", dir.file("mix.json")});
+  r = with({"quantize", model, "-o", dir.file("x.gguf"), "--bpw", "3.5", "--recipe",
+            dir.file("mix.json")});
   EXPECT_NE(r.err.find("excludes"), std::string::npos) << r.err;
   r = with({"quantize", model, "-o", dir.file("x.gguf"), "--max-size", "1MB"});
   EXPECT_EQ(r.exit_code, 1);
@@ -189,14 +209,36 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
 
 TEST(Cli, SweepWritesCsvAndPlot) {
   test::TempDir dir;
-  auto r = test::run_cli({"sweep", test::shared_path("models/tinyllm-8m"), "--calib",
-                          test::shared_path("data/calibration/calib-en-1mb.txt"), "--calib-samples", "4", "--calib-ctx", "128",
-                          "--sensitivity-windows", "1", "--sensitivity-ctx", "64", "-f", test::shared_path("data/wikitext-2/wikitext-2-test.txt"), "--chunks", "2", "--bpw", "2:4:2",
-                          "--presets", "Q4_K_M", "-o", dir.path(), "-q"});
+  auto r = test::run_cli({"sweep",
+                          test::shared_path("models/tinyllm-8m"),
+                          "--calib",
+                          test::shared_path("data/calibration/calib-en-1mb.txt"),
+                          "--calib-samples",
+                          "4",
+                          "--calib-ctx",
+                          "128",
+                          "--sensitivity-windows",
+                          "1",
+                          "--sensitivity-ctx",
+                          "64",
+                          "-f",
+                          test::shared_path("data/wikitext-2/wikitext-2-test.txt"),
+                          "--chunks",
+                          "2",
+                          "--bpw",
+                          "2:4:2",
+                          "--presets",
+                          "Q4_K_M",
+                          "-o",
+                          dir.path(),
+                          "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("mix at 2 bpw skipped: budget of"), std::string::npos) << r.err;  // below the smallest mix
+  EXPECT_NE(r.err.find("mix at 2 bpw skipped: budget of"), std::string::npos)
+      << r.err;  // below the smallest mix
   const std::string csv = test::read_file(dir.file("sweep.csv"));
-  EXPECT_EQ(csv.rfind("kind,name,bits_per_weight,tensor_bytes,ppl,kld_mean,same_top1\nmix,4,", 0), 0u) << csv;
+  EXPECT_EQ(csv.rfind("kind,name,bits_per_weight,tensor_bytes,ppl,kld_mean,same_top1\nmix,4,", 0),
+            0u)
+      << csv;
   EXPECT_NE(csv.find("\npreset,Q4_K_M,4.99"), std::string::npos) << csv;
   const std::string svg = test::read_file(dir.file("sweep.svg"));
   EXPECT_NE(svg.find("<polyline"), std::string::npos);

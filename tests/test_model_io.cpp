@@ -52,7 +52,8 @@ void round_trip(DType gguf_type) {
     ASSERT_NE(b, nullptr) << t.name;
     ASSERT_EQ(b->shape, t.shape) << t.name;
     if (gguf_type != DType::F16) {
-      EXPECT_EQ(std::memcmp(b->data, t.data, t.nbytes), 0) << t.name << " differs after the round trip";
+      EXPECT_EQ(std::memcmp(b->data, t.data, t.nbytes), 0)
+          << t.name << " differs after the round trip";
     } else {
       auto x = to_f32(t), y = to_f32(*b);
       for (size_t i = 0; i < x.size(); ++i) {
@@ -79,11 +80,14 @@ TEST(ModelIo, GgufQkRowsArePermutedForLlamaCpp) {
   // Interleaved row 2i+1 of head h holds HF row h*hd + hd/2 + i.
   for (uint64_t h : {0ull, 3ull})
     for (uint64_t i : {0ull, 5ull, 15ull}) {
-      EXPECT_EQ(std::memcmp(&gg[(h * hd + 2 * i + 1) * cols], &hf[(h * hd + hd / 2 + i) * cols], cols * 4), 0);
+      EXPECT_EQ(std::memcmp(&gg[(h * hd + 2 * i + 1) * cols], &hf[(h * hd + hd / 2 + i) * cols],
+                            cols * 4),
+                0);
       EXPECT_EQ(std::memcmp(&gg[(h * hd + 2 * i) * cols], &hf[(h * hd + i) * cols], cols * 4), 0);
     }
   // v is not permuted.
-  EXPECT_EQ(to_f32(*g->find_tensor("blk.0.attn_v.weight")), to_f32(m.tensor("blk.0.attn_v.weight")));
+  EXPECT_EQ(to_f32(*g->find_tensor("blk.0.attn_v.weight")),
+            to_f32(m.tensor("blk.0.attn_v.weight")));
 }
 
 TEST(ModelIo, Llama2cCheckpointLoads) {
@@ -114,25 +118,32 @@ TEST(Llama2c, LyingHeader) {
   int32_t heads = 0;
   std::memcpy(&bytes[12], &heads, 4);
   test::write_file(dir.file("m.bin"), bytes);
-  auto msg = expect_error([&] { load_model(dir.file("m.bin"), {shared_path("models/stories260K/tok512.bin")}); });
+  auto msg = expect_error(
+      [&] { load_model(dir.file("m.bin"), {shared_path("models/stories260K/tok512.bin")}); });
   EXPECT_NE(msg.find("header field n_heads = 0 is out of range"), std::string::npos) << msg;
 }
 
 TEST(HfConfig, QwenAndLlama3Variants) {
-  auto q = parse_hf_config(R"({"model_type":"qwen2","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,
-    "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"tie_word_embeddings":true,"rope_theta":1000000.0})", "c");
+  auto q = parse_hf_config(
+      R"({"model_type":"qwen2","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,
+    "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"tie_word_embeddings":true,"rope_theta":1000000.0})",
+      "c");
   EXPECT_EQ(q.arch, "qwen2");
   EXPECT_TRUE(q.attn_bias);
   EXPECT_TRUE(q.tied_embeddings);
   EXPECT_EQ(q.rope_theta, 1e6f);
-  auto q3 = parse_hf_config(R"({"model_type":"qwen3","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,"head_dim":32,
-    "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128})", "c");
+  auto q3 = parse_hf_config(
+      R"({"model_type":"qwen3","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,"head_dim":32,
+    "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128})",
+      "c");
   EXPECT_TRUE(q3.qk_norm);
   EXPECT_EQ(q3.head_dim, 32u);
   EXPECT_EQ(q3.q_dim(), 128u);
-  auto l3 = parse_hf_config(R"({"model_type":"llama","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,
+  auto l3 = parse_hf_config(
+      R"({"model_type":"llama","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,
     "num_attention_heads":4,"intermediate_size":128,"rope_theta":500000.0,
-    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}})", "c");
+    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}})",
+      "c");
   EXPECT_EQ(l3.rope_scaling.type, RopeScaling::Type::Llama3);
   auto f = rope_inv_freq(l3);
   ModelConfig plain = l3;
@@ -144,24 +155,35 @@ TEST(HfConfig, QwenAndLlama3Variants) {
 
 TEST(HfConfig, ErrorsNameTheKey) {
   auto msg = expect_error([] { parse_hf_config(R"({"model_type":"gpt_neox"})", "config.json"); });
-  EXPECT_NE(msg.find("config.json: key 'model_type': 'gpt_neox' is not supported"), std::string::npos) << msg;
-  msg = expect_error([] { parse_hf_config(R"({"model_type":"llama","vocab_size":10})", "config.json"); });
+  EXPECT_NE(msg.find("config.json: key 'model_type': 'gpt_neox' is not supported"),
+            std::string::npos)
+      << msg;
+  msg = expect_error(
+      [] { parse_hf_config(R"({"model_type":"llama","vocab_size":10})", "config.json"); });
   EXPECT_NE(msg.find("config.json: missing key 'hidden_size'"), std::string::npos) << msg;
   msg = expect_error([] {
-    parse_hf_config(R"({"model_type":"llama","vocab_size":"10","hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8})", "config.json");
+    parse_hf_config(
+        R"({"model_type":"llama","vocab_size":"10","hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8})",
+        "config.json");
   });
-  EXPECT_NE(msg.find("key 'vocab_size': expected an integer, got \"10\""), std::string::npos) << msg;
+  EXPECT_NE(msg.find("key 'vocab_size': expected an integer, got \"10\""), std::string::npos)
+      << msg;
   msg = expect_error([] {
-    parse_hf_config(R"({"model_type":"llama","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2,"intermediate_size":8})", "config.json");
+    parse_hf_config(
+        R"({"model_type":"llama","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2,"intermediate_size":8})",
+        "config.json");
   });
-  EXPECT_NE(msg.find("3 attention heads are not a multiple of 2 key/value heads"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("3 attention heads are not a multiple of 2 key/value heads"),
+            std::string::npos)
+      << msg;
   msg = expect_error([] { parse_hf_config("{not json", "config.json"); });
   EXPECT_NE(msg.find("config.json: not valid JSON"), std::string::npos) << msg;
 }
 
 TEST(ModelIo, MissingTensorIsNamed) {
   TempDir dir;
-  for (auto f : {"config.json", "tokenizer.model", "tokenizer_config.json"}) fs::copy(shared_path("models/tinyllm-8m/") + f, dir.file(f));
+  for (auto f : {"config.json", "tokenizer.model", "tokenizer_config.json"})
+    fs::copy(shared_path("models/tinyllm-8m/") + f, dir.file(f));
   auto orig = SafetensorsCheckpoint::open_dir(shared_path("models/tinyllm-8m"));
   std::vector<OutputTensor> out;
   for (const auto& t : orig->tensors()) {
@@ -174,12 +196,15 @@ TEST(ModelIo, MissingTensorIsNamed) {
   }
   write_safetensors(dir.file("model.safetensors"), out);
   auto msg = expect_error([&] { load_model(dir.path()); });
-  EXPECT_NE(msg.find("missing tensor 'blk.2.ffn_up.weight' (expected shape [768, 256])"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("missing tensor 'blk.2.ffn_up.weight' (expected shape [768, 256])"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(Cli, ConvertRejectsBadTypeAndLeavesNoOutput) {
   TempDir dir;
-  auto r = test::run_cli({"convert", shared_path("models/tinyllm-8m"), "-o", dir.file("x.gguf"), "--type", "q9"});
+  auto r = test::run_cli(
+      {"convert", shared_path("models/tinyllm-8m"), "-o", dir.file("x.gguf"), "--type", "q9"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--type 'q9'"), std::string::npos) << r.err;
   EXPECT_TRUE(fs::is_empty(dir.path()));
@@ -188,9 +213,11 @@ TEST(Cli, ConvertRejectsBadTypeAndLeavesNoOutput) {
 TEST(Cli, ConvertIntoReadOnlyDirectoryFailsCleanly) {
   if (geteuid() == 0) {
     // root ignores directory permissions; use a path whose parent does not exist instead.
-    auto r = test::run_cli({"convert", shared_path("models/tinyllm-8m"), "-o", "/nonexistent-dir/x.gguf"});
+    auto r = test::run_cli(
+        {"convert", shared_path("models/tinyllm-8m"), "-o", "/nonexistent-dir/x.gguf"});
     EXPECT_EQ(r.exit_code, 1);
-    EXPECT_NE(r.err.find("/nonexistent-dir/x.gguf: cannot create output"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("/nonexistent-dir/x.gguf: cannot create output"), std::string::npos)
+        << r.err;
     return;
   }
   TempDir dir;
@@ -206,7 +233,9 @@ TEST(Cli, InspectCorruptFileNamesIt) {
   test::write_file(dir.file("bad.gguf"), std::string("GGUF\x03\0\0\0", 8));
   auto r = test::run_cli({"inspect", dir.file("bad.gguf")});
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.err.find(dir.file("bad.gguf") + ": truncated while reading tensor count"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(dir.file("bad.gguf") + ": truncated while reading tensor count"),
+            std::string::npos)
+      << r.err;
 }
 
 // A llama2.c checkpoint is read as load_model reads it, not as a safetensors file.
@@ -232,7 +261,8 @@ namespace lowbit {
 namespace {
 // Found by fuzz_config_json: a number too large for a double must be a Format error.
 TEST(HfConfig, NumberOutOfRangeIsAFormatError) {
-  std::string text = test::read_file(std::string(LOWBIT_SOURCE_DIR) + "/fuzz/regressions/config_number_out_of_range.json");
+  std::string text = test::read_file(std::string(LOWBIT_SOURCE_DIR) +
+                                     "/fuzz/regressions/config_number_out_of_range.json");
   try {
     parse_hf_config(text, "config.json");
     FAIL() << "expected an error";

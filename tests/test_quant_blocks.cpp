@@ -16,9 +16,12 @@
 namespace lowbit {
 namespace {
 
-uint64_t row_bytes(DType t, uint64_t row_len) { return row_len / traits(t).block_size * traits(t).type_size; }
+uint64_t row_bytes(DType t, uint64_t row_len) {
+  return row_len / traits(t).block_size * traits(t).type_size;
+}
 
-std::vector<float> round_trip(DType t, const std::vector<float>& x, uint64_t row_len, const float* imp = nullptr) {
+std::vector<float> round_trip(DType t, const std::vector<float>& x, uint64_t row_len,
+                              const float* imp = nullptr) {
   const uint64_t rows = x.size() / row_len;
   std::vector<uint8_t> q(rows * row_bytes(t, row_len));
   quantize_rows(t, x.data(), rows, row_len, imp, q.data());
@@ -27,7 +30,8 @@ std::vector<float> round_trip(DType t, const std::vector<float>& x, uint64_t row
   return y;
 }
 
-double rel_rms(const std::vector<float>& x, const std::vector<float>& y, const float* imp = nullptr, uint64_t row_len = 1) {
+double rel_rms(const std::vector<float>& x, const std::vector<float>& y, const float* imp = nullptr,
+               uint64_t row_len = 1) {
   double num = 0, den = 0;
   for (size_t i = 0; i < x.size(); ++i) {
     const double w = imp ? imp[i % row_len] : 1.0;
@@ -100,7 +104,8 @@ TEST(QuantBlocks, ConstantRowsDecodeClose) {
     const std::vector<float> x(512, c);
     for (DType t : test::block_types()) {
       const auto y = round_trip(t, x, 256);
-      for (float v : y) ASSERT_NEAR(v, c, std::fabs(c) * 0.02) << dtype_name(t) << " constant " << c;
+      for (float v : y)
+        ASSERT_NEAR(v, c, std::fabs(c) * 0.02) << dtype_name(t) << " constant " << c;
     }
   }
 }
@@ -112,7 +117,8 @@ TEST(QuantBlocks, OutlierHeavyRowsStayFiniteAndKeepTheOutliers) {
   for (DType t : test::block_types()) {
     const auto y = round_trip(t, x, row_len);
     for (float v : y) ASSERT_TRUE(std::isfinite(v)) << dtype_name(t);
-    // The outliers dominate the energy and stretch the block scales: 2.5 times the Gaussian ceiling.
+    // The outliers dominate the energy and stretch the block scales: 2.5 times the Gaussian
+    // ceiling.
     EXPECT_LT(rel_rms(x, y), 2.5 * error_window(t).hi) << dtype_name(t);
   }
 }
@@ -224,7 +230,8 @@ TEST(QuantBlocks, DebiasFactorIsClamped) {
 TEST(QuantBlocks, RowLengthNotAMultipleOfTheBlockIsAnArgumentError) {
   std::vector<float> x(100, 1.0f);
   std::vector<uint8_t> out(1024);
-  const std::string msg = test::expect_error([&] { quantize_rows(DType::Q4_K, x.data(), 1, 100, nullptr, out.data()); });
+  const std::string msg = test::expect_error(
+      [&] { quantize_rows(DType::Q4_K, x.data(), 1, 100, nullptr, out.data()); });
   EXPECT_NE(msg.find("block size 256"), std::string::npos) << msg;
 }
 
@@ -239,13 +246,15 @@ TEST(QuantBlocksLlamaCpp, LlamaCppDecodesLowbitBlocksIdentically) {
     std::vector<float> ours(x.size());
     dequantize_values(t, q.data(), x.size(), ours.data());
     test::write_file(dir.file("q.bin"), std::string(reinterpret_cast<char*>(q.data()), q.size()));
-    test::run_llamacpp_native({"dequantize", std::to_string(traits(t).ggml_id), std::to_string(x.size()),
-                               dir.file("q.bin"), dir.file("y.f32")});
+    test::run_llamacpp_native({"dequantize", std::to_string(traits(t).ggml_id),
+                               std::to_string(x.size()), dir.file("q.bin"), dir.file("y.f32")});
     const std::string theirs = test::read_file(dir.file("y.f32"));
     ASSERT_EQ(theirs.size(), x.size() * 4) << dtype_name(t);
     std::vector<float> y(x.size());
     std::memcpy(y.data(), theirs.data(), theirs.size());
-    for (size_t i = 0; i < y.size(); ++i) ASSERT_NEAR(ours[i], y[i], 1e-6f * std::fabs(y[i]) + 1e-12f) << dtype_name(t) << " value " << i;
+    for (size_t i = 0; i < y.size(); ++i)
+      ASSERT_NEAR(ours[i], y[i], 1e-6f * std::fabs(y[i]) + 1e-12f)
+          << dtype_name(t) << " value " << i;
   }
 }
 
@@ -281,15 +290,18 @@ TEST(QuantBlocksLlamaCpp, ErrorIsNoWorseThanLlamaCppQuantizer) {
   std::mt19937 rng(7);
   std::lognormal_distribution<float> ln(0.0f, 1.0f);
   for (auto& v : imp) v = ln(rng);
-  test::write_file(dir.file("x.f32"), std::string(reinterpret_cast<const char*>(x.data()), x.size() * 4));
-  test::write_file(dir.file("imp.f32"), std::string(reinterpret_cast<const char*>(imp.data()), imp.size() * 4));
+  test::write_file(dir.file("x.f32"),
+                   std::string(reinterpret_cast<const char*>(x.data()), x.size() * 4));
+  test::write_file(dir.file("imp.f32"),
+                   std::string(reinterpret_cast<const char*>(imp.data()), imp.size() * 4));
   const std::vector<float> ones(row_len, 1.0f);
   test::write_file(dir.file("ones.f32"),
                    std::string(reinterpret_cast<const char*>(ones.data()), ones.size() * 4));
   for (bool with_imp : {false, true}) {
     for (DType t : test::block_types()) {
-      std::vector<std::string> args = {"quantize-rows", std::to_string(traits(t).ggml_id), std::to_string(rows),
-                                       std::to_string(row_len), dir.file("x.f32"), dir.file("q.bin")};
+      std::vector<std::string> args = {"quantize-rows",      std::to_string(traits(t).ggml_id),
+                                       std::to_string(rows), std::to_string(row_len),
+                                       dir.file("x.f32"),    dir.file("q.bin")};
       if (with_imp) args.push_back(dir.file("imp.f32"));
       else if (test::llamacpp_needs_importance(t))
         args.push_back(dir.file("ones.f32"));

@@ -25,7 +25,8 @@ std::vector<uint32_t> selected(LayerSet s, uint32_t n) {
 
 TEST(QuantizePlan, LayerSetsSelectTheDocumentedLayers) {
   EXPECT_EQ(selected(LayerSet::MoreBits, 8), (std::vector<uint32_t>{0, 3, 6, 7}));
-  EXPECT_EQ(selected(LayerSet::MoreBits, 32), (std::vector<uint32_t>{0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31}));
+  EXPECT_EQ(selected(LayerSet::MoreBits, 32),
+            (std::vector<uint32_t>{0, 1, 2, 3, 6, 9, 12, 15, 18, 21, 24, 27, 28, 29, 30, 31}));
   EXPECT_EQ(selected(LayerSet::FirstEighth, 16), (std::vector<uint32_t>{0, 1}));
   EXPECT_EQ(selected(LayerSet::FirstSixteenth, 8), std::vector<uint32_t>{});
 }
@@ -99,18 +100,27 @@ TEST(QuantizePlan, BadPresetAndPatternsAreArgumentErrors) {
   const Model m = small_model(256);
   QuantizePlanOptions o;
   o.preset = "Q4_K_X";
-  EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("unknown quantization type 'Q4_K_X' (expected one of Q2_K"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] {
+              plan_quantization(m, o);
+            }).find("unknown quantization type 'Q4_K_X' (expected one of Q2_K"),
+            std::string::npos);
   o.preset = "Q4_0";
   o.tensor_types = {{"nothing\\.here", DType::Q8_0}};
-  EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("tensor type pattern 'nothing\\.here': matches no tensor"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] {
+              plan_quantization(m, o);
+            }).find("tensor type pattern 'nothing\\.here': matches no tensor"),
+            std::string::npos);
   o.tensor_types = {{"([", DType::Q8_0}};
-  EXPECT_NE(test::expect_error([&] { plan_quantization(m, o); }).find("not a valid regular expression"), std::string::npos);
+  EXPECT_NE(
+      test::expect_error([&] { plan_quantization(m, o); }).find("not a valid regular expression"),
+      std::string::npos);
 }
 
 TEST(Cli, QuantizeWritesAFilePerplexityCanRunAndAJsonSummary) {
   TempDir dir;
-  auto r = test::run_cli({"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("q.gguf"), "--type", "Q4_K_M",
-                          "--tensor-type", "blk\\.0\\.ffn_up\\.weight=Q8_0", "-t", "2", "--json"});
+  auto r = test::run_cli({"quantize", shared_path("models/tinyllm-8m"), "-o", dir.file("q.gguf"),
+                          "--type", "Q4_K_M", "--tensor-type", "blk\\.0\\.ffn_up\\.weight=Q8_0",
+                          "-t", "2", "--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const auto j = nlohmann::json::parse(r.out);
   EXPECT_NEAR(j["bits_per_weight"].get<double>(), 5.0, 0.1);
@@ -127,8 +137,9 @@ TEST(Cli, QuantizeWritesAFilePerplexityCanRunAndAJsonSummary) {
     }
   }
   EXPECT_TRUE(saw_override);
-  auto p = test::run_cli({"perplexity", dir.file("q.gguf"), "-f", shared_path("data/wikitext-2/wikitext-2-test.txt"),
-                          "--chunks", "1", "--json", "-q"});
+  auto p = test::run_cli({"perplexity", dir.file("q.gguf"), "-f",
+                          shared_path("data/wikitext-2/wikitext-2-test.txt"), "--chunks", "1",
+                          "--json", "-q"});
   ASSERT_EQ(p.exit_code, 0) << p.err;
   const double ppl = nlohmann::json::parse(p.out)["ppl"].get<double>();
   EXPECT_GT(ppl, 50);
@@ -137,10 +148,12 @@ TEST(Cli, QuantizeWritesAFilePerplexityCanRunAndAJsonSummary) {
 
 TEST(Cli, QuantizeLlama2cCheckpointNotesFallbacks) {
   TempDir dir;
-  auto r = test::run_cli({"quantize", shared_path("models/stories260K/stories260K.bin"), "-o", dir.file("s.gguf"),
-                          "--type", "Q4_K_M", "-q"});
+  auto r = test::run_cli({"quantize", shared_path("models/stories260K/stories260K.bin"), "-o",
+                          dir.file("s.gguf"), "--type", "Q4_K_M", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("note: blk.0.ffn_down.weight: fallback: rows of 172 values do not fit"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("note: blk.0.ffn_down.weight: fallback: rows of 172 values do not fit"),
+            std::string::npos)
+      << r.err;
   const Model m = load_model(dir.file("s.gguf"));
   EXPECT_EQ(m.tensor("blk.0.ffn_down.weight").dtype, DType::F16);
   EXPECT_EQ(m.tensor("blk.0.ffn_up.weight").dtype, DType::Q5_0);
@@ -170,7 +183,8 @@ TEST(Cli, QuantizeRejectsBadInputAndLeavesNoOutput) {
   auto r = test::run_cli({"quantize", model, "-o", "/nonexistent-dir/x.gguf"});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("/nonexistent-dir/x.gguf"), std::string::npos) << r.err;
-  test::write_file(dir.file("config.json"), R"({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"})");
+  test::write_file(dir.file("config.json"),
+                   R"({"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2"})");
   r = test::run_cli({"quantize", dir.path(), "-o", dir.file("x.gguf")});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("gpt2"), std::string::npos) << r.err;

@@ -14,20 +14,26 @@
 namespace lowbit::quant {
 namespace {
 
-int reference_round_clamp(float v, int lo, int hi) { return std::clamp(static_cast<int>(std::nearbyint(v)), lo, hi); }
+int reference_round_clamp(float v, int lo, int hi) {
+  return std::clamp(static_cast<int>(std::nearbyint(v)), lo, hi);
+}
 
-float reference_error_affine(const float* x, const float* w, int n, float scale, float offset, int qmax) {
+float reference_error_affine(const float* x, const float* w, int n, float scale, float offset,
+                             int qmax) {
   const float is = scale > 0 ? 1.0f / scale : 0.0f;
   float err = 0;
   for (int i = 0; i < n; ++i) {
-    const float e = x[i] - (scale * static_cast<float>(reference_round_clamp((x[i] - offset) * is, 0, qmax)) + offset);
+    const float e =
+        x[i] -
+        (scale * static_cast<float>(reference_round_clamp((x[i] - offset) * is, 0, qmax)) + offset);
     err += (w ? w[i] : 1.0f) * e * e;
   }
   return err;
 }
 
 // The search of fit_affine written one candidate at a time.
-AffineFit reference_fit_affine(const float* x, const float* w, int n, int qmax, bool offset_nonpositive) {
+AffineFit reference_fit_affine(const float* x, const float* w, int n, int qmax,
+                               bool offset_nonpositive) {
   float lo = *std::min_element(x, x + n), hi = *std::max_element(x, x + n);
   if (offset_nonpositive) lo = std::min(lo, 0.0f);
   if (hi <= lo) return {0.0f, offset_nonpositive ? std::min(lo, 0.0f) : lo};
@@ -41,7 +47,8 @@ AffineFit reference_fit_affine(const float* x, const float* w, int n, int qmax, 
     }
     const double det = sw * sqq - sq * sq;
     if (det <= 0) return {-1, 0};
-    AffineFit f{static_cast<float>((sw * sxq - sq * sx) / det), static_cast<float>((sqq * sx - sq * sxq) / det)};
+    AffineFit f{static_cast<float>((sw * sxq - sq * sx) / det),
+                static_cast<float>((sqq * sx - sq * sxq) / det)};
     if (offset_nonpositive && f.offset > 0) f = {static_cast<float>(sqq > 0 ? sxq / sqq : 0), 0.0f};
     return f;
   };
@@ -127,12 +134,15 @@ TEST(ScaleFit, BatchedAffineErrorsEqualTheScalarLoopBitForBit) {
       for (float& v : w) v = u(rng);
       std::vector<AffineFit> fits(k);
       for (int c = 0; c < k; ++c) fits[c] = {c == 2 ? 0.0f : 0.004f * (c + 1), -0.03f + 0.01f * c};
-      for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+      for (const float* wp :
+           {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
         std::vector<float> errs(k);
         error_affine_batch(x.data(), wp, n, fits.data(), k, 15, errs.data());
         for (int c = 0; c < k; ++c) {
-          const float want = reference_error_affine(x.data(), wp, n, fits[c].scale, fits[c].offset, 15);
-          ASSERT_TRUE(same_bits(errs[c], want)) << "n=" << n << " k=" << k << " c=" << c << ": " << errs[c] << " vs " << want;
+          const float want =
+              reference_error_affine(x.data(), wp, n, fits[c].scale, fits[c].offset, 15);
+          ASSERT_TRUE(same_bits(errs[c], want))
+              << "n=" << n << " k=" << k << " c=" << c << ": " << errs[c] << " vs " << want;
         }
       }
     }
@@ -150,12 +160,13 @@ TEST(ScaleFit, FitAffineEqualsTheOneCandidateAtATimeSearch) {
           const std::vector<float> x = group(rng, n, kind % 4);
           std::vector<float> w(n);
           for (float& v : w) v = u(rng);
-          for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+          for (const float* wp :
+               {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
             const AffineFit got = fit_affine(x.data(), wp, n, qmax, nonpositive);
             const AffineFit want = reference_fit_affine(x.data(), wp, n, qmax, nonpositive);
             ASSERT_TRUE(same_bits(got.scale, want.scale) && same_bits(got.offset, want.offset))
-                << "n=" << n << " qmax=" << qmax << " kind=" << kind << ": (" << got.scale << ", " << got.offset << ") vs ("
-                << want.scale << ", " << want.offset << ")";
+                << "n=" << n << " qmax=" << qmax << " kind=" << kind << ": (" << got.scale << ", "
+                << got.offset << ") vs (" << want.scale << ", " << want.offset << ")";
             ++checked;
           }
         }
@@ -177,11 +188,12 @@ TEST(ScaleFit, FitSymmetricEqualsTheOneCandidateAtATimeSearch) {
         const std::vector<float> x = group(rng, n, kind % 4);
         std::vector<float> w(n);
         for (float& v : w) v = u(rng);
-        for (const float* wp : {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
+        for (const float* wp :
+             {static_cast<const float*>(nullptr), static_cast<const float*>(w.data())}) {
           const float got = fit_symmetric(x.data(), wp, n, r[0], r[1]);
           const float want = reference_fit_symmetric(x.data(), wp, n, r[0], r[1]);
-          ASSERT_TRUE(same_bits(got, want)) << "n=" << n << " range [" << r[0] << ", " << r[1] << "] kind=" << kind << ": "
-                                            << got << " vs " << want;
+          ASSERT_TRUE(same_bits(got, want)) << "n=" << n << " range [" << r[0] << ", " << r[1]
+                                            << "] kind=" << kind << ": " << got << " vs " << want;
           ++checked;
         }
       }

@@ -25,8 +25,11 @@ std::vector<float> logits_of(const Model& m, bool fast) {
   o.fast = fast;
   Engine e(m, o);
   auto tokens = Tokenizer::create(m.vocab, m.source)
-                    ->encode("The quiet village stood by the river, and every morning the old miller opened his doors to the "
-                             "farmers who came with grain from the hills.", true);
+                    ->encode(
+                        "The quiet village stood by the river, and every morning the old miller "
+                        "opened his doors to the "
+                        "farmers who came with grain from the hills.",
+                        true);
   std::vector<float> logits;
   e.eval(tokens.data(), tokens.size(), logits, true);
   return logits;
@@ -36,7 +39,9 @@ std::vector<float> logits_of(const Model& m, bool fast) {
 double same_top1(const std::vector<float>& a, const std::vector<float>& b, size_t n_vocab) {
   size_t same = 0, n = a.size() / n_vocab;
   for (size_t t = 0; t < n; ++t) {
-    auto top = [&](const std::vector<float>& l) { return std::max_element(l.begin() + t * n_vocab, l.begin() + (t + 1) * n_vocab) - l.begin(); };
+    auto top = [&](const std::vector<float>& l) {
+      return std::max_element(l.begin() + t * n_vocab, l.begin() + (t + 1) * n_vocab) - l.begin();
+    };
     same += top(a) == top(b);
   }
   return double(same) / n;
@@ -50,14 +55,18 @@ TEST(SmoothQuant, ScalesBalanceActivationAndWeightMaxima) {
   EXPECT_EQ(s[3], 1.0f);  // no weight
   const auto flat = smoothing_scales(act, w, 1.0);  // α = 1: every activation channel becomes 1
   EXPECT_NEAR(act[4] / flat[4], 1.0, 1e-6);
-  EXPECT_NE(test::expect_error([&] { smoothing_scales(act, {1, 2}, 0.5); }).find("5 activation maxima but 2"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] {
+              smoothing_scales(act, {1, 2}, 0.5);
+            }).find("5 activation maxima but 2"),
+            std::string::npos);
 }
 
 CalibrationStats small_stats(const Model& m) {
   CalibrationOptions o;
   o.n_samples = 4;
   o.n_ctx = 128;
-  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(test::shared_path(kCalib)), false);
+  const auto tokens = Tokenizer::create(m.vocab, m.source)
+                          ->encode(read_text_file(test::shared_path(kCalib)), false);
   return collect_calibration_stats(m, tokens, o);
 }
 
@@ -71,8 +80,9 @@ TEST(SmoothQuant, FoldingIsExactInFp32) {
     const SmoothQuantResult r = smooth_model(m, stats, o);
     SCOPED_TRACE("alpha " + std::to_string(alpha));
     // The model really changed: norms and all four kinds of fold point (norms, v rows, up rows).
-    for (const char* name : {"blk.2.attn_norm.weight", "blk.2.ffn_norm.weight", "blk.2.attn_v.weight", "blk.2.ffn_up.weight",
-                             "blk.2.attn_output.weight", "blk.2.ffn_down.weight"})
+    for (const char* name :
+         {"blk.2.attn_norm.weight", "blk.2.ffn_norm.weight", "blk.2.attn_v.weight",
+          "blk.2.ffn_up.weight", "blk.2.attn_output.weight", "blk.2.ffn_down.weight"})
       EXPECT_NE(to_f32(r.model.tensor(name)), to_f32(m.tensor(name))) << name;
     EXPECT_LT(test::max_relative_difference(base, logits_of(r.model, false)), 1e-4);
     // Inputs got flatter: largest channel maximum over the mean, summed over the groups.
@@ -82,19 +92,26 @@ TEST(SmoothQuant, FoldingIsExactInFp32) {
     EXPECT_LT(after, before);
   }
   stats.by_weight["blk.3.ffn_down.weight"].absmax.clear();
-  EXPECT_NE(test::expect_error([&] { smooth_model(m, stats, {}); }).find("input of 'blk.3.ffn_down.weight'"), std::string::npos);
+  EXPECT_NE(test::expect_error([&] {
+              smooth_model(m, stats, {});
+            }).find("input of 'blk.3.ffn_down.weight'"),
+            std::string::npos);
   SmoothQuantOptions bad;
   bad.alpha = 1.5;
-  EXPECT_NE(test::expect_error([&] { smooth_model(m, stats, bad); }).find("alpha must be in [0, 1]"), std::string::npos);
+  EXPECT_NE(
+      test::expect_error([&] { smooth_model(m, stats, bad); }).find("alpha must be in [0, 1]"),
+      std::string::npos);
 }
 
 TEST(SmoothQuant, W8A8CheckpointRunsTheInt8GemmLikeItsSimulation) {
   const std::string model = test::shared_path("models/tinyllm-8m");
   test::TempDir dir;
-  auto r = test::run_cli({"quantize", model, "-o", dir.file("sq"), "--type", "int8", "--method", "smoothquant", "--calib",
-                          test::shared_path(kCalib), "--calib-samples", "4", "--calib-ctx", "128", "--act-scheme", "static", "-q"});
+  auto r = test::run_cli({"quantize", model, "-o", dir.file("sq"), "--type", "int8", "--method",
+                          "smoothquant", "--calib", test::shared_path(kCalib), "--calib-samples",
+                          "4", "--calib-ctx", "128", "--act-scheme", "static", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  r = test::run_cli({"quantize", model, "-o", dir.file("dyn"), "--type", "int8", "--method", "w8a8", "-q"});
+  r = test::run_cli(
+      {"quantize", model, "-o", dir.file("dyn"), "--type", "int8", "--method", "w8a8", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const Model base = load_model(model);
   const auto base_logits = logits_of(base, false);
@@ -107,7 +124,8 @@ TEST(SmoothQuant, W8A8CheckpointRunsTheInt8GemmLikeItsSimulation) {
       ASSERT_EQ(q.q.size(), t.n_values());
       EXPECT_EQ(q.input_scale > 0, std::string(name) == "sq") << w;
       const auto f = to_f32(t);  // the f32 view is the same weight: scale[r] · q
-      for (size_t i = 0; i < f.size(); i += 101) EXPECT_FLOAT_EQ(f[i], q.scale[i / q.cols] * q.q[i]) << w;
+      for (size_t i = 0; i < f.size(); i += 101)
+        EXPECT_FLOAT_EQ(f[i], q.scale[i / q.cols] * q.q[i]) << w;
     }
     const auto fast = logits_of(m, true), ref = logits_of(m, false);
     // Rounding the activations is discontinuous: a last-bit difference can move one code, so
@@ -116,7 +134,8 @@ TEST(SmoothQuant, W8A8CheckpointRunsTheInt8GemmLikeItsSimulation) {
     EXPECT_LT(test::max_relative_difference(ref, fast), 3e-2);
     EXPECT_GE(same_top1(ref, fast, m.config.n_vocab), 0.9);
     EXPECT_GE(same_top1(base_logits, fast, m.config.n_vocab), 0.8);
-    EXPECT_GT(test::max_relative_difference(base_logits, ref), 1e-4) << "activations were not rounded";
+    EXPECT_GT(test::max_relative_difference(base_logits, ref), 1e-4)
+        << "activations were not rounded";
   }
 }
 
@@ -158,7 +177,8 @@ TEST(SmoothQuant, ReplacedWeightOfAW8A8ModelTakesEffect) {
 }
 
 // Replaces the first `from` at or after `after` in the file's bytes by `to` (same length).
-void patch_file(const std::string& path, const std::string& after, const std::string& from, const std::string& to) {
+void patch_file(const std::string& path, const std::string& after, const std::string& from,
+                const std::string& to) {
   std::string bytes = test::read_file(path);
   const size_t at = bytes.find(from, bytes.find(after));
   ASSERT_NE(at, std::string::npos) << from;
@@ -168,28 +188,37 @@ void patch_file(const std::string& path, const std::string& after, const std::st
 }
 
 TEST(SmoothQuant, BadW8A8CheckpointsAndFlagsAreRefused) {
-  const std::string model = test::shared_path("models/tinyllm-8m"), calib = test::shared_path(kCalib);
+  const std::string model = test::shared_path("models/tinyllm-8m"),
+                    calib = test::shared_path(kCalib);
   test::TempDir dir;
-  auto r = test::run_cli({"quantize", model, "-o", dir.file("dyn"), "--type", "int8", "--method", "w8a8", "-q"});
+  auto r = test::run_cli(
+      {"quantize", model, "-o", dir.file("dyn"), "--type", "int8", "--method", "w8a8", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   patch_file(dir.file("dyn/model.safetensors"), "activations", "per-token", "per-tokex");
   std::string msg = test::expect_error([&] { load_model(dir.file("dyn")); });
   EXPECT_NE(msg.find(dir.file("dyn")), std::string::npos) << msg;
   EXPECT_NE(msg.find("per-token or static"), std::string::npos) << msg;
 
-  r = test::run_cli({"quantize", model, "-o", dir.file("st"), "--type", "int8", "--method", "w8a8", "--act-scheme", "static",
-                     "--calib", calib, "--calib-samples", "2", "--calib-ctx", "64", "-q"});
+  r = test::run_cli({"quantize", model, "-o", dir.file("st"), "--type", "int8", "--method", "w8a8",
+                     "--act-scheme", "static", "--calib", calib, "--calib-samples", "2",
+                     "--calib-ctx", "64", "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  patch_file(dir.file("st/model.safetensors"), "input_scales", "model.layers.0.mlp.down_proj", "model.layers.0.mlp.down_prxj");
+  patch_file(dir.file("st/model.safetensors"), "input_scales", "model.layers.0.mlp.down_proj",
+             "model.layers.0.mlp.down_prxj");
   msg = test::expect_error([&] { load_model(dir.file("st")); });
-  EXPECT_NE(msg.find("no positive input scale for 'model.layers.0.mlp.down_proj'"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("no positive input scale for 'model.layers.0.mlp.down_proj'"),
+            std::string::npos)
+      << msg;
 
   struct Case { std::vector<std::string> flags; std::string message; };
   for (const Case& c : std::vector<Case>{
            {{"--type", "int4", "--method", "smoothquant", "--calib", calib}, "use type int8"},
-           {{"--type", "int8", "--method", "smoothquant"}, "method smoothquant needs calibration text"},
-           {{"--type", "int8", "--method", "w8a8", "--act-scheme", "static"}, "W8A8 with static activation scales needs calibration text"},
-           {{"--type", "int8", "--method", "w8a8", "--group", "128"}, "group 128 does not apply"}}) {
+           {{"--type", "int8", "--method", "smoothquant"},
+            "method smoothquant needs calibration text"},
+           {{"--type", "int8", "--method", "w8a8", "--act-scheme", "static"},
+            "W8A8 with static activation scales needs calibration text"},
+           {{"--type", "int8", "--method", "w8a8", "--group", "128"},
+            "group 128 does not apply"}}) {
     std::vector<std::string> args = {"quantize", model, "-o", dir.file("bad")};
     args.insert(args.end(), c.flags.begin(), c.flags.end());
     r = test::run_cli(args);

@@ -71,7 +71,8 @@ struct AffineWeight {
 // ternary/binary levels on another grid than int2 symmetric.
 void validate(const AffineSpec& spec);
 AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& spec);
-void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& spec, float* out);
+void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& spec,
+                       float* out);
 
 // One group's parameters and the rounding of a value onto its grid (for GPTQ's sweep).
 struct AffineParams { float scale; int zero; };
@@ -104,7 +105,8 @@ namespace lowbit {
 // Face directory. The output appears only when complete.
 // `quantizer` (optional) replaces round-to-nearest for a weight, e.g. GPTQ with that
 // weight's Hessian: (GGUF name, f32 weight [rows, cols] in HF layout, rows, cols) -> codes.
-using AffineQuantizer = std::function<AffineTensor(const std::string&, const std::vector<float>&, uint64_t, uint64_t)>;
+using AffineQuantizer =
+    std::function<AffineTensor(const std::string&, const std::vector<float>&, uint64_t, uint64_t)>;
 struct AffineWriteOptions {
   int n_threads = 0;
   std::function<void(size_t, size_t, const TensorReport&)> on_tensor;
@@ -134,7 +136,8 @@ QuantizeReport write_affine_checkpoint_gguf(
 
 // Loader side: turns the qweight/scales/zeros triples of an affine checkpoint back into f32
 // weights (owned by `m.storage`). `meta_json` is the "lowbit.affine" metadata string.
-void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json);
+void load_affine_tensors(Model& m, const std::vector<TensorView>& raw,
+                         const std::string& meta_json);
 // The same for GPTQ, AWQ and compressed-tensors checkpoints: config.json's text (from
 // `source`) names the layout in its quantization_config. Takes the linears' parts out of
 // `all` (.qweight/.qzeros/.scales/.g_idx; .weight_packed/.weight_scale/...; or the int8

@@ -30,8 +30,8 @@ struct AwqScales {
 
 // H: [cols, cols] of the shared input; mean_abs: mean |x_j| per column. α is tried at
 // 0, 1/grid, ..., 1; at most `max_rows` evenly spread rows of each weight are used to score.
-AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<double>& H, const std::vector<double>& mean_abs,
-                     int grid = 20, uint64_t max_rows = 256);
+AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<double>& H,
+                     const std::vector<double>& mean_abs, int grid = 20, uint64_t max_rows = 256);
 
 // s_j = mean|x_j|^α, normalised so that max·min = 1 (all 1 at α = 0).
 std::vector<float> awq_scales_for(const std::vector<double>& mean_abs, double alpha);
@@ -51,8 +51,9 @@ struct AwqClipOptions {
 };
 
 // w: [rows, cols] f32; h: [cols, cols] (row-major, fp64); out: rows in `type`'s blocks.
-void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h,
-                            const AwqClipOptions& o, int n_threads, uint8_t* out);
+void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols,
+                            const std::vector<double>& h, const AwqClipOptions& o, int n_threads,
+                            uint8_t* out);
 
 // AWQ's clip search at the quantizer's own groups, for rows already quantized to a K type
 // (Q2_K..Q6_K; q: [rows] of `type`'s blocks, changed in place). AutoAWQ searches a clipping
@@ -62,13 +63,15 @@ void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t 
 // eᵀHe (H: [cols, cols], e = w − dequantized row). The f16 super-scales stay. Up to
 // `passes` sweeps over the sub-blocks (fewer when one changes nothing). Returns false, q
 // untouched, for types without integer sub-block scales.
-bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h, int passes,
-                           int n_threads, uint8_t* q);
+bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t cols,
+                           const std::vector<double>& h, int passes, int n_threads, uint8_t* q);
 
 // Folding, exact in fp32 up to rounding:
-void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s);  // W·diag(s)
-void awq_unscale_norm(std::vector<float>& gamma, const std::vector<float>& s);                           // γ / s
-void awq_unscale_rows(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s);  // diag(1/s)·W
+void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols,
+                       const std::vector<float>& s);                            // W·diag(s)
+void awq_unscale_norm(std::vector<float>& gamma, const std::vector<float>& s);  // γ / s
+void awq_unscale_rows(std::vector<float>& w, uint64_t rows, uint64_t cols,
+                      const std::vector<float>& s);  // diag(1/s)·W
 // H of the scaled input x/s: diag(1/s) H diag(1/s).
 void awq_unscale_hessian(std::vector<double>& h, const std::vector<float>& s);
 

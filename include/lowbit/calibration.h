@@ -21,7 +21,7 @@ struct InputStats {
   uint64_t count = 0;            // input rows (tokens) accumulated
   std::vector<double> sum_sq;    // Σ x_j², one per input column
   std::vector<float> absmax;     // max |x_j| (empty when read from a llama.cpp file)
-  std::vector<double> xtx;       // Σ x xᵀ, [cols, cols] row-major; only with CalibrationOptions::hessian
+  std::vector<double> xtx;  // Σ x xᵀ, [cols, cols] row-major; only with CalibrationOptions::hessian
   std::vector<float> importance() const;  // sum_sq / count
   std::vector<double> hessian() const;    // xtx / count: the GPTQ proxy H (empty without xtx)
 };
@@ -47,15 +47,17 @@ struct CalibrationOptions {
 // `n` windows of `len` tokens from seeded random offsets in `tokens` (BOS replaces the first
 // token when bos >= 0). Fewer when the text is short; throws Argument when it is shorter
 // than one window.
-std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n, size_t len, uint64_t seed,
-                                                 int32_t bos);
+std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n,
+                                                 size_t len, uint64_t seed, int32_t bos);
 
 // The same sums in the same order for any number of ranks: each window's share (its Σx²
 // summed from zero, its x xᵀ in float) is added to the totals in window order.
-CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens, const CalibrationOptions& o);
+CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens,
+                                           const CalibrationOptions& o);
 // The same on the text file at `text_path`, tokenized with the model's tokenizer (no BOS:
 // each window gets its own); `dataset` is set to the file's name.
-CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path, const CalibrationOptions& o);
+CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path,
+                                           const CalibrationOptions& o);
 
 void write_calibration_stats(const CalibrationStats& s, const std::string& path);
 // Reads a GGUF imatrix (lowbit's or llama.cpp's) or a legacy llama.cpp imatrix.dat. With

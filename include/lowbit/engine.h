@@ -85,7 +85,8 @@ struct EngineOptions {
 // Called with the input of a linear layer: `weight` is its GGUF name (e.g.
 // "blk.3.ffn_down.weight"), x is [n_tokens, in_features]. The same input feeds q/k/v
 // (and gate/up); the hook is called once per weight.
-using LinearInputHook = std::function<void(const std::string& weight, const float* x, size_t n_tokens, size_t in_features)>;
+using LinearInputHook = std::function<void(const std::string& weight, const float* x,
+                                           size_t n_tokens, size_t in_features)>;
 
 class Engine {
  public:
@@ -106,7 +107,8 @@ class Engine {
   // forward_layer does not advance (eval does, after the last layer).
   void embed(const int32_t* tokens, size_t n, float* x) const;
   void forward_layer(uint32_t layer, float* x, size_t n);  // x += attention, then x += FFN
-  void head(const float* x, size_t n, std::vector<float>& logits);  // final norm + output: [n, n_vocab]
+  void head(const float* x, size_t n,
+            std::vector<float>& logits);  // final norm + output: [n, n_vocab]
   void final_norm(const float* x, size_t n, float* h) const;        // the output head's input
   // Makes a weight (e.g. "blk.3.attn_q.weight", "token_embd.weight") read from `w` instead, e.g.
   // its quantized version; `w` must outlive the engine and have the same shape. On a W8A8 model a

@@ -50,12 +50,14 @@ struct PerplexityOptions {
 
 // `tokens` is the tokenized text (with BOS at the start). With kl_base the tokens stored in
 // that file are used instead and `tokens` may be empty.
-PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>& tokens, const PerplexityOptions& opts);
+PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& opts);
 
 // KL divergence of `model`'s next-token distributions from `base`'s on the windows of
 // `tokens`: base's distributions go to a temporary file, removed afterwards. The result is
 // `model`'s perplexity with its kld set.
-PerplexityResult evaluate_kl_divergence(Engine& base, Engine& model, const std::vector<int32_t>& tokens,
+PerplexityResult evaluate_kl_divergence(Engine& base, Engine& model,
+                                        const std::vector<int32_t>& tokens,
                                         const PerplexityOptions& opts);
 // log Σ exp(x[i]), computed in double around the maximum.
 double log_sum_exp(const float* x, size_t n);

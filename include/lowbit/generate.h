@@ -19,7 +19,8 @@ struct SamplerParams {
 };
 
 // Picks the next token from logits [n_vocab]. Ties in greedy mode go to the lowest id.
-int32_t sample_token(const float* logits, size_t n_vocab, const SamplerParams& p, std::mt19937_64& rng);
+int32_t sample_token(const float* logits, size_t n_vocab, const SamplerParams& p,
+                     std::mt19937_64& rng);
 
 struct GenerateOptions {
   size_t n_predict = 128;
@@ -33,7 +34,8 @@ uint32_t generation_context(const Model& m, size_t n_prompt, size_t n_predict);
 
 // Evaluates `prompt` (batched), then samples up to n_predict tokens one at a time,
 // calling on_token with each new id. Returns the generated ids.
-std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt,
+                              const GenerateOptions& opts,
                               const std::function<void(int32_t)>& on_token = {});
 
 }  // namespace lowbit

@@ -40,7 +40,12 @@ struct GgufValue {
   static GgufValue of_u64(uint64_t v) { GgufValue x; x.type = GgufType::U64; x.u = v; return x; }
   static GgufValue of_f32(float v) { GgufValue x; x.type = GgufType::F32; x.f = v; return x; }
   static GgufValue of_bool(bool v) { GgufValue x; x.type = GgufType::BOOL; x.u = v; return x; }
-  static GgufValue of_string(std::string v) { GgufValue x; x.type = GgufType::STRING; x.s = std::move(v); return x; }
+  static GgufValue of_string(std::string v) {
+    GgufValue x;
+    x.type = GgufType::STRING;
+    x.s = std::move(v);
+    return x;
+  }
   static GgufValue of_strings(const std::vector<std::string>& v);
   static GgufValue of_f32s(const std::vector<float>& v);
   static GgufValue of_i32s(const std::vector<int32_t>& v);
@@ -117,7 +122,9 @@ class GgufStreamWriter {
   const OutputTensor& tensor(size_t i) const { return layout_.tensors()[i]; }
   // Bytes [offset, offset + n) of tensor i.
   void write(size_t i, uint64_t offset, const uint8_t* data, size_t n);
-  void write(size_t i, const std::vector<uint8_t>& bytes) { write(i, 0, bytes.data(), bytes.size()); }
+  void write(size_t i, const std::vector<uint8_t>& bytes) {
+    write(i, 0, bytes.data(), bytes.size());
+  }
   bool complete(size_t i) const { return written_[i] == tensor(i).nbytes; }
   const std::string& path() const { return path_; }
   void commit();

@@ -53,7 +53,8 @@ bool has_kernel(DType t);
 uint32_t act_block(DType t);
 
 // Quantizes n_rows rows of x [n_rows, row_len] (row_len a multiple of block) to `out`.
-void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block, QuantizedActs& out);
+void quantize_acts(const float* x, size_t n_rows, size_t row_len, uint32_t block,
+                   QuantizedActs& out);
 // quantize_acts in two steps, for callers that spread the rows over threads: resize_acts sizes
 // `out` for n_rows × row_len in blocks of `block` (and checks them), then quantize_act_rows
 // fills rows [r0, r1) of it from the whole x [n_rows, row_len]. Disjoint ranges may run at once.
@@ -62,24 +63,29 @@ void quantize_act_rows(const float* x, size_t r0, size_t r1, QuantizedActs& out)
 
 // y[r] = Σ_i w[r, i] · a[i] for the n_rows consecutive rows of w (row_bytes apart), each of
 // row_len values stored as `t`.
-void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
+void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+              const ActRow& a, float* y);
 // The same for n_acts tokens: y[t * ld_y + r] for activation row acts[t]. With the VNNI
 // kernels, one pass per token; otherwise Q8_0, Q4_K and Q6_K decode each weight vector once
 // for four tokens, and the table-decoded types (IQ4_*, IQ3_*, IQ2_*) each row once for all.
-void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
-                    size_t n_acts, float* y, size_t ld_y);
+void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                    const ActRow* acts, size_t n_acts, float* y, size_t ld_y);
 // The scalar reference of dot_rows, whatever force_scalar says.
-void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
+void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                        const ActRow& a, float* y);
 
 // W8A8 (SmoothQuant): out[t, r] = Σ_i w[r, i] · x[t, i] for int8 weights w [n_rows, cols]
 // and int8 activations x [n_tok, cols], exact in int32; out rows are ld_out apart. Values
 // must lie in [-127, 127].
-void gemm_i8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
-void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
+void gemm_i8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+             int32_t* out, size_t ld_out);
+void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+                       int32_t* out, size_t ld_out);
 // Activations to int8, q = clamp(round(x / s), -127, 127): one scale per row, s = max|x_row| /
 // 127 (dynamic, per token) when static_scale is 0, else s = static_scale for every row.
 // scales: [n_rows]; q: [n_rows, cols].
-void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q, float* scales);
+void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q,
+                      float* scales);
 
 // Weights repacked once for batched products (prompts, perplexity windows, calibration).
 // Rows are grouped in panels of 16 (the last one padded with zero rows). A panel holds, for

@@ -72,9 +72,10 @@ struct SensitivityOptions {
 std::vector<MixTensor> mix_options(const Model& m, const QuantizePlanOptions& plan,
                                    const std::vector<DType>& candidates);
 
-std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int32_t>& tokens, const QuantizePlanOptions& plan,
-                                           const std::function<const std::vector<double>*(const std::string&)>& hessian,
-                                           const SensitivityOptions& o);
+std::vector<MixTensor> measure_sensitivity(
+    const Model& m, const std::vector<int32_t>& tokens, const QuantizePlanOptions& plan,
+    const std::function<const std::vector<double>*(const std::string&)>& hessian,
+    const SensitivityOptions& o);
 
 // Spearman rank correlation of the proxy against the measured KLD over every option that was
 // measured (and is not fixed); NaN when fewer than 3.
@@ -82,7 +83,8 @@ double proxy_rank_correlation(const std::vector<MixTensor>& tensors);
 
 // Recipe files: {"format": "lowbit-recipe", "budget_bytes", "total_bytes", "estimated_kld",
 // "tensors": [{"name", "type", "bytes", "loss"}]}.
-void write_recipe(const std::string& path, const std::vector<MixTensor>& tensors, const MixSolution& s, uint64_t budget);
+void write_recipe(const std::string& path, const std::vector<MixTensor>& tensors,
+                  const MixSolution& s, uint64_t budget);
 // name -> type; throws Format naming the file and the entry on a bad file.
 std::map<std::string, DType> read_recipe(const std::string& path);
 

@@ -54,7 +54,8 @@ struct Model {
 };
 
 struct LoadOptions {
-  std::string tokenizer_path;  // llama2.c: tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin beside it)
+  std::string tokenizer_path;  // llama2.c: tokenizer .bin (default: tok<vocab>.bin or tokenizer.bin
+                               // beside it)
 };
 
 // Detects the format: a directory (Hugging Face), "GGUF" magic, or a llama2.c .bin.
@@ -67,7 +68,8 @@ std::string gguf_to_hf_name(const std::string& gguf_name);
 // Row permutation between the Halves and Interleaved RoPE layouts for a q or k weight
 // [n_heads * head_dim, cols] (or a bias, cols = 1). to_interleaved=true is what
 // llama.cpp's converter applies to HF Llama weights.
-void permute_rope_rows(const float* in, float* out, uint64_t rows, uint64_t cols, uint32_t n_heads, bool to_interleaved);
+void permute_rope_rows(const float* in, float* out, uint64_t rows, uint64_t cols, uint32_t n_heads,
+                       bool to_interleaved);
 
 // Checks every weight the architecture needs is present with the expected shape.
 void validate_model_tensors(const Model& m);

@@ -21,10 +21,11 @@ bool can_dequantize(DType t);
 // its nearest code; for the K types (Q2_K..Q6_K) each row's f16 scales are then rescaled so
 // that the row is not shrunk: sum w x (x - y) = 0 (docs/QUANTIZATION.md, "Round to
 // nearest"). Throws Argument when row_len is not a multiple of the block size.
-void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, uint8_t* out);
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, uint8_t* out);
 // The same with the rows split over n_threads threads (0: all cores); the bytes are identical.
-void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len, const float* importance, int n_threads,
-                   uint8_t* out);
+void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
+                   const float* importance, int n_threads, uint8_t* out);
 // Decodes `n` values (a multiple of the block size) stored as `t`.
 void dequantize_values(DType t, const uint8_t* in, uint64_t n, float* out);
 

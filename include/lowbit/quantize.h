@@ -66,7 +66,8 @@ struct QuantizePlanOptions {
   std::vector<TypeOverride> tensor_types;  // first matching pattern wins
   std::optional<DType> output_type, token_embedding_type;
   bool pure = false;            // base type everywhere (no mix); overrides still apply
-  std::map<std::string, DType> recipe;  // tensor -> type from a budget solve or a recipe file (overrides still win)
+  std::map<std::string, DType>
+      recipe;  // tensor -> type from a budget solve or a recipe file (overrides still win)
   // The method sees calibration statistics (an importance vector, Hessians): the presets
   // then take llama.cpp's mix for a file made with an imatrix.
   bool has_importance = false;
@@ -233,7 +234,8 @@ class GgufQuantizeWriter {
 uint64_t gguf_overhead_bound(const Model& m, const QuantizePlanOptions& plan);
 
 // Quantizes `m` into a GGUF file that llama.cpp loads: GgufQuantizeWriter with nothing put.
-QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o);
+QuantizeReport quantize_model_gguf(const Model& m, const std::string& path,
+                                   const QuantizeOptions& o);
 
 // In-flight quantization: a copy of `m` whose matrices are rounded to nearest in memory as
 // `plan` says (no file is written). Tensors that keep their type share `m`'s storage (the

@@ -46,14 +46,18 @@ struct SequentialOptions {
   bool fast_kernels = true;
   GptqOptions gptq;
   bool gptq_rounding = true;  // GPTQ; false = round to nearest (e.g. AWQ alone)
-  bool fp_targets = false;    // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own
-  bool awq = false;           // AWQ scales per group of linears sharing an input (lowbit/awq.h), before rounding
+  bool fp_targets =
+      false;  // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own
+  bool awq =
+      false;  // AWQ scales per group of linears sharing an input (lowbit/awq.h), before rounding
   int awq_grid = 20;          // α tried at 0, 1/grid, ..., 1
   AwqObjective awq_objective = AwqObjective::Block;
   int awq_windows = 4;        // Block: calibration windows the block output is scored on
-  bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error (awq_clip_quantize_rows, lowbit/awq.h)
+  bool awq_clip = false;      // AWQ rounded to nearest: choose clipping per block by output error
+                              // (awq_clip_quantize_rows, lowbit/awq.h)
   AwqClipOptions awq_clip_options;
-  int awq_sub_passes = 4;     // AWQ rounded to nearest, K types: passes of the sub-block scale search (awq_refine_sub_scales); 0: off
+  int awq_sub_passes = 4;  // AWQ rounded to nearest, K types: passes of the sub-block scale search
+                           // (awq_refine_sub_scales); 0: off
   // Learned rounding (lowbit/learned.h) of every block after its start rounding (GPTQ, or to
   // nearest without gptq_rounding), against the unquantized block's outputs. Not with AWQ.
   std::optional<LearnedOptions> learn;
@@ -81,9 +85,10 @@ struct SequentialResult {
   // Quantized weights (rows in the model's layout) with their errors; with AWQ also the
   // rescaled RMSNorm weights (F32 bytes). Empty when SequentialOptions::on_done takes them.
   std::map<std::string, PrecomputedTensor> tensors;
-  std::map<std::string, double> awq_alpha;             // AWQ: α chosen per group, keyed by its first weight
-  std::map<std::string, double> awq_input_spread;      // AWQ: max/min of mean|x_j| at each group's input (same keys);
-                                                       // near 1 means no outlier channels, so little for AWQ to protect
+  std::map<std::string, double> awq_alpha;  // AWQ: α chosen per group, keyed by its first weight
+  std::map<std::string, double>
+      awq_input_spread;  // AWQ: max/min of mean|x_j| at each group's input (same keys);
+                         // near 1 means no outlier channels, so little for AWQ to protect
   std::vector<BlockLearnReport> learned;               // learned rounding: each block's loss
   uint64_t activation_bytes = 0;                       // the activations kept between blocks
   std::vector<double> layer_seconds;
@@ -93,6 +98,7 @@ struct SequentialResult {
 // output head are included when they are in `types` (the embedding by rounding, the head
 // by GPTQ on the final hidden states). Weights of a non-block type are left to the caller.
 SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>& tokens,
-                                     const std::map<std::string, DType>& types, const SequentialOptions& o);
+                                     const std::map<std::string, DType>& types,
+                                     const SequentialOptions& o);
 
 }  // namespace lowbit

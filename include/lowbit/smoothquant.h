@@ -40,9 +40,11 @@ struct SmoothQuantResult {
 
 // s_j for one input; act_absmax and w_absmax have one value per input channel. Channels
 // where either is 0 keep s_j = 1.
-std::vector<float> smoothing_scales(const std::vector<float>& act_absmax, const std::vector<float>& w_absmax, double alpha);
+std::vector<float> smoothing_scales(const std::vector<float>& act_absmax,
+                                    const std::vector<float>& w_absmax, double alpha);
 
 // stats: calibration statistics of the unsmoothed model, with absmax for every linear input.
-SmoothQuantResult smooth_model(const Model& m, const CalibrationStats& stats, const SmoothQuantOptions& o);
+SmoothQuantResult smooth_model(const Model& m, const CalibrationStats& stats,
+                               const SmoothQuantOptions& o);
 
 }  // namespace lowbit

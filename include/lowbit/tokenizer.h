@@ -18,13 +18,22 @@ class GgufFile;
 class GgufWriter;
 
 // Same numbering as SentencePiece's piece types and GGUF's tokenizer.ggml.token_type.
-enum class TokenType : int32_t { Undefined = 0, Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+enum class TokenType : int32_t {
+  Undefined = 0,
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 enum class VocabKind { Spm, Bpe };
 
 struct Vocab {
   VocabKind kind = VocabKind::Spm;
-  std::string pre = "default";  // BPE pre-tokenizer: "qwen2", "llama-bpe", "gpt2" (GGUF tokenizer.ggml.pre)
+  std::string pre =
+      "default";  // BPE pre-tokenizer: "qwen2", "llama-bpe", "gpt2" (GGUF tokenizer.ggml.pre)
   std::vector<std::string> tokens;
   std::vector<float> scores;      // SPM merge priority (higher merges first); empty for BPE
   std::vector<TokenType> types;
@@ -48,7 +57,8 @@ class Tokenizer {
 
   // add_special: BOS/EOS as the vocabulary asks. parse_special: control tokens written
   // in the text (e.g. "<|im_start|>") become their ids; user-defined tokens always do.
-  std::vector<int32_t> encode(std::string_view text, bool add_special = true, bool parse_special = false) const;
+  std::vector<int32_t> encode(std::string_view text, bool add_special = true,
+                              bool parse_special = false) const;
   std::string decode(const std::vector<int32_t>& ids, bool skip_special = true) const;
   // The bytes one token stands for (spaces restored, byte tokens as raw bytes).
   std::string token_to_piece(int32_t id) const;
@@ -59,7 +69,8 @@ class Tokenizer {
   explicit Tokenizer(Vocab v);
   void init_index(const std::string& source);  // fills token_to_id_ and special_by_length_
   // at_start: the fragment begins the text or follows a special token.
-  virtual void encode_fragment(std::string_view text, bool at_start, std::vector<int32_t>& out) const = 0;
+  virtual void encode_fragment(std::string_view text, bool at_start,
+                               std::vector<int32_t>& out) const = 0;
   Vocab vocab_;
   std::unordered_map<std::string, int32_t> token_to_id_;
   std::vector<int32_t> special_by_length_;  // control + user-defined, longest first

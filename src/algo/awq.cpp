@@ -13,18 +13,22 @@ namespace lowbit {
 namespace {
 
 // tr(ΔHΔᵀ) over `rows` rows of Δ [rows, cols].
-double output_error(const std::vector<float>& d, uint64_t rows, uint64_t cols, const std::vector<float>& h) {
+double output_error(const std::vector<float>& d, uint64_t rows, uint64_t cols,
+                    const std::vector<float>& h) {
   std::vector<float> dh(rows * cols);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols), static_cast<int>(cols),
-              1.0f, d.data(), static_cast<int>(cols), h.data(), static_cast<int>(cols), 0.0f, dh.data(), static_cast<int>(cols));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+              static_cast<int>(cols), static_cast<int>(cols), 1.0f, d.data(),
+              static_cast<int>(cols), h.data(), static_cast<int>(cols), 0.0f, dh.data(),
+              static_cast<int>(cols));
   double e = 0;
   for (size_t i = 0; i < d.size(); ++i) e += static_cast<double>(d[i]) * dh[i];
   return e;
 }
 
 // Σ over weights of tr(ΔHΔᵀ) for scales s, on the sampled rows.
-double scaled_error(const std::vector<std::vector<float>>& samples, const std::vector<AwqWeight>& weights,
-                    const std::vector<float>& s, const std::vector<float>& h) {
+double scaled_error(const std::vector<std::vector<float>>& samples,
+                    const std::vector<AwqWeight>& weights, const std::vector<float>& s,
+                    const std::vector<float>& h) {
   double total = 0;
   for (size_t k = 0; k < weights.size(); ++k) {
     const uint64_t cols = weights[k].cols, rows = samples[k].size() / cols;
@@ -36,7 +40,8 @@ double scaled_error(const std::vector<std::vector<float>>& samples, const std::v
     std::vector<float> dq(rows * cols);
     dequantize_values(weights[k].type, q.data(), dq.size(), dq.data());
     for (uint64_t r = 0; r < rows; ++r)
-      for (uint64_t j = 0; j < cols; ++j) dq[r * cols + j] = samples[k][r * cols + j] - dq[r * cols + j] / s[j];
+      for (uint64_t j = 0; j < cols; ++j)
+        dq[r * cols + j] = samples[k][r * cols + j] - dq[r * cols + j] / s[j];
     total += output_error(dq, rows, cols, h);
   }
   return total;
@@ -44,15 +49,16 @@ double scaled_error(const std::vector<std::vector<float>>& samples, const std::v
 
 }  // namespace
 
-AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<double>& H, const std::vector<double>& mean_abs,
-                     int grid, uint64_t max_rows) {
+AwqScales awq_search(const std::vector<AwqWeight>& weights, const std::vector<double>& H,
+                     const std::vector<double>& mean_abs, int grid, uint64_t max_rows) {
   if (weights.empty()) fail(ErrorKind::Argument, "AWQ: no weights to scale");
   const uint64_t cols = weights[0].cols;
   for (const AwqWeight& w : weights)
     if (w.cols != cols || w.w->size() != w.rows * w.cols)
       fail(ErrorKind::Argument, "AWQ: weights sharing an input must have {} columns", cols);
   if (H.size() != cols * cols || mean_abs.size() != cols)
-    fail(ErrorKind::Argument, "AWQ: statistics of {} columns expected (H {}, mean|x| {})", cols, H.size(), mean_abs.size());
+    fail(ErrorKind::Argument, "AWQ: statistics of {} columns expected (H {}, mean|x| {})", cols,
+         H.size(), mean_abs.size());
   std::vector<std::vector<float>> samples;  // evenly spread rows of each weight
   for (const AwqWeight& w : weights) {
     const uint64_t n = std::min(w.rows, max_rows);
@@ -93,7 +99,8 @@ std::vector<float> awq_scales_for(const std::vector<double>& mean_abs, double al
   return s;
 }
 
-void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s) {
+void awq_scale_columns(std::vector<float>& w, uint64_t rows, uint64_t cols,
+                       const std::vector<float>& s) {
   for (uint64_t r = 0; r < rows; ++r)
     for (uint64_t j = 0; j < cols; ++j) w[r * cols + j] *= s[j];
 }
@@ -102,7 +109,8 @@ void awq_unscale_norm(std::vector<float>& gamma, const std::vector<float>& s) {
   for (size_t j = 0; j < gamma.size(); ++j) gamma[j] /= s[j];
 }
 
-void awq_unscale_rows(std::vector<float>& w, uint64_t rows, uint64_t cols, const std::vector<float>& s) {
+void awq_unscale_rows(std::vector<float>& w, uint64_t rows, uint64_t cols,
+                      const std::vector<float>& s) {
   for (uint64_t r = 0; r < rows; ++r)
     for (uint64_t j = 0; j < cols; ++j) w[r * cols + j] /= s[r];
 }

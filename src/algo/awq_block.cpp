@@ -9,15 +9,26 @@
 
 namespace lowbit {
 
-AwqBlockSearch::AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer, const std::vector<std::vector<float>>& inputs,
-                               const std::vector<std::vector<float>>& targets, size_t n_tokens, int n_threads)
-    : engine_(engine), model_(m), layer_(layer), inputs_(inputs), targets_(targets), n_tokens_(n_tokens), n_threads_(n_threads) {
+AwqBlockSearch::AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer,
+                               const std::vector<std::vector<float>>& inputs,
+                               const std::vector<std::vector<float>>& targets, size_t n_tokens,
+                               int n_threads)
+    : engine_(engine),
+      model_(m),
+      layer_(layer),
+      inputs_(inputs),
+      targets_(targets),
+      n_tokens_(n_tokens),
+      n_threads_(n_threads) {
   if (targets.empty() || inputs.size() < targets.size())
-    fail(ErrorKind::Argument, "AWQ block search: {} input windows and {} targets", inputs.size(), targets.size());
+    fail(ErrorKind::Argument, "AWQ block search: {} input windows and {} targets", inputs.size(),
+         targets.size());
 }
 
-void AwqBlockSearch::install(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
-                             const std::map<std::string, DType>& types, const std::vector<float>& s, Bytes& out) {
+void AwqBlockSearch::install(const InputGroup& g,
+                             const std::map<std::string, std::vector<float>>& w,
+                             const std::map<std::string, DType>& types, const std::vector<float>& s,
+                             Bytes& out) {
   auto put = [&](const std::string& name, const std::vector<float>& values) {
     const TensorView& src = model_.tensor(name);
     const DType type = types.at(name);
@@ -62,9 +73,12 @@ double AwqBlockSearch::block_error() {
   return e;
 }
 
-AwqScales AwqBlockSearch::search(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
-                                 const std::map<std::string, DType>& types, const std::vector<double>& mean_abs, int grid) {
-  if (grid < 1) fail(ErrorKind::Argument, "AWQ: the alpha grid needs at least one step, got {}", grid);
+AwqScales AwqBlockSearch::search(const InputGroup& g,
+                                 const std::map<std::string, std::vector<float>>& w,
+                                 const std::map<std::string, DType>& types,
+                                 const std::vector<double>& mean_abs, int grid) {
+  if (grid < 1)
+    fail(ErrorKind::Argument, "AWQ: the alpha grid needs at least one step, got {}", grid);
   AwqScales best;
   Bytes trial;
   for (int k = 0; k <= grid; ++k) {
@@ -79,7 +93,8 @@ AwqScales AwqBlockSearch::search(const InputGroup& g, const std::map<std::string
       best.s = std::move(s);
     }
   }
-  install(g, w, types, best.s, kept_);  // the winner stays in the engine while later groups are searched
+  install(g, w, types, best.s,
+          kept_);  // the winner stays in the engine while later groups are searched
   return best;
 }
 

@@ -21,9 +21,11 @@ namespace lowbit {
 class AwqBlockSearch {
  public:
   // inputs: the block's inputs on the calibration windows, [n_tokens, n_embd] each; targets:
-  // the unquantized block's outputs on the first targets.size() of them, the scoring windows. The engine is the quantized path: weights and norms
-  // are replaced in it while scoring, and the chosen ones stay.
-  AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer, const std::vector<std::vector<float>>& inputs,
+  // the unquantized block's outputs on the first targets.size() of them, the scoring windows. The
+  // engine is the quantized path: weights and norms are replaced in it while scoring, and the
+  // chosen ones stay.
+  AwqBlockSearch(Engine& engine, const Model& m, uint32_t layer,
+                 const std::vector<std::vector<float>>& inputs,
                  const std::vector<std::vector<float>>& targets, size_t n_tokens, int n_threads);
 
   // w: f32 working copies of the block's weights (group members and producer), types: their
@@ -31,13 +33,14 @@ class AwqBlockSearch {
   // weights and rescaled norm in the engine and returns it (error_plain: the block error at
   // α = 0; error_scaled: the winner's). w is not modified: the caller folds the scales.
   AwqScales search(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
-                   const std::map<std::string, DType>& types, const std::vector<double>& mean_abs, int grid);
+                   const std::map<std::string, DType>& types, const std::vector<double>& mean_abs,
+                   int grid);
 
  private:
   using Bytes = std::map<std::string, std::vector<uint8_t>>;
   // Rounds the group under scales s into `out` and points the engine at it.
-  void install(const InputGroup& g, const std::map<std::string, std::vector<float>>& w, const std::map<std::string, DType>& types,
-               const std::vector<float>& s, Bytes& out);
+  void install(const InputGroup& g, const std::map<std::string, std::vector<float>>& w,
+               const std::map<std::string, DType>& types, const std::vector<float>& s, Bytes& out);
   double block_error();  // Σ‖block(x) − target‖² over the scoring windows
 
   Engine& engine_;

@@ -11,19 +11,25 @@
 
 namespace lowbit {
 
-void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h,
-                            const AwqClipOptions& o, int n_threads, uint8_t* out) {
+void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t cols,
+                            const std::vector<double>& h, const AwqClipOptions& o, int n_threads,
+                            uint8_t* out) {
   const auto& tr = traits(type);
   const quant::BlockCodec* codec = quant::block_codec(type);
-  if (!codec) fail(ErrorKind::Unsupported, "AWQ clip search: no block quantizer for type {}", tr.name);
-  if (cols % tr.block_size) fail(ErrorKind::Argument, "AWQ clip search: {} columns is not a multiple of {}'s block", cols, tr.name);
-  if (h.size() != cols * cols) fail(ErrorKind::Argument, "AWQ clip search: H has {} values, expected {}²", h.size(), cols);
+  if (!codec)
+    fail(ErrorKind::Unsupported, "AWQ clip search: no block quantizer for type {}", tr.name);
+  if (cols % tr.block_size)
+    fail(ErrorKind::Argument, "AWQ clip search: {} columns is not a multiple of {}'s block", cols,
+         tr.name);
+  if (h.size() != cols * cols)
+    fail(ErrorKind::Argument, "AWQ clip search: H has {} values, expected {}²", h.size(), cols);
   const uint64_t bs = tr.block_size, n_blocks = cols / bs;
   // H's diagonal blocks in f32, [n_blocks, bs, bs], and its diagonal (the importance vector).
   std::vector<float> hb(n_blocks * bs * bs), diag(cols);
   for (uint64_t b = 0; b < n_blocks; ++b)
     for (uint64_t i = 0; i < bs; ++i)
-      for (uint64_t j = 0; j < bs; ++j) hb[(b * bs + i) * bs + j] = static_cast<float>(h[(b * bs + i) * cols + b * bs + j]);
+      for (uint64_t j = 0; j < bs; ++j)
+        hb[(b * bs + i) * bs + j] = static_cast<float>(h[(b * bs + i) * cols + b * bs + j]);
   for (uint64_t j = 0; j < cols; ++j) diag[j] = static_cast<float>(h[j * cols + j]);
 
   parallel_for(rows, n_threads, [&](uint64_t r0, uint64_t r1) {
@@ -58,7 +64,8 @@ void awq_clip_quantize_rows(DType type, const float* w, uint64_t rows, uint64_t 
         }
         for (uint64_t i = (b + 1) * bs; i < cols; ++i) {  // only later blocks read g
           float acc = 0;
-          for (uint64_t j = 0; j < bs; ++j) acc += static_cast<float>(h[i * cols + b * bs + j]) * best_e[j];
+          for (uint64_t j = 0; j < bs; ++j)
+            acc += static_cast<float>(h[i * cols + b * bs + j]) * best_e[j];
           g[i] += acc;
         }
       }

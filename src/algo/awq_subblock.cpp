@@ -35,29 +35,34 @@ inline float nearest_level(float x, float scale, float off, float lo, float hi) 
 // weights, deq/codes its current rounding, g = He its output-error gradient (read only here).
 // On a move that lowers the error, updates p, codes and deq, writes δ = e_new − e_old into
 // delta (len) and returns true; g is left for the caller to update.
-bool best_sub_block_move(const float* x, quant::SubBlockParams& p, int j, uint64_t c0, int* codes, float* deq,
-                         const float* g, const std::vector<float>& hf, uint64_t cols, float* delta) {
+bool best_sub_block_move(const float* x, quant::SubBlockParams& p, int j, uint64_t c0, int* codes,
+                         float* deq, const float* g, const std::vector<float>& hf, uint64_t cols,
+                         float* delta) {
   const uint64_t len = p.len;
-  const float lo = static_cast<float>(-p.level_bias), hi = static_cast<float>(p.n_codes - 1 - p.level_bias);
+  const float lo = static_cast<float>(-p.level_bias),
+              hi = static_cast<float>(p.n_codes - 1 - p.level_bias);
   // Per candidate (loops written to vectorize): codes c relative to the level bias, the
   // values' change δ, and u = H_PP δ built from H's rows (H symmetric), then
   // Δerr = δᵀ(2g + u).
   float cand[kMaxLen], cand_delta[kMaxLen], best_codes[kMaxLen], u[kMaxLen];
   double best = 0;
   int best_sc = p.sc[j], best_mn = p.mn[j];
-  for (int sc = std::max(p.sc[j] - kReach, p.sc_lo); sc <= std::min(p.sc[j] + kReach, p.sc_hi); ++sc)
+  for (int sc = std::max(p.sc[j] - kReach, p.sc_lo); sc <= std::min(p.sc[j] + kReach, p.sc_hi);
+       ++sc)
     for (int mn = std::max(p.mn[j] - kReach, 0); mn <= std::min(p.mn[j] + kReach, p.mn_hi); ++mn) {
       if (sc == p.sc[j] && mn == p.mn[j]) continue;
       const float scale = p.d * sc, off = p.dmin * mn;
       for (uint64_t i = 0; i < len; ++i) cand[i] = nearest_level(x[c0 + i], scale, off, lo, hi);
-      for (uint64_t i = 0; i < len; ++i) cand_delta[i] = deq[c0 + i] - (scale * cand[i] - off), u[i] = 0;
+      for (uint64_t i = 0; i < len; ++i)
+        cand_delta[i] = deq[c0 + i] - (scale * cand[i] - off), u[i] = 0;
       for (uint64_t k = 0; k < len; ++k) {
         const float* hk = &hf[(c0 + k) * cols + c0];
         const float dk = cand_delta[k];
         for (uint64_t i = 0; i < len; ++i) u[i] += hk[i] * dk;
       }
       double d_err = 0;
-      for (uint64_t i = 0; i < len; ++i) d_err += static_cast<double>(cand_delta[i]) * (2 * g[c0 + i] + u[i]);
+      for (uint64_t i = 0; i < len; ++i)
+        d_err += static_cast<double>(cand_delta[i]) * (2 * g[c0 + i] + u[i]);
       if (d_err < best) {
         best = d_err, best_sc = sc, best_mn = mn;
         std::copy_n(cand_delta, len, delta);
@@ -76,29 +81,36 @@ bool best_sub_block_move(const float* x, quant::SubBlockParams& p, int j, uint64
 
 }  // namespace
 
-bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& h, int passes,
-                           int n_threads, uint8_t* q) {
+bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t cols,
+                           const std::vector<double>& h, int passes, int n_threads, uint8_t* q) {
   const auto& tr = traits(type);
   const quant::BlockCodec* codec = quant::block_codec(type);
   quant::SubBlockParams probe;
   const std::vector<uint8_t> zero(tr.type_size);
   if (!codec || !quant::read_sub_params(type, zero.data(), &probe)) return false;
-  if (cols % tr.block_size) fail(ErrorKind::Argument, "AWQ sub-block search: {} columns is not a multiple of {}'s block", cols, tr.name);
-  if (h.size() != cols * cols) fail(ErrorKind::Argument, "AWQ sub-block search: H has {} values, expected {}²", h.size(), cols);
+  if (cols % tr.block_size)
+    fail(ErrorKind::Argument, "AWQ sub-block search: {} columns is not a multiple of {}'s block",
+         cols, tr.name);
+  if (h.size() != cols * cols)
+    fail(ErrorKind::Argument, "AWQ sub-block search: H has {} values, expected {}²", h.size(),
+         cols);
   if (passes <= 0 || rows == 0) return true;
   const uint64_t bs = tr.block_size, n_blocks = cols / bs, row_bytes = n_blocks * tr.type_size;
   const std::vector<float> hf(h.begin(), h.end());
 
-  // The starting rounding, re-read as sub-block parameters and nearest codes; G = E·H (H symmetric).
+  // The starting rounding, re-read as sub-block parameters and nearest codes; G = E·H (H
+  // symmetric).
   std::vector<float> deq(rows * cols), G(rows * cols);
   std::vector<int> codes(rows * cols);
-  std::vector<std::vector<quant::SubBlockParams>> params(rows, std::vector<quant::SubBlockParams>(n_blocks));
+  std::vector<std::vector<quant::SubBlockParams>> params(
+      rows, std::vector<quant::SubBlockParams>(n_blocks));
   parallel_for(rows, n_threads, [&](uint64_t r0, uint64_t r1) {
     for (uint64_t r = r0; r < r1; ++r)
       for (uint64_t b = 0; b < n_blocks; ++b) {
         quant::SubBlockParams& p = params[r][b];
         quant::read_sub_params(type, q + r * row_bytes + b * tr.type_size, &p);
-        const float lo = static_cast<float>(-p.level_bias), hi = static_cast<float>(p.n_codes - 1 - p.level_bias);
+        const float lo = static_cast<float>(-p.level_bias),
+                    hi = static_cast<float>(p.n_codes - 1 - p.level_bias);
         for (uint64_t i = 0; i < bs; ++i) {
           const uint64_t c = r * cols + b * bs + i;
           const int j = static_cast<int>(i) / p.len;
@@ -112,9 +124,10 @@ bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t c
   });
   {
     std::vector<float> E = G;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(cols),
-                static_cast<int>(cols), 1.0f, E.data(), static_cast<int>(cols), hf.data(), static_cast<int>(cols), 0.0f,
-                G.data(), static_cast<int>(cols));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                static_cast<int>(cols), static_cast<int>(cols), 1.0f, E.data(),
+                static_cast<int>(cols), hf.data(), static_cast<int>(cols), 0.0f, G.data(),
+                static_cast<int>(cols));
   }
 
   // Sub-block by sub-block across all rows (each row still sees its earlier moves through G):
@@ -122,7 +135,9 @@ bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t c
   // sub-block for all rows instead of once per accepted move. A row that went a whole pass
   // without a move is done.
   const int len = probe.len, n_sub = probe.n_sub;
-  if (len > kMaxLen) fail(ErrorKind::Unsupported, "AWQ sub-block search: {} sub-blocks of {} values exceed {}", tr.name, len, kMaxLen);
+  if (len > kMaxLen)
+    fail(ErrorKind::Unsupported, "AWQ sub-block search: {} sub-blocks of {} values exceed {}",
+         tr.name, len, kMaxLen);
   std::vector<uint8_t> active(rows, 1), moved(rows), changed(rows);
   std::vector<float> D(rows * len), T;
   std::vector<uint64_t> idx;
@@ -134,8 +149,8 @@ bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t c
         parallel_for(rows, n_threads, [&](uint64_t r0, uint64_t r1) {
           for (uint64_t r = r0; r < r1; ++r) {
             const uint64_t o = r * cols;
-            moved[r] = active[r] && best_sub_block_move(w + o, params[r][b], j, c0, &codes[o], &deq[o], &G[o], hf, cols,
-                                                        &D[r * len]);
+            moved[r] = active[r] && best_sub_block_move(w + o, params[r][b], j, c0, &codes[o],
+                                                        &deq[o], &G[o], hf, cols, &D[r * len]);
             changed[r] |= moved[r];
           }
         });
@@ -147,8 +162,9 @@ bool awq_refine_sub_scales(DType type, const float* w, uint64_t rows, uint64_t c
         }
         if (idx.empty()) continue;
         T.resize(idx.size() * cols);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(idx.size()), static_cast<int>(cols), len, 1.0f,
-                    D.data(), len, &hf[c0 * cols], static_cast<int>(cols), 0.0f, T.data(), static_cast<int>(cols));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(idx.size()),
+                    static_cast<int>(cols), len, 1.0f, D.data(), len, &hf[c0 * cols],
+                    static_cast<int>(cols), 0.0f, T.data(), static_cast<int>(cols));
         for (uint64_t m = 0; m < idx.size(); ++m) {
           float* gr = &G[idx[m] * cols];
           const float* tr_ = &T[m * cols];

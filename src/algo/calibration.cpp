@@ -16,7 +16,8 @@ namespace lowbit {
 
 std::vector<float> InputStats::importance() const {
   std::vector<float> out(sum_sq.size());
-  for (size_t j = 0; j < out.size(); ++j) out[j] = count ? static_cast<float>(sum_sq[j] / count) : 0.0f;
+  for (size_t j = 0; j < out.size(); ++j)
+    out[j] = count ? static_cast<float>(sum_sq[j] / count) : 0.0f;
   return out;
 }
 
@@ -26,11 +27,12 @@ std::vector<double> InputStats::hessian() const {
   return h;
 }
 
-std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n, size_t len, uint64_t seed,
-                                                 int32_t bos) {
+std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tokens, size_t n,
+                                                 size_t len, uint64_t seed, int32_t bos) {
   if (len < 2) fail(ErrorKind::Argument, "calibration windows need at least 2 tokens, got {}", len);
   if (tokens.size() < len)
-    fail(ErrorKind::Argument, "calibration text has {} tokens, fewer than one window of {}", tokens.size(), len);
+    fail(ErrorKind::Argument, "calibration text has {} tokens, fewer than one window of {}",
+         tokens.size(), len);
   std::mt19937_64 rng(seed);
   std::uniform_int_distribution<size_t> start(0, tokens.size() - len);
   std::vector<std::vector<int32_t>> out;
@@ -43,7 +45,8 @@ std::vector<std::vector<int32_t>> sample_windows(const std::vector<int32_t>& tok
   return out;
 }
 
-CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens, const CalibrationOptions& o) {
+CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int32_t>& tokens,
+                                           const CalibrationOptions& o) {
   if (o.n_samples == 0 || o.n_ctx < 2)
     fail(ErrorKind::Argument, "calibration needs at least one window of two tokens, not {} x {}",
          o.n_samples, o.n_ctx);
@@ -78,8 +81,10 @@ CalibrationStats collect_calibration_stats(const Model& m, const std::vector<int
   return stats;
 }
 
-CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path, const CalibrationOptions& o) {
-  const auto tokens = Tokenizer::create(m.vocab, m.source)->encode(read_text_file(text_path), false);
+CalibrationStats collect_calibration_stats(const Model& m, const std::string& text_path,
+                                           const CalibrationOptions& o) {
+  const auto tokens =
+      Tokenizer::create(m.vocab, m.source)->encode(read_text_file(text_path), false);
   CalibrationStats s = collect_calibration_stats(m, tokens, o);
   s.dataset = std::filesystem::path(text_path).filename().string();
   return s;

@@ -17,14 +17,17 @@ namespace lowbit {
 namespace {
 
 // "<weight>.in_hessian": F32 [cols, cols], the mean Σ x xᵀ / count; returned as the sum.
-std::vector<double> read_hessian(const std::string& path, const TensorView& t, uint64_t cols, uint64_t count) {
+std::vector<double> read_hessian(const std::string& path, const TensorView& t, uint64_t cols,
+                                 uint64_t count) {
   if (t.dtype != DType::F32 || t.shape.size() != 2 || t.shape[0] != cols || t.shape[1] != cols)
-    fail(ErrorKind::Format, "{}: tensor '{}' must be F32 [{}, {}] (the weight has {} input columns), found {} {}", path, t.name, cols,
-         cols, cols, dtype_name(t.dtype), shape_string(t.shape));
+    fail(ErrorKind::Format,
+         "{}: tensor '{}' must be F32 [{}, {}] (the weight has {} input columns), found {} {}",
+         path, t.name, cols, cols, cols, dtype_name(t.dtype), shape_string(t.shape));
   const std::vector<float> mean = to_f32(t);
   std::vector<double> sum(mean.size());
   for (size_t i = 0; i < sum.size(); ++i) {
-    if (!std::isfinite(mean[i])) fail(ErrorKind::Format, "{}: tensor '{}' holds a non-finite value at {}", path, t.name, i);
+    if (!std::isfinite(mean[i]))
+      fail(ErrorKind::Format, "{}: tensor '{}' holds a non-finite value at {}", path, t.name, i);
     sum[i] = static_cast<double>(mean[i]) * static_cast<double>(count);
   }
   return sum;
@@ -53,11 +56,14 @@ CalibrationStats read_gguf_stats(const std::string& path, const WeightFilter& wa
       if (has_suffix(name, suffix)) base = name.substr(0, name.size() - std::strlen(suffix));
     if (base.empty()) continue;
     const TensorView* counts = g->find_tensor(base + ".counts");
-    if (!counts) fail(ErrorKind::Format, "{}: tensor '{}' has no matching '{}.counts'", path, name, base);
+    if (!counts)
+      fail(ErrorKind::Format, "{}: tensor '{}' has no matching '{}.counts'", path, name, base);
     if (ti.view.dtype != DType::F32 || counts->dtype != DType::F32)
       fail(ErrorKind::Format, "{}: imatrix tensors of '{}' must be F32", path, base);
     if (ti.view.shape.size() != 1 || counts->n_values() != 1)
-      fail(ErrorKind::Unsupported, "{}: '{}' holds statistics for several experts; only dense models are supported", path, base);
+      fail(ErrorKind::Unsupported,
+           "{}: '{}' holds statistics for several experts; only dense models are supported", path,
+           base);
     InputStats st;
     const auto sums = to_f32(ti.view);
     const float c = to_f32(*counts)[0];
@@ -80,7 +86,9 @@ CalibrationStats read_gguf_stats(const std::string& path, const WeightFilter& wa
       st.xtx = read_hessian(path, *h, st.sum_sq.size(), st.count);
     s.by_weight[base] = std::move(st);
   }
-  if (s.by_weight.empty()) fail(ErrorKind::Format, "{}: no imatrix tensors ('<weight>.in_sum2' + '<weight>.counts')", path);
+  if (s.by_weight.empty())
+    fail(ErrorKind::Format, "{}: no imatrix tensors ('<weight>.in_sum2' + '<weight>.counts')",
+         path);
   return s;
 }
 
@@ -92,10 +100,13 @@ CalibrationStats read_legacy_dat(const std::string& path) {
   if (n <= 0) fail(ErrorKind::Format, "{}: entry count {} is not positive", path, n);
   for (int32_t e = 0; e < n; ++e) {
     const int32_t len = c.get<int32_t>("name length");
-    if (len <= 0 || len > 4096) fail(ErrorKind::Format, "{}: entry {}: name length {} out of range", path, e, len);
+    if (len <= 0 || len > 4096)
+      fail(ErrorKind::Format, "{}: entry {}: name length {} out of range", path, e, len);
     const std::string name(reinterpret_cast<const char*>(c.take(len, "entry name")), len);
     const int32_t ncall = c.get<int32_t>("call count"), nval = c.get<int32_t>("value count");
-    if (ncall <= 0 || nval <= 0) fail(ErrorKind::Format, "{}: entry '{}': call count {} / value count {} must be positive", path, name, ncall, nval);
+    if (ncall <= 0 || nval <= 0)
+      fail(ErrorKind::Format, "{}: entry '{}': call count {} / value count {} must be positive",
+           path, name, ncall, nval);
     const uint8_t* p = c.take(static_cast<size_t>(nval) * 4, "values");
     InputStats st;
     st.count = static_cast<uint64_t>(ncall);
@@ -121,7 +132,8 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
   w.set("imatrix.chunk_count", GgufValue::of_u32(static_cast<uint32_t>(s.n_windows)));
   w.set("imatrix.chunk_size", GgufValue::of_u32(static_cast<uint32_t>(s.window_len)));
   w.set("lowbit.calibration.dataset", GgufValue::of_string(s.dataset));
-  for (const auto& entry : s.by_weight) {  // not a structured binding: clang 14 cannot capture those
+  for (const auto& entry :
+       s.by_weight) {  // not a structured binding: clang 14 cannot capture those
     const std::string& name = entry.first;
     const InputStats& st = entry.second;
     check_sums(path + " (being written)", name, st.sum_sq);
@@ -140,7 +152,9 @@ void write_calibration_stats(const CalibrationStats& s, const std::string& path)
     w.add_tensor(std::move(counts));
     if (!st.absmax.empty()) {
       OutputTensor am{{name + ".in_absmax", DType::F32, {cols}}, cols * 4, {}};
-      am.produce = [&st](std::vector<uint8_t>& b) { b = from_f32(st.absmax.data(), st.absmax.size(), DType::F32); };
+      am.produce = [&st](std::vector<uint8_t>& b) {
+        b = from_f32(st.absmax.data(), st.absmax.size(), DType::F32);
+      };
       w.add_tensor(std::move(am));
     }
     if (!st.xtx.empty()) {  // mean x xᵀ, so that it stays in float range whatever the count

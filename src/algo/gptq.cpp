@@ -48,9 +48,10 @@ std::vector<double> inverse_hessian_factor(std::vector<double> h, uint64_t n, do
   fail(ErrorKind::Argument, "GPTQ: the Hessian stays singular after damping up to {}", damp);
 }
 
-void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<double> H, const GptqOptions& o,
-           GridRounder& rounder) {
-  if (H.size() != cols * cols) fail(ErrorKind::Argument, "GPTQ: Hessian has {} values, expected {}x{}", H.size(), cols, cols);
+void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<double> H,
+           const GptqOptions& o, GridRounder& rounder) {
+  if (H.size() != cols * cols)
+    fail(ErrorKind::Argument, "GPTQ: Hessian has {} values, expected {}x{}", H.size(), cols, cols);
   std::vector<double> h = std::move(H);
   for (uint64_t j = 0; j < cols; ++j)
     if (h[j * cols + j] == 0) {  // a dead input: any value works, keep it zero
@@ -62,7 +63,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
   std::vector<uint64_t> perm(cols);
   std::iota(perm.begin(), perm.end(), 0);
   if (act_order)
-    std::stable_sort(perm.begin(), perm.end(), [&](uint64_t a, uint64_t b) { return h[a * cols + a] > h[b * cols + b]; });
+    std::stable_sort(perm.begin(), perm.end(),
+                     [&](uint64_t a, uint64_t b) { return h[a * cols + a] > h[b * cols + b]; });
   if (act_order) {  // H in the sweep's column order
     std::vector<double> hp(cols * cols);
     for (uint64_t i = 0; i < cols; ++i)
@@ -93,7 +95,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
   std::vector<double> Ud(n_batches * batch * batch, 0.0);
   for (uint64_t i = 0; i < cols; ++i) {
     const uint64_t b = i / batch, i1 = b * batch, i2 = std::min(cols, i1 + batch);
-    for (uint64_t k = i; k < i2; ++k) Ud[b * batch * batch + (i - i1) * batch + (k - i1)] = U[i * cols + k];
+    for (uint64_t k = i; k < i2; ++k)
+      Ud[b * batch * batch + (i - i1) * batch + (k - i1)] = U[i * cols + k];
   }
   std::vector<double> udiag(cols);  // U[i, i], the pruning scores' denominators
   for (uint64_t i = 0; i < cols; ++i) udiag[i] = U[i * cols + i];
@@ -124,7 +127,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
     });
     for (uint64_t i1 = 0; i1 < cols; i1 += batch) {
       const uint64_t i2 = std::min(cols, i1 + batch), nb = i2 - i1;
-      const double* ud = &Ud[(i1 / batch) * batch * batch];  // ud[(i - i1) * batch + (k - i1)] = U[i, k]
+      const double* ud =
+          &Ud[(i1 / batch) * batch * batch];        // ud[(i - i1) * batch + (k - i1)] = U[i, k]
       if (prune.active() && !prune.structured()) {  // SparseGPT: the batch's share over the tile
         std::vector<float> s(tr * nb);
         for (uint64_t rr = 0; rr < tr; ++rr)
@@ -139,7 +143,8 @@ void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<doub
           uint8_t* pr = pruning ? &pruned[rr * cols] : nullptr;
           for (uint64_t i = i1; i < i2; ++i) {
             const uint64_t j = perm[i];
-            if (!static_grids && j % blen == 0) rounder.choose(r0 + rr, j / blen, wr + i);  // identity perm here
+            if (!static_grids && j % blen == 0)
+              rounder.choose(r0 + rr, j / blen, wr + i);   // identity perm here
             if (prune.structured() && i % prune.m == 0) {  // SparseGPT N:M: this group's m - n
               float s[64];
               for (int k = 0; k < prune.m; ++k) s[k] = score(wr[i + k], i + k);
@@ -167,14 +172,20 @@ namespace {
 class AffineRounder final : public GridRounder {
  public:
   AffineRounder(const float* w, uint64_t rows, uint64_t cols, const AffineSpec& spec)
-      : spec_(spec), cols_(cols), glen_(spec.group_len(cols)), gpr_(spec.groups_per_row(cols)), codes_(rows * cols) {
+      : spec_(spec),
+        cols_(cols),
+        glen_(spec.group_len(cols)),
+        gpr_(spec.groups_per_row(cols)),
+        codes_(rows * cols) {
     if (spec.group < 0) params_.assign(1, affine_group_params(w, rows * cols, spec));
     else params_.resize(rows * gpr_);
   }
   uint64_t block_len() const override { return glen_; }
   void begin_rows(uint64_t, uint64_t) override {}
   void choose(uint64_t row, uint64_t g, const float* values) override {
-    if (spec_.group >= 0) params_[row * gpr_ + g] = affine_group_params(values, std::min(glen_, cols_ - g * glen_), spec_);
+    if (spec_.group >= 0)
+      params_[row * gpr_ + g] =
+          affine_group_params(values, std::min(glen_, cols_ - g * glen_), spec_);
   }
   float round(uint64_t row, uint64_t col, float v) override {
     const AffineParams p = params_[spec_.group < 0 ? 0 : row * gpr_ + col / glen_];
@@ -192,7 +203,8 @@ class AffineRounder final : public GridRounder {
     }
     const uint64_t rb = packed_row_bytes(cols_, spec_.bits);
     out.codes.resize(rows * rb);
-    for (uint64_t r = 0; r < rows; ++r) pack_bits(&codes_[r * cols_], cols_, spec_.bits, &out.codes[r * rb]);
+    for (uint64_t r = 0; r < rows; ++r)
+      pack_bits(&codes_[r * cols_], cols_, spec_.bits, &out.codes[r * rb]);
     return out;
   }
 
@@ -208,8 +220,9 @@ class AffineRounder final : public GridRounder {
 
 namespace lowbit {
 
-AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols, const std::vector<double>& H,
-                                  const AffineSpec& spec, const GptqOptions& o, std::vector<float>* dequantized) {
+AffineTensor gptq_quantize_affine(const float* w, uint64_t rows, uint64_t cols,
+                                  const std::vector<double>& H, const AffineSpec& spec,
+                                  const GptqOptions& o, std::vector<float>* dequantized) {
   validate(spec);
   std::vector<float> W(w, w + rows * cols);
   gptq::AffineRounder rounder(w, rows, cols, spec);

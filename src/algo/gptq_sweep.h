@@ -31,7 +31,7 @@ std::vector<double> inverse_hessian_factor(std::vector<double> h, uint64_t n, do
 // errors) through `rounder`. Parameters are chosen at each block's first column, or all up
 // front from the original W when act-order is on or a block spans the whole row.
 // H is taken by value: a caller done with it moves it in and saves a cols² copy.
-void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<double> H, const GptqOptions& o,
-           GridRounder& rounder);
+void sweep(std::vector<float>& W, uint64_t rows, uint64_t cols, std::vector<double> H,
+           const GptqOptions& o, GridRounder& rounder);
 
 }  // namespace lowbit::gptq

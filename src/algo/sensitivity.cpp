@@ -18,7 +18,8 @@ namespace {
 // Log-probabilities of every position of every window under the engine's current weights.
 class KldProbe {
  public:
-  KldProbe(Engine& e, std::vector<std::vector<int32_t>> windows) : e_(e), windows_(std::move(windows)) {
+  KldProbe(Engine& e, std::vector<std::vector<int32_t>> windows)
+      : e_(e), windows_(std::move(windows)) {
     for (const auto& w : windows_) base_.push_back(log_probs(w));
   }
   // Mean KL(base || now) over all positions.
@@ -87,9 +88,10 @@ std::vector<MixTensor> mix_options(const Model& m, const QuantizePlanOptions& po
   return out;
 }
 
-std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int32_t>& tokens, const QuantizePlanOptions& po,
-                                           const std::function<const std::vector<double>*(const std::string&)>& hessian,
-                                           const SensitivityOptions& o) {
+std::vector<MixTensor> measure_sensitivity(
+    const Model& m, const std::vector<int32_t>& tokens, const QuantizePlanOptions& po,
+    const std::function<const std::vector<double>*(const std::string&)>& hessian,
+    const SensitivityOptions& o) {
   const std::vector<TensorPlan> plan = plan_quantization(m, po);
   const int threads = resolve_threads(o.n_threads);
   Engine engine(m, {threads, static_cast<uint32_t>(o.n_ctx)});
@@ -107,7 +109,8 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
     MixTensor& mt = out[i];
     if (t.shape.size() < 2 || p.reason == PlanReason::Chosen) continue;  // kept as planned
     const std::vector<float> x = to_f32(t);
-    const std::vector<float> h = hessian_f32(hessian ? hessian(t.name) : nullptr, t.row_len());  // empty: none
+    const std::vector<float> h =
+        hessian_f32(hessian ? hessian(t.name) : nullptr, t.row_len());  // empty: none
     std::vector<std::vector<uint8_t>> quantized;
     for (MixOption& opt : mt.options) {
       std::vector<uint8_t> q(opt.bytes);
@@ -141,7 +144,8 @@ std::vector<MixTensor> measure_sensitivity(const Model& m, const std::vector<int
       for (size_t k = 1; k < mt.options.size(); ++k)
         if (off(k) < off(ref)) ref = k;
       measure(ref);
-      const double scale = mt.options[ref].proxy > 0 ? mt.options[ref].measured / mt.options[ref].proxy : 0.0;
+      const double scale =
+          mt.options[ref].proxy > 0 ? mt.options[ref].measured / mt.options[ref].proxy : 0.0;
       for (MixOption& opt : mt.options) opt.loss = scale * opt.proxy;
       mt.options[ref].loss = mt.options[ref].measured;
     }

@@ -25,8 +25,8 @@
 #include "quant/debias.h"
 #include "quant/tensor_errors.h"
 
-extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda, double* b, const int* ldb,
-                       int* info);
+extern "C" void dposv_(const char* uplo, const int* n, const int* nrhs, double* a, const int* lda,
+                       double* b, const int* ldb, int* info);
 
 namespace lowbit {
 namespace {
@@ -49,24 +49,28 @@ void product(std::vector<float>& out, const float* a, const float* b, size_t row
 }
 
 // W' = W (C + λ)(H + λ)⁻¹: the weights whose output on X̃ best matches W's output on X.
-std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows, uint64_t cols, std::vector<double> h,
-                                     const std::vector<double>& c, double damp) {
+std::vector<float> fp_target_weights(const std::vector<float>& w, uint64_t rows, uint64_t cols,
+                                     std::vector<double> h, const std::vector<double>& c,
+                                     double damp) {
   double mean = 0;
   for (uint64_t j = 0; j < cols; ++j) mean += h[j * cols + j];
   mean = mean > 0 ? mean / cols : 1.0;
   // Damping pulls W' towards W, not towards 0: minimise ||X Wᵀ - X̃ W'ᵀ||² + λ||W' - W||², so
   // W' (H + λ) = W (C + λ), which gives W' = W exactly when X̃ = X.
   std::vector<double> b = c;
-  for (uint64_t j = 0; j < cols; ++j) h[j * cols + j] += damp * mean, b[j * cols + j] += damp * mean;
+  for (uint64_t j = 0; j < cols; ++j)
+    h[j * cols + j] += damp * mean, b[j * cols + j] += damp * mean;
   // LAPACK is column-major: the row-major array B = C + λ reads as Bᵀ, so dposv solves
   // (H + λ) X = Bᵀ and leaves X = (H + λ)⁻¹Bᵀ, which read back row-major is B (H + λ)⁻¹.
   const int n = static_cast<int>(cols);
   int info = 0;
   dposv_("U", &n, &n, h.data(), &n, b.data(), &n, &info);
-  if (info != 0) fail(ErrorKind::Argument, "sequential GPTQ: the damped Hessian is not positive definite (info {})", info);
+  if (info != 0)
+    fail(ErrorKind::Argument,
+         "sequential GPTQ: the damped Hessian is not positive definite (info {})", info);
   std::vector<double> wd(w.begin(), w.end()), out(rows * cols);
-  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0, wd.data(), n, b.data(), n, 0.0,
-              out.data(), n);
+  cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), n, n, 1.0,
+              wd.data(), n, b.data(), n, 0.0, out.data(), n);
   return std::vector<float>(out.begin(), out.end());
 }
 
@@ -88,9 +92,11 @@ uint64_t fingerprint(const std::string& job, const std::vector<int32_t>& tokens,
 }  // namespace
 
 SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>& tokens,
-                                     const std::map<std::string, DType>& types, const SequentialOptions& o) {
+                                     const std::map<std::string, DType>& types,
+                                     const SequentialOptions& o) {
   const ModelConfig& c = m.config;
-  const auto windows = sample_windows(tokens, o.calib.n_samples, o.calib.n_ctx, o.calib.seed, m.vocab.bos);
+  const auto windows =
+      sample_windows(tokens, o.calib.n_samples, o.calib.n_ctx, o.calib.seed, m.vocab.bos);
   const size_t W = windows.size(), T = o.calib.n_ctx, D = c.n_embd;
   // Under mpirun the ranks take the windows in turns (algo/stats_reducer.h): rank k keeps
   // windows k, k + N, ... and their activations; each block's linears are quantized over
@@ -146,8 +152,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Stores a quantized weight with its errors against `w` (what was quantized: the weight,
   // scaled by AWQ if it was) and points the quantized path at it.
   // hf: the input's H in f32 (hessian_f32), or null.
-  auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes, const std::vector<float>& w,
-                     const std::vector<float>* hf) {
+  auto install = [&](const TensorView& src, DType type, std::vector<uint8_t> bytes,
+                     const std::vector<float>& w, const std::vector<float>* hf) {
     PrecomputedTensor& t = res.tensors[src.name];
     const TensorErrors e = measure_errors(type, w, src.row_len(), bytes, hf, n_threads);
     t.rel_rms_error = e.weight;
@@ -176,7 +182,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   // Under several ranks only rank 0 hands them over or keeps them; the others drop them.
   auto hand_over = [&](const std::string& prefix) {
     if (!o.on_done && rank == 0) return;
-    for (auto it = res.tensors.lower_bound(prefix); it != res.tensors.end() && it->first.rfind(prefix, 0) == 0;) {
+    for (auto it = res.tensors.lower_bound(prefix);
+         it != res.tensors.end() && it->first.rfind(prefix, 0) == 0;) {
       if (rank == 0) o.on_done(it->first, it->second);
       if (views.count(it->first)) {
         quant.replace_weight(it->first, &m.tensor(it->first));
@@ -188,7 +195,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
 
   // Statistics of the current block's linear inputs, filled by the hooks window by window.
   std::map<std::string, InputSums> sums;
-  std::map<std::string, std::vector<float>> fp_inputs;  // this window's reference inputs, per weight
+  std::map<std::string, std::vector<float>>
+      fp_inputs;  // this window's reference inputs, per weight
   // With fp targets, this window's C for the current input, kept in f32 while the linears
   // sharing the input (lowbit/topology.h: q/k/v, gate/up) add it to their sums.
   std::string last_group;
@@ -212,9 +220,11 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
     s.count += rows;
   };
   quant.set_linear_input_hook(on_input);
-  if (ref) ref->set_linear_input_hook([&](const std::string& name, const float* x, size_t rows, size_t cols) {
-    if (collect && o.fp_targets) fp_inputs[name].assign(x, x + rows * cols);
-  });
+  if (ref)
+    ref->set_linear_input_hook(
+        [&](const std::string& name, const float* x, size_t rows, size_t cols) {
+          if (collect && o.fp_targets) fp_inputs[name].assign(x, x + rows * cols);
+        });
   // AWQ on one block: each group of linears sharing an input (lowbit/topology.h) gets its own
   // scales, folded into what produces that input (the RMSNorm weight, or ffn_up's rows for
   // ffn_down; attn_output's input, shared across KV heads, is left alone as in the paper).
@@ -237,7 +247,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       for (size_t j = 0; j < mean_abs.size(); ++j) mean_abs[j] = st.abs_sum[j] / st.count;
       const auto [lo, hi] = std::minmax_element(mean_abs.begin(), mean_abs.end());
       res.awq_input_spread[g.weights[0]] = *hi / std::max(*lo, 1e-12);
-      const AwqScales sc = block ? block->search(g, w, types, mean_abs, o.awq_grid) : awq_search(ws, h[g.weights[0]], mean_abs, o.awq_grid);
+      const AwqScales sc = block ? block->search(g, w, types, mean_abs, o.awq_grid)
+                                 : awq_search(ws, h[g.weights[0]], mean_abs, o.awq_grid);
       res.awq_alpha[g.weights[0]] = sc.alpha;
       if (sc.alpha == 0) continue;
       for (size_t k = 0; k < ws.size(); ++k) {
@@ -309,7 +320,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       if (!here) use(src, type);
     }
   };
-  std::vector<std::vector<float>> awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
+  std::vector<std::vector<float>>
+      awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
     std::map<std::string, std::vector<double>> h;
@@ -330,9 +342,11 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       for (double& v : hn) v /= st.count;
     }
     stats.by_weight.clear();
-    std::optional<AwqBlockSearch> block;  // its rounded weights stay in the engine until replaced below
+    std::optional<AwqBlockSearch>
+        block;  // its rounded weights stay in the engine until replaced below
     if (awq_block) {
-      if (o.awq_objective == AwqObjective::Block) block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
+      if (o.awq_objective == AwqObjective::Block)
+        block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);
       apply_awq(layer, w, h, block ? &*block : nullptr);
     }
     const bool learn = o.learn && layer < c.n_layer;
@@ -348,13 +362,16 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       std::vector<float> hf = hessian_f32(&h[name], cols);  // for the errors; H itself goes to GPTQ
       // learn with GPTQ: each value as GPTQ's sweep met it (where the learning starts)
       std::vector<float> met(learn && o.gptq_rounding ? rows * cols : 0);
-      if (!o.gptq_rounding) {  // AWQ: round to nearest (clipped per block), then each K sub-block's scale by the output error
+      if (!o.gptq_rounding) {  // AWQ: round to nearest (clipped per block), then each K sub-block's
+                               // scale by the output error
         if (o.awq_clip)
-          awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options, n_threads, bytes.data());
+          awq_clip_quantize_rows(type, wn.data(), rows, cols, h[name], o.awq_clip_options,
+                                 n_threads, bytes.data());
         else
           quant::quantize_rows(type, wn.data(), rows, cols, nullptr, false, n_threads,
                                bytes.data());
-        awq_refine_sub_scales(type, wn.data(), rows, cols, h[name], o.awq_sub_passes, n_threads, bytes.data());
+        awq_refine_sub_scales(type, wn.data(), rows, cols, h[name], o.awq_sub_passes, n_threads,
+                              bytes.data());
         // then no shrink of the outputs, as GPTQ (quant/debias.h)
         quant::debias_rows_output(type, wn.data(), rows, cols, hf.data(), n_threads, bytes.data());
       } else {
@@ -486,7 +503,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
   hand_over(embd.name);
 
   std::vector<float> scratch(T * D);
-  if (o.awq && o.awq_objective == AwqObjective::Block) awq_targets.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
+  if (o.awq && o.awq_objective == AwqObjective::Block)
+    awq_targets.resize(std::min<size_t>(W, std::max(1, o.awq_windows)));
   for (uint32_t l = first_layer; l < c.n_layer; ++l) {
     const auto t0 = std::chrono::steady_clock::now();
     const std::string block_prefix = "blk." + std::to_string(l) + ".";
@@ -521,7 +539,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       save_state(l + 1);
     }
     hand_over(block_prefix);
-    res.layer_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    res.layer_seconds.push_back(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (o.on_layer) o.on_layer(l, c.n_layer, res.layer_seconds.back());
   }
   // The output head, on the final hidden states of the quantized path.

@@ -74,7 +74,8 @@ void require(const void* p, const char* what) {
 template <typename V>
 const typename V::value_type& element(const V& v, size_t index, const char* holder) {
   if (index >= v.size())
-    lowbit::fail(lowbit::ErrorKind::Argument, "tensor index {}: {} has {}", index, holder, v.size());
+    lowbit::fail(lowbit::ErrorKind::Argument, "tensor index {}: {} has {}", index, holder,
+                 v.size());
   return v[index];
 }
 

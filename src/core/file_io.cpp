@@ -60,7 +60,8 @@ AtomicFileWriter::~AtomicFileWriter() {
 void AtomicFileWriter::write(const void* data, size_t n) {
   if (n == 0) return;
   if (std::fwrite(data, 1, n, f_) != n)
-    fail(ErrorKind::Io, "{}: write failed after {} bytes: {}", path_, offset_, std::strerror(errno));
+    fail(ErrorKind::Io, "{}: write failed after {} bytes: {}", path_, offset_,
+         std::strerror(errno));
   offset_ += n;
 }
 
@@ -76,15 +77,18 @@ void AtomicFileWriter::pad_to(uint64_t alignment) {
 
 void AtomicFileWriter::resize(uint64_t size) {
   if (std::fflush(f_) != 0 || ::ftruncate(::fileno(f_), static_cast<off_t>(size)) != 0)
-    fail(ErrorKind::Io, "{}: cannot size the output to {} bytes: {}", path_, size, std::strerror(errno));
+    fail(ErrorKind::Io, "{}: cannot size the output to {} bytes: {}", path_, size,
+         std::strerror(errno));
 }
 
 void AtomicFileWriter::write_at(uint64_t offset, const void* data, size_t n) {
-  if (std::fflush(f_) != 0) fail(ErrorKind::Io, "{}: write failed: {}", path_, std::strerror(errno));
+  if (std::fflush(f_) != 0)
+    fail(ErrorKind::Io, "{}: write failed: {}", path_, std::strerror(errno));
   const auto* p = static_cast<const uint8_t*>(data);
   while (n > 0) {
     const ssize_t w = ::pwrite(::fileno(f_), p, n, static_cast<off_t>(offset));
-    if (w <= 0) fail(ErrorKind::Io, "{}: write failed at byte {}: {}", path_, offset, std::strerror(errno));
+    if (w <= 0)
+      fail(ErrorKind::Io, "{}: write failed at byte {}: {}", path_, offset, std::strerror(errno));
     p += w, n -= static_cast<size_t>(w), offset += static_cast<uint64_t>(w);
   }
 }
@@ -166,7 +170,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 
 void release_mapped_pages(const void* p, size_t n) {
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);  // whole pages only
+  const uintptr_t begin =
+      (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);  // whole pages only
   const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
   // MADV_PAGEOUT (Linux 5.4) reclaims the pages but keeps their contents, so it is also
   // harmless on heap memory (synthetic models); older kernels ignore the unknown advice.

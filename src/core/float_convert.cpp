@@ -14,7 +14,8 @@ struct MiniFloat {
   static constexpr int bias = (1 << (E - 1)) - 1;
   static constexpr uint32_t exp_max = (1u << E) - 1;
   static constexpr uint32_t sign_bit = 1u << (E + M);
-  static constexpr uint32_t nan_code = finite_nan ? (exp_max << M) | ((1u << M) - 1) : (exp_max << M) | (1u << (M - 1));
+  static constexpr uint32_t nan_code =
+      finite_nan ? (exp_max << M) | ((1u << M) - 1) : (exp_max << M) | (1u << (M - 1));
   static constexpr uint32_t inf_code = exp_max << M;  // only meaningful when !finite_nan
   static constexpr uint32_t max_finite = finite_nan ? nan_code - 1 : inf_code - 1;
 

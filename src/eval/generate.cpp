@@ -13,12 +13,15 @@ uint32_t generation_context(const Model& m, size_t n_prompt, size_t n_predict) {
   return static_cast<uint32_t>(m.config.n_ctx ? std::min<size_t>(want, m.config.n_ctx) : want);
 }
 
-int32_t sample_token(const float* logits, size_t n_vocab, const SamplerParams& p, std::mt19937_64& rng) {
-  if (p.temperature <= 0.0f) return static_cast<int32_t>(std::max_element(logits, logits + n_vocab) - logits);
+int32_t sample_token(const float* logits, size_t n_vocab, const SamplerParams& p,
+                     std::mt19937_64& rng) {
+  if (p.temperature <= 0.0f)
+    return static_cast<int32_t>(std::max_element(logits, logits + n_vocab) - logits);
   std::vector<int32_t> ids(n_vocab);
   std::iota(ids.begin(), ids.end(), 0);
   size_t k = p.top_k > 0 ? std::min<size_t>(p.top_k, n_vocab) : n_vocab;
-  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  std::partial_sort(ids.begin(), ids.begin() + k, ids.end(),
+                    [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
   ids.resize(k);
   std::vector<double> prob(k);
   const double mx = logits[ids[0]];
@@ -39,7 +42,8 @@ int32_t sample_token(const float* logits, size_t n_vocab, const SamplerParams& p
   return ids[pick(rng)];
 }
 
-std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt, const GenerateOptions& opts,
+std::vector<int32_t> generate(Engine& engine, const std::vector<int32_t>& prompt,
+                              const GenerateOptions& opts,
                               const std::function<void(int32_t)>& on_token) {
   if (prompt.empty()) fail(ErrorKind::Argument, "generate: the prompt has no tokens");
   std::mt19937_64 rng(opts.sampler.seed);

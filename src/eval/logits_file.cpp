@@ -75,17 +75,20 @@ void LogitsReader::read_header() {
   uint64_t n = 0;
   if (std::fread(magic, 1, 8, f_) != 8 || std::memcmp(magic, "LBLOGIT1", 8) != 0)
     fail(ErrorKind::Format, "{}: not a lowbit logits file (expected magic LBLOGIT1)", path);
-  if (std::fread(u, 4, 6, f_) != 6 || std::fread(&n, 8, 1, f_) != 1) fail(ErrorKind::Format, "{}: truncated header", path);
+  if (std::fread(u, 4, 6, f_) != 6 || std::fread(&n, 8, 1, f_) != 1)
+    fail(ErrorKind::Format, "{}: truncated header", path);
   h_ = {u[0], u[1], u[2], u[3], u[4], u[5], {}};
   if (h_.n_vocab == 0 || h_.n_vocab > (1u << 24) || h_.top_k > h_.n_vocab)
-    fail(ErrorKind::Format, "{}: implausible header (n_vocab {}, top_k {}, {} tokens)", path, h_.n_vocab, h_.top_k, n);
+    fail(ErrorKind::Format, "{}: implausible header (n_vocab {}, top_k {}, {} tokens)", path,
+         h_.n_vocab, h_.top_k, n);
   // Sizes are checked against the file before anything is allocated (found by fuzz_logits: a
   // 40-byte file claiming 2^32 tokens made the reader zero 16 GB).
   if (n > (size_ - kHeaderBytes) / 4)
     fail(ErrorKind::Format, "{}: {} tokens run past the end of the file ({} bytes)", path, n,
          size_);
   h_.tokens.resize(n);
-  if (std::fread(h_.tokens.data(), 4, n, f_) != n) fail(ErrorKind::Format, "{}: truncated token list", path);
+  if (std::fread(h_.tokens.data(), 4, n, f_) != n)
+    fail(ErrorKind::Format, "{}: truncated token list", path);
 }
 
 LogitsReader::~LogitsReader() {
@@ -106,7 +109,8 @@ void LogitsReader::next(BaseRecord& r) {
     for (size_t i = 0; i < h.size(); ++i) r.logp[i] = f16_to_f32(h[i]);
   } else {
     r.top.resize(h_.top_k);
-    for (auto& [id, lp] : r.top) ok = ok && std::fread(&id, 4, 1, f_) == 1 && std::fread(&lp, 4, 1, f_) == 1;
+    for (auto& [id, lp] : r.top)
+      ok = ok && std::fread(&id, 4, 1, f_) == 1 && std::fread(&lp, 4, 1, f_) == 1;
   }
   if (!ok) fail(ErrorKind::Format, "{}: ends before the last scored position", path_);
 }

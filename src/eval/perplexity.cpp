@@ -29,7 +29,8 @@ struct Moments {
 
 // KL(P_base || P_model) for one position. With a top-k base the tokens outside the top k
 // are pooled into one "rest" outcome on both sides (a lower bound on the full KL).
-double position_kld(const BaseRecord& b, const std::vector<double>& logp, bool full, int32_t* base_argmax) {
+double position_kld(const BaseRecord& b, const std::vector<double>& logp, bool full,
+                    int32_t* base_argmax) {
   double kld = 0;
   if (full) {
     size_t am = 0;
@@ -69,7 +70,8 @@ double percentile_sorted(const std::vector<double>& s, double q) {
   return s[static_cast<size_t>(std::floor(q * (s.size() - 1)))];
 }
 
-PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>& text_tokens, const PerplexityOptions& o) {
+PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>& text_tokens,
+                                     const PerplexityOptions& o) {
   const Model& model = engine.model();
   const size_t n_vocab = model.config.n_vocab;
   std::unique_ptr<LogitsReader> base;
@@ -80,13 +82,16 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
     base = std::make_unique<LogitsReader>(o.kl_base);
     const LogitsHeader& h = base->header();
     if (h.n_vocab != n_vocab)
-      fail(ErrorKind::Argument, "{}: base distributions have {} tokens per position, this model {}", o.kl_base, h.n_vocab, n_vocab);
+      fail(ErrorKind::Argument, "{}: base distributions have {} tokens per position, this model {}",
+           o.kl_base, h.n_vocab, n_vocab);
     tokens = h.tokens;
     n_ctx = h.n_ctx;
     protocol = static_cast<PplProtocol>(h.protocol);
   }
   if (n_ctx < 4) fail(ErrorKind::Argument, "perplexity: context {} is too small", n_ctx);
-  if (n_ctx > engine.n_ctx()) fail(ErrorKind::Argument, "perplexity: context {} exceeds the engine's {}", n_ctx, engine.n_ctx());
+  if (n_ctx > engine.n_ctx())
+    fail(ErrorKind::Argument, "perplexity: context {} exceeds the engine's {}", n_ctx,
+         engine.n_ctx());
   size_t n_chunks = tokens.size() / n_ctx;
   if (o.max_chunks > n_chunks)  // a smaller evaluation than asked for must not pass unnoticed
     fail(ErrorKind::Argument, "perplexity: {} chunks asked for, but the text holds {} of {} tokens",
@@ -94,13 +99,19 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
   if (o.max_chunks) n_chunks = std::min(n_chunks, o.max_chunks);
   if (base) n_chunks = std::min<size_t>(n_chunks, base->header().n_chunks);
   if (n_chunks == 0)
-    fail(ErrorKind::Argument, "perplexity: {} tokens are fewer than one window of {}", tokens.size(), n_ctx);
+    fail(ErrorKind::Argument, "perplexity: {} tokens are fewer than one window of {}",
+         tokens.size(), n_ctx);
   const size_t first = protocol == PplProtocol::LlamaCpp ? n_ctx / 2 : 0;
 
   std::unique_ptr<LogitsWriter> writer;
   if (!o.save_logits.empty()) {
-    LogitsHeader h{n_ctx, static_cast<uint32_t>(n_vocab), static_cast<uint32_t>(n_chunks), static_cast<uint32_t>(protocol),
-                   o.save_top_k, static_cast<uint32_t>(first), std::vector<int32_t>(tokens.begin(), tokens.begin() + n_chunks * n_ctx)};
+    LogitsHeader h{n_ctx,
+                   static_cast<uint32_t>(n_vocab),
+                   static_cast<uint32_t>(n_chunks),
+                   static_cast<uint32_t>(protocol),
+                   o.save_top_k,
+                   static_cast<uint32_t>(first),
+                   std::vector<int32_t>(tokens.begin(), tokens.begin() + n_chunks * n_ctx)};
     writer = std::make_unique<LogitsWriter>(o.save_logits, h);
   }
 
@@ -108,7 +119,8 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
   Moments nll, nll_base, kld_m, dp_m;
   std::vector<double> klds, dps;
   size_t same_top1 = 0;
-  std::vector<float> logits, lp_f, all(static_cast<size_t>(n_ctx) * n_vocab);  // one window's logits
+  std::vector<float> logits, lp_f,
+      all(static_cast<size_t>(n_ctx) * n_vocab);  // one window's logits
   std::vector<double> logp(n_vocab);
   BaseRecord rec;
   const auto t0 = std::chrono::steady_clock::now();
@@ -140,7 +152,8 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
         const double k = position_kld(rec, logp, base->header().top_k == 0, &base_argmax);
         kld_m.add(k);
         klds.push_back(k);
-        const int32_t model_argmax = static_cast<int32_t>(std::max_element(row, row + n_vocab) - row);
+        const int32_t model_argmax =
+            static_cast<int32_t>(std::max_element(row, row + n_vocab) - row);
         same_top1 += model_argmax == base_argmax;
         const double dp = std::exp(logp[target]) - std::exp(static_cast<double>(rec.logp_target));
         dp_m.add(dp);
@@ -149,7 +162,8 @@ PerplexityResult evaluate_perplexity(Engine& engine, const std::vector<int32_t>&
       }
     }
     r.chunk_ppl.push_back(std::exp(nll.mean()));
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (o.on_chunk) o.on_chunk(c + 1, n_chunks, r.chunk_ppl.back(), (c + 1) * n_ctx / secs);
   }
   if (writer) writer->commit();

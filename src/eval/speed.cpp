@@ -57,7 +57,8 @@ BandwidthProbe measure_read_bandwidth(size_t bytes, int n_threads, int passes) {
   }
   uint64_t total = 0;
   for (uint64_t s : sums) total += s;
-  if (total != (words - 1) * words / 2) throw std::runtime_error("bandwidth probe: the buffer read back wrong");  // the reads happened
+  if (total != (words - 1) * words / 2)
+    throw std::runtime_error("bandwidth probe: the buffer read back wrong");  // the reads happened
   return r;
 }
 

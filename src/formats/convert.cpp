@@ -14,16 +14,19 @@ namespace lowbit {
 // (A low-rank branch's lowrank_b has the weight's output rows; its lowrank_a does not.)
 bool is_q_or_k(const std::string& gguf_name) {
   if (is_lowrank_a(gguf_name)) return false;
-  return gguf_name.find(".attn_q.") != std::string::npos || gguf_name.find(".attn_k.") != std::string::npos;
+  return gguf_name.find(".attn_q.") != std::string::npos ||
+         gguf_name.find(".attn_k.") != std::string::npos;
 }
 
 // Converts a tensor to f32 and, for q/k weights, moves its rows between RoPE layouts.
 std::vector<float> load_rows(const Model& m, const TensorView& t, RopeLayout target) {
   std::vector<float> x = to_f32(t);
   if (m.rope_layout == target || !is_q_or_k(t.name)) return x;
-  const uint32_t heads = t.name.find(".attn_q.") != std::string::npos ? m.config.n_head : m.config.n_head_kv;
+  const uint32_t heads =
+      t.name.find(".attn_q.") != std::string::npos ? m.config.n_head : m.config.n_head_kv;
   std::vector<float> y(x.size());
-  permute_rope_rows(x.data(), y.data(), t.shape[0], t.shape.size() > 1 ? t.shape[1] : 1, heads, target == RopeLayout::Interleaved);
+  permute_rope_rows(x.data(), y.data(), t.shape[0], t.shape.size() > 1 ? t.shape[1] : 1, heads,
+                    target == RopeLayout::Interleaved);
   return y;
 }
 
@@ -81,13 +84,16 @@ void add_rope_freqs(const Model& m, GgufWriter& w) {
   OutputTensor t;
   t.info = {"rope_freqs.weight", DType::F32, {m.rope_freq_factors.size()}};
   t.nbytes = m.rope_freq_factors.size() * 4;
-  t.produce = [&m](std::vector<uint8_t>& out) { out = from_f32(m.rope_freq_factors.data(), m.rope_freq_factors.size(), DType::F32); };
+  t.produce = [&m](std::vector<uint8_t>& out) {
+    out = from_f32(m.rope_freq_factors.data(), m.rope_freq_factors.size(), DType::F32);
+  };
   w.add_tensor(std::move(t));
 }
 
 void write_model_gguf(const Model& m, const std::string& path, DType matrix_type) {
   if (matrix_type != DType::F32 && matrix_type != DType::F16 && matrix_type != DType::BF16)
-    fail(ErrorKind::Argument, "convert: the matrix type must be f32, f16 or bf16, got {}", dtype_name(matrix_type));
+    fail(ErrorKind::Argument, "convert: the matrix type must be f32, f16 or bf16, got {}",
+         dtype_name(matrix_type));
   GgufWriter w;
   set_model_metadata(m, w, file_type_for(matrix_type));
   add_rope_freqs(m, w);
@@ -114,7 +120,8 @@ void write_model_safetensors(const Model& m, const std::string& path, DType dtyp
     OutputTensor t;
     t.info = src;
     t.info.name = gguf_to_hf_name(src.name);
-    if (t.info.name.empty()) fail(ErrorKind::Unsupported, "{}: tensor '{}' has no Hugging Face name", m.source, src.name);
+    if (t.info.name.empty())
+      fail(ErrorKind::Unsupported, "{}: tensor '{}' has no Hugging Face name", m.source, src.name);
     t.info.dtype = dtype;
     t.nbytes = src.n_values() * traits(dtype).type_size;
     t.produce = [&m, &src, dtype](std::vector<uint8_t>& bytes) {

@@ -10,20 +10,24 @@ namespace {
 
 using nlohmann::json;
 
-uint32_t get_count(const json& j, const std::string& src, const char* key, bool required, uint32_t dflt = 0) {
+uint32_t get_count(const json& j, const std::string& src, const char* key, bool required,
+                   uint32_t dflt = 0) {
   if (!j.contains(key) || j[key].is_null()) {
     if (required) fail(ErrorKind::Format, "{}: missing key '{}'", src, key);
     return dflt;
   }
-  if (!j[key].is_number_integer()) fail(ErrorKind::Format, "{}: key '{}': expected an integer, got {}", src, key, j[key].dump());
+  if (!j[key].is_number_integer())
+    fail(ErrorKind::Format, "{}: key '{}': expected an integer, got {}", src, key, j[key].dump());
   auto v = j[key].get<int64_t>();
-  if (v < 0 || v > (1ll << 31)) fail(ErrorKind::Format, "{}: key '{}': value {} is out of range", src, key, v);
+  if (v < 0 || v > (1ll << 31))
+    fail(ErrorKind::Format, "{}: key '{}': value {} is out of range", src, key, v);
   return static_cast<uint32_t>(v);
 }
 
 float get_float(const json& j, const std::string& src, const char* key, float dflt) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
-  if (!j[key].is_number()) fail(ErrorKind::Format, "{}: key '{}': expected a number, got {}", src, key, j[key].dump());
+  if (!j[key].is_number())
+    fail(ErrorKind::Format, "{}: key '{}': expected a number, got {}", src, key, j[key].dump());
   float v = j[key].get<float>();
   if (!std::isfinite(v)) fail(ErrorKind::Format, "{}: key '{}': value is not finite", src, key);
   return v;
@@ -31,7 +35,8 @@ float get_float(const json& j, const std::string& src, const char* key, float df
 
 bool get_bool(const json& j, const std::string& src, const char* key, bool dflt) {
   if (!j.contains(key) || j[key].is_null()) return dflt;
-  if (!j[key].is_boolean()) fail(ErrorKind::Format, "{}: key '{}': expected true/false, got {}", src, key, j[key].dump());
+  if (!j[key].is_boolean())
+    fail(ErrorKind::Format, "{}: key '{}': expected true/false, got {}", src, key, j[key].dump());
   return j[key].get<bool>();
 }
 
@@ -39,7 +44,8 @@ int32_t get_token_id(const json& j, const char* key, int32_t dflt) {
   if (!j.contains(key)) return dflt;
   const json& v = j[key];
   if (v.is_number_integer()) return v.get<int32_t>();
-  if (v.is_array() && !v.empty() && v[0].is_number_integer()) return v[0].get<int32_t>();  // e.g. Llama-3 eos lists
+  if (v.is_array() && !v.empty() && v[0].is_number_integer())
+    return v[0].get<int32_t>();  // e.g. Llama-3 eos lists
   return dflt;
 }
 
@@ -67,8 +73,10 @@ void ModelConfig::validate(const std::string& src) const {
   positive(n_ff, "feed-forward size");
   positive(head_dim, "head dimension");
   if (n_head % n_head_kv != 0)
-    fail(ErrorKind::Format, "{}: {} attention heads are not a multiple of {} key/value heads", src, n_head, n_head_kv);
-  if (head_dim % 2 != 0) fail(ErrorKind::Format, "{}: head dimension {} is odd; RoPE needs pairs", src, head_dim);
+    fail(ErrorKind::Format, "{}: {} attention heads are not a multiple of {} key/value heads", src,
+         n_head, n_head_kv);
+  if (head_dim % 2 != 0)
+    fail(ErrorKind::Format, "{}: head dimension {} is odd; RoPE needs pairs", src, head_dim);
   // Real numbers: a zero or non-finite one would turn every output into NaN without a word.
   auto positive_real = [&](double v, const char* what) {
     if (!(v > 0) || !std::isfinite(v))
@@ -101,7 +109,9 @@ ModelConfig parse_hf_config(const std::string& text, const std::string& src) {
 ModelConfig parse_hf_config_json(const json& j, const std::string& src) {
   if (!j.is_object()) fail(ErrorKind::Format, "{}: expected a JSON object", src);
   ModelConfig c;
-  std::string mt = j.contains("model_type") && j["model_type"].is_string() ? j["model_type"].get<std::string>() : "";
+  std::string mt = j.contains("model_type") && j["model_type"].is_string()
+                       ? j["model_type"].get<std::string>()
+                       : "";
   if (mt == "llama" || mt == "mistral") {
     c.arch = "llama";
   } else if (mt == "qwen2") {
@@ -111,7 +121,9 @@ ModelConfig parse_hf_config_json(const json& j, const std::string& src) {
     c.arch = "qwen3";
     c.qk_norm = true;
   } else {
-    fail(ErrorKind::Unsupported, "{}: key 'model_type': '{}' is not supported (expected llama, mistral, qwen2 or qwen3)", src, mt);
+    fail(ErrorKind::Unsupported,
+         "{}: key 'model_type': '{}' is not supported (expected llama, mistral, qwen2 or qwen3)",
+         src, mt);
   }
   c.n_vocab = get_count(j, src, "vocab_size", true);
   c.n_embd = get_count(j, src, "hidden_size", true);
@@ -128,7 +140,8 @@ ModelConfig parse_hf_config_json(const json& j, const std::string& src) {
   c.bos_id = get_token_id(j, "bos_token_id", 1);
   c.eos_id = get_token_id(j, "eos_token_id", 2);
   if (j.contains("hidden_act") && j["hidden_act"] != "silu")
-    fail(ErrorKind::Unsupported, "{}: key 'hidden_act': '{}' is not supported (expected silu)", src, j["hidden_act"].dump());
+    fail(ErrorKind::Unsupported, "{}: key 'hidden_act': '{}' is not supported (expected silu)", src,
+         j["hidden_act"].dump());
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const json& rs = j["rope_scaling"];
     if (!rs.is_object()) fail(ErrorKind::Format, "{}: key 'rope_scaling': expected an object", src);
@@ -145,14 +158,18 @@ ModelConfig parse_hf_config_json(const json& j, const std::string& src) {
       s.high_freq_factor = get_float(rs, src, "high_freq_factor", 4.0f);
       s.original_context = get_count(rs, src, "original_max_position_embeddings", false, 8192);
     } else if (type != "default") {
-      fail(ErrorKind::Unsupported, "{}: key 'rope_scaling.rope_type': '{}' is not supported (expected linear or llama3)", src, type);
+      fail(ErrorKind::Unsupported,
+           "{}: key 'rope_scaling.rope_type': '{}' is not supported (expected linear or llama3)",
+           src, type);
     }
   }
   c.validate(src);
   return c;
 }
 
-ModelConfig read_hf_config(const std::string& path) { return parse_hf_config(read_text_file(path), path); }
+ModelConfig read_hf_config(const std::string& path) {
+  return parse_hf_config(read_text_file(path), path);
+}
 
 GenerationConfig read_generation_config(const std::string& path) {
   json j = parse_json(read_text_file(path), path);
@@ -170,7 +187,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
   const uint32_t half = c.head_dim / 2;
   std::vector<float> f(half);
   for (uint32_t i = 0; i < half; ++i)
-    f[i] = static_cast<float>(1.0 / std::pow(static_cast<double>(c.rope_theta), 2.0 * i / c.head_dim));
+    f[i] =
+        static_cast<float>(1.0 / std::pow(static_cast<double>(c.rope_theta), 2.0 * i / c.head_dim));
   const auto& s = c.rope_scaling;
   if (s.type == RopeScaling::Type::Linear) {
     for (auto& x : f) x /= s.factor;
@@ -184,7 +202,8 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
       if (wavelen > low_wavelen) {
         x = static_cast<float>(x / s.factor);
       } else {
-        const double smooth = (s.original_context / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+        const double smooth = (s.original_context / wavelen - s.low_freq_factor) /
+                              (s.high_freq_factor - s.low_freq_factor);
         x = static_cast<float>((1 - smooth) * x / s.factor + smooth * x);
       }
     }

@@ -65,8 +65,12 @@ Model load_hf_dir(const std::string& dir) {
     if (g.bos_id >= 0) m.config.bos_id = g.bos_id;
     if (g.eos_id >= 0) m.config.eos_id = g.eos_id;
   }
-  if (m.vocab.bos < 0 && m.config.bos_id >= 0 && m.config.bos_id < static_cast<int32_t>(m.config.n_vocab)) m.vocab.bos = m.config.bos_id;
-  if (m.vocab.eos < 0 && m.config.eos_id >= 0 && m.config.eos_id < static_cast<int32_t>(m.config.n_vocab)) m.vocab.eos = m.config.eos_id;
+  if (m.vocab.bos < 0 && m.config.bos_id >= 0 &&
+      m.config.bos_id < static_cast<int32_t>(m.config.n_vocab))
+    m.vocab.bos = m.config.bos_id;
+  if (m.vocab.eos < 0 && m.config.eos_id >= 0 &&
+      m.config.eos_id < static_cast<int32_t>(m.config.n_vocab))
+    m.vocab.eos = m.config.eos_id;
   m.rope_layout = RopeLayout::Halves;
   std::shared_ptr<SafetensorsCheckpoint> ck = SafetensorsCheckpoint::open_dir(dir);
   m.storage.push_back(ck);
@@ -89,8 +93,10 @@ Model load_hf_dir(const std::string& dir) {
     }
     std::string name = hf_to_gguf_name(t.name);
     if (name.empty()) {
-      if (t.name.find("rotary_emb.inv_freq") != std::string::npos) continue;  // recomputed from rope_theta
-      fail(ErrorKind::Unsupported, "{}: tensor '{}' is not a weight of a {} model", dir, t.name, m.config.arch);
+      if (t.name.find("rotary_emb.inv_freq") != std::string::npos)
+        continue;  // recomputed from rope_theta
+      fail(ErrorKind::Unsupported, "{}: tensor '{}' is not a weight of a {} model", dir, t.name,
+           m.config.arch);
     }
     TensorView v = t;
     v.name = name;
@@ -115,16 +121,20 @@ Model load_gguf(const std::string& path) {
   ModelConfig& c = m.config;
   c.arch = g->get_string("general.architecture");
   if (c.arch != "llama" && c.arch != "qwen2" && c.arch != "qwen3")
-    fail(ErrorKind::Unsupported, "{}: key 'general.architecture': '{}' is not supported (expected llama, qwen2 or qwen3)", path, c.arch);
+    fail(ErrorKind::Unsupported,
+         "{}: key 'general.architecture': '{}' is not supported (expected llama, qwen2 or qwen3)",
+         path, c.arch);
   const std::string a = c.arch + ".";
   if (auto* n = g->find("general.name"); n && n->type == GgufType::STRING) c.name = n->s;
   c.n_embd = static_cast<uint32_t>(g->get_uint(a + "embedding_length"));
   c.n_layer = static_cast<uint32_t>(g->get_uint(a + "block_count"));
   c.n_ff = static_cast<uint32_t>(g->get_uint(a + "feed_forward_length"));
   c.n_head = static_cast<uint32_t>(g->get_uint(a + "attention.head_count"));
-  c.n_head_kv = static_cast<uint32_t>(g->get_uint_opt(a + "attention.head_count_kv").value_or(c.n_head));
+  c.n_head_kv =
+      static_cast<uint32_t>(g->get_uint_opt(a + "attention.head_count_kv").value_or(c.n_head));
   c.n_ctx = static_cast<uint32_t>(g->get_uint_opt(a + "context_length").value_or(2048));
-  c.head_dim = static_cast<uint32_t>(g->get_uint_opt(a + "attention.key_length").value_or(c.n_head ? c.n_embd / c.n_head : 0));
+  c.head_dim = static_cast<uint32_t>(
+      g->get_uint_opt(a + "attention.key_length").value_or(c.n_head ? c.n_embd / c.n_head : 0));
   c.norm_eps = static_cast<float>(g->get_float(a + "attention.layer_norm_rms_epsilon"));
   c.rope_theta = static_cast<float>(g->get_float_opt(a + "rope.freq_base").value_or(10000.0));
   if (g->find(a + "rope.scaling.type")) {
@@ -133,7 +143,8 @@ Model load_gguf(const std::string& path) {
       c.rope_scaling.type = RopeScaling::Type::Linear;
       c.rope_scaling.factor = static_cast<float>(g->get_float(a + "rope.scaling.factor"));
     } else if (st != "none") {
-      fail(ErrorKind::Unsupported, "{}: key '{}rope.scaling.type': '{}' is not supported", path, a, st);
+      fail(ErrorKind::Unsupported, "{}: key '{}rope.scaling.type': '{}' is not supported", path, a,
+           st);
     }
   }
   c.attn_bias = g->find_tensor("blk.0.attn_q.bias") != nullptr;
@@ -168,8 +179,8 @@ Model load_gguf(const std::string& path) {
   for (const auto& ti : g->tensors()) {
     if (ti.view.name == "rope_freqs.weight") {
       if (ti.view.dtype != DType::F32 || ti.view.n_values() != c.head_dim / 2)
-        fail(ErrorKind::Format, "{}: tensor 'rope_freqs.weight': expected {} F32 values, got {} {}", path, c.head_dim / 2,
-             ti.view.n_values(), dtype_name(ti.view.dtype));
+        fail(ErrorKind::Format, "{}: tensor 'rope_freqs.weight': expected {} F32 values, got {} {}",
+             path, c.head_dim / 2, ti.view.n_values(), dtype_name(ti.view.dtype));
       m.rope_freq_factors = to_f32(ti.view);
       continue;
     }
@@ -190,10 +201,13 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
   m.source = path;
   std::shared_ptr<MappedFile> f = MappedFile::open(path);
   m.storage.push_back(f);
-  if (f->size() < 28) fail(ErrorKind::Format, "{}: file is {} bytes, shorter than the 28-byte llama2.c header", path, f->size());
+  if (f->size() < 28)
+    fail(ErrorKind::Format, "{}: file is {} bytes, shorter than the 28-byte llama2.c header", path,
+         f->size());
   int32_t h[7];
   std::memcpy(h, f->data(), sizeof h);
-  const char* names[] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+  const char* names[] = {"dim",        "hidden_dim", "n_layers", "n_heads",
+                         "n_kv_heads", "vocab_size", "seq_len"};
   for (int i = 0; i < 7; ++i)
     if (h[i] == 0 || (i != 5 && h[i] < 0) || std::abs(static_cast<int64_t>(h[i])) > (1 << 24))
       fail(ErrorKind::Format, "{}: header field {} = {} is out of range", path, names[i], h[i]);
@@ -211,7 +225,8 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
   c.head_dim = c.n_embd / c.n_head;
   c.norm_eps = 1e-5f;
   c.rope_theta = 10000.0f;
-  if (c.n_embd % c.n_head != 0) fail(ErrorKind::Format, "{}: dim {} is not a multiple of n_heads {}", path, c.n_embd, c.n_head);
+  if (c.n_embd % c.n_head != 0)
+    fail(ErrorKind::Format, "{}: dim {} is not a multiple of n_heads {}", path, c.n_embd, c.n_head);
   c.validate(path);
   m.rope_layout = RopeLayout::Interleaved;
 
@@ -220,7 +235,8 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
   auto take = [&](uint64_t count) {  // returns the offset of `count` floats and advances
     uint64_t bytes = 0, end = 0;
     if (mul_overflows(count, 4, &bytes) || add_overflows(off, bytes, &end) || end > f->size())
-      fail(ErrorKind::Format, "{}: truncated: weights need {} more bytes at offset {}, file has {}", path, bytes, off, f->size());
+      fail(ErrorKind::Format, "{}: truncated: weights need {} more bytes at offset {}, file has {}",
+           path, bytes, off, f->size());
     uint64_t at = off;
     off = end;
     return at;
@@ -235,8 +251,10 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
     m.tensors.push_back(t);
   };
   const uint64_t emb = take(V * D);
-  const uint64_t att_norm = take(L * D), wq = take(L * D * D), wk = take(L * KV * D), wv = take(L * KV * D), wo = take(L * D * D);
-  const uint64_t ffn_norm = take(L * D), w1 = take(L * F * D), w2 = take(L * D * F), w3 = take(L * F * D);
+  const uint64_t att_norm = take(L * D), wq = take(L * D * D), wk = take(L * KV * D),
+                 wv = take(L * KV * D), wo = take(L * D * D);
+  const uint64_t ffn_norm = take(L * D), w1 = take(L * F * D), w2 = take(L * D * F),
+                 w3 = take(L * F * D);
   const uint64_t final_norm = take(D);
   take(c.n_ctx * static_cast<uint64_t>(c.head_dim));  // freq_cis real + imag, recomputed instead
   add("token_embd.weight", {V, D}, emb);
@@ -255,7 +273,9 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
   add("output_norm.weight", {D}, final_norm);
   if (!c.tied_embeddings) add("output.weight", {V, D}, take(V * D));
   if (off != f->size())
-    fail(ErrorKind::Format, "{}: {} bytes left over after the weights; header does not match the file", path, f->size() - off);
+    fail(ErrorKind::Format,
+         "{}: {} bytes left over after the weights; header does not match the file", path,
+         f->size() - off);
 
   std::string tok = opts.tokenizer_path;
   if (tok.empty()) {
@@ -266,7 +286,9 @@ Model load_llama2c(const std::string& path, const LoadOptions& opts) {
         break;
       }
     }
-    if (tok.empty()) fail(ErrorKind::Io, "{}: no tokenizer given and no tok{}.bin or tokenizer.bin beside it", path, V);
+    if (tok.empty())
+      fail(ErrorKind::Io, "{}: no tokenizer given and no tok{}.bin or tokenizer.bin beside it",
+           path, V);
   }
   m.vocab = read_llama2c_tokenizer(tok, c.n_vocab);
   return m;
@@ -290,7 +312,8 @@ void Model::set_f32(const std::string& name, std::vector<float> values) {
   if (it == index_.end()) fail(ErrorKind::Argument, "{}: no tensor '{}' to replace", source, name);
   TensorView& t = tensors[it->second];
   if (values.size() != t.n_values())
-    fail(ErrorKind::Argument, "{}: tensor '{}' has {} values, the replacement {}", source, name, t.n_values(), values.size());
+    fail(ErrorKind::Argument, "{}: tensor '{}' has {} values, the replacement {}", source, name,
+         t.n_values(), values.size());
   auto owned = std::make_shared<std::vector<float>>(std::move(values));
   t.dtype = DType::F32;
   t.data = reinterpret_cast<const uint8_t*>(owned->data());
@@ -341,7 +364,8 @@ void Model::add_f32(const std::string& name, std::vector<uint64_t> shape,
 void Model::index() {
   index_.clear();
   for (size_t i = 0; i < tensors.size(); ++i)
-    if (!index_.emplace(tensors[i].name, i).second) fail(ErrorKind::Format, "{}: tensor '{}' appears twice", source, tensors[i].name);
+    if (!index_.emplace(tensors[i].name, i).second)
+      fail(ErrorKind::Format, "{}: tensor '{}' appears twice", source, tensors[i].name);
 }
 
 std::string hf_to_gguf_name(const std::string& n) {
@@ -366,13 +390,15 @@ std::string gguf_to_hf_name(const std::string& n) {
   return "";
 }
 
-void permute_rope_rows(const float* in, float* out, uint64_t rows, uint64_t cols, uint32_t n_heads, bool to_interleaved) {
+void permute_rope_rows(const float* in, float* out, uint64_t rows, uint64_t cols, uint32_t n_heads,
+                       bool to_interleaved) {
   const uint64_t hd = rows / n_heads, half = hd / 2;
   for (uint64_t h = 0; h < n_heads; ++h)
     for (uint64_t j = 0; j < 2; ++j)
       for (uint64_t i = 0; i < half; ++i) {
         const uint64_t halves_row = h * hd + j * half + i, inter_row = h * hd + 2 * i + j;
-        const uint64_t src = to_interleaved ? halves_row : inter_row, dst = to_interleaved ? inter_row : halves_row;
+        const uint64_t src = to_interleaved ? halves_row : inter_row,
+                       dst = to_interleaved ? inter_row : halves_row;
         std::memcpy(out + dst * cols, in + src * cols, cols * sizeof(float));
       }
 }
@@ -382,11 +408,14 @@ void validate_model_tensors(const Model& m) {
   auto expect = [&](const std::string& name, std::vector<uint64_t> shape, bool required = true) {
     const TensorView* t = m.find(name);
     if (!t) {
-      if (required) fail(ErrorKind::Format, "{}: missing tensor '{}' (expected shape {})", m.source, name, shape_string(shape));
+      if (required)
+        fail(ErrorKind::Format, "{}: missing tensor '{}' (expected shape {})", m.source, name,
+             shape_string(shape));
       return;
     }
     if (t->shape != shape)
-      fail(ErrorKind::Format, "{}: tensor '{}': shape {} but the config implies {}", m.source, name, shape_string(t->shape), shape_string(shape));
+      fail(ErrorKind::Format, "{}: tensor '{}': shape {} but the config implies {}", m.source, name,
+           shape_string(t->shape), shape_string(shape));
   };
   const uint64_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, V = c.n_vocab;
   expect("token_embd.weight", {V, D});
@@ -424,7 +453,8 @@ Model load_model(const std::string& path, const LoadOptions& opts) {
     auto f = MappedFile::open(path);
     if (f->size() >= 4 && std::memcmp(f->data(), "GGUF", 4) == 0) m = load_gguf(path);
     else if (path.size() > 12 && path.substr(path.size() - 12) == ".safetensors")
-      fail(ErrorKind::Argument, "{}: give the model directory (with config.json), not the .safetensors file", path);
+      fail(ErrorKind::Argument,
+           "{}: give the model directory (with config.json), not the .safetensors file", path);
     else m = load_llama2c(path, opts);
   }
   m.index();

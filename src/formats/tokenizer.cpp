@@ -17,7 +17,8 @@ void Vocab::pad_to(size_t n) {
   while (tokens.size() < n) {
     tokens.push_back("[PAD" + std::to_string(tokens.size()) + "]");
     types.push_back(TokenType::UserDefined);
-    if (!scores.empty() || kind == VocabKind::Spm) scores.push_back(0.0f);  // SPM needs one score per token
+    if (!scores.empty() || kind == VocabKind::Spm)
+      scores.push_back(0.0f);  // SPM needs one score per token
   }
 }
 
@@ -29,21 +30,24 @@ void Vocab::validate(const std::string& src) const {
     fail(ErrorKind::Format, "{}: {} scores for {} tokens", src, scores.size(), tokens.size());
   auto check_id = [&](int32_t id, const char* what) {
     if (id < -1 || id >= static_cast<int64_t>(tokens.size()))
-      fail(ErrorKind::Format, "{}: {} token id {} is outside the vocabulary of {} tokens", src, what, id, tokens.size());
+      fail(ErrorKind::Format, "{}: {} token id {} is outside the vocabulary of {} tokens", src,
+           what, id, tokens.size());
   };
   check_id(bos, "BOS");
   check_id(eos, "EOS");
   check_id(unk, "UNK");
   check_id(pad, "PAD");
-  if (kind == VocabKind::Bpe && merges.empty()) fail(ErrorKind::Format, "{}: byte-level BPE vocabulary has no merges", src);
+  if (kind == VocabKind::Bpe && merges.empty())
+    fail(ErrorKind::Format, "{}: byte-level BPE vocabulary has no merges", src);
 }
 
 Tokenizer::Tokenizer(Vocab v) : vocab_(std::move(v)) {}
 
 std::unique_ptr<Tokenizer> Tokenizer::create(Vocab v, const std::string& source) {
   v.validate(source);
-  std::unique_ptr<Tokenizer> t = v.kind == VocabKind::Spm ? make_spm_tokenizer(std::move(v), source)
-                                                          : make_bpe_tokenizer(std::move(v), source);
+  std::unique_ptr<Tokenizer> t = v.kind == VocabKind::Spm
+                                     ? make_spm_tokenizer(std::move(v), source)
+                                     : make_bpe_tokenizer(std::move(v), source);
   return t;
 }
 
@@ -55,8 +59,9 @@ void Tokenizer::init_index(const std::string& source) {
     if (vocab_.types[i] == TokenType::Control || vocab_.types[i] == TokenType::UserDefined)
       if (!vocab_.tokens[i].empty()) special_by_length_.push_back(static_cast<int32_t>(i));
   }
-  std::stable_sort(special_by_length_.begin(), special_by_length_.end(),
-                   [&](int32_t a, int32_t b) { return vocab_.tokens[a].size() > vocab_.tokens[b].size(); });
+  std::stable_sort(special_by_length_.begin(), special_by_length_.end(), [&](int32_t a, int32_t b) {
+    return vocab_.tokens[a].size() > vocab_.tokens[b].size();
+  });
 }
 
 int32_t Tokenizer::find(std::string_view token) const {
@@ -64,7 +69,8 @@ int32_t Tokenizer::find(std::string_view token) const {
   return it == token_to_id_.end() ? -1 : it->second;
 }
 
-std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, bool parse_special) const {
+std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special,
+                                       bool parse_special) const {
   // Split the text around special tokens: fragments are either raw text or one id.
   struct Fragment { std::string_view text; int32_t id; };
   std::vector<Fragment> frags;
@@ -107,11 +113,13 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
   bool at_start = true;
   for (int32_t id : ids) {
     if (id < 0 || id >= static_cast<int32_t>(vocab_.size()))
-      fail(ErrorKind::Argument, "token id {} is outside the vocabulary of {} tokens", id, vocab_.size());
+      fail(ErrorKind::Argument, "token id {} is outside the vocabulary of {} tokens", id,
+           vocab_.size());
     if (skip_special && vocab_.types[id] == TokenType::Control) continue;
     std::string piece = token_to_piece(id);
     // SentencePiece drops the space it added in front of the text.
-    if (at_start && vocab_.kind == VocabKind::Spm && vocab_.add_space_prefix && !piece.empty() && piece[0] == ' ')
+    if (at_start && vocab_.kind == VocabKind::Spm && vocab_.add_space_prefix && !piece.empty() &&
+        piece[0] == ' ')
       piece.erase(0, 1);
     at_start = false;
     s += piece;
@@ -123,12 +131,15 @@ std::string Tokenizer::decode(const std::vector<int32_t>& ids, bool skip_special
 
 namespace lowbit {
 
-size_t utf8_sequence_length(uint8_t c) { return c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0; }
+size_t utf8_sequence_length(uint8_t c) {
+  return c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+}
 
 std::vector<std::string_view> utf8_chars(std::string_view s) {
   std::vector<std::string_view> out;
   for (size_t i = 0; i < s.size();) {
-    const size_t n = std::min(std::max<size_t>(1, utf8_sequence_length(static_cast<uint8_t>(s[i]))), s.size() - i);
+    const size_t n = std::min(std::max<size_t>(1, utf8_sequence_length(static_cast<uint8_t>(s[i]))),
+                              s.size() - i);
     out.push_back(s.substr(i, n));
     i += n;
   }
@@ -175,7 +186,9 @@ std::vector<std::string_view> merge_pairs(std::string_view text, const PairPrior
   if (sym.empty()) return {};
   sym.back().next = -1;
   struct Pair { int left, right; double priority; size_t len; };
-  auto worse = [](const Pair& a, const Pair& b) { return a.priority < b.priority || (a.priority == b.priority && a.left > b.left); };
+  auto worse = [](const Pair& a, const Pair& b) {
+    return a.priority < b.priority || (a.priority == b.priority && a.left > b.left);
+  };
   std::priority_queue<Pair, std::vector<Pair>, decltype(worse)> queue(worse);
   auto try_add = [&](int l, int r) {
     if (l < 0 || r < 0) return;
@@ -209,7 +222,8 @@ int byte_from_unicode(std::string_view ch) {
 std::string Tokenizer::token_to_piece(int32_t id) const {
   const std::string& t = vocab_.tokens.at(id);
   const TokenType type = vocab_.types.at(id);
-  if (type == TokenType::Control || type == TokenType::UserDefined || type == TokenType::Unknown) return t;
+  if (type == TokenType::Control || type == TokenType::UserDefined || type == TokenType::Unknown)
+    return t;
   if (vocab_.kind == VocabKind::Spm) {
     // from_chars, not stoi: a byte token such as "<0x\x15A>" is no hex number, and stoi's
     // std::invalid_argument escaped as a crash (found by fuzz_spm_model). Such a token is

@@ -16,13 +16,17 @@ namespace {
 // (?i:...) so Unicode case folding cannot widen the contractions).
 const char* pre_tokenizer_regex(const std::string& pre) {
   static const std::map<std::string, const char*> patterns = {
-      {"gpt2", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
-      {"default", "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+      {"gpt2",
+       "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
+      {"default",
+       "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+"},
       {"llama-bpe",
-       "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+       "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+       "\\p{N}{1,3}| "
        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
       {"qwen2",
-       "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
+       "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|"
+       "\\p{N}| "
        "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"},
   };
   auto it = patterns.find(pre);
@@ -34,14 +38,19 @@ class BpeTokenizer : public Tokenizer {
   BpeTokenizer(Vocab v, const std::string& source) : Tokenizer(std::move(v)) {
     init_index(source);
     const char* pattern = pre_tokenizer_regex(vocab_.pre);
-    if (!pattern) fail(ErrorKind::Unsupported, "{}: BPE pre-tokenizer '{}' is not supported (expected qwen2, llama-bpe or gpt2)", source, vocab_.pre);
+    if (!pattern)
+      fail(ErrorKind::Unsupported,
+           "{}: BPE pre-tokenizer '{}' is not supported (expected qwen2, llama-bpe or gpt2)",
+           source, vocab_.pre);
     // The merges are checked before the regex is compiled: the destructor does not run when
     // the constructor throws, so nothing may be allocated by hand yet (found by fuzz_gguf:
     // a merge without a space leaked the compiled regex).
     for (size_t r = 0; r < vocab_.merges.size(); ++r) {
       const std::string& m = vocab_.merges[r];
       size_t sp = m.find(' ', 1);
-      if (sp == std::string::npos) fail(ErrorKind::Format, "{}: merge #{} '{}' is not two tokens separated by a space", source, r, m);
+      if (sp == std::string::npos)
+        fail(ErrorKind::Format, "{}: merge #{} '{}' is not two tokens separated by a space", source,
+             r, m);
       merge_rank_.emplace(m, static_cast<int32_t>(r));
     }
     int err = 0;
@@ -67,7 +76,8 @@ class BpeTokenizer : public Tokenizer {
     }
     size_t pos = 0;
     while (pos < text.size()) {
-      int rc = pcre2_match(regex_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), pos, PCRE2_NO_UTF_CHECK, match_, nullptr);
+      int rc = pcre2_match(regex_, reinterpret_cast<PCRE2_SPTR>(text.data()), text.size(), pos,
+                           PCRE2_NO_UTF_CHECK, match_, nullptr);
       if (rc < 0) {
         encode_word(text.substr(pos), out);
         break;
@@ -101,14 +111,15 @@ class BpeTokenizer : public Tokenizer {
     for (char c : word) text += byte_to_unicode(static_cast<uint8_t>(c));
     // Adjacent pieces merge when "left right" is in the merge list; the lowest rank wins.
     std::string key;
-    auto pieces = merge_pairs(text, [&](std::string_view l, std::string_view r) -> std::optional<double> {
-      key.assign(l);
-      key += ' ';
-      key += r;
-      auto it = merge_rank_.find(key);
-      if (it == merge_rank_.end()) return std::nullopt;
-      return -static_cast<double>(it->second);
-    });
+    auto pieces =
+        merge_pairs(text, [&](std::string_view l, std::string_view r) -> std::optional<double> {
+          key.assign(l);
+          key += ' ';
+          key += r;
+          auto it = merge_rank_.find(key);
+          if (it == merge_rank_.end()) return std::nullopt;
+          return -static_cast<double>(it->second);
+        });
     for (auto piece : pieces) {
       int32_t id = find(piece);
       if (id >= 0) {

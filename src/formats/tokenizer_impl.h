@@ -27,7 +27,8 @@ int byte_from_unicode(std::string_view ch);  // -1 when `ch` is not in the mappi
 // merging the adjacent pair with the highest priority (ties: leftmost) until no pair has
 // one. `priority(left, right)` gets two adjacent views into `text` and returns nullopt when
 // they must not merge. Returns the final pieces, left to right.
-using PairPriority = std::function<std::optional<double>(std::string_view left, std::string_view right)>;
+using PairPriority =
+    std::function<std::optional<double>(std::string_view left, std::string_view right)>;
 std::vector<std::string_view> merge_pairs(std::string_view text, const PairPriority& priority);
 
 }  // namespace lowbit

@@ -21,7 +21,8 @@ class SpmTokenizer : public Tokenizer {
   }
 
  protected:
-  void encode_fragment(std::string_view fragment, bool at_start, std::vector<int32_t>& out) const override {
+  void encode_fragment(std::string_view fragment, bool at_start,
+                       std::vector<int32_t>& out) const override {
     std::string text;
     if (at_start && vocab_.add_space_prefix) text = "\xe2\x96\x81";
     for (char c : fragment) {
@@ -31,11 +32,12 @@ class SpmTokenizer : public Tokenizer {
     if (text.empty()) return;
 
     // Adjacent pieces merge when their concatenation is a token; the higher score wins.
-    auto pieces = merge_pairs(text, [&](std::string_view l, std::string_view r) -> std::optional<double> {
-      const int32_t id = find(std::string_view(l.data(), l.size() + r.size()));
-      if (id < 0) return std::nullopt;
-      return vocab_.scores[id];
-    });
+    auto pieces =
+        merge_pairs(text, [&](std::string_view l, std::string_view r) -> std::optional<double> {
+          const int32_t id = find(std::string_view(l.data(), l.size() + r.size()));
+          if (id < 0) return std::nullopt;
+          return vocab_.scores[id];
+        });
     for (auto piece : pieces) {
       const int32_t id = find(piece);
       if (id >= 0) {

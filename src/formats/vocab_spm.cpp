@@ -15,7 +15,8 @@ namespace {
 
 class ProtoReader {
  public:
-  ProtoReader(const uint8_t* p, size_t n, const std::string& src, const char* what) : p_(p), end_(p + n), src_(src), what_(what) {}
+  ProtoReader(const uint8_t* p, size_t n, const std::string& src, const char* what)
+      : p_(p), end_(p + n), src_(src), what_(what) {}
   bool done() const { return p_ >= end_; }
   uint64_t varint() {
     uint64_t v = 0;
@@ -36,7 +37,8 @@ class ProtoReader {
   std::pair<const uint8_t*, size_t> bytes() {
     uint64_t n = varint();
     if (n > static_cast<uint64_t>(end_ - p_))
-      fail(ErrorKind::Format, "{}: length {} in {} runs past the end ({} bytes left)", src_, n, what_, end_ - p_);
+      fail(ErrorKind::Format, "{}: length {} in {} runs past the end ({} bytes left)", src_, n,
+           what_, end_ - p_);
     auto r = std::make_pair(p_, static_cast<size_t>(n));
     p_ += n;
     return r;
@@ -54,13 +56,15 @@ class ProtoReader {
       case 1: advance(8); break;
       case 2: bytes(); break;
       case 5: advance(4); break;
-      default: fail(ErrorKind::Format, "{}: unknown protobuf wire type {} in {}", src_, wire, what_);
+      default:
+        fail(ErrorKind::Format, "{}: unknown protobuf wire type {} in {}", src_, wire, what_);
     }
   }
 
  private:
   void advance(size_t n) {
-    if (static_cast<size_t>(end_ - p_) < n) fail(ErrorKind::Format, "{}: truncated field in {}", src_, what_);
+    if (static_cast<size_t>(end_ - p_) < n)
+      fail(ErrorKind::Format, "{}: truncated field in {}", src_, what_);
     p_ += n;
   }
   const uint8_t* p_;
@@ -102,7 +106,9 @@ Vocab parse_spm_model(const uint8_t* data, size_t size, const std::string& src) 
           pr.skip(w);
         }
       }
-      if (type < 1 || type > 6) fail(ErrorKind::Format, "{}: piece #{} '{}' has unknown type {}", src, v.tokens.size(), piece, type);
+      if (type < 1 || type > 6)
+        fail(ErrorKind::Format, "{}: piece #{} '{}' has unknown type {}", src, v.tokens.size(),
+             piece, type);
       v.tokens.push_back(piece);
       v.scores.push_back(score);
       v.types.push_back(static_cast<TokenType>(type));
@@ -136,9 +142,11 @@ Vocab parse_spm_model(const uint8_t* data, size_t size, const std::string& src) 
       top.skip(wire);
     }
   }
-  if (v.tokens.empty()) fail(ErrorKind::Format, "{}: no pieces found; not a SentencePiece model", src);
+  if (v.tokens.empty())
+    fail(ErrorKind::Format, "{}: no pieces found; not a SentencePiece model", src);
   if (model_type != 2)
-    fail(ErrorKind::Unsupported, "{}: SentencePiece model type {} is not supported (only BPE, type 2)", src, model_type);
+    fail(ErrorKind::Unsupported,
+         "{}: SentencePiece model type {} is not supported (only BPE, type 2)", src, model_type);
   v.validate(src);
   return v;
 }
@@ -154,13 +162,15 @@ Vocab read_llama2c_tokenizer(const std::string& path, uint32_t n_vocab) {
   const uint8_t* end = p + f->size();
   auto need = [&](size_t n, const std::string& what) {
     if (static_cast<size_t>(end - p) < n)
-      fail(ErrorKind::Format, "{}: truncated while reading {} (need {} bytes, {} left)", path, what, n, end - p);
+      fail(ErrorKind::Format, "{}: truncated while reading {} (need {} bytes, {} left)", path, what,
+           n, end - p);
   };
   need(4, "max_token_length");
   int32_t max_len;
   std::memcpy(&max_len, p, 4);
   p += 4;
-  if (max_len <= 0 || max_len > 4096) fail(ErrorKind::Format, "{}: max_token_length {} is out of range", path, max_len);
+  if (max_len <= 0 || max_len > 4096)
+    fail(ErrorKind::Format, "{}: max_token_length {} is out of range", path, max_len);
   Vocab v;
   v.kind = VocabKind::Spm;
   v.unk = 0;
@@ -174,7 +184,9 @@ Vocab read_llama2c_tokenizer(const std::string& path, uint32_t n_vocab) {
     std::memcpy(&score, p, 4);
     std::memcpy(&len, p + 4, 4);
     p += 8;
-    if (len < 0 || len > max_len) fail(ErrorKind::Format, "{}: token #{} has length {} (max_token_length {})", path, i, len, max_len);
+    if (len < 0 || len > max_len)
+      fail(ErrorKind::Format, "{}: token #{} has length {} (max_token_length {})", path, i, len,
+           max_len);
     need(len, what);
     std::string s(reinterpret_cast<const char*>(p), len);
     p += len;

@@ -99,7 +99,9 @@ inline void block_header(DType t, const uint8_t* blk, BlockHeader& h) {
       h.sub = 32, h.n_sub = 8;
       h.d = f16_to_f32(b->d);
       for (int s = 0; s < 8; ++s)
-        h.scale[s] = (((b->scales_l[s / 2] >> (4 * (s % 2))) & 15) | (((b->scales_h >> (2 * s)) & 3) << 4)) - 32;
+        h.scale[s] =
+            (((b->scales_l[s / 2] >> (4 * (s % 2))) & 15) | (((b->scales_h >> (2 * s)) & 3) << 4)) -
+            32;
       break;
     }
     case DType::TQ1_0:
@@ -150,7 +152,8 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
   }
   switch (t) {
     case DType::Q4_0:
-      for (int e = 0; e < 32; ++e) v[e] = nibble32(reinterpret_cast<const BlockQ4_0*>(blk)->qs, e) - 8;
+      for (int e = 0; e < 32; ++e)
+        v[e] = nibble32(reinterpret_cast<const BlockQ4_0*>(blk)->qs, e) - 8;
       break;
     case DType::Q4_1:
       for (int e = 0; e < 32; ++e) v[e] = nibble32(reinterpret_cast<const BlockQ4_1*>(blk)->qs, e);
@@ -158,10 +161,15 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
     case DType::Q5_0:
     case DType::Q5_1: {
       const uint8_t *qh, *qs;
-      if (t == DType::Q5_0) qh = reinterpret_cast<const BlockQ5_0*>(blk)->qh, qs = reinterpret_cast<const BlockQ5_0*>(blk)->qs;
-      else qh = reinterpret_cast<const BlockQ5_1*>(blk)->qh, qs = reinterpret_cast<const BlockQ5_1*>(blk)->qs;
+      if (t == DType::Q5_0)
+        qh = reinterpret_cast<const BlockQ5_0*>(blk)->qh,
+        qs = reinterpret_cast<const BlockQ5_0*>(blk)->qs;
+      else
+        qh = reinterpret_cast<const BlockQ5_1*>(blk)->qh,
+        qs = reinterpret_cast<const BlockQ5_1*>(blk)->qs;
       const int offset = t == DType::Q5_0 ? 16 : 0;
-      for (int e = 0; e < 32; ++e) v[e] = (nibble32(qs, e) | ((qh[e / 8] >> (e % 8)) & 1) << 4) - offset;
+      for (int e = 0; e < 32; ++e)
+        v[e] = (nibble32(qs, e) | ((qh[e / 8] >> (e % 8)) & 1) << 4) - offset;
       break;
     }
     case DType::Q8_0:
@@ -181,7 +189,8 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
       break;
     }
     case DType::IQ4_NL:
-      for (int e = 0; e < 32; ++e) v[e] = kIq4nlValues[nibble32(reinterpret_cast<const BlockIQ4_NL*>(blk)->qs, e)];
+      for (int e = 0; e < 32; ++e)
+        v[e] = kIq4nlValues[nibble32(reinterpret_cast<const BlockIQ4_NL*>(blk)->qs, e)];
       break;
     case DType::Q2_K: {
       const auto* b = reinterpret_cast<const BlockQ2_K*>(blk);
@@ -200,11 +209,13 @@ inline void block_values(DType t, const uint8_t* blk, int16_t* v) {
     }
     case DType::Q4_K:
     case DType::Q5_K: {
-      const uint8_t* qs = t == DType::Q4_K ? reinterpret_cast<const BlockQ4_K*>(blk)->qs : reinterpret_cast<const BlockQ5_K*>(blk)->qs;
+      const uint8_t* qs = t == DType::Q4_K ? reinterpret_cast<const BlockQ4_K*>(blk)->qs
+                                           : reinterpret_cast<const BlockQ5_K*>(blk)->qs;
       for (int e = 0; e < 256; ++e) {
         const uint8_t byte = qs[32 * (e / 64) + e % 32];
         v[e] = (e % 64) < 32 ? byte & 15 : byte >> 4;
-        if (t == DType::Q5_K) v[e] |= ((reinterpret_cast<const BlockQ5_K*>(blk)->qh[e % 32] >> (e / 32)) & 1) << 4;
+        if (t == DType::Q5_K)
+          v[e] |= ((reinterpret_cast<const BlockQ5_K*>(blk)->qh[e % 32] >> (e / 32)) & 1) << 4;
       }
       break;
     }

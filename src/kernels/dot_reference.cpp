@@ -44,7 +44,8 @@ float dot_row_blocks(DType t, const uint8_t* w, size_t row_len, const ActRow& a)
       isum += part * h.scale[s];
       if (h.has_min) {
         int64_t qsum = 0;
-        for (int k = 0; k < h.sub / 16; ++k) qsum += a.sum16[(b * tr.block_size + s * h.sub) / 16 + k];
+        for (int k = 0; k < h.sub / 16; ++k)
+          qsum += a.sum16[(b * tr.block_size + s * h.sub) / 16 + k];
         msum += qsum * h.min[s];
       }
     }
@@ -70,7 +71,12 @@ bool has_kernel(DType t) {
   if (quant::is_codebook(t)) return true;
   switch (t) {
     case DType::F32: case DType::F16: case DType::BF16:
-    case DType::Q4_0: case DType::Q4_1: case DType::Q5_0: case DType::Q5_1: case DType::Q8_0: case DType::IQ4_NL:
+    case DType::Q4_0:
+    case DType::Q4_1:
+    case DType::Q5_0:
+    case DType::Q5_1:
+    case DType::Q8_0:
+    case DType::IQ4_NL:
     case DType::Q2_K:
     case DType::Q3_K:
     case DType::Q4_K:
@@ -87,7 +93,8 @@ bool has_kernel(DType t) {
 }
 
 uint32_t act_block(DType t) {
-  if (!has_kernel(t)) fail(ErrorKind::Unsupported, "kernels: no dot product for {} weights", dtype_name(t));
+  if (!has_kernel(t))
+    fail(ErrorKind::Unsupported, "kernels: no dot product for {} weights", dtype_name(t));
   return traits(t).is_float ? 0 : traits(t).block_size;
 }
 
@@ -202,12 +209,14 @@ void quantize_acts_rounded(const float* x, size_t n_rows, size_t row_len, uint32
   round_act_rows_simd(x, n_rows, row_len, bits, clip, range, out);
 }
 
-void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                        const ActRow& a, float* y) {
   for (size_t r = 0; r < n_rows; ++r) {
     const uint8_t* row = w + r * row_bytes;
     if (traits(t).is_float) {
       double s = 0;
-      for (size_t i = 0; i < row_len; ++i) s += static_cast<double>(float_weight(t, row, i)) * a.x[i];
+      for (size_t i = 0; i < row_len; ++i)
+        s += static_cast<double>(float_weight(t, row, i)) * a.x[i];
       y[r] = static_cast<float>(s);
     } else {
       y[r] = dot_row_blocks(t, row, row_len, a);
@@ -215,7 +224,8 @@ void dot_rows_reference(DType t, const uint8_t* w, size_t row_bytes, size_t n_ro
   }
 }
 
-void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+              const ActRow& a, float* y) {
   if (g_force_scalar) return dot_rows_reference(t, w, row_bytes, n_rows, row_len, a, y);
   if (is_sparse_2of4(t)) return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, &a, 1, y, 0);
   if (a.u8 && has_matvec_vnni(t) && packed_gemm_is_fast())
@@ -223,7 +233,8 @@ void dot_rows(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
   dot_rows_simd(t, w, row_bytes, n_rows, row_len, a, y);
 }
 
-void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+                       int32_t* out, size_t ld_out) {
   for (size_t t = 0; t < n_tok; ++t)
     for (size_t r = 0; r < n_rows; ++r) {
       int32_t s = 0;
@@ -232,24 +243,27 @@ void gemm_i8_reference(const int8_t* w, size_t n_rows, size_t cols, const int8_t
     }
 }
 
-void gemm_i8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+void gemm_i8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+             int32_t* out, size_t ld_out) {
   if (g_force_scalar) return gemm_i8_reference(w, n_rows, cols, x, n_tok, out, ld_out);
   gemm_i8_simd(w, n_rows, cols, x, n_tok, out, ld_out);
 }
 
-void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q, float* scales) {
+void quantize_acts_i8(const float* x, size_t n_rows, size_t cols, float static_scale, int8_t* q,
+                      float* scales) {
   for (size_t r = 0; r < n_rows; ++r) {
     const float* xr = x + r * cols;
     float s = static_scale;
     if (s == 0) s = max_abs(xr, cols) / 127.0f;
     scales[r] = s;
     const float inv = s > 0 ? 1.0f / s : 0.0f;
-    for (size_t i = 0; i < cols; ++i) q[r * cols + i] = static_cast<int8_t>(std::clamp(std::lrintf(xr[i] * inv), -127L, 127L));
+    for (size_t i = 0; i < cols; ++i)
+      q[r * cols + i] = static_cast<int8_t>(std::clamp(std::lrintf(xr[i] * inv), -127L, 127L));
   }
 }
 
-void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
-                    size_t n_acts, float* y, size_t ld_y) {
+void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                    const ActRow* acts, size_t n_acts, float* y, size_t ld_y) {
   if (!g_force_scalar && is_sparse_2of4(t))
     return dot_rows_2of4_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
   // One VNNI pass per token: as fast per value as the multi-token kernels, and each token
@@ -261,8 +275,10 @@ void dot_rows_multi(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, 
       matvec_vnni(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
     return;
   }
-  if (!g_force_scalar) return dot_rows_multi_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
-  for (size_t i = 0; i < n_acts; ++i) dot_rows_reference(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
+  if (!g_force_scalar)
+    return dot_rows_multi_simd(t, w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
+  for (size_t i = 0; i < n_acts; ++i)
+    dot_rows_reference(t, w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
 }
 
 void force_scalar(bool on) { g_force_scalar = on; }

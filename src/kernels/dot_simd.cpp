@@ -33,12 +33,14 @@ namespace hn = hwy::HWY_NAMESPACE;
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 
 // No vector unit worth the name: the scalar reference.
-void DotRows(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+void DotRows(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+             const ActRow& a, float* y) {
   dot_rows_reference(static_cast<DType>(t), w, row_bytes, n_rows, row_len, a, y);
 }
-void DotRowsMulti(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts, size_t n_acts,
-                  float* y, size_t ld_y) {
-  for (size_t i = 0; i < n_acts; ++i) dot_rows_reference(static_cast<DType>(t), w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
+void DotRowsMulti(int t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                  const ActRow* acts, size_t n_acts, float* y, size_t ld_y) {
+  for (size_t i = 0; i < n_acts; ++i)
+    dot_rows_reference(static_cast<DType>(t), w, row_bytes, n_rows, row_len, acts[i], y + i * ld_y);
 }
 
 #else
@@ -54,7 +56,9 @@ HWY_INLINE V16 LoadBytes(const uint8_t* p) {
 }
 HWY_INLINE V16 LowNibbles(V16 v) { return hn::And(v, hn::Set(D16(), 15)); }
 HWY_INLINE V16 HighNibbles(V16 v) { return hn::ShiftRight<4>(v); }
-HWY_INLINE V16 Bits(V16 v, int shift, int16_t mask) { return hn::And(hn::ShiftRightSame(v, shift), hn::Set(D16(), mask)); }
+HWY_INLINE V16 Bits(V16 v, int shift, int16_t mask) {
+  return hn::And(hn::ShiftRightSame(v, shift), hn::Set(D16(), mask));
+}
 
 // Decoders that read the block's bytes directly need no preparation per block.
 struct InRegisters {
@@ -70,7 +74,8 @@ struct Q4_1 : InRegisters {
 };
 // Fifth bit: bit e of the 32-bit qh, spread over the lanes by a per-lane bit mask.
 HWY_INLINE V16 FifthBit(const uint8_t* qh, int e) {
-  alignas(32) static constexpr uint16_t kLaneBit[16] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
+  alignas(32) static constexpr uint16_t kLaneBit[16] = {
+      1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768};
   uint32_t bits;
   std::memcpy(&bits, qh, 4);
   const D16 d;
@@ -83,7 +88,8 @@ struct Q5 : InRegisters {
   static V16 Values(const uint8_t* b, int e) {
     const auto* blk = reinterpret_cast<const Block*>(b);
     const V16 q = LoadBytes(blk->qs + e % 16);
-    return hn::Sub(hn::Or(e < 16 ? LowNibbles(q) : HighNibbles(q), FifthBit(blk->qh, e)), hn::Set(D16(), kOffset));
+    return hn::Sub(hn::Or(e < 16 ? LowNibbles(q) : HighNibbles(q), FifthBit(blk->qh, e)),
+                   hn::Set(D16(), kOffset));
   }
 };
 struct Q2_K : InRegisters {
@@ -126,7 +132,8 @@ struct Q3_K : InRegisters {
     const int h = e / 128, k = (e % 128) / 32, l = e % 32;
     const V16 low = Bits(LoadBytes(blk->qs + 32 * h + l), 2 * k, 3);
     const V16 high = Bits(LoadBytes(blk->hmask + l), 4 * h + k, 1);
-    return hn::Sub(hn::Or(low, hn::ShiftLeft<2>(high)), hn::Set(D16(), 4));  // low - 4 unless the high bit is set
+    return hn::Sub(hn::Or(low, hn::ShiftLeft<2>(high)),
+                   hn::Set(D16(), 4));  // low - 4 unless the high bit is set
   }
 };
 struct Q5_K : InRegisters {
@@ -222,7 +229,9 @@ using DWF = hn::Rebind<float, DW32>;
 using VW = hn::Vec<DW>;
 constexpr size_t kW = hn::MaxLanes(DW());
 
-HWY_INLINE VW LoadBytesW(const uint8_t* p) { return hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<uint8_t, DW>(), p)); }
+HWY_INLINE VW LoadBytesW(const uint8_t* p) {
+  return hn::PromoteTo(DW(), hn::LoadU(hn::Rebind<uint8_t, DW>(), p));
+}
 HWY_INLINE auto MulAddPairs(VW w, const int16_t* q, hn::Vec<DW32> acc) {
   auto unused = hn::Zero(DW32());
   return hn::ReorderWidenMulAccumulate(DW32(), w, hn::LoadU(DW(), q), acc, unused);
@@ -231,7 +240,8 @@ HWY_INLINE auto MulAddPairs(VW w, const int16_t* q, hn::Vec<DW32> acc) {
 HWY_INLINE VW TwoScales(int a, int b, size_t lane0) {
   if constexpr (kW >= 32) {
     const hn::Half<DW> dh;
-    return hn::Combine(DW(), hn::Set(dh, static_cast<int16_t>(b)), hn::Set(dh, static_cast<int16_t>(a)));
+    return hn::Combine(DW(), hn::Set(dh, static_cast<int16_t>(b)),
+                       hn::Set(dh, static_cast<int16_t>(a)));
   } else {
     return hn::Set(DW(), static_cast<int16_t>(lane0 < 16 ? a : b));
   }
@@ -260,9 +270,11 @@ void DotRowQ8_0(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
     }
     const float dw = F16(blk->d);
     for (size_t t = 0; t < kT; ++t)
-      facc[b & 1][t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[b & 1][t]);
+      facc[b & 1][t] =
+          hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[b & 1][t]);
   }
-  for (size_t t = 0; t < kT; ++t) y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, hn::Add(facc[0][t], facc[1][t])));
+  for (size_t t = 0; t < kT; ++t)
+    y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, hn::Add(facc[0][t], facc[1][t])));
 }
 
 // Q4_0 (the W4A4 weights): 16 bytes per block, low nibbles values 0–15, high nibbles 16–31,
@@ -324,7 +336,8 @@ void DotRowQ4_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
   for (size_t t = 0; t < kT; ++t) facc[t] = hn::Zero(df), fmin[t] = hn::Zero(dmf);
   for (size_t b = 0; b < n_blocks; ++b) {
     const auto* blk = reinterpret_cast<const quant::BlockQ4_K*>(w) + b;
-    for (size_t off = 0; off < sizeof(*blk); off += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
+    for (size_t off = 0; off < sizeof(*blk); off += 64)
+      hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
     int sc[8];
     alignas(64) int32_t mn16[16];  // min of sub-block j at 2j and 2j + 1
     for (int j = 0; j < 8; ++j) {
@@ -335,10 +348,12 @@ void DotRowQ4_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
     hn::Vec<DW32> acc[kT];
     for (size_t t = 0; t < kT; ++t) acc[t] = hn::Zero(d32);
     for (int g = 0; g < 4; ++g) {  // 64 values: low nibbles are sub-block 2g, high nibbles 2g+1
-      const VW s_lo = hn::Set(DW(), static_cast<int16_t>(sc[2 * g])), s_hi = hn::Set(DW(), static_cast<int16_t>(sc[2 * g + 1]));
+      const VW s_lo = hn::Set(DW(), static_cast<int16_t>(sc[2 * g])),
+               s_hi = hn::Set(DW(), static_cast<int16_t>(sc[2 * g + 1]));
       for (size_t j = 0; j < 32; j += kW) {
         const VW codes = LoadBytesW(blk->qs + 32 * g + j);
-        const VW lo = hn::Mul(hn::And(codes, low4), s_lo), hi = hn::Mul(hn::ShiftRight<4>(codes), s_hi);
+        const VW lo = hn::Mul(hn::And(codes, low4), s_lo),
+                 hi = hn::Mul(hn::ShiftRight<4>(codes), s_hi);
         for (size_t t = 0; t < kT; ++t) {
           const int16_t* q = a[t].q + 256 * b + 64 * g + j;
           acc[t] = MulAddPairs(hi, q + 32, MulAddPairs(lo, q, acc[t]));
@@ -357,7 +372,8 @@ void DotRowQ4_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
     }
   }
   for (size_t t = 0; t < kT; ++t)
-    y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, facc[t])) - hn::GetLane(hn::SumOfLanes(dmf, fmin[t]));
+    y[t * ld_y] =
+        hn::GetLane(hn::SumOfLanes(df, facc[t])) - hn::GetLane(hn::SumOfLanes(dmf, fmin[t]));
 }
 
 template <size_t kT>
@@ -369,7 +385,8 @@ void DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
   for (size_t t = 0; t < kT; ++t) facc[t] = hn::Zero(df);
   for (size_t b = 0; b < n_blocks; ++b) {
     const auto* blk = reinterpret_cast<const quant::BlockQ6_K*>(w) + b;
-    for (size_t off = 0; off < sizeof(*blk); off += 64) hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
+    for (size_t off = 0; off < sizeof(*blk); off += 64)
+      hwy::Prefetch(reinterpret_cast<const uint8_t*>(blk) + kPrefetchAhead + off);
     hn::Vec<DW32> acc[kT];
     for (size_t t = 0; t < kT; ++t) acc[t] = hn::Zero(d32);
     for (int h = 0; h < 2; ++h)      // values 128h + 32k + l
@@ -379,12 +396,15 @@ void DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
           const VW ql = LoadBytesW(blk->ql + 64 * h + 32 * (k & 1) + j);
           const VW lo = k < 2 ? hn::And(ql, low4) : hn::ShiftRight<4>(ql);
           const VW hi = hn::And(hn::ShiftRightSame(LoadBytesW(blk->qh + 32 * h + j), 2 * k), two);
-          const VW v = hn::Mul(hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), offset), TwoScales(blk->scales[sub], blk->scales[sub + 1], j));
-          for (size_t t = 0; t < kT; ++t) acc[t] = MulAddPairs(v, a[t].q + 256 * b + 128 * h + 32 * k + j, acc[t]);
+          const VW v = hn::Mul(hn::Sub(hn::Or(lo, hn::ShiftLeft<4>(hi)), offset),
+                               TwoScales(blk->scales[sub], blk->scales[sub + 1], j));
+          for (size_t t = 0; t < kT; ++t)
+            acc[t] = MulAddPairs(v, a[t].q + 256 * b + 128 * h + 32 * k + j, acc[t]);
         }
       }
     const float dw = F16(blk->d);
-    for (size_t t = 0; t < kT; ++t) facc[t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[t]);
+    for (size_t t = 0; t < kT; ++t)
+      facc[t] = hn::MulAdd(hn::ConvertTo(df, acc[t]), hn::Set(df, dw * a[t].d[b]), facc[t]);
   }
   for (size_t t = 0; t < kT; ++t) y[t * ld_y] = hn::GetLane(hn::SumOfLanes(df, facc[t]));
 }
@@ -393,13 +413,15 @@ void DotRowQ6_K(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, si
 // inside (a tile of weight rows stays in L1/L2 while each group of four tokens passes).
 template <void (*kRow1)(const uint8_t*, size_t, const ActRow*, float*, size_t),
           void (*kRow4)(const uint8_t*, size_t, const ActRow*, float*, size_t)>
-void MultiRows(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks, const ActRow* acts, size_t n_acts, float* y,
-               size_t ld_y) {
+void MultiRows(const uint8_t* w, size_t row_bytes, size_t n_rows, size_t n_blocks,
+               const ActRow* acts, size_t n_acts, float* y, size_t ld_y) {
   size_t t = 0;
   for (; t + 4 <= n_acts; t += 4)
-    for (size_t r = 0; r < n_rows; ++r) kRow4(w + r * row_bytes, n_blocks, acts + t, y + t * ld_y + r, ld_y);
+    for (size_t r = 0; r < n_rows; ++r)
+      kRow4(w + r * row_bytes, n_blocks, acts + t, y + t * ld_y + r, ld_y);
   for (; t < n_acts; ++t)
-    for (size_t r = 0; r < n_rows; ++r) kRow1(w + r * row_bytes, n_blocks, acts + t, y + t * ld_y + r, ld_y);
+    for (size_t r = 0; r < n_rows; ++r)
+      kRow1(w + r * row_bytes, n_blocks, acts + t, y + t * ld_y + r, ld_y);
 }
 
 // f32 / f16 / bf16 weights times f32 activations, the tail in scalar code.
@@ -422,7 +444,8 @@ float DotRowFloat(const T* w, size_t n, const float* x) {
   float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
   for (; i < n; ++i) {
     if constexpr (std::is_same_v<T, float>) s += w[i] * x[i];
-    else if constexpr (std::is_same_v<T, hwy::float16_t>) s += f16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]) * x[i];
+    else if constexpr (std::is_same_v<T, hwy::float16_t>)
+      s += f16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]) * x[i];
     else s += bf16_to_f32(reinterpret_cast<const uint16_t*>(w)[i]) * x[i];
   }
   return s;
@@ -478,28 +501,59 @@ void ForRows(const uint8_t* w, size_t row_bytes, size_t n_rows, float* y, Fn fn)
   for (size_t r = 0; r < n_rows; ++r) y[r] = fn(w + r * row_bytes);
 }
 
-void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+             const ActRow& a, float* y) {
   const DType t = static_cast<DType>(type);
   const size_t nb32 = row_len / 32, nb256 = row_len / 256;
   switch (t) {
-    case DType::F32: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const float*>(r), row_len, a.x); });
-    case DType::F16: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const hwy::float16_t*>(r), row_len, a.x); });
-    case DType::BF16: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRowFloat(reinterpret_cast<const hwy::bfloat16_t*>(r), row_len, a.x); });
+    case DType::F32:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRowFloat(reinterpret_cast<const float*>(r), row_len, a.x);
+      });
+    case DType::F16:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRowFloat(reinterpret_cast<const hwy::float16_t*>(r), row_len, a.x);
+      });
+    case DType::BF16:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRowFloat(reinterpret_cast<const hwy::bfloat16_t*>(r), row_len, a.x);
+      });
     case DType::Q4_0:
       return MultiRows<DotRowQ4_0<1>, DotRowQ4_0<4> >(w, row_bytes, n_rows, nb32, &a, 1, y, 0);
-    case DType::Q4_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q4_1, Q4_1, 32, false>(r, nb32, a); });
-    case DType::Q5_0: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a); });
-    case DType::Q5_1: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a); });
-    case DType::Q8_0: return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4>>(w, row_bytes, n_rows, nb32, &a, 1, y, 0);
+    case DType::Q4_1:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::Q4_1, Q4_1, 32, false>(r, nb32, a);
+      });
+    case DType::Q5_0:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::Q5_0, Q5<quant::BlockQ5_0, 16>, 32, false>(r, nb32, a);
+      });
+    case DType::Q5_1:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::Q5_1, Q5<quant::BlockQ5_1, 0>, 32, false>(r, nb32, a);
+      });
+    case DType::Q8_0:
+      return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4> >(w, row_bytes, n_rows, nb32, &a, 1, y, 0);
     case DType::IQ4_NL:
       return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
         return DotRow<DType::IQ4_NL, Iq4Nl, 32, false>(r, nb32, a);
       });
-    case DType::Q2_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a); });
-    case DType::Q3_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a); });
-    case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
-    case DType::Q5_K: return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) { return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a); });
-    case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
+    case DType::Q2_K:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::Q2_K, Q2_K, 256, true>(r, nb256, a);
+      });
+    case DType::Q3_K:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::Q3_K, Q3_K, 256, true>(r, nb256, a);
+      });
+    case DType::Q4_K:
+      return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4> >(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
+    case DType::Q5_K:
+      return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
+        return DotRow<DType::Q5_K, Q5_K, 256, true>(r, nb256, a);
+      });
+    case DType::Q6_K:
+      return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4> >(w, row_bytes, n_rows, nb256, &a, 1, y, 0);
     case DType::IQ4_XS:
       return ForRows(w, row_bytes, n_rows, y, [&](const uint8_t* r) {
         return DotRow<DType::IQ4_XS, Iq4Xs, 256, true>(r, nb256, a);
@@ -524,15 +578,21 @@ void DotRows(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t
 }
 
 // Several tokens: the multi-token kernels where a type has them, else one token at a time.
-void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
-                  size_t n_acts, float* y, size_t ld_y) {
+void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                  const ActRow* acts, size_t n_acts, float* y, size_t ld_y) {
   switch (static_cast<DType>(type)) {
-    case DType::Q8_0: return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4>>(w, row_bytes, n_rows, row_len / 32, acts, n_acts, y, ld_y);
+    case DType::Q8_0:
+      return MultiRows<DotRowQ8_0<1>, DotRowQ8_0<4> >(w, row_bytes, n_rows, row_len / 32, acts,
+                                                      n_acts, y, ld_y);
     case DType::Q4_0:
       return MultiRows<DotRowQ4_0<1>, DotRowQ4_0<4> >(w, row_bytes, n_rows, row_len / 32, acts,
                                                       n_acts, y, ld_y);
-    case DType::Q4_K: return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
-    case DType::Q6_K: return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4>>(w, row_bytes, n_rows, row_len / 256, acts, n_acts, y, ld_y);
+    case DType::Q4_K:
+      return MultiRows<DotRowQ4_K<1>, DotRowQ4_K<4> >(w, row_bytes, n_rows, row_len / 256, acts,
+                                                      n_acts, y, ld_y);
+    case DType::Q6_K:
+      return MultiRows<DotRowQ6_K<1>, DotRowQ6_K<4> >(w, row_bytes, n_rows, row_len / 256, acts,
+                                                      n_acts, y, ld_y);
     case DType::IQ4_NL:
       return TableRowsMulti<DType::IQ4_NL, Iq4Nl, 32>(w, row_bytes, n_rows, row_len / 32, acts,
                                                       n_acts, y, ld_y);
@@ -546,7 +606,8 @@ void DotRowsMulti(int type, const uint8_t* w, size_t row_bytes, size_t n_rows, s
       LOWBIT_CODEBOOK_TYPES(LOWBIT_CODEBOOK_MULTI)
 #undef LOWBIT_CODEBOOK_MULTI
     default:
-      for (size_t t = 0; t < n_acts; ++t) DotRows(type, w, row_bytes, n_rows, row_len, acts[t], y + t * ld_y);
+      for (size_t t = 0; t < n_acts; ++t)
+        DotRows(type, w, row_bytes, n_rows, row_len, acts[t], y + t * ld_y);
   }
 }
 
@@ -565,13 +626,15 @@ HWY_EXPORT(DotRows);
 HWY_EXPORT(DotRowsMulti);
 HWY_EXPORT(TargetName);
 
-void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y) {
+void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                   const ActRow& a, float* y) {
   HWY_DYNAMIC_DISPATCH(DotRows)(static_cast<int>(t), w, row_bytes, n_rows, row_len, a, y);
 }
 
-void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
-                         size_t n_acts, float* y, size_t ld_y) {
-  HWY_DYNAMIC_DISPATCH(DotRowsMulti)(static_cast<int>(t), w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
+void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                         const ActRow* acts, size_t n_acts, float* y, size_t ld_y) {
+  HWY_DYNAMIC_DISPATCH(DotRowsMulti)
+  (static_cast<int>(t), w, row_bytes, n_rows, row_len, acts, n_acts, y, ld_y);
 }
 
 std::string simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }

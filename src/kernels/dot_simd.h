@@ -7,9 +7,10 @@
 
 namespace lowbit::kernels {
 
-void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow& a, float* y);
-void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len, const ActRow* acts,
-                         size_t n_acts, float* y, size_t ld_y);
+void dot_rows_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                   const ActRow& a, float* y);
+void dot_rows_multi_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
+                         const ActRow* acts, size_t n_acts, float* y, size_t ld_y);
 // Q8_0_S24 and Q4_0_S24 (dot_2of4_simd.cpp): y[t * ld_y + r] for n_acts tokens.
 void dot_rows_2of4_simd(DType t, const uint8_t* w, size_t row_bytes, size_t n_rows, size_t row_len,
                         const ActRow* acts, size_t n_acts, float* y, size_t ld_y);
@@ -40,6 +41,7 @@ void round_act_rows_simd(const float* x, size_t n_rows, size_t row_len, int bits
                          const float* range, QuantizedActs& out);
 void round_act_rows_reference(const float* x, size_t n_rows, size_t row_len, int bits, float clip,
                               const float* range, QuantizedActs& out);
-void gemm_i8_simd(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out);
+void gemm_i8_simd(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+                  int32_t* out, size_t ld_out);
 
 }  // namespace lowbit::kernels

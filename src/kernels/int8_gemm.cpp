@@ -21,7 +21,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 #if HWY_TARGET == HWY_SCALAR || HWY_TARGET == HWY_EMU128
 
-void GemmI8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+void GemmI8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+            int32_t* out, size_t ld_out) {
   gemm_i8_reference(w, n_rows, cols, x, n_tok, out, ld_out);
 }
 
@@ -46,7 +47,8 @@ void Tile(const int8_t* w, size_t cols, const int8_t* x, int32_t* out, size_t ld
     for (size_t t = 0; t < kToks; ++t) xv[t] = hn::PromoteTo(d16, hn::LoadU(d8, x + t * cols + i));
     for (size_t r = 0; r < kRows; ++r) {
       const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, w + r * cols + i));
-      for (size_t t = 0; t < kToks; ++t) acc[r][t] = hn::ReorderWidenMulAccumulate(d32, wv, xv[t], acc[r][t], unused);
+      for (size_t t = 0; t < kToks; ++t)
+        acc[r][t] = hn::ReorderWidenMulAccumulate(d32, wv, xv[t], acc[r][t], unused);
     }
   }
   for (size_t r = 0; r < kRows; ++r)
@@ -59,17 +61,22 @@ void Tile(const int8_t* w, size_t cols, const int8_t* x, int32_t* out, size_t ld
 
 constexpr size_t kRows = 2, kToks = 4;
 
-void GemmI8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+void GemmI8(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+            int32_t* out, size_t ld_out) {
   size_t t = 0;
   for (; t + kToks <= n_tok; t += kToks) {
     size_t r = 0;
-    for (; r + kRows <= n_rows; r += kRows) Tile<kRows, kToks>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
-    for (; r < n_rows; ++r) Tile<1, kToks>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
+    for (; r + kRows <= n_rows; r += kRows)
+      Tile<kRows, kToks>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
+    for (; r < n_rows; ++r)
+      Tile<1, kToks>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
   }
   for (; t < n_tok; ++t) {  // fewer than kToks tokens left: one at a time, four rows per step
     size_t r = 0;
-    for (; r + 4 <= n_rows; r += 4) Tile<4, 1>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
-    for (; r < n_rows; ++r) Tile<1, 1>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
+    for (; r + 4 <= n_rows; r += 4)
+      Tile<4, 1>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
+    for (; r < n_rows; ++r)
+      Tile<1, 1>(w + r * cols, cols, x + t * cols, out + t * ld_out + r, ld_out);
   }
 }
 
@@ -84,7 +91,8 @@ namespace lowbit::kernels {
 
 HWY_EXPORT(GemmI8);
 
-void gemm_i8_simd(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok, int32_t* out, size_t ld_out) {
+void gemm_i8_simd(const int8_t* w, size_t n_rows, size_t cols, const int8_t* x, size_t n_tok,
+                  int32_t* out, size_t ld_out) {
   HWY_DYNAMIC_DISPATCH(GemmI8)(w, n_rows, cols, x, n_tok, out, ld_out);
 }
 

@@ -32,7 +32,8 @@ void rms_norm(const float* x, const float* w, float* y, size_t n_rows, size_t d,
 }
 
 // Rotates each head of x [n, n_heads * hd] by its token's position.
-void apply_rope(float* x, size_t n, uint32_t n_heads, uint32_t hd, size_t pos0, const std::vector<double>& inv_freq, RopeLayout layout) {
+void apply_rope(float* x, size_t n, uint32_t n_heads, uint32_t hd, size_t pos0,
+                const std::vector<double>& inv_freq, RopeLayout layout) {
   const uint32_t half = hd / 2;
   for (size_t t = 0; t < n; ++t) {
     const double pos = static_cast<double>(pos0 + t);
@@ -51,9 +52,13 @@ void apply_rope(float* x, size_t n, uint32_t n_heads, uint32_t hd, size_t pos0, 
   }
 }
 
-std::vector<float> vector_of(const Model& m, const std::string& name) { return to_f32(m.tensor(name)); }
+std::vector<float> vector_of(const Model& m, const std::string& name) {
+  return to_f32(m.tensor(name));
+}
 
-uint64_t row_bytes_of(DType t, uint64_t row_len) { return row_len / traits(t).block_size * traits(t).type_size; }
+uint64_t row_bytes_of(DType t, uint64_t row_len) {
+  return row_len / traits(t).block_size * traits(t).type_size;
+}
 
 // Rows of the KV cache in any is_kv_cache_type: stored in that type, read back as f32.
 struct CacheRows {
@@ -112,7 +117,8 @@ void linear_forward(const TensorView& w, const float* x, size_t n, float* y, int
                        reinterpret_cast<const float*>(w.data), cols, 0.0f, y, rows);
   // Dequantize ~2 MB of rows at a time and multiply them; y columns [r0, r0 + tile). The
   // tiles depend on the shape only, so the sums do not depend on the thread count.
-  const size_t tile_rows = std::max<size_t>(1, std::min<size_t>(rows, (1u << 19) / std::max<size_t>(cols, 1)));
+  const size_t tile_rows =
+      std::max<size_t>(1, std::min<size_t>(rows, (1u << 19) / std::max<size_t>(cols, 1)));
   blas::make_single_threaded();
   parallel_for((rows + tile_rows - 1) / tile_rows, n_threads, [&](uint64_t t0, uint64_t t1) {
     thread_local std::vector<float> tile;
@@ -131,7 +137,9 @@ uint64_t weight_bytes_per_token(const Model& m) {
   for (const TensorView& t : m.tensors)
     if (t.shape.size() == 2 && (t.name != "token_embd.weight" || m.config.tied_embeddings)) {
       auto q8 = m.int8_weights.find(t.name);  // W8A8: the engine reads the int8 form
-      total += q8 == m.int8_weights.end() ? t.nbytes : q8->second.q.size() + q8->second.scale.size() * sizeof(float);
+      total += q8 == m.int8_weights.end()
+                   ? t.nbytes
+                   : q8->second.q.size() + q8->second.scale.size() * sizeof(float);
     }
   return total;
 }
@@ -231,7 +239,8 @@ struct Engine::Impl {
   }
 };
 
-Engine::Engine(const Model& m, EngineOptions opts) : model_(m), opts_(opts), impl_(std::make_unique<Impl>()) {
+Engine::Engine(const Model& m, EngineOptions opts)
+    : model_(m), opts_(opts), impl_(std::make_unique<Impl>()) {
   const ModelConfig& c = m.config;
   opts.n_threads = opts_.n_threads = resolve_threads(opts.n_threads);
   n_ctx_ = opts.n_ctx ? opts.n_ctx : c.n_ctx;
@@ -334,7 +343,8 @@ void check_rounding(const ActivationRounding& r, const ModelConfig& c) {
 
 std::vector<double> rope_frequencies(const Model& m) {
   ModelConfig base = m.config;
-  if (!m.rope_freq_factors.empty()) base.rope_scaling = {};  // the factors already carry the scaling
+  if (!m.rope_freq_factors.empty())
+    base.rope_scaling = {};  // the factors already carry the scaling
   const auto f = rope_inv_freq(base);
   std::vector<double> out;
   for (size_t i = 0; i < f.size(); ++i)
@@ -448,7 +458,8 @@ void Engine::linear_packed(const TensorView& w, float* y) {
   s.pool->run((p.n_panels() + 1) / 2, task);
 }
 
-void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n, float* y) {
+void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* x, size_t n,
+                         float* y) {
   Impl& s = *impl_;
   const size_t rows = q.rows, cols = q.cols;
   s.acts_i8.resize(n * cols);
@@ -457,16 +468,20 @@ void Engine::linear_w8a8(const Int8Weight& q, const TensorView& w, const float* 
   if (!opts_.fast) {
     s.acts_i8_values.resize(n * cols);
     for (size_t t = 0; t < n; ++t)
-      for (size_t i = 0; i < cols; ++i) s.acts_i8_values[t * cols + i] = s.acts_i8_scale[t] * s.acts_i8[t * cols + i];
+      for (size_t i = 0; i < cols; ++i)
+        s.acts_i8_values[t * cols + i] = s.acts_i8_scale[t] * s.acts_i8[t * cols + i];
     return linear_forward(w, s.acts_i8_values.data(), n, y, opts_.n_threads);
   }
   s.sums_i32.resize(n * rows);
   constexpr size_t kTile = 32;
   auto task = [&](size_t tile) {
     const size_t r0 = tile * kTile, nr = std::min(kTile, rows - r0);
-    kernels::gemm_i8(q.q.data() + r0 * cols, nr, cols, s.acts_i8.data(), n, s.sums_i32.data() + r0, rows);
+    kernels::gemm_i8(q.q.data() + r0 * cols, nr, cols, s.acts_i8.data(), n, s.sums_i32.data() + r0,
+                     rows);
     for (size_t t = 0; t < n; ++t)
-      for (size_t r = r0; r < r0 + nr; ++r) y[t * rows + r] = static_cast<float>(s.sums_i32[t * rows + r]) * (s.acts_i8_scale[t] * q.scale[r]);
+      for (size_t r = r0; r < r0 + nr; ++r)
+        y[t * rows + r] =
+            static_cast<float>(s.sums_i32[t * rows + r]) * (s.acts_i8_scale[t] * q.scale[r]);
   };
   s.pool->run((rows + kTile - 1) / kTile, task);
 }
@@ -475,21 +490,24 @@ void Engine::embed(const int32_t* tokens, size_t n, float* x) const {
   const ModelConfig& c = model_.config;
   for (size_t t = 0; t < n; ++t) {
     if (tokens[t] < 0 || static_cast<uint32_t>(tokens[t]) >= c.n_vocab)
-      fail(ErrorKind::Argument, "eval: token id {} is outside the vocabulary of {}", tokens[t], c.n_vocab);
+      fail(ErrorKind::Argument, "eval: token id {} is outside the vocabulary of {}", tokens[t],
+           c.n_vocab);
     dequantize_rows(*impl_->embd, tokens[t], 1, &x[t * c.n_embd]);
   }
 }
 
 void Engine::replace_weight(const std::string& name, const TensorView* w) {
-  std::vector<const TensorView**> slots = {&impl_->embd, &impl_->output};  // the same tensor when tied
+  std::vector<const TensorView**> slots = {&impl_->embd,
+                                           &impl_->output};  // the same tensor when tied
   for (auto& L : impl_->layers)
-    for (const TensorView** slot : {&L.wq, &L.wk, &L.wv, &L.wo, &L.wgate, &L.wup, &L.wdown}) slots.push_back(slot);
+    for (const TensorView** slot : {&L.wq, &L.wk, &L.wv, &L.wo, &L.wgate, &L.wup, &L.wdown})
+      slots.push_back(slot);
   bool found = false;
   for (const TensorView** slot : slots) {
     if ((*slot)->name != name) continue;
     if (w->shape != (*slot)->shape)
-      fail(ErrorKind::Argument, "replace_weight: '{}' is {}, the replacement {}", name, shape_string((*slot)->shape),
-           shape_string(w->shape));
+      fail(ErrorKind::Argument, "replace_weight: '{}' is {}, the replacement {}", name,
+           shape_string((*slot)->shape), shape_string(w->shape));
     impl_->packed.clear();  // callers may have rewritten the old view already: drop every panel
     *slot = w;
     found = true;
@@ -501,7 +519,9 @@ void Engine::set_norm(const std::string& name, std::vector<float> w) {
   for (auto& L : impl_->layers)
     for (std::vector<float>* norm : {&L.attn_norm, &L.ffn_norm})
       if (name == L.prefix + (norm == &L.attn_norm ? "attn_norm.weight" : "ffn_norm.weight")) {
-        if (w.size() != norm->size()) fail(ErrorKind::Argument, "set_norm: '{}' has {} values, got {}", name, norm->size(), w.size());
+        if (w.size() != norm->size())
+          fail(ErrorKind::Argument, "set_norm: '{}' has {} values, got {}", name, norm->size(),
+               w.size());
         *norm = std::move(w);
         return;
       }
@@ -511,8 +531,10 @@ void Engine::set_norm(const std::string& name, std::vector<float> w) {
 void Engine::forward_layer(uint32_t layer, float* x, size_t n) {
   const ModelConfig& c = model_.config;
   Impl& s = *impl_;
-  if (layer >= s.layers.size()) fail(ErrorKind::Argument, "forward_layer: layer {} of {}", layer, s.layers.size());
-  if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
+  if (layer >= s.layers.size())
+    fail(ErrorKind::Argument, "forward_layer: layer {} of {}", layer, s.layers.size());
+  if (n_past_ + n > n_ctx_)
+    fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
   reserve(n);
   const size_t D = c.n_embd, Q = c.q_dim(), KV = c.kv_dim(), F = c.n_ff, hd = c.head_dim;
   const size_t T = n_past_ + n;  // keys visible to the last token
@@ -669,7 +691,8 @@ void Engine::eval(const int32_t* tokens, size_t n, std::vector<float>& logits, b
   const ModelConfig& c = model_.config;
   Impl& s = *impl_;
   if (n == 0) fail(ErrorKind::Argument, "eval: no tokens");
-  if (n_past_ + n > n_ctx_) fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
+  if (n_past_ + n > n_ctx_)
+    fail(ErrorKind::Argument, "eval: {} + {} tokens exceed the context of {}", n_past_, n, n_ctx_);
   std::vector<float>& x = s.x;  // forward_layer resizes the other scratch buffers, not this one
   x.resize(n * c.n_embd);
   embed(tokens, n, x.data());

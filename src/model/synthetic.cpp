@@ -52,7 +52,9 @@ std::vector<TensorSpec> tensor_specs(const ModelConfig& c, float std) {
 
 Model empty_model(const ModelConfig& c, Vocab vocab) {
   c.validate("synthetic model");
-  if (vocab.size() > c.n_vocab) fail(ErrorKind::Argument, "synthetic model: vocabulary of {} tokens exceeds n_vocab {}", vocab.size(), c.n_vocab);
+  if (vocab.size() > c.n_vocab)
+    fail(ErrorKind::Argument, "synthetic model: vocabulary of {} tokens exceeds n_vocab {}",
+         vocab.size(), c.n_vocab);
   vocab.pad_to(c.n_vocab);
   Model m;
   m.format = ModelFormat::Gguf;
@@ -87,7 +89,8 @@ Model make_synthetic_model(ModelConfig c, Vocab vocab, uint64_t seed, DType dtyp
   for (const TensorSpec& s : tensor_specs(c, std)) {
     TensorInfo info{s.name, s.shape.size() == 1 ? DType::F32 : dtype, s.shape};
     const auto x = draw(rng, info.n_values(), s.scale, s.offset);
-    add_tensor(m, info, std::make_shared<std::vector<uint8_t>>(from_f32(x.data(), x.size(), info.dtype)));
+    add_tensor(m, info,
+               std::make_shared<std::vector<uint8_t>>(from_f32(x.data(), x.size(), info.dtype)));
   }
   m.index();
   validate_model_tensors(m);
@@ -99,11 +102,13 @@ ModelConfig synthetic_shape(const std::string& name) {
   c.arch = "llama";
   c.name = "synthetic " + name;
   if (name == "llama-1b") {
-    c.n_vocab = 128256, c.n_embd = 2048, c.n_layer = 16, c.n_head = 32, c.n_head_kv = 8, c.head_dim = 64, c.n_ff = 8192;
+    c.n_vocab = 128256, c.n_embd = 2048, c.n_layer = 16, c.n_head = 32, c.n_head_kv = 8,
+    c.head_dim = 64, c.n_ff = 8192;
     c.tied_embeddings = true;
     c.rope_theta = 500000.0f;
   } else if (name == "llama-8m") {
-    c.n_vocab = 4096, c.n_embd = 256, c.n_layer = 8, c.n_head = 8, c.n_head_kv = 4, c.head_dim = 32, c.n_ff = 768;
+    c.n_vocab = 4096, c.n_embd = 256, c.n_layer = 8, c.n_head = 8, c.n_head_kv = 4, c.head_dim = 32,
+    c.n_ff = 768;
   } else {
     fail(ErrorKind::Argument, "unknown synthetic shape '{}' (llama-1b, llama-8m)", name);
   }
@@ -124,14 +129,16 @@ Model make_synthetic_quantized(ModelConfig c, const std::string& type_or_preset,
   }
   shapes.index();
   std::map<std::string, DType> type_of;
-  for (const TensorPlan& p : plan_quantization(shapes, plan_for_type_or_preset(type_or_preset))) type_of[p.name] = p.type;
+  for (const TensorPlan& p : plan_quantization(shapes, plan_for_type_or_preset(type_or_preset)))
+    type_of[p.name] = p.type;
 
   Model m = empty_model(c, Vocab{});
   std::mt19937_64 rng(seed);
   for (const TensorSpec& s : specs) {
     if (s.shape.size() == 1) {
       const auto x = draw(rng, s.shape[0], s.scale, s.offset);
-      add_tensor(m, {s.name, DType::F32, s.shape}, std::make_shared<std::vector<uint8_t>>(from_f32(x.data(), x.size(), DType::F32)));
+      add_tensor(m, {s.name, DType::F32, s.shape},
+                 std::make_shared<std::vector<uint8_t>>(from_f32(x.data(), x.size(), DType::F32)));
       continue;
     }
     const DType type = type_of.at(s.name);
@@ -142,7 +149,9 @@ Model make_synthetic_quantized(ModelConfig c, const std::string& type_or_preset,
     std::vector<uint8_t> pool_bytes(pool * row_bytes);
     quantize_rows(type, x.data(), pool, cols, nullptr, pool_bytes.data());
     auto bytes = std::make_shared<std::vector<uint8_t>>(rows * row_bytes);
-    for (uint64_t r = 0; r < rows; ++r) std::memcpy(bytes->data() + r * row_bytes, pool_bytes.data() + (r % pool) * row_bytes, row_bytes);
+    for (uint64_t r = 0; r < rows; ++r)
+      std::memcpy(bytes->data() + r * row_bytes, pool_bytes.data() + (r % pool) * row_bytes,
+                  row_bytes);
     add_tensor(m, {s.name, type, s.shape}, std::move(bytes));
   }
   m.index();

@@ -71,7 +71,8 @@ Params two_level_params(const float* x, uint64_t n, const AffineSpec& s) {
 
 // Value at percentile `pct` (0..100) of v (copied, partially sorted).
 float percentile_of(std::vector<float> v, double pct) {
-  const size_t k = std::min(v.size() - 1, static_cast<size_t>(std::floor(pct / 100.0 * (v.size() - 1) + 0.5)));
+  const size_t k =
+      std::min(v.size() - 1, static_cast<size_t>(std::floor(pct / 100.0 * (v.size() - 1) + 0.5)));
   std::nth_element(v.begin(), v.begin() + k, v.end());
   return v[k];
 }
@@ -89,7 +90,8 @@ Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
         const float c = percentile_of(v, s.percentile);
         return params_for_range(-c, c, s);
       }
-      return params_for_range(percentile_of(v, 100.0 - s.percentile), percentile_of(v, s.percentile), s);
+      return params_for_range(percentile_of(v, 100.0 - s.percentile),
+                              percentile_of(v, s.percentile), s);
     }
     case RangeMethod::Mse: {
       Params best = params_for_range(lo, hi, s);
@@ -108,7 +110,9 @@ Params choose_params(const float* x, uint64_t n, const AffineSpec& s) {
 
 }  // namespace
 
-AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec) { return choose_params(x, n, spec); }
+AffineParams affine_group_params(const float* x, uint64_t n, const AffineSpec& spec) {
+  return choose_params(x, n, spec);
+}
 
 const char* affine_format_name(AffineFormat f) {
   switch (f) {
@@ -127,23 +131,32 @@ bool parse_affine_format(const std::string& name, AffineFormat* out) {
 }
 
 std::string AffineSpec::describe() const {
-  const char* r = range == RangeMethod::MinMax ? "minmax" : range == RangeMethod::Percentile ? "percentile" : "mse";
-  const std::string g = group > 0 ? "g" + std::to_string(group) : group == 0 ? "per-channel" : "per-tensor";
+  const char* r = range == RangeMethod::MinMax       ? "minmax"
+                  : range == RangeMethod::Percentile ? "percentile"
+                                                     : "mse";
+  const std::string g = group > 0    ? "g" + std::to_string(group)
+                        : group == 0 ? "per-channel"
+                                     : "per-tensor";
   if (levels != AffineLevels::All)
     return std::string(levels == AffineLevels::Ternary ? "ternary " : "binary ") + g + " " + r;
   return "int" + std::to_string(bits) + " " + g + (symmetric ? " sym " : " asym ") + r;
 }
 
 void validate(const AffineSpec& s) {
-  if (s.bits < 2 || s.bits > 8) fail(ErrorKind::Argument, "affine quantization: bits must be 2..8, got {}", s.bits);
+  if (s.bits < 2 || s.bits > 8)
+    fail(ErrorKind::Argument, "affine quantization: bits must be 2..8, got {}", s.bits);
   if (s.levels != AffineLevels::All && (s.bits != 2 || !s.symmetric))
     fail(ErrorKind::Argument,
          "affine quantization: {} weights are stored as int2 symmetric codes, not int{} {}",
          s.levels == AffineLevels::Ternary ? "ternary" : "binary", s.bits,
          s.symmetric ? "sym" : "asym");
-  if (s.group < -1) fail(ErrorKind::Argument, "affine quantization: group size must be > 0, 0 (per channel) or -1 (per tensor), got {}", s.group);
+  if (s.group < -1)
+    fail(ErrorKind::Argument,
+         "affine quantization: group size must be > 0, 0 (per channel) or -1 (per tensor), got {}",
+         s.group);
   if (s.range == RangeMethod::Percentile && !(s.percentile > 50 && s.percentile <= 100))
-    fail(ErrorKind::Argument, "affine quantization: percentile must be in (50, 100], got {}", s.percentile);
+    fail(ErrorKind::Argument, "affine quantization: percentile must be in (50, 100], got {}",
+         s.percentile);
 }
 
 uint64_t packed_row_bytes(uint64_t cols, int bits) { return (cols * bits + 7) / 8; }
@@ -169,7 +182,8 @@ void unpack_bits(const uint8_t* in, uint64_t n, int bits, uint8_t* codes) {
 
 AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const AffineSpec& s) {
   validate(s);
-  const uint64_t gpr = s.groups_per_row(cols), glen = s.group_len(cols), row_bytes = packed_row_bytes(cols, s.bits);
+  const uint64_t gpr = s.groups_per_row(cols), glen = s.group_len(cols),
+                 row_bytes = packed_row_bytes(cols, s.bits);
   AffineTensor t;
   t.codes.resize(rows * row_bytes);
   const uint64_t n_params = s.group < 0 ? 1 : rows * gpr;
@@ -199,8 +213,10 @@ AffineTensor affine_quantize(const float* x, uint64_t rows, uint64_t cols, const
   return t;
 }
 
-void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& s, float* out) {
-  const uint64_t gpr = s.groups_per_row(cols), glen = s.group_len(cols), row_bytes = packed_row_bytes(cols, s.bits);
+void affine_dequantize(const AffineTensor& t, uint64_t rows, uint64_t cols, const AffineSpec& s,
+                       float* out) {
+  const uint64_t gpr = s.groups_per_row(cols), glen = s.group_len(cols),
+                 row_bytes = packed_row_bytes(cols, s.bits);
   std::vector<uint8_t> codes(cols);
   for (uint64_t r = 0; r < rows; ++r) {
     unpack_bits(t.codes.data() + r * row_bytes, cols, s.bits, codes.data());

@@ -28,7 +28,8 @@ std::string base_of(const std::string& hf_weight_name) {
 }
 
 // Quantizes all rows of one weight with `n_threads` threads (rows split between them).
-AffineTensor quantize_parallel(const std::vector<float>& x, uint64_t rows, uint64_t cols, const AffineSpec& s, int n_threads) {
+AffineTensor quantize_parallel(const std::vector<float>& x, uint64_t rows, uint64_t cols,
+                               const AffineSpec& s, int n_threads) {
   if (s.group < 0) return affine_quantize(x.data(), rows, cols, s);  // one scale for all rows
   AffineTensor out;
   const uint64_t rb = packed_row_bytes(cols, s.bits), gpr = s.groups_per_row(cols);
@@ -72,9 +73,12 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
          "W8A8 checkpoints are written in lowbit's or compressed-tensors' layout, not {}",
          affine_format_name(o.format));
   if (int8_activations && !is_w8(spec))
-    fail(ErrorKind::Argument, "W8A8 needs int8 per-channel symmetric weights, not {}", spec.describe());
+    fail(ErrorKind::Argument, "W8A8 needs int8 per-channel symmetric weights, not {}",
+         spec.describe());
   if (m.format != ModelFormat::HfDir)
-    fail(ErrorKind::Argument, "{}: integer (affine) output is a Hugging Face directory; the source must be one too", m.source);
+    fail(ErrorKind::Argument,
+         "{}: integer (affine) output is a Hugging Face directory; the source must be one too",
+         m.source);
   const auto t0 = std::chrono::steady_clock::now();
   n_threads = resolve_threads(n_threads);
   QuantizeReport report;
@@ -92,7 +96,9 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
     rep.name = src.name;
     rep.shape = src.shape;
     report.n_weights += src.n_values();
-    auto done = [&report, i, n = m.tensors.size(), on_tensor] { if (on_tensor) on_tensor(i, n, report.tensors[i]); };
+    auto done = [&report, i, n = m.tensors.size(), on_tensor] {
+      if (on_tensor) on_tensor(i, n, report.tensors[i]);
+    };
     if (!quant::is_layer_matrix(src)) {
       out.push_back(quant::plain_output(m, src, rep, done));
       report.total_bytes += rep.bytes;
@@ -100,7 +106,8 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
     }
     const uint64_t rows = src.shape[0], cols = src.shape[1];
     const uint64_t gpr = spec.groups_per_row(cols), n_params = spec.group < 0 ? 1 : rows * gpr;
-    const std::vector<uint64_t> param_shape = spec.group < 0 ? std::vector<uint64_t>{1, 1} : std::vector<uint64_t>{rows, gpr};
+    const std::vector<uint64_t> param_shape =
+        spec.group < 0 ? std::vector<uint64_t>{1, 1} : std::vector<uint64_t>{rows, gpr};
     const std::string base = base_of(hf);
     columns[base] = cols;
     rep.type = DType::U8;
@@ -109,7 +116,8 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
     // Quantizes the weight into the cache and measures what was lost.
     auto quantize_into_cache = [&m, &src, &rep, spec, n_threads, cache, rows, cols, &quantizer] {
       const auto x = load_rows(m, src, RopeLayout::Halves);
-      *cache = quantizer ? quantizer(src.name, x, rows, cols) : quantize_parallel(x, rows, cols, spec, n_threads);
+      *cache = quantizer ? quantizer(src.name, x, rows, cols)
+                         : quantize_parallel(x, rows, cols, spec, n_threads);
       std::vector<float> y(x.size());
       affine_dequantize(*cache, rows, cols, spec, y.data());
       rep.rel_rms_error = relative_rms_error(x, y);
@@ -148,7 +156,9 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
       bytes = cache->codes;
     };
     OutputTensor sc{{base + ".scales", DType::F16, param_shape}, n_params * 2, {}};
-    sc.produce = [cache](std::vector<uint8_t>& bytes) { bytes = from_f32(cache->scales.data(), cache->scales.size(), DType::F16); };
+    sc.produce = [cache](std::vector<uint8_t>& bytes) {
+      bytes = from_f32(cache->scales.data(), cache->scales.size(), DType::F16);
+    };
     OutputTensor z{{base + ".zeros", DType::U8, param_shape}, n_params, {}};
     z.produce = [cache, done](std::vector<uint8_t>& bytes) {
       bytes = cache->zeros;
@@ -158,13 +168,17 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
     out.push_back(std::move(sc));
     out.push_back(std::move(z));
   }
-  nlohmann::json meta = {{"bits", spec.bits}, {"group_size", spec.group}, {"sym", spec.symmetric},
-                               {"range", range_name(spec.range)}, {"method", method}, {"columns", columns}};
+  nlohmann::json meta = {{"bits", spec.bits},     {"group_size", spec.group},
+                         {"sym", spec.symmetric}, {"range", range_name(spec.range)},
+                         {"method", method},      {"columns", columns}};
   nlohmann::json acts_meta;
   if (int8_activations) {
     nlohmann::json scales = nlohmann::json::object();
-    for (const auto& [name, s] : int8_activations->input_scales) scales[base_of(gguf_to_hf_name(name))] = s;
-    acts_meta = {{"bits", 8}, {"scheme", int8_activations->static_scales ? "static" : "per-token"}, {"input_scales", scales}};
+    for (const auto& [name, s] : int8_activations->input_scales)
+      scales[base_of(gguf_to_hf_name(name))] = s;
+    acts_meta = {{"bits", 8},
+                 {"scheme", int8_activations->static_scales ? "static" : "per-token"},
+                 {"input_scales", scales}};
   }
 
   if (int8_activations) meta["activations"] = acts_meta;
@@ -191,7 +205,8 @@ QuantizeReport write_affine_model(const Model& m, const std::string& out_dir,
   return report;
 }
 
-void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std::string& meta_json) {
+void load_affine_tensors(Model& m, const std::vector<TensorView>& raw,
+                         const std::string& meta_json) {
   nlohmann::json meta;
   AffineSpec spec;
   try {
@@ -212,20 +227,29 @@ void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std
       const auto& a = meta.at("activations");
       const std::string scheme = a.at("scheme").get<std::string>();
       if (a.at("bits").get<int>() != 8 || (scheme != "per-token" && scheme != "static"))
-        fail(ErrorKind::Format, "{}: 'lowbit.affine' activations must be 8 bits, per-token or static; got {}", m.source, a.dump());
+        fail(ErrorKind::Format,
+             "{}: 'lowbit.affine' activations must be 8 bits, per-token or static; got {}",
+             m.source, a.dump());
       static_acts = scheme == "static";
       if (static_acts) input_scales = a.at("input_scales");
     } catch (const nlohmann::json::exception& e) {
-      fail(ErrorKind::Format, "{}: metadata 'lowbit.affine' activations are not valid: {}", m.source, e.what());
+      fail(ErrorKind::Format, "{}: metadata 'lowbit.affine' activations are not valid: {}",
+           m.source, e.what());
     }
-    if (!is_w8(spec)) fail(ErrorKind::Format, "{}: W8A8 activations need int8 per-channel symmetric weights, not {}", m.source, spec.describe());
+    if (!is_w8(spec))
+      fail(ErrorKind::Format,
+           "{}: W8A8 activations need int8 per-channel symmetric weights, not {}", m.source,
+           spec.describe());
   }
   std::map<std::string, const TensorView*> by_name;
   for (const TensorView& t : raw) by_name[t.name] = &t;
   auto part = [&](const std::string& base, const char* suffix, DType dt) -> const TensorView& {
     auto it = by_name.find(base + suffix);
-    if (it == by_name.end()) fail(ErrorKind::Format, "{}: tensor '{}{}' is missing", m.source, base, suffix);
-    if (it->second->dtype != dt) fail(ErrorKind::Format, "{}: tensor '{}{}' must be {}", m.source, base, suffix, dtype_name(dt));
+    if (it == by_name.end())
+      fail(ErrorKind::Format, "{}: tensor '{}{}' is missing", m.source, base, suffix);
+    if (it->second->dtype != dt)
+      fail(ErrorKind::Format, "{}: tensor '{}{}' must be {}", m.source, base, suffix,
+           dtype_name(dt));
     return *it->second;
   };
   for (auto& [base, cols_json] : meta.at("columns").items()) {
@@ -235,9 +259,10 @@ void load_affine_tensors(Model& m, const std::vector<TensorView>& raw, const std
     const TensorView& z = part(base, ".zeros", DType::U8);
     const uint64_t rows = q.shape.empty() ? 0 : q.shape[0];
     const uint64_t n_params = spec.group < 0 ? 1 : rows * spec.groups_per_row(cols);
-    if (q.shape.size() != 2 || q.shape[1] != packed_row_bytes(cols, spec.bits) || sc.n_values() != n_params || z.n_values() != n_params)
-      fail(ErrorKind::Format, "{}: tensor '{}.qweight' {} does not match {} columns of {}", m.source, base,
-           shape_string(q.shape), cols, spec.describe());
+    if (q.shape.size() != 2 || q.shape[1] != packed_row_bytes(cols, spec.bits) ||
+        sc.n_values() != n_params || z.n_values() != n_params)
+      fail(ErrorKind::Format, "{}: tensor '{}.qweight' {} does not match {} columns of {}",
+           m.source, base, shape_string(q.shape), cols, spec.describe());
     auto grid = std::make_shared<AffineWeight>();
     grid->spec = spec, grid->rows = rows, grid->cols = cols;
     grid->t.codes.assign(q.data, q.data + q.nbytes);

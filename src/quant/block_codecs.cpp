@@ -98,7 +98,8 @@ void quantize_rows(DType t, const float* x, uint64_t n_rows, uint64_t row_len,
                    const float* importance, bool debias, uint8_t* out) {
   const auto& tr = traits(t);
   if (row_len % tr.block_size != 0)
-    fail(ErrorKind::Argument, "cannot quantize rows of {} values to {}: not a multiple of its block size {}", row_len,
+    fail(ErrorKind::Argument,
+         "cannot quantize rows of {} values to {}: not a multiple of its block size {}", row_len,
          tr.name, tr.block_size);
   const BlockCodec* codec = block_codec(t);
   if (!codec) {
@@ -157,7 +158,8 @@ void dequantize_values(DType t, const uint8_t* in, uint64_t n, float* out) {
     to_f32(v, out);
     return;
   }
-  for (uint64_t b = 0; b < n / tr.block_size; ++b) codec->dequantize(in + b * tr.type_size, out + b * tr.block_size);
+  for (uint64_t b = 0; b < n / tr.block_size; ++b)
+    codec->dequantize(in + b * tr.type_size, out + b * tr.block_size);
 }
 
 }  // namespace lowbit

@@ -49,7 +49,8 @@ struct SymSpec {
 };
 
 float sub_error(const SymSpec& p, const float* x, const float* w, float scale) {
-  return p.table ? error_table(x, w, p.len, scale, p.table, 16) : error_symmetric(x, w, p.len, scale, p.qmin, p.qmax);
+  return p.table ? error_table(x, w, p.len, scale, p.table, 16)
+                 : error_symmetric(x, w, p.len, scale, p.qmin, p.qmax);
 }
 
 SymmetricK choose_symmetric_k(const float* x, const float* w, const SymSpec& p) {
@@ -206,7 +207,8 @@ void choose_k4_family(const float* x, const float* w, int qmax, bool zero, Block
 void pack_low_nibbles_k4(const int* codes, uint8_t* qs) {
   for (int g = 0; g < 4; ++g)
     for (int l = 0; l < 32; ++l)
-      qs[32 * g + l] = static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
+      qs[32 * g + l] =
+          static_cast<uint8_t>((codes[64 * g + l] & 15) | ((codes[64 * g + 32 + l] & 15) << 4));
 }
 
 // qh: Q5_K's fifth bits, or null for Q4_K.
@@ -228,7 +230,9 @@ void choose_q4_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
 void choose_zero_q4_k(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   choose_k4_family(x, w, 15, true, reinterpret_cast<BlockQ4_K*>(out), g);
 }
-void set_codes_q4_k(const int* codes, uint8_t* out) { pack_low_nibbles_k4(codes, reinterpret_cast<BlockQ4_K*>(out)->qs); }
+void set_codes_q4_k(const int* codes, uint8_t* out) {
+  pack_low_nibbles_k4(codes, reinterpret_cast<BlockQ4_K*>(out)->qs);
+}
 void dequantize_q4_k(const uint8_t* in, float* y) {
   dequantize_k4_family(reinterpret_cast<const BlockQ4_K*>(in), nullptr, y);
 }
@@ -301,7 +305,8 @@ void dequantize_iq4_xs(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockIQ4_XS*>(in);
   const float d = f16_to_f32(b->d);
   for (int j = 0; j < 8; ++j) {
-    const int ls = ((b->scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((b->scales_h >> (2 * j)) & 3) << 4);
+    const int ls =
+        ((b->scales_l[j / 2] >> (4 * (j % 2))) & 15) | (((b->scales_h >> (2 * j)) & 3) << 4);
     const float dl = d * (ls - 32);
     for (int l = 0; l < 16; ++l) {
       y[32 * j + l] = dl * kIq4nlValues[b->qs[16 * j + l] & 15];

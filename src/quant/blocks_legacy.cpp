@@ -16,7 +16,8 @@ namespace {
 // Nibble layout shared by the 32-value types: value e<16 in the low nibble of qs[e],
 // value e>=16 in the high nibble of qs[e-16].
 void pack_nibbles(const int* codes, uint8_t* qs) {
-  for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>((codes[j] & 15) | ((codes[j + 16] & 15) << 4));
+  for (int j = 0; j < 16; ++j)
+    qs[j] = static_cast<uint8_t>((codes[j] & 15) | ((codes[j + 16] & 15) << 4));
 }
 int nibble(const uint8_t* qs, int e) { return e < 16 ? qs[e] & 15 : qs[e - 16] >> 4; }
 
@@ -33,7 +34,8 @@ int high_bit(const uint8_t* qh, int e) {
 }
 
 // Symmetric grid: value = d*(code - bias), levels [qmin, qmax] = codes - bias, f16 d.
-void choose_symmetric(const float* x, const float* w, int qmin, int qmax, uint16_t* d16, BlockGrid* g) {
+void choose_symmetric(const float* x, const float* w, int qmin, int qmax, uint16_t* d16,
+                      BlockGrid* g) {
   const float d = store_f16(fit_symmetric(x, w, kQK, qmin, qmax), d16);
   g->n_codes = qmax - qmin + 1;
   g->level_bias = -qmin;
@@ -62,7 +64,9 @@ void choose_affine(const float* x, const float* w, int qmax, bool zero, uint16_t
 void choose_q4_0(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   choose_symmetric(x, w, -8, 7, &reinterpret_cast<BlockQ4_0*>(out)->d, g);
 }
-void set_codes_q4_0(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockQ4_0*>(out)->qs); }
+void set_codes_q4_0(const int* codes, uint8_t* out) {
+  pack_nibbles(codes, reinterpret_cast<BlockQ4_0*>(out)->qs);
+}
 void dequantize_q4_0(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ4_0*>(in);
   const float d = f16_to_f32(b->d);
@@ -77,7 +81,9 @@ void choose_zero_q4_1(const float* x, const float* w, uint8_t* out, BlockGrid* g
   auto* b = reinterpret_cast<BlockQ4_1*>(out);
   choose_affine(x, w, 15, true, &b->d, &b->m, g);
 }
-void set_codes_q4_1(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockQ4_1*>(out)->qs); }
+void set_codes_q4_1(const int* codes, uint8_t* out) {
+  pack_nibbles(codes, reinterpret_cast<BlockQ4_1*>(out)->qs);
+}
 void dequantize_q4_1(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockQ4_1*>(in);
   const float d = f16_to_f32(b->d), m = f16_to_f32(b->m);
@@ -138,7 +144,9 @@ void choose_iq4_nl(const float* x, const float* w, uint8_t* out, BlockGrid* g) {
   g->table = kIq4nlValues;
   for (int e = 0; e < kQK; ++e) g->scale[e] = d, g->offset[e] = 0;
 }
-void set_codes_iq4_nl(const int* codes, uint8_t* out) { pack_nibbles(codes, reinterpret_cast<BlockIQ4_NL*>(out)->qs); }
+void set_codes_iq4_nl(const int* codes, uint8_t* out) {
+  pack_nibbles(codes, reinterpret_cast<BlockIQ4_NL*>(out)->qs);
+}
 void dequantize_iq4_nl(const uint8_t* in, float* y) {
   const auto* b = reinterpret_cast<const BlockIQ4_NL*>(in);
   const float d = f16_to_f32(b->d);

@@ -18,7 +18,8 @@ namespace {
 uint64_t smallest_mix(const std::vector<MixTensor>& tensors) {
   uint64_t smallest = 0;
   for (const MixTensor& t : tensors) {
-    if (t.options.empty()) fail(ErrorKind::Argument, "budget: tensor '{}' has no type to choose from", t.name);
+    if (t.options.empty())
+      fail(ErrorKind::Argument, "budget: tensor '{}' has no type to choose from", t.name);
     uint64_t b = UINT64_MAX;
     for (const MixOption& o : t.options) b = std::min(b, o.bytes);
     smallest += b;
@@ -31,7 +32,8 @@ uint64_t smallest_mix(const std::vector<MixTensor>& tensors) {
 void check_budget_fits(const std::vector<MixTensor>& tensors, uint64_t budget) {
   const uint64_t smallest = smallest_mix(tensors);
   if (smallest > budget)
-    fail(ErrorKind::Argument, "budget of {} bytes is below the smallest possible mix ({} bytes)", budget, smallest);
+    fail(ErrorKind::Argument, "budget of {} bytes is below the smallest possible mix ({} bytes)",
+         budget, smallest);
 }
 
 MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget) {
@@ -44,7 +46,8 @@ MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget)
   std::vector<std::vector<uint8_t>> pick(tensors.size(), std::vector<uint8_t>(cap + 1, 0));
   for (size_t t = 0; t < tensors.size(); ++t) {
     const auto& opts = tensors[t].options;
-    if (opts.size() > 255) fail(ErrorKind::Argument, "budget: tensor '{}' has more than 255 options", tensors[t].name);
+    if (opts.size() > 255)
+      fail(ErrorKind::Argument, "budget: tensor '{}' has more than 255 options", tensors[t].name);
     for (size_t c = 0; c <= cap; ++c) {
       double v = inf;
       for (size_t k = 0; k < opts.size(); ++k) {
@@ -57,7 +60,8 @@ MixSolution solve_budget(const std::vector<MixTensor>& tensors, uint64_t budget)
     }
     best.swap(next);
   }
-  if (best[cap] == inf)  // only possible through rounding when the budget is nearly exactly the minimum
+  if (best[cap] ==
+      inf)  // only possible through rounding when the budget is nearly exactly the minimum
     fail(ErrorKind::Argument,
          "budget of {} bytes is too tight for the smallest mix ({} bytes) at {}-byte resolution",
          budget, smallest_mix(tensors), unit);
@@ -110,15 +114,20 @@ double proxy_rank_correlation(const std::vector<MixTensor>& tensors) {
   return sab / std::sqrt(saa * sbb);
 }
 
-void write_recipe(const std::string& path, const std::vector<MixTensor>& tensors, const MixSolution& s, uint64_t budget) {
+void write_recipe(const std::string& path, const std::vector<MixTensor>& tensors,
+                  const MixSolution& s, uint64_t budget) {
   nlohmann::json list = nlohmann::json::array();
   for (size_t t = 0; t < tensors.size(); ++t) {
     const MixOption& o = tensors[t].options[s.choice[t]];
-    list.push_back({{"name", tensors[t].name}, {"type", dtype_name(o.type)}, {"bytes", o.bytes}, {"loss", o.loss},
+    list.push_back({{"name", tensors[t].name},
+                    {"type", dtype_name(o.type)},
+                    {"bytes", o.bytes},
+                    {"loss", o.loss},
                     {"fixed", tensors[t].options.size() == 1}});
   }
-  const nlohmann::json j = {{"format", "lowbit-recipe"}, {"version", 1},          {"budget_bytes", budget},
-                            {"total_bytes", s.bytes},    {"estimated_kld", s.loss}, {"tensors", list}};
+  const nlohmann::json j = {{"format", "lowbit-recipe"}, {"version", 1},
+                            {"budget_bytes", budget},    {"total_bytes", s.bytes},
+                            {"estimated_kld", s.loss},   {"tensors", list}};
   write_file_atomic(path, j.dump(1) + "\n");
 }
 
@@ -133,16 +142,19 @@ std::map<std::string, DType> read_recipe(const std::string& path) {
   // (found by fuzz_recipe).
   if (!j.is_object() || !j.contains("format") || j["format"] != "lowbit-recipe" ||
       !j.contains("tensors") || !j["tensors"].is_array())
-    fail(ErrorKind::Format, "{}: not a lowbit recipe (expected \"format\": \"lowbit-recipe\" and a \"tensors\" list)", path);
+    fail(ErrorKind::Format,
+         "{}: not a lowbit recipe (expected \"format\": \"lowbit-recipe\" and a \"tensors\" list)",
+         path);
   std::map<std::string, DType> out;
   for (size_t i = 0; i < j["tensors"].size(); ++i) {
     const auto& e = j["tensors"][i];
-    if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !e.contains("type") || !e["type"].is_string())
+    if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !e.contains("type") ||
+        !e["type"].is_string())
       fail(ErrorKind::Format, "{}: tensors[{}] needs a \"name\" and a \"type\" string", path, i);
     const auto t = dtype_from_name(e["type"].get<std::string>());
     if (!t || !can_quantize_to(*t))
-      fail(ErrorKind::Format, "{}: tensors[{}] ('{}'): '{}' is not a type lowbit can write", path, i,
-           e["name"].get<std::string>(), e["type"].get<std::string>());
+      fail(ErrorKind::Format, "{}: tensors[{}] ('{}'): '{}' is not a type lowbit can write", path,
+           i, e["name"].get<std::string>(), e["type"].get<std::string>());
     out[e["name"].get<std::string>()] = *t;
   }
   return out;
@@ -158,11 +170,15 @@ uint64_t parse_byte_size(const std::string& text) {
   }
   std::string unit = text.substr(pos);
   for (char& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
-  static const std::map<std::string, double> kUnits = {{"", 1},      {"B", 1},          {"KB", 1e3},       {"MB", 1e6},
-                                                        {"GB", 1e9}, {"KIB", 1024.0},   {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
+  static const std::map<std::string, double> kUnits = {
+      {"", 1},     {"B", 1},        {"KB", 1e3},        {"MB", 1e6},
+      {"GB", 1e9}, {"KIB", 1024.0}, {"MIB", 1048576.0}, {"GIB", 1073741824.0}};
   auto it = kUnits.find(unit);
   if (pos == 0 || it == kUnits.end() || !(v > 0))
-    fail(ErrorKind::Argument, "size '{}': expected a positive number with an optional B, KB, MB, GB, KiB, MiB or GiB suffix", text);
+    fail(ErrorKind::Argument,
+         "size '{}': expected a positive number with an optional B, KB, MB, GB, KiB, MiB or GiB "
+         "suffix",
+         text);
   return static_cast<uint64_t>(v * it->second);
 }
 

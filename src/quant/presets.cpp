@@ -19,7 +19,8 @@ using enum DType;
 using L = LayerSet;
 
 std::vector<Preset> make_presets() {
-  const PresetRule kMoreBitsV{"attn_v", L::MoreBits, Q6_K}, kMoreBitsDown{"ffn_down", L::MoreBits, Q6_K};
+  const PresetRule kMoreBitsV{"attn_v", L::MoreBits, Q6_K},
+      kMoreBitsDown{"ffn_down", L::MoreBits, Q6_K};
   // The 1- and 2-bit presets: attn_v (Q4_K with 4+ query heads per KV head) and the first
   // ffn_down raised to IQ3_S (IQ2_S, IQ2_M) or Q2_K (IQ2_XS, IQ2_XXS, IQ1_*); attn_output
   // raised to IQ3_S (IQ2_S, IQ2_M) or IQ2_XXS (IQ1_*).
@@ -128,7 +129,9 @@ std::vector<Preset> make_presets() {
 bool iequal(const std::string& a, const char* b) {
   size_t i = 0;
   for (; i < a.size() && b[i]; ++i)
-    if (std::toupper(static_cast<unsigned char>(a[i])) != std::toupper(static_cast<unsigned char>(b[i]))) return false;
+    if (std::toupper(static_cast<unsigned char>(a[i])) !=
+        std::toupper(static_cast<unsigned char>(b[i])))
+      return false;
   return i == a.size() && !b[i];
 }
 
@@ -144,7 +147,8 @@ NameParts split_name(const std::string& name) {
     rest = rest.substr(dot + 1);
   }
   const std::string suffix = ".weight";
-  if (rest.size() > suffix.size() && rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0)
+  if (rest.size() > suffix.size() &&
+      rest.compare(rest.size() - suffix.size(), suffix.size(), suffix) == 0)
     rest.resize(rest.size() - suffix.size());
   p.role = rest;
   return p;
@@ -170,7 +174,8 @@ bool layer_selected(LayerSet s, uint32_t i, uint32_t n) {
     case LayerSet::FirstSixteenth: return i < n / 16;
     case LayerSet::FirstTwo: return i < 2;
     case LayerSet::FirstFour: return i < 4;
-    case LayerSet::MoreBits: return i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2);
+    case LayerSet::MoreBits:
+      return i < n / 8 || i >= 7 * n / 8 || (i >= n / 8 && (i - n / 8) % 3 == 2);
     case LayerSet::Middle:
       return i >= n / 8 && i < 7 * n / 8;
   }
@@ -218,7 +223,8 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
     try {
       patterns.emplace_back(t.pattern);
     } catch (const std::regex_error& e) {
-      fail(ErrorKind::Argument, "tensor type pattern '{}': not a valid regular expression ({})", t.pattern, e.what());
+      fail(ErrorKind::Argument, "tensor type pattern '{}': not a valid regular expression ({})",
+           t.pattern, e.what());
     }
   }
   const bool has_output = m.find("output.weight") != nullptr;
@@ -241,7 +247,8 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
       continue;
     }
     const NameParts parts = split_name(t.name);
-    const bool is_output = t.name == "output.weight" || (!has_output && t.name == "token_embd.weight");
+    const bool is_output =
+        t.name == "output.weight" || (!has_output && t.name == "token_embd.weight");
     p.type = preset.base;
     p.reason = PlanReason::Base;
     if (!o.pure) {
@@ -263,13 +270,17 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
         }
       }
     }
-    if (auto r = o.recipe.find(t.name); r != o.recipe.end()) p = {t.name, r->second, "recipe", PlanReason::Recipe};
-    if (is_output && o.output_type) p = {t.name, *o.output_type, "output tensor type", PlanReason::Chosen};
-    if (t.name == "token_embd.weight" && o.token_embedding_type) p = {t.name, *o.token_embedding_type, "token embedding type", PlanReason::Chosen};
+    if (auto r = o.recipe.find(t.name); r != o.recipe.end())
+      p = {t.name, r->second, "recipe", PlanReason::Recipe};
+    if (is_output && o.output_type)
+      p = {t.name, *o.output_type, "output tensor type", PlanReason::Chosen};
+    if (t.name == "token_embd.weight" && o.token_embedding_type)
+      p = {t.name, *o.token_embedding_type, "token embedding type", PlanReason::Chosen};
     for (size_t i = 0; i < patterns.size(); ++i) {
       if (!std::regex_match(t.name, patterns[i])) continue;
       pattern_used[i] = true;
-      p = {t.name, o.tensor_types[i].type, "tensor type " + o.tensor_types[i].pattern, PlanReason::Chosen};
+      p = {t.name, o.tensor_types[i].type, "tensor type " + o.tensor_types[i].pattern,
+           PlanReason::Chosen};
       break;
     }
     // The residual was formed against f16 factors: they stay F16 (or F32).
@@ -284,8 +295,9 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
            t.name, dtype_name(p.type));
     const DType fb = fallback_type(p.type, t.row_len());
     if (fb != p.type) {
-      p.note = fmt::format("fallback: rows of {} values do not fit {} blocks of {}, using {}", t.row_len(),
-                           dtype_name(p.type), traits(p.type).block_size, dtype_name(fb));
+      p.note =
+          fmt::format("fallback: rows of {} values do not fit {} blocks of {}, using {}",
+                      t.row_len(), dtype_name(p.type), traits(p.type).block_size, dtype_name(fb));
       p.type = fb;
       p.reason = PlanReason::Fallback;
     }
@@ -293,8 +305,8 @@ std::vector<TensorPlan> plan_quantization(const Model& m, const QuantizePlanOpti
   }
   for (size_t i = 0; i < pattern_used.size(); ++i)
     if (!pattern_used[i])
-      fail(ErrorKind::Argument, "tensor type pattern '{}': matches no tensor of {}", o.tensor_types[i].pattern,
-           m.source);
+      fail(ErrorKind::Argument, "tensor type pattern '{}': matches no tensor of {}",
+           o.tensor_types[i].pattern, m.source);
   return plan;
 }
 
@@ -304,7 +316,9 @@ uint32_t mix_file_type(const Model& m, const std::vector<TensorPlan>& plan) {
   for (const TensorPlan& p : plan)
     if (m.tensor(p.name).shape.size() >= 2) weights[p.type] += m.tensor(p.name).n_values();
   if (weights.empty()) return kGuessed;
-  const DType most = std::max_element(weights.begin(), weights.end(), [](auto& a, auto& b) { return a.second < b.second; })->first;
+  const DType most = std::max_element(weights.begin(), weights.end(), [](auto& a, auto& b) {
+                       return a.second < b.second;
+                     })->first;
   // llama.cpp's guess from the majority type: the preset named after the type (IQ3_S, not
   // IQ3_M; the preset IQ2_S, mostly of the type IQ2_XS, still has the ftype llama.cpp gives
   // the type IQ2_S), else its _M preset (Q4_K -> Q4_K_M).

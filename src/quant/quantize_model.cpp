@@ -30,8 +30,9 @@ namespace {
 
 // Quantizes rows of x into out: GPTQ when `gptq` and H are given and the type is a block
 // type, round to nearest otherwise.
-void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, const float* importance,
-                     const std::vector<double>* hessian, const GptqOptions* gptq, int n_threads, std::vector<uint8_t>& out) {
+void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len,
+                     const float* importance, const std::vector<double>* hessian,
+                     const GptqOptions* gptq, int n_threads, std::vector<uint8_t>& out) {
   const uint64_t n_rows = x.size() / row_len;
   const auto& tr = traits(type);
   const uint64_t row_bytes = row_len / tr.block_size * tr.type_size;
@@ -47,7 +48,8 @@ void quantize_tensor(DType type, const std::vector<float>& x, uint64_t row_len, 
 }
 
 // Quantized rows of `t` (model layout) with the q/k rows moved to `target` as load_rows does.
-std::vector<uint8_t> rows_in_layout(const Model& m, const TensorView& t, const std::vector<uint8_t>& bytes, RopeLayout target) {
+std::vector<uint8_t> rows_in_layout(const Model& m, const TensorView& t,
+                                    const std::vector<uint8_t>& bytes, RopeLayout target) {
   const uint64_t rows = t.shape[0];
   std::vector<float> index(rows), moved(rows);
   for (uint64_t r = 0; r < rows; ++r) index[r] = static_cast<float>(r);
@@ -75,8 +77,9 @@ void take_figures(TensorReport& r, const PrecomputedTensor& t) {
 
 // Metadata of a quantized file: the model's, the file type (the preset's, or guessed from a
 // mix), the preset and method, and rope_freqs.
-void set_quantized_metadata(const Model& m, const QuantizePlanOptions& o, const std::vector<TensorPlan>& plan,
-                            const std::string& method, GgufWriter& w) {
+void set_quantized_metadata(const Model& m, const QuantizePlanOptions& o,
+                            const std::vector<TensorPlan>& plan, const std::string& method,
+                            GgufWriter& w) {
   const Preset& preset = require_preset(o.preset);
   const bool mix = !o.recipe.empty();  // the preset's rules are not what chose the types
   set_model_metadata(m, w, mix ? mix_file_type(m, plan) : preset.file_type);
@@ -113,11 +116,17 @@ struct GgufQuantizeWriter::Impl {
   std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
 
   Impl(const Model& model, const std::string& path, const QuantizeOptions& opts)
-      : m(model), o(opts), n_threads(resolve_threads(opts.n_threads)), target(gguf_rope_layout(model.config)) {
+      : m(model),
+        o(opts),
+        n_threads(resolve_threads(opts.n_threads)),
+        target(gguf_rope_layout(model.config)) {
     QuantizePlanOptions plan_opts = o.plan;
     plan_opts.has_importance = o.plan.has_importance || o.importance || (o.use_gptq && o.hessian);
     plan = plan_quantization(m, plan_opts);
-    report.method = !o.method.empty() ? o.method : o.use_gptq && o.hessian ? "gptq" : o.importance ? "rtn-importance" : "rtn";
+    report.method = !o.method.empty()         ? o.method
+                    : o.use_gptq && o.hessian ? "gptq"
+                    : o.importance            ? "rtn-importance"
+                                              : "rtn";
     set_quantized_metadata(m, plan_opts, plan, report.method, layout);
     report.rotation = o.rotation;
     if (!o.rotation.empty())
@@ -136,7 +145,8 @@ struct GgufQuantizeWriter::Impl {
       TensorReport& rep = report.tensors[i];
       rep = {src.name, src.shape, plan[i].type, 0, 0, 0, 0, 0, plan[i].note, plan[i].reason};
       if (!tensor_bytes(rep.type, src.row_len(), src.n_values(), &rep.bytes))
-        fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name, shape_string(src.shape), dtype_name(rep.type));
+        fail(ErrorKind::Argument, "tensor '{}': cannot store {} as {}", src.name,
+             shape_string(src.shape), dtype_name(rep.type));
       report.total_bytes += rep.bytes;
       if (!is_lowrank_tensor(src.name)) report.n_weights += src.n_values();  // bytes, not weights
       OutputTensor t;
@@ -262,12 +272,13 @@ struct GgufQuantizeWriter::Impl {
     TensorReport& r = report.tensors[i];
     const std::vector<float>* imp = o.importance ? o.importance(s.name) : nullptr;
     if (imp && imp->size() != s.row_len())
-      fail(ErrorKind::Argument, "importance vector for '{}' has {} values, the tensor has {} columns", s.name, imp->size(),
-           s.row_len());
+      fail(ErrorKind::Argument,
+           "importance vector for '{}' has {} values, the tensor has {} columns", s.name,
+           imp->size(), s.row_len());
     const std::vector<double>* h = o.hessian ? o.hessian(s.name) : nullptr;
     if (h && !h->empty() && h->size() != s.row_len() * s.row_len())
-      fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name, h->size(), s.row_len(),
-           s.row_len());
+      fail(ErrorKind::Argument, "Hessian for '{}' has {} values, the tensor needs {}x{}", s.name,
+           h->size(), s.row_len(), s.row_len());
     const float* importance = imp ? imp->data() : nullptr;
     const bool prune = o.sparsity.active() && is_block_linear(s.name) && s.shape.size() == 2;
     const bool whole =
@@ -291,7 +302,8 @@ struct GgufQuantizeWriter::Impl {
       quantize_tensor(r.type, in, s.row_len(), importance, h, o.use_gptq ? &g : nullptr,
                       n_threads, bytes);
       const std::vector<float> hf = hessian_f32(h, s.row_len());
-      const TensorErrors e = measure_errors(r.type, x, s.row_len(), bytes, h ? &hf : nullptr, n_threads);
+      const TensorErrors e =
+          measure_errors(r.type, x, s.row_len(), bytes, h ? &hf : nullptr, n_threads);
       r.rel_rms_error = e.weight;
       r.rel_output_error = e.output;
       if (prune) r.zero_share = decoded_zero_share(r.type, bytes, x.size());
@@ -321,7 +333,8 @@ struct GgufQuantizeWriter::Impl {
   }
 };
 
-GgufQuantizeWriter::GgufQuantizeWriter(const Model& m, const std::string& path, const QuantizeOptions& o)
+GgufQuantizeWriter::GgufQuantizeWriter(const Model& m, const std::string& path,
+                                       const QuantizeOptions& o)
     : impl_(std::make_unique<Impl>(m, path, o)) {}
 
 GgufQuantizeWriter::~GgufQuantizeWriter() = default;
@@ -340,7 +353,8 @@ void GgufQuantizeWriter::put(const std::string& name, const PrecomputedTensor& t
   const size_t i = slot - s.first;
   TensorReport& r = s.report.tensors[i];
   if (t.bytes.size() != r.bytes)
-    fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", name, t.bytes.size(), r.bytes);
+    fail(ErrorKind::Argument, "precomputed '{}' has {} bytes, expected {}", name, t.bytes.size(),
+         r.bytes);
   if (s.out->complete(slot)) fail(ErrorKind::Argument, "precomputed '{}' given twice", name);
   s.out->write(slot, rows_in_layout(s.m, s.m.tensors[i], t.bytes, s.target));
   take_figures(r, t);
@@ -419,7 +433,8 @@ uint64_t gguf_overhead_bound(const Model& m, const QuantizePlanOptions& o) {
   return header + (offsets.back() - planned) + w.tensors().size() * w.alignment();
 }
 
-QuantizeReport quantize_model_gguf(const Model& m, const std::string& path, const QuantizeOptions& o) {
+QuantizeReport quantize_model_gguf(const Model& m, const std::string& path,
+                                   const QuantizeOptions& o) {
   return GgufQuantizeWriter(m, path, o).finish();
 }
 
@@ -431,7 +446,8 @@ Model quantize_model_in_memory(const Model& m, const QuantizePlanOptions& plan, 
     const auto it = type_of.find(t.name);
     if (it == type_of.end() || t.dtype == it->second || t.shape.size() < 2) continue;
     auto bytes = std::make_shared<std::vector<uint8_t>>();
-    quantize_tensor(it->second, to_f32(t), t.row_len(), nullptr, nullptr, nullptr, resolve_threads(n_threads), *bytes);
+    quantize_tensor(it->second, to_f32(t), t.row_len(), nullptr, nullptr, nullptr,
+                    resolve_threads(n_threads), *bytes);
     t = view_of_bytes(t, it->second, *bytes);
     out.storage.push_back(bytes);
   }
@@ -459,7 +475,10 @@ QuantizePlanOptions plan_for_type_or_preset(const std::string& name) {
     }
   std::string names;
   for (const Preset& p : presets()) names += std::string(names.empty() ? "" : ", ") + p.name;
-  fail(ErrorKind::Argument, "unknown quantization type '{}': not a preset ({}) nor a type with a preset (Q4_K, Q8_0, ...)", name, names);
+  fail(ErrorKind::Argument,
+       "unknown quantization type '{}': not a preset ({}) nor a type with a preset (Q4_K, Q8_0, "
+       "...)",
+       name, names);
 }
 
 }  // namespace lowbit

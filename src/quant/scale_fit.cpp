@@ -37,8 +37,8 @@ struct CodeSums {
   double sw = 0, sx = 0;
   double sq[kMaxCandidates], sqq[kMaxCandidates], sxq[kMaxCandidates];
 };
-void code_sums_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int lo, int hi,
-                     CodeSums& out) {
+void code_sums_batch(const float* x, const float* w, int n, const float* shift, const float* inv,
+                     int k, int lo, int hi, CodeSums& out) {
   using D2 = double __attribute__((vector_size(16)));
   constexpr int kVecs = kMaxCandidates / 4;
   const int nv = (k + 3) / 4;
@@ -48,7 +48,8 @@ void code_sums_batch(const float* x, const float* w, int n, const float* shift, 
     vshift[c / 4][c % 4] = shift[c];
     vinv[c / 4][c % 4] = inv[c];
   }
-  const V4 zero = V4{} + 0.0f, vlo = zero + static_cast<float>(lo), vhi = zero + static_cast<float>(hi);
+  const V4 zero = V4{} + 0.0f, vlo = zero + static_cast<float>(lo),
+           vhi = zero + static_cast<float>(hi);
   double sw = 0, sx = 0;
   for (int i = 0; i < n; ++i) {
     const double wi = weight_at(w, i), wx = wi * x[i];
@@ -78,8 +79,8 @@ void code_sums_batch(const float* x, const float* w, int n, const float* shift, 
 // Least-squares (scale, offset) for fixed codes q_i = round_clamp((x_i - shift) * inv, 0, qmax),
 // for k (shift, inv) pairs in one pass; keeps the K-quant constraint offset <= 0 when asked.
 // A failed fit (singular system) gets scale -1.
-void refit_affine_batch(const float* x, const float* w, int n, const float* shift, const float* inv, int k, int qmax,
-                        bool offset_nonpositive, AffineFit* out) {
+void refit_affine_batch(const float* x, const float* w, int n, const float* shift, const float* inv,
+                        int k, int qmax, bool offset_nonpositive, AffineFit* out) {
   CodeSums s;
   code_sums_batch(x, w, n, shift, inv, k, 0, qmax, s);
   for (int c = 0; c < k; ++c) {
@@ -89,7 +90,8 @@ void refit_affine_batch(const float* x, const float* w, int n, const float* shif
       out[c] = {-1, 0};
       continue;
     }
-    AffineFit f{static_cast<float>((s.sw * xq - q1 * s.sx) / det), static_cast<float>((q2 * s.sx - q1 * xq) / det)};
+    AffineFit f{static_cast<float>((s.sw * xq - q1 * s.sx) / det),
+                static_cast<float>((q2 * s.sx - q1 * xq) / det)};
     if (offset_nonpositive && f.offset > 0) f = {static_cast<float>(q2 > 0 ? xq / q2 : 0), 0.0f};
     out[c] = f;
   }
@@ -116,7 +118,8 @@ float fit_symmetric(const float* x, const float* w, int n, int qmin, int qmax) {
   int k = 0;
   for (int end : {qmax, qmin}) {
     if (end == 0) continue;
-    for (int step = -10; step <= 10; ++step) inv[k++] = (end + 0.1f * step * (end > 0 ? 1 : -1)) / amax;
+    for (int step = -10; step <= 10; ++step)
+      inv[k++] = (end + 0.1f * step * (end > 0 ? 1 : -1)) / amax;
   }
   CodeSums s;
   code_sums_batch(x, w, n, shift, inv, k, qmin, qmax, s);
@@ -148,7 +151,8 @@ float fit_ternary(const float* x, const float* w, int n) {
   return static_cast<float>(best_d);
 }
 
-void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k, int qmax, float* errs) {
+void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k,
+                        int qmax, float* errs) {
   // Four candidates per vector. Each lane does exactly the scalar operations of error_affine,
   // in the same order and without fused multiply-adds, so every sum is bit-identical to the
   // scalar one.
@@ -159,7 +163,8 @@ void error_affine_batch(const float* x, const float* w, int n, const AffineFit* 
   for (int v = 0; v < nv; ++v)
     for (int l = 0; l < kLanes; ++l) {
       const int c = v * kLanes + l;
-      const AffineFit f = c < k ? fits[c] : AffineFit{};  // padding lanes: scale 0, their sums unused
+      const AffineFit f =
+          c < k ? fits[c] : AffineFit{};  // padding lanes: scale 0, their sums unused
       scale[v][l] = f.scale;
       offset[v][l] = f.offset;
       is[v][l] = f.scale > 0 ? 1.0f / f.scale : 0.0f;
@@ -229,7 +234,8 @@ int nearest_level(float v, const int8_t* table, int n_levels) {
   return v - table[lo] < table[hi] - v ? lo : hi;
 }
 
-float error_table(const float* x, const float* w, int n, float d, const int8_t* table, int n_levels) {
+float error_table(const float* x, const float* w, int n, float d, const int8_t* table,
+                  int n_levels) {
   const float id = d != 0 ? 1.0f / d : 0.0f;
   float err = 0;
   for (int i = 0; i < n; ++i) {

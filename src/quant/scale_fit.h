@@ -60,7 +60,9 @@ float error_affine(const float* x, const float* w, int n, float scale, float off
 // runs in the same order as error_affine's (identical results); the k chains of dependent
 // additions are independent, so the CPU overlaps them instead of waiting on one.
 constexpr int kMaxAffineBatch = 25;
-void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k, int qmax, float* errs);
-float error_table(const float* x, const float* w, int n, float d, const int8_t* table, int n_levels);
+void error_affine_batch(const float* x, const float* w, int n, const AffineFit* fits, int k,
+                        int qmax, float* errs);
+float error_table(const float* x, const float* w, int n, float d, const int8_t* table,
+                  int n_levels);
 
 }  // namespace lowbit::quant

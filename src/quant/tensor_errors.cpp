@@ -21,8 +21,8 @@ struct Sums {
 };
 
 // The output error takes one SGEMM per chunk of rows: (W-Q)·H, then a row-wise dot.
-Sums error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                const std::vector<float>* hessian, int n_threads) {
+Sums error_sums(DType type, const std::vector<float>& x, uint64_t row_len,
+                const std::vector<uint8_t>& out, const std::vector<float>* hessian, int n_threads) {
   const uint64_t n_rows = x.size() / row_len, row_bytes = out.size() / n_rows;
   const bool with_h = hessian && hessian->size() == row_len * row_len;
   static const std::vector<float> kNone;
@@ -38,14 +38,16 @@ Sums error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const
     for (uint64_t c0 = r0; c0 < r1; c0 += kChunk) {
       const uint64_t n = std::min(kChunk, r1 - c0);
       const float* xr = x.data() + c0 * row_len;
-      for (uint64_t r = 0; r < n; ++r) dequantize_values(type, out.data() + (c0 + r) * row_bytes, row_len, &y[r * row_len]);
+      for (uint64_t r = 0; r < n; ++r)
+        dequantize_values(type, out.data() + (c0 + r) * row_bytes, row_len, &y[r * row_len]);
       part.add(xr, y.data(), n * row_len);
       if (!with_h) continue;
       for (uint64_t i = 0; i < n * row_len; ++i) d[i] = xr[i] - y[i];
       const int k = static_cast<int>(row_len);
-      for (const auto& [m, acc] : {std::pair{d.data(), &e}, std::pair{const_cast<float*>(xr), &ref}}) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), k, k, 1.0f, m, k, h.data(), k, 0.0f,
-                    dh.data(), k);
+      for (const auto& [m, acc] :
+           {std::pair{d.data(), &e}, std::pair{const_cast<float*>(xr), &ref}}) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(n), k, k, 1.0f, m,
+                    k, h.data(), k, 0.0f, dh.data(), k);
         for (uint64_t i = 0; i < n * row_len; ++i) *acc += static_cast<double>(dh[i]) * m[i];
       }
     }
@@ -59,14 +61,16 @@ Sums error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const
 
 }  // namespace
 
-TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            const std::vector<float>* hessian, int n_threads) {
+TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len,
+                            const std::vector<uint8_t>& out, const std::vector<float>* hessian,
+                            int n_threads) {
   const Sums s = error_sums(type, x, row_len, out, hessian, n_threads);
-  return {s.weight.relative_rms(), s.out_ref > 0 ? std::sqrt(std::max(0.0, s.out_err) / s.out_ref) : 0.0};
+  return {s.weight.relative_rms(),
+          s.out_ref > 0 ? std::sqrt(std::max(0.0, s.out_err) / s.out_ref) : 0.0};
 }
 
-ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            int n_threads) {
+ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len,
+                            const std::vector<uint8_t>& out, int n_threads) {
   return error_sums(type, x, row_len, out, nullptr, n_threads).weight;
 }
 

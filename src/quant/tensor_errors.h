@@ -17,12 +17,13 @@ struct TensorErrors {
 
 // x: [rows, row_len] f32; out: the quantized rows of `type`; hessian: [row_len²] in f32 (the
 // SGEMM's precision; callers measuring several quantizations convert once), or null.
-TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            const std::vector<float>* hessian, int n_threads);
+TensorErrors measure_errors(DType type, const std::vector<float>& x, uint64_t row_len,
+                            const std::vector<uint8_t>& out, const std::vector<float>* hessian,
+                            int n_threads);
 
 // Σ (x - Q(x))² and Σ x² of a piece of a tensor, to add up over row chunks.
-ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len, const std::vector<uint8_t>& out,
-                            int n_threads);
+ErrorSums weight_error_sums(DType type, const std::vector<float>& x, uint64_t row_len,
+                            const std::vector<uint8_t>& out, int n_threads);
 
 // Share of the n values of `bytes` (of `type`) that decode to exactly 0 (pruned weights).
 double decoded_zero_share(DType type, const std::vector<uint8_t>& bytes, uint64_t n);

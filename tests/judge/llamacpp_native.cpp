@@ -86,12 +86,14 @@ int main(int argc, char** argv) {
   if (cmd == "quantize-rows" && (argc == 8 || argc == 9)) {
     void* base = open_lib(dir, "libggml-base.so");
     auto init = sym<void (*)(int)>(base, "ggml_quantize_init");
-    auto chunk = sym<size_t (*)(int, const float*, void*, int64_t, int64_t, int64_t, const float*)>(base, "ggml_quantize_chunk");
+    auto chunk = sym<size_t (*)(int, const float*, void*, int64_t, int64_t, int64_t, const float*)>(
+        base, "ggml_quantize_chunk");
     auto row_size = sym<size_t (*)(int, int64_t)>(base, "ggml_row_size");
     const int type = std::atoi(argv[3]);
     const int64_t rows = std::atoll(argv[4]), row_len = std::atoll(argv[5]);
     auto in = read_all(argv[6]);
-    if (static_cast<int64_t>(in.size()) != rows * row_len * 4) die("input size does not match ROWS x ROW_LEN");
+    if (static_cast<int64_t>(in.size()) != rows * row_len * 4)
+      die("input size does not match ROWS x ROW_LEN");
     std::vector<char> imatrix;
     if (argc == 9) imatrix = read_all(argv[8]);
     init(type);
@@ -120,7 +122,8 @@ int main(int argc, char** argv) {
       char rest[1024];
     };
     auto defaults = sym<Params (*)()>(llama, "llama_model_quantize_default_params");
-    auto quantize = sym<uint32_t (*)(const char*, const char*, const Params*)>(llama, "llama_model_quantize");
+    auto quantize =
+        sym<uint32_t (*)(const char*, const char*, const Params*)>(llama, "llama_model_quantize");
     Params p = defaults();
     p.ftype = std::atoi(argv[5]);
     p.nthread = std::atoi(argv[6]);

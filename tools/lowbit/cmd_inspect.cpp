@@ -20,19 +20,21 @@ void print_tensor_table(const std::vector<TensorView>& tensors) {
   uint64_t total_bytes = 0, total_values = 0;
   for (const auto& t : tensors) {
     const double bpw = t.n_values() ? 8.0 * t.nbytes / t.n_values() : 0;
-    fmt::print("{:<40} {:<16} {:<8} {:>12} {:>7.3f}\n", t.name, shape_string(t.shape), dtype_name(t.dtype), t.nbytes, bpw);
+    fmt::print("{:<40} {:<16} {:<8} {:>12} {:>7.3f}\n", t.name, shape_string(t.shape),
+               dtype_name(t.dtype), t.nbytes, bpw);
     total_bytes += t.nbytes;
     total_values += t.n_values();
   }
-  fmt::print("{} tensors, {} values, {} bytes, {:.3f} bits per weight\n", tensors.size(), total_values, total_bytes,
-             total_values ? 8.0 * total_bytes / total_values : 0.0);
+  fmt::print("{} tensors, {} values, {} bytes, {:.3f} bits per weight\n", tensors.size(),
+             total_values, total_bytes, total_values ? 8.0 * total_bytes / total_values : 0.0);
 }
 
 void inspect_gguf(const std::string& path) {
   auto g = GgufFile::open(path);
-  fmt::print("GGUF v{}  alignment {}  data at offset {}\n\nmetadata ({} keys):\n", g->version(), g->alignment(), g->data_offset(),
-             g->metadata().size());
-  for (const auto& [k, v] : g->metadata()) fmt::print("  {:<45} {:<7} {}\n", k, gguf_type_name(v.type), v.to_string());
+  fmt::print("GGUF v{}  alignment {}  data at offset {}\n\nmetadata ({} keys):\n", g->version(),
+             g->alignment(), g->data_offset(), g->metadata().size());
+  for (const auto& [k, v] : g->metadata())
+    fmt::print("  {:<45} {:<7} {}\n", k, gguf_type_name(v.type), v.to_string());
   std::vector<TensorView> views;
   for (const auto& t : g->tensors()) views.push_back(t.view);
   fmt::print("\n");
@@ -47,7 +49,8 @@ void print_config(const char* what, const std::string& path, const ModelConfig& 
       c.rope_theta);
 }
 
-void print_safetensors(const std::map<std::string, std::string>& metadata, const std::vector<TensorView>& tensors) {
+void print_safetensors(const std::map<std::string, std::string>& metadata,
+                       const std::vector<TensorView>& tensors) {
   fmt::print("metadata ({} keys):\n", metadata.size());
   for (const auto& [k, v] : metadata) fmt::print("  {:<45} {}\n", k, v);
   fmt::print("\n");
@@ -58,7 +61,8 @@ void print_safetensors(const std::map<std::string, std::string>& metadata, const
 
 Action add_inspect(CLI::App& app) {
   auto path = std::make_shared<std::string>();
-  auto* c = app.add_subcommand("inspect", "Print the header, metadata and tensor table of a model file");
+  auto* c =
+      app.add_subcommand("inspect", "Print the header, metadata and tensor table of a model file");
   c->add_option("file", *path,
                 "GGUF file, .safetensors file, llama2.c .bin or Hugging Face model directory")
       ->required();
@@ -67,7 +71,9 @@ Action add_inspect(CLI::App& app) {
     if (fs::is_directory(*path)) {
       Model m = load_model(*path);
       print_config("Hugging Face model directory", *path, m.config);
-      fmt::print("tokenizer: {} tokens ({})\n", m.vocab.size(), m.vocab.kind == VocabKind::Spm ? "SentencePiece BPE" : "byte-level BPE " + m.vocab.pre);
+      fmt::print(
+          "tokenizer: {} tokens ({})\n", m.vocab.size(),
+          m.vocab.kind == VocabKind::Spm ? "SentencePiece BPE" : "byte-level BPE " + m.vocab.pre);
       auto ck = SafetensorsCheckpoint::open_dir(*path);
       print_safetensors(ck->metadata(), ck->tensors());
       return 0;

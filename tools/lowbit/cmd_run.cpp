@@ -77,7 +77,9 @@ void add_engine_flags(CLI::App* c, EngineFlags& f, const std::string& default_ke
                 "int8 panels (before --blas-batch); 0: never")
       ->capture_default_str();
   add_rounding_flags(c, f.rounding);
-  c->add_option("--quantize", f.quantize, "quantize the weights in memory at load time: a preset (Q4_K_M) or a type (Q8_0, Q4_K)");
+  c->add_option(
+      "--quantize", f.quantize,
+      "quantize the weights in memory at load time: a preset (Q4_K_M) or a type (Q8_0, Q4_K)");
 }
 
 EngineOptions engine_options(const EngineFlags& f, uint32_t n_ctx) {
@@ -112,13 +114,16 @@ Action add_run(CLI::App& app) {
   c->add_option("model", o->model, "model directory, .gguf file or llama2.c .bin")->required();
   c->add_option("-p,--prompt", o->prompt, "prompt text (empty: start from BOS)");
   c->add_option("-n,--n-predict", o->gen.n_predict, "tokens to generate")->capture_default_str();
-  c->add_option("--temp", o->gen.sampler.temperature, "temperature; 0 is greedy")->capture_default_str();
-  c->add_option("--top-k", o->gen.sampler.top_k, "sample from the k most likely tokens (0: all)")->capture_default_str();
+  c->add_option("--temp", o->gen.sampler.temperature, "temperature; 0 is greedy")
+      ->capture_default_str();
+  c->add_option("--top-k", o->gen.sampler.top_k, "sample from the k most likely tokens (0: all)")
+      ->capture_default_str();
   c->add_option("--top-p", o->gen.sampler.top_p, "nucleus sampling mass")->capture_default_str();
   c->add_option("--seed", o->gen.sampler.seed, "random seed")->capture_default_str();
   add_engine_flags(c, o->engine, "fast");
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
-  c->add_flag("--ignore-eos", [o](int64_t) { o->gen.stop_at_eos = false; }, "keep generating after EOS");
+  c->add_flag(
+      "--ignore-eos", [o](int64_t) { o->gen.stop_at_eos = false; }, "keep generating after EOS");
   return [o]() {
     const Model m = prepare_model(load_model(o->model, {o->tokenizer}), o->engine);
     auto tok = Tokenizer::create(m.vocab, o->model);
@@ -137,9 +142,11 @@ Action add_run(CLI::App& app) {
       std::fflush(stdout);
       printed = std::move(text);
     });
-    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     fmt::print("\n");
-    fmt::print(stderr, "[{} prompt + {} generated tokens, {:.1f} tokens/s]\n", prompt.size(), out.size(), out.size() / secs);
+    fmt::print(stderr, "[{} prompt + {} generated tokens, {:.1f} tokens/s]\n", prompt.size(),
+               out.size(), out.size() / secs);
     return 0;
   };
 }

@@ -10,7 +10,10 @@
 namespace lowbit::cli {
 
 Action add_tokenize(CLI::App& app) {
-  struct Opts { std::string model, prompt, file, tokenizer; bool json = false, no_bos = false, parse_special = false; };
+  struct Opts {
+    std::string model, prompt, file, tokenizer;
+    bool json = false, no_bos = false, parse_special = false;
+  };
   auto o = std::make_shared<Opts>();
   auto* c = app.add_subcommand("tokenize", "Print the token ids of a text");
   c->add_option("model", o->model, "model directory, .gguf file or llama2.c .bin")->required();
@@ -19,7 +22,8 @@ Action add_tokenize(CLI::App& app) {
   c->add_option("--tokenizer", o->tokenizer, "llama2.c tokenizer .bin");
   c->add_flag("--json", o->json, "print {\"tokens\": [...]}");
   c->add_flag("--no-bos", o->no_bos, "do not add BOS/EOS");
-  c->add_flag("--parse-special", o->parse_special, "turn control tokens written in the text into their ids");
+  c->add_flag("--parse-special", o->parse_special,
+              "turn control tokens written in the text into their ids");
   return [o]() {
     Model m = load_model(o->model, {o->tokenizer});
     auto tok = Tokenizer::create(m.vocab, o->model);

@@ -63,7 +63,8 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 1;  // --help is 0; every bad flag is 1, like every other bad input
+    return app.exit(e) == 0 ? 0
+                            : 1;  // --help is 0; every bad flag is 1, like every other bad input
   } catch (const lowbit::Error& e) {  // from a flag's own parser (--mix-types)
     return input_error(e);
   }

@@ -252,26 +252,13 @@ TEST(Cli, QuantizeWithAwqCarriesTheRescaledNorms) {
   EXPECT_EQ(method.rfind("awq+gptq sequential calib=8x128", 0), 0u) << method;
   EXPECT_NE(method.find("awq_grid=4 awq_objective=block awq_windows=2"), std::string::npos)
       << method;
-  r = test::run_cli({"quantize",
-                     model,
-                     "-o",
-                     dir.file("d.gguf"),
-                     "--type",
-                     "Q4_K_M",
-                     "--method",
-                     "awq",
-                     "--awq-clip",
-                     "--awq-objective",
-                     "layer",
-                     "--awq-sub-passes",
-                     "2",
-                     "--calib",
-                     test::shared_path("data/calibration/calib-en-1mb.txt"),
-                     "--calib-samples",
-                     "4",
-                     "--calib-ctx",
-                     "128",
-                     "-q"});
+  // clang-format off
+  r = test::run_cli({"quantize", model, "-o", dir.file("d.gguf"), "--type", "Q4_K_M",
+                     "--method", "awq", "--awq-clip", "--awq-objective", "layer",
+                     "--awq-sub-passes", "2",
+                     "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"),
+                     "--calib-samples", "4", "--calib-ctx", "128", "-q"});
+  // clang-format on
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const std::string clip_method =
       GgufFile::open(dir.file("d.gguf"))->get_string("lowbit.quantize.method");

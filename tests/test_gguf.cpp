@@ -115,24 +115,11 @@ TEST(Gguf, WriteReadIsExactForEveryMetadataType) {
   EXPECT_EQ(g->alignment(), 64u);
   EXPECT_EQ(g->data_offset() % 64, 0u);
   ASSERT_EQ(g->metadata().size(), 18u);
-  const char* keys[] = {"general.alignment",
-                        "t.u8",
-                        "t.i8",
-                        "t.u16",
-                        "t.i16",
-                        "t.u32",
-                        "t.i32",
-                        "t.u64",
-                        "t.i64",
-                        "t.f32",
-                        "t.f64",
-                        "t.bool",
-                        "t.string",
-                        "t.empty_string",
-                        "t.strings",
-                        "t.f32s",
-                        "t.nested",
-                        "t.empty_array"};
+  // clang-format off
+  const char* keys[] = {"general.alignment", "t.u8", "t.i8", "t.u16", "t.i16", "t.u32", "t.i32",
+                        "t.u64", "t.i64", "t.f32", "t.f64", "t.bool", "t.string",
+                        "t.empty_string", "t.strings", "t.f32s", "t.nested", "t.empty_array"};
+  // clang-format on
   for (size_t k = 0; k < 18; ++k) EXPECT_EQ(g->metadata()[k].first, keys[k]);
   EXPECT_EQ(g->find("t.i64")->i, INT64_MIN);
   EXPECT_EQ(g->find("t.u64")->u, ~0ull);

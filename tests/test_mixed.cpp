@@ -140,18 +140,11 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
   test::TempDir dir;
   const std::string model = test::shared_path("models/tinyllm-8m");
   const std::string calib = test::shared_path("data/calibration/calib-en-1mb.txt");
-  const std::vector<std::string> small = {"--calib",
-                                          calib,
-                                          "--calib-samples",
-                                          "4",
-                                          "--calib-ctx",
-                                          "128",
-                                          "--sensitivity-windows",
-                                          "1",
-                                          "--sensitivity-ctx",
-                                          "64",
-                                          "-q",
-                                          "--json"};
+  // clang-format off
+  const std::vector<std::string> small = {"--calib", calib, "--calib-samples", "4",
+                                          "--calib-ctx", "128", "--sensitivity-windows", "1",
+                                          "--sensitivity-ctx", "64", "-q", "--json"};
+  // clang-format on
   auto with = [&](std::vector<std::string> args) {
     args.insert(args.end(), small.begin(), small.end());
     return test::run_cli(args);
@@ -209,32 +202,18 @@ TEST(Cli, QuantizeToABudgetWritesAReplayableRecipe) {
 
 TEST(Cli, SweepWritesCsvAndPlot) {
   test::TempDir dir;
-  auto r = test::run_cli({"sweep",
-                          test::shared_path("models/tinyllm-8m"),
-                          "--calib",
-                          test::shared_path("data/calibration/calib-en-1mb.txt"),
-                          "--calib-samples",
-                          "4",
-                          "--calib-ctx",
-                          "128",
-                          "--sensitivity-windows",
-                          "1",
-                          "--sensitivity-ctx",
-                          "64",
-                          "-f",
-                          test::shared_path("data/wikitext-2/wikitext-2-test.txt"),
-                          "--chunks",
-                          "2",
-                          "--bpw",
-                          "2:4:2",
-                          "--presets",
-                          "Q4_K_M",
-                          "-o",
-                          dir.path(),
-                          "-q"});
+  // clang-format off
+  auto r = test::run_cli({"sweep", test::shared_path("models/tinyllm-8m"),
+                          "--calib", test::shared_path("data/calibration/calib-en-1mb.txt"),
+                          "--calib-samples", "4", "--calib-ctx", "128",
+                          "--sensitivity-windows", "1", "--sensitivity-ctx", "64",
+                          "-f", test::shared_path("data/wikitext-2/wikitext-2-test.txt"),
+                          "--chunks", "2", "--bpw", "2:4:2", "--presets", "Q4_K_M",
+                          "-o", dir.path(), "-q"});
+  // clang-format on
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.err.find("mix at 2 bpw skipped: budget of"), std::string::npos)
-      << r.err;  // below the smallest mix
+  // below the smallest mix
+  EXPECT_NE(r.err.find("mix at 2 bpw skipped: budget of"), std::string::npos) << r.err;
   const std::string csv = test::read_file(dir.file("sweep.csv"));
   EXPECT_EQ(csv.rfind("kind,name,bits_per_weight,tensor_bytes,ppl,kld_mean,same_top1\nmix,4,", 0),
             0u)

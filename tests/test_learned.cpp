@@ -36,8 +36,8 @@ TEST(GridTensor, CodesAndValuesAreThoseTheBytesStore) {
     EXPECT_EQ(g.decode(codes), stored);
     for (uint64_t i = 0; i < stored.size(); i += 7) {
       EXPECT_NEAR(g.value(i, float(codes[i])), stored[i], 1e-6f * (1 + std::fabs(stored[i])));
-      const int up =
-          std::min(codes[i] + 1, g.n_codes() - 1);  // another code decodes to its grid point
+      // another code decodes to its grid point
+      const int up = std::min(codes[i] + 1, g.n_codes() - 1);
       std::vector<int> moved = codes;
       moved[i] = up;
       EXPECT_NEAR(g.decode(moved)[i], g.value(i, float(up)), 1e-6f * (1 + std::fabs(stored[i])));

@@ -27,11 +27,11 @@ inline constexpr bool kGptqGgufActOrder = false, kGptqAffineActOrder = true;
 
 struct GptqOptions {
   double damp = 0.01;  // added to the diagonal: damp * mean(diag(H)); raised x10 if Cholesky fails
-  bool act_order =
-      true;  // with groups or blocks, implies static groups (parameters from the original W)
+  // with groups or blocks, implies static groups (parameters from the original W)
+  bool act_order = true;
   int n_threads = 0;  // rows are swept in parallel; 0 = all cores
-  uint64_t batch =
-      128;  // columns per lazy update (the trailing columns are updated by one GEMM per batch)
+  // columns per lazy update (the trailing columns are updated by one GEMM per batch)
+  uint64_t batch = 128;
   // Pruning in the same sweep (lowbit/sparsity.h): SparseGPT chooses `prune`'s zeros at each
   // batch (unstructured, per tile of rows x batch columns) or each group of M columns (N:M;
   // act-order is then off); `mask` ([rows, cols], 1 = pruned; read during the call) is a mask

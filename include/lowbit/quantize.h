@@ -66,8 +66,8 @@ struct QuantizePlanOptions {
   std::vector<TypeOverride> tensor_types;  // first matching pattern wins
   std::optional<DType> output_type, token_embedding_type;
   bool pure = false;            // base type everywhere (no mix); overrides still apply
-  std::map<std::string, DType>
-      recipe;  // tensor -> type from a budget solve or a recipe file (overrides still win)
+  // tensor -> type from a budget solve or a recipe file (overrides still win)
+  std::map<std::string, DType> recipe;
   // The method sees calibration statistics (an importance vector, Hessians): the presets
   // then take llama.cpp's mix for a file made with an imatrix.
   bool has_importance = false;

@@ -46,10 +46,10 @@ struct SequentialOptions {
   bool fast_kernels = true;
   GptqOptions gptq;
   bool gptq_rounding = true;  // GPTQ; false = round to nearest (e.g. AWQ alone)
-  bool fp_targets =
-      false;  // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own
-  bool awq =
-      false;  // AWQ scales per group of linears sharing an input (lowbit/awq.h), before rounding
+  // GPTQ: match the unquantized model's outputs (GPTAQ), not the quantized path's own
+  bool fp_targets = false;
+  // AWQ scales per group of linears sharing an input (lowbit/awq.h), before rounding
+  bool awq = false;
   int awq_grid = 20;          // α tried at 0, 1/grid, ..., 1
   AwqObjective awq_objective = AwqObjective::Block;
   int awq_windows = 4;        // Block: calibration windows the block output is scored on
@@ -86,9 +86,9 @@ struct SequentialResult {
   // rescaled RMSNorm weights (F32 bytes). Empty when SequentialOptions::on_done takes them.
   std::map<std::string, PrecomputedTensor> tensors;
   std::map<std::string, double> awq_alpha;  // AWQ: α chosen per group, keyed by its first weight
-  std::map<std::string, double>
-      awq_input_spread;  // AWQ: max/min of mean|x_j| at each group's input (same keys);
-                         // near 1 means no outlier channels, so little for AWQ to protect
+  // AWQ: max/min of mean|x_j| at each group's input (same keys); near 1 means no outlier
+  // channels, so little for AWQ to protect.
+  std::map<std::string, double> awq_input_spread;
   std::vector<BlockLearnReport> learned;               // learned rounding: each block's loss
   uint64_t activation_bytes = 0;                       // the activations kept between blocks
   std::vector<double> layer_seconds;

@@ -32,8 +32,8 @@ enum class VocabKind { Spm, Bpe };
 
 struct Vocab {
   VocabKind kind = VocabKind::Spm;
-  std::string pre =
-      "default";  // BPE pre-tokenizer: "qwen2", "llama-bpe", "gpt2" (GGUF tokenizer.ggml.pre)
+  // BPE pre-tokenizer: "qwen2", "llama-bpe", "gpt2" (GGUF tokenizer.ggml.pre)
+  std::string pre = "default";
   std::vector<std::string> tokens;
   std::vector<float> scores;      // SPM merge priority (higher merges first); empty for BPE
   std::vector<TokenType> types;

@@ -25,8 +25,8 @@ enum class InputSource {
 };
 
 struct InputGroup {
-  std::vector<std::string>
-      weights;  // the linears reading this input (GGUF names), first = the group's key
+  // the linears reading this input (GGUF names), first = the group's key
+  std::vector<std::string> weights;
   InputSource source;
   std::string producer;       // the norm weight or the linear whose rows produce the input
   std::string producer_bias;  // its bias, when the architecture has one ("" otherwise)

@@ -109,8 +109,8 @@ std::vector<MixTensor> measure_sensitivity(
     MixTensor& mt = out[i];
     if (t.shape.size() < 2 || p.reason == PlanReason::Chosen) continue;  // kept as planned
     const std::vector<float> x = to_f32(t);
-    const std::vector<float> h =
-        hessian_f32(hessian ? hessian(t.name) : nullptr, t.row_len());  // empty: none
+    // empty: no Hessian for this tensor
+    const std::vector<float> h = hessian_f32(hessian ? hessian(t.name) : nullptr, t.row_len());
     std::vector<std::vector<uint8_t>> quantized;
     for (MixOption& opt : mt.options) {
       std::vector<uint8_t> q(opt.bytes);

@@ -195,8 +195,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
 
   // Statistics of the current block's linear inputs, filled by the hooks window by window.
   std::map<std::string, InputSums> sums;
-  std::map<std::string, std::vector<float>>
-      fp_inputs;  // this window's reference inputs, per weight
+  // this window's reference inputs, per weight
+  std::map<std::string, std::vector<float>> fp_inputs;
   // With fp targets, this window's C for the current input, kept in f32 while the linears
   // sharing the input (lowbit/topology.h: q/k/v, gate/up) add it to their sums.
   std::string last_group;
@@ -320,8 +320,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       if (!here) use(src, type);
     }
   };
-  std::vector<std::vector<float>>
-      awq_targets;  // block-scored AWQ: the fp32 block's outputs on the first windows
+  // block-scored AWQ: the fp32 block's outputs on the first windows
+  std::vector<std::vector<float>> awq_targets;
   auto quantize_collected = [&](const std::string& prefix, uint32_t layer) {
     std::map<std::string, std::vector<float>> w;
     std::map<std::string, std::vector<double>> h;
@@ -342,8 +342,8 @@ SequentialResult quantize_sequential(const Model& m, const std::vector<int32_t>&
       for (double& v : hn) v /= st.count;
     }
     stats.by_weight.clear();
-    std::optional<AwqBlockSearch>
-        block;  // its rounded weights stay in the engine until replaced below
+    // its rounded weights stay in the engine until replaced below
+    std::optional<AwqBlockSearch> block;
     if (awq_block) {
       if (o.awq_objective == AwqObjective::Block)
         block.emplace(quant, m, layer, xq, awq_targets, T, n_threads);

@@ -170,8 +170,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes) {
 
 void release_mapped_pages(const void* p, size_t n) {
   static const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  const uintptr_t begin =
-      (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);  // whole pages only
+  // whole pages only
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + page - 1) & ~(page - 1);
   const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + n) & ~(page - 1);
   // MADV_PAGEOUT (Linux 5.4) reclaims the pages but keeps their contents, so it is also
   // harmless on heap memory (synthetic models); older kernels ignore the unknown advice.

@@ -97,8 +97,8 @@ void DotRow(const uint8_t* w, size_t n_blocks, const ActRow* a, float* y, size_t
   constexpr size_t kBytes =
       kType == DType::Q8_0_S24 ? sizeof(quant::BlockQ8_0_S24) : sizeof(quant::BlockQ4_0_S24);
   const hn::Half<DU8> dh;
-  const VU8 first_lo =
-      hn::Combine(DU8(), hn::Set(dh, uint8_t{4}), hn::Zero(dh));  // 0x80 + 12 keeps bit 7
+  // 0x80 + 12 keeps bit 7
+  const VU8 first_lo = hn::Combine(DU8(), hn::Set(dh, uint8_t{4}), hn::Zero(dh));
   const VU8 first_hi = hn::Combine(DU8(), hn::Set(dh, uint8_t{12}), hn::Set(dh, uint8_t{8}));
   hn::Vec<DWF> facc[2][kT];  // two chains per token: alternate blocks
   for (size_t t = 0; t < kT; ++t) facc[0][t] = facc[1][t] = hn::Zero(DWF());

@@ -163,8 +163,8 @@ void error_affine_batch(const float* x, const float* w, int n, const AffineFit* 
   for (int v = 0; v < nv; ++v)
     for (int l = 0; l < kLanes; ++l) {
       const int c = v * kLanes + l;
-      const AffineFit f =
-          c < k ? fits[c] : AffineFit{};  // padding lanes: scale 0, their sums unused
+      // padding lanes: scale 0, their sums unused
+      const AffineFit f = c < k ? fits[c] : AffineFit{};
       scale[v][l] = f.scale;
       offset[v][l] = f.offset;
       is[v][l] = f.scale > 0 ? 1.0f / f.scale : 0.0f;

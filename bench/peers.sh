@@ -115,13 +115,11 @@ for t in $TYPES; do
   f=$OUT/llama-1b-$t.gguf
   [ -f "$f" ] || "$OUT/llama.cpp/bin/llama-quantize" "$BF16" "$f" "$t" "$THREADS" >"$OUT/quantize-$t.log" 2>&1
   for r in $(seq "$ROUNDS"); do
-    # (a failed run stops the script here: the assignment carries its status to set -e)
-    v=$(peer_bench llama.cpp "$f")
-    printf "%s\t%s\tllama.cpp\t%s\n" "$t" "$r" "${v// /$'\t'}" >>"$ROUNDS_TSV"
-    v=$(peer_bench ik_llama.cpp "$f")
-    printf "%s\t%s\tik_llama.cpp\t%s\n" "$t" "$r" "${v// /$'\t'}" >>"$ROUNDS_TSV"
-    v=$(lowbit_bench "$f")
-    printf "%s\t%s\tlowbit\t%s\n" "$t" "$r" "${v// /$'\t'}" >>"$ROUNDS_TSV"
+    for e in llama.cpp ik_llama.cpp lowbit; do
+      # (a failed run stops the script here: the assignment carries its status to set -e)
+      if [ "$e" = lowbit ]; then v=$(lowbit_bench "$f"); else v=$(peer_bench "$e" "$f"); fi
+      printf "%s\t%s\t%s\t%s\n" "$t" "$r" "$e" "${v// /$'\t'}" >>"$ROUNDS_TSV"
+    done
   done
   python3 - "$ROUNDS_TSV" "$t" <<'PY'
 import csv, statistics, sys

@@ -126,14 +126,16 @@ TEST(Llama2c, LyingHeader) {
 TEST(HfConfig, QwenAndLlama3Variants) {
   auto q = parse_hf_config(
       R"({"model_type":"qwen2","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,
-    "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,"tie_word_embeddings":true,"rope_theta":1000000.0})",
+    "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128,)"
+      R"("tie_word_embeddings":true,"rope_theta":1000000.0})",
       "c");
   EXPECT_EQ(q.arch, "qwen2");
   EXPECT_TRUE(q.attn_bias);
   EXPECT_TRUE(q.tied_embeddings);
   EXPECT_EQ(q.rope_theta, 1e6f);
   auto q3 = parse_hf_config(
-      R"({"model_type":"qwen3","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,"head_dim":32,
+      R"({"model_type":"qwen3","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,)"
+      R"("head_dim":32,
     "num_attention_heads":4,"num_key_value_heads":2,"intermediate_size":128})",
       "c");
   EXPECT_TRUE(q3.qk_norm);
@@ -142,7 +144,8 @@ TEST(HfConfig, QwenAndLlama3Variants) {
   auto l3 = parse_hf_config(
       R"({"model_type":"llama","vocab_size":100,"hidden_size":64,"num_hidden_layers":2,
     "num_attention_heads":4,"intermediate_size":128,"rope_theta":500000.0,
-    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,"high_freq_factor":4.0,"original_max_position_embeddings":8192}})",
+    "rope_scaling":{"rope_type":"llama3","factor":8.0,"low_freq_factor":1.0,)"
+      R"("high_freq_factor":4.0,"original_max_position_embeddings":8192}})",
       "c");
   EXPECT_EQ(l3.rope_scaling.type, RopeScaling::Type::Llama3);
   auto f = rope_inv_freq(l3);
@@ -163,14 +166,16 @@ TEST(HfConfig, ErrorsNameTheKey) {
   EXPECT_NE(msg.find("config.json: missing key 'hidden_size'"), std::string::npos) << msg;
   msg = expect_error([] {
     parse_hf_config(
-        R"({"model_type":"llama","vocab_size":"10","hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"intermediate_size":8})",
+        R"({"model_type":"llama","vocab_size":"10","hidden_size":8,"num_hidden_layers":1,)"
+        R"("num_attention_heads":2,"intermediate_size":8})",
         "config.json");
   });
   EXPECT_NE(msg.find("key 'vocab_size': expected an integer, got \"10\""), std::string::npos)
       << msg;
   msg = expect_error([] {
     parse_hf_config(
-        R"({"model_type":"llama","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":3,"num_key_value_heads":2,"intermediate_size":8})",
+        R"({"model_type":"llama","vocab_size":10,"hidden_size":8,"num_hidden_layers":1,)"
+        R"("num_attention_heads":3,"num_key_value_heads":2,"intermediate_size":8})",
         "config.json");
   });
   EXPECT_NE(msg.find("3 attention heads are not a multiple of 2 key/value heads"),

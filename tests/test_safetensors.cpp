@@ -99,7 +99,8 @@ TEST(Safetensors, MalformedJson) {
 
 TEST(Safetensors, DuplicateTensorName) {
   auto msg = open_error(st_bytes(
-      R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+      R"({"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},"w":{"dtype":"U8","shape":[1],)"
+      R"("data_offsets":[1,2]}})",
       "ab"));
   EXPECT_NE(msg.find("tensor 'w' appears twice"), std::string::npos) << msg;
 }
@@ -114,7 +115,8 @@ TEST(Safetensors, OffsetsPastDataSection) {
 
 TEST(Safetensors, OverlappingTensors) {
   auto msg = open_error(st_bytes(
-      R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],"data_offsets":[2,6]}})",
+      R"({"a":{"dtype":"U8","shape":[4],"data_offsets":[0,4]},"b":{"dtype":"U8","shape":[4],)"
+      R"("data_offsets":[2,6]}})",
       "012345"));
   EXPECT_NE(msg.find("tensor 'b'"), std::string::npos) << msg;
   EXPECT_NE(msg.find("overlaps"), std::string::npos) << msg;
@@ -122,7 +124,8 @@ TEST(Safetensors, OverlappingTensors) {
 
 TEST(Safetensors, GapBetweenTensors) {
   auto msg = open_error(st_bytes(
-      R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}})",
+      R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},"b":{"dtype":"U8","shape":[2],)"
+      R"("data_offsets":[4,6]}})",
       "012345"));
   EXPECT_NE(msg.find("tensor 'b': data begins at 4, leaving a gap after offset 2"),
             std::string::npos)
@@ -183,7 +186,8 @@ TEST(Safetensors, ShardedCheckpointViaIndex) {
   shard("model-00002-of-00002.safetensors", "b", 2);
   test::write_file(
       dir.file("model.safetensors.index.json"),
-      R"({"metadata":{"total_size":8},"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}})");
+      R"({"metadata":{"total_size":8},"weight_map":{"a":"model-00001-of-00002.safetensors",)"
+      R"("b":"model-00002-of-00002.safetensors"}})");
   auto ck = SafetensorsCheckpoint::open_dir(dir.path());
   ASSERT_EQ(ck->tensors().size(), 2u);
   EXPECT_EQ(ck->find("b")->data[0], 2);

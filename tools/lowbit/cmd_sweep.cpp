@@ -66,10 +66,10 @@ std::string plot_svg(const std::vector<SweepPoint>& pts, const std::string& titl
   auto Y = [&](double kld) {
     return T + (y1 - std::log10(std::max(kld, 1e-7))) / (y1 - y0) * (H - T - B);
   };
-  std::string s = fmt::format(
-      R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}" font-family="sans-serif" font-size="12">)"
-      "\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
-      W, H);
+  std::string s = fmt::format(R"(<svg xmlns="http://www.w3.org/2000/svg" width="{}" height="{}")"
+                              R"( font-family="sans-serif" font-size="12">)"
+                              "\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n",
+                              W, H);
   s += fmt::format("<text x=\"{}\" y=\"22\" font-size=\"15\">{}</text>\n", L, title);
   for (double x = x0; x <= x1 + 1e-9; x += 1)
     s += fmt::format(

@@ -33,10 +33,11 @@ class ThreadPool {
     run_job(n_tasks, [](void* ctx, size_t i) { (*static_cast<Fn*>(ctx))(i); }, &fn);
   }
 
-  // Calls fn(begin, end) on pieces of at most `piece` items that cover [0, n_items) once.
-  // Each thread takes one of size() equal shares and walks it forward piece by piece (one
-  // stream for the prefetchers); a thread whose share is done takes pieces from the back of
-  // the others', so a thread slowed down by the machine holds the job up by one piece at most.
+  // Calls fn(begin, end) on pieces that cover [0, n_items) once. Each thread takes one of
+  // size() equal shares and walks it forward (one stream for the prefetchers) in pieces of a
+  // quarter of what is left of it, at least `piece` items; a thread whose share is done takes
+  // pieces of `piece` items from the back of the others', so a thread slowed down by the
+  // machine holds the job up by about one piece.
   template <class Fn>
   void run_shares(size_t n_items, size_t piece, Fn& fn) {
     run_shares_job(
@@ -53,8 +54,12 @@ class ThreadPool {
   void stop();  // ends and joins the workers
 
   std::vector<std::thread> workers_;
-  // run_shares: per share, (next unclaimed item << 32) | end of the unclaimed items
-  std::unique_ptr<std::atomic<uint64_t>[]> shares_;
+  // run_shares: per share, (next unclaimed item << 32) | end of the unclaimed items. One
+  // cache line each: sharing one, every claim waited for the line from the other core.
+  struct alignas(64) Share {
+    std::atomic<uint64_t> range{0};
+  };
+  std::unique_ptr<Share[]> shares_;
   std::atomic<uint64_t> generation_{0};  // bumped once per job
   std::atomic<size_t> next_{0};          // next unclaimed task
   std::atomic<int> running_{0};          // workers still inside the current job

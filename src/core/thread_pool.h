@@ -35,9 +35,9 @@ class ThreadPool {
 
   // Calls fn(begin, end) on pieces that cover [0, n_items) once. Each thread takes one of
   // size() equal shares and walks it forward (one stream for the prefetchers) in pieces of a
-  // quarter of what is left of it, at least `piece` items; a thread whose share is done takes
-  // pieces of `piece` items from the back of the others', so a thread slowed down by the
-  // machine holds the job up by about one piece.
+  // quarter of what is left of it, from `piece` to 8 · `piece` items; a thread whose share is
+  // done takes pieces of `piece` items from the back of the others', so a thread slowed down
+  // by the machine holds the job up by at most 8 pieces.
   template <class Fn>
   void run_shares(size_t n_items, size_t piece, Fn& fn) {
     run_shares_job(
@@ -54,9 +54,10 @@ class ThreadPool {
   void stop();  // ends and joins the workers
 
   std::vector<std::thread> workers_;
-  // run_shares: per share, (next unclaimed item << 32) | end of the unclaimed items. One
-  // cache line each: sharing one, every claim waited for the line from the other core.
-  struct alignas(64) Share {
+  // run_shares: per share, (next unclaimed item << 32) | end of the unclaimed items. A pair
+  // of cache lines each (the adjacent-line prefetcher fetches pairs): sharing one line,
+  // every claim waited for it to come from the other core.
+  struct alignas(128) Share {
     std::atomic<uint64_t> range{0};
   };
   std::unique_ptr<Share[]> shares_;

@@ -430,9 +430,10 @@ void Engine::linear_main(const TensorView& w, const float* x, size_t n, float* y
     kernels::dot_rows_multi(w.dtype, w.data + r0 * row_bytes, row_bytes, r1 - r0, cols,
                             s.act_rows.data(), n, y + r0, rows);
   };
-  // One token: each thread streams its own contiguous share of the rows (64-row tiles handed
-  // out in turn made each thread jump every 139 KB of Q8_0 and start each tile cold), and the
-  // first one done takes pieces from the back of the other's share.
+  // One token: each thread streams its own contiguous share of the rows in claims of 64 to
+  // 512 rows (64-row tiles handed out in turn made each thread jump every 139 KB of Q8_0 and
+  // start each tile cold), and the first one done takes 64-row pieces from the back of the
+  // other's share.
   if (n == 1) return s.pool->run_shares(rows, 64, rows_task);
   constexpr size_t kTile = 16;
   auto task = [&](size_t tile) { rows_task(tile * kTile, std::min(rows, (tile + 1) * kTile)); };

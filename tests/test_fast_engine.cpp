@@ -72,8 +72,9 @@ TEST(ThreadPool, SharesCoverEveryItemOnceAndAreTakenFromASlowThread) {
         std::vector<std::atomic<int>> hits(n);
         std::atomic<size_t> calls{0};
         const size_t share = (n + threads - 1) / threads;
+        const size_t max_claim = ThreadPool::kMaxClaimPieces * piece;
         auto fn = [&](size_t b, size_t e) {
-          ASSERT_LE(e - b, std::max(piece, std::min(share / 4, 8 * piece)));
+          ASSERT_LE(e - b, std::max(piece, std::min(share / 4, max_claim)));
           ASSERT_LT(b, e);
           ASSERT_LE(e, n);
           for (size_t i = b; i < e; ++i) hits[i].fetch_add(1);

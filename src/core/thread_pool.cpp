@@ -15,13 +15,13 @@
 namespace lowbit {
 namespace {
 constexpr int kSpins = 1 << 14;  // ~50-100 µs of polling before a worker sleeps
-constexpr uint64_t kMaxPieces = 8;  // the largest front claim of run_shares, in pieces
 
 // Claims items of a share (front << 32 | back). Its owner takes from the front a quarter of
-// what is left, within [piece, kMaxPieces · piece]: fewer calls while the shares are long
-// (each call prepares its input again: 2% of Q8_0 generation in 64-row pieces), and a claim
-// nobody else can take stays small, so a slow thread holds the job up by at most kMaxPieces
-// pieces. The others take `piece` items from the back. False when nothing is left.
+// what is left, within [piece, ThreadPool::kMaxClaimPieces · piece]: fewer calls while the
+// shares are long (each call prepares its input again: 2% of Q8_0 generation in 64-row
+// pieces), and a claim nobody else can take stays small, so a slow thread holds the job up
+// by at most kMaxClaimPieces pieces. The others take `piece` items from the back. False when
+// nothing is left.
 bool claim(std::atomic<uint64_t>& share, size_t piece, bool from_front, size_t& b, size_t& e) {
   uint64_t v = share.load(std::memory_order_relaxed);
   for (;;) {
@@ -29,7 +29,9 @@ bool claim(std::atomic<uint64_t>& share, size_t piece, bool from_front, size_t& 
     if (front >= back) return false;
     const uint64_t left = back - front;
     const uint64_t take = std::min<uint64_t>(
-        from_front ? std::clamp<uint64_t>(left / 4, piece, kMaxPieces * piece) : piece, left);
+        from_front ? std::clamp<uint64_t>(left / 4, piece, ThreadPool::kMaxClaimPieces * piece)
+                   : piece,
+        left);
     const uint64_t next = from_front ? (front + take) << 32 | back : front << 32 | (back - take);
     if (share.compare_exchange_weak(v, next, std::memory_order_relaxed)) {
       b = from_front ? front : back - take, e = b + take;

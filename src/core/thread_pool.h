@@ -33,11 +33,14 @@ class ThreadPool {
     run_job(n_tasks, [](void* ctx, size_t i) { (*static_cast<Fn*>(ctx))(i); }, &fn);
   }
 
+  // The largest claim run_shares' threads make on their own share, in pieces.
+  static constexpr size_t kMaxClaimPieces = 8;
+
   // Calls fn(begin, end) on pieces that cover [0, n_items) once. Each thread takes one of
   // size() equal shares and walks it forward (one stream for the prefetchers) in pieces of a
-  // quarter of what is left of it, from `piece` to 8 · `piece` items; a thread whose share is
-  // done takes pieces of `piece` items from the back of the others', so a thread slowed down
-  // by the machine holds the job up by at most 8 pieces.
+  // quarter of what is left of it, from `piece` to kMaxClaimPieces · `piece` items; a thread
+  // whose share is done takes pieces of `piece` items from the back of the others', so a
+  // thread slowed down by the machine holds the job up by at most kMaxClaimPieces pieces.
   template <class Fn>
   void run_shares(size_t n_items, size_t piece, Fn& fn) {
     run_shares_job(
